@@ -1,0 +1,107 @@
+//! The demo service: a real axum app instrumented with the two obs lines.
+//!
+//! Routes: `GET /users/{id}` (200), `GET /fail` (500), `GET /slow?ms=N` (sleeps N ms, at most
+//! 60 s), `GET /panic` (the handler panics; obs answers 500). Listens on `OBS_DEMO_ADDR`
+//! (default 127.0.0.1:3000); metrics on the admin address (`OBS_ADMIN_ADDR`, default
+//! 0.0.0.0:9464). SIGTERM or Ctrl-C: stop accepting, drain in-flight requests (at most
+//! `DRAIN_TIMEOUT`), flush the logs, exit.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::{Path, Query};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+
+const DEFAULT_ADDR: &str = "127.0.0.1:3000";
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_SLOW_MS: u64 = 60_000;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let obs = obs::init()?;
+    let app = Router::new()
+        .route("/users/{id}", get(user))
+        .route("/fail", get(fail))
+        .route("/slow", get(slow))
+        .route("/panic", get(panic))
+        .layer(obs.layer());
+
+    let addr: SocketAddr = match std::env::var("OBS_DEMO_ADDR") {
+        Ok(raw) => raw
+            .parse()
+            .map_err(|e| format!("invalid OBS_DEMO_ADDR {raw:?}: {e}"))?,
+        Err(_) => DEFAULT_ADDR.parse()?,
+    };
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let metrics = obs
+        .admin_addr()
+        .map_or_else(|| "off".to_owned(), |a| format!("http://{a}/metrics"));
+    tracing::info!({ listen.addr = %listener.local_addr()?, metrics.url = %metrics }, "demo-service listening");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let mut stop_rx = stop_rx;
+        let _ = stop_rx.wait_for(|stop| *stop).await;
+    });
+    let mut server = tokio::spawn(async move { server.await });
+    tokio::select! {
+        result = &mut server => result??,
+        signal = shutdown_signal() => {
+            tracing::info!("{signal} received: draining");
+            let _ = stop_tx.send(true);
+            match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
+                Ok(result) => result??,
+                Err(_) => tracing::warn!("drain timed out after {DRAIN_TIMEOUT:?}: exiting with requests in flight"),
+            }
+        }
+    }
+    tracing::info!("demo-service stopped");
+    obs.shutdown(Duration::from_secs(5));
+    Ok(())
+}
+
+async fn shutdown_signal() -> &'static str {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    };
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install the SIGTERM handler");
+        tokio::select! {
+            name = ctrl_c => name,
+            _ = term.recv() => "SIGTERM",
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await
+}
+
+async fn user(Path(id): Path<u64>) -> Json<serde_json::Value> {
+    tracing::info!(user.id = id, "user loaded");
+    Json(serde_json::json!({ "id": id, "name": format!("user-{id}") }))
+}
+
+async fn fail() -> (StatusCode, &'static str) {
+    tracing::error!("simulated failure");
+    (StatusCode::INTERNAL_SERVER_ERROR, "simulated failure\n")
+}
+
+#[derive(Deserialize)]
+struct Slow {
+    ms: Option<u64>,
+}
+
+async fn slow(Query(q): Query<Slow>) -> String {
+    let ms = q.ms.unwrap_or(100).min(MAX_SLOW_MS);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    format!("slept {ms} ms\n")
+}
+
+async fn panic() -> &'static str {
+    panic!("simulated panic")
+}

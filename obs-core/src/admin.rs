@@ -1,0 +1,97 @@
+//! The admin server: `/metrics`, `/healthz`, `/readyz`, on its own address so that it is never
+//! counted in the RED metrics nor exposed with the public routes.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use tokio::sync::oneshot;
+
+use crate::metrics::CONTENT_TYPE;
+use crate::{Obs, Shared};
+
+impl Obs {
+    /// The admin endpoints as a router, to mount by hand (e.g. with `OBS_ADMIN_ADDR=off`):
+    /// `GET /metrics`, `GET /healthz` (200 while the process runs), `GET /readyz` (200 when
+    /// ready, 503 once shutdown began or after `set_ready(false)`).
+    ///
+    /// ```
+    /// let obs = obs::test::init();
+    /// let admin: axum::Router = obs.admin_router();
+    /// # let _ = admin;
+    /// ```
+    pub fn admin_router(&self) -> Router {
+        router(Arc::clone(&self.shared))
+    }
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    let metrics = Arc::clone(&shared);
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || async move {
+                (
+                    [(header::CONTENT_TYPE, CONTENT_TYPE)],
+                    metrics.metrics.render(),
+                )
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || async move {
+                if shared.ready.load(Ordering::SeqCst) {
+                    (StatusCode::OK, "ready\n").into_response()
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+                }
+            }),
+        )
+}
+
+/// A running admin server; [`Server::stop`] ends it.
+pub(crate) struct Server {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+}
+
+impl Server {
+    /// Binds `addr` (synchronously, so errors are reported now) and serves on the current runtime.
+    pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            std::io::Error::other(
+                "no tokio runtime (call obs::init() inside one, or mount Obs::admin_router())",
+            )
+        })?;
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let listener = {
+            let _enter = runtime.enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        runtime.spawn(async move {
+            let serve = axum::serve(listener, router(shared)).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(why) = serve.await {
+                tracing::warn!(target: "obs::admin", "admin server stopped: {why}");
+            }
+        });
+        Ok(Self { addr, stop })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn stop(self) {
+        let _ = self.stop.send(());
+    }
+}

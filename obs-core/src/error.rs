@@ -1,0 +1,35 @@
+//! The one error type of `obs`.
+
+use std::fmt;
+
+/// Why [`crate::init`] (or [`crate::Config::init`]) could not install obs.
+///
+/// Bad configuration values are never an error: they produce a warning line and the default.
+///
+/// ```
+/// let first = obs::Config::new().disable_admin().init();
+/// assert!(first.is_ok());
+/// let second = obs::Config::new().disable_admin().init();
+/// assert!(matches!(second, Err(obs::Error::AlreadyInitialized)));
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// `init()` was already called successfully in this process.
+    AlreadyInitialized,
+    /// Another global `tracing` subscriber was installed before obs.
+    SubscriberAlreadySet,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::AlreadyInitialized => f.write_str("obs is already initialized in this process"),
+            Error::SubscriberAlreadySet => {
+                f.write_str("a global tracing subscriber was set before obs::init()")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,248 @@
+//! [`ObsLayer`] and its service and future.
+
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http::{HeaderName, Request, Response, StatusCode};
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::Span;
+
+use super::request_id::{RequestId, REQUEST_ID_HEADER};
+use super::TARGET;
+use crate::metrics::{ActiveGuard, Method, Outcome, Scheme};
+use crate::Shared;
+
+/// The obs middleware. Get it from [`crate::Obs::layer`]; cheap to clone.
+///
+/// ```
+/// let obs = obs::test::init();
+/// let layer: obs::http::ObsLayer = obs.layer();
+/// # let _ = layer;
+/// ```
+#[derive(Clone)]
+pub struct ObsLayer {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl<S> Layer<S> for ObsLayer {
+    type Service = ObsService<S>;
+    fn layer(&self, inner: S) -> ObsService<S> {
+        ObsService {
+            inner,
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+/// The service produced by [`ObsLayer`].
+///
+/// ```
+/// use tower_layer::Layer;
+/// let obs = obs::test::init();
+/// let svc = obs.layer().layer(tower_service_fn());
+/// # fn tower_service_fn() -> axum::routing::Router { axum::routing::Router::new() }
+/// # let _ = svc;
+/// ```
+#[derive(Clone)]
+pub struct ObsService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ObsService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Default,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let start = Instant::now();
+        let id = RequestId::for_request(req.headers());
+        let method = Method::of(req.method());
+        let scheme = Scheme::of(req.uri());
+        let route = matched_route(&req);
+        let span = tracing::info_span!(
+            target: TARGET,
+            "request",
+            request_id = id.as_str(),
+            http.request.method = method.as_str(),
+            http.route = route.as_deref(),
+            url.path = req.uri().path(),
+        );
+        req.extensions_mut().insert(id.clone());
+        let active = self.shared.metrics.red.active(method, scheme);
+        let inner = {
+            let _entered = span.enter();
+            catch_unwind(AssertUnwindSafe(|| self.inner.call(req))).ok()
+        };
+        ResponseFuture {
+            inner,
+            span,
+            pending: Some(Pending {
+                shared: Arc::clone(&self.shared),
+                start,
+                id,
+                method,
+                scheme,
+                route,
+                _active: active,
+            }),
+        }
+    }
+}
+
+/// The route template axum matched (`/users/{id}`), never the raw path.
+fn matched_route<B>(req: &Request<B>) -> Option<RouteName> {
+    #[cfg(feature = "axum")]
+    {
+        req.extensions()
+            .get::<axum::extract::MatchedPath>()
+            .cloned()
+            .map(RouteName)
+    }
+    #[cfg(not(feature = "axum"))]
+    {
+        let _ = req;
+        None
+    }
+}
+
+/// A matched route; cloning it is a reference-count increment.
+#[cfg(feature = "axum")]
+#[derive(Clone)]
+struct RouteName(axum::extract::MatchedPath);
+
+#[cfg(feature = "axum")]
+impl std::ops::Deref for RouteName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+#[cfg(not(feature = "axum"))]
+type RouteName = std::sync::Arc<str>;
+
+/// What is needed to finish the request; taken exactly once (response, panic, error or drop).
+struct Pending {
+    shared: Arc<Shared>,
+    start: Instant,
+    id: RequestId,
+    method: Method,
+    scheme: Scheme,
+    route: Option<RouteName>,
+    _active: ActiveGuard,
+}
+
+impl Pending {
+    /// Records the metrics and writes the "request completed" line (inside the request span).
+    fn finish(self, outcome: Outcome) {
+        let secs = self.start.elapsed().as_secs_f64();
+        let red = &self.shared.metrics.red;
+        red.observe(
+            self.method,
+            self.scheme,
+            self.route.as_deref(),
+            outcome,
+            secs,
+        );
+        let status = outcome.status();
+        let error_type = outcome.error_type().map(tracing::field::display);
+        let duration_ms = (secs * 1e6).round() / 1e3;
+        macro_rules! completed {
+            ($level:ident) => {
+                tracing::$level!(
+                    target: TARGET,
+                    { http.response.status_code = status, duration_ms, error.r#type = error_type },
+                    "request completed"
+                )
+            };
+        }
+        match outcome {
+            Outcome::Status(s) if s < 500 => completed!(info),
+            Outcome::Cancelled => completed!(warn),
+            _ => completed!(error),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`ObsService`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: Option<F>,
+        span: Span,
+        pending: Option<Pending>,
+    }
+
+    impl<F> PinnedDrop for ResponseFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(pending) = this.pending.take() {
+                // Dropped before completion: the client went away (or a timeout fired).
+                let _entered = this.span.enter();
+                pending.finish(Outcome::Cancelled);
+            }
+        }
+    }
+}
+
+impl<F, ResBody, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+    ResBody: Default,
+{
+    type Output = Result<Response<ResBody>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let _entered = this.span.enter();
+        let polled = match this.inner.as_mut().as_pin_mut() {
+            Some(inner) => catch_unwind(AssertUnwindSafe(|| inner.poll(cx))),
+            None => Err(Box::new("panicked in call") as Box<dyn std::any::Any + Send>),
+        };
+        let (outcome, result) = match polled {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(Ok(mut response))) => {
+                let Some(pending) = this.pending.as_ref() else {
+                    return Poll::Ready(Ok(response));
+                };
+                response.headers_mut().insert(
+                    HeaderName::from_static(REQUEST_ID_HEADER),
+                    pending.id.header_value(),
+                );
+                (Outcome::Status(response.status().as_u16()), Ok(response))
+            }
+            Ok(Poll::Ready(Err(e))) => (Outcome::ServiceError, Err(e)),
+            Err(_panic) => {
+                // The handler's future is in an unknown state: drop it, never poll it again.
+                this.inner.set(None);
+                let mut response = Response::new(ResBody::default());
+                *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                if let Some(pending) = this.pending.as_ref() {
+                    response.headers_mut().insert(
+                        HeaderName::from_static(REQUEST_ID_HEADER),
+                        pending.id.header_value(),
+                    );
+                }
+                (Outcome::Panic, Ok(response))
+            }
+        };
+        if let Some(pending) = this.pending.take() {
+            pending.finish(outcome);
+        }
+        Poll::Ready(result)
+    }
+}

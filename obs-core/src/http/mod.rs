@@ -1,0 +1,27 @@
+//! The HTTP middleware: [`ObsLayer`], from `obs.layer()`.
+//!
+//! One tower `Layer` that, in this order, assigns the request id, catches panics, opens the
+//! request span (whose fields every log line of the request carries), records RED metrics and
+//! writes one "request completed" line. It works with axum, tonic and hyper services whose
+//! response body implements `Default` (used for the 500 sent after a panic).
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//!
+//! let obs = obs::test::init();
+//! let app: Router = Router::new()
+//!     .route("/users/{id}", get(|| async { "ok" }))
+//!     .layer(obs.layer()); // after the routes, so that route templates are known
+//! # let _ = app;
+//! ```
+
+mod layer;
+mod request_id;
+
+pub use layer::{ObsLayer, ObsService, ResponseFuture};
+pub use request_id::{
+    is_valid as is_valid_request_id, RequestId, MAX_REQUEST_ID_LEN, REQUEST_ID_HEADER,
+};
+
+/// The `tracing` target of the request span and the "request completed" line.
+pub const TARGET: &str = "obs::http";

@@ -1,0 +1,295 @@
+//! # obs: observability for Rust services in one call
+//!
+//! `obs::init()` installs JSON logs that carry a request id, RED metrics in Prometheus format
+//! and an admin server with `/metrics`, `/healthz` and `/readyz`, all configured from standard
+//! environment variables. `obs.layer()` is its one tower middleware. The returned [`Obs`] is the
+//! guard: [`Obs::shutdown`] (or dropping it) flushes every buffered log line, bounded in time.
+//!
+//! ```no_run
+//! use axum::{routing::get, Router};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let obs = obs::init()?;
+//!     let app = Router::new()
+//!         .route("/users/{id}", get(|| async { "hello" }))
+//!         .layer(obs.layer());
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//!     axum::serve(listener, app).await?;
+//!     obs.shutdown(std::time::Duration::from_secs(5));
+//!     Ok(())
+//! }
+//! ```
+//!
+//! | variable | effect | default |
+//! |---|---|---|
+//! | `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES` | `service.name`, resource | executable name |
+//! | `RUST_LOG` | log filter | `info` |
+//! | `OBS_LOG_FORMAT` | `json` or `pretty` | `json` |
+//! | `OBS_ADMIN_ADDR` | admin server address; `off` disables it | `0.0.0.0:9464` |
+//!
+//! Code wins over the environment: see [`Config`]. For tests, [`test::init`] captures logs and
+//! metrics without touching global state.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+#[cfg(feature = "axum")]
+mod admin;
+pub mod config;
+mod error;
+pub mod http;
+mod ids;
+pub mod logs;
+pub mod metrics;
+mod panic;
+pub mod test;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+pub use config::{Config, LogFormat};
+pub use error::Error;
+pub use http::{ObsLayer, RequestId};
+/// The pinned `prometheus` crate, for registering your own metrics in [`Obs::registry`].
+pub use prometheus;
+
+use logs::{LineSink, LogWriter};
+use metrics::Metrics;
+
+/// Set once the global `init()` succeeded.
+static INITIALIZED: AtomicBool = AtomicBool::new(false);
+
+/// How long `Drop` of [`Obs`] may spend flushing.
+const DROP_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Installs obs from the environment. See the [crate docs](crate) and [`Config::init`].
+///
+/// ```
+/// let obs = obs::init().expect("first init in this process");
+/// assert!(obs::init().is_err(), "a second init is an error, not a panic");
+/// obs.shutdown(std::time::Duration::from_secs(1));
+/// ```
+pub fn init() -> Result<Obs, Error> {
+    Config::new().init()
+}
+
+impl Config {
+    /// Installs obs with this configuration: the global subscriber, the panic hook and, inside a
+    /// tokio runtime, the admin server. Bad values produce warning lines, never an error.
+    ///
+    /// ```
+    /// let obs = obs::Config::new().service_name("api").disable_admin().init().unwrap();
+    /// obs.shutdown(std::time::Duration::from_secs(1));
+    /// ```
+    pub fn init(self) -> Result<Obs, Error> {
+        if INITIALIZED.swap(true, Ordering::SeqCst) {
+            return Err(Error::AlreadyInitialized);
+        }
+        let settings = config::Settings::from_env(&self);
+        let writer = LogWriter::spawn(
+            std::io::stdout(),
+            settings.log_buffer_lines,
+            config::DEFAULT_LOG_BUFFER_BYTES,
+        );
+        let (obs, subscriber) = Obs::build(&settings, writer.clone(), Some(writer));
+        if tracing::subscriber::set_global_default(subscriber).is_err() {
+            INITIALIZED.store(false, Ordering::SeqCst);
+            return Err(Error::SubscriberAlreadySet);
+        }
+        panic::install_hook();
+        obs.start_admin(&settings);
+        obs.announce(&settings);
+        Ok(obs)
+    }
+}
+
+/// State shared by the guard, the middleware and the admin server.
+pub(crate) struct Shared {
+    metrics: Metrics,
+    ready: AtomicBool,
+}
+
+/// The obs guard returned by [`init`]. Keep it alive for the life of the service; dropping it
+/// (or calling [`Obs::shutdown`]) flushes buffered logs.
+#[must_use = "dropping the guard shuts obs down: keep it for the life of the service"]
+pub struct Obs {
+    shared: Arc<Shared>,
+    writer: Option<LogWriter>,
+    #[cfg(feature = "axum")]
+    admin: Mutex<Option<admin::Server>>,
+    admin_addr: Mutex<Option<SocketAddr>>,
+    shut_down: AtomicBool,
+}
+
+impl Obs {
+    /// Builds the guard and its subscriber without installing anything globally.
+    fn build<W: LineSink + Clone>(
+        settings: &config::Settings,
+        sink: W,
+        writer: Option<LogWriter>,
+    ) -> (Obs, impl tracing::Subscriber + Send + Sync) {
+        use tracing_subscriber::layer::SubscriberExt;
+        let dropped_from = writer.clone();
+        let dropped = Box::new(move || dropped_from.as_ref().map_or(0, LogWriter::dropped));
+        let shared = Arc::new(Shared {
+            metrics: Metrics::new(settings, dropped),
+            ready: AtomicBool::new(true),
+        });
+        let subscriber = tracing_subscriber::registry().with(logs::layer(settings, sink));
+        let obs = Obs {
+            shared,
+            writer,
+            #[cfg(feature = "axum")]
+            admin: Mutex::new(None),
+            admin_addr: Mutex::new(None),
+            shut_down: AtomicBool::new(false),
+        };
+        (obs, subscriber)
+    }
+
+    /// Logs the configuration warnings, then one line with the effective configuration.
+    fn announce(&self, settings: &config::Settings) {
+        for warning in &settings.warnings {
+            tracing::warn!(target: "obs::config", "{warning}");
+        }
+        let admin = self
+            .admin_addr()
+            .map_or_else(|| "off".to_owned(), |a| a.to_string());
+        tracing::info!(
+            target: "obs",
+            {
+                service.version = settings.service_version.as_deref(),
+                log.format = settings.log_format_name(),
+                log.filter = %settings.log_filter,
+                admin.addr = %admin,
+            },
+            "obs initialized"
+        );
+    }
+
+    /// The middleware: request id, panic catch, request span, RED metrics, completion line.
+    ///
+    /// ```
+    /// let obs = obs::test::init();
+    /// let app: axum::Router = axum::Router::new().layer(obs.layer());
+    /// # let _ = app;
+    /// ```
+    pub fn layer(&self) -> ObsLayer {
+        ObsLayer {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// The address the admin server listens on, if it runs.
+    ///
+    /// ```
+    /// let obs = obs::test::init();
+    /// assert_eq!(obs.admin_addr(), None); // tests never bind ports
+    /// ```
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        *self
+            .admin_addr
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The Prometheus registry behind `/metrics`; register your own metrics here.
+    ///
+    /// ```
+    /// let obs = obs::test::init();
+    /// let c = obs::prometheus::IntCounter::new("orders_total", "Orders.").unwrap();
+    /// obs.registry().register(Box::new(c)).unwrap();
+    /// ```
+    pub fn registry(&self) -> &prometheus::Registry {
+        &self.shared.metrics.registry
+    }
+
+    /// The `/metrics` page: Prometheus text format ([`metrics::CONTENT_TYPE`]).
+    ///
+    /// ```
+    /// let obs = obs::test::init();
+    /// assert!(obs.metrics_text().contains("obs_build_info"));
+    /// ```
+    pub fn metrics_text(&self) -> String {
+        self.shared.metrics.render()
+    }
+
+    /// Marks the service ready or not for `/readyz` (ready from the start; not ready once
+    /// [`Obs::shutdown`] begins).
+    ///
+    /// ```
+    /// let obs = obs::test::init();
+    /// obs.set_ready(false); // e.g. while warming caches
+    /// ```
+    pub fn set_ready(&self, ready: bool) {
+        self.shared.ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// Flushes and stops obs, never taking longer than `timeout`: `/readyz` turns 503, the admin
+    /// server stops, and every log line buffered so far is written. Idempotent; works inside or
+    /// outside a tokio runtime (of either flavour).
+    ///
+    /// ```
+    /// let obs = obs::test::init();
+    /// obs.shutdown(std::time::Duration::from_secs(2));
+    /// obs.shutdown(std::time::Duration::from_secs(2)); // no-op
+    /// ```
+    pub fn shutdown(&self, timeout: Duration) {
+        if self.shut_down.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let deadline = Instant::now() + timeout;
+        self.set_ready(false);
+        #[cfg(feature = "axum")]
+        if let Some(server) = self
+            .admin
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            server.stop();
+        }
+        if let Some(writer) = &self.writer {
+            writer.flush(deadline.saturating_duration_since(Instant::now()));
+        }
+    }
+
+    /// Starts the admin server when configured and a tokio runtime is present.
+    fn start_admin(&self, settings: &config::Settings) {
+        let Some(addr) = settings.admin_addr else {
+            return;
+        };
+        #[cfg(feature = "axum")]
+        match admin::Server::start(addr, Arc::clone(&self.shared)) {
+            Ok(server) => {
+                *self
+                    .admin_addr
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(server.addr());
+                *self.admin.lock().unwrap_or_else(PoisonError::into_inner) = Some(server);
+            }
+            Err(why) => tracing::warn!(
+                target: "obs::admin",
+                "admin server not started on {addr}: {why}; /metrics is still available through Obs::admin_router()"
+            ),
+        }
+        #[cfg(not(feature = "axum"))]
+        tracing::warn!(target: "obs::admin", "admin server on {addr} needs the `axum` feature; not started");
+    }
+}
+
+impl Drop for Obs {
+    fn drop(&mut self) {
+        self.shutdown(DROP_FLUSH_TIMEOUT);
+    }
+}
+
+impl std::fmt::Debug for Obs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Obs")
+            .field("admin_addr", &self.admin_addr())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,301 @@
+//! The JSON log layer: one object per event, one line per object.
+//!
+//! Span fields are serialised once, when they are recorded, and stored in the span; an event
+//! inside a request then copies ready-made bytes instead of re-serialising every span field as
+//! `tracing_subscriber::fmt().json()` does. That is what makes it cheap inside spans.
+//!
+//! ```
+//! use obs::logs::{JsonLayer, LineSink};
+//! use std::sync::{Arc, Mutex};
+//! use tracing_subscriber::layer::SubscriberExt;
+//!
+//! #[derive(Clone, Default)]
+//! struct Lines(Arc<Mutex<Vec<String>>>);
+//! impl LineSink for Lines {
+//!     fn write_line(&self, line: &[u8]) {
+//!         self.0.lock().unwrap().push(String::from_utf8_lossy(line).into_owned());
+//!     }
+//! }
+//!
+//! let lines = Lines::default();
+//! let subscriber = tracing_subscriber::registry().with(JsonLayer::new(lines.clone(), "svc"));
+//! tracing::subscriber::with_default(subscriber, || {
+//!     let span = tracing::info_span!("request", request_id = "abc-123");
+//!     let _entered = span.enter();
+//!     tracing::info!(user = 7, "hello \"world\"");
+//! });
+//! let line = &lines.0.lock().unwrap()[0];
+//! assert!(line.contains(r#""message":"hello \"world\"""#));
+//! assert!(line.contains(r#""user":7"#) && line.contains(r#""request_id":"abc-123""#));
+//! assert!(line.contains(r#""service.name":"svc""#) && line.ends_with("}\n"));
+//! ```
+
+use std::cell::RefCell;
+use std::fmt;
+use std::time::SystemTime;
+
+use tracing_core::field::{Field, Visit};
+use tracing_core::span::{Attributes, Id, Record};
+use tracing_core::{Event, Level, Subscriber};
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::registry::LookupSpan;
+
+use super::escape::{write_debug, write_str, Escaper};
+use super::timestamp::write_rfc3339_micros;
+
+/// Where finished log lines go. Each call gets exactly one line, ending in `\n`.
+///
+/// ```
+/// struct Discard;
+/// impl obs::logs::LineSink for Discard {
+///     fn write_line(&self, _line: &[u8]) {}
+/// }
+/// ```
+pub trait LineSink: Send + Sync + 'static {
+    /// Takes one complete line. Must not block for long: it runs on the logging thread.
+    fn write_line(&self, line: &[u8]);
+}
+
+/// Discards lines after formatting them (for benchmarks).
+impl LineSink for std::io::Sink {
+    fn write_line(&self, _line: &[u8]) {}
+}
+
+/// The JSON formatting layer. See the [module docs](self).
+pub struct JsonLayer<W> {
+    sink: W,
+    /// `,"service.name":"..."`, pre-escaped.
+    service: Box<[u8]>,
+}
+
+impl<W: LineSink> JsonLayer<W> {
+    /// A layer writing to `sink`, stamping every line with `service.name`.
+    ///
+    /// ```
+    /// let _layer = obs::logs::JsonLayer::new(std::io::sink(), "checkout");
+    /// ```
+    pub fn new(sink: W, service_name: &str) -> Self {
+        let mut service = b",\"service.name\":".to_vec();
+        write_str(&mut service, service_name);
+        Self {
+            sink,
+            service: service.into(),
+        }
+    }
+}
+
+/// A span's fields, each already JSON-encoded as `"name":value`.
+#[derive(Default)]
+struct SpanFields(Vec<(&'static str, Box<[u8]>)>);
+
+impl SpanFields {
+    fn set(&mut self, name: &'static str, encoded: Vec<u8>) {
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = encoded.into(),
+            None => self.0.push((name, encoded.into())),
+        }
+    }
+}
+
+/// Collects span fields into [`SpanFields`].
+struct SpanVisitor<'a>(&'a mut SpanFields);
+
+impl SpanVisitor<'_> {
+    fn put(&mut self, field: &Field, write: impl FnOnce(&mut Vec<u8>)) {
+        let mut encoded = Vec::with_capacity(32);
+        write_str(&mut encoded, field.name());
+        encoded.push(b':');
+        write(&mut encoded);
+        self.0.set(field.name(), encoded);
+    }
+}
+
+/// Writes each value kind as JSON; shared by span and event visitors.
+macro_rules! visit_values {
+    () => {
+        fn record_str(&mut self, field: &Field, value: &str) {
+            self.put(field, |out| write_str(out, value));
+        }
+        fn record_bool(&mut self, field: &Field, value: bool) {
+            self.put(field, |out| {
+                out.extend_from_slice(if value { b"true" } else { b"false" })
+            });
+        }
+        fn record_i64(&mut self, field: &Field, value: i64) {
+            self.put(field, |out| write_display(out, value));
+        }
+        fn record_u64(&mut self, field: &Field, value: u64) {
+            self.put(field, |out| write_display(out, value));
+        }
+        fn record_i128(&mut self, field: &Field, value: i128) {
+            self.put(field, |out| write_display(out, value));
+        }
+        fn record_u128(&mut self, field: &Field, value: u128) {
+            self.put(field, |out| write_display(out, value));
+        }
+        fn record_f64(&mut self, field: &Field, value: f64) {
+            self.put(field, |out| {
+                if value.is_finite() {
+                    write_display(out, value)
+                } else {
+                    out.extend_from_slice(b"null")
+                }
+            });
+        }
+        fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+            self.put(field, |out| {
+                out.push(b'"');
+                let _ = fmt::write(&mut Escaper(out), format_args!("{value}"));
+                out.push(b'"');
+            });
+        }
+        fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+            self.put(field, |out| write_debug(out, value));
+        }
+    };
+}
+
+fn write_display(out: &mut Vec<u8>, value: impl fmt::Display) {
+    use std::io::Write;
+    let _ = write!(out, "{value}");
+}
+
+impl Visit for SpanVisitor<'_> {
+    visit_values!();
+}
+
+/// Writes the event's `message` into one buffer and its other fields into another.
+struct EventVisitor<'a> {
+    message: &'a mut Vec<u8>,
+    rest: &'a mut Vec<u8>,
+    seen: &'a mut Vec<&'static str>,
+}
+
+impl EventVisitor<'_> {
+    fn put(&mut self, field: &Field, write: impl FnOnce(&mut Vec<u8>)) {
+        if field.name() == "message" {
+            self.message.clear();
+            write(self.message);
+            return;
+        }
+        self.rest.push(b',');
+        write_str(self.rest, field.name());
+        self.rest.push(b':');
+        write(self.rest);
+        self.seen.push(field.name());
+    }
+}
+
+impl Visit for EventVisitor<'_> {
+    visit_values!();
+}
+
+/// Per-thread buffers, reused so that formatting an event does not allocate.
+#[derive(Default)]
+struct Scratch {
+    line: Vec<u8>,
+    message: Vec<u8>,
+    rest: Vec<u8>,
+    seen: Vec<&'static str>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+fn level_str(level: &Level) -> &'static [u8] {
+    match *level {
+        Level::TRACE => b"TRACE",
+        Level::DEBUG => b"DEBUG",
+        Level::INFO => b"INFO",
+        Level::WARN => b"WARN",
+        Level::ERROR => b"ERROR",
+    }
+}
+
+impl<S, W> Layer<S> for JsonLayer<W>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: LineSink,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut fields = SpanFields::default();
+        attrs.record(&mut SpanVisitor(&mut fields));
+        span.extensions_mut().insert(fields);
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut ext = span.extensions_mut();
+        if let Some(fields) = ext.get_mut::<SpanFields>() {
+            values.record(&mut SpanVisitor(fields));
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => self.format(event, &ctx, &mut scratch),
+            // Re-entered (a field's Debug impl logged): use fresh buffers.
+            Err(_) => self.format(event, &ctx, &mut Scratch::default()),
+        });
+    }
+}
+
+impl<W: LineSink> JsonLayer<W> {
+    fn format<S>(&self, event: &Event<'_>, ctx: &Context<'_, S>, s: &mut Scratch)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let Scratch {
+            line,
+            message,
+            rest,
+            seen,
+        } = s;
+        line.clear();
+        message.clear();
+        rest.clear();
+        seen.clear();
+        event.record(&mut EventVisitor {
+            message,
+            rest,
+            seen,
+        });
+
+        let meta = event.metadata();
+        line.extend_from_slice(b"{\"timestamp\":\"");
+        write_rfc3339_micros(line, SystemTime::now());
+        line.extend_from_slice(b"\",\"level\":\"");
+        line.extend_from_slice(level_str(meta.level()));
+        line.extend_from_slice(b"\",\"message\":");
+        if message.is_empty() {
+            line.extend_from_slice(b"\"\"");
+        } else {
+            line.extend_from_slice(message);
+        }
+        line.extend_from_slice(b",\"target\":");
+        write_str(line, meta.target());
+        line.extend_from_slice(&self.service);
+        line.extend_from_slice(rest);
+        // Span fields, innermost first; a name already written (by the event or an inner span)
+        // is skipped so that every key appears once.
+        if let Some(scope) = ctx.event_scope(event) {
+            for span in scope {
+                let ext = span.extensions();
+                let Some(fields) = ext.get::<SpanFields>() else {
+                    continue;
+                };
+                for (name, encoded) in &fields.0 {
+                    if !seen.contains(name) {
+                        line.push(b',');
+                        line.extend_from_slice(encoded);
+                        seen.push(name);
+                    }
+                }
+            }
+        }
+        line.extend_from_slice(b"}\n");
+        self.sink.write_line(line);
+    }
+}

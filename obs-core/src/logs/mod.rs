@@ -1,0 +1,131 @@
+//! Logs: a JSON (or pretty) `tracing` layer writing through a bounded, non-blocking queue.
+//!
+//! [`crate::init`] installs this for you. The pieces are public so that they can be reused in
+//! your own subscriber:
+//!
+//! ```
+//! use obs::logs::{JsonLayer, LogWriter};
+//! use tracing_subscriber::layer::SubscriberExt;
+//!
+//! let writer = LogWriter::spawn(std::io::stdout(), 1024, 1 << 20);
+//! let subscriber = tracing_subscriber::registry().with(JsonLayer::new(writer.clone(), "svc"));
+//! tracing::subscriber::with_default(subscriber, || tracing::info!("one JSON line"));
+//! writer.flush(std::time::Duration::from_secs(1));
+//! ```
+
+mod escape;
+mod json;
+mod timestamp;
+mod writer;
+
+use std::io;
+
+use tracing_core::span::{Attributes, Id, Record};
+use tracing_core::subscriber::Interest;
+use tracing_core::{Event, LevelFilter, Metadata, Subscriber};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::{Context, Filter, Layer};
+use tracing_subscriber::{EnvFilter, Registry};
+
+pub use json::{JsonLayer, LineSink};
+pub use writer::LogWriter;
+
+use crate::config::{LogFormat, Settings};
+
+/// The boxed log layer that [`crate::init`] installs on the registry.
+pub(crate) type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// Builds the configured log layer (format + filter) writing to `sink`.
+pub(crate) fn layer<W: LineSink + Clone>(settings: &Settings, sink: W) -> BoxedLayer {
+    // `resolve` validated the filter; the fallback cannot fail.
+    let filter = RequestScopeFilter(
+        EnvFilter::builder()
+            .parse(&settings.log_filter)
+            .unwrap_or_else(|_| EnvFilter::new(crate::config::DEFAULT_LOG_FILTER)),
+    );
+    match settings.log_format {
+        LogFormat::Json => JsonLayer::new(sink, &settings.service_name)
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .with_writer(PrettyWriter(sink))
+            .with_filter(filter)
+            .boxed(),
+    }
+}
+
+/// Adapts a [`LineSink`] to `fmt`'s `MakeWriter`: each event is buffered and sent as one line.
+#[derive(Clone)]
+struct PrettyWriter<W>(W);
+
+struct PrettyLine<'a, W: LineSink>(&'a W, Vec<u8>);
+
+impl<'a, W: LineSink> MakeWriter<'a> for PrettyWriter<W> {
+    type Writer = PrettyLine<'a, W>;
+    fn make_writer(&'a self) -> Self::Writer {
+        PrettyLine(&self.0, Vec::with_capacity(256))
+    }
+}
+
+impl<W: LineSink> io::Write for PrettyLine<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.1.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<W: LineSink> Drop for PrettyLine<'_, W> {
+    fn drop(&mut self) {
+        if !self.1.is_empty() {
+            self.0.write_line(&self.1);
+        }
+    }
+}
+
+/// The log filter (`RUST_LOG`) for events and user spans, but the request span is always kept:
+/// its fields (`request_id`, route, ...) must reach every line of the request even when
+/// `RUST_LOG=warn` filters out INFO.
+pub(crate) struct RequestScopeFilter(pub EnvFilter);
+
+impl RequestScopeFilter {
+    fn is_request_span(meta: &Metadata<'_>) -> bool {
+        meta.is_span() && meta.target() == crate::http::TARGET
+    }
+}
+
+impl<S: Subscriber> Filter<S> for RequestScopeFilter {
+    fn enabled(&self, meta: &Metadata<'_>, cx: &Context<'_, S>) -> bool {
+        Self::is_request_span(meta) || Filter::<S>::enabled(&self.0, meta, cx)
+    }
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
+        if Self::is_request_span(meta) {
+            Interest::always()
+        } else {
+            Filter::<S>::callsite_enabled(&self.0, meta)
+        }
+    }
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Filter::<S>::max_level_hint(&self.0).map(|l| l.max(LevelFilter::INFO))
+    }
+    fn event_enabled(&self, event: &Event<'_>, cx: &Context<'_, S>) -> bool {
+        Filter::<S>::event_enabled(&self.0, event, cx)
+    }
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        Filter::<S>::on_new_span(&self.0, attrs, id, ctx);
+    }
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        Filter::<S>::on_record(&self.0, id, values, ctx);
+    }
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        Filter::<S>::on_enter(&self.0, id, ctx);
+    }
+    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+        Filter::<S>::on_exit(&self.0, id, ctx);
+    }
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        Filter::<S>::on_close(&self.0, id, ctx);
+    }
+}

@@ -1,0 +1,183 @@
+//! RED metrics in Prometheus exposition format.
+//!
+//! `obs.layer()` records every request in [`names::HTTP_SERVER_REQUEST_DURATION`] (rate and
+//! errors come from its `_count`) and tracks [`names::HTTP_SERVER_ACTIVE_REQUESTS`]; the admin
+//! server renders them at `/metrics`. Labels are bounded: routes are templates, methods a closed
+//! set, and a cap on label sets folds the excess into `http_route="_overflow"`.
+//!
+//! Your own metrics can live in the same registry:
+//!
+//! ```
+//! let obs = obs::test::init();
+//! let jobs = obs::prometheus::IntCounter::new("jobs_done_total", "Jobs done.").unwrap();
+//! obs.registry().register(Box::new(jobs.clone())).unwrap();
+//! jobs.inc();
+//! assert!(obs.metrics_text().contains("jobs_done_total 1"));
+//! ```
+
+pub mod names;
+mod red;
+
+use std::sync::Arc;
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{Counter, Metric, MetricFamily, MetricType};
+use prometheus::{Encoder, Gauge, IntGaugeVec, Opts, Registry, TextEncoder};
+
+pub(crate) use red::{ActiveGuard, Method, Outcome, Red, Scheme};
+
+use crate::config::Settings;
+
+/// The Content-Type of [`crate::Obs::metrics_text`]: Prometheus text format 0.0.4.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// All metrics of one `Obs`: the RED recorder plus the registry that renders them.
+pub(crate) struct Metrics {
+    pub registry: Registry,
+    pub red: Arc<Red>,
+}
+
+impl Metrics {
+    pub fn new(settings: &Settings, log_lines_dropped: Box<dyn Fn() -> u64 + Send + Sync>) -> Self {
+        let registry = Registry::new();
+        let active = IntGaugeVec::new(
+            Opts::new(
+                names::HTTP_SERVER_ACTIVE_REQUESTS,
+                "Number of HTTP server requests in flight.",
+            ),
+            &[names::HTTP_REQUEST_METHOD, names::URL_SCHEME],
+        )
+        .expect("valid metric");
+        let red = Arc::new(Red::new(settings, active.clone()));
+        let mut target_labels = vec![(
+            names::SERVICE_NAME.to_owned(),
+            settings.service_name.clone(),
+        )];
+        if let Some(v) = &settings.service_version {
+            target_labels.push((names::SERVICE_VERSION.to_owned(), v.clone()));
+        }
+        for (k, v) in &settings.resource {
+            let name = sanitize_label_name(k);
+            if !target_labels.iter().any(|(n, _)| *n == name) {
+                target_labels.push((name, v.clone()));
+            }
+        }
+        let info = |name: &str, help: &str, labels: Vec<(String, String)>| {
+            let gauge =
+                Gauge::with_opts(Opts::new(name, help).const_labels(labels.into_iter().collect()))
+                    .expect("valid metric");
+            gauge.set(1.0);
+            Box::new(gauge)
+        };
+        let collectors: Vec<Box<dyn Collector>> = vec![
+            Box::new(active),
+            Box::new(RedCollector(Arc::clone(&red))),
+            info(names::TARGET_INFO, "Target metadata.", target_labels),
+            info(
+                names::OBS_BUILD_INFO,
+                "The obs version that instruments this service.",
+                vec![(
+                    names::VERSION.to_owned(),
+                    env!("CARGO_PKG_VERSION").to_owned(),
+                )],
+            ),
+            Box::new(CounterFn::new(
+                names::OBS_LOG_LINES_DROPPED_TOTAL,
+                "Log lines dropped because the log queue was full or stdout failed.",
+                log_lines_dropped,
+            )),
+            Box::new(red.overflow_counter()),
+        ];
+        for c in collectors {
+            registry.register(c).expect("obs metric names are unique");
+        }
+        Self { registry, red }
+    }
+
+    /// The registry rendered in Prometheus text format 0.0.4.
+    pub fn render(&self) -> String {
+        // Sorted by name, then by label values.
+        let families = self.registry.gather();
+        let mut out = Vec::with_capacity(4096);
+        // Encoding into a Vec cannot fail; an invalid family would have failed registration.
+        let _ = TextEncoder::new().encode(&families, &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// `a.b-c` -> `a_b_c`: a valid Prometheus label name.
+fn sanitize_label_name(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
+}
+
+/// Exposes the RED histograms, whose label sets differ (absent labels stay absent).
+struct RedCollector(Arc<Red>);
+
+impl Collector for RedCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![self.0.desc()]
+    }
+    fn collect(&self) -> Vec<MetricFamily> {
+        self.0.collect().into_iter().collect()
+    }
+}
+
+/// A counter whose value is read at scrape time (e.g. from a writer's atomic).
+struct CounterFn {
+    desc: Desc,
+    read: Box<dyn Fn() -> u64 + Send + Sync>,
+}
+
+impl CounterFn {
+    fn new(name: &str, help: &str, read: Box<dyn Fn() -> u64 + Send + Sync>) -> Self {
+        let desc = Desc::new(name.to_owned(), help.to_owned(), vec![], Default::default())
+            .expect("valid metric");
+        Self { desc, read }
+    }
+}
+
+impl Collector for CounterFn {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.desc]
+    }
+    fn collect(&self) -> Vec<MetricFamily> {
+        let mut counter = Counter::default();
+        counter.set_value((self.read)() as f64);
+        let mut metric = Metric::default();
+        metric.set_counter(counter);
+        let mut family = MetricFamily::default();
+        family.set_name(self.desc.fq_name.clone());
+        family.set_help(self.desc.help.clone());
+        family.set_field_type(MetricType::COUNTER);
+        family.set_metric(vec![metric]);
+        vec![family]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_names_are_sanitized() {
+        assert_eq!(
+            sanitize_label_name("deployment.environment.name"),
+            "deployment_environment_name"
+        );
+        assert_eq!(sanitize_label_name("9lives"), "_9lives");
+        assert_eq!(sanitize_label_name(""), "_");
+    }
+}

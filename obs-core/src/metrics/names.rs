@@ -1,0 +1,88 @@
+//! The metric and label names obs emits: the one place they are defined.
+//!
+//! The collector, the dashboards in `dashboards/` and the rules in `alerts/` use exactly these
+//! names (a test checks it). They follow the OpenTelemetry HTTP semantic conventions, rendered for
+//! Prometheus (dots become underscores, units become suffixes).
+//!
+//! ```
+//! use obs::metrics::names;
+//! assert_eq!(names::HTTP_SERVER_REQUEST_DURATION, "http_server_request_duration_seconds");
+//! assert!(names::DURATION_BUCKETS.contains(&2.0));
+//! ```
+
+/// Histogram of server request durations in seconds (`_bucket`, `_sum`, `_count`).
+pub const HTTP_SERVER_REQUEST_DURATION: &str = "http_server_request_duration_seconds";
+/// Gauge of requests in flight, by method and scheme.
+pub const HTTP_SERVER_ACTIVE_REQUESTS: &str = "http_server_active_requests";
+/// Gauge (always 1) carrying the service's resource attributes as labels.
+pub const TARGET_INFO: &str = "target_info";
+/// Gauge (always 1) carrying the obs version.
+pub const OBS_BUILD_INFO: &str = "obs_build_info";
+/// Counter of log lines dropped because the log queue was full.
+pub const OBS_LOG_LINES_DROPPED_TOTAL: &str = "obs_log_lines_dropped_total";
+/// Counter of spans dropped because the export queue was full or the exporter failed.
+pub const OBS_SPANS_DROPPED_TOTAL: &str = "obs_spans_dropped_total";
+/// Counter of requests recorded under `http_route="_overflow"` because the label-set cap was hit.
+pub const OBS_METRICS_OVERFLOW_TOTAL: &str = "obs_metrics_overflow_total";
+
+/// Every metric name above, for contract checks.
+pub const ALL_METRICS: &[&str] = &[
+    HTTP_SERVER_REQUEST_DURATION,
+    HTTP_SERVER_ACTIVE_REQUESTS,
+    TARGET_INFO,
+    OBS_BUILD_INFO,
+    OBS_LOG_LINES_DROPPED_TOTAL,
+    OBS_SPANS_DROPPED_TOTAL,
+    OBS_METRICS_OVERFLOW_TOTAL,
+];
+
+/// Label: the HTTP method, one of [`KNOWN_METHODS`] or [`METHOD_OTHER`].
+pub const HTTP_REQUEST_METHOD: &str = "http_request_method";
+/// Label: the matched route template (e.g. `/users/{id}`); absent when no route matched.
+pub const HTTP_ROUTE: &str = "http_route";
+/// Label: the response status code; absent when no response was sent.
+pub const HTTP_RESPONSE_STATUS_CODE: &str = "http_response_status_code";
+/// Label: set only on failures: the 5xx status code as text, or `panic`, `cancelled`, `_OTHER`.
+pub const ERROR_TYPE: &str = "error_type";
+/// Label: `http` or `https`.
+pub const URL_SCHEME: &str = "url_scheme";
+/// Label of `target_info`: the service name.
+pub const SERVICE_NAME: &str = "service_name";
+/// Label of `target_info`: the service version.
+pub const SERVICE_VERSION: &str = "service_version";
+/// Label of `obs_build_info`: the obs version.
+pub const VERSION: &str = "version";
+
+/// Every label name obs emits (besides resource attributes on `target_info`).
+pub const ALL_LABELS: &[&str] = &[
+    HTTP_REQUEST_METHOD,
+    HTTP_ROUTE,
+    HTTP_RESPONSE_STATUS_CODE,
+    ERROR_TYPE,
+    URL_SCHEME,
+    SERVICE_NAME,
+    SERVICE_VERSION,
+    VERSION,
+];
+
+/// The methods kept as they are; any other becomes [`METHOD_OTHER`].
+pub const KNOWN_METHODS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY",
+];
+/// The method label of any method not in [`KNOWN_METHODS`].
+pub const METHOD_OTHER: &str = "_OTHER";
+/// The route label of requests folded by the label-set cap.
+pub const ROUTE_OVERFLOW: &str = "_overflow";
+
+/// `error_type` of a request whose handler panicked (answered with a 500).
+pub const ERROR_PANIC: &str = "panic";
+/// `error_type` of a request the client abandoned before a response was sent.
+pub const ERROR_CANCELLED: &str = "cancelled";
+/// `error_type` of a request whose inner service returned an error instead of a response.
+pub const ERROR_OTHER: &str = "_OTHER";
+
+/// Request-duration buckets in seconds: the OpenTelemetry set plus `2`, so that the default
+/// "p95 above 2 s" alert is decided on a bucket boundary instead of interpolated.
+pub const DURATION_BUCKETS: [f64; 15] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.0, 2.5, 5.0, 7.5, 10.0,
+];

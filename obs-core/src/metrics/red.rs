@@ -1,0 +1,379 @@
+//! The RED recorder behind `obs.layer()`: one histogram series per label set, bounded.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec};
+
+use super::names;
+use crate::config::Settings;
+
+/// A request method, normalised to the known set or `_OTHER`.
+///
+/// Index into [`names::KNOWN_METHODS`]; `KNOWN_METHODS.len()` means `_OTHER`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Method(u8);
+
+impl Method {
+    pub fn of(method: &http::Method) -> Self {
+        let s = method.as_str();
+        let i = names::KNOWN_METHODS
+            .iter()
+            .position(|m| *m == s)
+            .unwrap_or(names::KNOWN_METHODS.len());
+        Self(i as u8)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        names::KNOWN_METHODS
+            .get(usize::from(self.0))
+            .copied()
+            .unwrap_or(names::METHOD_OTHER)
+    }
+}
+
+/// `url.scheme`: only `http` or `https`, whatever the request claims.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn of(uri: &http::Uri) -> Self {
+        if uri.scheme() == Some(&http::uri::Scheme::HTTPS) {
+            Scheme::Https
+        } else {
+            Scheme::Http
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// How a request ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Outcome {
+    /// A response with this status was sent.
+    Status(u16),
+    /// The handler panicked; a 500 was sent.
+    Panic,
+    /// The client went away before a response.
+    Cancelled,
+    /// The inner service returned an error instead of a response.
+    ServiceError,
+}
+
+impl Outcome {
+    /// The status code sent, if any.
+    pub fn status(self) -> Option<u16> {
+        match self {
+            Outcome::Status(s) => Some(s),
+            Outcome::Panic => Some(500),
+            Outcome::Cancelled | Outcome::ServiceError => None,
+        }
+    }
+
+    /// `error.type`: the 5xx code as text or the failure kind; `None` when not a failure.
+    pub fn error_type(self) -> Option<ErrorType> {
+        match self {
+            Outcome::Status(s) if s >= 500 => Some(ErrorType::Status(s)),
+            Outcome::Status(_) => None,
+            Outcome::Panic => Some(ErrorType::Kind(names::ERROR_PANIC)),
+            Outcome::Cancelled => Some(ErrorType::Kind(names::ERROR_CANCELLED)),
+            Outcome::ServiceError => Some(ErrorType::Kind(names::ERROR_OTHER)),
+        }
+    }
+}
+
+/// An `error.type` value without allocating for the status-code case.
+pub(crate) enum ErrorType {
+    Status(u16),
+    Kind(&'static str),
+}
+
+impl std::fmt::Display for ErrorType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ErrorType::Status(s) => write!(f, "{s}"),
+            ErrorType::Kind(k) => f.write_str(k),
+        }
+    }
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Key {
+    method: Method,
+    scheme: Scheme,
+    outcome: Outcome,
+    route: Option<Arc<str>>,
+}
+
+/// Requests in flight; decrements when dropped, so a cancelled request cannot leak.
+pub(crate) struct ActiveGuard(IntGauge);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+const ACTIVE_SLOTS: usize = (names::KNOWN_METHODS.len() + 1) * 2;
+
+/// The RED recorder. Hot path: two read-locked hash lookups and an atomic histogram update.
+pub(crate) struct Red {
+    desc: Desc,
+    buckets: Vec<f64>,
+    max_label_sets: usize,
+    routes: RwLock<HashSet<Arc<str>>>,
+    series: RwLock<HashMap<Key, Histogram>>,
+    overflow: IntCounter,
+    overflow_route: Arc<str>,
+    active_vec: IntGaugeVec,
+    active: [OnceLock<IntGauge>; ACTIVE_SLOTS],
+}
+
+impl Red {
+    pub fn new(settings: &Settings, active_vec: IntGaugeVec) -> Self {
+        let desc = Desc::new(
+            names::HTTP_SERVER_REQUEST_DURATION.to_owned(),
+            HELP.to_owned(),
+            vec![],
+            HashMap::new(),
+        )
+        .expect("valid metric");
+        let overflow = IntCounter::new(
+            names::OBS_METRICS_OVERFLOW_TOTAL,
+            "Requests recorded under http_route=\"_overflow\" because the label-set cap was reached.",
+        )
+        .expect("valid metric");
+        Self {
+            desc,
+            buckets: settings.buckets.clone(),
+            max_label_sets: settings.max_label_sets,
+            routes: RwLock::default(),
+            series: RwLock::default(),
+            overflow,
+            overflow_route: Arc::from(names::ROUTE_OVERFLOW),
+            active_vec,
+            active: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+
+    pub fn desc(&self) -> &Desc {
+        &self.desc
+    }
+
+    pub fn overflow_counter(&self) -> IntCounter {
+        self.overflow.clone()
+    }
+
+    /// Counts a request in flight until the guard is dropped.
+    pub fn active(&self, method: Method, scheme: Scheme) -> ActiveGuard {
+        let slot = usize::from(method.0) * 2 + scheme as usize;
+        let gauge = self.active[slot].get_or_init(|| {
+            self.active_vec
+                .with_label_values(&[method.as_str(), scheme.as_str()])
+        });
+        gauge.inc();
+        ActiveGuard(gauge.clone())
+    }
+
+    /// Records one finished request.
+    pub fn observe(
+        &self,
+        method: Method,
+        scheme: Scheme,
+        route: Option<&str>,
+        outcome: Outcome,
+        secs: f64,
+    ) {
+        let route = route.map(|r| self.intern(r));
+        let mut key = Key {
+            method,
+            scheme,
+            outcome,
+            route,
+        };
+        {
+            let series = self.series.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(h) = series.get(&key) {
+                return h.observe(secs);
+            }
+            if series.len() >= self.max_label_sets {
+                self.overflow.inc();
+                key.route = Some(Arc::clone(&self.overflow_route));
+                if let Some(h) = series.get(&key) {
+                    return h.observe(secs);
+                }
+            }
+        }
+        let mut series = self.series.write().unwrap_or_else(PoisonError::into_inner);
+        series
+            .entry(key)
+            .or_insert_with_key(|key| self.histogram(key))
+            .observe(secs);
+    }
+
+    /// The shared `Arc<str>` for a route template; `_overflow` once the cap is reached.
+    fn intern(&self, route: &str) -> Arc<str> {
+        if let Some(r) = self
+            .routes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(route)
+        {
+            return Arc::clone(r);
+        }
+        let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(r) = routes.get(route) {
+            return Arc::clone(r);
+        }
+        if routes.len() >= self.max_label_sets {
+            return Arc::clone(&self.overflow_route);
+        }
+        let r: Arc<str> = Arc::from(route);
+        routes.insert(Arc::clone(&r));
+        r
+    }
+
+    fn histogram(&self, key: &Key) -> Histogram {
+        let mut labels = HashMap::new();
+        labels.insert(
+            names::HTTP_REQUEST_METHOD.to_owned(),
+            key.method.as_str().to_owned(),
+        );
+        labels.insert(names::URL_SCHEME.to_owned(), key.scheme.as_str().to_owned());
+        if let Some(route) = &key.route {
+            labels.insert(names::HTTP_ROUTE.to_owned(), route.to_string());
+        }
+        if let Some(status) = key.outcome.status() {
+            labels.insert(
+                names::HTTP_RESPONSE_STATUS_CODE.to_owned(),
+                status.to_string(),
+            );
+        }
+        if let Some(error) = key.outcome.error_type() {
+            labels.insert(names::ERROR_TYPE.to_owned(), error.to_string());
+        }
+        let opts = HistogramOpts::new(names::HTTP_SERVER_REQUEST_DURATION, HELP)
+            .const_labels(labels)
+            .buckets(self.buckets.clone());
+        Histogram::with_opts(opts).expect("buckets validated by config")
+    }
+
+    /// One family holding every series (series differ in which labels they have).
+    pub fn collect(&self) -> Option<MetricFamily> {
+        let series = self.series.read().unwrap_or_else(PoisonError::into_inner);
+        let mut family: Option<MetricFamily> = None;
+        for h in series.values() {
+            for mut f in h.collect() {
+                match &mut family {
+                    Some(all) => all.mut_metric().extend(f.take_metric()),
+                    None => family = Some(f),
+                }
+            }
+        }
+        family
+    }
+}
+
+const HELP: &str = "Duration of HTTP server requests.";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn red(max: usize) -> Red {
+        let settings = Config::new().max_label_sets(max).resolve(&|_| None);
+        let active = IntGaugeVec::new(prometheus::Opts::new("a", "a"), &["m", "s"]).unwrap();
+        Red::new(&settings, active)
+    }
+
+    #[test]
+    fn methods_are_normalised() {
+        assert_eq!(Method::of(&http::Method::GET).as_str(), "GET");
+        assert_eq!(
+            Method::of(&http::Method::from_bytes(b"QUERY").unwrap()).as_str(),
+            "QUERY"
+        );
+        assert_eq!(
+            Method::of(&http::Method::from_bytes(b"BREW").unwrap()).as_str(),
+            "_OTHER"
+        );
+        assert_eq!(
+            Method::of(&http::Method::from_bytes(b"get").unwrap()).as_str(),
+            "_OTHER"
+        );
+    }
+
+    #[test]
+    fn outcomes_map_to_status_and_error_type() {
+        let s = |o: Outcome| (o.status(), o.error_type().map(|e| e.to_string()));
+        assert_eq!(s(Outcome::Status(200)), (Some(200), None));
+        assert_eq!(s(Outcome::Status(404)), (Some(404), None));
+        assert_eq!(s(Outcome::Status(503)), (Some(503), Some("503".into())));
+        assert_eq!(s(Outcome::Panic), (Some(500), Some("panic".into())));
+        assert_eq!(s(Outcome::Cancelled), (None, Some("cancelled".into())));
+        assert_eq!(s(Outcome::ServiceError), (None, Some("_OTHER".into())));
+    }
+
+    #[test]
+    fn the_cap_folds_new_label_sets_into_overflow() {
+        let red = red(3);
+        let get = Method::of(&http::Method::GET);
+        for i in 0..10 {
+            red.observe(
+                get,
+                Scheme::Http,
+                Some(&format!("/r{i}")),
+                Outcome::Status(200),
+                0.01,
+            );
+        }
+        let family = red.collect().unwrap();
+        let routes: HashSet<String> = family
+            .get_metric()
+            .iter()
+            .flat_map(|m| {
+                m.get_label()
+                    .iter()
+                    .filter(|l| l.name() == "http_route")
+                    .map(|l| l.value().to_owned())
+            })
+            .collect();
+        assert_eq!(
+            routes,
+            ["/r0", "/r1", "/r2", "_overflow"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        );
+        assert_eq!(red.overflow.get(), 7);
+        let total: u64 = family
+            .get_metric()
+            .iter()
+            .map(|m| m.get_histogram().get_sample_count())
+            .sum();
+        assert_eq!(total, 10, "no request is lost by folding");
+    }
+
+    #[test]
+    fn active_guard_decrements_on_drop() {
+        let red = red(10);
+        let g1 = red.active(Method::of(&http::Method::GET), Scheme::Http);
+        let g2 = red.active(Method::of(&http::Method::GET), Scheme::Http);
+        assert_eq!(red.active_vec.with_label_values(&["GET", "http"]).get(), 2);
+        drop(g1);
+        drop(g2);
+        assert_eq!(red.active_vec.with_label_values(&["GET", "http"]).get(), 0);
+    }
+}
