@@ -18,7 +18,7 @@ mod json;
 mod timestamp;
 mod writer;
 
-use std::io;
+use std::io::{self, IsTerminal};
 
 use tracing_core::span::{Attributes, Id, Record};
 use tracing_core::subscriber::Interest;
@@ -48,6 +48,7 @@ pub(crate) fn layer<W: LineSink + Clone>(settings: &Settings, sink: W) -> BoxedL
             .with_filter(filter)
             .boxed(),
         LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .with_ansi(io::stdout().is_terminal())
             .with_writer(PrettyWriter(sink))
             .with_filter(filter)
             .boxed(),

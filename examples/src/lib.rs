@@ -1,0 +1,6 @@
+//! Shared pieces of the obs examples: a tiny blocking HTTP/1.1 client (used by the tests, the
+//! load harness and the demo's traffic driver) and helpers to run the demo service as a child
+//! process.
+
+pub mod client;
+pub mod process;

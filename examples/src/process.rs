@@ -1,0 +1,157 @@
+//! Runs the demo service as a child process and collects its stdout lines.
+//!
+//! ```no_run
+//! use obs_examples::process::DemoService;
+//! let bin = obs_examples::process::sibling_binary("demo-service");
+//! let demo = DemoService::start(&bin, &[("OTEL_SERVICE_NAME", "demo")]).unwrap();
+//! let response = obs_examples::client::get(demo.addr, "/users/1").unwrap();
+//! assert_eq!(response.status, 200);
+//! ```
+
+use std::io::{self, BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long to wait for the service to say it is listening.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A binary next to the running executable (tests: `target/debug/deps/..` -> `target/debug`).
+pub fn sibling_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir.join(name)
+}
+
+#[derive(Default)]
+struct Lines {
+    lines: Mutex<Vec<String>>,
+    grew: Condvar,
+}
+
+/// A running demo service; killed when dropped.
+pub struct DemoService {
+    child: Child,
+    lines: Arc<Lines>,
+    /// The application address.
+    pub addr: SocketAddr,
+    /// The admin address (`/metrics`), unless disabled.
+    pub admin: Option<SocketAddr>,
+}
+
+impl DemoService {
+    /// Starts `bin` with `env` (on top of `OBS_DEMO_ADDR` and `OBS_ADMIN_ADDR` set to free
+    /// loopback ports unless `env` sets them) and waits until it listens.
+    pub fn start(bin: &Path, env: &[(&str, &str)]) -> io::Result<Self> {
+        let mut cmd = Command::new(bin);
+        cmd.env("OBS_DEMO_ADDR", "127.0.0.1:0")
+            .env("OBS_ADMIN_ADDR", "127.0.0.1:0")
+            .env_remove("RUST_LOG")
+            .env_remove("OBS_LOG_FORMAT")
+            .env_remove("OTEL_SERVICE_NAME")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn()?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let lines = Arc::new(Lines::default());
+        let sink = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                sink.lines.lock().unwrap().push(line);
+                sink.grew.notify_all();
+            }
+        });
+        let mut demo = DemoService { child, lines, addr: ([127, 0, 0, 1], 0).into(), admin: None };
+        let Some(listening) = demo.wait_for(|l| l.contains("demo-service listening"), START_TIMEOUT) else {
+            return Err(io::Error::other(format!("demo-service did not start; output: {:?}", demo.lines())));
+        };
+        demo.addr = value_after(&listening, "listen.addr")
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| io::Error::other(format!("no listen.addr in {listening}")))?;
+        demo.admin = value_after(&listening, "metrics.url")
+            .and_then(|u| u.strip_prefix("http://")?.strip_suffix("/metrics")?.parse().ok());
+        Ok(demo)
+    }
+
+    /// Every stdout line so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lines.lock().unwrap().clone()
+    }
+
+    /// Waits until a line matching `pred` appears; returns it.
+    pub fn wait_for(&self, pred: impl Fn(&str) -> bool, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let mut lines = self.lines.lines.lock().unwrap();
+        loop {
+            if let Some(line) = lines.iter().find(|l| pred(l)) {
+                return Some(line.clone());
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            lines = self.lines.grew.wait_timeout(lines, left).unwrap().0;
+        }
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) -> io::Result<()> {
+        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other("kill -TERM failed"))
+        }
+    }
+
+    /// Waits for the process to exit, at most `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Let the reader thread take the last lines.
+                std::thread::sleep(Duration::from_millis(100));
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for DemoService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value following `key` in a JSON (`"key":"value"`) or pretty (`key=value`) log line.
+fn value_after(line: &str, key: &str) -> Option<String> {
+    let rest = &line[line.find(key)? + key.len()..];
+    let rest = rest.trim_start_matches(['"', ':', '=']);
+    let end = rest.find(|c: char| c == '"' || c == ',' || c.is_whitespace() || c == '}').unwrap_or(rest.len());
+    Some(rest[..end].to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::value_after;
+
+    #[test]
+    fn values_from_json_and_pretty_lines() {
+        let json = r#"{"listen.addr":"127.0.0.1:41000","metrics.url":"http://127.0.0.1:9464/metrics"}"#;
+        assert_eq!(value_after(json, "listen.addr").as_deref(), Some("127.0.0.1:41000"));
+        assert_eq!(value_after(json, "metrics.url").as_deref(), Some("http://127.0.0.1:9464/metrics"));
+        let pretty = "INFO demo_service: demo-service listening listen.addr=127.0.0.1:5 metrics.url=off";
+        assert_eq!(value_after(pretty, "listen.addr").as_deref(), Some("127.0.0.1:5"));
+        assert_eq!(value_after(pretty, "metrics.url").as_deref(), Some("off"));
+    }
+}
