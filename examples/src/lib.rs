@@ -4,3 +4,5 @@
 
 pub mod client;
 pub mod process;
+pub mod exposition;
+pub mod prometheus;

@@ -187,61 +187,53 @@ impl Red {
     }
 
     /// Records one finished request.
-    pub fn observe(
-        &self,
-        method: Method,
-        scheme: Scheme,
-        route: Option<&str>,
-        outcome: Outcome,
-        secs: f64,
-    ) {
-        let route = route.map(|r| self.intern(r));
-        let mut key = Key {
-            method,
-            scheme,
-            outcome,
-            route,
+    pub fn observe(&self, method: Method, scheme: Scheme, route: Option<&str>, outcome: Outcome, secs: f64) {
+        let (route, mut folded) = match route.map(|r| self.intern(r)) {
+            Some((r, folded)) => (Some(r), folded),
+            None => (None, false),
         };
-        {
+        let mut key = Key { method, scheme, outcome, route };
+        let recorded = 'read: {
             let series = self.series.read().unwrap_or_else(PoisonError::into_inner);
             if let Some(h) = series.get(&key) {
-                return h.observe(secs);
+                h.observe(secs);
+                break 'read true;
             }
             if series.len() >= self.max_label_sets {
-                self.overflow.inc();
+                folded = true;
                 key.route = Some(Arc::clone(&self.overflow_route));
                 if let Some(h) = series.get(&key) {
-                    return h.observe(secs);
+                    h.observe(secs);
+                    break 'read true;
                 }
             }
+            false
+        };
+        if !recorded {
+            let mut series = self.series.write().unwrap_or_else(PoisonError::into_inner);
+            series.entry(key).or_insert_with_key(|key| self.histogram(key)).observe(secs);
         }
-        let mut series = self.series.write().unwrap_or_else(PoisonError::into_inner);
-        series
-            .entry(key)
-            .or_insert_with_key(|key| self.histogram(key))
-            .observe(secs);
+        if folded {
+            self.overflow.inc();
+        }
     }
 
-    /// The shared `Arc<str>` for a route template; `_overflow` once the cap is reached.
-    fn intern(&self, route: &str) -> Arc<str> {
-        if let Some(r) = self
-            .routes
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(route)
-        {
-            return Arc::clone(r);
+    /// The shared `Arc<str>` for a route template, and whether it was folded into `_overflow`
+    /// because the cap on distinct routes was reached.
+    fn intern(&self, route: &str) -> (Arc<str>, bool) {
+        if let Some(r) = self.routes.read().unwrap_or_else(PoisonError::into_inner).get(route) {
+            return (Arc::clone(r), false);
         }
         let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(r) = routes.get(route) {
-            return Arc::clone(r);
+            return (Arc::clone(r), false);
         }
         if routes.len() >= self.max_label_sets {
-            return Arc::clone(&self.overflow_route);
+            return (Arc::clone(&self.overflow_route), true);
         }
         let r: Arc<str> = Arc::from(route);
         routes.insert(Arc::clone(&r));
-        r
+        (r, false)
     }
 
     fn histogram(&self, key: &Key) -> Histogram {

@@ -1,0 +1,112 @@
+//! A real `prometheus` server (Debian package) as a child process, for tests that need
+//! Prometheus' own semantics.
+//!
+//! ```no_run
+//! let config = "global:\n  scrape_interval: 1s\nscrape_configs: []\n";
+//! let prom = obs_examples::prometheus::Prometheus::start(config).unwrap();
+//! let result = prom.query("vector(1)").unwrap();
+//! assert_eq!(result[0]["value"][1], "1");
+//! ```
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::client;
+
+/// A running Prometheus; killed and its data deleted when dropped.
+pub struct Prometheus {
+    child: Child,
+    dir: PathBuf,
+    /// The web/API address.
+    pub addr: SocketAddr,
+}
+
+/// A free loopback port (bound and released; fine for tests).
+pub fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl Prometheus {
+    /// Starts `prometheus` with `config` (YAML) and waits until it is ready.
+    pub fn start(config: &str) -> io::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("obs-prom-{}-{}", std::process::id(), free_port()?));
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("prometheus.yml"), config)?;
+        let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("prometheus.log"))?)
+            .spawn()
+            .map_err(|e| io::Error::other(format!("cannot run prometheus (apt-get install prometheus): {e}")))?;
+        let prom = Prometheus { child, dir, addr };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if client::get(addr, "/-/ready").is_ok_and(|r| r.status == 200) {
+                return Ok(prom);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(io::Error::other(format!("prometheus not ready: {}", prom.log())))
+    }
+
+    /// Prometheus' own log, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
+    }
+
+    /// Runs an instant query now; returns `data.result`, or the API's error.
+    pub fn query(&self, expr: &str) -> io::Result<Vec<Value>> {
+        let path = format!("/api/v1/query?query={}", client::encode_query(expr));
+        let response = client::get(self.addr, &path)?;
+        let body: Value = serde_json::from_str(&response.body).map_err(io::Error::other)?;
+        if body["status"] != "success" {
+            return Err(io::Error::other(format!("query {expr:?} failed: {}", response.body)));
+        }
+        Ok(body["data"]["result"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// The single value of a query grouped `by (label)`, keyed by that label's value.
+    pub fn query_by(&self, expr: &str, label: &str) -> io::Result<Vec<(String, f64)>> {
+        Ok(self
+            .query(expr)?
+            .iter()
+            .map(|r| {
+                let key = r["metric"][label].as_str().unwrap_or_default().to_owned();
+                let value = r["value"][1].as_str().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
+                (key, value)
+            })
+            .collect())
+    }
+
+    /// Polls `expr` until `done(result)` or `timeout`.
+    pub fn wait_until(&self, expr: &str, timeout: Duration, done: impl Fn(&[Value]) -> bool) -> io::Result<Vec<Value>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let result = self.query(expr)?;
+            if done(&result) {
+                return Ok(result);
+            }
+            if Instant::now() >= deadline {
+                return Err(io::Error::other(format!("timed out waiting on {expr:?}; last: {result:?}")));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
