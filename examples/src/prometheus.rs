@@ -47,9 +47,12 @@ impl Prometheus {
             .stderr(std::fs::File::create(dir.join("prometheus.log"))?)
             .spawn()
             .map_err(|e| io::Error::other(format!("cannot run prometheus (apt-get install prometheus): {e}")))?;
-        let prom = Prometheus { child, dir, addr };
+        let mut prom = Prometheus { child, dir, addr };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
+            if let Ok(Some(status)) = prom.child.try_wait() {
+                return Err(io::Error::other(format!("prometheus exited ({status}): {}", prom.log())));
+            }
             if client::get(addr, "/-/ready").is_ok_and(|r| r.status == 200) {
                 return Ok(prom);
             }
