@@ -1,1 +1,122 @@
-fn main() {}
+//! Micro-benchmarks, each against its baseline in the same run:
+//! - one JSON log event (5 fields) inside an entered request span, and outside any span:
+//!   obs's `JsonLayer` vs `tracing_subscriber::fmt().json()`, both writing to `io::sink()`;
+//! - one RED record: `Obs::record_request` vs a plain `prometheus::HistogramVec` observe;
+//! - the whole middleware on an in-process service (no network): bare vs `obs.layer()`.
+//!
+//! Run: `cargo bench -p obs-core --bench log_event`
+
+use std::hint::black_box;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use http::{Request, Response};
+use obs::logs::JsonLayer;
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::level_filters::LevelFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::Layer as _;
+
+fn event() {
+    tracing::info!(user.id = 42u64, cart.items = 3u64, amount = 19.99, currency = "EUR", paid = true, "checkout done");
+}
+
+fn request_span() -> tracing::Span {
+    tracing::info_span!(
+        target: "obs::http",
+        "request",
+        request_id = "0190f3a2-7c1e-7d2a-9b1f-2f6c1e0a9d11",
+        http.request.method = "GET",
+        http.route = "/users/{id}",
+        url.path = "/users/42",
+    )
+}
+
+fn log_event(c: &mut Criterion) {
+    let obs = tracing_subscriber::registry().with(JsonLayer::new(std::io::sink(), "bench").with_filter(LevelFilter::INFO));
+    let ts = tracing_subscriber::fmt().json().with_writer(std::io::sink).with_max_level(LevelFilter::INFO).finish();
+    let obs = tracing::Dispatch::new(obs);
+    let ts = tracing::Dispatch::new(ts);
+
+    let mut g = c.benchmark_group("log_event_in_span");
+    for (name, dispatch) in [("obs", &obs), ("tracing_subscriber_json", &ts)] {
+        tracing::dispatcher::with_default(dispatch, || {
+            let span = request_span();
+            let _entered = span.enter();
+            g.bench_function(name, |b| b.iter(event));
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("log_event_no_span");
+    for (name, dispatch) in [("obs", &obs), ("tracing_subscriber_json", &ts)] {
+        tracing::dispatcher::with_default(dispatch, || g.bench_function(name, |b| b.iter(event)));
+    }
+    g.finish();
+}
+
+fn record(c: &mut Criterion) {
+    let obs = obs::test::init();
+    let method = http::Method::GET;
+    let plain = prometheus::HistogramVec::new(
+        prometheus::HistogramOpts::new("plain_seconds", "baseline").buckets(obs::metrics::names::DURATION_BUCKETS.to_vec()),
+        &["http_request_method", "http_route", "http_response_status_code", "url_scheme"],
+    )
+    .unwrap();
+    let mut g = c.benchmark_group("red_record");
+    g.bench_function("obs_record_request", |b| {
+        b.iter(|| obs.record_request(black_box(&method), Some(black_box("/users/{id}")), 200, Duration::from_micros(1500)))
+    });
+    g.bench_function("prometheus_histogram_vec", |b| {
+        b.iter(|| {
+            plain
+                .with_label_values(&[black_box("GET"), black_box("/users/{id}"), "200", "http"])
+                .observe(black_box(0.0015))
+        })
+    });
+    g.finish();
+}
+
+/// Polls a future that completes without waiting (the services below never pend).
+fn ready<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(out) => out,
+        Poll::Pending => unreachable!("the benchmark services are always ready"),
+    }
+}
+
+#[derive(Clone)]
+struct Hello;
+
+impl Service<Request<String>> for Hello {
+    type Response = Response<String>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Response<String>, Self::Error>>;
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+    fn call(&mut self, _: Request<String>) -> Self::Future {
+        std::future::ready(Ok(Response::new(String::from("hello"))))
+    }
+}
+
+fn middleware(c: &mut Criterion) {
+    let test = obs::test::init();
+    // Logs (one "request completed" line per request) are formatted and discarded.
+    let sink = tracing_subscriber::registry().with(JsonLayer::new(std::io::sink(), "bench").with_filter(LevelFilter::INFO));
+    let mut bare = Hello;
+    let mut with_obs = test.layer().layer(Hello);
+    let req = || Request::get("/users/42").header("x-request-id", "abc-123").body(String::new()).unwrap();
+    tracing::subscriber::with_default(sink, || {
+        let mut g = c.benchmark_group("middleware_in_process");
+        g.bench_function("bare", |b| b.iter(|| ready(bare.call(req())).unwrap()));
+        g.bench_function("obs_layer", |b| b.iter(|| ready(with_obs.call(req())).unwrap()));
+        g.finish();
+    });
+}
+
+criterion_group!(benches, log_event, record, middleware);
+criterion_main!(benches);

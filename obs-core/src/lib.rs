@@ -216,6 +216,21 @@ impl Obs {
         self.shared.metrics.render()
     }
 
+    /// Records one request handled outside `obs.layer()` (a custom server loop, a queue
+    /// consumer speaking HTTP semantics) in the same RED metrics, with the same bounded labels.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let obs = obs::test::init();
+    /// obs.record_request(&http::Method::GET, Some("/jobs/{id}"), 200, Duration::from_millis(12));
+    /// assert!(obs.metrics_text().contains(r#"http_route="/jobs/{id}""#));
+    /// ```
+    pub fn record_request(&self, method: &::http::Method, route: Option<&str>, status: u16, duration: Duration) {
+        let outcome = metrics::Outcome::Status(status);
+        let red = &self.shared.metrics.red;
+        red.observe(metrics::Method::of(method), metrics::Scheme::Http, route, outcome, duration.as_secs_f64());
+    }
+
     /// Marks the service ready or not for `/readyz` (ready from the start; not ready once
     /// [`Obs::shutdown`] begins).
     ///

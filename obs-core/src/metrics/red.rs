@@ -1,6 +1,7 @@
 //! The RED recorder behind `obs.layer()`: one histogram series per label set, bounded.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use prometheus::core::{Collector, Desc};
@@ -132,8 +133,8 @@ pub(crate) struct Red {
     desc: Desc,
     buckets: Vec<f64>,
     max_label_sets: usize,
-    routes: RwLock<HashSet<Arc<str>>>,
-    series: RwLock<HashMap<Key, Histogram>>,
+    routes: RwLock<HashSet<Arc<str>, FastHash>>,
+    series: RwLock<HashMap<Key, Histogram, FastHash>>,
     overflow: IntCounter,
     overflow_route: Arc<str>,
     active_vec: IntGaugeVec,
@@ -278,6 +279,46 @@ impl Red {
 }
 
 const HELP: &str = "Duration of HTTP server requests.";
+
+/// The Fx hash (rustc's): the keys are route templates and small enums chosen by the service,
+/// not by clients, so hash flooding is not a concern and SipHash's cost is not needed.
+type FastHash = BuildHasherDefault<FxHasher>;
+
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        for &b in chunks.remainder() {
+            self.add(u64::from(b));
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    fn write_u16(&mut self, i: u16) {
+        self.add(u64::from(i));
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
 
 #[cfg(test)]
 mod tests {
