@@ -30,7 +30,10 @@ pub struct Response {
 impl Response {
     /// The first header named `name` (lowercase).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -40,7 +43,12 @@ pub fn get(addr: SocketAddr, path: &str) -> io::Result<Response> {
 }
 
 /// Sends one request with extra raw headers and reads the response.
-pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &[u8])]) -> io::Result<Response> {
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &[u8])],
+) -> io::Result<Response> {
     let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
     stream.set_read_timeout(Some(TIMEOUT))?;
     stream.set_write_timeout(Some(TIMEOUT))?;
@@ -51,8 +59,14 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &[u
 }
 
 /// The bytes of a `Connection: close` request.
-pub fn encode_request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n").into_bytes();
+pub fn encode_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &[u8])],
+) -> Vec<u8> {
+    let mut req =
+        format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n").into_bytes();
     for (name, value) in headers {
         req.extend_from_slice(name.as_bytes());
         req.extend_from_slice(b": ");
@@ -65,7 +79,10 @@ pub fn encode_request(addr: SocketAddr, method: &str, path: &str, headers: &[(&s
 
 fn parse_response(raw: &[u8]) -> io::Result<Response> {
     let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| bad("no end of headers"))?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no end of headers"))?;
     let head = String::from_utf8_lossy(&raw[..split]);
     let mut lines = head.split("\r\n");
     let status = lines
@@ -78,10 +95,17 @@ fn parse_response(raw: &[u8]) -> io::Result<Response> {
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
     let mut body = raw[split + 4..].to_vec();
-    if headers.iter().any(|(n, v)| n == "transfer-encoding" && v.contains("chunked")) {
+    if headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"))
+    {
         body = dechunk(&body).ok_or_else(|| bad("bad chunked body"))?;
     }
-    Ok(Response { status, headers, body: String::from_utf8_lossy(&body).into_owned() })
+    Ok(Response {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
 }
 
 fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
@@ -104,7 +128,9 @@ pub fn encode_query(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -116,8 +142,13 @@ mod tests {
 
     #[test]
     fn parses_plain_and_chunked_responses() {
-        let r = parse_response(b"HTTP/1.1 200 OK\r\nX-Request-Id: a\r\ncontent-length: 2\r\n\r\nhi").unwrap();
-        assert_eq!((r.status, r.header("x-request-id"), r.body.as_str()), (200, Some("a"), "hi"));
+        let r =
+            parse_response(b"HTTP/1.1 200 OK\r\nX-Request-Id: a\r\ncontent-length: 2\r\n\r\nhi")
+                .unwrap();
+        assert_eq!(
+            (r.status, r.header("x-request-id"), r.body.as_str()),
+            (200, Some("a"), "hi")
+        );
         let r = parse_response(b"HTTP/1.1 500 Oops\r\ntransfer-encoding: chunked\r\n\r\n2\r\nab\r\n1\r\nc\r\n0\r\n\r\n").unwrap();
         assert_eq!((r.status, r.body.as_str()), (500, "abc"));
         assert!(parse_response(b"garbage").is_err());
@@ -125,6 +156,9 @@ mod tests {
 
     #[test]
     fn query_encoding() {
-        assert_eq!(encode_query("sum by (le) (x{a=\"b\"})"), "sum%20by%20%28le%29%20%28x%7Ba%3D%22b%22%7D%29");
+        assert_eq!(
+            encode_query("sum by (le) (x{a=\"b\"})"),
+            "sum%20by%20%28le%29%20%28x%7Ba%3D%22b%22%7D%29"
+        );
     }
 }

@@ -22,7 +22,10 @@ pub struct Sample {
 impl Sample {
     /// The value of label `name`.
     pub fn label(&self, name: &str) -> Option<&str> {
-        self.labels.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.labels
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -44,7 +47,11 @@ pub fn samples(page: &str) -> Vec<Sample> {
                     Some((k.to_owned(), v.trim_end_matches('"').to_owned()))
                 })
                 .collect();
-            Some(Sample { name: name.to_owned(), labels, value: value.parse().ok()? })
+            Some(Sample {
+                name: name.to_owned(),
+                labels,
+                value: value.parse().ok()?,
+            })
         })
         .collect()
 }

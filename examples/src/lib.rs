@@ -3,6 +3,6 @@
 //! process.
 
 pub mod client;
-pub mod process;
 pub mod exposition;
+pub mod process;
 pub mod prometheus;

@@ -71,15 +71,29 @@ impl DemoService {
                 sink.grew.notify_all();
             }
         });
-        let mut demo = DemoService { child, lines, addr: ([127, 0, 0, 1], 0).into(), admin: None };
-        let Some(listening) = demo.wait_for(|l| l.contains("demo-service listening"), START_TIMEOUT) else {
-            return Err(io::Error::other(format!("demo-service did not start; output: {:?}", demo.lines())));
+        let mut demo = DemoService {
+            child,
+            lines,
+            addr: ([127, 0, 0, 1], 0).into(),
+            admin: None,
+        };
+        let Some(listening) =
+            demo.wait_for(|l| l.contains("demo-service listening"), START_TIMEOUT)
+        else {
+            return Err(io::Error::other(format!(
+                "demo-service did not start; output: {:?}",
+                demo.lines()
+            )));
         };
         demo.addr = value_after(&listening, "listen.addr")
             .and_then(|a| a.parse().ok())
             .ok_or_else(|| io::Error::other(format!("no listen.addr in {listening}")))?;
-        demo.admin = value_after(&listening, "metrics.url")
-            .and_then(|u| u.strip_prefix("http://")?.strip_suffix("/metrics")?.parse().ok());
+        demo.admin = value_after(&listening, "metrics.url").and_then(|u| {
+            u.strip_prefix("http://")?
+                .strip_suffix("/metrics")?
+                .parse()
+                .ok()
+        });
         Ok(demo)
     }
 
@@ -103,7 +117,10 @@ impl DemoService {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) -> io::Result<()> {
-        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status()?;
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()?;
         if status.success() {
             Ok(())
         } else {
@@ -137,7 +154,9 @@ impl Drop for DemoService {
 fn value_after(line: &str, key: &str) -> Option<String> {
     let rest = &line[line.find(key)? + key.len()..];
     let rest = rest.trim_start_matches(['"', ':', '=']);
-    let end = rest.find(|c: char| c == '"' || c == ',' || c.is_whitespace() || c == '}').unwrap_or(rest.len());
+    let end = rest
+        .find(|c: char| c == '"' || c == ',' || c.is_whitespace() || c == '}')
+        .unwrap_or(rest.len());
     Some(rest[..end].to_owned())
 }
 
@@ -147,11 +166,22 @@ mod tests {
 
     #[test]
     fn values_from_json_and_pretty_lines() {
-        let json = r#"{"listen.addr":"127.0.0.1:41000","metrics.url":"http://127.0.0.1:9464/metrics"}"#;
-        assert_eq!(value_after(json, "listen.addr").as_deref(), Some("127.0.0.1:41000"));
-        assert_eq!(value_after(json, "metrics.url").as_deref(), Some("http://127.0.0.1:9464/metrics"));
-        let pretty = "INFO demo_service: demo-service listening listen.addr=127.0.0.1:5 metrics.url=off";
-        assert_eq!(value_after(pretty, "listen.addr").as_deref(), Some("127.0.0.1:5"));
+        let json =
+            r#"{"listen.addr":"127.0.0.1:41000","metrics.url":"http://127.0.0.1:9464/metrics"}"#;
+        assert_eq!(
+            value_after(json, "listen.addr").as_deref(),
+            Some("127.0.0.1:41000")
+        );
+        assert_eq!(
+            value_after(json, "metrics.url").as_deref(),
+            Some("http://127.0.0.1:9464/metrics")
+        );
+        let pretty =
+            "INFO demo_service: demo-service listening listen.addr=127.0.0.1:5 metrics.url=off";
+        assert_eq!(
+            value_after(pretty, "listen.addr").as_deref(),
+            Some("127.0.0.1:5")
+        );
         assert_eq!(value_after(pretty, "metrics.url").as_deref(), Some("off"));
     }
 }

@@ -34,31 +34,48 @@ pub fn free_port() -> io::Result<u16> {
 impl Prometheus {
     /// Starts `prometheus` with `config` (YAML) and waits until it is ready.
     pub fn start(config: &str) -> io::Result<Self> {
-        let dir = std::env::temp_dir().join(format!("obs-prom-{}-{}", std::process::id(), free_port()?));
+        let dir =
+            std::env::temp_dir().join(format!("obs-prom-{}-{}", std::process::id(), free_port()?));
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join("prometheus.yml"), config)?;
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
         let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
             .arg(format!("--web.listen-address={addr}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("prometheus.log"))?)
             .spawn()
-            .map_err(|e| io::Error::other(format!("cannot run prometheus (apt-get install prometheus): {e}")))?;
+            .map_err(|e| {
+                io::Error::other(format!(
+                    "cannot run prometheus (apt-get install prometheus): {e}"
+                ))
+            })?;
         let mut prom = Prometheus { child, dir, addr };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = prom.child.try_wait() {
-                return Err(io::Error::other(format!("prometheus exited ({status}): {}", prom.log())));
+                return Err(io::Error::other(format!(
+                    "prometheus exited ({status}): {}",
+                    prom.log()
+                )));
             }
             if client::get(addr, "/-/ready").is_ok_and(|r| r.status == 200) {
                 return Ok(prom);
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Err(io::Error::other(format!("prometheus not ready: {}", prom.log())))
+        Err(io::Error::other(format!(
+            "prometheus not ready: {}",
+            prom.log()
+        )))
     }
 
     /// Prometheus' own log, for failure messages.
@@ -72,9 +89,15 @@ impl Prometheus {
         let response = client::get(self.addr, &path)?;
         let body: Value = serde_json::from_str(&response.body).map_err(io::Error::other)?;
         if body["status"] != "success" {
-            return Err(io::Error::other(format!("query {expr:?} failed: {}", response.body)));
+            return Err(io::Error::other(format!(
+                "query {expr:?} failed: {}",
+                response.body
+            )));
         }
-        Ok(body["data"]["result"].as_array().cloned().unwrap_or_default())
+        Ok(body["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
     }
 
     /// The single value of a query grouped `by (label)`, keyed by that label's value.
@@ -84,14 +107,22 @@ impl Prometheus {
             .iter()
             .map(|r| {
                 let key = r["metric"][label].as_str().unwrap_or_default().to_owned();
-                let value = r["value"][1].as_str().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
+                let value = r["value"][1]
+                    .as_str()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(f64::NAN);
                 (key, value)
             })
             .collect())
     }
 
     /// Polls `expr` until `done(result)` or `timeout`.
-    pub fn wait_until(&self, expr: &str, timeout: Duration, done: impl Fn(&[Value]) -> bool) -> io::Result<Vec<Value>> {
+    pub fn wait_until(
+        &self,
+        expr: &str,
+        timeout: Duration,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> io::Result<Vec<Value>> {
         let deadline = Instant::now() + timeout;
         loop {
             let result = self.query(expr)?;
@@ -99,7 +130,9 @@ impl Prometheus {
                 return Ok(result);
             }
             if Instant::now() >= deadline {
-                return Err(io::Error::other(format!("timed out waiting on {expr:?}; last: {result:?}")));
+                return Err(io::Error::other(format!(
+                    "timed out waiting on {expr:?}; last: {result:?}"
+                )));
             }
             std::thread::sleep(Duration::from_millis(250));
         }

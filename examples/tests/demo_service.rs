@@ -8,7 +8,8 @@ use obs_examples::process::DemoService;
 use serde_json::Value;
 
 fn start(env: &[(&str, &str)]) -> DemoService {
-    DemoService::start(env!("CARGO_BIN_EXE_demo-service").as_ref(), env).expect("demo-service starts")
+    DemoService::start(env!("CARGO_BIN_EXE_demo-service").as_ref(), env)
+        .expect("demo-service starts")
 }
 
 /// Every stdout line, each parsed as one JSON object (panics on any line that is not).
@@ -16,7 +17,8 @@ fn json_lines(demo: &DemoService) -> Vec<Value> {
     demo.lines()
         .iter()
         .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}"));
+            let v: Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}"));
             assert!(v.is_object(), "not an object: {l}");
             v
         })
@@ -27,7 +29,10 @@ fn json_lines(demo: &DemoService) -> Vec<Value> {
 fn completed(demo: &DemoService, request_id: &str) -> Value {
     let needle = format!(r#""request_id":"{request_id}""#);
     let line = demo
-        .wait_for(|l| l.contains("request completed") && l.contains(&needle), Duration::from_secs(10))
+        .wait_for(
+            |l| l.contains("request completed") && l.contains(&needle),
+            Duration::from_secs(10),
+        )
         .unwrap_or_else(|| panic!("no completion line for {request_id}: {:#?}", demo.lines()));
     serde_json::from_str(&line).unwrap()
 }
@@ -38,13 +43,21 @@ fn is_uuid_v7(s: &str) -> bool {
         && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-')
         && b[14] == b'7'
         && matches!(b[19], b'8' | b'9' | b'a' | b'b')
-        && s.chars().filter(|c| *c != '-').all(|c| c.is_ascii_hexdigit())
+        && s.chars()
+            .filter(|c| *c != '-')
+            .all(|c| c.is_ascii_hexdigit())
 }
 
 #[test]
 fn request_completed_line_and_request_id_propagation() {
     let demo = start(&[("OTEL_SERVICE_NAME", "checkout")]);
-    let r = client::request(demo.addr, "GET", "/users/7?token=secret", &[("x-request-id", b"abc-123")]).unwrap();
+    let r = client::request(
+        demo.addr,
+        "GET",
+        "/users/7?token=secret",
+        &[("x-request-id", b"abc-123")],
+    )
+    .unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-request-id"), Some("abc-123"));
 
@@ -54,7 +67,10 @@ fn request_completed_line_and_request_id_propagation() {
     assert_eq!(line["target"], "obs::http");
     assert_eq!(line["http.request.method"], "GET");
     assert_eq!(line["http.route"], "/users/{id}");
-    assert_eq!(line["url.path"], "/users/7", "the query string must not be logged");
+    assert_eq!(
+        line["url.path"], "/users/7",
+        "the query string must not be logged"
+    );
     assert_eq!(line["http.response.status_code"], 200);
     assert!(line["duration_ms"].as_f64().unwrap() >= 0.0);
     assert_eq!(line["service.name"], "checkout");
@@ -64,7 +80,10 @@ fn request_completed_line_and_request_id_propagation() {
     assert!(!demo.lines().iter().any(|l| l.contains("secret")));
 
     // Every line of the request (the handler's own and the completion line) has the id.
-    let of_request: Vec<Value> = json_lines(&demo).into_iter().filter(|l| l["url.path"] == "/users/7").collect();
+    let of_request: Vec<Value> = json_lines(&demo)
+        .into_iter()
+        .filter(|l| l["url.path"] == "/users/7")
+        .collect();
     assert_eq!(of_request.len(), 2, "{of_request:#?}");
     assert!(of_request.iter().all(|l| l["request_id"] == "abc-123"));
     assert_eq!(of_request[0]["message"], "user loaded");
@@ -84,7 +103,13 @@ fn hostile_request_ids_are_replaced_and_never_logged() {
         b"{\"json\":1}",
     ];
     for (i, value) in hostile.iter().enumerate() {
-        let r = client::request(demo.addr, "GET", &format!("/users/{i}"), &[("x-request-id", value)]).unwrap();
+        let r = client::request(
+            demo.addr,
+            "GET",
+            &format!("/users/{i}"),
+            &[("x-request-id", value)],
+        )
+        .unwrap();
         if r.status == 400 {
             continue; // hyper refused the header itself: the request never reached the service
         }
@@ -96,12 +121,21 @@ fn hostile_request_ids_are_replaced_and_never_logged() {
     }
     let lines = demo.lines();
     for l in &lines {
-        assert!(!l.contains("<script>") && !l.contains("\"json\":1") && !l.contains("aaaaaaaaaaaaaaaa"), "{l}");
+        assert!(
+            !l.contains("<script>") && !l.contains("\"json\":1") && !l.contains("aaaaaaaaaaaaaaaa"),
+            "{l}"
+        );
     }
     json_lines(&demo); // every line is still exactly one JSON object
-    // A valid id of the maximum length is kept.
+                       // A valid id of the maximum length is kept.
     let max = "x".repeat(128);
-    let r = client::request(demo.addr, "GET", "/users/1", &[("x-request-id", max.as_bytes())]).unwrap();
+    let r = client::request(
+        demo.addr,
+        "GET",
+        "/users/1",
+        &[("x-request-id", max.as_bytes())],
+    )
+    .unwrap();
     assert_eq!(r.header("x-request-id"), Some(max.as_str()));
 }
 
@@ -122,12 +156,21 @@ fn failures_panics_and_unmatched_routes_are_logged() {
     assert_eq!(panic_line["error.type"], "panic");
     // The panic itself is one JSON line inside the request, with its location.
     let lines = json_lines(&demo);
-    let panicked = lines.iter().find(|l| l["target"] == "obs::panic").expect("panic line");
+    let panicked = lines
+        .iter()
+        .find(|l| l["target"] == "obs::panic")
+        .expect("panic line");
     assert_eq!(panicked["request_id"], panic_id);
     assert_eq!(panicked["message"], "panicked: simulated panic");
-    assert!(panicked["panic.location"].as_str().unwrap().contains("demo-service.rs"));
+    assert!(panicked["panic.location"]
+        .as_str()
+        .unwrap()
+        .contains("demo-service.rs"));
     let missing_line = completed(&demo, missing.header("x-request-id").unwrap());
-    assert!(missing_line.get("http.route").is_none(), "no route for unmatched paths");
+    assert!(
+        missing_line.get("http.route").is_none(),
+        "no route for unmatched paths"
+    );
     assert_eq!(missing_line["level"], "INFO");
 }
 
@@ -139,13 +182,34 @@ fn bad_environment_values_warn_once_and_fall_back() {
         ("OBS_ADMIN_ADDR", "not-an-address"),
     ]);
     let lines = json_lines(&demo); // still JSON: the default format
-    let warnings: Vec<&Value> = lines.iter().filter(|l| l["level"] == "WARN" && l["target"] == "obs::config").collect();
+    let warnings: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["level"] == "WARN" && l["target"] == "obs::config")
+        .collect();
     assert_eq!(warnings.len(), 3, "{warnings:#?}");
-    let text: Vec<&str> = warnings.iter().map(|w| w["message"].as_str().unwrap()).collect();
-    assert!(text[0].contains("OBS_LOG_FORMAT") && text[0].contains("using json"), "{}", text[0]);
-    assert!(text[1].contains("RUST_LOG") && text[1].contains("using info"), "{}", text[1]);
-    assert!(text[2].contains("OBS_ADMIN_ADDR") && text[2].contains("0.0.0.0:9464"), "{}", text[2]);
-    let init = lines.iter().find(|l| l["message"] == "obs initialized").unwrap();
+    let text: Vec<&str> = warnings
+        .iter()
+        .map(|w| w["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        text[0].contains("OBS_LOG_FORMAT") && text[0].contains("using json"),
+        "{}",
+        text[0]
+    );
+    assert!(
+        text[1].contains("RUST_LOG") && text[1].contains("using info"),
+        "{}",
+        text[1]
+    );
+    assert!(
+        text[2].contains("OBS_ADMIN_ADDR") && text[2].contains("0.0.0.0:9464"),
+        "{}",
+        text[2]
+    );
+    let init = lines
+        .iter()
+        .find(|l| l["message"] == "obs initialized")
+        .unwrap();
     assert_eq!(init["log.filter"], "info");
     // The service works normally.
     assert_eq!(client::get(demo.addr, "/users/1").unwrap().status, 200);
@@ -157,25 +221,54 @@ fn rust_log_warn_keeps_request_ids_on_the_lines_it_lets_through() {
     let demo = start(&[("RUST_LOG", "warn,demo_service=info")]);
     let r = client::request(demo.addr, "GET", "/fail", &[("x-request-id", b"warn-test")]).unwrap();
     assert_eq!(r.status, 500);
-    let error = demo.wait_for(|l| l.contains("simulated failure"), Duration::from_secs(10)).unwrap();
+    let error = demo
+        .wait_for(|l| l.contains("simulated failure"), Duration::from_secs(10))
+        .unwrap();
     let error: Value = serde_json::from_str(&error).unwrap();
     assert_eq!(error["request_id"], "warn-test");
     assert_eq!(error["http.route"], "/fail");
     // The 500's completion line is ERROR and passes; a 200's is INFO and is filtered out.
     completed(&demo, "warn-test");
-    client::request(demo.addr, "GET", "/users/1", &[("x-request-id", b"info-test")]).unwrap();
+    client::request(
+        demo.addr,
+        "GET",
+        "/users/1",
+        &[("x-request-id", b"info-test")],
+    )
+    .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let lines = demo.lines();
-    assert!(lines.iter().any(|l| l.contains("user loaded") && l.contains("info-test")), "demo_service=info passes");
-    assert!(!lines.iter().any(|l| l.contains("request completed") && l.contains("info-test")), "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("user loaded") && l.contains("info-test")),
+        "demo_service=info passes"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("request completed") && l.contains("info-test")),
+        "{lines:#?}"
+    );
 }
 
 #[test]
 fn pretty_format_is_human_readable() {
     let demo = start(&[("OBS_LOG_FORMAT", "pretty")]);
-    client::request(demo.addr, "GET", "/users/3", &[("x-request-id", b"pretty-1")]).unwrap();
-    let line = demo.wait_for(|l| l.contains("request completed"), Duration::from_secs(10)).unwrap();
-    assert!(!line.starts_with('{') && line.contains("pretty-1"), "{line}");
+    client::request(
+        demo.addr,
+        "GET",
+        "/users/3",
+        &[("x-request-id", b"pretty-1")],
+    )
+    .unwrap();
+    let line = demo
+        .wait_for(|l| l.contains("request completed"), Duration::from_secs(10))
+        .unwrap();
+    assert!(
+        !line.starts_with('{') && line.contains("pretty-1"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -187,13 +280,20 @@ fn admin_endpoints_and_disabling_them() {
     assert_eq!((health.status, ready.status), (200, 200));
     let metrics: Response = client::get(admin, "/metrics").unwrap();
     assert_eq!(metrics.status, 200);
-    assert_eq!(metrics.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
+    assert_eq!(
+        metrics.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
     assert!(metrics.body.contains("obs_build_info{version="));
-    assert!(metrics.body.contains(r#"target_info{service_name="demo-service"} 1"#));
+    assert!(metrics
+        .body
+        .contains(r#"target_info{service_name="demo-service"} 1"#));
 
     let off = start(&[("OBS_ADMIN_ADDR", "off")]);
     assert_eq!(off.admin, None);
-    let init = off.wait_for(|l| l.contains("obs initialized"), Duration::from_secs(5)).unwrap();
+    let init = off
+        .wait_for(|l| l.contains("obs initialized"), Duration::from_secs(5))
+        .unwrap();
     assert!(init.contains(r#""admin.addr":"off""#), "{init}");
 }
 
@@ -206,14 +306,33 @@ fn sigterm_drains_in_flight_requests_flushes_and_exits() {
     std::thread::sleep(Duration::from_millis(200));
     let t = Instant::now();
     demo.terminate().unwrap();
-    let status = demo.wait_exit(Duration::from_secs(15)).expect("exits after SIGTERM");
+    let status = demo
+        .wait_exit(Duration::from_secs(15))
+        .expect("exits after SIGTERM");
     assert!(status.success(), "{status:?}");
-    assert!(t.elapsed() < Duration::from_secs(8), "took {:?}", t.elapsed());
-    assert_eq!(short.join().unwrap().unwrap().status, 200, "the in-flight request was drained");
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        short.join().unwrap().unwrap().status,
+        200,
+        "the in-flight request was drained"
+    );
     let lines = json_lines(&demo);
-    assert!(lines.iter().any(|l| l["message"] == "request completed" && l["url.path"] == "/slow"));
-    assert_eq!(lines.last().unwrap()["message"], "demo-service stopped", "the last line was flushed");
-    assert!(client::get(addr, "/users/1").is_err(), "no longer accepting");
+    assert!(lines
+        .iter()
+        .any(|l| l["message"] == "request completed" && l["url.path"] == "/slow"));
+    assert_eq!(
+        lines.last().unwrap()["message"],
+        "demo-service stopped",
+        "the last line was flushed"
+    );
+    assert!(
+        client::get(addr, "/users/1").is_err(),
+        "no longer accepting"
+    );
 }
 
 #[test]
@@ -225,6 +344,10 @@ fn a_request_longer_than_the_drain_timeout_does_not_block_exit() {
     let t = Instant::now();
     demo.terminate().unwrap();
     demo.wait_exit(Duration::from_secs(20)).expect("exits");
-    assert!(t.elapsed() < Duration::from_secs(10), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t.elapsed()
+    );
     assert!(demo.lines().iter().any(|l| l.contains("drain timed out")));
 }

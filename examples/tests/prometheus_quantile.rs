@@ -8,14 +8,19 @@ use obs_examples::process::DemoService;
 use obs_examples::prometheus::Prometheus;
 
 fn start() -> DemoService {
-    DemoService::start(env!("CARGO_BIN_EXE_demo-service").as_ref(), &[]).expect("demo-service starts")
+    DemoService::start(env!("CARGO_BIN_EXE_demo-service").as_ref(), &[])
+        .expect("demo-service starts")
 }
 
 /// `fast` requests of ~5 ms and `slow` ones of 3 s (the slow ones concurrently).
 fn drive(demo: &DemoService, fast: usize, slow: usize) -> Vec<std::thread::JoinHandle<()>> {
     let addr = demo.addr;
     let mut handles: Vec<_> = (0..slow)
-        .map(|_| std::thread::spawn(move || assert_eq!(client::get(addr, "/slow?ms=3000").unwrap().status, 200)))
+        .map(|_| {
+            std::thread::spawn(move || {
+                assert_eq!(client::get(addr, "/slow?ms=3000").unwrap().status, 200)
+            })
+        })
         .collect();
     handles.push(std::thread::spawn(move || {
         for _ in 0..fast {
@@ -57,7 +62,7 @@ fn p95_from_real_prometheus_matches_the_traffic() {
         .unwrap();
     let get = |job: &str| p95.iter().find(|(j, _)| j == job).map(|(_, v)| *v).unwrap();
     let (below, above) = (get("p95-below"), get("p95-above"));
-    assert!(below < 2.0 && below <= 0.25, "96/4: p95 = {below}");
+    assert!(below <= 0.25, "96/4: p95 = {below} (well below 2)");
     // 90 fast, 10 in (2.5, 5]: rank 95 is the 5th of 10 in that bucket: 2.5 + 2.5 * 5/10.
     assert!((above - 3.75).abs() < 1e-9, "90/10: p95 = {above}");
 

@@ -20,7 +20,14 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::Layer as _;
 
 fn event() {
-    tracing::info!(user.id = 42u64, cart.items = 3u64, amount = 19.99, currency = "EUR", paid = true, "checkout done");
+    tracing::info!(
+        user.id = 42u64,
+        cart.items = 3u64,
+        amount = 19.99,
+        currency = "EUR",
+        paid = true,
+        "checkout done"
+    );
 }
 
 fn request_span() -> tracing::Span {
@@ -35,8 +42,13 @@ fn request_span() -> tracing::Span {
 }
 
 fn log_event(c: &mut Criterion) {
-    let obs = tracing_subscriber::registry().with(JsonLayer::new(std::io::sink(), "bench").with_filter(LevelFilter::INFO));
-    let ts = tracing_subscriber::fmt().json().with_writer(std::io::sink).with_max_level(LevelFilter::INFO).finish();
+    let obs = tracing_subscriber::registry()
+        .with(JsonLayer::new(std::io::sink(), "bench").with_filter(LevelFilter::INFO));
+    let ts = tracing_subscriber::fmt()
+        .json()
+        .with_writer(std::io::sink)
+        .with_max_level(LevelFilter::INFO)
+        .finish();
     let obs = tracing::Dispatch::new(obs);
     let ts = tracing::Dispatch::new(ts);
 
@@ -61,13 +73,26 @@ fn record(c: &mut Criterion) {
     let obs = obs::test::init();
     let method = http::Method::GET;
     let plain = prometheus::HistogramVec::new(
-        prometheus::HistogramOpts::new("plain_seconds", "baseline").buckets(obs::metrics::names::DURATION_BUCKETS.to_vec()),
-        &["http_request_method", "http_route", "http_response_status_code", "url_scheme"],
+        prometheus::HistogramOpts::new("plain_seconds", "baseline")
+            .buckets(obs::metrics::names::DURATION_BUCKETS.to_vec()),
+        &[
+            "http_request_method",
+            "http_route",
+            "http_response_status_code",
+            "url_scheme",
+        ],
     )
     .unwrap();
     let mut g = c.benchmark_group("red_record");
     g.bench_function("obs_record_request", |b| {
-        b.iter(|| obs.record_request(black_box(&method), Some(black_box("/users/{id}")), 200, Duration::from_micros(1500)))
+        b.iter(|| {
+            obs.record_request(
+                black_box(&method),
+                Some(black_box("/users/{id}")),
+                200,
+                Duration::from_micros(1500),
+            )
+        })
     });
     g.bench_function("prometheus_histogram_vec", |b| {
         b.iter(|| {
@@ -106,14 +131,22 @@ impl Service<Request<String>> for Hello {
 fn middleware(c: &mut Criterion) {
     let test = obs::test::init();
     // Logs (one "request completed" line per request) are formatted and discarded.
-    let sink = tracing_subscriber::registry().with(JsonLayer::new(std::io::sink(), "bench").with_filter(LevelFilter::INFO));
+    let sink = tracing_subscriber::registry()
+        .with(JsonLayer::new(std::io::sink(), "bench").with_filter(LevelFilter::INFO));
     let mut bare = Hello;
     let mut with_obs = test.layer().layer(Hello);
-    let req = || Request::get("/users/42").header("x-request-id", "abc-123").body(String::new()).unwrap();
+    let req = || {
+        Request::get("/users/42")
+            .header("x-request-id", "abc-123")
+            .body(String::new())
+            .unwrap()
+    };
     tracing::subscriber::with_default(sink, || {
         let mut g = c.benchmark_group("middleware_in_process");
         g.bench_function("bare", |b| b.iter(|| ready(bare.call(req())).unwrap()));
-        g.bench_function("obs_layer", |b| b.iter(|| ready(with_obs.call(req())).unwrap()));
+        g.bench_function("obs_layer", |b| {
+            b.iter(|| ready(with_obs.call(req())).unwrap())
+        });
         g.finish();
     });
 }

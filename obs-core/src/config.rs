@@ -27,9 +27,7 @@ use crate::metrics::names::DURATION_BUCKETS;
 pub const DEFAULT_ADMIN_ADDR: &str = "0.0.0.0:9464";
 /// The default log filter when `RUST_LOG` is unset or invalid.
 pub const DEFAULT_LOG_FILTER: &str = "info";
-/// Default bound of the log queue, in lines. A full queue drops (and counts) lines, never blocks.
-pub const DEFAULT_LOG_BUFFER_LINES: usize = 16 * 1024;
-/// Default bound of the log queue, in bytes.
+/// Default bound of the log buffer, in bytes. A full buffer drops (and counts) lines, never blocks.
 pub const DEFAULT_LOG_BUFFER_BYTES: usize = 16 * 1024 * 1024;
 /// Default cap on distinct label sets per metric; beyond it routes fold into `_overflow`.
 pub const DEFAULT_MAX_LABEL_SETS: usize = 10_000;
@@ -83,7 +81,7 @@ pub struct Config {
     pub(crate) log_format: Option<LogFormat>,
     pub(crate) log_filter: Option<String>,
     pub(crate) admin_addr: Option<Option<SocketAddr>>,
-    pub(crate) log_buffer_lines: Option<usize>,
+    pub(crate) log_buffer_bytes: Option<usize>,
     pub(crate) buckets: Option<Vec<f64>>,
     pub(crate) max_label_sets: Option<usize>,
 }
@@ -160,14 +158,14 @@ impl Config {
         self
     }
 
-    /// Bounds the log queue to `lines` lines (default 16384). When full, lines are dropped and
+    /// Bounds the log buffer to `bytes` (default 16 MiB). When full, lines are dropped and
     /// counted in `obs_log_lines_dropped_total`; logging never blocks.
     ///
     /// ```
-    /// let _ = obs::Config::new().log_buffer_lines(1024);
+    /// let _ = obs::Config::new().log_buffer_bytes(1 << 20);
     /// ```
-    pub fn log_buffer_lines(mut self, lines: usize) -> Self {
-        self.log_buffer_lines = Some(lines.max(1));
+    pub fn log_buffer_bytes(mut self, bytes: usize) -> Self {
+        self.log_buffer_bytes = Some(bytes.max(1024));
         self
     }
 
@@ -281,7 +279,7 @@ impl Config {
             log_format,
             log_filter,
             admin_addr,
-            log_buffer_lines: self.log_buffer_lines.unwrap_or(DEFAULT_LOG_BUFFER_LINES),
+            log_buffer_bytes: self.log_buffer_bytes.unwrap_or(DEFAULT_LOG_BUFFER_BYTES),
             buckets,
             max_label_sets: self.max_label_sets.unwrap_or(DEFAULT_MAX_LABEL_SETS),
             warnings,
@@ -299,7 +297,7 @@ pub(crate) struct Settings {
     pub log_format: LogFormat,
     pub log_filter: String,
     pub admin_addr: Option<SocketAddr>,
-    pub log_buffer_lines: usize,
+    pub log_buffer_bytes: usize,
     pub buckets: Vec<f64>,
     pub max_label_sets: usize,
     pub warnings: Vec<String>,

@@ -88,11 +88,7 @@ impl Config {
             return Err(Error::AlreadyInitialized);
         }
         let settings = config::Settings::from_env(&self);
-        let writer = LogWriter::spawn(
-            std::io::stdout(),
-            settings.log_buffer_lines,
-            config::DEFAULT_LOG_BUFFER_BYTES,
-        );
+        let writer = LogWriter::spawn(std::io::stdout(), settings.log_buffer_bytes);
         let (obs, subscriber) = Obs::build(&settings, writer.clone(), Some(writer));
         if tracing::subscriber::set_global_default(subscriber).is_err() {
             INITIALIZED.store(false, Ordering::SeqCst);
@@ -225,10 +221,22 @@ impl Obs {
     /// obs.record_request(&http::Method::GET, Some("/jobs/{id}"), 200, Duration::from_millis(12));
     /// assert!(obs.metrics_text().contains(r#"http_route="/jobs/{id}""#));
     /// ```
-    pub fn record_request(&self, method: &::http::Method, route: Option<&str>, status: u16, duration: Duration) {
+    pub fn record_request(
+        &self,
+        method: &::http::Method,
+        route: Option<&str>,
+        status: u16,
+        duration: Duration,
+    ) {
         let outcome = metrics::Outcome::Status(status);
         let red = &self.shared.metrics.red;
-        red.observe(metrics::Method::of(method), metrics::Scheme::Http, route, outcome, duration.as_secs_f64());
+        red.observe(
+            metrics::Method::of(method),
+            metrics::Scheme::Http,
+            route,
+            outcome,
+            duration.as_secs_f64(),
+        );
     }
 
     /// Marks the service ready or not for `/readyz` (ready from the start; not ready once

@@ -84,29 +84,36 @@ impl<W: LineSink> JsonLayer<W> {
     }
 }
 
-/// A span's fields, each already JSON-encoded as `"name":value`.
+/// A span's fields, each already JSON-encoded as `"name":value`, in one buffer (two
+/// allocations per span, whatever the number of fields).
 #[derive(Default)]
-struct SpanFields(Vec<(&'static str, Box<[u8]>)>);
+struct SpanFields {
+    buf: Vec<u8>,
+    index: Vec<(&'static str, u32, u32)>,
+}
 
 impl SpanFields {
-    fn set(&mut self, name: &'static str, encoded: Vec<u8>) {
-        match self.0.iter_mut().find(|(n, _)| *n == name) {
-            Some(slot) => slot.1 = encoded.into(),
-            None => self.0.push((name, encoded.into())),
-        }
+    fn iter(&self) -> impl Iterator<Item = (&'static str, &[u8])> {
+        self.index
+            .iter()
+            .map(|&(name, start, end)| (name, &self.buf[start as usize..end as usize]))
     }
 }
 
-/// Collects span fields into [`SpanFields`].
+/// Collects span fields into [`SpanFields`]; a field recorded again replaces the old value.
 struct SpanVisitor<'a>(&'a mut SpanFields);
 
 impl SpanVisitor<'_> {
     fn put(&mut self, field: &Field, write: impl FnOnce(&mut Vec<u8>)) {
-        let mut encoded = Vec::with_capacity(32);
-        write_str(&mut encoded, field.name());
-        encoded.push(b':');
-        write(&mut encoded);
-        self.0.set(field.name(), encoded);
+        let fields = &mut *self.0;
+        fields.index.retain(|(name, _, _)| *name != field.name());
+        let start = fields.buf.len();
+        write_str(&mut fields.buf, field.name());
+        fields.buf.push(b':');
+        write(&mut fields.buf);
+        fields
+            .index
+            .push((field.name(), start as u32, fields.buf.len() as u32));
     }
 }
 
@@ -220,7 +227,10 @@ where
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
-        let mut fields = SpanFields::default();
+        let mut fields = SpanFields {
+            buf: Vec::with_capacity(256),
+            index: Vec::with_capacity(8),
+        };
         attrs.record(&mut SpanVisitor(&mut fields));
         span.extensions_mut().insert(fields);
     }
@@ -286,8 +296,8 @@ impl<W: LineSink> JsonLayer<W> {
                 let Some(fields) = ext.get::<SpanFields>() else {
                     continue;
                 };
-                for (name, encoded) in &fields.0 {
-                    if !seen.contains(name) {
+                for (name, encoded) in fields.iter() {
+                    if !seen.contains(&name) {
                         line.push(b',');
                         line.extend_from_slice(encoded);
                         seen.push(name);

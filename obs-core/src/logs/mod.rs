@@ -7,7 +7,7 @@
 //! use obs::logs::{JsonLayer, LogWriter};
 //! use tracing_subscriber::layer::SubscriberExt;
 //!
-//! let writer = LogWriter::spawn(std::io::stdout(), 1024, 1 << 20);
+//! let writer = LogWriter::spawn(std::io::stdout(), 1 << 20);
 //! let subscriber = tracing_subscriber::registry().with(JsonLayer::new(writer.clone(), "svc"));
 //! tracing::subscriber::with_default(subscriber, || tracing::info!("one JSON line"));
 //! writer.flush(std::time::Duration::from_secs(1));

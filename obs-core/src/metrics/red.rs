@@ -188,12 +188,24 @@ impl Red {
     }
 
     /// Records one finished request.
-    pub fn observe(&self, method: Method, scheme: Scheme, route: Option<&str>, outcome: Outcome, secs: f64) {
+    pub fn observe(
+        &self,
+        method: Method,
+        scheme: Scheme,
+        route: Option<&str>,
+        outcome: Outcome,
+        secs: f64,
+    ) {
         let (route, mut folded) = match route.map(|r| self.intern(r)) {
             Some((r, folded)) => (Some(r), folded),
             None => (None, false),
         };
-        let mut key = Key { method, scheme, outcome, route };
+        let mut key = Key {
+            method,
+            scheme,
+            outcome,
+            route,
+        };
         let recorded = 'read: {
             let series = self.series.read().unwrap_or_else(PoisonError::into_inner);
             if let Some(h) = series.get(&key) {
@@ -212,7 +224,10 @@ impl Red {
         };
         if !recorded {
             let mut series = self.series.write().unwrap_or_else(PoisonError::into_inner);
-            series.entry(key).or_insert_with_key(|key| self.histogram(key)).observe(secs);
+            series
+                .entry(key)
+                .or_insert_with_key(|key| self.histogram(key))
+                .observe(secs);
         }
         if folded {
             self.overflow.inc();
@@ -222,7 +237,12 @@ impl Red {
     /// The shared `Arc<str>` for a route template, and whether it was folded into `_overflow`
     /// because the cap on distinct routes was reached.
     fn intern(&self, route: &str) -> (Arc<str>, bool) {
-        if let Some(r) = self.routes.read().unwrap_or_else(PoisonError::into_inner).get(route) {
+        if let Some(r) = self
+            .routes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(route)
+        {
             return (Arc::clone(r), false);
         }
         let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);

@@ -1,0 +1,169 @@
+//! The HTTP load harness: requests/s of bare axum vs axum + `obs.layer()`, measured in the same
+//! run, interleaved, server pinned to CPU 0 and `wrk` to CPU 1.
+//!
+//! ```text
+//! cargo run --release -p obs-examples --bin load-bench -- [--rounds 3] [--seconds 5] [--connections 32]
+//! ```
+//!
+//! Variants (each a separate server process, stdout to /dev/null):
+//! - `bare`: axum, no middleware;
+//! - `obs`: `obs::init()` + `obs.layer()`: request id, request span, RED metrics, and one JSON
+//!   "request completed" line per request at INFO;
+//! - `obs-logs-off`: the same with `RUST_LOG=off` (request id, span and metrics only).
+//!
+//! Prints a Markdown table of medians and the overhead per request against `bare`:
+//! `1e6/rps_variant - 1e6/rps_bare` microseconds.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::routing::get;
+use axum::Router;
+
+const VARIANTS: [(&str, &[(&str, &str)]); 3] = [
+    ("bare", &[]),
+    ("obs", &[("RUST_LOG", "info")]),
+    ("obs-logs-off", &[("RUST_LOG", "off")]),
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("serve") {
+        return serve(&args[1], args[2].parse()?);
+    }
+    let flag = |name: &str, default: u64| -> u64 {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (rounds, seconds, connections) = (
+        flag("--rounds", 3),
+        flag("--seconds", 5),
+        flag("--connections", 32),
+    );
+    let exe = std::env::current_exe()?;
+    let mut results: Vec<(&str, Vec<f64>)> = VARIANTS
+        .iter()
+        .map(|(name, _)| (*name, Vec::new()))
+        .collect();
+    for round in 1..=rounds {
+        for (i, (name, env)) in VARIANTS.iter().enumerate() {
+            let server = Server::start(&exe, name, env)?;
+            let rps = wrk(server.addr, seconds, connections)?;
+            eprintln!("round {round}: {name:<13} {rps:>10.0} req/s");
+            results[i].1.push(rps);
+        }
+    }
+    let bare = median(&results[0].1);
+    println!("| variant | median req/s | rounds | overhead vs bare (us/request) |");
+    println!("|---|---:|---|---:|");
+    for (name, rps) in &results {
+        let m = median(rps);
+        let runs: Vec<String> = rps.iter().map(|r| format!("{r:.0}")).collect();
+        println!(
+            "| {name} | {m:.0} | {} | {:.2} |",
+            runs.join(", "),
+            1e6 / m - 1e6 / bare
+        );
+    }
+    Ok(())
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Runs `wrk` pinned to CPU 1 and returns requests/s.
+fn wrk(
+    addr: SocketAddr,
+    seconds: u64,
+    connections: u64,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let out = Command::new("taskset")
+        .args([
+            "-c",
+            "1",
+            "wrk",
+            "-t1",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+        ])
+        .arg(format!("http://{addr}/users/42"))
+        .output()
+        .map_err(|e| format!("cannot run taskset/wrk (apt-get install wrk util-linux): {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.contains("Non-2xx") || text.contains("Socket errors") {
+        return Err(format!("wrk saw errors:\n{text}").into());
+    }
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| format!("no Requests/sec in wrk output:\n{text}").into())
+}
+
+/// A server variant in a child process pinned to CPU 0.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(
+        exe: &std::path::Path,
+        variant: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Self, Box<dyn std::error::Error>> {
+        let addr: SocketAddr = ([127, 0, 0, 1], obs_examples::prometheus::free_port()?).into();
+        let mut cmd = Command::new("taskset");
+        cmd.args(["-c", "0"])
+            .arg(exe)
+            .args(["serve", variant, &addr.to_string()]);
+        cmd.env("OBS_ADMIN_ADDR", "127.0.0.1:0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while obs_examples::client::get(addr, "/users/1").is_err() {
+            if Instant::now() > deadline {
+                return Err(format!("{variant} server did not start").into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Self { child, addr })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The server side: a one-thread runtime serving `GET /users/{id}`.
+fn serve(variant: &str, addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let app = Router::new().route("/users/{id}", get(|| async { "ok" }));
+        let (app, _obs) = match variant {
+            "bare" => (app, None),
+            _ => {
+                let obs = obs::init()?;
+                (app.layer(obs.layer()), Some(obs))
+            }
+        };
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        axum::serve(listener, app).await?;
+        Ok(())
+    })
+}
