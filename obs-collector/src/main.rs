@@ -1,0 +1,7 @@
+mod labels;
+mod promql;
+mod scrape {
+    pub mod parse;
+}
+mod store;
+fn main() {}

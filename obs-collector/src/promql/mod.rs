@@ -1,0 +1,338 @@
+//! The PromQL subset the collector evaluates.
+//!
+//! Expressions are parsed by the `promql-parser` crate, then compiled into [`Expr`]. Anything
+//! outside the subset is refused at load time with a message naming it:
+//! - selectors with `=`, `!=`, `=~`, `!~` matchers and `offset`;
+//! - `rate`, `increase` (range vectors), `histogram_quantile`;
+//! - `sum`, `avg`, `min`, `max`, `count` with `by` or `without`;
+//! - `+ - * / % ^` and `== != > < >= <=` (with `bool`) between scalars and vectors, one-to-one
+//!   vector matching with `on`/`ignoring`;
+//! - `and`, `or`, `unless` with `on`/`ignoring`; unary minus; parentheses.
+//!
+//! Not supported (refused): `group_left`/`group_right`, subqueries, `@`, other functions and
+//! aggregations (`topk`, `quantile`, `irate`, `absent`, ...), string literals.
+
+mod eval;
+pub mod functions;
+
+use std::fmt;
+
+use promql_parser::label::{MatchOp, Matcher};
+use promql_parser::parser::{self, LabelModifier, Offset, VectorMatchCardinality};
+
+pub use eval::{eval, Sample, Value};
+
+/// A compiled expression.
+#[derive(Debug, Clone)]
+pub enum Expr {
+    Number(f64),
+    /// An instant vector selector.
+    Selector(Selector),
+    /// `rate(sel[range])` or `increase(sel[range])`.
+    Rate {
+        selector: Selector,
+        range_ms: i64,
+        per_second: bool,
+    },
+    /// `histogram_quantile(q, v)`.
+    HistogramQuantile {
+        q: Box<Expr>,
+        v: Box<Expr>,
+    },
+    Aggregate {
+        op: AggOp,
+        grouping: Grouping,
+        expr: Box<Expr>,
+    },
+    Binary {
+        op: BinOp,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+        matching: Matching,
+        return_bool: bool,
+    },
+    Neg(Box<Expr>),
+}
+
+/// Label matchers plus offset.
+#[derive(Debug, Clone)]
+pub struct Selector {
+    pub name: Option<String>,
+    pub matchers: Vec<Matcher>,
+    pub offset_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggOp {
+    Sum,
+    Avg,
+    Min,
+    Max,
+    Count,
+}
+
+#[derive(Debug, Clone)]
+pub enum Grouping {
+    By(Vec<String>),
+    Without(Vec<String>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod,
+    Pow,
+    Eq,
+    Ne,
+    Gt,
+    Lt,
+    Ge,
+    Le,
+    And,
+    Or,
+    Unless,
+}
+
+impl BinOp {
+    pub fn is_comparison(self) -> bool {
+        matches!(
+            self,
+            BinOp::Eq | BinOp::Ne | BinOp::Gt | BinOp::Lt | BinOp::Ge | BinOp::Le
+        )
+    }
+    pub fn is_set(self) -> bool {
+        matches!(self, BinOp::And | BinOp::Or | BinOp::Unless)
+    }
+}
+
+/// Vector matching: `on(labels)` or `ignoring(labels)` (the default is `ignoring()`).
+#[derive(Debug, Clone, Default)]
+pub struct Matching {
+    pub on: bool,
+    pub labels: Vec<String>,
+}
+
+/// Why an expression was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompileError(pub String);
+
+impl fmt::Display for CompileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Parses and compiles `text`.
+pub fn compile(text: &str) -> Result<Expr, CompileError> {
+    let ast = parser::parse(text).map_err(|e| CompileError(format!("PromQL syntax error: {e}")))?;
+    from_ast(&ast)
+}
+
+impl Expr {
+    /// The longest range (plus offset) this expression reads, in milliseconds.
+    pub fn max_range_ms(&self) -> i64 {
+        match self {
+            Expr::Number(_) => 0,
+            Expr::Selector(s) => s.offset_ms,
+            Expr::Rate {
+                selector, range_ms, ..
+            } => range_ms + selector.offset_ms,
+            Expr::HistogramQuantile { q, v } => q.max_range_ms().max(v.max_range_ms()),
+            Expr::Aggregate { expr, .. } | Expr::Neg(expr) => expr.max_range_ms(),
+            Expr::Binary { lhs, rhs, .. } => lhs.max_range_ms().max(rhs.max_range_ms()),
+        }
+    }
+
+    /// Whether the expression yields a vector (alerting and recording rules need one).
+    pub fn is_vector(&self) -> bool {
+        match self {
+            Expr::Number(_) => false,
+            Expr::Neg(e) => e.is_vector(),
+            Expr::Binary { lhs, rhs, .. } => lhs.is_vector() || rhs.is_vector(),
+            _ => true,
+        }
+    }
+}
+
+fn unsupported(what: impl fmt::Display) -> CompileError {
+    CompileError(format!("{what} is not supported by obs-collector (supported: selectors, rate, increase, histogram_quantile, sum/avg/min/max/count by|without, arithmetic, comparisons, and/or/unless with on|ignoring)"))
+}
+
+fn from_ast(ast: &parser::Expr) -> Result<Expr, CompileError> {
+    use parser::Expr as A;
+    Ok(match ast {
+        A::NumberLiteral(n) => Expr::Number(n.val),
+        A::Paren(p) => from_ast(&p.expr)?,
+        A::Unary(u) => Expr::Neg(Box::new(from_ast(&u.expr)?)),
+        A::VectorSelector(vs) => Expr::Selector(selector(vs)?),
+        A::Call(call) => match (call.func.name, call.args.args.as_slice()) {
+            (name @ ("rate" | "increase"), [arg]) => match arg.as_ref() {
+                A::MatrixSelector(ms) => Expr::Rate {
+                    selector: selector(&ms.vs)?,
+                    range_ms: ms.range.as_millis() as i64,
+                    per_second: name == "rate",
+                },
+                _ => return Err(CompileError(format!(
+                    "{name}() needs a range selector such as x[1m]; subqueries are not supported"
+                ))),
+            },
+            ("histogram_quantile", [q, v]) => Expr::HistogramQuantile {
+                q: Box::new(from_ast(q)?),
+                v: Box::new(from_ast(v)?),
+            },
+            (name, _) => return Err(unsupported(format_args!("function {name}()"))),
+        },
+        A::Aggregate(agg) => {
+            let op = match agg.op.to_string().as_str() {
+                "sum" => AggOp::Sum,
+                "avg" => AggOp::Avg,
+                "min" => AggOp::Min,
+                "max" => AggOp::Max,
+                "count" => AggOp::Count,
+                other => return Err(unsupported(format_args!("aggregation {other}"))),
+            };
+            let grouping = match &agg.modifier {
+                Some(LabelModifier::Exclude(l)) => Grouping::Without(l.labels.clone()),
+                Some(LabelModifier::Include(l)) => Grouping::By(l.labels.clone()),
+                None => Grouping::By(Vec::new()),
+            };
+            Expr::Aggregate {
+                op,
+                grouping,
+                expr: Box::new(from_ast(&agg.expr)?),
+            }
+        }
+        A::Binary(b) => {
+            let op = match b.op.to_string().as_str() {
+                "+" => BinOp::Add,
+                "-" => BinOp::Sub,
+                "*" => BinOp::Mul,
+                "/" => BinOp::Div,
+                "%" => BinOp::Mod,
+                "^" => BinOp::Pow,
+                "==" => BinOp::Eq,
+                "!=" => BinOp::Ne,
+                ">" => BinOp::Gt,
+                "<" => BinOp::Lt,
+                ">=" => BinOp::Ge,
+                "<=" => BinOp::Le,
+                "and" => BinOp::And,
+                "or" => BinOp::Or,
+                "unless" => BinOp::Unless,
+                other => return Err(unsupported(format_args!("operator {other}"))),
+            };
+            let (matching, return_bool) = match &b.modifier {
+                None => (Matching::default(), false),
+                Some(m) => {
+                    if matches!(
+                        m.card,
+                        VectorMatchCardinality::ManyToOne(_) | VectorMatchCardinality::OneToMany(_)
+                    ) {
+                        return Err(unsupported("group_left/group_right"));
+                    }
+                    let matching = match &m.matching {
+                        Some(LabelModifier::Include(l)) => Matching {
+                            on: true,
+                            labels: l.labels.clone(),
+                        },
+                        Some(LabelModifier::Exclude(l)) => Matching {
+                            on: false,
+                            labels: l.labels.clone(),
+                        },
+                        None => Matching::default(),
+                    };
+                    (matching, m.return_bool)
+                }
+            };
+            Expr::Binary {
+                op,
+                lhs: Box::new(from_ast(&b.lhs)?),
+                rhs: Box::new(from_ast(&b.rhs)?),
+                matching,
+                return_bool,
+            }
+        }
+        A::MatrixSelector(_) => {
+            return Err(CompileError(
+                "a range selector (x[1m]) must be inside rate() or increase()".into(),
+            ))
+        }
+        A::Subquery(_) => return Err(unsupported("a subquery")),
+        A::StringLiteral(_) => return Err(unsupported("a string literal")),
+        A::Extension(_) => return Err(unsupported("an extension expression")),
+    })
+}
+
+fn selector(vs: &parser::VectorSelector) -> Result<Selector, CompileError> {
+    if vs.at.is_some() {
+        return Err(unsupported("the @ modifier"));
+    }
+    if !vs.matchers.or_matchers.is_empty() {
+        return Err(unsupported("`or` inside a selector"));
+    }
+    let mut matchers = vs.matchers.matchers.clone();
+    if let Some(name) = &vs.name {
+        if !matchers.iter().any(|m| m.name == crate::labels::NAME) {
+            matchers.push(Matcher::new(MatchOp::Equal, crate::labels::NAME, name));
+        }
+    }
+    let offset_ms = match &vs.offset {
+        None => 0,
+        Some(Offset::Pos(d)) => d.as_millis() as i64,
+        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
+    };
+    let name = matchers
+        .iter()
+        .find(|m| m.name == crate::labels::NAME && matches!(m.op, MatchOp::Equal))
+        .map(|m| m.value.clone());
+    Ok(Selector {
+        name,
+        matchers,
+        offset_ms,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_rules_compile() {
+        let rules = include_str!("../../../alerts/obs-red.rules.yml");
+        let file: serde_yaml::Value = serde_yaml::from_str(rules).unwrap();
+        let mut n = 0;
+        for group in file["groups"].as_sequence().unwrap() {
+            for rule in group["rules"].as_sequence().unwrap() {
+                compile(rule["expr"].as_str().unwrap()).unwrap();
+                n += 1;
+            }
+        }
+        assert_eq!(n, 3);
+    }
+
+    #[test]
+    fn unsupported_constructs_are_named() {
+        for (expr, needle) in [
+            ("irate(x[5m])", "function irate()"),
+            ("topk(3, x)", "aggregation topk"),
+            ("a * on(job) group_left b", "group_left"),
+            ("rate(x[5m:1m])", "subqueries"),
+            ("x @ 100", "@ modifier"),
+            ("x[5m]", "range selector"),
+            ("absent(up)", "function absent()"),
+            ("sum(", "syntax error"),
+        ] {
+            let err = compile(expr).unwrap_err().0;
+            assert!(err.contains(needle), "{expr}: {err}");
+        }
+    }
+
+    #[test]
+    fn max_range_covers_offsets() {
+        let e = compile("rate(a[5m] offset 1m) / increase(b[2m])").unwrap();
+        assert_eq!(e.max_range_ms(), 6 * 60_000);
+    }
+}

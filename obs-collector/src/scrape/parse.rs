@@ -1,0 +1,246 @@
+//! Parser for the Prometheus text format 0.0.4 and OpenMetrics 1.0 text.
+//!
+//! Strict where ingestion would otherwise go wrong (names, label syntax, escapes, values,
+//! duplicate labels) and tolerant of what does not matter to rule evaluation (`# HELP`,
+//! `# TYPE`, `# UNIT`, exemplars, timestamps). Any error fails the whole page with the line
+//! number and the reason, as Prometheus does.
+
+use std::fmt;
+
+/// One parsed sample: name, labels in page order, value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+}
+
+/// Why a page was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub line: usize,
+    pub reason: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.reason)
+    }
+}
+
+/// Parses a whole page.
+pub fn parse(page: &str) -> Result<Vec<Sample>, ParseError> {
+    let mut out = Vec::new();
+    let mut saw_eof = false;
+    for (i, raw) in page.split('\n').enumerate() {
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        let err = |reason: String| ParseError {
+            line: i + 1,
+            reason,
+        };
+        if saw_eof {
+            if !line.is_empty() {
+                return Err(err("content after # EOF".into()));
+            }
+            continue;
+        }
+        let trimmed = line.trim_start_matches([' ', '\t']);
+        if trimmed.is_empty() {
+            continue;
+        }
+        if let Some(comment) = trimmed.strip_prefix('#') {
+            if comment.trim() == "EOF" {
+                saw_eof = true;
+            }
+            continue;
+        }
+        out.push(parse_sample(trimmed).map_err(err)?);
+    }
+    Ok(out)
+}
+
+fn parse_sample(line: &str) -> Result<Sample, String> {
+    let name_end = line.find(|c: char| !is_name_char(c)).unwrap_or(line.len());
+    let name = &line[..name_end];
+    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(format!("invalid metric name in {:?}", shorten(line)));
+    }
+    let mut rest = &line[name_end..];
+    let mut labels = Vec::new();
+    if let Some(after) = rest.strip_prefix('{') {
+        let (parsed, after) = parse_labels(after)?;
+        labels = parsed;
+        rest = after;
+    }
+    if !rest.starts_with([' ', '\t']) {
+        return Err(format!(
+            "expected a space before the value in {:?}",
+            shorten(line)
+        ));
+    }
+    // Exemplar (OpenMetrics) after " # ": ignored.
+    let rest = rest.split(" # ").next().unwrap_or_default();
+    let mut fields = rest.split_ascii_whitespace();
+    let value = fields
+        .next()
+        .ok_or_else(|| format!("missing value in {:?}", shorten(line)))?;
+    let value = parse_value(value).ok_or_else(|| format!("invalid value {value:?}"))?;
+    if let Some(ts) = fields.next() {
+        ts.parse::<f64>()
+            .map_err(|_| format!("invalid timestamp {ts:?}"))?;
+    }
+    if let Some(extra) = fields.next() {
+        return Err(format!("unexpected {extra:?} after the timestamp"));
+    }
+    Ok(Sample {
+        name: name.to_owned(),
+        labels,
+        value,
+    })
+}
+
+/// Parses `a="b",c="d"}` (after the `{`); returns the labels and what follows the `}`.
+fn parse_labels(mut s: &str) -> Result<(Vec<(String, String)>, &str), String> {
+    let mut labels: Vec<(String, String)> = Vec::new();
+    loop {
+        s = s.trim_start_matches([' ', '\t']);
+        if let Some(after) = s.strip_prefix('}') {
+            return Ok((labels, after));
+        }
+        let end = s.find(|c: char| !is_label_char(c)).unwrap_or(s.len());
+        let name = &s[..end];
+        if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+            return Err(format!("invalid label name at {:?}", shorten(s)));
+        }
+        s = s[end..].trim_start_matches([' ', '\t']);
+        s = s
+            .strip_prefix('=')
+            .ok_or_else(|| format!("expected = after label {name}"))?;
+        s = s.trim_start_matches([' ', '\t']);
+        s = s
+            .strip_prefix('"')
+            .ok_or_else(|| format!("expected \" to open the value of {name}"))?;
+        let mut value = String::new();
+        let mut chars = s.char_indices();
+        let close = loop {
+            match chars.next() {
+                None => return Err(format!("unterminated value of label {name}")),
+                Some((i, '"')) => break i,
+                Some((_, '\\')) => match chars.next() {
+                    Some((_, '\\')) => value.push('\\'),
+                    Some((_, '"')) => value.push('"'),
+                    Some((_, 'n')) => value.push('\n'),
+                    other => {
+                        return Err(format!(
+                            "invalid escape {:?} in label {name}",
+                            other.map(|(_, c)| c)
+                        ))
+                    }
+                },
+                Some((_, c)) => value.push(c),
+            }
+        };
+        if labels.iter().any(|(n, _)| n == name) {
+            return Err(format!("duplicate label {name}"));
+        }
+        labels.push((name.to_owned(), value));
+        s = s[close + 1..].trim_start_matches([' ', '\t']);
+        if let Some(after) = s.strip_prefix(',') {
+            s = after;
+        } else if !s.starts_with('}') {
+            return Err(format!("expected , or }} after label {name}"));
+        }
+    }
+}
+
+fn parse_value(s: &str) -> Option<f64> {
+    match s {
+        "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
+        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
+        "NaN" | "nan" => Some(f64::NAN),
+        _ if s
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E')) =>
+        {
+            s.parse().ok()
+        }
+        _ => None,
+    }
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == ':'
+}
+
+fn is_label_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+fn shorten(s: &str) -> String {
+    s.chars().take(80).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn text_format_0_0_4() {
+        let page = "# HELP x_total Things.\n# TYPE x_total counter\nx_total{a=\"1\",b=\"q\\\"u\\\\o\\nte\"} 3 1700000000000\nup 1\nh_bucket{le=\"+Inf\"} +Inf\nnan_metric NaN\n";
+        let s = parse(page).unwrap();
+        assert_eq!(s.len(), 4);
+        assert_eq!(s[0].name, "x_total");
+        assert_eq!(
+            s[0].labels,
+            vec![("a".into(), "1".into()), ("b".into(), "q\"u\\o\nte".into())]
+        );
+        assert_eq!(s[0].value, 3.0);
+        assert_eq!((s[1].name.as_str(), s[1].value), ("up", 1.0));
+        assert_eq!(s[2].value, f64::INFINITY);
+        assert!(s[3].value.is_nan());
+    }
+
+    #[test]
+    fn openmetrics_with_exemplars_and_eof() {
+        let page = "# TYPE foo counter\n# UNIT foo seconds\nfoo_total 17.0 1520879607.789 # {trace_id=\"KOO5S4vxi0o\"} 0.67\nfoo_created 1520430000.123\n# EOF\n";
+        let s = parse(page).unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].value, 17.0);
+        assert!(parse("a 1\n# EOF\nb 2\n").is_err());
+    }
+
+    #[test]
+    fn malformed_pages_fail_with_the_line() {
+        for (page, line) in [
+            ("ok 1\nbad{a=\"1\" 2\n", 2),
+            ("1bad 1\n", 1),
+            ("x{a=\"1\",a=\"2\"} 1\n", 1),
+            ("x{a=\"\\q\"} 1\n", 1),
+            ("x notanumber\n", 1),
+            ("x 1 2 3\n", 1),
+            ("x{a=\"open} 1\n", 1),
+            ("x\n", 1),
+            ("<html><body>502 Bad Gateway</body></html>\n", 1),
+        ] {
+            let e = parse(page).unwrap_err();
+            assert_eq!(e.line, line, "{page:?}: {e}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_input(page in ".{0,400}") {
+            let _ = parse(&page);
+        }
+
+        #[test]
+        fn label_values_round_trip(value in "\\PC{0,40}", v in -1e12f64..1e12) {
+            let escaped = value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+            let page = format!("m{{l=\"{escaped}\"}} {v}\n");
+            let s = parse(&page).unwrap();
+            prop_assert_eq!(&s[0].labels[0].1, &value);
+            prop_assert_eq!(s[0].value, v);
+        }
+    }
+}
