@@ -1,5 +1,7 @@
+mod config;
 mod labels;
 mod promql;
+mod rules;
 mod scrape {
     pub mod parse;
 }

@@ -1,0 +1,434 @@
+//! Configuration: a Prometheus-shaped YAML file, validated with file, line and reason.
+//!
+//! A Prometheus configuration that uses only the shared keys loads unchanged:
+//! `global.scrape_interval`, `scrape_timeout`, `evaluation_interval`, `external_labels`,
+//! `rule_files`, and `scrape_configs[]` with `job_name`, `scrape_interval`, `scrape_timeout`,
+//! `metrics_path`, `scheme`, `body_size_limit`, `static_configs[].targets/labels`. Unknown keys
+//! are errors (a typo must not silently disable a job).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::labels::Labels;
+
+/// The embedded default rules: the very file shipped in `alerts/`.
+pub const DEFAULT_RULES: &str = include_str!("../../alerts/obs-red.rules.yml");
+/// Where the default rules come from, for messages.
+pub const DEFAULT_RULES_NAME: &str = "alerts/obs-red.rules.yml (embedded)";
+/// The default target when there is no configuration file.
+pub const DEFAULT_TARGET: &str = "127.0.0.1:9464";
+/// Largest configuration or rule file read.
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// A configuration or rule-file error: where and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(file: impl fmt::Display, line: Option<usize>, message: impl Into<String>) -> Self {
+        Self { file: file.to_string(), line, message: message.into() }
+    }
+
+    fn yaml(file: &str, e: &serde_yaml::Error) -> Self {
+        let line = e.location().map(|l| l.line());
+        // serde_yaml appends " at line X column Y"; the line is reported separately.
+        let message = e.to_string();
+        let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
+        Self::new(file, line, message)
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.file, line, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+/// Parses a Prometheus duration: `1y2w3d4h5m6s7ms` (units in this order, each at most once), or `0`.
+pub fn parse_duration(s: &str) -> Result<i64, String> {
+    const UNITS: [(&str, i64); 7] = [
+        ("y", 365 * 86_400_000),
+        ("w", 7 * 86_400_000),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+        ("ms", 1),
+    ];
+    let bad = || format!("invalid duration {s:?} (examples: 15s, 2500ms, 1m30s)");
+    if s == "0" {
+        return Ok(0);
+    }
+    let mut rest = s;
+    let mut total: i64 = 0;
+    let mut next_unit = 0;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: i64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        let pos = UNITS[next_unit..].iter().position(|(u, _)| *u == unit).ok_or_else(bad)? + next_unit;
+        total = n.checked_mul(UNITS[pos].1).and_then(|v| total.checked_add(v)).ok_or_else(bad)?;
+        next_unit = pos + 1;
+        rest = &rest[unit_len..];
+    }
+    if s.is_empty() {
+        return Err(bad());
+    }
+    Ok(total)
+}
+
+/// A duration field in YAML.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub i64);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s).map(Dur).map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    global: Global,
+    #[serde(default)]
+    rule_files: Vec<String>,
+    #[serde(default)]
+    scrape_configs: Vec<ScrapeConfig>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Global {
+    scrape_interval: Option<Dur>,
+    scrape_timeout: Option<Dur>,
+    evaluation_interval: Option<Dur>,
+    #[serde(default)]
+    external_labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScrapeConfig {
+    job_name: String,
+    scrape_interval: Option<Dur>,
+    scrape_timeout: Option<Dur>,
+    metrics_path: Option<String>,
+    scheme: Option<String>,
+    body_size_limit: Option<String>,
+    #[serde(default)]
+    static_configs: Vec<StaticConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StaticConfig {
+    #[serde(default)]
+    targets: Vec<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub evaluation_interval_ms: i64,
+    pub external_labels: Labels,
+    pub jobs: Vec<Job>,
+    /// `(name for messages, text)` of every rule file.
+    pub rule_files: Vec<(String, String)>,
+}
+
+/// One scrape job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub name: String,
+    pub interval_ms: i64,
+    pub timeout_ms: i64,
+    pub metrics_path: String,
+    pub scheme: String,
+    pub body_size_limit: u64,
+    pub targets: Vec<Target>,
+}
+
+/// One target of a job.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `host:port`.
+    pub address: String,
+    /// `job`, `instance` and the static labels.
+    pub labels: Labels,
+}
+
+/// Prometheus defaults: 1m scrape and evaluation, 10s timeout. Without a file obs uses 15s.
+const DEFAULT_INTERVAL_MS: i64 = 60_000;
+const DEFAULT_TIMEOUT_MS: i64 = 10_000;
+const NO_CONFIG_INTERVAL_MS: i64 = 15_000;
+/// Default body size limit when the job sets none (Prometheus: unlimited).
+pub const DEFAULT_BODY_SIZE_LIMIT: u64 = 16 * 1024 * 1024;
+
+impl Config {
+    /// No file: scrape `127.0.0.1:9464` as job `app` every 15 s with the embedded rules.
+    pub fn default_config() -> Self {
+        Config {
+            evaluation_interval_ms: NO_CONFIG_INTERVAL_MS,
+            external_labels: Labels::default(),
+            jobs: vec![Job {
+                name: "app".into(),
+                interval_ms: NO_CONFIG_INTERVAL_MS,
+                timeout_ms: DEFAULT_TIMEOUT_MS,
+                metrics_path: "/metrics".into(),
+                scheme: "http".into(),
+                body_size_limit: DEFAULT_BODY_SIZE_LIMIT,
+                targets: vec![target("app", DEFAULT_TARGET, &BTreeMap::new())],
+            }],
+            rule_files: vec![(DEFAULT_RULES_NAME.into(), DEFAULT_RULES.into())],
+        }
+    }
+
+    /// Reads and validates `path` and the rule files it names (relative to its directory).
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = read_bounded(path)?;
+        Self::parse(&text, &path.display().to_string(), path.parent().unwrap_or(Path::new(".")))
+    }
+
+    /// Parses configuration `text` (named `file` in errors); rule paths are relative to `dir`.
+    pub fn parse(text: &str, file: &str, dir: &Path) -> Result<Self, ConfigError> {
+        let raw: FileConfig = if text.trim().is_empty() {
+            FileConfig::default()
+        } else {
+            serde_yaml::from_str(text).map_err(|e| ConfigError::yaml(file, &e))?
+        };
+        let err = |needle: &str, message: String| ConfigError::new(file, line_of(text, needle), message);
+        let global_interval = raw.global.scrape_interval.map_or(DEFAULT_INTERVAL_MS, |d| d.0);
+        let global_timeout = raw.global.scrape_timeout.map_or(DEFAULT_TIMEOUT_MS.min(global_interval), |d| d.0);
+        if global_interval <= 0 {
+            return Err(err("scrape_interval", "global.scrape_interval must be positive".into()));
+        }
+        let evaluation_interval_ms = raw.global.evaluation_interval.map_or(DEFAULT_INTERVAL_MS, |d| d.0);
+        if evaluation_interval_ms <= 0 {
+            return Err(err("evaluation_interval", "global.evaluation_interval must be positive".into()));
+        }
+        let mut jobs: Vec<Job> = Vec::new();
+        for sc in raw.scrape_configs {
+            let at = format!("job_name: {}", sc.job_name);
+            if jobs.iter().any(|j| j.name == sc.job_name) {
+                return Err(err(&at, format!("duplicate job_name {:?}", sc.job_name)));
+            }
+            let interval_ms = sc.scrape_interval.map_or(global_interval, |d| d.0);
+            let timeout_ms = sc.scrape_timeout.map_or(global_timeout.min(interval_ms), |d| d.0);
+            if interval_ms <= 0 || timeout_ms <= 0 {
+                return Err(err(&at, format!("job {:?}: scrape_interval and scrape_timeout must be positive", sc.job_name)));
+            }
+            if timeout_ms > interval_ms {
+                return Err(err(&at, format!("job {:?}: scrape_timeout is greater than scrape_interval", sc.job_name)));
+            }
+            let scheme = sc.scheme.unwrap_or_else(|| "http".into());
+            if scheme != "http" && scheme != "https" {
+                return Err(err(&at, format!("job {:?}: scheme must be http or https, not {scheme:?}", sc.job_name)));
+            }
+            let metrics_path = sc.metrics_path.unwrap_or_else(|| "/metrics".into());
+            if !metrics_path.starts_with('/') {
+                return Err(err(&at, format!("job {:?}: metrics_path must start with /", sc.job_name)));
+            }
+            let body_size_limit = match sc.body_size_limit {
+                None => DEFAULT_BODY_SIZE_LIMIT,
+                Some(s) => parse_size(&s).map_err(|m| err(&at, format!("job {:?}: {m}", sc.job_name)))?,
+            };
+            let mut targets = Vec::new();
+            for st in &sc.static_configs {
+                for t in &st.targets {
+                    if !valid_address(t) {
+                        return Err(err(t, format!("job {:?}: target {t:?} is not host:port", sc.job_name)));
+                    }
+                    targets.push(target(&sc.job_name, t, &st.labels));
+                }
+            }
+            jobs.push(Job { name: sc.job_name, interval_ms, timeout_ms, metrics_path, scheme, body_size_limit, targets });
+        }
+        let mut rule_files = Vec::new();
+        for pattern in &raw.rule_files {
+            let paths = expand_glob(&dir.join(pattern)).map_err(|m| err(pattern, m))?;
+            for p in paths {
+                let text = read_bounded(&p).map_err(|e| err(pattern, format!("rule file {e}")))?;
+                rule_files.push((p.display().to_string(), text));
+            }
+        }
+        let external_labels = Labels::new(raw.global.external_labels.into_iter().collect());
+        Ok(Config { evaluation_interval_ms, external_labels, jobs, rule_files })
+    }
+
+    /// The longest interval between two scrapes of any job.
+    pub fn max_scrape_interval_ms(&self) -> i64 {
+        self.jobs.iter().map(|j| j.interval_ms).max().unwrap_or(0)
+    }
+}
+
+fn target(job: &str, address: &str, labels: &BTreeMap<String, String>) -> Target {
+    let mut pairs: Vec<(String, String)> = labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    pairs.push(("job".into(), job.into()));
+    pairs.push(("instance".into(), address.into()));
+    Target { address: address.into(), labels: Labels::new(pairs) }
+}
+
+fn valid_address(t: &str) -> bool {
+    match t.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok(),
+        None => false,
+    }
+}
+
+/// `10MB`, `512KiB`... as Prometheus' `body_size_limit` (base 1024 as in Prometheus' units).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let n: u64 = s[..split].parse().map_err(|_| format!("invalid size {s:?}"))?;
+    let mult = match s[split..].trim() {
+        "" | "B" => 1,
+        "KB" | "KiB" => 1 << 10,
+        "MB" | "MiB" => 1 << 20,
+        "GB" | "GiB" => 1 << 30,
+        other => return Err(format!("invalid size unit {other:?} (B, KB, MB, GB)")),
+    };
+    if n == 0 {
+        return Ok(u64::MAX); // 0 means no limit, as in Prometheus
+    }
+    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+/// Supports `*` in the file-name part only (`rules/*.yml`), as most Prometheus configs use.
+fn expand_glob(pattern: &Path) -> Result<Vec<PathBuf>, String> {
+    let name = pattern.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if !name.contains('*') {
+        return Ok(vec![pattern.to_path_buf()]);
+    }
+    let dir = pattern.parent().unwrap_or(Path::new("."));
+    let (prefix, suffix) = name.split_once('*').unwrap_or((&name, ""));
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    let mut out: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            n.len() >= prefix.len() + suffix.len() && n.starts_with(prefix) && n.ends_with(suffix)
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// Reads a file, refusing anything larger than [`MAX_FILE_BYTES`].
+pub fn read_bounded(path: &Path) -> Result<String, ConfigError> {
+    let meta = std::fs::metadata(path).map_err(|e| ConfigError::new(path.display(), None, format!("cannot read: {e}")))?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(ConfigError::new(
+            path.display(),
+            None,
+            format!("file is {} bytes; the limit is {MAX_FILE_BYTES}", meta.len()),
+        ));
+    }
+    std::fs::read_to_string(path).map_err(|e| ConfigError::new(path.display(), None, format!("cannot read: {e}")))
+}
+
+/// The 1-based line of the first occurrence of `needle` in `text`.
+pub fn line_of(text: &str, needle: &str) -> Option<usize> {
+    text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("15s"), Ok(15_000));
+        assert_eq!(parse_duration("2500ms"), Ok(2_500));
+        assert_eq!(parse_duration("1m30s"), Ok(90_000));
+        assert_eq!(parse_duration("1h0m"), Ok(3_600_000));
+        assert_eq!(parse_duration("1d"), Ok(86_400_000));
+        assert_eq!(parse_duration("0"), Ok(0));
+        for bad in ["", "15", "s", "1s1m", "1m1m", "-5s", "1.5s", "10 s", "5x"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    const PROMETHEUS_SHAPED: &str = r#"
+global:
+  scrape_interval: 15s
+  scrape_timeout: 5s
+  evaluation_interval: 15s
+  external_labels:
+    cluster: eu-1
+scrape_configs:
+  - job_name: api
+    static_configs:
+      - targets: ['10.0.0.1:9464', 'api-2.internal:9464']
+        labels:
+          team: payments
+  - job_name: worker
+    scrape_interval: 30s
+    metrics_path: /internal/metrics
+    scheme: https
+    body_size_limit: 10MB
+    static_configs:
+      - targets: ['worker:9000']
+"#;
+
+    #[test]
+    fn a_prometheus_config_loads_unchanged() {
+        let c = Config::parse(PROMETHEUS_SHAPED, "prometheus.yml", Path::new(".")).unwrap();
+        assert_eq!(c.evaluation_interval_ms, 15_000);
+        assert_eq!(c.external_labels.get("cluster"), Some("eu-1"));
+        assert_eq!(c.jobs.len(), 2);
+        let api = &c.jobs[0];
+        assert_eq!((api.interval_ms, api.timeout_ms, api.targets.len()), (15_000, 5_000, 2));
+        assert_eq!(api.targets[1].labels.to_string(), r#"{instance="api-2.internal:9464", job="api", team="payments"}"#);
+        let worker = &c.jobs[1];
+        assert_eq!((worker.interval_ms, worker.scheme.as_str(), worker.metrics_path.as_str()), (30_000, "https", "/internal/metrics"));
+        assert_eq!(worker.body_size_limit, 10 << 20);
+        assert!(c.rule_files.is_empty());
+    }
+
+    #[test]
+    fn errors_name_file_line_and_reason() {
+        let cases = [
+            ("global:\n  scrape_interval: 15x\n", Some(2), "invalid duration"),
+            ("scrape_configs:\n  - job_name: a\n    static_configs:\n      - targets: ['nohost']\n", Some(4), "not host:port"),
+            ("scrape_configs:\n  - job_name: a\n    scrap_interval: 5s\n", Some(3), "unknown field `scrap_interval`"),
+            ("scrape_configs:\n  - job_name: a\n  - job_name: a\n", Some(2), "duplicate job_name"),
+            ("scrape_configs:\n  - job_name: a\n    scrape_interval: 5s\n    scrape_timeout: 10s\n", Some(2), "greater than scrape_interval"),
+            ("alerting: {}\n", Some(1), "unknown field `alerting`"),
+            ("rule_files: [does-not-exist.yml]\n", Some(1), "cannot read"),
+        ];
+        for (text, line, needle) in cases {
+            let e = Config::parse(text, "c.yml", Path::new("/nonexistent")).unwrap_err();
+            assert_eq!(e.line, line, "{text}: {e}");
+            assert!(e.message.contains(needle), "{text}: {e}");
+            assert!(e.to_string().starts_with("c.yml:"), "{e}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512KB"), Ok(512 << 10));
+        assert_eq!(parse_size("0"), Ok(u64::MAX));
+        assert!(parse_size("10XB").is_err());
+    }
+}

@@ -1,0 +1,292 @@
+//! Alerting rules and their state machine, as Prometheus' `rules/alerting.go`:
+//! inactive -> pending (ActiveAt) -> firing (after `for`) -> inactive (resolved, kept 15 min),
+//! with `keep_firing_for`, identity = output labels + rule labels + `alertname`, and a query
+//! error leaving the state untouched.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::template::{Data, Template};
+use crate::labels::Labels;
+use crate::promql::{self, Expr, Value};
+use crate::store::Store;
+
+/// How long a resolved alert is kept (and re-announced as resolved) before it is forgotten.
+pub const RESOLVED_RETENTION_MS: i64 = 15 * 60 * 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Inactive,
+    Pending,
+    Firing,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Inactive => "inactive",
+            State::Pending => "pending",
+            State::Firing => "firing",
+        }
+    }
+}
+
+/// One alert instance of a rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    pub labels: Labels,
+    pub annotations: Vec<(String, String)>,
+    pub state: State,
+    pub value: f64,
+    pub active_at: i64,
+    pub fired_at: Option<i64>,
+    pub resolved_at: Option<i64>,
+    pub keep_firing_since: Option<i64>,
+}
+
+/// A state change worth telling someone about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transition {
+    /// A new instance started its `for` timer.
+    Pending(Labels),
+    /// A pending instance lost its condition before firing (timer reset).
+    PendingReset(Labels),
+    Firing(Labels),
+    Resolved(Labels),
+}
+
+/// An alerting rule as loaded from a rule file.
+#[derive(Debug, Clone)]
+pub struct AlertingRule {
+    pub name: String,
+    pub expr_text: String,
+    pub expr: Expr,
+    pub for_ms: i64,
+    pub keep_firing_for_ms: i64,
+    pub labels: Vec<(String, Template)>,
+    pub annotations: Vec<(String, Template)>,
+    /// The raw label and annotation texts, for the API.
+    pub raw_labels: Vec<(String, String)>,
+    pub raw_annotations: Vec<(String, String)>,
+    pub active: HashMap<Labels, Alert>,
+}
+
+impl AlertingRule {
+    /// Evaluates the rule at `t`. On error nothing changes.
+    pub fn eval(&mut self, t: i64, store: &Store, external: &Labels) -> Result<Vec<Transition>, String> {
+        let samples = match promql::eval(&self.expr, store, t)? {
+            Value::Vector(v) => v,
+            Value::Scalar(_) => return Err("the expression returned a scalar, not a vector".into()),
+        };
+        let mut current: HashMap<Labels, Alert> = HashMap::with_capacity(samples.len());
+        for s in samples {
+            let base = s.labels.without_name();
+            let data = Data { labels: &base, external_labels: external, value: s.value };
+            let mut labels = base.clone();
+            for (k, tmpl) in &self.labels {
+                labels.set(k, &tmpl.expand(&data));
+            }
+            labels.set("alertname", &self.name);
+            let annotations = self.annotations.iter().map(|(k, tmpl)| (k.clone(), tmpl.expand(&data))).collect();
+            let alert = Alert {
+                labels: labels.clone(),
+                annotations,
+                state: State::Pending,
+                value: s.value,
+                active_at: t,
+                fired_at: None,
+                resolved_at: None,
+                keep_firing_since: None,
+            };
+            if current.insert(labels, alert).is_some() {
+                return Err("vector contains metrics with the same labelset after applying alert labels".into());
+            }
+        }
+
+        let mut transitions = Vec::new();
+        for (labels, alert) in current.iter() {
+            match self.active.get_mut(labels) {
+                Some(a) if a.state != State::Inactive => {
+                    a.value = alert.value;
+                    a.annotations = alert.annotations.clone();
+                }
+                _ => {
+                    self.active.insert(labels.clone(), alert.clone());
+                    transitions.push(Transition::Pending(labels.clone()));
+                }
+            }
+        }
+        let mut forget = Vec::new();
+        for (labels, a) in self.active.iter_mut() {
+            if !current.contains_key(labels) {
+                let keep = a.state == State::Firing && self.keep_firing_for_ms > 0 && {
+                    let since = *a.keep_firing_since.get_or_insert(t);
+                    t - since < self.keep_firing_for_ms
+                };
+                if a.state == State::Pending || a.resolved_at.is_some_and(|r| t - r > RESOLVED_RETENTION_MS) {
+                    if a.state == State::Pending {
+                        transitions.push(Transition::PendingReset(labels.clone()));
+                    }
+                    forget.push(labels.clone());
+                    continue;
+                }
+                if !keep {
+                    if a.state != State::Inactive {
+                        a.state = State::Inactive;
+                        a.resolved_at = Some(t);
+                        transitions.push(Transition::Resolved(labels.clone()));
+                    }
+                    continue;
+                }
+            } else {
+                a.keep_firing_since = None;
+            }
+            if a.state == State::Pending && t - a.active_at >= self.for_ms {
+                a.state = State::Firing;
+                a.fired_at = Some(t);
+                transitions.push(Transition::Firing(labels.clone()));
+            } else if a.state == State::Firing && t - a.active_at < self.for_ms {
+                // `for` grew (reload or restored state): back to pending.
+                a.state = State::Pending;
+                a.fired_at = None;
+                a.keep_firing_since = None;
+            }
+        }
+        for labels in forget {
+            self.active.remove(&labels);
+        }
+        Ok(transitions)
+    }
+
+    /// The rule's state: the "highest" state of its instances.
+    pub fn state(&self) -> State {
+        let states = self.active.values().map(|a| a.state);
+        if states.clone().any(|s| s == State::Firing) {
+            State::Firing
+        } else if states.into_iter().any(|s| s == State::Pending) {
+            State::Pending
+        } else {
+            State::Inactive
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1000;
+
+    /// A rule over `m` (a gauge) that fires when `m > 0`.
+    fn rule(for_s: i64, keep_s: i64) -> AlertingRule {
+        AlertingRule {
+            name: "Test".into(),
+            expr_text: "m > 0".into(),
+            expr: promql::compile("m > 0").unwrap(),
+            for_ms: for_s * S,
+            keep_firing_for_ms: keep_s * S,
+            labels: vec![("severity".into(), Template::parse("page").unwrap())],
+            annotations: vec![("summary".into(), Template::parse("{{ $labels.job }} is {{ $value }}").unwrap())],
+            raw_labels: vec![],
+            raw_annotations: vec![],
+            active: HashMap::new(),
+        }
+    }
+
+    /// Evaluates `rule` every 15 s with `m{job="a"}` = `values[i]` (None = absent at that step).
+    fn run(rule: &mut AlertingRule, values: &[Option<f64>]) -> Vec<Option<State>> {
+        let mut store = Store::new(3600 * S);
+        let labels = Labels::from_pairs(&[("__name__", "m"), ("job", "a")]);
+        let alert_labels = Labels::from_pairs(&[("alertname", "Test"), ("job", "a"), ("severity", "page")]);
+        let mut states = Vec::new();
+        for (i, v) in values.iter().enumerate() {
+            let t = i as i64 * 15 * S;
+            store.append(&labels, t, v.unwrap_or_else(crate::store::stale));
+            rule.eval(t, &store, &Labels::default()).unwrap();
+            states.push(rule.active.get(&alert_labels).map(|a| a.state));
+        }
+        states
+    }
+
+    use State::*;
+
+    #[test]
+    fn for_boundary_fires_when_elapsed_reaches_for() {
+        // for: 30s, evaluations every 15 s: pending at 0, 15; firing at 30 (30 - 0 >= 30).
+        let states = run(&mut rule(30, 0), &[Some(1.0); 4]);
+        assert_eq!(states, [Some(Pending), Some(Pending), Some(Firing), Some(Firing)]);
+    }
+
+    #[test]
+    fn for_zero_fires_at_once() {
+        assert_eq!(run(&mut rule(0, 0), &[Some(1.0)]), [Some(Firing)]);
+    }
+
+    #[test]
+    fn one_missing_evaluation_resets_pending() {
+        let states = run(&mut rule(30, 0), &[Some(1.0), Some(1.0), Some(0.0), Some(1.0), Some(1.0), Some(1.0)]);
+        assert_eq!(states, [Some(Pending), Some(Pending), None, Some(Pending), Some(Pending), Some(Firing)]);
+        // A stale (absent) sample resets it too.
+        let states = run(&mut rule(30, 0), &[Some(1.0), None, Some(1.0)]);
+        assert_eq!(states, [Some(Pending), None, Some(Pending)]);
+    }
+
+    #[test]
+    fn firing_resolves_and_a_new_match_starts_over() {
+        let mut r = rule(15, 0);
+        let states = run(&mut r, &[Some(1.0), Some(1.0), Some(0.0), Some(1.0)]);
+        assert_eq!(states, [Some(Pending), Some(Firing), Some(Inactive), Some(Pending)]);
+    }
+
+    #[test]
+    fn keep_firing_for_holds_firing_through_gaps() {
+        // keep_firing_for 30 s: false at 30 and 45 (since=30: 0 < 30, 15 < 30), resolved at 60.
+        let states = run(&mut rule(15, 30), &[Some(1.0), Some(1.0), Some(0.0), Some(0.0), Some(0.0)]);
+        assert_eq!(states, [Some(Pending), Some(Firing), Some(Firing), Some(Firing), Some(Inactive)]);
+        // Condition back during keep_firing_for: stays firing, timer cleared.
+        let mut r = rule(15, 30);
+        let states = run(&mut r, &[Some(1.0), Some(1.0), Some(0.0), Some(1.0), Some(0.0), Some(0.0)]);
+        assert_eq!(states, [Some(Pending), Some(Firing), Some(Firing), Some(Firing), Some(Firing), Some(Firing)]);
+    }
+
+    #[test]
+    fn keep_firing_for_does_not_apply_to_pending() {
+        let states = run(&mut rule(60, 300), &[Some(1.0), Some(0.0)]);
+        assert_eq!(states, [Some(Pending), None]);
+    }
+
+    #[test]
+    fn resolved_alerts_are_forgotten_after_15_minutes() {
+        let mut values = vec![Some(1.0), Some(0.0)];
+        values.extend(std::iter::repeat_n(Some(0.0), 61));
+        let states = run(&mut rule(0, 0), &values);
+        assert_eq!(states[1], Some(Inactive));
+        assert_eq!(states[61], Some(Inactive), "at 15m after resolution: kept");
+        assert_eq!(states[62], None, "beyond 15m: forgotten");
+    }
+
+    #[test]
+    fn annotations_are_templated_and_do_not_change_identity() {
+        let mut r = rule(0, 0);
+        run(&mut r, &[Some(3.0)]);
+        let a = r.active.values().next().unwrap();
+        assert_eq!(a.annotations, vec![("summary".to_owned(), "a is 3".to_owned())]);
+    }
+
+    #[test]
+    fn errors_leave_state_untouched() {
+        let mut r = rule(0, 0);
+        run(&mut r, &[Some(1.0)]);
+        let before = r.active.clone();
+        r.expr = promql::compile("m / on(job) m2").unwrap();
+        let mut store = Store::new(3600 * S);
+        for j in ["x", "y"] {
+            store.append(&Labels::from_pairs(&[("__name__", "m"), ("job", "a"), ("k", j)]), 0, 1.0);
+        }
+        store.append(&Labels::from_pairs(&[("__name__", "m2"), ("job", "a")]), 0, 1.0);
+        assert!(r.eval(15 * S, &store, &Labels::default()).is_err());
+        assert_eq!(r.active, before);
+    }
+}
