@@ -268,9 +268,9 @@ mod tests {
         store.append(&up, 0, 1.0);
         r.eval(0, &mut store).unwrap();
         let out = store.series(Some("job:up:sum")).next().unwrap();
-        assert_eq!(out.instant(0), Some(1.0));
+        assert_eq!(out.instant(0, false), Some(1.0));
         store.append(&up, 1000, store::stale());
         r.eval(1000, &mut store).unwrap();
-        assert_eq!(store.series(Some("job:up:sum")).next().unwrap().instant(1000), None);
+        assert_eq!(store.series(Some("job:up:sum")).next().unwrap().instant(1000, false), None);
     }
 }

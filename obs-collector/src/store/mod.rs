@@ -38,6 +38,8 @@ pub struct Store {
     by_name: HashMap<String, HashMap<Labels, Series>>,
     retention_ms: i64,
     samples: usize,
+    /// Prometheus 2.x selection: ranges and the lookback closed on the left too.
+    pub left_closed: bool,
 }
 
 impl Store {
@@ -47,11 +49,8 @@ impl Store {
             by_name: HashMap::new(),
             retention_ms,
             samples: 0,
+            left_closed: false,
         }
-    }
-
-    pub fn retention_ms(&self) -> i64 {
-        self.retention_ms
     }
 
     /// Appends a sample (timestamps must not go backwards within a series; older ones are
@@ -139,17 +138,23 @@ impl Store {
 }
 
 impl Series {
-    /// The value an instant selector sees at `t`: the newest sample in `(t - lookback, t]`,
-    /// unless it is a stale marker.
-    pub fn instant(&self, t: i64) -> Option<f64> {
+    /// The value an instant selector sees at `t`: the newest sample in `(t - lookback, t]`
+    /// (`[t - lookback, t]` when `left_closed`, as Prometheus 2.x), unless it is a stale marker.
+    pub fn instant(&self, t: i64, left_closed: bool) -> Option<f64> {
         let end = self.samples.partition_point(|&(st, _)| st <= t);
         let &(st, v) = self.samples.get(end.checked_sub(1)?)?;
-        (st > t - LOOKBACK_MS && !is_stale(v)).then_some(v)
+        let inside = if left_closed { st >= t - LOOKBACK_MS } else { st > t - LOOKBACK_MS };
+        (inside && !is_stale(v)).then_some(v)
     }
 
-    /// Samples in the left-open range `(t - range, t]`, stale markers skipped.
-    pub fn range(&self, t: i64, range_ms: i64) -> Vec<(i64, f64)> {
-        let start = self.samples.partition_point(|&(st, _)| st <= t - range_ms);
+    /// Samples in the left-open range `(t - range, t]` (closed `[t - range, t]` when
+    /// `left_closed`, as Prometheus 2.x), stale markers skipped.
+    pub fn range(&self, t: i64, range_ms: i64, left_closed: bool) -> Vec<(i64, f64)> {
+        let start = if left_closed {
+            self.samples.partition_point(|&(st, _)| st < t - range_ms)
+        } else {
+            self.samples.partition_point(|&(st, _)| st <= t - range_ms)
+        };
         let end = self.samples.partition_point(|&(st, _)| st <= t);
         self.samples
             .range(start..end)
@@ -173,31 +178,32 @@ mod tests {
         s.append(&up(), 0, 1.0);
         s.append(&up(), 10_000, 2.0);
         let series = s.series(Some("up")).next().unwrap();
-        assert_eq!(series.instant(9_999), Some(1.0));
-        assert_eq!(series.instant(10_000), Some(2.0));
-        assert_eq!(series.instant(10_000 + LOOKBACK_MS - 1), Some(2.0));
+        assert_eq!(series.instant(9_999, false), Some(1.0));
+        assert_eq!(series.instant(10_000, false), Some(2.0));
+        assert_eq!(series.instant(10_000 + LOOKBACK_MS - 1, false), Some(2.0));
         assert_eq!(
-            series.instant(10_000 + LOOKBACK_MS),
+            series.instant(10_000 + LOOKBACK_MS, false),
             None,
             "lookback is left-open"
         );
         s.append(&up(), 20_000, stale());
         let series = s.series(Some("up")).next().unwrap();
         assert_eq!(
-            series.instant(20_000),
+            series.instant(20_000, false),
             None,
             "a stale marker ends the series at once"
         );
         assert_eq!(
-            series.range(20_000, 60_000),
+            series.range(20_000, 60_000, false),
             vec![(0, 1.0), (10_000, 2.0)],
             "range skips stale markers"
         );
         assert_eq!(
-            series.range(10_000, 10_000),
+            series.range(10_000, 10_000, false),
             vec![(10_000, 2.0)],
             "range is left-open"
         );
+        assert_eq!(series.range(10_000, 10_000, true), vec![(0, 1.0), (10_000, 2.0)], "2.x: closed");
     }
 
     #[test]

@@ -30,6 +30,19 @@ use tracing_subscriber::{EnvFilter, Registry};
 pub use json::{JsonLayer, LineSink};
 pub use writer::LogWriter;
 
+/// `t` as RFC 3339 UTC with microseconds, the format of the `timestamp` field of every line.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// let t = UNIX_EPOCH + Duration::from_micros(1_798_378_152_123_456);
+/// assert_eq!(obs::logs::format_rfc3339(t), "2026-12-27T13:29:12.123456Z");
+/// ```
+pub fn format_rfc3339(t: std::time::SystemTime) -> String {
+    let mut out = Vec::with_capacity(27);
+    timestamp::write_rfc3339_micros(&mut out, t);
+    String::from_utf8(out).unwrap_or_default()
+}
+
 use crate::config::{LogFormat, Settings};
 
 /// The boxed log layer that [`crate::init`] installs on the registry.

@@ -1,0 +1,286 @@
+//! The running collector: scrape tasks feed the store, group tasks evaluate rules over it,
+//! state is persisted after every evaluation.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use obs::prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+
+use crate::config::{Config, Job, Target};
+use crate::labels::Labels;
+use crate::rules::{Group, Kind, Transition};
+use crate::scrape::{self, TargetSeries, TargetStatus};
+use crate::state;
+use crate::store::{Store, LOOKBACK_MS};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The collector's own metrics, registered in obs's registry (served at its `/metrics`).
+pub struct SelfMetrics {
+    series: IntGauge,
+    samples: IntGauge,
+    store_bytes: IntGauge,
+    scrapes: IntCounterVec,
+    evaluations: IntCounterVec,
+    evaluation_failures: IntCounterVec,
+}
+
+impl SelfMetrics {
+    fn new(registry: &Registry) -> Self {
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            let _ = registry.register(Box::new(g.clone()));
+            g
+        };
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            let _ = registry.register(Box::new(c.clone()));
+            c
+        };
+        Self {
+            series: gauge("obs_collector_series", "Series in the in-memory store."),
+            samples: gauge("obs_collector_samples", "Samples in the in-memory store."),
+            store_bytes: gauge("obs_collector_store_bytes", "Approximate heap bytes of the in-memory store."),
+            scrapes: counter("obs_collector_scrapes_total", "Scrapes by job and result.", &["job", "result"]),
+            evaluations: counter("obs_collector_rule_evaluations_total", "Rule group evaluations.", &["rule_group"]),
+            evaluation_failures: counter(
+                "obs_collector_rule_evaluation_failures_total",
+                "Rule evaluations that failed (state left unchanged).",
+                &["rule_group"],
+            ),
+        }
+    }
+}
+
+/// One scrape target with its job and status.
+pub struct TargetEntry {
+    pub job: Job,
+    pub target: Target,
+    pub status: Mutex<TargetStatus>,
+}
+
+/// Everything the tasks and the web server share.
+pub struct Collector {
+    pub config: Config,
+    pub store: RwLock<Store>,
+    pub groups: Vec<Mutex<Group>>,
+    pub targets: Vec<TargetEntry>,
+    pub state_path: PathBuf,
+    pub ready: AtomicBool,
+    client: reqwest::Client,
+    save_lock: Mutex<()>,
+    metrics: SelfMetrics,
+}
+
+impl Collector {
+    /// Builds the collector; restores alert state from `state_path`.
+    pub fn new(config: Config, mut groups: Vec<Group>, state_path: PathBuf, registry: &Registry) -> Arc<Self> {
+        match state::load(&state_path) {
+            Ok(saved) => {
+                let n = state::restore(&mut groups, saved);
+                if n > 0 {
+                    tracing::info!({ state.file = %state_path.display(), alerts = n }, "alert state restored");
+                }
+            }
+            Err(e) => tracing::warn!("{e}; starting with empty alert state"),
+        }
+        let store = Store::new(retention_ms(&config, &groups));
+        let targets = config
+            .jobs
+            .iter()
+            .flat_map(|job| {
+                job.targets.iter().map(move |t| TargetEntry {
+                    job: job.clone(),
+                    target: t.clone(),
+                    status: Mutex::new(TargetStatus {
+                        job: job.name.clone(),
+                        labels: t.labels.clone(),
+                        url: scrape::url(job, t),
+                        ..Default::default()
+                    }),
+                })
+            })
+            .collect();
+        Arc::new(Self {
+            config,
+            store: RwLock::new(store),
+            groups: groups.into_iter().map(Mutex::new).collect(),
+            targets,
+            state_path,
+            ready: AtomicBool::new(false),
+            client: reqwest::Client::builder()
+                .user_agent(concat!("obs-collector/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .expect("an HTTP client"),
+            save_lock: Mutex::new(()),
+            metrics: SelfMetrics::new(registry),
+        })
+    }
+
+    /// Starts the scrape, evaluation and housekeeping tasks on the current runtime.
+    pub fn spawn(self: &Arc<Self>) {
+        for i in 0..self.targets.len() {
+            tokio::spawn(Arc::clone(self).scrape_loop(i));
+        }
+        for i in 0..self.groups.len() {
+            tokio::spawn(Arc::clone(self).eval_loop(i));
+        }
+        tokio::spawn(Arc::clone(self).housekeeping());
+        self.ready.store(true, Ordering::SeqCst);
+    }
+
+    async fn scrape_loop(self: Arc<Self>, index: usize) {
+        let entry = &self.targets[index];
+        let interval = entry.job.interval_ms;
+        // Spread targets over the interval, as Prometheus does, instead of scraping all at once.
+        let offset = hash(&entry.target.labels) % interval as u64;
+        let mut previous = TargetSeries::default();
+        loop {
+            let now = now_ms();
+            let next = (now - now.rem_euclid(interval)) + offset as i64;
+            let next = if next <= now { next + interval } else { next };
+            tokio::time::sleep(Duration::from_millis((next - now) as u64)).await;
+            self.scrape_target(index, &mut previous, next).await;
+        }
+    }
+
+    /// Scrapes one target once (used by the loop and by tests).
+    pub async fn scrape_target(&self, index: usize, previous: &mut TargetSeries, t: i64) {
+        let entry = &self.targets[index];
+        let started = std::time::Instant::now();
+        let result = scrape::scrape_once(&self.client, &entry.job, &entry.target, &self.store, previous, t).await;
+        let mut status = lock(&entry.status);
+        status.up = Some(result.is_ok());
+        status.last_scrape_ms = Some(t);
+        status.last_duration_s = started.elapsed().as_secs_f64();
+        let result_label = if result.is_ok() { "success" } else { "failure" };
+        self.metrics.scrapes.with_label_values(&[&entry.job.name, result_label]).inc();
+        match result {
+            Ok(n) => {
+                status.samples = n;
+                status.last_error = None;
+            }
+            Err(e) => {
+                if status.last_error.as_deref() != Some(&e) {
+                    tracing::warn!({ job = %entry.job.name, instance = %entry.target.address, error = %e }, "scrape failed");
+                }
+                status.samples = 0;
+                status.last_error = Some(e);
+            }
+        }
+    }
+
+    async fn eval_loop(self: Arc<Self>, index: usize) {
+        let interval = lock(&self.groups[index]).interval_ms;
+        loop {
+            let now = now_ms();
+            // Evaluate on multiples of the interval, as promtool and Prometheus' slots do.
+            let next = now - now.rem_euclid(interval) + interval;
+            tokio::time::sleep(Duration::from_millis((next - now) as u64)).await;
+            self.eval_group(index, next);
+        }
+    }
+
+    /// Evaluates every rule of group `index` at `t`, logs transitions, persists state.
+    pub fn eval_group(&self, index: usize, t: i64) {
+        let external = self.config.external_labels.clone();
+        let mut group = lock(&self.groups[index]);
+        let group_name = group.name.clone();
+        let has_recording = group.rules.iter().any(|r| matches!(r.kind, Kind::Recording(_)));
+        let mut transitions = Vec::new();
+        for rule in group.rules.iter_mut() {
+            let started = std::time::Instant::now();
+            let result = match &mut rule.kind {
+                Kind::Alerting(a) => {
+                    let store = self.store.read().unwrap_or_else(PoisonError::into_inner);
+                    a.eval(t, &store, &external).map(|tr| transitions.extend(tr.into_iter().map(|x| (a.name.clone(), x))))
+                }
+                Kind::Recording(r) => {
+                    debug_assert!(has_recording);
+                    let mut store = self.store.write().unwrap_or_else(PoisonError::into_inner);
+                    r.eval(t, &mut store)
+                }
+            };
+            rule.health.last_eval_ms = Some(t);
+            rule.health.last_duration_s = started.elapsed().as_secs_f64();
+            if let Err(e) = &result {
+                self.metrics.evaluation_failures.with_label_values(&[&group_name]).inc();
+                if rule.health.last_error.as_deref() != Some(e) {
+                    tracing::warn!({ rule_group = %group_name, rule = %rule.name(), error = %e }, "rule evaluation failed; alert state unchanged");
+                }
+            }
+            rule.health.last_error = result.err();
+        }
+        self.metrics.evaluations.with_label_values(&[&group_name]).inc();
+        for (rule, transition) in &transitions {
+            log_transition(&group, rule, transition);
+        }
+        drop(group);
+        self.save_state(t);
+    }
+
+    fn save_state(&self, t: i64) {
+        let _saving = lock(&self.save_lock);
+        let alerts = self.groups.iter().flat_map(|g| state::snapshot([&*lock(g)])).collect();
+        if let Err(e) = state::save(&self.state_path, alerts, t) {
+            tracing::error!({ state.file = %self.state_path.display(), error = %e }, "cannot save alert state");
+        }
+    }
+
+    async fn housekeeping(self: Arc<Self>) {
+        loop {
+            {
+                let mut store = self.store.write().unwrap_or_else(PoisonError::into_inner);
+                store.compact(now_ms());
+                self.metrics.series.set(store.series_count() as i64);
+                self.metrics.samples.set(store.sample_count() as i64);
+                self.metrics.store_bytes.set(store.memory_bytes() as i64);
+            }
+            tokio::time::sleep(Duration::from_secs(15)).await;
+        }
+    }
+}
+
+fn log_transition(group: &Group, rule: &str, transition: &Transition) {
+    let find = |labels: &Labels| {
+        group.rules.iter().find_map(|r| match &r.kind {
+            Kind::Alerting(a) if a.name == rule => a.active.get(labels).cloned(),
+            _ => None,
+        })
+    };
+    match transition {
+        Transition::Pending(l) => tracing::info!({ alertname = rule, alert = %l }, "alert pending"),
+        Transition::PendingReset(l) => tracing::info!({ alertname = rule, alert = %l }, "alert pending reset: condition no longer true"),
+        Transition::Firing(l) => {
+            let (value, description) = find(l).map_or((f64::NAN, String::new()), |a| {
+                let d = a.annotations.iter().find(|(k, _)| k == "description").map(|(_, v)| v.clone());
+                (a.value, d.unwrap_or_default())
+            });
+            tracing::warn!({ alertname = rule, alert = %l, value, description = %description }, "alert firing")
+        }
+        Transition::Resolved(l) => tracing::info!({ alertname = rule, alert = %l }, "alert resolved"),
+    }
+}
+
+/// How long samples are kept: the longest range any rule reads, the lookback, two scrape
+/// intervals of margin.
+fn retention_ms(config: &Config, groups: &[Group]) -> i64 {
+    let longest = groups.iter().flat_map(|g| g.rules.iter()).map(|r| r.expr().max_range_ms()).max().unwrap_or(0);
+    longest.max(LOOKBACK_MS) + 2 * config.max_scrape_interval_ms().max(15_000)
+}
+
+fn hash(labels: &Labels) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    labels.hash(&mut h);
+    h.finish()
+}

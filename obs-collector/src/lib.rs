@@ -1,0 +1,12 @@
+//! obs-collector's pipeline, stage by stage: [`scrape`] -> [`store`] -> [`promql`] ->
+//! [`rules`] (with [`state`] persistence) -> [`web`]. The binary wires them in [`collector`].
+
+pub mod collector;
+pub mod config;
+pub mod labels;
+pub mod promql;
+pub mod rules;
+pub mod scrape;
+pub mod state;
+pub mod store;
+pub mod web;

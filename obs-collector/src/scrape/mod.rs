@@ -1,0 +1,200 @@
+//! Scraping: one task per target, on the job's interval, with a timeout and a body-size limit.
+//!
+//! Every scrape writes `up` (1 or 0), `scrape_duration_seconds` and `scrape_samples_scraped`
+//! for the target. A failed scrape (connection, timeout, HTTP status, oversized or malformed
+//! page) writes `up` 0 and stale markers for the target's previous series, exactly like
+//! Prometheus, so queries stop seeing them at once; it never stops the process.
+
+pub mod parse;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use crate::config::{Job, Target};
+use crate::labels::{Labels, NAME};
+use crate::store::{self, Store};
+
+/// What a page is accepted as.
+const ACCEPT: &str = "application/openmetrics-text;version=1.0.0;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// The outcome of one scrape of one target, for the status page and API.
+#[derive(Debug, Clone, Default)]
+pub struct TargetStatus {
+    pub job: String,
+    pub labels: Labels,
+    pub url: String,
+    pub up: Option<bool>,
+    pub last_scrape_ms: Option<i64>,
+    pub last_duration_s: f64,
+    pub last_error: Option<String>,
+    pub samples: usize,
+}
+
+/// The series a target exposed at its last successful scrape.
+#[derive(Debug, Default)]
+pub struct TargetSeries(HashSet<Labels>);
+
+/// The URL scraped for `target` of `job`.
+pub fn url(job: &Job, target: &Target) -> String {
+    format!("{}://{}{}", job.scheme, target.address, job.metrics_path)
+}
+
+/// Fetches a page: HTTP status must be 2xx, the body at most `limit` bytes, UTF-8.
+pub async fn fetch(client: &reqwest::Client, url: &str, timeout: Duration, limit: u64) -> Result<String, String> {
+    let mut response = client
+        .get(url)
+        .header(reqwest::header::ACCEPT, ACCEPT)
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(describe)?;
+    if !response.status().is_success() {
+        return Err(format!("server returned HTTP status {}", response.status()));
+    }
+    if response.content_length().is_some_and(|n| n > limit) {
+        return Err(format!("body size limit exceeded ({limit} bytes)"));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(describe)? {
+        if body.len() as u64 + chunk.len() as u64 > limit {
+            return Err(format!("body size limit exceeded ({limit} bytes)"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    String::from_utf8(body).map_err(|_| "the page is not valid UTF-8".to_owned())
+}
+
+/// A transport error without the URL (which may carry credentials) and with its cause.
+fn describe(e: reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    let mut cause = String::new();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        cause = s.to_string();
+        source = s.source();
+    }
+    if cause.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}: {cause}")
+    }
+}
+
+/// Writes one scrape's result into the store at `t`; returns the number of samples stored.
+pub fn ingest(
+    store: &mut Store,
+    target: &Target,
+    previous: &mut TargetSeries,
+    t: i64,
+    duration: Duration,
+    result: Result<Vec<parse::Sample>, String>,
+) -> Result<usize, String> {
+    let mut seen = HashSet::new();
+    let outcome = match result {
+        Ok(samples) => {
+            for s in samples {
+                let labels = series_labels(&s, &target.labels);
+                store.append(&labels, t, s.value);
+                seen.insert(labels);
+            }
+            Ok(seen.len())
+        }
+        Err(e) => Err(e),
+    };
+    for gone in previous.0.difference(&seen) {
+        store.append(gone, t, store::stale());
+    }
+    previous.0 = seen;
+    let meta = |name: &str, v: f64| {
+        let mut l = target.labels.clone();
+        l.set(NAME, name);
+        (l, v)
+    };
+    let samples = outcome.as_ref().map_or(0, |n| *n);
+    for (labels, v) in [
+        meta("up", if outcome.is_ok() { 1.0 } else { 0.0 }),
+        meta("scrape_duration_seconds", duration.as_secs_f64()),
+        meta("scrape_samples_scraped", samples as f64),
+    ] {
+        store.append(&labels, t, v);
+    }
+    outcome
+}
+
+/// The page's labels plus the target's; a page label that clashes with a target label is kept
+/// as `exported_<name>` (Prometheus' `honor_labels: false`).
+fn series_labels(s: &parse::Sample, target: &Labels) -> Labels {
+    let mut pairs: Vec<(String, String)> = Vec::with_capacity(s.labels.len() + target.len() + 1);
+    for (k, v) in &s.labels {
+        if target.get(k).is_some() {
+            pairs.push((format!("exported_{k}"), v.clone()));
+        } else {
+            pairs.push((k.clone(), v.clone()));
+        }
+    }
+    pairs.extend(target.iter().map(|(k, v)| (k.to_owned(), v.to_owned())));
+    pairs.push((NAME.to_owned(), s.name.clone()));
+    Labels::new(pairs)
+}
+
+/// Scrapes `target` once and ingests the result.
+pub async fn scrape_once(
+    client: &reqwest::Client,
+    job: &Job,
+    target: &Target,
+    store: &std::sync::RwLock<Store>,
+    previous: &mut TargetSeries,
+    t: i64,
+) -> Result<usize, String> {
+    let started = Instant::now();
+    let result = fetch(client, &url(job, target), Duration::from_millis(job.timeout_ms as u64), job.body_size_limit)
+        .await
+        .and_then(|page| parse::parse(&page).map_err(|e| format!("malformed page: {e}")));
+    let duration = started.elapsed();
+    let mut store = store.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+    ingest(&mut store, target, previous, t, duration, result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> Target {
+        Target { address: "h:1".into(), labels: Labels::from_pairs(&[("job", "app"), ("instance", "h:1")]) }
+    }
+
+    #[test]
+    fn failed_scrapes_mark_series_stale_and_write_up() {
+        let mut store = Store::new(600_000);
+        let mut prev = TargetSeries::default();
+        let page = parse::parse("req_total{code=\"200\",job=\"inner\"} 5\n").unwrap();
+        assert_eq!(ingest(&mut store, &target(), &mut prev, 1000, Duration::ZERO, Ok(page)), Ok(1));
+        let series = store.series(Some("req_total")).next().unwrap();
+        assert_eq!(series.labels.get("exported_job"), Some("inner"), "clashing labels are kept as exported_*");
+        assert_eq!(series.labels.get("job"), Some("app"));
+        assert_eq!(series.instant(1000, false), Some(5.0));
+        let up = |s: &Store, t| s.series(Some("up")).next().unwrap().instant(t, false);
+        assert_eq!(up(&store, 1000), Some(1.0));
+
+        assert!(ingest(&mut store, &target(), &mut prev, 2000, Duration::ZERO, Err("timeout".into())).is_err());
+        assert_eq!(up(&store, 2000), Some(0.0));
+        assert_eq!(store.series(Some("req_total")).next().unwrap().instant(2000, false), None, "stale after a failed scrape");
+    }
+
+    #[test]
+    fn vanished_series_go_stale() {
+        let mut store = Store::new(600_000);
+        let mut prev = TargetSeries::default();
+        let page = |p: &str| Ok(parse::parse(p).unwrap());
+        ingest(&mut store, &target(), &mut prev, 1000, Duration::ZERO, page("a 1\nb 1\n")).unwrap();
+        ingest(&mut store, &target(), &mut prev, 2000, Duration::ZERO, page("a 2\n")).unwrap();
+        assert_eq!(store.series(Some("b")).next().unwrap().instant(2000, false), None);
+        assert_eq!(store.series(Some("a")).next().unwrap().instant(2000, false), Some(2.0));
+    }
+}

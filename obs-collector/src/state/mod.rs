@@ -1,0 +1,152 @@
+//! Persistence of alert state: written atomically (temporary file, fsync, rename) after every
+//! evaluation, read at start. A restart (even `kill -9`) keeps each alert's `ActiveAt`, so a
+//! `for` timer is neither reset nor restarted (Prometheus itself skips this for `for` < 10m).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::rules::{Alert, Group, Kind};
+
+const VERSION: u32 = 1;
+
+/// One alert with the rule it belongs to.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SavedAlert {
+    pub group: String,
+    pub rule: String,
+    pub alert: Alert,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StateFile {
+    version: u32,
+    saved_at_ms: i64,
+    alerts: Vec<SavedAlert>,
+}
+
+/// Collects the active alerts of `groups`.
+pub fn snapshot<'a>(groups: impl IntoIterator<Item = &'a Group>) -> Vec<SavedAlert> {
+    let mut out = Vec::new();
+    for g in groups {
+        for r in &g.rules {
+            if let Kind::Alerting(a) = &r.kind {
+                out.extend(a.active.values().map(|alert| SavedAlert {
+                    group: g.name.clone(),
+                    rule: a.name.clone(),
+                    alert: alert.clone(),
+                }));
+            }
+        }
+    }
+    out
+}
+
+/// Writes `alerts` to `path` atomically.
+pub fn save(path: &Path, alerts: Vec<SavedAlert>, now_ms: i64) -> std::io::Result<()> {
+    let file = StateFile { version: VERSION, saved_at_ms: now_ms, alerts };
+    let json = serde_json::to_vec(&file).map_err(std::io::Error::other)?;
+    let tmp = temp_path(path);
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&json)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // Make the rename itself durable.
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// Reads the saved alerts; a missing file is an empty state, a corrupt one an error (the
+/// caller logs it and starts fresh).
+pub fn load(path: &Path) -> Result<Vec<SavedAlert>, String> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let file: StateFile =
+        serde_json::from_slice(&bytes).map_err(|e| format!("{} is not a valid state file: {e}", path.display()))?;
+    if file.version != VERSION {
+        return Err(format!("{}: unsupported state version {}", path.display(), file.version));
+    }
+    Ok(file.alerts)
+}
+
+/// Puts saved alerts back into the rules they belong to (matched by group and rule name);
+/// returns how many were restored.
+pub fn restore(groups: &mut [Group], saved: Vec<SavedAlert>) -> usize {
+    let mut restored = 0;
+    for s in saved {
+        let rule = groups
+            .iter_mut()
+            .filter(|g| g.name == s.group)
+            .flat_map(|g| g.rules.iter_mut())
+            .find_map(|r| match &mut r.kind {
+                Kind::Alerting(a) if a.name == s.rule => Some(a),
+                _ => None,
+            });
+        if let Some(rule) = rule {
+            rule.active.insert(s.alert.labels.clone(), s.alert);
+            restored += 1;
+        }
+    }
+    restored
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labels::Labels;
+    use crate::rules::{self, State};
+    use crate::store::Store;
+
+    #[test]
+    fn a_restart_keeps_active_at_and_fires_on_time() {
+        let text = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: m > 0\n        for: 60s\n";
+        let mut groups = rules::load("r.yml", text, 15_000).unwrap();
+        let mut store = Store::new(600_000);
+        let m = Labels::from_pairs(&[("__name__", "m"), ("job", "x")]);
+        for t in [0, 15_000, 30_000] {
+            store.append(&m, t, 1.0);
+            let Kind::Alerting(a) = &mut groups[0].rules[0].kind else { panic!() };
+            a.eval(t, &store, &Labels::default()).unwrap();
+        }
+        let dir = std::env::temp_dir().join(format!("obs-state-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.json");
+        save(&path, snapshot(&groups), 30_000).unwrap();
+
+        // "Restart": fresh rules, restored state, evaluation continues at 60 s.
+        let mut fresh = rules::load("r.yml", text, 15_000).unwrap();
+        assert_eq!(restore(&mut fresh, load(&path).unwrap()), 1);
+        store.append(&m, 60_000, 1.0);
+        let Kind::Alerting(a) = &mut fresh[0].rules[0].kind else { panic!() };
+        a.eval(60_000, &store, &Labels::default()).unwrap();
+        let alert = a.active.values().next().unwrap();
+        assert_eq!((alert.state, alert.active_at), (State::Firing, 0), "fires 60 s after the original ActiveAt");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn missing_and_corrupt_files() {
+        let dir = std::env::temp_dir().join(format!("obs-state-corrupt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(load(&dir.join("nope.json")), Ok(vec![]));
+        std::fs::write(dir.join("bad.json"), b"{not json").unwrap();
+        assert!(load(&dir.join("bad.json")).unwrap_err().contains("not a valid state file"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

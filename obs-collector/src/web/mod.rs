@@ -1,0 +1,247 @@
+//! HTTP: the status page, Prometheus-compatible `/api/v1/alerts` and `/api/v1/rules`, the
+//! collector's own `/metrics`, and `/-/healthy`, `/-/ready`.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+
+use crate::collector::Collector;
+use crate::labels::Labels;
+use crate::rules::{Alert, Kind, Rule, State as AlertState};
+
+#[derive(Clone)]
+struct App {
+    collector: Arc<Collector>,
+    obs: Arc<obs::Obs>,
+}
+
+/// The router for `--listen`.
+pub fn router(collector: Arc<Collector>, obs: Arc<obs::Obs>) -> Router {
+    Router::new()
+        .route("/", get(status_page))
+        .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/rules", get(rules))
+        .route("/metrics", get(metrics))
+        .route("/-/healthy", get(|| async { "OK\n" }))
+        .route("/-/ready", get(ready))
+        .with_state(App { collector, obs })
+}
+
+async fn metrics(State(app): State<App>) -> Response {
+    ([(header::CONTENT_TYPE, obs::metrics::CONTENT_TYPE)], app.obs.metrics_text()).into_response()
+}
+
+async fn ready(State(app): State<App>) -> Response {
+    if app.collector.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "OK\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
+    }
+}
+
+/// RFC 3339 for a millisecond timestamp.
+fn rfc3339(ms: i64) -> String {
+    obs::logs::format_rfc3339(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
+}
+
+/// Go's `strconv.FormatFloat(v, 'e', -1, 64)`, as Prometheus renders alert values.
+fn go_e(v: f64) -> String {
+    if !v.is_finite() {
+        return crate::rules::template::go_float(v);
+    }
+    let s = format!("{v:e}");
+    let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
+    let e: i32 = e.parse().unwrap_or(0);
+    format!("{m}e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs())
+}
+
+fn label_map(labels: &Labels) -> Value {
+    Value::Object(labels.iter().map(|(k, v)| (k.to_owned(), Value::String(v.to_owned()))).collect())
+}
+
+fn pairs_map(pairs: &[(String, String)]) -> Value {
+    Value::Object(pairs.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<Map<_, _>>())
+}
+
+fn alert_json(a: &Alert) -> Value {
+    let mut v = json!({
+        "labels": label_map(&a.labels),
+        "annotations": pairs_map(&a.annotations),
+        "state": a.state.as_str(),
+        "activeAt": rfc3339(a.active_at),
+        "value": go_e(a.value),
+    });
+    if let Some(since) = a.keep_firing_since {
+        v["keepFiringSince"] = Value::String(rfc3339(since));
+    }
+    v
+}
+
+/// Pending and firing alerts of a rule (resolved ones are not listed, as in Prometheus).
+fn live_alerts(rule: &Rule) -> Vec<&Alert> {
+    match &rule.kind {
+        Kind::Alerting(a) => {
+            let mut v: Vec<&Alert> = a.active.values().filter(|x| x.state != AlertState::Inactive).collect();
+            v.sort_by(|x, y| x.labels.cmp(&y.labels));
+            v
+        }
+        Kind::Recording(_) => Vec::new(),
+    }
+}
+
+async fn alerts(State(app): State<App>) -> Json<Value> {
+    let mut all = Vec::new();
+    for g in &app.collector.groups {
+        let g = g.lock().unwrap_or_else(PoisonError::into_inner);
+        all.extend(g.rules.iter().flat_map(live_alerts).map(alert_json));
+    }
+    Json(json!({ "status": "success", "data": { "alerts": all } }))
+}
+
+fn health(rule: &Rule) -> &'static str {
+    match (&rule.health.last_eval_ms, &rule.health.last_error) {
+        (None, _) => "unknown",
+        (Some(_), Some(_)) => "err",
+        (Some(_), None) => "ok",
+    }
+}
+
+async fn rules(State(app): State<App>) -> Json<Value> {
+    let mut groups = Vec::new();
+    for g in &app.collector.groups {
+        let g = g.lock().unwrap_or_else(PoisonError::into_inner);
+        let rules: Vec<Value> = g
+            .rules
+            .iter()
+            .map(|r| {
+                let mut v = json!({
+                    "name": r.name(),
+                    "health": health(r),
+                    "lastError": r.health.last_error.clone().unwrap_or_default(),
+                    "evaluationTime": r.health.last_duration_s,
+                    "lastEvaluation": r.health.last_eval_ms.map(rfc3339).unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
+                });
+                match &r.kind {
+                    Kind::Alerting(a) => {
+                        v["type"] = "alerting".into();
+                        v["query"] = a.expr_text.clone().into();
+                        v["duration"] = (a.for_ms as f64 / 1000.0).into();
+                        v["keepFiringFor"] = (a.keep_firing_for_ms as f64 / 1000.0).into();
+                        v["labels"] = pairs_map(&a.raw_labels);
+                        v["annotations"] = pairs_map(&a.raw_annotations);
+                        v["state"] = a.state().as_str().into();
+                        v["alerts"] = live_alerts(r).into_iter().map(alert_json).collect();
+                    }
+                    Kind::Recording(rec) => {
+                        v["type"] = "recording".into();
+                        v["query"] = rec.expr_text.clone().into();
+                        v["labels"] = pairs_map(&rec.labels);
+                    }
+                }
+                v
+            })
+            .collect();
+        groups.push(json!({
+            "name": g.name,
+            "file": g.file,
+            "interval": g.interval_ms as f64 / 1000.0,
+            "limit": 0,
+            "rules": rules,
+        }));
+    }
+    Json(json!({ "status": "success", "data": { "groups": groups } }))
+}
+
+/// Escapes text for HTML content and attribute values.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+async fn status_page(State(app): State<App>) -> Html<String> {
+    let mut page = String::from(
+        "<!doctype html><html><head><meta charset=utf-8><meta name=viewport content=\"width=device-width, initial-scale=1\">\
+         <meta http-equiv=refresh content=5><title>obs-collector</title><style>\
+         body{font:14px system-ui,sans-serif;margin:1rem;max-width:70rem}table{border-collapse:collapse;width:100%;margin-bottom:1.5rem}\
+         td,th{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top;overflow-wrap:anywhere}\
+         .up,.inactive{color:#1a7f37}.down,.firing{color:#cf222e;font-weight:bold}.pending{color:#9a6700}</style></head><body>\
+         <h1>obs-collector</h1><h2>Targets</h2><table><tr><th>job</th><th>instance</th><th>state</th><th>last scrape</th><th>error</th></tr>",
+    );
+    for t in &app.collector.targets {
+        let s = t.status.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let state = match s.up {
+            Some(true) => "<span class=up>up</span>",
+            Some(false) => "<span class=down>down</span>",
+            None => "unknown",
+        };
+        let _ = write!(
+            page,
+            "<tr><td>{}</td><td title=\"{}\">{}</td><td>{state}</td><td>{}</td><td>{}</td></tr>",
+            escape_html(&s.job),
+            escape_html(&s.url),
+            escape_html(s.labels.get("instance").unwrap_or_default()),
+            s.last_scrape_ms.map(rfc3339).unwrap_or_else(|| "never".into()),
+            escape_html(s.last_error.as_deref().unwrap_or_default()),
+        );
+    }
+    page.push_str("</table><h2>Rules</h2><table><tr><th>rule</th><th>state</th><th>alerts (value, since)</th><th>health</th></tr>");
+    for g in &app.collector.groups {
+        let g = g.lock().unwrap_or_else(PoisonError::into_inner);
+        for r in &g.rules {
+            let Kind::Alerting(a) = &r.kind else { continue };
+            let state = a.state().as_str();
+            let alerts: Vec<String> = live_alerts(r)
+                .iter()
+                .map(|x| {
+                    format!(
+                        "{} <b>{}</b> = {} since {}",
+                        escape_html(&x.labels.to_string()),
+                        x.state.as_str(),
+                        escape_html(&crate::rules::template::go_float(x.value)),
+                        rfc3339(x.active_at)
+                    )
+                })
+                .collect();
+            let _ = write!(
+                page,
+                "<tr><td>{}</td><td class={state}>{state}</td><td>{}</td><td>{}</td></tr>",
+                escape_html(&a.name),
+                alerts.join("<br>"),
+                escape_html(r.health.last_error.as_deref().unwrap_or(health(r))),
+            );
+        }
+    }
+    page.push_str("</table></body></html>");
+    Html(page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert_eq!(go_e(0.15), "1.5e-01");
+        assert_eq!(go_e(1.0), "1e+00");
+        assert_eq!(go_e(12345.0), "1.2345e+04");
+        assert_eq!(escape_html("<script>\"&'"), "&lt;script&gt;&quot;&amp;&#39;");
+    }
+}
