@@ -17,7 +17,10 @@ use crate::store::{Store, LOOKBACK_MS};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -49,9 +52,20 @@ impl SelfMetrics {
         Self {
             series: gauge("obs_collector_series", "Series in the in-memory store."),
             samples: gauge("obs_collector_samples", "Samples in the in-memory store."),
-            store_bytes: gauge("obs_collector_store_bytes", "Approximate heap bytes of the in-memory store."),
-            scrapes: counter("obs_collector_scrapes_total", "Scrapes by job and result.", &["job", "result"]),
-            evaluations: counter("obs_collector_rule_evaluations_total", "Rule group evaluations.", &["rule_group"]),
+            store_bytes: gauge(
+                "obs_collector_store_bytes",
+                "Approximate heap bytes of the in-memory store.",
+            ),
+            scrapes: counter(
+                "obs_collector_scrapes_total",
+                "Scrapes by job and result.",
+                &["job", "result"],
+            ),
+            evaluations: counter(
+                "obs_collector_rule_evaluations_total",
+                "Rule group evaluations.",
+                &["rule_group"],
+            ),
             evaluation_failures: counter(
                 "obs_collector_rule_evaluation_failures_total",
                 "Rule evaluations that failed (state left unchanged).",
@@ -83,10 +97,17 @@ pub struct Collector {
 
 impl Collector {
     /// Builds the collector; restores alert state from `state_path`.
-    pub fn new(config: Config, mut groups: Vec<Group>, state_path: PathBuf, registry: &Registry) -> Arc<Self> {
+    pub fn new(
+        config: Config,
+        mut groups: Vec<Group>,
+        state_path: PathBuf,
+        registry: &Registry,
+    ) -> Arc<Self> {
         match state::load(&state_path) {
             Ok(saved) => {
-                let n = state::restore(&mut groups, saved);
+                // Two scrape intervals for every target to be scraped again after the restart.
+                let margin = 2 * config.max_scrape_interval_ms();
+                let n = state::restore(&mut groups, saved, now_ms(), margin);
                 if n > 0 {
                     tracing::info!({ state.file = %state_path.display(), alerts = n }, "alert state restored");
                 }
@@ -157,13 +178,24 @@ impl Collector {
     pub async fn scrape_target(&self, index: usize, previous: &mut TargetSeries, t: i64) {
         let entry = &self.targets[index];
         let started = std::time::Instant::now();
-        let result = scrape::scrape_once(&self.client, &entry.job, &entry.target, &self.store, previous, t).await;
+        let result = scrape::scrape_once(
+            &self.client,
+            &entry.job,
+            &entry.target,
+            &self.store,
+            previous,
+            t,
+        )
+        .await;
         let mut status = lock(&entry.status);
         status.up = Some(result.is_ok());
         status.last_scrape_ms = Some(t);
         status.last_duration_s = started.elapsed().as_secs_f64();
         let result_label = if result.is_ok() { "success" } else { "failure" };
-        self.metrics.scrapes.with_label_values(&[&entry.job.name, result_label]).inc();
+        self.metrics
+            .scrapes
+            .with_label_values(&[&entry.job.name, result_label])
+            .inc();
         match result {
             Ok(n) => {
                 status.samples = n;
@@ -195,14 +227,18 @@ impl Collector {
         let external = self.config.external_labels.clone();
         let mut group = lock(&self.groups[index]);
         let group_name = group.name.clone();
-        let has_recording = group.rules.iter().any(|r| matches!(r.kind, Kind::Recording(_)));
+        let has_recording = group
+            .rules
+            .iter()
+            .any(|r| matches!(r.kind, Kind::Recording(_)));
         let mut transitions = Vec::new();
         for rule in group.rules.iter_mut() {
             let started = std::time::Instant::now();
             let result = match &mut rule.kind {
                 Kind::Alerting(a) => {
                     let store = self.store.read().unwrap_or_else(PoisonError::into_inner);
-                    a.eval(t, &store, &external).map(|tr| transitions.extend(tr.into_iter().map(|x| (a.name.clone(), x))))
+                    a.eval(t, &store, &external)
+                        .map(|tr| transitions.extend(tr.into_iter().map(|x| (a.name.clone(), x))))
                 }
                 Kind::Recording(r) => {
                     debug_assert!(has_recording);
@@ -213,14 +249,20 @@ impl Collector {
             rule.health.last_eval_ms = Some(t);
             rule.health.last_duration_s = started.elapsed().as_secs_f64();
             if let Err(e) = &result {
-                self.metrics.evaluation_failures.with_label_values(&[&group_name]).inc();
+                self.metrics
+                    .evaluation_failures
+                    .with_label_values(&[&group_name])
+                    .inc();
                 if rule.health.last_error.as_deref() != Some(e) {
                     tracing::warn!({ rule_group = %group_name, rule = %rule.name(), error = %e }, "rule evaluation failed; alert state unchanged");
                 }
             }
             rule.health.last_error = result.err();
         }
-        self.metrics.evaluations.with_label_values(&[&group_name]).inc();
+        self.metrics
+            .evaluations
+            .with_label_values(&[&group_name])
+            .inc();
         for (rule, transition) in &transitions {
             log_transition(&group, rule, transition);
         }
@@ -230,7 +272,11 @@ impl Collector {
 
     fn save_state(&self, t: i64) {
         let _saving = lock(&self.save_lock);
-        let alerts = self.groups.iter().flat_map(|g| state::snapshot([&*lock(g)])).collect();
+        let alerts = self
+            .groups
+            .iter()
+            .flat_map(|g| state::snapshot([&*lock(g)]))
+            .collect();
         if let Err(e) = state::save(&self.state_path, alerts, t) {
             tracing::error!({ state.file = %self.state_path.display(), error = %e }, "cannot save alert state");
         }
@@ -259,22 +305,35 @@ fn log_transition(group: &Group, rule: &str, transition: &Transition) {
     };
     match transition {
         Transition::Pending(l) => tracing::info!({ alertname = rule, alert = %l }, "alert pending"),
-        Transition::PendingReset(l) => tracing::info!({ alertname = rule, alert = %l }, "alert pending reset: condition no longer true"),
+        Transition::PendingReset(l) => {
+            tracing::info!({ alertname = rule, alert = %l }, "alert pending reset: condition no longer true")
+        }
         Transition::Firing(l) => {
             let (value, description) = find(l).map_or((f64::NAN, String::new()), |a| {
-                let d = a.annotations.iter().find(|(k, _)| k == "description").map(|(_, v)| v.clone());
+                let d = a
+                    .annotations
+                    .iter()
+                    .find(|(k, _)| k == "description")
+                    .map(|(_, v)| v.clone());
                 (a.value, d.unwrap_or_default())
             });
             tracing::warn!({ alertname = rule, alert = %l, value, description = %description }, "alert firing")
         }
-        Transition::Resolved(l) => tracing::info!({ alertname = rule, alert = %l }, "alert resolved"),
+        Transition::Resolved(l) => {
+            tracing::info!({ alertname = rule, alert = %l }, "alert resolved")
+        }
     }
 }
 
 /// How long samples are kept: the longest range any rule reads, the lookback, two scrape
 /// intervals of margin.
 fn retention_ms(config: &Config, groups: &[Group]) -> i64 {
-    let longest = groups.iter().flat_map(|g| g.rules.iter()).map(|r| r.expr().max_range_ms()).max().unwrap_or(0);
+    let longest = groups
+        .iter()
+        .flat_map(|g| g.rules.iter())
+        .map(|r| r.expr().max_range_ms())
+        .max()
+        .unwrap_or(0);
     longest.max(LOOKBACK_MS) + 2 * config.max_scrape_interval_ms().max(15_000)
 }
 

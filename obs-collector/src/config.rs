@@ -33,14 +33,22 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(file: impl fmt::Display, line: Option<usize>, message: impl Into<String>) -> Self {
-        Self { file: file.to_string(), line, message: message.into() }
+        Self {
+            file: file.to_string(),
+            line,
+            message: message.into(),
+        }
     }
 
     fn yaml(file: &str, e: &serde_yaml::Error) -> Self {
         let line = e.location().map(|l| l.line());
         // serde_yaml appends " at line X column Y"; the line is reported separately.
         let message = e.to_string();
-        let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
+        let message = message
+            .split(" at line ")
+            .next()
+            .unwrap_or(&message)
+            .to_owned();
         Self::new(file, line, message)
     }
 }
@@ -79,10 +87,19 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
         }
         let n: i64 = rest[..digits].parse().map_err(|_| bad())?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
-        let pos = UNITS[next_unit..].iter().position(|(u, _)| *u == unit).ok_or_else(bad)? + next_unit;
-        total = n.checked_mul(UNITS[pos].1).and_then(|v| total.checked_add(v)).ok_or_else(bad)?;
+        let pos = UNITS[next_unit..]
+            .iter()
+            .position(|(u, _)| *u == unit)
+            .ok_or_else(bad)?
+            + next_unit;
+        total = n
+            .checked_mul(UNITS[pos].1)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
         next_unit = pos + 1;
         rest = &rest[unit_len..];
     }
@@ -99,7 +116,9 @@ pub struct Dur(pub i64);
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        parse_duration(&s).map(Dur).map_err(serde::de::Error::custom)
+        parse_duration(&s)
+            .map(Dur)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -206,7 +225,11 @@ impl Config {
     /// Reads and validates `path` and the rule files it names (relative to its directory).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = read_bounded(path)?;
-        Self::parse(&text, &path.display().to_string(), path.parent().unwrap_or(Path::new(".")))
+        Self::parse(
+            &text,
+            &path.display().to_string(),
+            path.parent().unwrap_or(Path::new(".")),
+        )
     }
 
     /// Parses configuration `text` (named `file` in errors); rule paths are relative to `dir`.
@@ -216,15 +239,31 @@ impl Config {
         } else {
             serde_yaml::from_str(text).map_err(|e| ConfigError::yaml(file, &e))?
         };
-        let err = |needle: &str, message: String| ConfigError::new(file, line_of(text, needle), message);
-        let global_interval = raw.global.scrape_interval.map_or(DEFAULT_INTERVAL_MS, |d| d.0);
-        let global_timeout = raw.global.scrape_timeout.map_or(DEFAULT_TIMEOUT_MS.min(global_interval), |d| d.0);
+        let err =
+            |needle: &str, message: String| ConfigError::new(file, line_of(text, needle), message);
+        let global_interval = raw
+            .global
+            .scrape_interval
+            .map_or(DEFAULT_INTERVAL_MS, |d| d.0);
+        let global_timeout = raw
+            .global
+            .scrape_timeout
+            .map_or(DEFAULT_TIMEOUT_MS.min(global_interval), |d| d.0);
         if global_interval <= 0 {
-            return Err(err("scrape_interval", "global.scrape_interval must be positive".into()));
+            return Err(err(
+                "scrape_interval",
+                "global.scrape_interval must be positive".into(),
+            ));
         }
-        let evaluation_interval_ms = raw.global.evaluation_interval.map_or(DEFAULT_INTERVAL_MS, |d| d.0);
+        let evaluation_interval_ms = raw
+            .global
+            .evaluation_interval
+            .map_or(DEFAULT_INTERVAL_MS, |d| d.0);
         if evaluation_interval_ms <= 0 {
-            return Err(err("evaluation_interval", "global.evaluation_interval must be positive".into()));
+            return Err(err(
+                "evaluation_interval",
+                "global.evaluation_interval must be positive".into(),
+            ));
         }
         let mut jobs: Vec<Job> = Vec::new();
         for sc in raw.scrape_configs {
@@ -233,35 +272,71 @@ impl Config {
                 return Err(err(&at, format!("duplicate job_name {:?}", sc.job_name)));
             }
             let interval_ms = sc.scrape_interval.map_or(global_interval, |d| d.0);
-            let timeout_ms = sc.scrape_timeout.map_or(global_timeout.min(interval_ms), |d| d.0);
+            let timeout_ms = sc
+                .scrape_timeout
+                .map_or(global_timeout.min(interval_ms), |d| d.0);
             if interval_ms <= 0 || timeout_ms <= 0 {
-                return Err(err(&at, format!("job {:?}: scrape_interval and scrape_timeout must be positive", sc.job_name)));
+                return Err(err(
+                    &at,
+                    format!(
+                        "job {:?}: scrape_interval and scrape_timeout must be positive",
+                        sc.job_name
+                    ),
+                ));
             }
             if timeout_ms > interval_ms {
-                return Err(err(&at, format!("job {:?}: scrape_timeout is greater than scrape_interval", sc.job_name)));
+                return Err(err(
+                    &at,
+                    format!(
+                        "job {:?}: scrape_timeout is greater than scrape_interval",
+                        sc.job_name
+                    ),
+                ));
             }
             let scheme = sc.scheme.unwrap_or_else(|| "http".into());
             if scheme != "http" && scheme != "https" {
-                return Err(err(&at, format!("job {:?}: scheme must be http or https, not {scheme:?}", sc.job_name)));
+                return Err(err(
+                    &at,
+                    format!(
+                        "job {:?}: scheme must be http or https, not {scheme:?}",
+                        sc.job_name
+                    ),
+                ));
             }
             let metrics_path = sc.metrics_path.unwrap_or_else(|| "/metrics".into());
             if !metrics_path.starts_with('/') {
-                return Err(err(&at, format!("job {:?}: metrics_path must start with /", sc.job_name)));
+                return Err(err(
+                    &at,
+                    format!("job {:?}: metrics_path must start with /", sc.job_name),
+                ));
             }
             let body_size_limit = match sc.body_size_limit {
                 None => DEFAULT_BODY_SIZE_LIMIT,
-                Some(s) => parse_size(&s).map_err(|m| err(&at, format!("job {:?}: {m}", sc.job_name)))?,
+                Some(s) => {
+                    parse_size(&s).map_err(|m| err(&at, format!("job {:?}: {m}", sc.job_name)))?
+                }
             };
             let mut targets = Vec::new();
             for st in &sc.static_configs {
                 for t in &st.targets {
                     if !valid_address(t) {
-                        return Err(err(t, format!("job {:?}: target {t:?} is not host:port", sc.job_name)));
+                        return Err(err(
+                            t,
+                            format!("job {:?}: target {t:?} is not host:port", sc.job_name),
+                        ));
                     }
                     targets.push(target(&sc.job_name, t, &st.labels));
                 }
             }
-            jobs.push(Job { name: sc.job_name, interval_ms, timeout_ms, metrics_path, scheme, body_size_limit, targets });
+            jobs.push(Job {
+                name: sc.job_name,
+                interval_ms,
+                timeout_ms,
+                metrics_path,
+                scheme,
+                body_size_limit,
+                targets,
+            });
         }
         let mut rule_files = Vec::new();
         for pattern in &raw.rule_files {
@@ -272,7 +347,12 @@ impl Config {
             }
         }
         let external_labels = Labels::new(raw.global.external_labels.into_iter().collect());
-        Ok(Config { evaluation_interval_ms, external_labels, jobs, rule_files })
+        Ok(Config {
+            evaluation_interval_ms,
+            external_labels,
+            jobs,
+            rule_files,
+        })
     }
 
     /// The longest interval between two scrapes of any job.
@@ -282,15 +362,21 @@ impl Config {
 }
 
 fn target(job: &str, address: &str, labels: &BTreeMap<String, String>) -> Target {
-    let mut pairs: Vec<(String, String)> = labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut pairs: Vec<(String, String)> =
+        labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     pairs.push(("job".into(), job.into()));
     pairs.push(("instance".into(), address.into()));
-    Target { address: address.into(), labels: Labels::new(pairs) }
+    Target {
+        address: address.into(),
+        labels: Labels::new(pairs),
+    }
 }
 
 fn valid_address(t: &str) -> bool {
     match t.rsplit_once(':') {
-        Some((host, port)) => !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok(),
+        Some((host, port)) => {
+            !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok()
+        }
         None => false,
     }
 }
@@ -299,7 +385,9 @@ fn valid_address(t: &str) -> bool {
 fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let n: u64 = s[..split].parse().map_err(|_| format!("invalid size {s:?}"))?;
+    let n: u64 = s[..split]
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}"))?;
     let mult = match s[split..].trim() {
         "" | "B" => 1,
         "KB" | "KiB" => 1 << 10,
@@ -310,23 +398,31 @@ fn parse_size(s: &str) -> Result<u64, String> {
     if n == 0 {
         return Ok(u64::MAX); // 0 means no limit, as in Prometheus
     }
-    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
 }
 
 /// Supports `*` in the file-name part only (`rules/*.yml`), as most Prometheus configs use.
 fn expand_glob(pattern: &Path) -> Result<Vec<PathBuf>, String> {
-    let name = pattern.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = pattern
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     if !name.contains('*') {
         return Ok(vec![pattern.to_path_buf()]);
     }
     let dir = pattern.parent().unwrap_or(Path::new("."));
     let (prefix, suffix) = name.split_once('*').unwrap_or((&name, ""));
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
     let mut out: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| {
-            let n = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let n = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             n.len() >= prefix.len() + suffix.len() && n.starts_with(prefix) && n.ends_with(suffix)
         })
         .collect();
@@ -336,15 +432,20 @@ fn expand_glob(pattern: &Path) -> Result<Vec<PathBuf>, String> {
 
 /// Reads a file, refusing anything larger than [`MAX_FILE_BYTES`].
 pub fn read_bounded(path: &Path) -> Result<String, ConfigError> {
-    let meta = std::fs::metadata(path).map_err(|e| ConfigError::new(path.display(), None, format!("cannot read: {e}")))?;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| ConfigError::new(path.display(), None, format!("cannot read: {e}")))?;
     if meta.len() > MAX_FILE_BYTES {
         return Err(ConfigError::new(
             path.display(),
             None,
-            format!("file is {} bytes; the limit is {MAX_FILE_BYTES}", meta.len()),
+            format!(
+                "file is {} bytes; the limit is {MAX_FILE_BYTES}",
+                meta.len()
+            ),
         ));
     }
-    std::fs::read_to_string(path).map_err(|e| ConfigError::new(path.display(), None, format!("cannot read: {e}")))
+    std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(path.display(), None, format!("cannot read: {e}")))
 }
 
 /// The 1-based line of the first occurrence of `needle` in `text`.
@@ -398,10 +499,23 @@ scrape_configs:
         assert_eq!(c.external_labels.get("cluster"), Some("eu-1"));
         assert_eq!(c.jobs.len(), 2);
         let api = &c.jobs[0];
-        assert_eq!((api.interval_ms, api.timeout_ms, api.targets.len()), (15_000, 5_000, 2));
-        assert_eq!(api.targets[1].labels.to_string(), r#"{instance="api-2.internal:9464", job="api", team="payments"}"#);
+        assert_eq!(
+            (api.interval_ms, api.timeout_ms, api.targets.len()),
+            (15_000, 5_000, 2)
+        );
+        assert_eq!(
+            api.targets[1].labels.to_string(),
+            r#"{instance="api-2.internal:9464", job="api", team="payments"}"#
+        );
         let worker = &c.jobs[1];
-        assert_eq!((worker.interval_ms, worker.scheme.as_str(), worker.metrics_path.as_str()), (30_000, "https", "/internal/metrics"));
+        assert_eq!(
+            (
+                worker.interval_ms,
+                worker.scheme.as_str(),
+                worker.metrics_path.as_str()
+            ),
+            (30_000, "https", "/internal/metrics")
+        );
         assert_eq!(worker.body_size_limit, 10 << 20);
         assert!(c.rule_files.is_empty());
     }

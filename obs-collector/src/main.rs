@@ -40,7 +40,11 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
             _ => Err("check takes exactly one FILE".into()),
         };
     }
-    let mut out = Args { config: None, listen: DEFAULT_LISTEN.parse().expect("valid"), state_file: DEFAULT_STATE_FILE.into() };
+    let mut out = Args {
+        config: None,
+        listen: DEFAULT_LISTEN.parse().expect("valid"),
+        state_file: DEFAULT_STATE_FILE.into(),
+    };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -48,7 +52,9 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
             "--config" => out.config = Some(value()?.into()),
             "--listen" => {
                 let v = value()?;
-                out.listen = v.parse().map_err(|_| format!("--listen {v:?} is not host:port"))?;
+                out.listen = v
+                    .parse()
+                    .map_err(|_| format!("--listen {v:?} is not host:port"))?;
             }
             "--state-file" => out.state_file = value()?.into(),
             "-h" | "--help" => return Err(String::new()),
@@ -83,7 +89,11 @@ fn main() -> ExitCode {
             Ok((config, groups)) => {
                 let targets: usize = config.jobs.iter().map(|j| j.targets.len()).sum();
                 let rules: usize = groups.iter().map(|g| g.rules.len()).sum();
-                println!("{}: OK ({} jobs, {targets} targets, {rules} rules)", file.display(), config.jobs.len());
+                println!(
+                    "{}: OK ({} jobs, {targets} targets, {rules} rules)",
+                    file.display(),
+                    config.jobs.len()
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -103,7 +113,11 @@ fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     runtime.block_on(async move {
         let obs = match obs::Config::new()
             .service_name("obs-collector")
@@ -156,7 +170,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
     }
     #[cfg(not(unix))]

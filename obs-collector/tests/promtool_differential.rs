@@ -50,32 +50,60 @@ fn counter(increments: impl Fn(usize) -> f64, steps: usize) -> Vec<Option<f64>> 
 
 /// Request counters of job `app`: `ok(i)` 200s and `err(i)` 500s per step.
 fn traffic(ok: impl Fn(usize) -> f64, err: impl Fn(usize) -> f64, steps: usize) -> Vec<Series> {
-    let status = |code: &str| vec![("job", "app".to_owned()), ("http_response_status_code", code.to_owned())];
+    let status = |code: &str| {
+        vec![
+            ("job", "app".to_owned()),
+            ("http_response_status_code", code.to_owned()),
+        ]
+    };
     vec![
-        Series { name: COUNT, labels: status("200"), values: counter(&ok, steps) },
-        Series { name: COUNT, labels: status("500"), values: counter(&err, steps) },
+        Series {
+            name: COUNT,
+            labels: status("200"),
+            values: counter(&ok, steps),
+        },
+        Series {
+            name: COUNT,
+            labels: status("500"),
+            values: counter(&err, steps),
+        },
     ]
 }
 
 /// Latency histogram of job `app`: per step, `fast` requests under 0.1 s and `slow` ones in
 /// the bucket whose upper bound is `slow_le` (`2.5`: just above 2 s; `2`: just below).
-fn latency(fast: impl Fn(usize) -> f64, slow: impl Fn(usize) -> f64, slow_le: &str, steps: usize) -> Vec<Series> {
+fn latency(
+    fast: impl Fn(usize) -> f64,
+    slow: impl Fn(usize) -> f64,
+    slow_le: &str,
+    steps: usize,
+) -> Vec<Series> {
     let mut out = Vec::new();
     for le in LES {
         let includes_slow = match slow_le {
             "2" => le != "0.1",
             _ => le == "2.5" || le == "+Inf",
         };
-        let values = counter(|i| fast(i) + if includes_slow { slow(i) } else { 0.0 }, steps);
+        let values = counter(
+            |i| fast(i) + if includes_slow { slow(i) } else { 0.0 },
+            steps,
+        );
         out.push(Series {
             name: BUCKET,
-            labels: vec![("job", "app".into()), ("http_response_status_code", "200".into()), ("le", le.into())],
+            labels: vec![
+                ("job", "app".into()),
+                ("http_response_status_code", "200".into()),
+                ("le", le.into()),
+            ],
             values,
         });
     }
     out.push(Series {
         name: COUNT,
-        labels: vec![("job", "app".into()), ("http_response_status_code", "200".into())],
+        labels: vec![
+            ("job", "app".into()),
+            ("http_response_status_code", "200".into()),
+        ],
         values: counter(|i| fast(i) + slow(i), steps),
     });
     out
@@ -93,30 +121,60 @@ fn scenarios() -> Vec<Scenario> {
         Scenario {
             name: "sustained 100% errors",
             steps,
-            series: traffic(|_| 0.0, |i| if between(8, 40)(i) { 20.0 } else { 0.0 }, steps),
+            series: traffic(
+                |_| 0.0,
+                |i| if between(8, 40)(i) { 20.0 } else { 0.0 },
+                steps,
+            ),
         },
         Scenario {
             name: "one-minute error burst",
             steps,
-            series: traffic(|_| 20.0, |i| if between(10, 14)(i) { 20.0 } else { 0.0 }, steps),
+            series: traffic(
+                |_| 20.0,
+                |i| if between(10, 14)(i) { 20.0 } else { 0.0 },
+                steps,
+            ),
         },
-        Scenario { name: "4% errors", steps, series: traffic(|_| 48.0, |_| 2.0, steps) },
-        Scenario { name: "traffic below the guard", steps, series: traffic(|_| 1.0, |_| 1.0, steps) },
+        Scenario {
+            name: "4% errors",
+            steps,
+            series: traffic(|_| 48.0, |_| 2.0, steps),
+        },
+        Scenario {
+            name: "traffic below the guard",
+            steps,
+            series: traffic(|_| 1.0, |_| 1.0, steps),
+        },
         Scenario {
             name: "p95 just above 2s",
             steps,
-            series: latency(|_| 18.0, |i| if between(8, 40)(i) { 2.0 } else { 0.0 }, "2.5", steps),
+            series: latency(
+                |_| 18.0,
+                |i| if between(8, 40)(i) { 2.0 } else { 0.0 },
+                "2.5",
+                steps,
+            ),
         },
         Scenario {
             name: "p95 just below 2s",
             steps,
-            series: latency(|_| 18.0, |i| if between(8, 40)(i) { 2.0 } else { 0.0 }, "2", steps),
+            series: latency(
+                |_| 18.0,
+                |i| if between(8, 40)(i) { 2.0 } else { 0.0 },
+                "2",
+                steps,
+            ),
         },
         Scenario {
             name: "counter reset mid-incident",
             steps,
             series: {
-                let mut s = traffic(|_| 10.0, |i| if between(8, 45)(i) { 10.0 } else { 0.0 }, steps);
+                let mut s = traffic(
+                    |_| 10.0,
+                    |i| if between(8, 45)(i) { 10.0 } else { 0.0 },
+                    steps,
+                );
                 for series in &mut s {
                     // The service restarts at step 25: counters start again from zero.
                     let base = series.values[24].unwrap();
@@ -130,13 +188,19 @@ fn scenarios() -> Vec<Scenario> {
         Scenario {
             name: "target down",
             steps,
-            series: vec![up((0..steps).map(|i| Some(if between(10, 30)(i) { 0.0 } else { 1.0 })).collect())],
+            series: vec![up((0..steps)
+                .map(|i| Some(if between(10, 30)(i) { 0.0 } else { 1.0 }))
+                .collect())],
         },
     ]
 }
 
 fn labels_of(s: &Series) -> Labels {
-    let mut pairs: Vec<(String, String)> = s.labels.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+    let mut pairs: Vec<(String, String)> = s
+        .labels
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
     pairs.push(("__name__".into(), s.name.into()));
     Labels::new(pairs)
 }
@@ -157,7 +221,9 @@ fn collector_alerts(scenario: &Scenario, left_closed: bool) -> Vec<(i64, BTreeSe
         }
         let mut alerts = BTreeSet::new();
         for rule in &mut groups[0].rules {
-            let Kind::Alerting(a) = &mut rule.kind else { continue };
+            let Kind::Alerting(a) = &mut rule.kind else {
+                continue;
+            };
             a.eval(t, &store, &Labels::default()).unwrap();
             for alert in a.active.values().filter(|x| x.state != State::Inactive) {
                 let mut l = alert.labels.clone();
@@ -172,23 +238,51 @@ fn collector_alerts(scenario: &Scenario, left_closed: bool) -> Vec<(i64, BTreeSe
 }
 
 fn rules_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../alerts/obs-red.rules.yml").canonicalize().unwrap()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../alerts/obs-red.rules.yml")
+        .canonicalize()
+        .unwrap()
 }
 
 fn promql_labels(l: &Labels) -> String {
-    let inner: Vec<String> = l.iter().filter(|(k, _)| *k != "__name__").map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    let inner: Vec<String> = l
+        .iter()
+        .filter(|(k, _)| *k != "__name__")
+        .map(|(k, v)| format!("{k}=\"{v}\""))
+        .collect();
     format!("ALERTS{{{}}}", inner.join(","))
 }
 
 /// A promtool test file asserting the collector's `ALERTS` at every evaluation.
 fn promtool_file(results: &[(&Scenario, Vec<(i64, BTreeSet<Labels>)>)]) -> String {
-    let mut f = format!("rule_files:\n  - {}\nevaluation_interval: 15s\ntests:\n", rules_path().display());
+    let mut f = format!(
+        "rule_files:\n  - {}\nevaluation_interval: 15s\ntests:\n",
+        rules_path().display()
+    );
     for (scenario, alerts) in results {
-        let _ = writeln!(f, "  # {}\n  - interval: 15s\n    input_series:", scenario.name);
+        let _ = writeln!(
+            f,
+            "  # {}\n  - interval: 15s\n    input_series:",
+            scenario.name
+        );
         for s in &scenario.series {
-            let values: Vec<String> = s.values.iter().map(|v| v.map_or("_".into(), |x| format!("{x}"))).collect();
-            let labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
-            let _ = writeln!(f, "      - series: '{}{{{}}}'\n        values: '{}'", s.name, labels.join(","), values.join(" "));
+            let values: Vec<String> = s
+                .values
+                .iter()
+                .map(|v| v.map_or("_".into(), |x| format!("{x}")))
+                .collect();
+            let labels: Vec<String> = s
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{v}\""))
+                .collect();
+            let _ = writeln!(
+                f,
+                "      - series: '{}{{{}}}'\n        values: '{}'",
+                s.name,
+                labels.join(","),
+                values.join(" ")
+            );
         }
         f.push_str("    promql_expr_test:\n");
         for (t, set) in alerts {
@@ -198,7 +292,11 @@ fn promtool_file(results: &[(&Scenario, Vec<(i64, BTreeSet<Labels>)>)]) -> Strin
             } else {
                 f.push_str("        exp_samples:\n");
                 for l in set {
-                    let _ = writeln!(f, "          - labels: '{}'\n            value: 1", promql_labels(l));
+                    let _ = writeln!(
+                        f,
+                        "          - labels: '{}'\n            value: 1",
+                        promql_labels(l)
+                    );
                 }
             }
         }
@@ -214,13 +312,22 @@ fn run_promtool(file: &str) -> (bool, String) {
         .arg(&path)
         .output()
         .expect("promtool (Debian package prometheus) must be installed");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     let _ = std::fs::remove_file(&path);
     (out.status.success(), text)
 }
 
 fn names(set: &BTreeSet<Labels>) -> Vec<String> {
-    set.iter().map(|l| format!("{}:{}", l.get("alertname").unwrap(), l.get("alertstate").unwrap())).collect()
+    set.iter()
+        .map(|l| {
+            format!(
+                "{}:{}",
+                l.get("alertname").unwrap(),
+                l.get("alertstate").unwrap()
+            )
+        })
+        .collect()
 }
 
 /// `0s - | 135s HighErrorRate:pending | 255s HighErrorRate:firing | ...`
@@ -240,17 +347,31 @@ fn summary(alerts: &[(i64, BTreeSet<Labels>)]) -> String {
 #[test]
 fn collector_and_promtool_agree_on_every_evaluation() {
     let scenarios = scenarios();
-    let results: Vec<_> = scenarios.iter().map(|s| (s, collector_alerts(s, true))).collect();
+    let results: Vec<_> = scenarios
+        .iter()
+        .map(|s| (s, collector_alerts(s, true)))
+        .collect();
     for (s, alerts) in &results {
         eprintln!("{:<28} {}", s.name, summary(alerts));
     }
     let fired = |name: &str, alert: &str| {
-        results.iter().find(|(s, _)| s.name == name).unwrap().1.iter().any(|(_, set)| {
-            set.iter().any(|l| l.get("alertname") == Some(alert) && l.get("alertstate") == Some("firing"))
-        })
+        results
+            .iter()
+            .find(|(s, _)| s.name == name)
+            .unwrap()
+            .1
+            .iter()
+            .any(|(_, set)| {
+                set.iter().any(|l| {
+                    l.get("alertname") == Some(alert) && l.get("alertstate") == Some("firing")
+                })
+            })
     };
     assert!(fired("sustained 100% errors", "HighErrorRate"));
-    assert!(!fired("one-minute error burst", "HighErrorRate"), "a 1-minute burst must not fire with for: 2m");
+    assert!(
+        !fired("one-minute error burst", "HighErrorRate"),
+        "a 1-minute burst must not fire with for: 2m"
+    );
     assert!(!fired("4% errors", "HighErrorRate"));
     assert!(!fired("traffic below the guard", "HighErrorRate"));
     assert!(fired("p95 just above 2s", "HighLatencyP95"));
@@ -259,14 +380,24 @@ fn collector_and_promtool_agree_on_every_evaluation() {
     assert!(fired("target down", "TargetDown"));
 
     let (ok, output) = run_promtool(&promtool_file(&results));
-    assert!(ok, "promtool disagrees with the collector (2.x selection):\n{output}");
+    assert!(
+        ok,
+        "promtool disagrees with the collector (2.x selection):\n{output}"
+    );
 
     // Negative control: the same file with one evaluation's alerts dropped must fail.
     let mut tampered: Vec<_> = results.iter().map(|(s, a)| (*s, a.clone())).collect();
-    let slot = tampered[0].1.iter_mut().find(|(_, set)| !set.is_empty()).unwrap();
+    let slot = tampered[0]
+        .1
+        .iter_mut()
+        .find(|(_, set)| !set.is_empty())
+        .unwrap();
     slot.1.clear();
     let (ok, output) = run_promtool(&promtool_file(&tampered));
-    assert!(!ok && output.contains("FAILED"), "promtool must catch a wrong expectation:\n{output}");
+    assert!(
+        !ok && output.contains("FAILED"),
+        "promtool must catch a wrong expectation:\n{output}"
+    );
 
     // Prometheus 3 selection (the collector's default): list where it differs from 2.x.
     let mut differences = Vec::new();
@@ -274,9 +405,18 @@ fn collector_and_promtool_agree_on_every_evaluation() {
         let alerts_3x = collector_alerts(s, false);
         for ((t, a), (_, b)) in alerts_2x.iter().zip(&alerts_3x) {
             if a != b {
-                differences.push(format!("{} @{t}s: 2.x {:?} vs 3.x {:?}", s.name, names(a), names(b)));
+                differences.push(format!(
+                    "{} @{t}s: 2.x {:?} vs 3.x {:?}",
+                    s.name,
+                    names(a),
+                    names(b)
+                ));
             }
         }
     }
-    eprintln!("3.x vs 2.x selection differences ({}):\n{}", differences.len(), differences.join("\n"));
+    eprintln!(
+        "3.x vs 2.x selection differences ({}):\n{}",
+        differences.len(),
+        differences.join("\n")
+    );
 }

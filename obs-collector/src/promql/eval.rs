@@ -28,10 +28,11 @@ pub fn eval(expr: &Expr, store: &Store, t: i64) -> Result<Value, String> {
         Expr::Selector(sel) => Value::Vector(
             matching_series(store, sel)
                 .filter_map(|s| {
-                    s.instant(t - sel.offset_ms, store.left_closed).map(|value| Sample {
-                        labels: s.labels.clone(),
-                        value,
-                    })
+                    s.instant(t - sel.offset_ms, store.left_closed)
+                        .map(|value| Sample {
+                            labels: s.labels.clone(),
+                            value,
+                        })
                 })
                 .collect(),
         ),
@@ -44,8 +45,12 @@ pub fn eval(expr: &Expr, store: &Store, t: i64) -> Result<Value, String> {
             Value::Vector(
                 matching_series(store, selector)
                     .filter_map(|s| {
-                        let value =
-                            extrapolated_rate(&s.range(at, *range_ms, store.left_closed), at, *range_ms, *per_second)?;
+                        let value = extrapolated_rate(
+                            &s.range(at, *range_ms, store.left_closed),
+                            at,
+                            *range_ms,
+                            *per_second,
+                        )?;
                         Some(Sample {
                             labels: s.labels.without_name(),
                             value,

@@ -175,9 +175,11 @@ fn from_ast(ast: &parser::Expr) -> Result<Expr, CompileError> {
                     range_ms: ms.range.as_millis() as i64,
                     per_second: name == "rate",
                 },
-                _ => return Err(CompileError(format!(
+                _ => {
+                    return Err(CompileError(format!(
                     "{name}() needs a range selector such as x[1m]; subqueries are not supported"
-                ))),
+                )))
+                }
             },
             ("histogram_quantile", [q, v]) => Expr::HistogramQuantile {
                 q: Box::new(from_ast(q)?),

@@ -44,6 +44,9 @@ pub struct Alert {
     pub fired_at: Option<i64>,
     pub resolved_at: Option<i64>,
     pub keep_firing_since: Option<i64>,
+    /// Restored from the state file and not seen in a result since.
+    #[serde(skip)]
+    pub restored: bool,
 }
 
 /// A state change worth telling someone about.
@@ -71,11 +74,19 @@ pub struct AlertingRule {
     pub raw_labels: Vec<(String, String)>,
     pub raw_annotations: Vec<(String, String)>,
     pub active: HashMap<Labels, Alert>,
+    /// After a restart the store is empty until scrapes refill the rule's windows; until then a
+    /// restored alert missing from the result is missing data, not a false condition.
+    pub warmup_until_ms: i64,
 }
 
 impl AlertingRule {
     /// Evaluates the rule at `t`. On error nothing changes.
-    pub fn eval(&mut self, t: i64, store: &Store, external: &Labels) -> Result<Vec<Transition>, String> {
+    pub fn eval(
+        &mut self,
+        t: i64,
+        store: &Store,
+        external: &Labels,
+    ) -> Result<Vec<Transition>, String> {
         let samples = match promql::eval(&self.expr, store, t)? {
             Value::Vector(v) => v,
             Value::Scalar(_) => return Err("the expression returned a scalar, not a vector".into()),
@@ -83,13 +94,21 @@ impl AlertingRule {
         let mut current: HashMap<Labels, Alert> = HashMap::with_capacity(samples.len());
         for s in samples {
             let base = s.labels.without_name();
-            let data = Data { labels: &base, external_labels: external, value: s.value };
+            let data = Data {
+                labels: &base,
+                external_labels: external,
+                value: s.value,
+            };
             let mut labels = base.clone();
             for (k, tmpl) in &self.labels {
                 labels.set(k, &tmpl.expand(&data));
             }
             labels.set("alertname", &self.name);
-            let annotations = self.annotations.iter().map(|(k, tmpl)| (k.clone(), tmpl.expand(&data))).collect();
+            let annotations = self
+                .annotations
+                .iter()
+                .map(|(k, tmpl)| (k.clone(), tmpl.expand(&data)))
+                .collect();
             let alert = Alert {
                 labels: labels.clone(),
                 annotations,
@@ -99,9 +118,13 @@ impl AlertingRule {
                 fired_at: None,
                 resolved_at: None,
                 keep_firing_since: None,
+                restored: false,
             };
             if current.insert(labels, alert).is_some() {
-                return Err("vector contains metrics with the same labelset after applying alert labels".into());
+                return Err(
+                    "vector contains metrics with the same labelset after applying alert labels"
+                        .into(),
+                );
             }
         }
 
@@ -111,6 +134,7 @@ impl AlertingRule {
                 Some(a) if a.state != State::Inactive => {
                     a.value = alert.value;
                     a.annotations = alert.annotations.clone();
+                    a.restored = false;
                 }
                 _ => {
                     self.active.insert(labels.clone(), alert.clone());
@@ -121,11 +145,16 @@ impl AlertingRule {
         let mut forget = Vec::new();
         for (labels, a) in self.active.iter_mut() {
             if !current.contains_key(labels) {
+                if a.restored && t < self.warmup_until_ms {
+                    continue;
+                }
                 let keep = a.state == State::Firing && self.keep_firing_for_ms > 0 && {
                     let since = *a.keep_firing_since.get_or_insert(t);
                     t - since < self.keep_firing_for_ms
                 };
-                if a.state == State::Pending || a.resolved_at.is_some_and(|r| t - r > RESOLVED_RETENTION_MS) {
+                if a.state == State::Pending
+                    || a.resolved_at.is_some_and(|r| t - r > RESOLVED_RETENTION_MS)
+                {
                     if a.state == State::Pending {
                         transitions.push(Transition::PendingReset(labels.clone()));
                     }
@@ -188,10 +217,14 @@ mod tests {
             for_ms: for_s * S,
             keep_firing_for_ms: keep_s * S,
             labels: vec![("severity".into(), Template::parse("page").unwrap())],
-            annotations: vec![("summary".into(), Template::parse("{{ $labels.job }} is {{ $value }}").unwrap())],
+            annotations: vec![(
+                "summary".into(),
+                Template::parse("{{ $labels.job }} is {{ $value }}").unwrap(),
+            )],
             raw_labels: vec![],
             raw_annotations: vec![],
             active: HashMap::new(),
+            warmup_until_ms: 0,
         }
     }
 
@@ -199,7 +232,8 @@ mod tests {
     fn run(rule: &mut AlertingRule, values: &[Option<f64>]) -> Vec<Option<State>> {
         let mut store = Store::new(3600 * S);
         let labels = Labels::from_pairs(&[("__name__", "m"), ("job", "a")]);
-        let alert_labels = Labels::from_pairs(&[("alertname", "Test"), ("job", "a"), ("severity", "page")]);
+        let alert_labels =
+            Labels::from_pairs(&[("alertname", "Test"), ("job", "a"), ("severity", "page")]);
         let mut states = Vec::new();
         for (i, v) in values.iter().enumerate() {
             let t = i as i64 * 15 * S;
@@ -216,7 +250,10 @@ mod tests {
     fn for_boundary_fires_when_elapsed_reaches_for() {
         // for: 30s, evaluations every 15 s: pending at 0, 15; firing at 30 (30 - 0 >= 30).
         let states = run(&mut rule(30, 0), &[Some(1.0); 4]);
-        assert_eq!(states, [Some(Pending), Some(Pending), Some(Firing), Some(Firing)]);
+        assert_eq!(
+            states,
+            [Some(Pending), Some(Pending), Some(Firing), Some(Firing)]
+        );
     }
 
     #[test]
@@ -226,8 +263,28 @@ mod tests {
 
     #[test]
     fn one_missing_evaluation_resets_pending() {
-        let states = run(&mut rule(30, 0), &[Some(1.0), Some(1.0), Some(0.0), Some(1.0), Some(1.0), Some(1.0)]);
-        assert_eq!(states, [Some(Pending), Some(Pending), None, Some(Pending), Some(Pending), Some(Firing)]);
+        let states = run(
+            &mut rule(30, 0),
+            &[
+                Some(1.0),
+                Some(1.0),
+                Some(0.0),
+                Some(1.0),
+                Some(1.0),
+                Some(1.0),
+            ],
+        );
+        assert_eq!(
+            states,
+            [
+                Some(Pending),
+                Some(Pending),
+                None,
+                Some(Pending),
+                Some(Pending),
+                Some(Firing)
+            ]
+        );
         // A stale (absent) sample resets it too.
         let states = run(&mut rule(30, 0), &[Some(1.0), None, Some(1.0)]);
         assert_eq!(states, [Some(Pending), None, Some(Pending)]);
@@ -237,18 +294,53 @@ mod tests {
     fn firing_resolves_and_a_new_match_starts_over() {
         let mut r = rule(15, 0);
         let states = run(&mut r, &[Some(1.0), Some(1.0), Some(0.0), Some(1.0)]);
-        assert_eq!(states, [Some(Pending), Some(Firing), Some(Inactive), Some(Pending)]);
+        assert_eq!(
+            states,
+            [Some(Pending), Some(Firing), Some(Inactive), Some(Pending)]
+        );
     }
 
     #[test]
     fn keep_firing_for_holds_firing_through_gaps() {
         // keep_firing_for 30 s: false at 30 and 45 (since=30: 0 < 30, 15 < 30), resolved at 60.
-        let states = run(&mut rule(15, 30), &[Some(1.0), Some(1.0), Some(0.0), Some(0.0), Some(0.0)]);
-        assert_eq!(states, [Some(Pending), Some(Firing), Some(Firing), Some(Firing), Some(Inactive)]);
+        let states = run(
+            &mut rule(15, 30),
+            &[Some(1.0), Some(1.0), Some(0.0), Some(0.0), Some(0.0)],
+        );
+        assert_eq!(
+            states,
+            [
+                Some(Pending),
+                Some(Firing),
+                Some(Firing),
+                Some(Firing),
+                Some(Inactive)
+            ]
+        );
         // Condition back during keep_firing_for: stays firing, timer cleared.
         let mut r = rule(15, 30);
-        let states = run(&mut r, &[Some(1.0), Some(1.0), Some(0.0), Some(1.0), Some(0.0), Some(0.0)]);
-        assert_eq!(states, [Some(Pending), Some(Firing), Some(Firing), Some(Firing), Some(Firing), Some(Firing)]);
+        let states = run(
+            &mut r,
+            &[
+                Some(1.0),
+                Some(1.0),
+                Some(0.0),
+                Some(1.0),
+                Some(0.0),
+                Some(0.0),
+            ],
+        );
+        assert_eq!(
+            states,
+            [
+                Some(Pending),
+                Some(Firing),
+                Some(Firing),
+                Some(Firing),
+                Some(Firing),
+                Some(Firing)
+            ]
+        );
     }
 
     #[test]
@@ -272,7 +364,10 @@ mod tests {
         let mut r = rule(0, 0);
         run(&mut r, &[Some(3.0)]);
         let a = r.active.values().next().unwrap();
-        assert_eq!(a.annotations, vec![("summary".to_owned(), "a is 3".to_owned())]);
+        assert_eq!(
+            a.annotations,
+            vec![("summary".to_owned(), "a is 3".to_owned())]
+        );
     }
 
     #[test]
@@ -283,9 +378,17 @@ mod tests {
         r.expr = promql::compile("m / on(job) m2").unwrap();
         let mut store = Store::new(3600 * S);
         for j in ["x", "y"] {
-            store.append(&Labels::from_pairs(&[("__name__", "m"), ("job", "a"), ("k", j)]), 0, 1.0);
+            store.append(
+                &Labels::from_pairs(&[("__name__", "m"), ("job", "a"), ("k", j)]),
+                0,
+                1.0,
+            );
         }
-        store.append(&Labels::from_pairs(&[("__name__", "m2"), ("job", "a")]), 0, 1.0);
+        store.append(
+            &Labels::from_pairs(&[("__name__", "m2"), ("job", "a")]),
+            0,
+            1.0,
+        );
         assert!(r.eval(15 * S, &store, &Labels::default()).is_err());
         assert_eq!(r.active, before);
     }

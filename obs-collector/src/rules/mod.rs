@@ -111,7 +111,10 @@ impl RecordingRule {
     pub fn eval(&mut self, t: i64, store: &mut Store) -> Result<(), String> {
         let samples = match promql::eval(&self.expr, store, t)? {
             Value::Vector(v) => v,
-            Value::Scalar(v) => vec![promql::Sample { labels: Labels::default(), value: v }],
+            Value::Scalar(v) => vec![promql::Sample {
+                labels: Labels::default(),
+                value: v,
+            }],
         };
         let mut output = HashSet::with_capacity(samples.len());
         for s in samples {
@@ -121,7 +124,10 @@ impl RecordingRule {
                 labels.set(k, v);
             }
             if !output.insert(labels.clone()) {
-                return Err("vector contains metrics with the same labelset after applying rule labels".into());
+                return Err(
+                    "vector contains metrics with the same labelset after applying rule labels"
+                        .into(),
+                );
             }
             store.append(&labels, t, s.value);
         }
@@ -138,18 +144,30 @@ pub fn load(file: &str, text: &str, default_interval_ms: i64) -> Result<Vec<Grou
     let raw: RuleFile = serde_yaml::from_str(text).map_err(|e| {
         let line = e.location().map(|l| l.line());
         let message = e.to_string();
-        ConfigError::new(file, line, message.split(" at line ").next().unwrap_or(&message))
+        ConfigError::new(
+            file,
+            line,
+            message.split(" at line ").next().unwrap_or(&message),
+        )
     })?;
     let mut groups = Vec::new();
     let mut names = HashSet::new();
     for g in raw.groups {
         let group_line = line_of(text, &format!("name: {}", g.name));
         if !names.insert(g.name.clone()) {
-            return Err(ConfigError::new(file, group_line, format!("duplicate group name {:?}", g.name)));
+            return Err(ConfigError::new(
+                file,
+                group_line,
+                format!("duplicate group name {:?}", g.name),
+            ));
         }
         let interval_ms = g.interval.map_or(default_interval_ms, |d| d.0);
         if interval_ms <= 0 {
-            return Err(ConfigError::new(file, group_line, format!("group {:?}: interval must be positive", g.name)));
+            return Err(ConfigError::new(
+                file,
+                group_line,
+                format!("group {:?}: interval must be positive", g.name),
+            ));
         }
         let mut rules = Vec::new();
         for r in g.rules {
@@ -158,19 +176,29 @@ pub fn load(file: &str, text: &str, default_interval_ms: i64) -> Result<Vec<Grou
                 (None, Some(n)) => ("record", n.clone()),
                 _ => {
                     let line = line_of(text, r.expr.lines().next().unwrap_or_default());
-                    return Err(ConfigError::new(file, line, "a rule needs exactly one of `alert` or `record`"));
+                    return Err(ConfigError::new(
+                        file,
+                        line,
+                        "a rule needs exactly one of `alert` or `record`",
+                    ));
                 }
             };
             let line = line_of(text, &format!("{label}: {name}"));
             let fail = |m: String| ConfigError::new(file, line, format!("rule {name:?}: {m}"));
             let expr = promql::compile(&r.expr).map_err(|e| fail(e.0))?;
             if !expr.is_vector() && label == "alert" {
-                return Err(fail("the expression must return a vector, not a scalar".into()));
+                return Err(fail(
+                    "the expression must return a vector, not a scalar".into(),
+                ));
             }
             let kind = if label == "alert" {
                 let templates = |map: &BTreeMap<String, String>, what: &str| {
                     map.iter()
-                        .map(|(k, v)| Template::parse(v).map(|t| (k.clone(), t)).map_err(|e| fail(format!("{what} {k:?}: {e}"))))
+                        .map(|(k, v)| {
+                            Template::parse(v)
+                                .map(|t| (k.clone(), t))
+                                .map_err(|e| fail(format!("{what} {k:?}: {e}")))
+                        })
                         .collect::<Result<Vec<_>, _>>()
                 };
                 Kind::Alerting(AlertingRule {
@@ -184,10 +212,13 @@ pub fn load(file: &str, text: &str, default_interval_ms: i64) -> Result<Vec<Grou
                     raw_labels: r.labels.clone().into_iter().collect(),
                     raw_annotations: r.annotations.clone().into_iter().collect(),
                     active: Default::default(),
+                    warmup_until_ms: 0,
                 })
             } else {
                 if r.for_.is_some() || r.keep_firing_for.is_some() || !r.annotations.is_empty() {
-                    return Err(fail("recording rules take no `for`, `keep_firing_for` or annotations".into()));
+                    return Err(fail(
+                        "recording rules take no `for`, `keep_firing_for` or annotations".into(),
+                    ));
                 }
                 if !valid_metric_name(&name) {
                     return Err(fail("invalid metric name for `record`".into()));
@@ -200,22 +231,37 @@ pub fn load(file: &str, text: &str, default_interval_ms: i64) -> Result<Vec<Grou
                     last_output: HashSet::new(),
                 })
             };
-            rules.push(Rule { kind, health: Health::default() });
+            rules.push(Rule {
+                kind,
+                health: Health::default(),
+            });
         }
-        groups.push(Group { name: g.name, file: file.to_owned(), interval_ms, rules });
+        groups.push(Group {
+            name: g.name,
+            file: file.to_owned(),
+            interval_ms,
+            rules,
+        });
     }
     Ok(groups)
 }
 
 /// Loads every rule file, enforcing [`MAX_RULES`].
-pub fn load_all(files: &[(String, String)], default_interval_ms: i64) -> Result<Vec<Group>, ConfigError> {
+pub fn load_all(
+    files: &[(String, String)],
+    default_interval_ms: i64,
+) -> Result<Vec<Group>, ConfigError> {
     let mut all = Vec::new();
     let mut count = 0;
     for (name, text) in files {
         let groups = load(name, text, default_interval_ms)?;
         count += groups.iter().map(|g| g.rules.len()).sum::<usize>();
         if count > MAX_RULES {
-            return Err(ConfigError::new(name, None, format!("more than {MAX_RULES} rules in total")));
+            return Err(ConfigError::new(
+                name,
+                None,
+                format!("more than {MAX_RULES} rules in total"),
+            ));
         }
         all.extend(groups);
     }
@@ -225,7 +271,8 @@ pub fn load_all(files: &[(String, String)], default_interval_ms: i64) -> Result<
 fn valid_metric_name(n: &str) -> bool {
     !n.is_empty()
         && !n.starts_with(|c: char| c.is_ascii_digit())
-        && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
 #[cfg(test)]
@@ -234,12 +281,19 @@ mod tests {
 
     #[test]
     fn the_embedded_default_rules_load() {
-        let groups = load(crate::config::DEFAULT_RULES_NAME, crate::config::DEFAULT_RULES, 60_000).unwrap();
+        let groups = load(
+            crate::config::DEFAULT_RULES_NAME,
+            crate::config::DEFAULT_RULES,
+            60_000,
+        )
+        .unwrap();
         assert_eq!(groups.len(), 1);
         assert_eq!(groups[0].interval_ms, 15_000);
         let names: Vec<&str> = groups[0].rules.iter().map(Rule::name).collect();
         assert_eq!(names, ["HighErrorRate", "HighLatencyP95", "TargetDown"]);
-        let Kind::Alerting(a) = &groups[0].rules[0].kind else { panic!() };
+        let Kind::Alerting(a) = &groups[0].rules[0].kind else {
+            panic!()
+        };
         assert_eq!(a.for_ms, 120_000);
     }
 
@@ -248,13 +302,24 @@ mod tests {
         let text = "groups:\n  - name: g\n    rules:\n      - alert: Ok\n        expr: up == 0\n      - alert: Bad\n        expr: irate(x[1m]) > 1\n";
         let e = load("r.yml", text, 15_000).unwrap_err();
         assert_eq!(e.line, Some(6), "{e}");
-        assert!(e.message.contains("Bad") && e.message.contains("irate"), "{e}");
+        assert!(
+            e.message.contains("Bad") && e.message.contains("irate"),
+            "{e}"
+        );
         let e = load("r.yml", "groups:\n  - name: g\n    rules:\n      - alert: T\n        expr: up\n        annotations:\n          s: '{{ $labels.job'\n", 15_000).unwrap_err();
         assert!(e.message.contains("annotation") && e.line == Some(4), "{e}");
         let e = load("r.yml", "groups:\n  - name: g\n    rules:\n      - alert: T\n        expr: up\n        for: 5q\n", 15_000).unwrap_err();
         // serde_yaml places value errors at the start of the rule's mapping.
-        assert!(e.message.contains("invalid duration") && e.line == Some(4), "{e}");
-        let e = load("r.yml", "groups:\n  - name: g\n    rules:\n      - alert: T\n        expr: '1'\n", 15_000).unwrap_err();
+        assert!(
+            e.message.contains("invalid duration") && e.line == Some(4),
+            "{e}"
+        );
+        let e = load(
+            "r.yml",
+            "groups:\n  - name: g\n    rules:\n      - alert: T\n        expr: '1'\n",
+            15_000,
+        )
+        .unwrap_err();
         assert!(e.message.contains("vector"), "{e}");
     }
 
@@ -262,7 +327,9 @@ mod tests {
     fn recording_rules_write_series_and_stale_markers() {
         let text = "groups:\n  - name: g\n    rules:\n      - record: job:up:sum\n        expr: sum by (job) (up)\n";
         let mut groups = load("r.yml", text, 15_000).unwrap();
-        let Kind::Recording(r) = &mut groups[0].rules[0].kind else { panic!() };
+        let Kind::Recording(r) = &mut groups[0].rules[0].kind else {
+            panic!()
+        };
         let mut store = Store::new(600_000);
         let up = Labels::from_pairs(&[("__name__", "up"), ("job", "a")]);
         store.append(&up, 0, 1.0);
@@ -271,6 +338,13 @@ mod tests {
         assert_eq!(out.instant(0, false), Some(1.0));
         store.append(&up, 1000, store::stale());
         r.eval(1000, &mut store).unwrap();
-        assert_eq!(store.series(Some("job:up:sum")).next().unwrap().instant(1000, false), None);
+        assert_eq!(
+            store
+                .series(Some("job:up:sum"))
+                .next()
+                .unwrap()
+                .instant(1000, false),
+            None
+        );
     }
 }

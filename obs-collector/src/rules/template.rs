@@ -64,7 +64,10 @@ impl Val {
     fn num(&self) -> Result<f64, String> {
         match self {
             Val::Num(n) => Ok(*n),
-            Val::Str(s) => s.trim().parse().map_err(|_| format!("cannot convert {s:?} to a number")),
+            Val::Str(s) => s
+                .trim()
+                .parse()
+                .map_err(|_| format!("cannot convert {s:?} to a number")),
         }
     }
     fn text(&self) -> String {
@@ -125,7 +128,10 @@ fn parse_pipeline(action: &str) -> Result<Vec<Command>, String> {
     if action.is_empty() {
         return Err("empty action {{ }}".into());
     }
-    split_outside_quotes(action, '|').into_iter().map(|c| parse_command(c.trim())).collect()
+    split_outside_quotes(action, '|')
+        .into_iter()
+        .map(|c| parse_command(c.trim()))
+        .collect()
 }
 
 fn parse_command(cmd: &str) -> Result<Command, String> {
@@ -142,7 +148,10 @@ fn parse_command(cmd: &str) -> Result<Command, String> {
         _ => None,
     };
     let args = match func {
-        Some(_) => rest.iter().map(|w| parse_arg(w)).collect::<Result<_, _>>()?,
+        Some(_) => rest
+            .iter()
+            .map(|w| parse_arg(w))
+            .collect::<Result<_, _>>()?,
         None if rest.is_empty() => vec![parse_arg(first)?],
         None => return Err(format!("function {first:?} not defined")),
     };
@@ -153,15 +162,24 @@ fn parse_arg(word: &str) -> Result<Arg, String> {
     if let Some(s) = word.strip_prefix('"').and_then(|w| w.strip_suffix('"')) {
         return Ok(Arg::Str(s.replace("\\\"", "\"").replace("\\n", "\n")));
     }
-    if let Some(name) = word.strip_prefix("$labels.").or_else(|| word.strip_prefix(".Labels.")) {
+    if let Some(name) = word
+        .strip_prefix("$labels.")
+        .or_else(|| word.strip_prefix(".Labels."))
+    {
         return Ok(Arg::Label(name.to_owned()));
     }
-    if let Some(name) = word.strip_prefix("$externalLabels.").or_else(|| word.strip_prefix(".ExternalLabels.")) {
+    if let Some(name) = word
+        .strip_prefix("$externalLabels.")
+        .or_else(|| word.strip_prefix(".ExternalLabels."))
+    {
         return Ok(Arg::ExternalLabel(name.to_owned()));
     }
     match word {
         "$value" | ".Value" => Ok(Arg::Value),
-        _ => word.parse().map(Arg::Num).map_err(|_| format!("unsupported template term {word:?}")),
+        _ => word
+            .parse()
+            .map(Arg::Num)
+            .map_err(|_| format!("unsupported template term {word:?}")),
     }
 }
 
@@ -184,9 +202,15 @@ fn split_outside_quotes(s: &str, sep: char) -> Vec<&str> {
 }
 
 fn split_words(s: &str) -> Result<Vec<String>, String> {
-    let words: Vec<String> =
-        split_outside_quotes(s, ' ').into_iter().filter(|w| !w.is_empty()).map(str::to_owned).collect();
-    if words.iter().any(|w| w.starts_with('"') && (w.len() < 2 || !w.ends_with('"'))) {
+    let words: Vec<String> = split_outside_quotes(s, ' ')
+        .into_iter()
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if words
+        .iter()
+        .any(|w| w.starts_with('"') && (w.len() < 2 || !w.ends_with('"')))
+    {
         return Err(format!("unterminated string in {s:?}"));
     }
     Ok(words)
@@ -201,7 +225,9 @@ fn run(cmds: &[Command], data: &Data<'_>) -> Result<Val, String> {
             .map(|a| match a {
                 Arg::Value => Val::Num(data.value),
                 Arg::Label(n) => Val::Str(data.labels.get(n).unwrap_or_default().to_owned()),
-                Arg::ExternalLabel(n) => Val::Str(data.external_labels.get(n).unwrap_or_default().to_owned()),
+                Arg::ExternalLabel(n) => {
+                    Val::Str(data.external_labels.get(n).unwrap_or_default().to_owned())
+                }
                 Arg::Str(s) => Val::Str(s.clone()),
                 Arg::Num(n) => Val::Num(*n),
             })
@@ -240,7 +266,11 @@ pub fn go_float(v: f64) -> String {
         return "NaN".into();
     }
     if v.is_infinite() {
-        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     if v == 0.0 {
         return "0".into();
@@ -379,7 +409,11 @@ fn printf(fmt: &str, args: &[Val]) -> Result<String, String> {
                 digits.push(*d);
                 chars.next();
             }
-            precision = Some(digits.parse::<usize>().map_err(|_| "bad precision in printf")?);
+            precision = Some(
+                digits
+                    .parse::<usize>()
+                    .map_err(|_| "bad precision in printf")?,
+            );
         }
         let verb = chars.next().ok_or("printf format ends with %")?;
         if verb == '%' {
@@ -405,16 +439,32 @@ mod tests {
     fn expand(t: &str, value: f64) -> String {
         let labels = Labels::from_pairs(&[("job", "api"), ("instance", "h:1")]);
         let ext = Labels::from_pairs(&[("cluster", "eu")]);
-        Template::parse(t).unwrap().expand(&Data { labels: &labels, external_labels: &ext, value })
+        Template::parse(t).unwrap().expand(&Data {
+            labels: &labels,
+            external_labels: &ext,
+            value,
+        })
     }
 
     #[test]
     fn labels_values_and_pipelines() {
-        assert_eq!(expand("{{ $labels.job }} at {{ $labels.instance }}", 0.0), "api at h:1");
-        assert_eq!(expand("{{ $externalLabels.cluster }}/{{ $labels.missing }}.", 0.0), "eu/.");
-        assert_eq!(expand("{{ $value | humanizePercentage }} failed", 0.1234), "12.34% failed");
+        assert_eq!(
+            expand("{{ $labels.job }} at {{ $labels.instance }}", 0.0),
+            "api at h:1"
+        );
+        assert_eq!(
+            expand("{{ $externalLabels.cluster }}/{{ $labels.missing }}.", 0.0),
+            "eu/."
+        );
+        assert_eq!(
+            expand("{{ $value | humanizePercentage }} failed", 0.1234),
+            "12.34% failed"
+        );
         assert_eq!(expand("{{ humanizePercentage $value }}", 0.0625), "6.25%");
-        assert_eq!(expand("p95 {{ $value | humanizeDuration }}", 3.75), "p95 3.75s");
+        assert_eq!(
+            expand("p95 {{ $value | humanizeDuration }}", 3.75),
+            "p95 3.75s"
+        );
         assert_eq!(expand("{{ .Value }} {{ .Labels.job }}", 2.5), "2.5 api");
         assert_eq!(expand(r#"{{ printf "%.2f" $value }}"#, 1.0 / 3.0), "0.33");
         assert_eq!(expand("{{ $labels.job | toUpper }}", 0.0), "API");
@@ -439,10 +489,18 @@ mod tests {
 
     #[test]
     fn bad_templates_are_refused_at_parse() {
-        for bad in ["{{ $labels.job", "{{ }}", "{{ nosuchfunc $value }}", "{{ $value | nosuch }}", "{{ \"open }}"] {
+        for bad in [
+            "{{ $labels.job",
+            "{{ }}",
+            "{{ nosuchfunc $value }}",
+            "{{ $value | nosuch }}",
+            "{{ \"open }}",
+        ] {
             assert!(Template::parse(bad).is_err(), "{bad}");
         }
         // Evaluation errors are rendered, not raised.
-        assert!(expand("{{ $labels.job | humanize }}", 0.0).starts_with("<error expanding template"));
+        assert!(
+            expand("{{ $labels.job | humanize }}", 0.0).starts_with("<error expanding template")
+        );
     }
 }

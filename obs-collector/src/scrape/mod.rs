@@ -15,7 +15,8 @@ use crate::labels::{Labels, NAME};
 use crate::store::{self, Store};
 
 /// What a page is accepted as.
-const ACCEPT: &str = "application/openmetrics-text;version=1.0.0;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+const ACCEPT: &str =
+    "application/openmetrics-text;version=1.0.0;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
 /// The outcome of one scrape of one target, for the status page and API.
 #[derive(Debug, Clone, Default)]
@@ -40,7 +41,12 @@ pub fn url(job: &Job, target: &Target) -> String {
 }
 
 /// Fetches a page: HTTP status must be 2xx, the body at most `limit` bytes, UTF-8.
-pub async fn fetch(client: &reqwest::Client, url: &str, timeout: Duration, limit: u64) -> Result<String, String> {
+pub async fn fetch(
+    client: &reqwest::Client,
+    url: &str,
+    timeout: Duration,
+    limit: u64,
+) -> Result<String, String> {
     let mut response = client
         .get(url)
         .header(reqwest::header::ACCEPT, ACCEPT)
@@ -153,11 +159,18 @@ pub async fn scrape_once(
     t: i64,
 ) -> Result<usize, String> {
     let started = Instant::now();
-    let result = fetch(client, &url(job, target), Duration::from_millis(job.timeout_ms as u64), job.body_size_limit)
-        .await
-        .and_then(|page| parse::parse(&page).map_err(|e| format!("malformed page: {e}")));
+    let result = fetch(
+        client,
+        &url(job, target),
+        Duration::from_millis(job.timeout_ms as u64),
+        job.body_size_limit,
+    )
+    .await
+    .and_then(|page| parse::parse(&page).map_err(|e| format!("malformed page: {e}")));
     let duration = started.elapsed();
-    let mut store = store.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut store = store
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     ingest(&mut store, target, previous, t, duration, result)
 }
 
@@ -166,7 +179,10 @@ mod tests {
     use super::*;
 
     fn target() -> Target {
-        Target { address: "h:1".into(), labels: Labels::from_pairs(&[("job", "app"), ("instance", "h:1")]) }
+        Target {
+            address: "h:1".into(),
+            labels: Labels::from_pairs(&[("job", "app"), ("instance", "h:1")]),
+        }
     }
 
     #[test]
@@ -174,17 +190,47 @@ mod tests {
         let mut store = Store::new(600_000);
         let mut prev = TargetSeries::default();
         let page = parse::parse("req_total{code=\"200\",job=\"inner\"} 5\n").unwrap();
-        assert_eq!(ingest(&mut store, &target(), &mut prev, 1000, Duration::ZERO, Ok(page)), Ok(1));
+        assert_eq!(
+            ingest(
+                &mut store,
+                &target(),
+                &mut prev,
+                1000,
+                Duration::ZERO,
+                Ok(page)
+            ),
+            Ok(1)
+        );
         let series = store.series(Some("req_total")).next().unwrap();
-        assert_eq!(series.labels.get("exported_job"), Some("inner"), "clashing labels are kept as exported_*");
+        assert_eq!(
+            series.labels.get("exported_job"),
+            Some("inner"),
+            "clashing labels are kept as exported_*"
+        );
         assert_eq!(series.labels.get("job"), Some("app"));
         assert_eq!(series.instant(1000, false), Some(5.0));
         let up = |s: &Store, t| s.series(Some("up")).next().unwrap().instant(t, false);
         assert_eq!(up(&store, 1000), Some(1.0));
 
-        assert!(ingest(&mut store, &target(), &mut prev, 2000, Duration::ZERO, Err("timeout".into())).is_err());
+        assert!(ingest(
+            &mut store,
+            &target(),
+            &mut prev,
+            2000,
+            Duration::ZERO,
+            Err("timeout".into())
+        )
+        .is_err());
         assert_eq!(up(&store, 2000), Some(0.0));
-        assert_eq!(store.series(Some("req_total")).next().unwrap().instant(2000, false), None, "stale after a failed scrape");
+        assert_eq!(
+            store
+                .series(Some("req_total"))
+                .next()
+                .unwrap()
+                .instant(2000, false),
+            None,
+            "stale after a failed scrape"
+        );
     }
 
     #[test]
@@ -192,9 +238,31 @@ mod tests {
         let mut store = Store::new(600_000);
         let mut prev = TargetSeries::default();
         let page = |p: &str| Ok(parse::parse(p).unwrap());
-        ingest(&mut store, &target(), &mut prev, 1000, Duration::ZERO, page("a 1\nb 1\n")).unwrap();
-        ingest(&mut store, &target(), &mut prev, 2000, Duration::ZERO, page("a 2\n")).unwrap();
-        assert_eq!(store.series(Some("b")).next().unwrap().instant(2000, false), None);
-        assert_eq!(store.series(Some("a")).next().unwrap().instant(2000, false), Some(2.0));
+        ingest(
+            &mut store,
+            &target(),
+            &mut prev,
+            1000,
+            Duration::ZERO,
+            page("a 1\nb 1\n"),
+        )
+        .unwrap();
+        ingest(
+            &mut store,
+            &target(),
+            &mut prev,
+            2000,
+            Duration::ZERO,
+            page("a 2\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            store.series(Some("b")).next().unwrap().instant(2000, false),
+            None
+        );
+        assert_eq!(
+            store.series(Some("a")).next().unwrap().instant(2000, false),
+            Some(2.0)
+        );
     }
 }

@@ -45,7 +45,11 @@ pub fn snapshot<'a>(groups: impl IntoIterator<Item = &'a Group>) -> Vec<SavedAle
 
 /// Writes `alerts` to `path` atomically.
 pub fn save(path: &Path, alerts: Vec<SavedAlert>, now_ms: i64) -> std::io::Result<()> {
-    let file = StateFile { version: VERSION, saved_at_ms: now_ms, alerts };
+    let file = StateFile {
+        version: VERSION,
+        saved_at_ms: now_ms,
+        alerts,
+    };
     let json = serde_json::to_vec(&file).map_err(std::io::Error::other)?;
     let tmp = temp_path(path);
     {
@@ -77,17 +81,23 @@ pub fn load(path: &Path) -> Result<Vec<SavedAlert>, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
-    let file: StateFile =
-        serde_json::from_slice(&bytes).map_err(|e| format!("{} is not a valid state file: {e}", path.display()))?;
+    let file: StateFile = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("{} is not a valid state file: {e}", path.display()))?;
     if file.version != VERSION {
-        return Err(format!("{}: unsupported state version {}", path.display(), file.version));
+        return Err(format!(
+            "{}: unsupported state version {}",
+            path.display(),
+            file.version
+        ));
     }
     Ok(file.alerts)
 }
 
 /// Puts saved alerts back into the rules they belong to (matched by group and rule name);
-/// returns how many were restored.
-pub fn restore(groups: &mut [Group], saved: Vec<SavedAlert>) -> usize {
+/// returns how many were restored. Until `now_ms + margin_ms` plus the longest range the rule
+/// reads, a restored alert missing from the result is left as it is (its data is still being
+/// scraped again), so a restart neither resets a `for` timer nor resolves a firing alert.
+pub fn restore(groups: &mut [Group], saved: Vec<SavedAlert>, now_ms: i64, margin_ms: i64) -> usize {
     let mut restored = 0;
     for s in saved {
         let rule = groups
@@ -99,7 +109,10 @@ pub fn restore(groups: &mut [Group], saved: Vec<SavedAlert>) -> usize {
                 _ => None,
             });
         if let Some(rule) = rule {
-            rule.active.insert(s.alert.labels.clone(), s.alert);
+            rule.warmup_until_ms = now_ms + margin_ms + rule.expr.max_range_ms();
+            let mut alert = s.alert;
+            alert.restored = true;
+            rule.active.insert(alert.labels.clone(), alert);
             restored += 1;
         }
     }
@@ -121,7 +134,9 @@ mod tests {
         let m = Labels::from_pairs(&[("__name__", "m"), ("job", "x")]);
         for t in [0, 15_000, 30_000] {
             store.append(&m, t, 1.0);
-            let Kind::Alerting(a) = &mut groups[0].rules[0].kind else { panic!() };
+            let Kind::Alerting(a) = &mut groups[0].rules[0].kind else {
+                panic!()
+            };
             a.eval(t, &store, &Labels::default()).unwrap();
         }
         let dir = std::env::temp_dir().join(format!("obs-state-test-{}", std::process::id()));
@@ -131,13 +146,66 @@ mod tests {
 
         // "Restart": fresh rules, restored state, evaluation continues at 60 s.
         let mut fresh = rules::load("r.yml", text, 15_000).unwrap();
-        assert_eq!(restore(&mut fresh, load(&path).unwrap()), 1);
+        assert_eq!(restore(&mut fresh, load(&path).unwrap(), 45_000, 30_000), 1);
+        // Restarted with an empty store: the alert is missing from the first results, which
+        // is missing data during the warm-up, not a reset.
+        let empty = Store::new(600_000);
+        let Kind::Alerting(a) = &mut fresh[0].rules[0].kind else {
+            panic!()
+        };
+        a.eval(45_000, &empty, &Labels::default()).unwrap();
+        assert_eq!(a.active.values().next().unwrap().state, State::Pending);
         store.append(&m, 60_000, 1.0);
-        let Kind::Alerting(a) = &mut fresh[0].rules[0].kind else { panic!() };
+        let Kind::Alerting(a) = &mut fresh[0].rules[0].kind else {
+            panic!()
+        };
         a.eval(60_000, &store, &Labels::default()).unwrap();
         let alert = a.active.values().next().unwrap();
-        assert_eq!((alert.state, alert.active_at), (State::Firing, 0), "fires 60 s after the original ActiveAt");
+        assert_eq!(
+            (alert.state, alert.active_at),
+            (State::Firing, 0),
+            "fires 60 s after the original ActiveAt"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn after_the_warm_up_a_missing_restored_alert_resets() {
+        let text = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: m > 0\n        for: 60s\n";
+        let mut groups = rules::load("r.yml", text, 15_000).unwrap();
+        let labels = Labels::from_pairs(&[("alertname", "A"), ("job", "x")]);
+        let alert = Alert {
+            labels: labels.clone(),
+            annotations: vec![],
+            state: State::Pending,
+            value: 1.0,
+            active_at: 0,
+            fired_at: None,
+            resolved_at: None,
+            keep_firing_since: None,
+            restored: false,
+        };
+        restore(
+            &mut groups,
+            vec![SavedAlert {
+                group: "g".into(),
+                rule: "A".into(),
+                alert,
+            }],
+            100_000,
+            30_000,
+        );
+        let Kind::Alerting(a) = &mut groups[0].rules[0].kind else {
+            panic!()
+        };
+        let empty = Store::new(600_000);
+        a.eval(129_000, &empty, &Labels::default()).unwrap();
+        assert!(a.active.contains_key(&labels), "still warming up");
+        a.eval(130_000, &empty, &Labels::default()).unwrap();
+        assert!(
+            !a.active.contains_key(&labels),
+            "warm-up over: a missing pending alert resets"
+        );
     }
 
     #[test]
@@ -146,7 +214,9 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         assert_eq!(load(&dir.join("nope.json")), Ok(vec![]));
         std::fs::write(dir.join("bad.json"), b"{not json").unwrap();
-        assert!(load(&dir.join("bad.json")).unwrap_err().contains("not a valid state file"));
+        assert!(load(&dir.join("bad.json"))
+            .unwrap_err()
+            .contains("not a valid state file"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

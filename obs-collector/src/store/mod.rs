@@ -143,7 +143,11 @@ impl Series {
     pub fn instant(&self, t: i64, left_closed: bool) -> Option<f64> {
         let end = self.samples.partition_point(|&(st, _)| st <= t);
         let &(st, v) = self.samples.get(end.checked_sub(1)?)?;
-        let inside = if left_closed { st >= t - LOOKBACK_MS } else { st > t - LOOKBACK_MS };
+        let inside = if left_closed {
+            st >= t - LOOKBACK_MS
+        } else {
+            st > t - LOOKBACK_MS
+        };
         (inside && !is_stale(v)).then_some(v)
     }
 
@@ -203,7 +207,11 @@ mod tests {
             vec![(10_000, 2.0)],
             "range is left-open"
         );
-        assert_eq!(series.range(10_000, 10_000, true), vec![(0, 1.0), (10_000, 2.0)], "2.x: closed");
+        assert_eq!(
+            series.range(10_000, 10_000, true),
+            vec![(0, 1.0), (10_000, 2.0)],
+            "2.x: closed"
+        );
     }
 
     #[test]

@@ -36,7 +36,11 @@ pub fn router(collector: Arc<Collector>, obs: Arc<obs::Obs>) -> Router {
 }
 
 async fn metrics(State(app): State<App>) -> Response {
-    ([(header::CONTENT_TYPE, obs::metrics::CONTENT_TYPE)], app.obs.metrics_text()).into_response()
+    (
+        [(header::CONTENT_TYPE, obs::metrics::CONTENT_TYPE)],
+        app.obs.metrics_text(),
+    )
+        .into_response()
 }
 
 async fn ready(State(app): State<App>) -> Response {
@@ -64,11 +68,21 @@ fn go_e(v: f64) -> String {
 }
 
 fn label_map(labels: &Labels) -> Value {
-    Value::Object(labels.iter().map(|(k, v)| (k.to_owned(), Value::String(v.to_owned()))).collect())
+    Value::Object(
+        labels
+            .iter()
+            .map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())))
+            .collect(),
+    )
 }
 
 fn pairs_map(pairs: &[(String, String)]) -> Value {
-    Value::Object(pairs.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<Map<_, _>>())
+    Value::Object(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect::<Map<_, _>>(),
+    )
 }
 
 fn alert_json(a: &Alert) -> Value {
@@ -89,7 +103,11 @@ fn alert_json(a: &Alert) -> Value {
 fn live_alerts(rule: &Rule) -> Vec<&Alert> {
     match &rule.kind {
         Kind::Alerting(a) => {
-            let mut v: Vec<&Alert> = a.active.values().filter(|x| x.state != AlertState::Inactive).collect();
+            let mut v: Vec<&Alert> = a
+                .active
+                .values()
+                .filter(|x| x.state != AlertState::Inactive)
+                .collect();
             v.sort_by(|x, y| x.labels.cmp(&y.labels));
             v
         }
@@ -186,13 +204,18 @@ async fn status_page(State(app): State<App>) -> Html<String> {
          <h1>obs-collector</h1><h2>Targets</h2><table><tr><th>job</th><th>instance</th><th>state</th><th>last scrape</th><th>error</th></tr>",
     );
     for t in &app.collector.targets {
-        let s = t.status.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let s = t
+            .status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let state = match s.up {
             Some(true) => "<span class=up>up</span>",
             Some(false) => "<span class=down>down</span>",
             None => "unknown",
         };
-        let _ = write!(
+        let _ =
+            write!(
             page,
             "<tr><td>{}</td><td title=\"{}\">{}</td><td>{state}</td><td>{}</td><td>{}</td></tr>",
             escape_html(&s.job),
@@ -242,6 +265,9 @@ mod tests {
         assert_eq!(go_e(0.15), "1.5e-01");
         assert_eq!(go_e(1.0), "1e+00");
         assert_eq!(go_e(12345.0), "1.2345e+04");
-        assert_eq!(escape_html("<script>\"&'"), "&lt;script&gt;&quot;&amp;&#39;");
+        assert_eq!(
+            escape_html("<script>\"&'"),
+            "&lt;script&gt;&quot;&amp;&#39;"
+        );
     }
 }
