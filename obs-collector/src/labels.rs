@@ -66,6 +66,10 @@ impl Labels {
         self.0.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Sets (or, with an empty value, removes) a label.
     pub fn set(&mut self, name: &str, value: &str) {
         match self.0.binary_search_by(|(n, _)| n.as_str().cmp(name)) {

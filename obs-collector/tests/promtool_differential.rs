@@ -205,8 +205,11 @@ fn labels_of(s: &Series) -> Labels {
     Labels::new(pairs)
 }
 
+/// `ALERTS` label sets at every evaluation time (seconds).
+type Timeline = Vec<(i64, BTreeSet<Labels>)>;
+
 /// The collector's `ALERTS` series at every evaluation.
-fn collector_alerts(scenario: &Scenario, left_closed: bool) -> Vec<(i64, BTreeSet<Labels>)> {
+fn collector_alerts(scenario: &Scenario, left_closed: bool) -> Timeline {
     let text = std::fs::read_to_string(rules_path()).unwrap();
     let mut groups = rules::load("obs-red.rules.yml", &text, 15_000).unwrap();
     let mut store = Store::new(3_600_000);
@@ -254,7 +257,7 @@ fn promql_labels(l: &Labels) -> String {
 }
 
 /// A promtool test file asserting the collector's `ALERTS` at every evaluation.
-fn promtool_file(results: &[(&Scenario, Vec<(i64, BTreeSet<Labels>)>)]) -> String {
+fn promtool_file(results: &[(&Scenario, Timeline)]) -> String {
     let mut f = format!(
         "rule_files:\n  - {}\nevaluation_interval: 15s\ntests:\n",
         rules_path().display()

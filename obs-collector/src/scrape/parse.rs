@@ -100,7 +100,10 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
 }
 
 /// Parses `a="b",c="d"}` (after the `{`); returns the labels and what follows the `}`.
-fn parse_labels(mut s: &str) -> Result<(Vec<(String, String)>, &str), String> {
+/// Label pairs in page order.
+type LabelPairs = Vec<(String, String)>;
+
+fn parse_labels(mut s: &str) -> Result<(LabelPairs, &str), String> {
     let mut labels: Vec<(String, String)> = Vec::new();
     loop {
         s = s.trim_start_matches([' ', '\t']);
