@@ -13,7 +13,7 @@ use crate::labels::Labels;
 use crate::rules::{Group, Kind, Transition};
 use crate::scrape::{self, TargetSeries, TargetStatus};
 use crate::state;
-use crate::store::{Store, LOOKBACK_MS};
+use crate::store::Store;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -325,8 +325,8 @@ fn log_transition(group: &Group, rule: &str, transition: &Transition) {
     }
 }
 
-/// How long samples are kept: the longest range any rule reads, the lookback, two scrape
-/// intervals of margin.
+/// How long samples are kept: the longest range any rule reads plus two scrape intervals of
+/// margin (the newest sample of each series is always kept for instant selectors' lookback).
 fn retention_ms(config: &Config, groups: &[Group]) -> i64 {
     let longest = groups
         .iter()
@@ -334,7 +334,7 @@ fn retention_ms(config: &Config, groups: &[Group]) -> i64 {
         .map(|r| r.expr().max_range_ms())
         .max()
         .unwrap_or(0);
-    longest.max(LOOKBACK_MS) + 2 * config.max_scrape_interval_ms().max(15_000)
+    longest + 2 * config.max_scrape_interval_ms().max(15_000)
 }
 
 fn hash(labels: &Labels) -> u64 {

@@ -1,40 +1,52 @@
 //! Label sets: sorted `(name, value)` pairs, as Prometheus keeps them.
+//!
+//! A label set is immutable and shared (`Arc`): the store, the scrape cache and query results
+//! hold the same allocation, and label strings are interned by the store, so 100,000 series
+//! cost a few hundred bytes of labels each instead of kilobytes.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// The metric-name label.
 pub const NAME: &str = "__name__";
 
+type Pair = (Arc<str>, Arc<str>);
+
 /// A sorted label set (including `__name__` for stored series).
-#[derive(
-    Clone,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-pub struct Labels(Vec<(String, String)>);
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Labels(Arc<[Pair]>);
+
+impl Default for Labels {
+    fn default() -> Self {
+        Self(Arc::from(Vec::new()))
+    }
+}
 
 impl Labels {
     /// Builds a label set from pairs in any order; empty values are dropped (Prometheus treats
     /// an empty label as absent). Later duplicates win.
-    pub fn new(mut pairs: Vec<(String, String)>) -> Self {
+    pub fn new(pairs: Vec<(String, String)>) -> Self {
+        Self::from_arcs(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (Arc::from(k), Arc::from(v)))
+                .collect(),
+        )
+    }
+
+    /// Like [`Labels::new`], from already shared strings.
+    pub fn from_arcs(mut pairs: Vec<Pair>) -> Self {
         pairs.retain(|(_, v)| !v.is_empty());
         pairs.sort_by(|a, b| a.0.cmp(&b.0));
         pairs.dedup_by(|later, earlier| {
             if later.0 == earlier.0 {
-                earlier.1 = std::mem::take(&mut later.1);
+                std::mem::swap(&mut earlier.1, &mut later.1);
                 true
             } else {
                 false
             }
         });
-        Self(pairs)
+        Self(Arc::from(pairs))
     }
 
     /// From string pairs (tests, literals).
@@ -49,9 +61,9 @@ impl Labels {
 
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
-            .binary_search_by(|(n, _)| n.as_str().cmp(name))
+            .binary_search_by(|(n, _)| (**n).cmp(name))
             .ok()
-            .map(|i| self.0[i].1.as_str())
+            .map(|i| &*self.0[i].1)
     }
 
     pub fn name(&self) -> Option<&str> {
@@ -59,7 +71,12 @@ impl Labels {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.0.iter().map(|(k, v)| (&**k, &**v))
+    }
+
+    /// The shared pairs, for building derived label sets without copying strings.
+    pub fn pairs(&self) -> &[Pair] {
+        &self.0
     }
 
     pub fn len(&self) -> usize {
@@ -72,19 +89,30 @@ impl Labels {
 
     /// Sets (or, with an empty value, removes) a label.
     pub fn set(&mut self, name: &str, value: &str) {
-        match self.0.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
-            Ok(i) if value.is_empty() => {
-                self.0.remove(i);
-            }
-            Ok(i) => self.0[i].1 = value.to_owned(),
-            Err(_) if value.is_empty() => {}
-            Err(i) => self.0.insert(i, (name.to_owned(), value.to_owned())),
+        let mut pairs: Vec<Pair> = self
+            .0
+            .iter()
+            .filter(|(n, _)| &**n != name)
+            .cloned()
+            .collect();
+        if !value.is_empty() {
+            pairs.push((Arc::from(name), Arc::from(value)));
         }
+        *self = Self::from_arcs(pairs);
     }
 
     /// Keeps only the labels `keep` says yes to.
     pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
-        self.0.retain(|(n, _)| keep(n));
+        if self.0.iter().all(|(n, _)| keep(n)) {
+            return;
+        }
+        self.0 = self
+            .0
+            .iter()
+            .filter(|(n, _)| keep(n))
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
     }
 
     /// A copy without `__name__`.
@@ -94,12 +122,9 @@ impl Labels {
         l
     }
 
-    /// Approximate heap bytes, for memory accounting.
+    /// Bytes of the pair array (the strings are interned and shared).
     pub fn heap_bytes(&self) -> usize {
-        self.0
-            .iter()
-            .map(|(k, v)| k.capacity() + v.capacity() + 48)
-            .sum()
+        self.0.len() * std::mem::size_of::<Pair>() + 16
     }
 }
 
@@ -119,6 +144,19 @@ impl fmt::Display for Labels {
             write!(f, "{k}={v:?}")?;
         }
         f.write_str("}")
+    }
+}
+
+impl serde::Serialize for Labels {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Labels {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = std::collections::BTreeMap::<String, String>::deserialize(d)?;
+        Ok(Self::new(map.into_iter().collect()))
     }
 }
 
@@ -143,5 +181,8 @@ mod tests {
         l.set("instance", "x:1");
         l.set("job", "");
         assert_eq!(l.to_string(), "up{instance=\"x:1\"}");
+        let json = serde_json::to_string(&l).unwrap();
+        assert_eq!(json, r#"{"__name__":"up","instance":"x:1"}"#);
+        assert_eq!(serde_json::from_str::<Labels>(&json).unwrap(), l);
     }
 }

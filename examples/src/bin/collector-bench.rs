@@ -18,28 +18,55 @@ use std::time::{Duration, Instant};
 use axum::routing::get;
 use axum::Router;
 
-const ROUTES: [&str; 5] = ["/users/{id}", "/orders", "/orders/{id}", "/login", "/health"];
-const LES: [&str; 16] = ["0.005", "0.01", "0.025", "0.05", "0.075", "0.1", "0.25", "0.5", "0.75", "1", "2", "2.5", "5", "7.5", "10", "+Inf"];
+const ROUTES: [&str; 5] = [
+    "/users/{id}",
+    "/orders",
+    "/orders/{id}",
+    "/login",
+    "/health",
+];
+const LES: [&str; 16] = [
+    "0.005", "0.01", "0.025", "0.05", "0.075", "0.1", "0.25", "0.5", "0.75", "1", "2", "2.5", "5",
+    "7.5", "10", "+Inf",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let flag = |name: &str, default: u64| {
-        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
     };
-    let (targets, warmup, measure) = (flag("--targets", 1000) as usize, flag("--warmup", 60), flag("--measure", 120));
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let (targets, warmup, measure) = (
+        flag("--targets", 1000) as usize,
+        flag("--warmup", 60),
+        flag("--measure", 120),
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
     let port = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await?;
         let port = listener.local_addr()?.port();
         let start = Instant::now();
-        let app = Router::new().route("/metrics", get(move || async move { page(start.elapsed().as_secs_f64()) }));
+        let app = Router::new().route(
+            "/metrics",
+            get(move || async move { page(start.elapsed().as_secs_f64()) }),
+        );
         tokio::spawn(async move { axum::serve(listener, app).await });
         Ok::<_, std::io::Error>(port)
     })?;
-    let addrs: Vec<SocketAddr> = (0..targets).map(|i| ([127, 0, (1 + i / 250) as u8, (1 + i % 250) as u8], port).into()).collect();
+    let addrs: Vec<SocketAddr> = (0..targets)
+        .map(|i| ([127, 0, (1 + i / 250) as u8, (1 + i % 250) as u8], port).into())
+        .collect();
     let dir = std::env::temp_dir().join(format!("obs-collector-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../alerts/obs-red.rules.yml").canonicalize()?;
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../alerts/obs-red.rules.yml")
+        .canonicalize()?;
     let list: Vec<String> = addrs.iter().map(|a| format!("'{a}'")).collect();
     let config = format!(
         "global:\n  scrape_interval: 15s\n  scrape_timeout: 10s\n  evaluation_interval: 15s\nrule_files: ['{}']\nscrape_configs:\n  - job_name: fleet\n    static_configs:\n      - targets: [{}]\n",
@@ -60,9 +87,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let prometheus = Measured::spawn(
         "prometheus",
         Command::new("prometheus")
-            .arg(format!("--config.file={}", dir.join("config.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{}", obs_examples::prometheus::free_port()?)),
+            .arg(format!(
+                "--config.file={}",
+                dir.join("config.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!(
+                "--web.listen-address=127.0.0.1:{}",
+                obs_examples::prometheus::free_port()?
+            )),
     )?;
     eprintln!("{targets} targets x 100 series; warming up {warmup}s, then measuring {measure}s");
     std::thread::sleep(Duration::from_secs(warmup));
@@ -75,7 +111,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (i, p) in [&collector, &prometheus].iter().enumerate() {
         let cpu = end[i] - start[i];
         let (rss, peak) = p.rss_mib()?;
-        println!("| {} | {:.3} | {:.1}% | {rss:.1} | {peak:.1} |", p.name, cpu / cycles, 100.0 * cpu / measure as f64);
+        println!(
+            "| {} | {:.3} | {:.1}% | {rss:.1} | {peak:.1} |",
+            p.name,
+            cpu / cycles,
+            100.0 * cpu / measure as f64
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
@@ -95,11 +136,20 @@ fn page(elapsed: f64) -> String {
             ));
         }
         let labels = format!("http_request_method=\"GET\",http_route=\"{route}\",http_response_status_code=\"200\",url_scheme=\"http\"");
-        out.push_str(&format!("http_server_request_duration_seconds_sum{{{labels}}} {}\n", total * 0.05));
-        out.push_str(&format!("http_server_request_duration_seconds_count{{{labels}}} {}\n", total.floor()));
+        out.push_str(&format!(
+            "http_server_request_duration_seconds_sum{{{labels}}} {}\n",
+            total * 0.05
+        ));
+        out.push_str(&format!(
+            "http_server_request_duration_seconds_count{{{labels}}} {}\n",
+            total.floor()
+        ));
     }
     for g in 0..10 {
-        out.push_str(&format!("fleet_gauge{{n=\"{g}\"}} {}\n", (elapsed + g as f64).sin()));
+        out.push_str(&format!(
+            "fleet_gauge{{n=\"{g}\"}} {}\n",
+            (elapsed + g as f64).sin()
+        ));
     }
     out
 }
@@ -126,7 +176,8 @@ impl Measured {
         let after_comm = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
         let fields: Vec<&str> = after_comm.split_whitespace().collect();
         // Fields 14 and 15 of /proc/PID/stat; index 11 and 12 after the command name.
-        let ticks: f64 = fields[11].parse::<f64>().unwrap_or(0.0) + fields[12].parse::<f64>().unwrap_or(0.0);
+        let ticks: f64 =
+            fields[11].parse::<f64>().unwrap_or(0.0) + fields[12].parse::<f64>().unwrap_or(0.0);
         Ok(ticks / 100.0) // USER_HZ
     }
 

@@ -7,12 +7,13 @@
 
 pub mod parse;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{Job, Target};
 use crate::labels::{Labels, NAME};
-use crate::store::{self, Store};
+use crate::store::{self, SeriesRef, Store};
 
 /// What a page is accepted as.
 const ACCEPT: &str =
@@ -31,9 +32,14 @@ pub struct TargetStatus {
     pub samples: usize,
 }
 
-/// The series a target exposed at its last successful scrape.
+/// A target's scrape cache, as Prometheus keeps one: the series text of each page line
+/// (`name{labels}`) mapped to its label set and store handle, so a repeated line costs a
+/// hash lookup instead of a label parse. Entries not seen in a scrape get a stale marker.
 #[derive(Debug, Default)]
-pub struct TargetSeries(HashSet<Labels>);
+pub struct TargetSeries {
+    cache: HashMap<Box<str>, (Labels, SeriesRef, u64)>,
+    scrapes: u64,
+}
 
 /// The URL scraped for `target` of `job`.
 pub fn url(job: &Job, target: &Target) -> String {
@@ -92,61 +98,92 @@ fn describe(e: reqwest::Error) -> String {
     }
 }
 
-/// Writes one scrape's result into the store at `t`; returns the number of samples stored.
+/// Writes one scrape's result (the page, or why there is none) into the store at `t`;
+/// returns the number of samples stored. A malformed page stores nothing.
 pub fn ingest(
     store: &mut Store,
     target: &Target,
-    previous: &mut TargetSeries,
+    cache: &mut TargetSeries,
     t: i64,
     duration: Duration,
-    result: Result<Vec<parse::Sample>, String>,
+    page: Result<String, String>,
 ) -> Result<usize, String> {
-    let mut seen = HashSet::new();
-    let outcome = match result {
-        Ok(samples) => {
-            for s in samples {
-                let labels = series_labels(&s, &target.labels);
-                store.append(&labels, t, s.value);
-                seen.insert(labels);
+    cache.scrapes += 1;
+    let scrape = cache.scrapes;
+    let outcome = page.and_then(|page| {
+        let raw = parse::parse_raw(&page).map_err(|e| format!("malformed page: {e}"))?;
+        // Validate the lines not seen before, before storing anything.
+        let mut fresh = Vec::new();
+        for (i, r) in raw.iter().enumerate() {
+            if !cache.cache.contains_key(r.series) {
+                let (name, labels) = parse::parse_series(r.series)
+                    .map_err(|reason| format!("malformed page: line {}: {reason}", r.line))?;
+                fresh.push((i, series_labels(store, &name, labels, &target.labels)));
             }
-            Ok(seen.len())
         }
-        Err(e) => Err(e),
-    };
-    for gone in previous.0.difference(&seen) {
-        store.append(gone, t, store::stale());
-    }
-    previous.0 = seen;
-    let meta = |name: &str, v: f64| {
-        let mut l = target.labels.clone();
-        l.set(NAME, name);
-        (l, v)
-    };
+        let mut fresh = fresh.into_iter().peekable();
+        for (i, r) in raw.iter().enumerate() {
+            let entry = match fresh.next_if(|(fi, _)| *fi == i) {
+                Some((_, labels)) => {
+                    let handle = store.get_or_create(&labels);
+                    cache
+                        .cache
+                        .entry(r.series.into())
+                        .insert_entry((labels, handle, scrape))
+                        .into_mut()
+                }
+                None => match cache.cache.get_mut(r.series) {
+                    Some(e) => e,
+                    None => continue, // a duplicate line of a fresh series: the first one counts
+                },
+            };
+            entry.2 = scrape;
+            if !store.append_ref(entry.1, t, r.value) {
+                entry.1 = store.get_or_create(&entry.0);
+                store.append_ref(entry.1, t, r.value);
+            }
+        }
+        Ok(raw.len())
+    });
+    cache.cache.retain(|_, (_, handle, seen)| {
+        if *seen != scrape {
+            store.append_ref(*handle, t, store::stale());
+        }
+        *seen == scrape
+    });
     let samples = outcome.as_ref().map_or(0, |n| *n);
-    for (labels, v) in [
-        meta("up", if outcome.is_ok() { 1.0 } else { 0.0 }),
-        meta("scrape_duration_seconds", duration.as_secs_f64()),
-        meta("scrape_samples_scraped", samples as f64),
+    for (name, v) in [
+        ("up", if outcome.is_ok() { 1.0 } else { 0.0 }),
+        ("scrape_duration_seconds", duration.as_secs_f64()),
+        ("scrape_samples_scraped", samples as f64),
     ] {
+        let mut labels = target.labels.clone();
+        labels.set(NAME, name);
         store.append(&labels, t, v);
     }
     outcome
 }
 
-/// The page's labels plus the target's; a page label that clashes with a target label is kept
-/// as `exported_<name>` (Prometheus' `honor_labels: false`).
-fn series_labels(s: &parse::Sample, target: &Labels) -> Labels {
-    let mut pairs: Vec<(String, String)> = Vec::with_capacity(s.labels.len() + target.len() + 1);
-    for (k, v) in &s.labels {
-        if target.get(k).is_some() {
-            pairs.push((format!("exported_{k}"), v.clone()));
+/// The page's labels plus the target's, interned; a page label that clashes with a target
+/// label is kept as `exported_<name>` (Prometheus' `honor_labels: false`).
+fn series_labels(
+    store: &mut Store,
+    name: &str,
+    labels: Vec<(String, String)>,
+    target: &Labels,
+) -> Labels {
+    let mut pairs: Vec<(Arc<str>, Arc<str>)> = Vec::with_capacity(labels.len() + target.len() + 1);
+    for (k, v) in labels {
+        let k = if target.get(&k).is_some() {
+            format!("exported_{k}")
         } else {
-            pairs.push((k.clone(), v.clone()));
-        }
+            k
+        };
+        pairs.push((store.intern(&k), store.intern(&v)));
     }
-    pairs.extend(target.iter().map(|(k, v)| (k.to_owned(), v.to_owned())));
-    pairs.push((NAME.to_owned(), s.name.clone()));
-    Labels::new(pairs)
+    pairs.extend(target.pairs().iter().cloned());
+    pairs.push((store.intern(NAME), store.intern(name)));
+    Labels::from_arcs(pairs)
 }
 
 /// Scrapes `target` once and ingests the result.
@@ -165,8 +202,7 @@ pub async fn scrape_once(
         Duration::from_millis(job.timeout_ms as u64),
         job.body_size_limit,
     )
-    .await
-    .and_then(|page| parse::parse(&page).map_err(|e| format!("malformed page: {e}")));
+    .await;
     let duration = started.elapsed();
     let mut store = store
         .write()
@@ -189,7 +225,7 @@ mod tests {
     fn failed_scrapes_mark_series_stale_and_write_up() {
         let mut store = Store::new(600_000);
         let mut prev = TargetSeries::default();
-        let page = parse::parse("req_total{code=\"200\",job=\"inner\"} 5\n").unwrap();
+        let page = "req_total{code=\"200\",job=\"inner\"} 5\n".to_owned();
         assert_eq!(
             ingest(
                 &mut store,
@@ -234,10 +270,36 @@ mod tests {
     }
 
     #[test]
+    fn a_malformed_page_stores_nothing_from_it() {
+        let mut store = Store::new(600_000);
+        let mut cache = TargetSeries::default();
+        let page = "good 1\nbad{x=\"1\"\n".to_owned();
+        let err = ingest(
+            &mut store,
+            &target(),
+            &mut cache,
+            1000,
+            Duration::ZERO,
+            Ok(page),
+        )
+        .unwrap_err();
+        assert!(err.starts_with("malformed page: line 2"), "{err}");
+        assert_eq!(store.series(Some("good")).count(), 0);
+        assert_eq!(
+            store
+                .series(Some("up"))
+                .next()
+                .unwrap()
+                .instant(1000, false),
+            Some(0.0)
+        );
+    }
+
+    #[test]
     fn vanished_series_go_stale() {
         let mut store = Store::new(600_000);
         let mut prev = TargetSeries::default();
-        let page = |p: &str| Ok(parse::parse(p).unwrap());
+        let page = |p: &str| Ok(p.to_owned());
         ingest(
             &mut store,
             &target(),

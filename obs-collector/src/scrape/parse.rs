@@ -28,8 +28,17 @@ impl fmt::Display for ParseError {
     }
 }
 
-/// Parses a whole page.
-pub fn parse(page: &str) -> Result<Vec<Sample>, ParseError> {
+/// One sample line, not yet split into labels: the series text (`name{labels}`) and value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RawSample<'a> {
+    pub series: &'a str,
+    pub value: f64,
+    pub line: usize,
+}
+
+/// Splits a page into sample lines, validating everything but the label contents (checked
+/// by [`parse_series`] the first time a series text is seen).
+pub fn parse_raw(page: &str) -> Result<Vec<RawSample<'_>>, ParseError> {
     let mut out = Vec::new();
     let mut saw_eof = false;
     for (i, raw) in page.split('\n').enumerate() {
@@ -54,24 +63,47 @@ pub fn parse(page: &str) -> Result<Vec<Sample>, ParseError> {
             }
             continue;
         }
-        out.push(parse_sample(trimmed).map_err(err)?);
+        let (series, value) = split_sample(trimmed).map_err(err)?;
+        out.push(RawSample {
+            series,
+            value,
+            line: i + 1,
+        });
     }
     Ok(out)
 }
 
-fn parse_sample(line: &str) -> Result<Sample, String> {
+/// Parses a whole page into samples with labels.
+pub fn parse(page: &str) -> Result<Vec<Sample>, ParseError> {
+    parse_raw(page)?
+        .into_iter()
+        .map(|raw| {
+            let (name, labels) = parse_series(raw.series).map_err(|reason| ParseError {
+                line: raw.line,
+                reason,
+            })?;
+            Ok(Sample {
+                name,
+                labels,
+                value: raw.value,
+            })
+        })
+        .collect()
+}
+
+/// `name{labels} value [timestamp] [# exemplar]` -> (`name{labels}`, value).
+fn split_sample(line: &str) -> Result<(&str, f64), String> {
     let name_end = line.find(|c: char| !is_name_char(c)).unwrap_or(line.len());
-    let name = &line[..name_end];
-    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+    if name_end == 0 {
         return Err(format!("invalid metric name in {:?}", shorten(line)));
     }
-    let mut rest = &line[name_end..];
-    let mut labels = Vec::new();
-    if let Some(after) = rest.strip_prefix('{') {
-        let (parsed, after) = parse_labels(after)?;
-        labels = parsed;
-        rest = after;
+    let mut end = name_end;
+    if line[name_end..].starts_with('{') {
+        end = closing_brace(line, name_end + 1)
+            .ok_or_else(|| format!("unterminated label set in {:?}", shorten(line)))?
+            + 1;
     }
+    let (series, rest) = line.split_at(end);
     if !rest.starts_with([' ', '\t']) {
         return Err(format!(
             "expected a space before the value in {:?}",
@@ -92,17 +124,50 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
     if let Some(extra) = fields.next() {
         return Err(format!("unexpected {extra:?} after the timestamp"));
     }
-    Ok(Sample {
-        name: name.to_owned(),
-        labels,
-        value,
-    })
+    Ok((series, value))
 }
 
-/// Parses `a="b",c="d"}` (after the `{`); returns the labels and what follows the `}`.
-/// Label pairs in page order.
-type LabelPairs = Vec<(String, String)>;
+/// The index of the `}` closing a label set that starts at `from`, skipping quoted values.
+fn closing_brace(s: &str, from: usize) -> Option<usize> {
+    let (mut quoted, mut escaped) = (false, false);
+    for (i, b) in s.bytes().enumerate().skip(from) {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b'}' if !quoted => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
 
+/// Parses `name{a="b",...}` into the name and labels (page order).
+pub fn parse_series(series: &str) -> Result<(String, LabelPairs), String> {
+    let name_end = series
+        .find(|c: char| !is_name_char(c))
+        .unwrap_or(series.len());
+    let name = &series[..name_end];
+    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(format!("invalid metric name in {:?}", shorten(series)));
+    }
+    let labels = match series[name_end..].strip_prefix('{') {
+        Some(after) => {
+            let (labels, rest) = parse_labels(after)?;
+            if !rest.is_empty() {
+                return Err(format!("unexpected {:?} after the labels", shorten(rest)));
+            }
+            labels
+        }
+        None => Vec::new(),
+    };
+    Ok((name.to_owned(), labels))
+}
+
+/// Label pairs in page order.
+pub type LabelPairs = Vec<(String, String)>;
+
+/// Parses `a="b",c="d"}` (after the `{`); returns the labels and what follows the `}`.
 fn parse_labels(mut s: &str) -> Result<(LabelPairs, &str), String> {
     let mut labels: Vec<(String, String)> = Vec::new();
     loop {

@@ -1,11 +1,13 @@
 //! The in-memory time-series store: one bounded ring of samples per series.
 //!
-//! Samples older than the retention (the longest range any rule reads, plus the 5-minute
-//! lookback and a margin) are dropped on append; a series whose newest sample is older than
-//! the retention is removed. A series that disappears from its target gets a stale marker, as
-//! in Prometheus, so instant queries stop returning it at once.
+//! A series keeps the samples its longest rule range needs (plus a margin) and always its
+//! newest sample, which instant selectors look back to for up to 5 minutes; a series whose
+//! newest sample is older than that is removed. Label strings are interned, label sets shared.
+//! A series that disappears from its target gets a stale marker, as in Prometheus, so instant
+//! queries stop returning it at once.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 use crate::labels::Labels;
 
@@ -30,55 +32,101 @@ pub fn stale() -> f64 {
 pub struct Series {
     pub labels: Labels,
     pub samples: VecDeque<(i64, f64)>,
+    id: u64,
 }
 
-/// All series, indexed by metric name then label set.
+/// A handle to a series that stays cheap to use across scrapes (checked against removal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesRef {
+    slot: usize,
+    id: u64,
+}
+
+/// All series, with indexes by label set and by metric name.
 #[derive(Debug)]
 pub struct Store {
-    by_name: HashMap<String, HashMap<Labels, Series>>,
-    retention_ms: i64,
+    slots: Vec<Option<Series>>,
+    free: Vec<usize>,
+    index: HashMap<Labels, usize>,
+    by_name: HashMap<Arc<str>, Vec<usize>>,
+    interner: HashSet<Arc<str>>,
+    range_retention_ms: i64,
     samples: usize,
+    next_id: u64,
     /// Prometheus 2.x selection: ranges and the lookback closed on the left too.
     pub left_closed: bool,
 }
 
 impl Store {
-    /// A store keeping samples for `retention_ms`.
-    pub fn new(retention_ms: i64) -> Self {
+    /// A store keeping `range_retention_ms` of samples per series (the newest one always).
+    pub fn new(range_retention_ms: i64) -> Self {
         Self {
+            slots: Vec::new(),
+            free: Vec::new(),
+            index: HashMap::new(),
             by_name: HashMap::new(),
-            retention_ms,
+            interner: HashSet::new(),
+            range_retention_ms,
             samples: 0,
+            next_id: 0,
             left_closed: false,
         }
     }
 
-    /// Appends a sample (timestamps must not go backwards within a series; older ones are
-    /// ignored, as Prometheus rejects out-of-order samples).
-    pub fn append(&mut self, labels: &Labels, t: i64, v: f64) {
-        let name = labels.name().unwrap_or_default();
-        if is_stale(v)
-            && !self
-                .by_name
-                .get(name)
-                .is_some_and(|m| m.contains_key(labels))
-        {
-            return; // nothing to mark stale
+    /// The shared copy of `s`.
+    pub fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(existing) = self.interner.get(s) {
+            return Arc::clone(existing);
         }
-        let by_labels = match self.by_name.get_mut(name) {
-            Some(m) => m,
-            None => self.by_name.entry(name.to_owned()).or_default(),
+        let shared: Arc<str> = Arc::from(s);
+        self.interner.insert(Arc::clone(&shared));
+        shared
+    }
+
+    /// The series for `labels`, created if needed.
+    pub fn get_or_create(&mut self, labels: &Labels) -> SeriesRef {
+        if let Some(&slot) = self.index.get(labels) {
+            let id = self.slots[slot].as_ref().map_or(0, |s| s.id);
+            return SeriesRef { slot, id };
+        }
+        self.next_id += 1;
+        let id = self.next_id;
+        let series = Series {
+            labels: labels.clone(),
+            samples: VecDeque::with_capacity(4),
+            id,
         };
-        let series = match by_labels.get_mut(labels) {
-            Some(s) => s,
-            None => by_labels.entry(labels.clone()).or_insert_with(|| Series {
-                labels: labels.clone(),
-                samples: VecDeque::with_capacity(8),
-            }),
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot] = Some(series);
+                slot
+            }
+            None => {
+                self.slots.push(Some(series));
+                self.slots.len() - 1
+            }
+        };
+        self.index.insert(labels.clone(), slot);
+        let name = self.intern(labels.name().unwrap_or_default());
+        self.by_name.entry(name).or_default().push(slot);
+        SeriesRef { slot, id }
+    }
+
+    /// Appends a sample through a handle; `false` if the series was removed since.
+    /// Timestamps must not go backwards within a series; older samples are ignored, as
+    /// Prometheus rejects out-of-order samples.
+    pub fn append_ref(&mut self, r: SeriesRef, t: i64, v: f64) -> bool {
+        let Some(series) = self
+            .slots
+            .get_mut(r.slot)
+            .and_then(Option::as_mut)
+            .filter(|s| s.id == r.id)
+        else {
+            return false;
         };
         if let Some(&(last_t, last_v)) = series.samples.back() {
             if t < last_t || (t == last_t && (is_stale(v) || last_v.to_bits() == v.to_bits())) {
-                return;
+                return true;
             }
             if t == last_t {
                 series.samples.pop_back();
@@ -87,40 +135,74 @@ impl Store {
         }
         series.samples.push_back((t, v));
         self.samples += 1;
-        let cutoff = t - self.retention_ms;
-        while series.samples.front().is_some_and(|&(st, _)| st <= cutoff) {
+        let cutoff = t - self.range_retention_ms;
+        while series.samples.len() > 1
+            && series.samples.front().is_some_and(|&(st, _)| st <= cutoff)
+        {
             series.samples.pop_front();
             self.samples -= 1;
         }
+        true
     }
 
-    /// Drops samples (and then series) older than the retention before `now`.
-    pub fn compact(&mut self, now: i64) {
-        let cutoff = now - self.retention_ms;
-        let mut removed = 0;
-        for by_labels in self.by_name.values_mut() {
-            by_labels.retain(|_, s| {
-                while s.samples.front().is_some_and(|&(t, _)| t <= cutoff) {
-                    s.samples.pop_front();
-                    removed += 1;
-                }
-                !s.samples.is_empty()
-            });
+    /// Appends a sample to the series `labels` (a stale marker for an unknown series is dropped).
+    pub fn append(&mut self, labels: &Labels, t: i64, v: f64) {
+        if is_stale(v) && !self.index.contains_key(labels) {
+            return;
         }
-        self.by_name.retain(|_, m| !m.is_empty());
-        self.samples -= removed;
+        let r = self.get_or_create(labels);
+        self.append_ref(r, t, v);
+    }
+
+    /// Drops old samples, series whose newest sample is beyond the lookback, and unused
+    /// interned strings.
+    pub fn compact(&mut self, now: i64) {
+        let cutoff = now - self.range_retention_ms;
+        let gone_before = now - LOOKBACK_MS - self.range_retention_ms;
+        let mut removed = Vec::new();
+        for (slot, entry) in self.slots.iter_mut().enumerate() {
+            let Some(series) = entry else { continue };
+            while series.samples.len() > 1
+                && series.samples.front().is_some_and(|&(t, _)| t <= cutoff)
+            {
+                series.samples.pop_front();
+                self.samples -= 1;
+            }
+            if series.samples.back().is_none_or(|&(t, _)| t <= gone_before) {
+                self.samples -= series.samples.len();
+                self.index.remove(&series.labels);
+                removed.push((slot, series.labels.name().unwrap_or_default().to_owned()));
+                *entry = None;
+            }
+        }
+        for (slot, name) in removed {
+            if let Some(slots) = self.by_name.get_mut(name.as_str()) {
+                slots.retain(|&s| s != slot);
+                if slots.is_empty() {
+                    self.by_name.remove(name.as_str());
+                }
+            }
+            self.free.push(slot);
+        }
+        self.interner.retain(|s| Arc::strong_count(s) > 1);
     }
 
     /// Series whose name is `name` (all series when `None`).
     pub fn series<'a>(&'a self, name: Option<&str>) -> Box<dyn Iterator<Item = &'a Series> + 'a> {
         match name {
-            Some(n) => Box::new(self.by_name.get(n).into_iter().flat_map(|m| m.values())),
-            None => Box::new(self.by_name.values().flat_map(|m| m.values())),
+            Some(n) => Box::new(
+                self.by_name
+                    .get(n)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|&slot| self.slots[slot].as_ref()),
+            ),
+            None => Box::new(self.slots.iter().flatten()),
         }
     }
 
     pub fn series_count(&self) -> usize {
-        self.by_name.values().map(HashMap::len).sum()
+        self.index.len()
     }
 
     pub fn sample_count(&self) -> usize {
@@ -129,11 +211,14 @@ impl Store {
 
     /// Approximate heap bytes held by the store.
     pub fn memory_bytes(&self) -> usize {
-        self.by_name
-            .values()
-            .flat_map(|m| m.values())
-            .map(|s| s.labels.heap_bytes() * 2 + s.samples.capacity() * 16 + 96)
-            .sum()
+        let strings: usize = self.interner.iter().map(|s| s.len() + 32).sum();
+        let series: usize = self
+            .slots
+            .iter()
+            .flatten()
+            .map(|s| s.labels.heap_bytes() + s.samples.capacity() * 16 + 120)
+            .sum();
+        strings + series + self.index.capacity() * 24
     }
 }
 
@@ -221,8 +306,25 @@ mod tests {
             s.append(&up(), i * 15_000, i as f64);
         }
         assert_eq!(s.sample_count(), 4, "only samples newer than 60 s are kept");
-        s.compact(1000 * 15_000 + 120_000);
-        assert_eq!((s.series_count(), s.sample_count()), (0, 0));
+        s.compact(999 * 15_000 + 60_000);
+        assert_eq!(
+            s.sample_count(),
+            1,
+            "the newest sample stays for instant lookback"
+        );
+        assert_eq!(s.series_count(), 1);
+        s.compact(999 * 15_000 + LOOKBACK_MS + 60_000);
+        assert_eq!(
+            (s.series_count(), s.sample_count()),
+            (0, 0),
+            "beyond the lookback the series goes"
+        );
+        s.append(&up(), 2_000_000_000, 1.0);
+        assert_eq!(
+            s.series(Some("up")).count(),
+            1,
+            "a removed slot is reused cleanly"
+        );
     }
 
     #[test]
