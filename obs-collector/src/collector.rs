@@ -10,6 +10,7 @@ use obs::prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 
 use crate::config::{Config, Job, Target};
 use crate::labels::Labels;
+use crate::notify::{self, Channel, Notifier};
 use crate::rules::{Group, Kind, Transition};
 use crate::scrape::{self, TargetSeries, TargetStatus};
 use crate::state;
@@ -35,6 +36,7 @@ pub struct SelfMetrics {
     scrapes: IntCounterVec,
     evaluations: IntCounterVec,
     evaluation_failures: IntCounterVec,
+    notifications: IntCounterVec,
 }
 
 impl SelfMetrics {
@@ -71,6 +73,11 @@ impl SelfMetrics {
                 "Rule evaluations that failed (state left unchanged).",
                 &["rule_group"],
             ),
+            notifications: counter(
+                "obs_collector_notifications_total",
+                "Notification attempts by channel and outcome (delivered, retried, failed).",
+                &["channel", "outcome"],
+            ),
         }
     }
 }
@@ -91,6 +98,11 @@ pub struct Collector {
     pub state_path: PathBuf,
     pub ready: AtomicBool,
     client: reqwest::Client,
+    /// The notification log (with every channel's queue).
+    pub log: Mutex<notify::Log>,
+    channels: Vec<Channel>,
+    policy: notify::Policy,
+    wake: tokio::sync::Notify,
     save_lock: Mutex<()>,
     metrics: SelfMetrics,
 }
@@ -103,17 +115,44 @@ impl Collector {
         state_path: PathBuf,
         registry: &Registry,
     ) -> Arc<Self> {
+        let mut log = notify::Log::default();
         match state::load(&state_path) {
             Ok(saved) => {
                 // Two scrape intervals for every target to be scraped again after the restart.
                 let margin = 2 * config.max_scrape_interval_ms();
-                let n = state::restore(&mut groups, saved, now_ms(), margin);
-                if n > 0 {
-                    tracing::info!({ state.file = %state_path.display(), alerts = n }, "alert state restored");
+                let n = state::restore(&mut groups, saved.alerts, now_ms(), margin);
+                log = saved.notifications;
+                let queued = log
+                    .entries
+                    .iter()
+                    .filter(|e| e.outcome == notify::Outcome::Queued)
+                    .count();
+                if n > 0 || queued > 0 {
+                    tracing::info!({ state.file = %state_path.display(), alerts = n, queued_notifications = queued }, "state restored");
                 }
             }
             Err(e) => tracing::warn!("{e}; starting with empty alert state"),
         }
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("obs-collector/", env!("CARGO_PKG_VERSION")))
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("an HTTP client");
+        let mut channels = Vec::new();
+        if let Some(hook) = &config.notify.slack {
+            channels.push(Channel::Slack(notify::slack::Slack::new(
+                hook.clone(),
+                client.clone(),
+            )));
+        }
+        if config.notify.console {
+            channels.push(Channel::Console(notify::console::Console));
+        }
+        let policy = notify::Policy {
+            channels: channels.iter().map(|c| c.name().to_owned()).collect(),
+            send_resolved: config.notify.send_resolved,
+            repeat_interval_ms: config.notify.repeat_interval_ms,
+        };
         let store = Store::new(retention_ms(&config, &groups));
         let targets = config
             .jobs
@@ -138,10 +177,13 @@ impl Collector {
             targets,
             state_path,
             ready: AtomicBool::new(false),
-            client: reqwest::Client::builder()
-                .user_agent(concat!("obs-collector/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .expect("an HTTP client"),
+            // No idle connections between scrapes: with thousands of targets, each pooled
+            // connection would hold its buffers (tens of KiB) for the whole interval.
+            client,
+            log: Mutex::new(log),
+            channels,
+            policy,
+            wake: tokio::sync::Notify::new(),
             save_lock: Mutex::new(()),
             metrics: SelfMetrics::new(registry),
         })
@@ -156,6 +198,9 @@ impl Collector {
             tokio::spawn(Arc::clone(self).eval_loop(i));
         }
         tokio::spawn(Arc::clone(self).housekeeping());
+        for i in 0..self.channels.len() {
+            tokio::spawn(Arc::clone(self).deliver(i));
+        }
         self.ready.store(true, Ordering::SeqCst);
     }
 
@@ -227,10 +272,6 @@ impl Collector {
         let external = self.config.external_labels.clone();
         let mut group = lock(&self.groups[index]);
         let group_name = group.name.clone();
-        let has_recording = group
-            .rules
-            .iter()
-            .any(|r| matches!(r.kind, Kind::Recording(_)));
         let mut transitions = Vec::new();
         for rule in group.rules.iter_mut() {
             let started = std::time::Instant::now();
@@ -241,7 +282,6 @@ impl Collector {
                         .map(|tr| transitions.extend(tr.into_iter().map(|x| (a.name.clone(), x))))
                 }
                 Kind::Recording(r) => {
-                    debug_assert!(has_recording);
                     let mut store = self.store.write().unwrap_or_else(PoisonError::into_inner);
                     r.eval(t, &mut store)
                 }
@@ -266,8 +306,18 @@ impl Collector {
         for (rule, transition) in &transitions {
             log_transition(&group, rule, transition);
         }
+        {
+            let mut log = lock(&self.log);
+            for rule in &group.rules {
+                // A failed evaluation changed nothing, so it announces nothing.
+                if let (Kind::Alerting(a), None) = (&rule.kind, &rule.health.last_error) {
+                    log.dispatch(a, t, &self.policy);
+                }
+            }
+        }
         drop(group);
         self.save_state(t);
+        self.wake.notify_waiters();
     }
 
     fn save_state(&self, t: i64) {
@@ -277,8 +327,77 @@ impl Collector {
             .iter()
             .flat_map(|g| state::snapshot([&*lock(g)]))
             .collect();
-        if let Err(e) = state::save(&self.state_path, alerts, t) {
+        let saved = state::Saved {
+            alerts,
+            notifications: lock(&self.log).clone(),
+        };
+        if let Err(e) = state::save(&self.state_path, saved, t) {
             tracing::error!({ state.file = %self.state_path.display(), error = %e }, "cannot save alert state");
+        }
+    }
+
+    /// The delivery loop of channel `index`: oldest queued message first, retries when due,
+    /// at most one message per second.
+    async fn deliver(self: Arc<Self>, index: usize) {
+        let channel = &self.channels[index];
+        let name = channel.name();
+        let mut last_send: Option<std::time::Instant> = None;
+        loop {
+            let next = lock(&self.log)
+                .next_for(name)
+                .map(|e| (e.id, e.next_attempt_ms, e.message.clone(), e.plain_text));
+            let Some((id, due, message, plain_text)) = next else {
+                let _ = tokio::time::timeout(Duration::from_secs(1), self.wake.notified()).await;
+                continue;
+            };
+            let now = now_ms();
+            if due > now {
+                tokio::time::sleep(Duration::from_millis((due - now).min(1000) as u64)).await;
+                continue;
+            }
+            if let Some(wait) = last_send.and_then(|l| notify::MIN_SPACING.checked_sub(l.elapsed()))
+            {
+                tokio::time::sleep(wait).await;
+            }
+            if !lock(&self.log).ready(id, now) {
+                self.save_state(now_ms());
+                continue;
+            }
+            let result = channel.send(&message, plain_text).await;
+            last_send = Some(std::time::Instant::now());
+            let fields = (
+                name,
+                &message.alertname,
+                &message.job,
+                format!("{:?}", message.status).to_lowercase(),
+            );
+            let outcome = match &result {
+                Ok(()) => {
+                    tracing::info!({ channel = fields.0, alertname = %fields.1, job = %fields.2, status = %fields.3 }, "notification sent");
+                    "delivered"
+                }
+                Err(notify::SendError::Retry { reason, .. }) => {
+                    tracing::warn!({ channel = fields.0, alertname = %fields.1, job = %fields.2, error = %reason }, "notification failed; will retry");
+                    "retried"
+                }
+                Err(notify::SendError::RejectedBlocks(reason)) if !plain_text => {
+                    tracing::warn!({ channel = fields.0, alertname = %fields.1, error = %reason }, "blocks rejected; retrying as plain text");
+                    "retried"
+                }
+                Err(
+                    notify::SendError::Permanent(reason)
+                    | notify::SendError::RejectedBlocks(reason),
+                ) => {
+                    tracing::error!({ channel = fields.0, alertname = %fields.1, job = %fields.2, error = %reason }, "notification failed permanently");
+                    "failed"
+                }
+            };
+            self.metrics
+                .notifications
+                .with_label_values(&[name, outcome])
+                .inc();
+            lock(&self.log).record(id, result, now_ms(), jitter());
+            self.save_state(now_ms());
         }
     }
 
@@ -335,6 +454,14 @@ fn retention_ms(config: &Config, groups: &[Group]) -> i64 {
         .max()
         .unwrap_or(0);
     longest + 2 * config.max_scrape_interval_ms().max(15_000)
+}
+
+/// A number in [0, 1) for retry jitter.
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_i64(now_ms());
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 fn hash(labels: &Labels) -> u64 {

@@ -131,6 +131,95 @@ struct FileConfig {
     rule_files: Vec<String>,
     #[serde(default)]
     scrape_configs: Vec<ScrapeConfig>,
+    #[serde(default)]
+    notifiers: RawNotifiers,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNotifiers {
+    slack: Option<RawSlack>,
+    console: Option<bool>,
+    send_resolved: Option<bool>,
+    repeat_interval: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSlack {
+    /// A file holding the webhook URL (else the `SLACK_WEBHOOK_URL` environment variable).
+    webhook_url_file: Option<String>,
+}
+
+/// A secret (webhook URL, token): never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+/// Where notifications go.
+#[derive(Debug, Clone)]
+pub struct Notify {
+    pub slack: Option<Secret>,
+    pub console: bool,
+    pub send_resolved: bool,
+    pub repeat_interval_ms: i64,
+}
+
+/// Alertmanager's default `repeat_interval`.
+pub const DEFAULT_REPEAT_INTERVAL_MS: i64 = 4 * 3_600_000;
+
+impl Notify {
+    fn resolve(
+        raw: RawNotifiers,
+        dir: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, String> {
+        let slack = match raw.slack.and_then(|s| s.webhook_url_file) {
+            Some(file) => {
+                let path = dir.join(&file);
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    format!("notifiers.slack.webhook_url_file {}: {e}", path.display())
+                })?;
+                Some(text.trim().to_owned())
+            }
+            None => env("SLACK_WEBHOOK_URL")
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty()),
+        };
+        if let Some(url) = &slack {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(
+                    "the Slack webhook URL must start with https:// (value not shown)".into(),
+                );
+            }
+        }
+        let repeat_interval_ms = raw
+            .repeat_interval
+            .map_or(DEFAULT_REPEAT_INTERVAL_MS, |d| d.0);
+        if repeat_interval_ms <= 0 {
+            return Err("notifiers.repeat_interval must be positive".into());
+        }
+        Ok(Notify {
+            console: raw.console.unwrap_or(slack.is_none()),
+            slack: slack.map(Secret),
+            send_resolved: raw.send_resolved.unwrap_or(true),
+            repeat_interval_ms,
+        })
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -173,6 +262,7 @@ pub struct Config {
     pub jobs: Vec<Job>,
     /// `(name for messages, text)` of every rule file.
     pub rule_files: Vec<(String, String)>,
+    pub notify: Notify,
 }
 
 /// One scrape job.
@@ -204,9 +294,12 @@ const NO_CONFIG_INTERVAL_MS: i64 = 15_000;
 pub const DEFAULT_BODY_SIZE_LIMIT: u64 = 16 * 1024 * 1024;
 
 impl Config {
-    /// No file: scrape `127.0.0.1:9464` as job `app` every 15 s with the embedded rules.
-    pub fn default_config() -> Self {
-        Config {
+    /// No file: scrape `127.0.0.1:9464` as job `app` every 15 s with the embedded rules;
+    /// Slack when `SLACK_WEBHOOK_URL` is set, else the console.
+    pub fn default_config(env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let notify = Notify::resolve(RawNotifiers::default(), Path::new("."), env)
+            .map_err(|m| ConfigError::new("SLACK_WEBHOOK_URL", None, m))?;
+        Ok(Config {
             evaluation_interval_ms: NO_CONFIG_INTERVAL_MS,
             external_labels: Labels::default(),
             jobs: vec![Job {
@@ -219,21 +312,28 @@ impl Config {
                 targets: vec![target("app", DEFAULT_TARGET, &BTreeMap::new())],
             }],
             rule_files: vec![(DEFAULT_RULES_NAME.into(), DEFAULT_RULES.into())],
-        }
+            notify,
+        })
     }
 
     /// Reads and validates `path` and the rule files it names (relative to its directory).
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+    pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let text = read_bounded(path)?;
         Self::parse(
             &text,
             &path.display().to_string(),
             path.parent().unwrap_or(Path::new(".")),
+            env,
         )
     }
 
     /// Parses configuration `text` (named `file` in errors); rule paths are relative to `dir`.
-    pub fn parse(text: &str, file: &str, dir: &Path) -> Result<Self, ConfigError> {
+    pub fn parse(
+        text: &str,
+        file: &str,
+        dir: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let raw: FileConfig = if text.trim().is_empty() {
             FileConfig::default()
         } else {
@@ -347,11 +447,13 @@ impl Config {
             }
         }
         let external_labels = Labels::new(raw.global.external_labels.into_iter().collect());
+        let notify = Notify::resolve(raw.notifiers, dir, env).map_err(|m| err("notifiers", m))?;
         Ok(Config {
             evaluation_interval_ms,
             external_labels,
             jobs,
             rule_files,
+            notify,
         })
     }
 
@@ -494,7 +596,10 @@ scrape_configs:
 
     #[test]
     fn a_prometheus_config_loads_unchanged() {
-        let c = Config::parse(PROMETHEUS_SHAPED, "prometheus.yml", Path::new(".")).unwrap();
+        let c = Config::parse(PROMETHEUS_SHAPED, "prometheus.yml", Path::new("."), &|_| {
+            None
+        })
+        .unwrap();
         assert_eq!(c.evaluation_interval_ms, 15_000);
         assert_eq!(c.external_labels.get("cluster"), Some("eu-1"));
         assert_eq!(c.jobs.len(), 2);
@@ -532,11 +637,50 @@ scrape_configs:
             ("rule_files: [does-not-exist.yml]\n", Some(1), "cannot read"),
         ];
         for (text, line, needle) in cases {
-            let e = Config::parse(text, "c.yml", Path::new("/nonexistent")).unwrap_err();
+            let e = Config::parse(text, "c.yml", Path::new("/nonexistent"), &|_| None).unwrap_err();
             assert_eq!(e.line, line, "{text}: {e}");
             assert!(e.message.contains(needle), "{text}: {e}");
             assert!(e.to_string().starts_with("c.yml:"), "{e}");
         }
+    }
+
+    #[test]
+    fn notifiers_from_env_or_file_and_never_shown() {
+        let hook = "https://hooks.slack.com/services/T000/B000/SECRET";
+        let env = |k: &str| (k == "SLACK_WEBHOOK_URL").then(|| hook.to_owned());
+        let c = Config::parse("", "c.yml", Path::new("."), &env).unwrap();
+        assert_eq!(c.notify.slack.as_ref().map(Secret::expose), Some(hook));
+        assert!(!c.notify.console && c.notify.send_resolved);
+        assert_eq!(c.notify.repeat_interval_ms, 4 * 3_600_000);
+        assert!(
+            !format!("{c:?}").contains("SECRET"),
+            "Debug never shows the webhook"
+        );
+        let c = Config::parse("", "c.yml", Path::new("."), &|_| None).unwrap();
+        assert!(
+            c.notify.slack.is_none() && c.notify.console,
+            "console by default"
+        );
+
+        let dir = std::env::temp_dir().join(format!("obs-notify-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("hook"), "not-a-url-SECRET\n").unwrap();
+        let text = "notifiers:\n  slack:\n    webhook_url_file: hook\n  repeat_interval: 1h\n";
+        let e = Config::parse(text, "c.yml", &dir, &|_| None).unwrap_err();
+        assert!(
+            e.message.contains("https://") && !e.to_string().contains("SECRET"),
+            "{e}"
+        );
+        std::fs::write(dir.join("hook"), format!("{hook}\n")).unwrap();
+        let c = Config::parse(text, "c.yml", &dir, &|_| None).unwrap();
+        assert_eq!(
+            (
+                c.notify.slack.unwrap().expose(),
+                c.notify.repeat_interval_ms
+            ),
+            (hook, 3_600_000)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

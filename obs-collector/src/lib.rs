@@ -1,9 +1,10 @@
 //! obs-collector's pipeline, stage by stage: [`scrape`] -> [`store`] -> [`promql`] ->
-//! [`rules`] (with [`state`] persistence) -> [`web`]. The binary wires them in [`collector`].
+//! [`rules`] -> [`notify`] (with [`state`] persistence) -> [`web`]. The binary wires them in [`collector`].
 
 pub mod collector;
 pub mod config;
 pub mod labels;
+pub mod notify;
 pub mod promql;
 pub mod rules;
 pub mod scrape;

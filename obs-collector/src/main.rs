@@ -66,9 +66,10 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
 
 /// Loads the configuration and its rules.
 fn load(path: Option<&PathBuf>) -> Result<(Config, Vec<rules::Group>), ConfigError> {
+    let env = |k: &str| std::env::var(k).ok();
     let config = match path {
-        Some(p) => Config::load(p)?,
-        None => Config::default_config(),
+        Some(p) => Config::load(p, &env)?,
+        None => Config::default_config(&env)?,
     };
     let groups = rules::load_all(&config.rule_files, config.evaluation_interval_ms)?;
     Ok((config, groups))

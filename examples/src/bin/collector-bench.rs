@@ -82,7 +82,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .arg("--config")
             .arg(dir.join("config.yml"))
             .args(["--listen", "127.0.0.1:0", "--state-file"])
-            .arg(dir.join("state.json")),
+            .arg(dir.join("state.json"))
+            .envs(
+                std::env::vars()
+                    .filter(|(k, _)| k.starts_with("BENCH_COLLECTOR_"))
+                    .map(|(k, v)| (k.trim_start_matches("BENCH_COLLECTOR_").to_owned(), v)),
+            ),
     )?;
     let prometheus = Measured::spawn(
         "prometheus",

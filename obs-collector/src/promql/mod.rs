@@ -146,6 +146,23 @@ impl Expr {
         }
     }
 
+    /// The constant an alert expression compares against (`... > 0.05 and ...` gives 0.05),
+    /// for messages that show "value vs threshold".
+    pub fn threshold(&self) -> Option<f64> {
+        match self {
+            Expr::Binary { op, rhs, .. } if op.is_comparison() => match rhs.as_ref() {
+                Expr::Number(n) => Some(*n),
+                _ => None,
+            },
+            Expr::Binary {
+                op: BinOp::And | BinOp::Unless,
+                lhs,
+                ..
+            } => lhs.threshold(),
+            _ => None,
+        }
+    }
+
     /// Whether the expression yields a vector (alerting and recording rules need one).
     pub fn is_vector(&self) -> bool {
         match self {
@@ -330,6 +347,19 @@ mod tests {
             let err = compile(expr).unwrap_err().0;
             assert!(err.contains(needle), "{expr}: {err}");
         }
+    }
+
+    #[test]
+    fn thresholds_of_the_default_rules() {
+        let rules = include_str!("../../../alerts/obs-red.rules.yml");
+        let file: serde_yaml::Value = serde_yaml::from_str(rules).unwrap();
+        let got: Vec<Option<f64>> = file["groups"][0]["rules"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|r| compile(r["expr"].as_str().unwrap()).unwrap().threshold())
+            .collect();
+        assert_eq!(got, [Some(0.05), Some(2.0), Some(0.0)]);
     }
 
     #[test]

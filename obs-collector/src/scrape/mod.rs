@@ -77,7 +77,7 @@ pub async fn fetch(
 }
 
 /// A transport error without the URL (which may carry credentials) and with its cause.
-fn describe(e: reqwest::Error) -> String {
+pub fn describe(e: reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timeout"
     } else if e.is_connect() {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::notify::Log;
 use crate::rules::{Alert, Group, Kind};
 
 const VERSION: u32 = 1;
@@ -24,6 +25,15 @@ struct StateFile {
     version: u32,
     saved_at_ms: i64,
     alerts: Vec<SavedAlert>,
+    #[serde(default)]
+    notifications: Log,
+}
+
+/// Everything persisted: alert state and the notification log.
+#[derive(Debug, Default, PartialEq)]
+pub struct Saved {
+    pub alerts: Vec<SavedAlert>,
+    pub notifications: Log,
 }
 
 /// Collects the active alerts of `groups`.
@@ -43,12 +53,13 @@ pub fn snapshot<'a>(groups: impl IntoIterator<Item = &'a Group>) -> Vec<SavedAle
     out
 }
 
-/// Writes `alerts` to `path` atomically.
-pub fn save(path: &Path, alerts: Vec<SavedAlert>, now_ms: i64) -> std::io::Result<()> {
+/// Writes the state to `path` atomically.
+pub fn save(path: &Path, saved: Saved, now_ms: i64) -> std::io::Result<()> {
     let file = StateFile {
         version: VERSION,
         saved_at_ms: now_ms,
-        alerts,
+        alerts: saved.alerts,
+        notifications: saved.notifications,
     };
     let json = serde_json::to_vec(&file).map_err(std::io::Error::other)?;
     let tmp = temp_path(path);
@@ -73,12 +84,12 @@ fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Reads the saved alerts; a missing file is an empty state, a corrupt one an error (the
+/// Reads the saved state; a missing file is an empty state, a corrupt one an error (the
 /// caller logs it and starts fresh).
-pub fn load(path: &Path) -> Result<Vec<SavedAlert>, String> {
+pub fn load(path: &Path) -> Result<Saved, String> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Saved::default()),
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
     let file: StateFile = serde_json::from_slice(&bytes)
@@ -90,7 +101,10 @@ pub fn load(path: &Path) -> Result<Vec<SavedAlert>, String> {
             file.version
         ));
     }
-    Ok(file.alerts)
+    Ok(Saved {
+        alerts: file.alerts,
+        notifications: file.notifications,
+    })
 }
 
 /// Puts saved alerts back into the rules they belong to (matched by group and rule name);
@@ -142,11 +156,22 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("obs-state-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("state.json");
-        save(&path, snapshot(&groups), 30_000).unwrap();
+        save(
+            &path,
+            Saved {
+                alerts: snapshot(&groups),
+                notifications: Log::default(),
+            },
+            30_000,
+        )
+        .unwrap();
 
         // "Restart": fresh rules, restored state, evaluation continues at 60 s.
         let mut fresh = rules::load("r.yml", text, 15_000).unwrap();
-        assert_eq!(restore(&mut fresh, load(&path).unwrap(), 45_000, 30_000), 1);
+        assert_eq!(
+            restore(&mut fresh, load(&path).unwrap().alerts, 45_000, 30_000),
+            1
+        );
         // Restarted with an empty store: the alert is missing from the first results, which
         // is missing data during the warm-up, not a reset.
         let empty = Store::new(600_000);
@@ -212,7 +237,7 @@ mod tests {
     fn missing_and_corrupt_files() {
         let dir = std::env::temp_dir().join(format!("obs-state-corrupt-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        assert_eq!(load(&dir.join("nope.json")), Ok(vec![]));
+        assert_eq!(load(&dir.join("nope.json")), Ok(Saved::default()));
         std::fs::write(dir.join("bad.json"), b"{not json").unwrap();
         assert!(load(&dir.join("bad.json"))
             .unwrap_err()

@@ -1,0 +1,45 @@
+//! The console notifier: one readable line per message on stderr (stdout carries the JSON
+//! logs), used when no webhook is configured.
+
+use std::io::Write;
+
+use super::{Message, Notifier, SendError, Status};
+
+pub struct Console;
+
+/// The line printed for `m`.
+pub fn line(m: &Message) -> String {
+    let mut s = match m.status {
+        Status::Firing => format!("🔥 FIRING   {} [{}]", m.alertname, m.job),
+        Status::Resolved => format!("✅ RESOLVED {} [{}]", m.alertname, m.job),
+    };
+    if m.status == Status::Firing {
+        s.push_str(&format!(" value {}", m.value_text));
+        if let Some(th) = &m.threshold_text {
+            s.push_str(&format!(" > {th}"));
+        }
+        s.push_str(&format!(" since {}", m.since_text));
+        if let Some(d) = &m.description {
+            s.push_str(&format!(" — {d}"));
+        }
+        if let Some(r) = &m.runbook_url {
+            s.push_str(&format!(" (runbook: {r})"));
+        }
+    } else {
+        s.push_str(&format!(" at {}", m.since_text));
+    }
+    s.chars().filter(|c| !c.is_control()).collect()
+}
+
+impl Notifier for Console {
+    fn name(&self) -> &'static str {
+        "console"
+    }
+    async fn send(&self, m: &Message, _plain_text: bool) -> Result<(), SendError> {
+        let mut err = std::io::stderr().lock();
+        writeln!(err, "{}", line(m)).map_err(|e| SendError::Retry {
+            reason: e.to_string(),
+            after: None,
+        })
+    }
+}

@@ -1,0 +1,390 @@
+//! Notifications, as Alertmanager's `notify/` does them but in process: alerts are grouped per
+//! rule and job; a group is announced when it starts firing, when new alerts join it, every
+//! `repeat_interval` while it fires, and once when it resolves (never without a delivered
+//! firing message). Each message goes through a per-channel queue that retries (the retry
+//! stage) and is persisted with the alert state, so a restart neither repeats nor loses one.
+
+pub mod console;
+pub mod slack;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::labels::Labels;
+use crate::rules::template::go_g;
+use crate::rules::{AlertingRule, State};
+
+/// Most finished log entries kept (queued ones are always kept).
+const LOG_KEEP: usize = 200;
+/// Attempts before a message is given up.
+pub const MAX_ATTEMPTS: u32 = 12;
+/// First retry delay; doubled per attempt up to [`MAX_BACKOFF`], with ±50% jitter.
+pub const BASE_BACKOFF: Duration = Duration::from_secs(1);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// At most one message per second per channel (Slack's webhook limit).
+pub const MIN_SPACING: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Firing,
+    Resolved,
+}
+
+/// One alert inside a message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertInfo {
+    pub labels: Labels,
+    pub value: f64,
+}
+
+/// What a notifier is asked to deliver: one group (rule + job), firing or resolved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub status: Status,
+    pub alertname: String,
+    pub job: String,
+    pub summary: Option<String>,
+    pub description: Option<String>,
+    pub value_text: String,
+    pub threshold_text: Option<String>,
+    pub since_ms: i64,
+    pub since_text: String,
+    pub severity: Option<String>,
+    pub runbook_url: Option<String>,
+    pub dashboard_url: Option<String>,
+    pub alerts: Vec<AlertInfo>,
+}
+
+/// Why a send did not succeed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SendError {
+    /// Transport error, timeout, 5xx or 429: try again (after `after` when the server said).
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
+    /// The server refused the Block Kit payload (HTTP 400): try once more as plain text.
+    RejectedBlocks(String),
+    /// 4xx: will never work (bad webhook, channel gone); the reason is the server's.
+    Permanent(String),
+}
+
+/// A notification channel. Small on purpose: formatting and delivery only; grouping,
+/// retries and persistence are the dispatcher's and the queue's.
+#[allow(async_fn_in_trait)]
+pub trait Notifier {
+    fn name(&self) -> &'static str;
+    async fn send(&self, message: &Message, plain_text: bool) -> Result<(), SendError>;
+}
+
+/// The configured channels.
+pub enum Channel {
+    Slack(slack::Slack),
+    Console(console::Console),
+}
+
+impl Notifier for Channel {
+    fn name(&self) -> &'static str {
+        match self {
+            Channel::Slack(s) => s.name(),
+            Channel::Console(c) => c.name(),
+        }
+    }
+    async fn send(&self, message: &Message, plain_text: bool) -> Result<(), SendError> {
+        match self {
+            Channel::Slack(s) => s.send(message, plain_text).await,
+            Channel::Console(c) => c.send(message, plain_text).await,
+        }
+    }
+}
+
+/// Delivery state of one log entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum Outcome {
+    Queued,
+    Delivered { at_ms: i64 },
+    Failed { at_ms: i64, reason: String },
+}
+
+/// One message for one channel, with its delivery history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub id: u64,
+    pub channel: String,
+    pub group: String,
+    pub message: Message,
+    pub created_ms: i64,
+    pub attempts: u32,
+    pub next_attempt_ms: i64,
+    pub plain_text: bool,
+    pub last_error: Option<String>,
+    pub outcome: Outcome,
+}
+
+/// What was announced for a group.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GroupState {
+    pub firing: BTreeSet<Labels>,
+    pub last_sent_ms: Option<i64>,
+}
+
+/// The notification log: group states and every channel's queue, persisted with the state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Log {
+    pub next_id: u64,
+    pub groups: BTreeMap<String, GroupState>,
+    pub entries: Vec<Entry>,
+}
+
+/// Dispatch settings.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub channels: Vec<String>,
+    pub send_resolved: bool,
+    pub repeat_interval_ms: i64,
+}
+
+impl Log {
+    /// Decides, from a rule's current alerts at `t`, which messages to queue.
+    pub fn dispatch(&mut self, rule: &AlertingRule, t: i64, policy: &Policy) {
+        let mut by_job: BTreeMap<String, Vec<&crate::rules::Alert>> = BTreeMap::new();
+        for a in rule.active.values().filter(|a| a.state == State::Firing) {
+            by_job
+                .entry(a.labels.get("job").unwrap_or_default().to_owned())
+                .or_default()
+                .push(a);
+        }
+        let prefix = format!("{}/", rule.name);
+        let known: Vec<String> = self
+            .groups
+            .keys()
+            .filter(|k| k.starts_with(&prefix))
+            .cloned()
+            .collect();
+        for key in known {
+            let job = &key[prefix.len()..];
+            if !by_job.contains_key(job) {
+                let state = self.groups.remove(&key).unwrap_or_default();
+                if policy.send_resolved && !state.firing.is_empty() {
+                    let alerts = state
+                        .firing
+                        .iter()
+                        .map(|l| AlertInfo {
+                            labels: l.clone(),
+                            value: f64::NAN,
+                        })
+                        .collect();
+                    let message = message(rule, job, Status::Resolved, alerts, t);
+                    self.enqueue(&key, message, t, policy);
+                }
+            }
+        }
+        for (job, alerts) in by_job {
+            let key = format!("{prefix}{job}");
+            let now_firing: BTreeSet<Labels> = alerts.iter().map(|a| a.labels.clone()).collect();
+            let state = self.groups.entry(key.clone()).or_default();
+            let is_new = state.firing.is_empty() || !now_firing.is_subset(&state.firing);
+            let repeat = state
+                .last_sent_ms
+                .is_some_and(|s| t - s >= policy.repeat_interval_ms);
+            state.firing = now_firing;
+            if is_new || repeat {
+                state.last_sent_ms = Some(t);
+                let infos: Vec<AlertInfo> = alerts
+                    .iter()
+                    .map(|a| AlertInfo {
+                        labels: a.labels.clone(),
+                        value: a.value,
+                    })
+                    .collect();
+                let since = alerts.iter().filter_map(|a| a.fired_at).min().unwrap_or(t);
+                let mut m = message(rule, &job, Status::Firing, infos, since);
+                if let Some(first) = alerts.iter().min_by_key(|a| a.active_at) {
+                    let get = |k: &str| {
+                        first
+                            .annotations
+                            .iter()
+                            .find(|(n, _)| n == k)
+                            .map(|(_, v)| v.clone())
+                    };
+                    m.summary = get("summary");
+                    m.description = get("description");
+                    m.runbook_url = get("runbook_url");
+                    m.dashboard_url = get("dashboard_url");
+                }
+                self.enqueue(&key, m, t, policy);
+            }
+        }
+    }
+
+    fn enqueue(&mut self, group: &str, message: Message, t: i64, policy: &Policy) {
+        for channel in &policy.channels {
+            self.next_id += 1;
+            self.entries.push(Entry {
+                id: self.next_id,
+                channel: channel.clone(),
+                group: group.to_owned(),
+                message: message.clone(),
+                created_ms: t,
+                attempts: 0,
+                next_attempt_ms: t,
+                plain_text: false,
+                last_error: None,
+                outcome: Outcome::Queued,
+            });
+        }
+        self.trim();
+    }
+
+    /// The next queued entry of `channel` (oldest first: messages of a channel keep their order).
+    pub fn next_for(&self, channel: &str) -> Option<&Entry> {
+        self.entries
+            .iter()
+            .find(|e| e.channel == channel && e.outcome == Outcome::Queued)
+    }
+
+    /// Whether a firing message of `group` was delivered on `channel` before entry `before`.
+    fn firing_delivered(&self, channel: &str, group: &str, before: u64) -> bool {
+        self.entries
+            .iter()
+            .rev()
+            .filter(|e| {
+                e.id < before
+                    && e.channel == channel
+                    && e.group == group
+                    && e.message.status == Status::Firing
+            })
+            .any(|e| matches!(e.outcome, Outcome::Delivered { .. }))
+    }
+
+    /// Whether entry `id` may be sent now (a resolved message needs a delivered firing one).
+    pub fn ready(&mut self, id: u64, now: i64) -> bool {
+        let Some(e) = self.entries.iter().find(|e| e.id == id) else {
+            return false;
+        };
+        if e.message.status == Status::Resolved
+            && !self.firing_delivered(&e.channel.clone(), &e.group.clone(), id)
+        {
+            let reason =
+                "not sent: the firing message of this group was never delivered".to_owned();
+            self.update(id, Outcome::Failed { at_ms: now, reason });
+            return false;
+        }
+        true
+    }
+
+    /// Records the result of an attempt: the retry stage.
+    pub fn record(&mut self, id: u64, result: Result<(), SendError>, now: i64, jitter: f64) {
+        let Some(e) = self.entries.iter_mut().find(|e| e.id == id) else {
+            return;
+        };
+        e.attempts += 1;
+        let outcome = match result {
+            Ok(()) => Outcome::Delivered { at_ms: now },
+            Err(SendError::RejectedBlocks(reason)) if !e.plain_text => {
+                e.plain_text = true;
+                e.last_error = Some(format!("{reason}; retrying as plain text"));
+                e.next_attempt_ms = now;
+                return;
+            }
+            Err(SendError::RejectedBlocks(reason) | SendError::Permanent(reason)) => {
+                Outcome::Failed { at_ms: now, reason }
+            }
+            Err(SendError::Retry { reason, after }) => {
+                if e.attempts >= MAX_ATTEMPTS {
+                    Outcome::Failed {
+                        at_ms: now,
+                        reason: format!("gave up after {} attempts: {reason}", e.attempts),
+                    }
+                } else {
+                    e.next_attempt_ms = now
+                        + after
+                            .unwrap_or_else(|| backoff(e.attempts, jitter))
+                            .as_millis() as i64;
+                    e.last_error = Some(reason);
+                    return;
+                }
+            }
+        };
+        e.outcome = outcome;
+    }
+
+    fn update(&mut self, id: u64, outcome: Outcome) {
+        if let Some(e) = self.entries.iter_mut().find(|e| e.id == id) {
+            e.outcome = outcome;
+        }
+    }
+
+    /// Keeps every queued entry and the newest finished ones.
+    fn trim(&mut self) {
+        let finished = self
+            .entries
+            .iter()
+            .filter(|e| e.outcome != Outcome::Queued)
+            .count();
+        let mut drop = finished.saturating_sub(LOG_KEEP);
+        self.entries.retain(|e| {
+            if drop > 0 && e.outcome != Outcome::Queued {
+                drop -= 1;
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
+
+/// Exponential backoff for attempt `n` (1-based) with `jitter` in [0, 1) mapped to ±50%.
+pub fn backoff(n: u32, jitter: f64) -> Duration {
+    let base = BASE_BACKOFF.as_secs_f64() * 2f64.powi(n.saturating_sub(1).min(16) as i32);
+    let capped = base.min(MAX_BACKOFF.as_secs_f64());
+    Duration::from_secs_f64(capped * (0.5 + jitter))
+}
+
+fn message(
+    rule: &AlertingRule,
+    job: &str,
+    status: Status,
+    alerts: Vec<AlertInfo>,
+    since_ms: i64,
+) -> Message {
+    let value = alerts
+        .iter()
+        .map(|a| a.value)
+        .filter(|v| !v.is_nan())
+        .fold(f64::NAN, f64::max);
+    let label = |k: &str| {
+        alerts
+            .first()
+            .and_then(|a| a.labels.get(k))
+            .map(str::to_owned)
+    };
+    Message {
+        status,
+        alertname: rule.name.clone(),
+        job: job.to_owned(),
+        summary: None,
+        description: None,
+        value_text: if value.is_nan() {
+            "-".into()
+        } else {
+            go_g(value, 4)
+        },
+        threshold_text: rule.expr.threshold().map(|t| go_g(t, 4)),
+        since_ms,
+        since_text: obs::logs::format_rfc3339(
+            std::time::UNIX_EPOCH + Duration::from_millis(since_ms.max(0) as u64),
+        ),
+        severity: label("severity"),
+        runbook_url: None,
+        dashboard_url: None,
+        alerts,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,219 @@
+//! The Slack incoming-webhook notifier: Block Kit with a plain-text fallback.
+//!
+//! Limits enforced on every message (Slack rejects larger ones): header 150 characters,
+//! section text 3000, section fields 2000 and at most 10, at most 50 blocks. User-controlled
+//! text is escaped for mrkdwn (`&`, `<`, `>`), so a label value such as `<!channel>` cannot
+//! ping anyone or break a link.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::{Message, Notifier, SendError, Status};
+use crate::config::Secret;
+
+pub const HEADER_MAX: usize = 150;
+pub const SECTION_MAX: usize = 3000;
+pub const FIELD_MAX: usize = 2000;
+pub const BLOCKS_MAX: usize = 50;
+/// Alerts listed one by one before "... and N more".
+const ALERTS_LISTED: usize = 10;
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Posts to one incoming webhook.
+pub struct Slack {
+    webhook: Secret,
+    client: reqwest::Client,
+}
+
+impl Slack {
+    pub fn new(webhook: Secret, client: reqwest::Client) -> Self {
+        Self { webhook, client }
+    }
+}
+
+/// `&`, `<`, `>` escaped as Slack requires; control characters dropped.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c if c.is_control() && c != '\n' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// At most `max` characters, with an ellipsis when cut.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(max - 1).collect();
+    out.push('…');
+    out
+}
+
+/// A label value inside inline code (no formatting applies there); backticks replaced.
+fn code(s: &str) -> String {
+    format!("`{}`", escape(s).replace('`', "ʼ"))
+}
+
+/// The plain-text message (also the fallback when blocks are refused).
+pub fn text(m: &Message) -> String {
+    let head = match m.status {
+        Status::Firing => "FIRING",
+        Status::Resolved => "RESOLVED",
+    };
+    let mut t = format!("[{head}] {} — {}", m.alertname, m.job);
+    if let Some(d) = &m.description {
+        t.push_str(": ");
+        t.push_str(d);
+    }
+    if m.status == Status::Firing {
+        t.push_str(&format!(" (value {}", m.value_text));
+        if let Some(th) = &m.threshold_text {
+            t.push_str(&format!(", threshold {th}"));
+        }
+        t.push(')');
+    }
+    truncate(&escape(&t), SECTION_MAX)
+}
+
+/// The Block Kit payload.
+pub fn payload(m: &Message) -> Value {
+    let (emoji, head) = match m.status {
+        Status::Firing => (":rotating_light:", "FIRING"),
+        Status::Resolved => (":white_check_mark:", "RESOLVED"),
+    };
+    let header = truncate(&format!("{head}: {} — {}", m.alertname, m.job), HEADER_MAX);
+    let mut blocks = vec![
+        json!({"type": "header", "text": {"type": "plain_text", "text": header, "emoji": true}}),
+    ];
+    let mut summary = format!(
+        "{emoji} *{}*",
+        escape(m.summary.as_deref().unwrap_or(&m.alertname))
+    );
+    if let Some(d) = &m.description {
+        summary.push('\n');
+        summary.push_str(&escape(d));
+    }
+    blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&summary, SECTION_MAX)}}));
+    let mut fields = Vec::new();
+    let value = match &m.threshold_text {
+        Some(th) => format!(
+            "*Value*\n{} (threshold {})",
+            escape(&m.value_text),
+            escape(th)
+        ),
+        None => format!("*Value*\n{}", escape(&m.value_text)),
+    };
+    fields.push(value);
+    let since_label = if m.status == Status::Firing {
+        "Since"
+    } else {
+        "Resolved"
+    };
+    fields.push(format!(
+        "*{since_label}*\n<!date^{}^{{date_short_pretty}} {{time}}|{}>",
+        m.since_ms / 1000,
+        m.since_text
+    ));
+    if let Some(sev) = &m.severity {
+        fields.push(format!("*Severity*\n{}", escape(sev)));
+    }
+    fields.push(format!("*Alerts*\n{}", m.alerts.len()));
+    let fields: Vec<Value> = fields
+        .into_iter()
+        .map(|f| json!({"type": "mrkdwn", "text": truncate(&f, FIELD_MAX)}))
+        .collect();
+    blocks.push(json!({"type": "section", "fields": fields}));
+    let mut listed = String::from("*Labels*");
+    for a in m.alerts.iter().take(ALERTS_LISTED) {
+        listed.push('\n');
+        let labels: Vec<String> = a
+            .labels
+            .iter()
+            .map(|(k, v)| code(&format!("{k}={v}")))
+            .collect();
+        listed.push_str(&labels.join(" "));
+    }
+    if m.alerts.len() > ALERTS_LISTED {
+        listed.push_str(&format!("\n… and {} more", m.alerts.len() - ALERTS_LISTED));
+    }
+    blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&listed, SECTION_MAX)}}));
+    let links: Vec<String> = [("Runbook", &m.runbook_url), ("Dashboard", &m.dashboard_url)]
+        .into_iter()
+        .filter_map(|(name, url)| {
+            url.as_ref()
+                .filter(|u| u.starts_with("http"))
+                .map(|u| format!("<{}|{name}>", escape(u)))
+        })
+        .collect();
+    if !links.is_empty() {
+        blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(&links.join(" · "), SECTION_MAX)}]}));
+    }
+    blocks.truncate(BLOCKS_MAX);
+    json!({"text": text(m), "blocks": blocks})
+}
+
+impl Notifier for Slack {
+    fn name(&self) -> &'static str {
+        "slack"
+    }
+
+    async fn send(&self, m: &Message, plain_text: bool) -> Result<(), SendError> {
+        let body = if plain_text {
+            json!({ "text": text(m) })
+        } else {
+            payload(m)
+        };
+        let response = self
+            .client
+            .post(self.webhook.expose())
+            .timeout(TIMEOUT)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(|e| SendError::Retry {
+                reason: crate::scrape::describe(e),
+                after: None,
+            })?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let reason: String = response
+            .text()
+            .await
+            .unwrap_or_default()
+            .chars()
+            .take(200)
+            .collect();
+        let reason = if reason.trim().is_empty() {
+            status.to_string()
+        } else {
+            reason.trim().to_owned()
+        };
+        match status.as_u16() {
+            200..=299 => Ok(()),
+            429 => Err(SendError::Retry {
+                reason: format!("rate limited: {reason}"),
+                after: Some(retry_after.unwrap_or(Duration::from_secs(1))),
+            }),
+            500..=599 => Err(SendError::Retry {
+                reason: format!("HTTP {}: {reason}", status.as_u16()),
+                after: None,
+            }),
+            400 if !plain_text => Err(SendError::RejectedBlocks(format!("HTTP 400: {reason}"))),
+            code => Err(SendError::Permanent(format!("HTTP {code}: {reason}"))),
+        }
+    }
+}
