@@ -15,6 +15,7 @@ use serde_json::{json, Map, Value};
 
 use crate::collector::Collector;
 use crate::labels::Labels;
+use crate::notify::{Outcome, Status};
 use crate::rules::{Alert, Kind, Rule, State as AlertState};
 
 #[derive(Clone)]
@@ -200,7 +201,7 @@ async fn status_page(State(app): State<App>) -> Html<String> {
          <meta http-equiv=refresh content=5><title>obs-collector</title><style>\
          body{font:14px system-ui,sans-serif;margin:1rem;max-width:70rem}table{border-collapse:collapse;width:100%;margin-bottom:1.5rem}\
          td,th{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top;overflow-wrap:anywhere}\
-         .up,.inactive{color:#1a7f37}.down,.firing{color:#cf222e;font-weight:bold}.pending{color:#9a6700}</style></head><body>\
+         .up,.inactive,.resolved{color:#1a7f37}.down,.firing{color:#cf222e;font-weight:bold}.pending{color:#9a6700}</style></head><body>\
          <h1>obs-collector</h1><h2>Targets</h2><table><tr><th>job</th><th>instance</th><th>state</th><th>last scrape</th><th>error</th></tr>",
     );
     for t in &app.collector.targets {
@@ -251,6 +252,38 @@ async fn status_page(State(app): State<App>) -> Html<String> {
                 escape_html(r.health.last_error.as_deref().unwrap_or(health(r))),
             );
         }
+    }
+    page.push_str("</table><h2>Notifications</h2><table><tr><th>created</th><th>channel</th><th>message</th><th>outcome</th></tr>");
+    let log = app
+        .collector
+        .log
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    for e in log.entries.iter().rev().take(20) {
+        let outcome = match &e.outcome {
+            Outcome::Queued => format!(
+                "queued (attempt {}{})",
+                e.attempts + 1,
+                e.last_error
+                    .as_deref()
+                    .map(|r| format!(", last error: {r}"))
+                    .unwrap_or_default()
+            ),
+            Outcome::Delivered { at_ms } => format!("delivered {}", rfc3339(*at_ms)),
+            Outcome::Failed { at_ms, reason } => format!("failed {}: {reason}", rfc3339(*at_ms)),
+        };
+        let status = match e.message.status {
+            Status::Firing => "firing",
+            Status::Resolved => "resolved",
+        };
+        let _ = write!(
+            page,
+            "<tr><td>{}</td><td>{}</td><td class={status}>{status} {}</td><td>{}</td></tr>",
+            rfc3339(e.created_ms),
+            escape_html(&e.channel),
+            escape_html(&e.group),
+            escape_html(&outcome),
+        );
     }
     page.push_str("</table></body></html>");
     Html(page)

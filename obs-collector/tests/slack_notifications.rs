@@ -1,0 +1,437 @@
+//! Slack notifications end to end: the real collector process posts to a Slack stand-in on
+//! loopback that validates Block Kit and answers as scripted (200, 429 + Retry-After, 500,
+//! 400 invalid_blocks, 404, a hang), including a restart in the middle of a retry.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use obs_examples::client;
+use obs_examples::prometheus::free_port;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_obs-collector");
+const WEBHOOK_PATH: &str = "/services/T000/B000/SECRETWEBHOOKTOKEN";
+
+#[derive(Clone)]
+enum Reply {
+    Status(u16, &'static str, Option<u64>),
+    Hang(Duration),
+}
+
+#[derive(Default)]
+struct SlackState {
+    script: VecDeque<Reply>,
+    /// Every request: when, the JSON body, and the status answered (None = hung up).
+    received: Vec<(Instant, Value, Option<u16>)>,
+}
+
+/// A Slack incoming-webhook stand-in.
+struct Slack {
+    addr: SocketAddr,
+    state: Arc<Mutex<SlackState>>,
+}
+
+impl Slack {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(SlackState::default()));
+        let shared = Arc::clone(&state);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let shared = Arc::clone(&shared);
+                std::thread::spawn(move || handle(stream, &shared));
+            }
+        });
+        Slack { addr, state }
+    }
+
+    fn script(&self, replies: &[Reply]) {
+        self.state
+            .lock()
+            .unwrap()
+            .script
+            .extend(replies.iter().cloned());
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}{WEBHOOK_PATH}", self.addr)
+    }
+
+    fn received(&self) -> Vec<(Instant, Value, Option<u16>)> {
+        self.state.lock().unwrap().received.clone()
+    }
+
+    /// Waits until `n` requests were answered 200; returns their bodies.
+    fn wait_delivered(&self, n: usize, timeout: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let ok: Vec<Value> = self
+                .received()
+                .into_iter()
+                .filter(|r| r.2 == Some(200))
+                .map(|r| r.1)
+                .collect();
+            if ok.len() >= n {
+                return ok;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} messages delivered: {:#?}",
+                ok.len(),
+                self.received()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn handle(mut stream: TcpStream, state: &Mutex<SlackState>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    let mut length = 0;
+    let mut path = String::new();
+    while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+        if path.is_empty() {
+            path = line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or_default()
+                .to_owned();
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        if line == "\r\n" {
+            break;
+        }
+        line.clear();
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    assert_eq!(path, WEBHOOK_PATH);
+    let reply = state
+        .lock()
+        .unwrap()
+        .script
+        .pop_front()
+        .unwrap_or(Reply::Status(200, "ok", None));
+    let answered = match reply {
+        Reply::Hang(d) => {
+            std::thread::sleep(d);
+            None
+        }
+        Reply::Status(code, text, retry_after) => {
+            let extra = retry_after
+                .map(|s| format!("retry-after: {s}\r\n"))
+                .unwrap_or_default();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {code} X\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n{extra}connection: close\r\n\r\n{text}",
+                text.len()
+            );
+            Some(code)
+        }
+    };
+    state
+        .lock()
+        .unwrap()
+        .received
+        .push((Instant::now(), body, answered));
+}
+
+/// Checks a message against Slack's Block Kit rules that matter here.
+fn assert_block_kit(m: &Value) {
+    let text = m["text"].as_str().expect("a plain-text fallback");
+    assert!(!text.is_empty() && text.chars().count() <= 3000);
+    let Some(blocks) = m["blocks"].as_array() else {
+        return;
+    }; // plain-text retry
+    assert!(!blocks.is_empty() && blocks.len() <= 50);
+    for b in blocks {
+        match b["type"].as_str().unwrap() {
+            "header" => {
+                assert_eq!(b["text"]["type"], "plain_text");
+                assert!(b["text"]["text"].as_str().unwrap().chars().count() <= 150);
+            }
+            "section" => {
+                if let Some(t) = b["text"]["text"].as_str() {
+                    assert_eq!(b["text"]["type"], "mrkdwn");
+                    assert!(t.chars().count() <= 3000);
+                }
+                if let Some(fields) = b["fields"].as_array() {
+                    assert!(fields.len() <= 10);
+                    assert!(fields
+                        .iter()
+                        .all(|f| f["text"].as_str().unwrap().chars().count() <= 2000));
+                }
+                assert!(b["text"].is_object() || b["fields"].is_array());
+            }
+            "context" => assert!(!b["elements"].as_array().unwrap().is_empty()),
+            other => panic!("unexpected block type {other}"),
+        }
+    }
+}
+
+fn header(m: &Value) -> String {
+    m["blocks"][0]["text"]["text"]
+        .as_str()
+        .unwrap_or_else(|| m["text"].as_str().unwrap())
+        .to_owned()
+}
+
+fn fake_target(page: Arc<Mutex<String>>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let body = page.lock().unwrap().clone();
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    addr
+}
+
+struct Collector {
+    child: Child,
+    addr: SocketAddr,
+    output: Arc<Mutex<String>>,
+}
+
+impl Collector {
+    fn start(dir: &Path, target: SocketAddr, webhook: &str) -> Self {
+        std::fs::write(
+            dir.join("rules.yml"),
+            "groups:\n  - name: t\n    interval: 1s\n    rules:\n      - alert: Flag\n        expr: flag > 0\n        labels:\n          severity: page\n        annotations:\n          summary: The flag is up.\n          description: 'flag is {{ $value }} on {{ $labels.job }}'\n          runbook_url: https://runbooks.example/flag\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("collector.yml"),
+            format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules.yml]\nscrape_configs:\n  - job_name: svc\n    static_configs:\n      - targets: ['{target}']\n"),
+        )
+        .unwrap();
+        let addr: SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
+        let mut child = Command::new(BIN)
+            .arg("--config")
+            .arg(dir.join("collector.yml"))
+            .args(["--listen", &addr.to_string(), "--state-file"])
+            .arg(dir.join("state.json"))
+            .env("SLACK_WEBHOOK_URL", webhook)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let output = Arc::new(Mutex::new(String::new()));
+        for pipe in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let output = Arc::clone(&output);
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    output.lock().unwrap().push_str(&(line + "\n"));
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !client::get(addr, "/-/ready").is_ok_and(|r| r.status == 200) {
+            assert!(Instant::now() < deadline, "collector not ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Collector {
+            child,
+            addr,
+            output,
+        }
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("obs-slack-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn firing_then_resolved_with_retries_and_fallbacks_and_no_secret_leaks() {
+    let slack = Slack::start();
+    // firing: 500, then 429 (Retry-After 2), then 400 invalid_blocks, then plain text 200.
+    slack.script(&[
+        Reply::Status(500, "internal_error", None),
+        Reply::Status(429, "rate_limited", Some(2)),
+        Reply::Status(400, "invalid_blocks", None),
+    ]);
+    let page = Arc::new(Mutex::new("flag 1\n".to_owned()));
+    let target = fake_target(Arc::clone(&page));
+    let dir = temp_dir("main");
+    let collector = Collector::start(&dir, target, &slack.url());
+
+    let delivered = slack.wait_delivered(1, Duration::from_secs(20));
+    let all = slack.received();
+    assert_eq!(
+        all.len(),
+        4,
+        "500, 429, 400, then the plain-text retry: {all:#?}"
+    );
+    let gap = all[2].0.duration_since(all[1].0);
+    assert!(
+        gap >= Duration::from_millis(1900),
+        "Retry-After 2 honoured, waited {gap:?}"
+    );
+    for (_, body, _) in &all {
+        assert_block_kit(body);
+    }
+    assert!(all[0].1["blocks"].is_array(), "Block Kit first");
+    assert!(
+        delivered[0]["blocks"].is_null(),
+        "plain text after invalid_blocks"
+    );
+    let text = delivered[0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("[FIRING] Flag — svc")
+            && text.contains("value 1")
+            && text.contains("threshold 0"),
+        "{text}"
+    );
+    for pair in all.windows(2) {
+        assert!(
+            pair[1].0.duration_since(pair[0].0) >= Duration::from_millis(950),
+            "at most 1 message per second"
+        );
+    }
+
+    // Still firing: no repeat before repeat_interval (4h). Then it resolves: one resolved message.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(slack.wait_delivered(1, Duration::from_secs(1)).len(), 1);
+    *page.lock().unwrap() = "flag 0\n".to_owned();
+    let delivered = slack.wait_delivered(2, Duration::from_secs(10));
+    assert_block_kit(&delivered[1]);
+    assert!(
+        header(&delivered[1]).starts_with("RESOLVED: Flag — svc"),
+        "{}",
+        header(&delivered[1])
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        slack.received().len(),
+        5,
+        "exactly one firing and one resolved delivery"
+    );
+
+    // The status page shows the notifications; nothing ever shows the webhook.
+    let page_html = client::get(collector.addr, "/").unwrap().body;
+    assert!(
+        page_html.contains("Notifications") && page_html.contains("delivered"),
+        "{page_html}"
+    );
+    let state = std::fs::read_to_string(dir.join("state.json")).unwrap();
+    let metrics = client::get(collector.addr, "/metrics").unwrap().body;
+    let output = collector.output.lock().unwrap().clone();
+    for (what, text) in [
+        ("page", &page_html),
+        ("metrics", &metrics),
+        ("output", &output),
+        ("state", &state),
+    ] {
+        assert!(
+            !text.contains("SECRETWEBHOOKTOKEN"),
+            "the webhook leaked into the {what}"
+        );
+    }
+    assert!(
+        output.contains("notification failed; will retry") && output.contains("internal_error"),
+        "{output}"
+    );
+}
+
+#[test]
+fn permanent_failures_are_reported_with_slacks_reason() {
+    let slack = Slack::start();
+    slack.script(&[Reply::Status(404, "channel_not_found", None)]);
+    let page = Arc::new(Mutex::new("flag 1\n".to_owned()));
+    let target = fake_target(Arc::clone(&page));
+    let dir = temp_dir("permanent");
+    let collector = Collector::start(&dir, target, &slack.url());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let html = client::get(collector.addr, "/").unwrap().body;
+        if html.contains("channel_not_found") {
+            assert!(html.contains("failed"), "{html}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the failure never showed: {html}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(slack.received().len(), 1, "404 is permanent: not retried");
+    assert!(collector
+        .output
+        .lock()
+        .unwrap()
+        .contains("channel_not_found"));
+}
+
+#[test]
+fn a_message_being_retried_when_the_process_dies_is_delivered_after_restart_once() {
+    let slack = Slack::start();
+    // The first attempt hangs (the collector times out after 10 s); it is killed meanwhile.
+    slack.script(&[
+        Reply::Hang(Duration::from_secs(3)),
+        Reply::Status(500, "oops", None),
+        Reply::Status(500, "oops", None),
+    ]);
+    let page = Arc::new(Mutex::new("flag 1\n".to_owned()));
+    let target = fake_target(Arc::clone(&page));
+    let dir = temp_dir("restart");
+    let mut first = Collector::start(&dir, target, &slack.url());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while slack.received().len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no retries seen: {:#?}",
+            slack.received()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    first.kill9();
+    let attempts_before = slack.received().len();
+    let _second = Collector::start(&dir, target, &slack.url());
+    let delivered = slack.wait_delivered(1, Duration::from_secs(30));
+    assert_eq!(delivered.len(), 1);
+    assert!(header(&delivered[0]).starts_with("FIRING: Flag — svc"));
+    std::thread::sleep(Duration::from_secs(3));
+    let total = slack.received();
+    assert_eq!(
+        total.iter().filter(|r| r.2 == Some(200)).count(),
+        1,
+        "delivered once, not repeated after the restart"
+    );
+    assert!(total.len() > attempts_before, "retried after the restart");
+}
