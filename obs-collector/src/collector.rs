@@ -100,6 +100,8 @@ pub struct Collector {
     client: reqwest::Client,
     /// The notification log (with every channel's queue).
     pub log: Mutex<notify::Log>,
+    /// This collector's URL, for Alertmanager's `generatorURL`.
+    pub external_url: std::sync::OnceLock<String>,
     channels: Vec<Channel>,
     policy: notify::Policy,
     wake: tokio::sync::Notify,
@@ -181,6 +183,7 @@ impl Collector {
             // connection would hold its buffers (tens of KiB) for the whole interval.
             client,
             log: Mutex::new(log),
+            external_url: std::sync::OnceLock::new(),
             channels,
             policy,
             wake: tokio::sync::Notify::new(),
@@ -306,14 +309,32 @@ impl Collector {
         for (rule, transition) in &transitions {
             log_transition(&group, rule, transition);
         }
+        let mut for_alertmanager = Vec::new();
         {
             let mut log = lock(&self.log);
-            for rule in &group.rules {
+            let interval = group.interval_ms;
+            for rule in &mut group.rules {
                 // A failed evaluation changed nothing, so it announces nothing.
-                if let (Kind::Alerting(a), None) = (&rule.kind, &rule.health.last_error) {
+                if let (Kind::Alerting(a), None) = (&mut rule.kind, &rule.health.last_error) {
                     log.dispatch(a, t, &self.policy);
+                    if self.config.notify.alertmanager.is_some() {
+                        let url = self.external_url.get().map_or("", String::as_str);
+                        for_alertmanager
+                            .extend(notify::alertmanager::batch(a, t, interval, &external, url));
+                    }
                 }
             }
+        }
+        if let (Some(url), false) = (
+            &self.config.notify.alertmanager,
+            for_alertmanager.is_empty(),
+        ) {
+            let (client, url) = (self.client.clone(), url.clone());
+            tokio::spawn(async move {
+                if let Err(e) = notify::alertmanager::post(&client, &url, &for_alertmanager).await {
+                    tracing::error!({ channel = "alertmanager", error = %e }, "cannot send alerts to Alertmanager");
+                }
+            });
         }
         drop(group);
         self.save_state(t);

@@ -142,6 +142,14 @@ struct RawNotifiers {
     console: Option<bool>,
     send_resolved: Option<bool>,
     repeat_interval: Option<Dur>,
+    alertmanager: Option<RawAlertmanager>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAlertmanager {
+    /// Base URL, e.g. `http://127.0.0.1:9093`.
+    url: String,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -174,6 +182,8 @@ impl fmt::Debug for Secret {
 #[derive(Debug, Clone)]
 pub struct Notify {
     pub slack: Option<Secret>,
+    /// Alertmanager base URL.
+    pub alertmanager: Option<String>,
     pub console: bool,
     pub send_resolved: bool,
     pub repeat_interval_ms: i64,
@@ -213,7 +223,16 @@ impl Notify {
         if repeat_interval_ms <= 0 {
             return Err("notifiers.repeat_interval must be positive".into());
         }
+        let alertmanager = raw.alertmanager.map(|a| a.url);
+        if let Some(url) = &alertmanager {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!(
+                    "notifiers.alertmanager.url {url:?} must start with http:// or https://"
+                ));
+            }
+        }
         Ok(Notify {
+            alertmanager,
             console: raw.console.unwrap_or(slack.is_none()),
             slack: slack.map(Secret),
             send_resolved: raw.send_resolved.unwrap_or(true),

@@ -153,6 +153,7 @@ fn run(args: Args) -> ExitCode {
             },
             "obs-collector started"
         );
+        let _ = collector.external_url.set(format!("http://{}/", listener.local_addr().unwrap_or(args.listen)));
         collector.spawn();
         let app = web::router(Arc::clone(&collector), Arc::clone(&obs));
         let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());

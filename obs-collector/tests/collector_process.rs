@@ -1,124 +1,20 @@
 //! obs-collector as a real process: `check` exit codes, alert state surviving `kill -9`, and a
 //! malformed scrape page failing the scrape, not the process.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use obs_examples::client;
-use obs_examples::prometheus::free_port;
-use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_obs-collector");
+mod common;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("obs-collector-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A metrics endpoint whose page the test controls.
-fn fake_target(page: Arc<Mutex<String>>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let mut buf = [0u8; 4096];
-            let _ = s.read(&mut buf);
-            let body = page.lock().unwrap().clone();
-            let _ = write!(s, "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
-        }
-    });
-    addr
-}
-
-struct Collector {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Collector {
-    fn start(config: &Path, state: &Path) -> Self {
-        let addr: SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
-        let child = Command::new(BIN)
-            .args([
-                "--config",
-                config.to_str().unwrap(),
-                "--listen",
-                &addr.to_string(),
-                "--state-file",
-                state.to_str().unwrap(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !client::get(addr, "/-/ready").is_ok_and(|r| r.status == 200) {
-            assert!(Instant::now() < deadline, "collector did not become ready");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self { child, addr }
-    }
-
-    fn alerts(&self) -> Vec<Value> {
-        let r = client::get(self.addr, "/api/v1/alerts").unwrap();
-        let v: Value = serde_json::from_str(&r.body).unwrap();
-        assert_eq!(v["status"], "success");
-        v["data"]["alerts"].as_array().unwrap().clone()
-    }
-
-    fn wait_alert(&self, state: &str, timeout: Duration) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(a) = self.alerts().into_iter().find(|a| a["state"] == state) {
-                return a;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {state} alert within {timeout:?}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn kill9(mut self) {
-        self.child.kill().unwrap(); // SIGKILL: no chance to flush anything
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn write_config(dir: &Path, target: SocketAddr, for_: &str) -> PathBuf {
-    std::fs::write(
-        dir.join("rules.yml"),
-        format!("groups:\n  - name: t\n    interval: 1s\n    rules:\n      - alert: Flag\n        expr: flag > 0\n        for: {for_}\n        annotations:\n          description: 'flag is {{{{ $value }}}} on {{{{ $labels.instance }}}}'\n"),
-    )
-    .unwrap();
-    let config = dir.join("collector.yml");
-    std::fs::write(
-        &config,
-        format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules.yml]\nscrape_configs:\n  - job_name: fake\n    static_configs:\n      - targets: ['{target}']\n"),
-    )
-    .unwrap();
-    config
-}
+use common::{fake_target, temp_dir, write_config, Collector, BIN};
 
 #[test]
 fn check_validates_and_exits_2_with_file_line_and_reason() {
     let dir = temp_dir("check");
-    let config = write_config(&dir, "127.0.0.1:1".parse().unwrap(), "30s");
+    let config = write_config(&dir, "127.0.0.1:1".parse().unwrap(), "30s", "");
     let ok = Command::new(BIN)
         .args(["check", config.to_str().unwrap()])
         .output()
@@ -174,10 +70,10 @@ fn alert_state_survives_kill_9() {
     let dir = temp_dir("kill9");
     let page = Arc::new(Mutex::new("flag 1\n".to_owned()));
     let target = fake_target(Arc::clone(&page));
-    let config = write_config(&dir, target, "8s");
+    let config = write_config(&dir, target, "8s", "");
     let state = dir.join("state.json");
 
-    let first = Collector::start(&config, &state);
+    let first = Collector::start(&config, &state, &[]);
     let pending = first.wait_alert("pending", Duration::from_secs(10));
     let active_at = pending["activeAt"].as_str().unwrap().to_owned();
     assert_eq!(
@@ -185,10 +81,11 @@ fn alert_state_survives_kill_9() {
         format!("flag is 1 on {target}")
     );
     std::thread::sleep(Duration::from_millis(1500)); // a couple more evaluations, state saved
+    let mut first = first;
     first.kill9();
 
     let restarted_at = Instant::now();
-    let second = Collector::start(&config, &state);
+    let second = Collector::start(&config, &state, &[]);
     // Before the first evaluation the restored alert is already known, with its ActiveAt.
     let restored = second.wait_alert("pending", Duration::from_secs(5));
     assert_eq!(
@@ -210,8 +107,8 @@ fn a_malformed_page_fails_the_scrape_not_the_process() {
     let dir = temp_dir("malformed");
     let page = Arc::new(Mutex::new("flag 0\n".to_owned()));
     let target = fake_target(Arc::clone(&page));
-    let config = write_config(&dir, target, "0s");
-    let collector = Collector::start(&config, &dir.join("state.json"));
+    let config = write_config(&dir, target, "0s", "");
+    let collector = Collector::start(&config, &dir.join("state.json"), &[]);
     *page.lock().unwrap() = "flag{oops 1\n<html>".to_owned();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -232,7 +129,7 @@ fn a_malformed_page_fails_the_scrape_not_the_process() {
     assert_eq!(firing["value"], "2e+00");
     let metrics = client::get(collector.addr, "/metrics").unwrap().body;
     assert!(
-        metrics.contains("obs_collector_scrapes_total{job=\"fake\",result=\"failure\"}"),
+        metrics.contains("obs_collector_scrapes_total{job=\"svc\",result=\"failure\"}"),
         "{metrics}"
     );
     assert!(metrics.contains("obs_collector_series "), "{metrics}");

@@ -5,16 +5,16 @@
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use obs_examples::client;
-use obs_examples::prometheus::free_port;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_obs-collector");
+mod common;
+
+use common::{fake_target, temp_dir, write_config, Collector};
+
 const WEBHOOK_PATH: &str = "/services/T000/B000/SECRETWEBHOOKTOKEN";
 
 #[derive(Clone)]
@@ -186,96 +186,6 @@ fn header(m: &Value) -> String {
         .to_owned()
 }
 
-fn fake_target(page: Arc<Mutex<String>>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for mut s in listener.incoming().flatten() {
-            let mut buf = [0u8; 4096];
-            let _ = s.read(&mut buf);
-            let body = page.lock().unwrap().clone();
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    addr
-}
-
-struct Collector {
-    child: Child,
-    addr: SocketAddr,
-    output: Arc<Mutex<String>>,
-}
-
-impl Collector {
-    fn start(dir: &Path, target: SocketAddr, webhook: &str) -> Self {
-        std::fs::write(
-            dir.join("rules.yml"),
-            "groups:\n  - name: t\n    interval: 1s\n    rules:\n      - alert: Flag\n        expr: flag > 0\n        labels:\n          severity: page\n        annotations:\n          summary: The flag is up.\n          description: 'flag is {{ $value }} on {{ $labels.job }}'\n          runbook_url: https://runbooks.example/flag\n",
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join("collector.yml"),
-            format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules.yml]\nscrape_configs:\n  - job_name: svc\n    static_configs:\n      - targets: ['{target}']\n"),
-        )
-        .unwrap();
-        let addr: SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
-        let mut child = Command::new(BIN)
-            .arg("--config")
-            .arg(dir.join("collector.yml"))
-            .args(["--listen", &addr.to_string(), "--state-file"])
-            .arg(dir.join("state.json"))
-            .env("SLACK_WEBHOOK_URL", webhook)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let output = Arc::new(Mutex::new(String::new()));
-        for pipe in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let output = Arc::clone(&output);
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    output.lock().unwrap().push_str(&(line + "\n"));
-                }
-            });
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !client::get(addr, "/-/ready").is_ok_and(|r| r.status == 200) {
-            assert!(Instant::now() < deadline, "collector not ready");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Collector {
-            child,
-            addr,
-            output,
-        }
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("obs-slack-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[test]
 fn firing_then_resolved_with_retries_and_fallbacks_and_no_secret_leaks() {
     let slack = Slack::start();
@@ -288,7 +198,11 @@ fn firing_then_resolved_with_retries_and_fallbacks_and_no_secret_leaks() {
     let page = Arc::new(Mutex::new("flag 1\n".to_owned()));
     let target = fake_target(Arc::clone(&page));
     let dir = temp_dir("main");
-    let collector = Collector::start(&dir, target, &slack.url());
+    let collector = Collector::start(
+        &write_config(&dir, target, "0s", ""),
+        &dir.join("state.json"),
+        &[("SLACK_WEBHOOK_URL", &slack.url())],
+    );
 
     let delivered = slack.wait_delivered(1, Duration::from_secs(20));
     let all = slack.received();
@@ -375,7 +289,11 @@ fn permanent_failures_are_reported_with_slacks_reason() {
     let page = Arc::new(Mutex::new("flag 1\n".to_owned()));
     let target = fake_target(Arc::clone(&page));
     let dir = temp_dir("permanent");
-    let collector = Collector::start(&dir, target, &slack.url());
+    let collector = Collector::start(
+        &write_config(&dir, target, "0s", ""),
+        &dir.join("state.json"),
+        &[("SLACK_WEBHOOK_URL", &slack.url())],
+    );
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let html = client::get(collector.addr, "/").unwrap().body;
@@ -410,7 +328,11 @@ fn a_message_being_retried_when_the_process_dies_is_delivered_after_restart_once
     let page = Arc::new(Mutex::new("flag 1\n".to_owned()));
     let target = fake_target(Arc::clone(&page));
     let dir = temp_dir("restart");
-    let mut first = Collector::start(&dir, target, &slack.url());
+    let mut first = Collector::start(
+        &write_config(&dir, target, "0s", ""),
+        &dir.join("state.json"),
+        &[("SLACK_WEBHOOK_URL", &slack.url())],
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     while slack.received().len() < 2 {
         assert!(
@@ -422,7 +344,11 @@ fn a_message_being_retried_when_the_process_dies_is_delivered_after_restart_once
     }
     first.kill9();
     let attempts_before = slack.received().len();
-    let _second = Collector::start(&dir, target, &slack.url());
+    let _second = Collector::start(
+        &write_config(&dir, target, "0s", ""),
+        &dir.join("state.json"),
+        &[("SLACK_WEBHOOK_URL", &slack.url())],
+    );
     let delivered = slack.wait_delivered(1, Duration::from_secs(30));
     assert_eq!(delivered.len(), 1);
     assert!(header(&delivered[0]).starts_with("FIRING: Flag — svc"));

@@ -4,6 +4,7 @@
 //! firing message). Each message goes through a per-channel queue that retries (the retry
 //! stage) and is persisted with the alert state, so a restart neither repeats nor loses one.
 
+pub mod alertmanager;
 pub mod console;
 pub mod slack;
 

@@ -38,6 +38,7 @@ fn firing(rule: &mut AlertingRule, job: &str, instance: &str, value: f64, t: i64
             resolved_at: None,
             keep_firing_since: None,
             restored: false,
+            last_sent_at: None,
         },
     );
 }
@@ -225,6 +226,7 @@ fn slack_payload_is_escaped_and_within_limits() {
             resolved_at: None,
             keep_firing_since: None,
             restored: false,
+            last_sent_at: None,
         },
     );
     let mut log = Log::default();

@@ -47,6 +47,9 @@ pub struct Alert {
     /// Restored from the state file and not seen in a result since.
     #[serde(skip)]
     pub restored: bool,
+    /// When this alert was last sent to Alertmanager.
+    #[serde(default)]
+    pub last_sent_at: Option<i64>,
 }
 
 /// A state change worth telling someone about.
@@ -119,6 +122,7 @@ impl AlertingRule {
                 resolved_at: None,
                 keep_firing_since: None,
                 restored: false,
+                last_sent_at: None,
             };
             if current.insert(labels, alert).is_some() {
                 return Err(

@@ -209,6 +209,7 @@ mod tests {
             resolved_at: None,
             keep_firing_since: None,
             restored: false,
+            last_sent_at: None,
         };
         restore(
             &mut groups,

@@ -1,0 +1,172 @@
+//! The Alertmanager notifier: alerts go to `POST /api/v2/alerts` exactly as Prometheus sends
+//! them, so teams that run Alertmanager get its routing, grouping, silences and inhibition.
+//!
+//! Prometheus' rules (`rules/alerting.go`): pending alerts are never sent; firing ones are sent
+//! at once and re-sent every minute with `endsAt` = now + 4 x max(evaluation interval, 1m) (a
+//! lease: a dead evaluator's alerts expire); resolved ones are sent with `endsAt` = resolution
+//! time, and re-sent every minute while kept.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde_json::{json, Map, Value};
+
+use crate::labels::Labels;
+use crate::rules::{AlertingRule, State};
+
+/// Prometheus' `--rules.alert.resend-delay` default.
+pub const RESEND_DELAY_MS: i64 = 60_000;
+const TIMEOUT: Duration = Duration::from_secs(10);
+const ATTEMPTS: u32 = 3;
+
+fn rfc3339(ms: i64) -> String {
+    obs::logs::format_rfc3339(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
+}
+
+/// The alerts of `rule` due for sending at `t` (marks them sent).
+pub fn batch(
+    rule: &mut AlertingRule,
+    t: i64,
+    eval_interval_ms: i64,
+    external: &Labels,
+    generator_url: &str,
+) -> Vec<Value> {
+    let valid_for = 4 * eval_interval_ms.max(RESEND_DELAY_MS);
+    let mut out = Vec::new();
+    for a in rule.active.values_mut() {
+        if a.state == State::Pending {
+            continue;
+        }
+        let resolved_unsent = a.state == State::Inactive
+            && a.resolved_at
+                .is_some_and(|r| a.last_sent_at.is_none_or(|s| r > s));
+        let resend = a.last_sent_at.is_none_or(|s| s + RESEND_DELAY_MS < t);
+        if !(resolved_unsent || resend) {
+            continue;
+        }
+        a.last_sent_at = Some(t);
+        let ends = match (a.state, a.resolved_at) {
+            (State::Inactive, Some(r)) => r,
+            _ => t + valid_for,
+        };
+        let mut labels: Map<String, Value> = external
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.into()))
+            .collect();
+        labels.extend(a.labels.iter().map(|(k, v)| (k.to_owned(), Value::from(v))));
+        let annotations: Map<String, Value> = a
+            .annotations
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().into()))
+            .collect();
+        out.push(json!({
+            "labels": labels,
+            "annotations": annotations,
+            "startsAt": rfc3339(a.fired_at.unwrap_or(a.active_at)),
+            "endsAt": rfc3339(ends),
+            "generatorURL": generator_url,
+        }));
+    }
+    out
+}
+
+/// Posts `alerts` to `base_url` (`http://host:9093`), retrying transient failures.
+pub async fn post(
+    client: &reqwest::Client,
+    base_url: &str,
+    alerts: &[Value],
+) -> Result<(), String> {
+    let url = format!("{}/api/v2/alerts", base_url.trim_end_matches('/'));
+    let body = Value::from(alerts.to_vec()).to_string();
+    let mut last = String::new();
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
+        }
+        let sent = client
+            .post(&url)
+            .timeout(TIMEOUT)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.clone())
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) if r.status().is_client_error() => {
+                return Err(format!(
+                    "HTTP {}: {}",
+                    r.status().as_u16(),
+                    r.text().await.unwrap_or_default().trim()
+                ));
+            }
+            Ok(r) => last = format!("HTTP {}", r.status().as_u16()),
+            Err(e) => last = crate::scrape::describe(e),
+        }
+    }
+    Err(format!("gave up after {ATTEMPTS} attempts: {last}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::template::Template;
+    use crate::rules::Alert;
+
+    #[test]
+    fn prometheus_resend_rules() {
+        let mut rule = AlertingRule {
+            name: "A".into(),
+            expr_text: "x > 1".into(),
+            expr: crate::promql::compile("x > 1").unwrap(),
+            for_ms: 0,
+            keep_firing_for_ms: 0,
+            labels: vec![("severity".into(), Template::parse("page").unwrap())],
+            annotations: vec![],
+            raw_labels: vec![],
+            raw_annotations: vec![],
+            active: Default::default(),
+            warmup_until_ms: 0,
+        };
+        let labels = Labels::from_pairs(&[("alertname", "A"), ("job", "api")]);
+        rule.active.insert(
+            labels.clone(),
+            Alert {
+                labels: labels.clone(),
+                annotations: vec![("summary".into(), "s".into())],
+                state: State::Firing,
+                value: 2.0,
+                active_at: 0,
+                fired_at: Some(15_000),
+                resolved_at: None,
+                keep_firing_since: None,
+                restored: false,
+                last_sent_at: None,
+            },
+        );
+        let ext = Labels::from_pairs(&[("cluster", "eu")]);
+        let b = batch(&mut rule, 15_000, 15_000, &ext, "http://c/");
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0]["labels"]["cluster"], "eu");
+        assert_eq!(b[0]["startsAt"], "1970-01-01T00:00:15.000000Z");
+        assert_eq!(
+            b[0]["endsAt"], "1970-01-01T00:04:15.000000Z",
+            "now + 4 x max(15s, 1m)"
+        );
+        assert!(
+            batch(&mut rule, 30_000, 15_000, &ext, "").is_empty(),
+            "not re-sent within a minute"
+        );
+        assert_eq!(
+            batch(&mut rule, 76_000, 15_000, &ext, "").len(),
+            1,
+            "re-sent after a minute"
+        );
+        let a = rule.active.get_mut(&labels).unwrap();
+        a.state = State::Inactive;
+        a.resolved_at = Some(90_000);
+        let b = batch(&mut rule, 90_000, 15_000, &ext, "");
+        assert_eq!(
+            b[0]["endsAt"], "1970-01-01T00:01:30.000000Z",
+            "resolved: endsAt is the resolution"
+        );
+    }
+}
