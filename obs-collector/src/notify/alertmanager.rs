@@ -125,6 +125,7 @@ mod tests {
             raw_annotations: vec![],
             active: Default::default(),
             warmup_until_ms: 0,
+            history: Default::default(),
         };
         let labels = Labels::from_pairs(&[("alertname", "A"), ("job", "api")]);
         rule.active.insert(

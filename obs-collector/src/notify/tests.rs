@@ -17,6 +17,7 @@ fn rule() -> AlertingRule {
         raw_annotations: vec![],
         active: Default::default(),
         warmup_until_ms: 0,
+        history: Default::default(),
     }
 }
 

@@ -163,6 +163,24 @@ impl Expr {
         }
     }
 
+    /// What an alert expression compares against its threshold (`ratio > 0.05 and guard` gives
+    /// `ratio`), and whether the alert fires above (`>`, `>=`) rather than below it.
+    pub fn compared_value(&self) -> Option<(&Expr, bool)> {
+        match self {
+            Expr::Binary { op, lhs, rhs, .. }
+                if op.is_comparison() && matches!(rhs.as_ref(), Expr::Number(_)) =>
+            {
+                Some((lhs, matches!(op, BinOp::Gt | BinOp::Ge | BinOp::Ne)))
+            }
+            Expr::Binary {
+                op: BinOp::And | BinOp::Unless,
+                lhs,
+                ..
+            } => lhs.compared_value(),
+            _ => None,
+        }
+    }
+
     /// Whether the expression yields a vector (alerting and recording rules need one).
     pub fn is_vector(&self) -> bool {
         match self {

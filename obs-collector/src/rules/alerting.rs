@@ -3,7 +3,7 @@
 //! with `keep_firing_for`, identity = output labels + rule labels + `alertname`, and a query
 //! error leaving the state untouched.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -80,7 +80,12 @@ pub struct AlertingRule {
     /// After a restart the store is empty until scrapes refill the rule's windows; until then a
     /// restored alert missing from the result is missing data, not a false condition.
     pub warmup_until_ms: i64,
+    /// The compared value (worst series) at each recent evaluation, for the status page chart.
+    pub history: VecDeque<(i64, f64)>,
 }
+
+/// Evaluations kept in [`AlertingRule::history`] (an hour at 15 s).
+pub const HISTORY_POINTS: usize = 240;
 
 impl AlertingRule {
     /// Evaluates the rule at `t`. On error nothing changes.
@@ -132,6 +137,7 @@ impl AlertingRule {
             }
         }
 
+        self.record_history(t, store);
         let mut transitions = Vec::new();
         for (labels, alert) in current.iter() {
             match self.active.get_mut(labels) {
@@ -193,6 +199,27 @@ impl AlertingRule {
         Ok(transitions)
     }
 
+    /// Records the compared value (the highest for `>` rules, the lowest for `<`/`==` rules);
+    /// a gap when there is none (no traffic, no series).
+    fn record_history(&mut self, t: i64, store: &Store) {
+        let Some((value_expr, above)) = self.expr.compared_value() else {
+            return;
+        };
+        let worst = match promql::eval(value_expr, store, t) {
+            Ok(Value::Vector(v)) => v
+                .iter()
+                .map(|s| s.value)
+                .filter(|v| !v.is_nan())
+                .reduce(|a, b| if above { a.max(b) } else { a.min(b) }),
+            Ok(Value::Scalar(v)) => Some(v),
+            Err(_) => None,
+        };
+        self.history.push_back((t, worst.unwrap_or(f64::NAN)));
+        while self.history.len() > HISTORY_POINTS {
+            self.history.pop_front();
+        }
+    }
+
     /// The rule's state: the "highest" state of its instances.
     pub fn state(&self) -> State {
         let states = self.active.values().map(|a| a.state);
@@ -229,6 +256,7 @@ mod tests {
             raw_annotations: vec![],
             active: HashMap::new(),
             warmup_until_ms: 0,
+            history: VecDeque::new(),
         }
     }
 

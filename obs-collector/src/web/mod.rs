@@ -201,6 +201,10 @@ async fn status_page(State(app): State<App>) -> Html<String> {
          <meta http-equiv=refresh content=5><title>obs-collector</title><style>\
          body{font:14px system-ui,sans-serif;margin:1rem;max-width:70rem}table{border-collapse:collapse;width:100%;margin-bottom:1.5rem}\
          td,th{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top;overflow-wrap:anywhere}\
+         svg{width:100%;max-width:240px;height:auto}\
+         @media (max-width:640px){table,tbody,tr,td{display:block;width:100%}tr:first-child{display:none}\
+         tr{border-bottom:1px solid #ddd;padding:.4rem 0}td{border:0;padding:.1rem 0}\
+         td[data-label]::before{content:attr(data-label) \": \";font-weight:600;color:#57606a}}\
          .up,.inactive,.resolved{color:#1a7f37}.down,.firing{color:#cf222e;font-weight:bold}.pending{color:#9a6700}</style></head><body>\
          <h1>obs-collector</h1><h2>Targets</h2><table><tr><th>job</th><th>instance</th><th>state</th><th>last scrape</th><th>error</th></tr>",
     );
@@ -218,7 +222,7 @@ async fn status_page(State(app): State<App>) -> Html<String> {
         let _ =
             write!(
             page,
-            "<tr><td>{}</td><td title=\"{}\">{}</td><td>{state}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td data-label=job>{}</td><td data-label=instance title=\"{}\">{}</td><td data-label=state>{state}</td><td data-label=\"last scrape\">{}</td><td data-label=error>{}</td></tr>",
             escape_html(&s.job),
             escape_html(&s.url),
             escape_html(s.labels.get("instance").unwrap_or_default()),
@@ -226,7 +230,7 @@ async fn status_page(State(app): State<App>) -> Html<String> {
             escape_html(s.last_error.as_deref().unwrap_or_default()),
         );
     }
-    page.push_str("</table><h2>Rules</h2><table><tr><th>rule</th><th>state</th><th>alerts (value, since)</th><th>health</th></tr>");
+    page.push_str("</table><h2>Rules</h2><table><tr><th>rule</th><th>state</th><th>value vs threshold (last hour)</th><th>alerts (value, since)</th><th>health</th></tr>");
     for g in &app.collector.groups {
         let g = g.lock().unwrap_or_else(PoisonError::into_inner);
         for r in &g.rules {
@@ -246,8 +250,9 @@ async fn status_page(State(app): State<App>) -> Html<String> {
                 .collect();
             let _ = write!(
                 page,
-                "<tr><td>{}</td><td class={state}>{state}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td data-label=rule><b>{}</b></td><td data-label=state class={state}>{state}</td><td data-label=value>{}</td><td data-label=alerts>{}</td><td data-label=health>{}</td></tr>",
                 escape_html(&a.name),
+                chart(&a.history, a.expr.threshold()),
                 alerts.join("<br>"),
                 escape_html(r.health.last_error.as_deref().unwrap_or(health(r))),
             );
@@ -278,7 +283,7 @@ async fn status_page(State(app): State<App>) -> Html<String> {
         };
         let _ = write!(
             page,
-            "<tr><td>{}</td><td>{}</td><td class={status}>{status} {}</td><td>{}</td></tr>",
+            "<tr><td data-label=created>{}</td><td data-label=channel>{}</td><td data-label=message class={status}>{status} {}</td><td data-label=outcome>{}</td></tr>",
             rfc3339(e.created_ms),
             escape_html(&e.channel),
             escape_html(&e.group),
@@ -287,6 +292,73 @@ async fn status_page(State(app): State<App>) -> Html<String> {
     }
     page.push_str("</table></body></html>");
     Html(page)
+}
+
+/// A small SVG line chart of `points` with the threshold as a dashed red line.
+fn chart(points: &std::collections::VecDeque<(i64, f64)>, threshold: Option<f64>) -> String {
+    const W: f64 = 240.0;
+    const H: f64 = 48.0;
+    let values: Vec<f64> = points
+        .iter()
+        .map(|p| p.1)
+        .filter(|v| v.is_finite())
+        .chain(threshold)
+        .collect();
+    let (Some(first), Some(last)) = (points.front(), points.back()) else {
+        return "<span>no evaluations yet</span>".into();
+    };
+    let lo = values.iter().copied().fold(0.0f64, f64::min);
+    let hi = values
+        .iter()
+        .copied()
+        .fold(f64::MIN, f64::max)
+        .max(lo + f64::EPSILON)
+        * 1.1;
+    let span_t = (last.0 - first.0).max(1) as f64;
+    let x = |t: i64| (t - first.0) as f64 / span_t * W;
+    let y = |v: f64| H - (v - lo) / (hi - lo) * H;
+    let mut svg = format!("<svg width={W} height={H} viewBox=\"0 0 {W} {H}\" role=img aria-label=\"value chart\" style=\"background:#f6f8fa\">");
+    // Gaps (no value) split the line into segments.
+    let mut segment = Vec::new();
+    let flush = |segment: &mut Vec<String>, svg: &mut String| {
+        if !segment.is_empty() {
+            let _ = write!(
+                svg,
+                "<polyline fill=none stroke=#0969da stroke-width=1.5 points=\"{}\"/>",
+                segment.join(" ")
+            );
+            segment.clear();
+        }
+    };
+    for &(t, v) in points {
+        if v.is_finite() {
+            segment.push(format!("{:.1},{:.1}", x(t), y(v)));
+        } else {
+            flush(&mut segment, &mut svg);
+        }
+    }
+    flush(&mut segment, &mut svg);
+    if let Some(th) = threshold {
+        let _ = write!(
+            svg,
+            "<line x1=0 x2={W} y1={0:.1} y2={0:.1} stroke=#cf222e stroke-dasharray=4 />",
+            y(th)
+        );
+    }
+    let latest = points
+        .iter()
+        .rev()
+        .find(|p| p.1.is_finite())
+        .map(|p| crate::rules::template::go_g(p.1, 4));
+    let _ = write!(
+        svg,
+        "</svg><br><small>now {} · threshold {}</small>",
+        latest.unwrap_or_else(|| "-".into()),
+        threshold
+            .map(|t| crate::rules::template::go_g(t, 4))
+            .unwrap_or_else(|| "-".into())
+    );
+    svg
 }
 
 #[cfg(test)]
@@ -302,5 +374,24 @@ mod tests {
             escape_html("<script>\"&'"),
             "&lt;script&gt;&quot;&amp;&#39;"
         );
+    }
+
+    #[test]
+    fn chart_draws_gaps_and_the_threshold() {
+        let points: std::collections::VecDeque<(i64, f64)> =
+            [(0, 0.01), (15_000, 0.02), (30_000, f64::NAN), (45_000, 0.2)]
+                .into_iter()
+                .collect();
+        let svg = chart(&points, Some(0.05));
+        assert_eq!(
+            svg.matches("<polyline").count(),
+            2,
+            "the gap splits the line: {svg}"
+        );
+        assert!(
+            svg.contains("stroke-dasharray") && svg.contains("now 0.2 · threshold 0.05"),
+            "{svg}"
+        );
+        assert!(chart(&Default::default(), None).contains("no evaluations"));
     }
 }
