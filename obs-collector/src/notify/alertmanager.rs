@@ -108,25 +108,11 @@ pub async fn post(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::template::Template;
     use crate::rules::Alert;
 
     #[test]
     fn prometheus_resend_rules() {
-        let mut rule = AlertingRule {
-            name: "A".into(),
-            expr_text: "x > 1".into(),
-            expr: crate::promql::compile("x > 1").unwrap(),
-            for_ms: 0,
-            keep_firing_for_ms: 0,
-            labels: vec![("severity".into(), Template::parse("page").unwrap())],
-            annotations: vec![],
-            raw_labels: vec![],
-            raw_annotations: vec![],
-            active: Default::default(),
-            warmup_until_ms: 0,
-            history: Default::default(),
-        };
+        let mut rule = AlertingRule::for_test("A", "x > 1", 0);
         let labels = Labels::from_pairs(&[("alertname", "A"), ("job", "api")]);
         rule.active.insert(
             labels.clone(),

@@ -1,24 +1,9 @@
 use super::*;
 use crate::labels::Labels;
-use crate::promql;
-use crate::rules::template::Template;
 use crate::rules::Alert;
 
 fn rule() -> AlertingRule {
-    AlertingRule {
-        name: "HighErrorRate".into(),
-        expr_text: "x > 0.05".into(),
-        expr: promql::compile("x > 0.05").unwrap(),
-        for_ms: 0,
-        keep_firing_for_ms: 0,
-        labels: vec![("severity".into(), Template::parse("page").unwrap())],
-        annotations: vec![],
-        raw_labels: vec![],
-        raw_annotations: vec![],
-        active: Default::default(),
-        warmup_until_ms: 0,
-        history: Default::default(),
-    }
+    AlertingRule::for_test("HighErrorRate", "x > 0.05", 0)
 }
 
 fn firing(rule: &mut AlertingRule, job: &str, instance: &str, value: f64, t: i64) {

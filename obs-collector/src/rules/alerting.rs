@@ -234,6 +234,27 @@ impl AlertingRule {
 }
 
 #[cfg(test)]
+impl AlertingRule {
+    /// A rule for tests: `expr`, firing after `for_ms`, labelled `severity=page`.
+    pub fn for_test(name: &str, expr: &str, for_ms: i64) -> Self {
+        AlertingRule {
+            name: name.into(),
+            expr_text: expr.into(),
+            expr: promql::compile(expr).unwrap(),
+            for_ms,
+            keep_firing_for_ms: 0,
+            labels: vec![("severity".into(), Template::parse("page").unwrap())],
+            annotations: vec![],
+            raw_labels: vec![],
+            raw_annotations: vec![],
+            active: HashMap::new(),
+            warmup_until_ms: 0,
+            history: VecDeque::new(),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

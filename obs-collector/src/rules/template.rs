@@ -329,7 +329,12 @@ fn humanize(v: f64) -> String {
         }
         return format!("{}{prefix}", go_g(v, 4));
     }
-    let mut v = v;
+    let (v, prefix) = scale_small(v);
+    format!("{}{prefix}", go_g(v, 4))
+}
+
+/// Scales |v| < 1 up by thousands: (value, SI prefix), as Go's humanize does.
+fn scale_small(mut v: f64) -> (f64, &'static str) {
     let mut prefix = "";
     for p in ["m", "u", "n", "p", "f", "a", "z", "y"] {
         if v.abs() >= 1.0 {
@@ -338,7 +343,7 @@ fn humanize(v: f64) -> String {
         prefix = p;
         v *= 1000.0;
     }
-    format!("{}{prefix}", go_g(v, 4))
+    (v, prefix)
 }
 
 fn humanize1024(v: f64) -> String {
@@ -379,15 +384,7 @@ fn humanize_duration(v: f64) -> String {
             format!("{sign}{}s", go_g(v, 4))
         };
     }
-    let mut v = v;
-    let mut prefix = "";
-    for p in ["m", "u", "n", "p", "f", "a", "z", "y"] {
-        if v.abs() >= 1.0 {
-            break;
-        }
-        prefix = p;
-        v *= 1000.0;
-    }
+    let (v, prefix) = scale_small(v);
     format!("{}{prefix}s", go_g(v, 4))
 }
 
