@@ -1,0 +1,185 @@
+//! Every query of `dashboards/obs-red.json` and every expression of the shipped rule files runs
+//! against a real Prometheus that scrapes the demo service under known traffic (1 request in 5
+//! fails): each parses, returns data, and the numbers match the traffic.
+
+use std::path::Path;
+use std::time::Duration;
+
+use obs_examples::client;
+use obs_examples::process::DemoService;
+use obs_examples::prometheus::Prometheus;
+use serde_json::Value;
+
+fn root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+/// Grafana's substitutions for a single-job, all-instances, all-routes view.
+fn substitute(expr: &str, job: &str) -> String {
+    expr.replace("$__rate_interval", "30s")
+        .replace("$job", job)
+        .replace("$instance", ".*")
+        .replace("$route", ".*")
+}
+
+#[test]
+fn dashboard_and_rule_queries_return_the_traffics_numbers() {
+    let demo = DemoService::start(env!("CARGO_BIN_EXE_demo-service").as_ref(), &[]).unwrap();
+    let rules: Vec<String> = ["obs-red.rules.yml", "obs-slo.rules.yml"]
+        .iter()
+        .map(|f| {
+            root()
+                .join("alerts")
+                .join(f)
+                .canonicalize()
+                .unwrap()
+                .display()
+                .to_string()
+        })
+        .collect();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: ['{}', '{}']\nscrape_configs:\n  - job_name: demo\n    static_configs: [{{ targets: ['{}'] }}]\n",
+        rules[0],
+        rules[1],
+        demo.admin.unwrap()
+    );
+    let prom = Prometheus::start(&config).unwrap();
+
+    // 40 s of steady traffic: 4 of 5 requests succeed on /users/{id}, 1 fails on /fail.
+    let addr = demo.addr;
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    let mut sent = 0;
+    while std::time::Instant::now() < deadline {
+        let path = if sent % 5 == 4 {
+            "/fail".to_owned()
+        } else {
+            format!("/users/{sent}")
+        };
+        client::get(addr, &path).unwrap();
+        sent += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_secs(2)); // the last scrape
+
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("dashboards/obs-red.json")).unwrap(),
+    )
+    .unwrap();
+    let mut ran = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = substitute(target["expr"].as_str().unwrap(), "demo");
+            let result = prom
+                .query(&expr)
+                .unwrap_or_else(|e| panic!("{}: {e}", panel["title"]));
+            assert!(
+                !result.is_empty(),
+                "panel {:?} query {} returned no data:\n{expr}",
+                panel["title"],
+                target["refId"]
+            );
+            ran += 1;
+        }
+    }
+    assert_eq!(ran, 13);
+
+    let value = |expr: &str| -> f64 {
+        let r = prom.query(&substitute(expr, "demo")).unwrap();
+        r[0]["value"][1].as_str().unwrap().parse().unwrap()
+    };
+    let panel_expr = |title: &str, i: usize| {
+        let p = dashboard["panels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["title"] == title)
+            .unwrap();
+        p["targets"][i]["expr"].as_str().unwrap().to_owned()
+    };
+    let ratio = value(&panel_expr("Error ratio (5xx)", 0));
+    assert!(
+        (ratio - 0.2).abs() < 0.01,
+        "error ratio {ratio} is not within 1 point of 20%"
+    );
+    let by_route = prom
+        .query_by(
+            &substitute(&panel_expr("Error ratio by route", 0), "demo"),
+            "http_route",
+        )
+        .unwrap();
+    // Only routes that had a 5xx have a ratio (the division needs both sides).
+    assert_eq!(by_route, vec![("/fail".to_owned(), 1.0)]);
+    let rate = value(&panel_expr("Request rate", 0));
+    let expected_rate = sent as f64 / 40.0;
+    assert!(
+        (rate - expected_rate).abs() / expected_rate < 0.25,
+        "rate {rate}/s vs about {expected_rate}/s sent"
+    );
+    let p95 = value(&panel_expr("Latency p50 / p95 / p99", 1));
+    assert!(
+        p95 > 0.0 && p95 < 0.1,
+        "p95 {p95}: these handlers answer in milliseconds"
+    );
+    let five_xx = prom
+        .query_by(
+            &substitute(&panel_expr("Requests by status class", 0), "demo"),
+            "status_class",
+        )
+        .unwrap();
+    let class = |c: &str| {
+        five_xx
+            .iter()
+            .find(|(k, _)| k == c)
+            .map(|(_, v)| *v)
+            .unwrap()
+    };
+    assert!((class("5xx") / (class("2xx") + class("5xx")) - 0.2).abs() < 0.01);
+    assert_eq!(value(&panel_expr("Targets up", 0)), 1.0);
+
+    // Every variable's values include the demo.
+    for (label, matcher) in [
+        ("job", ""),
+        ("instance", "job=~\"demo\""),
+        ("http_route", "job=~\"demo\""),
+    ] {
+        let path = format!(
+            "/api/v1/label/{label}/values?match[]={}",
+            client::encode_query(&format!(
+                "http_server_request_duration_seconds_count{{{matcher}}}"
+            ))
+        );
+        let r = client::get(prom.addr, &path).unwrap();
+        let v: Value = serde_json::from_str(&r.body).unwrap();
+        assert!(
+            !v["data"].as_array().unwrap().is_empty(),
+            "variable over {label} has no values"
+        );
+    }
+
+    // The rules loaded and evaluate without errors; every expression parses and runs.
+    let r: Value =
+        serde_json::from_str(&client::get(prom.addr, "/api/v1/rules").unwrap().body).unwrap();
+    let rules = r["data"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap().clone());
+    let mut n = 0;
+    for rule in rules {
+        assert_eq!(
+            rule["health"], "ok",
+            "{}: {}",
+            rule["name"], rule["lastError"]
+        );
+        prom.query(rule["query"].as_str().unwrap()).unwrap();
+        n += 1;
+    }
+    assert_eq!(n, 9);
+    // 20% errors with more than 10 requests a minute: HighErrorRate is at least pending.
+    prom.wait_until(
+        "ALERTS{alertname=\"HighErrorRate\",job=\"demo\"}",
+        Duration::from_secs(10),
+        |r| !r.is_empty(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+}
