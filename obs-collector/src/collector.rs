@@ -11,6 +11,8 @@ use obs::prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use crate::config::{Config, Job, Target};
 use crate::labels::Labels;
 use crate::notify::{self, Channel, Notifier};
+use crate::promql::remote::Remote;
+use crate::promql::Value;
 use crate::rules::{Group, Kind, Transition};
 use crate::scrape::{self, TargetSeries, TargetStatus};
 use crate::state;
@@ -37,6 +39,7 @@ pub struct SelfMetrics {
     evaluations: IntCounterVec,
     evaluation_failures: IntCounterVec,
     notifications: IntCounterVec,
+    remote_query_seconds: obs::prometheus::Histogram,
 }
 
 impl SelfMetrics {
@@ -73,6 +76,15 @@ impl SelfMetrics {
                 "Rule evaluations that failed (state left unchanged).",
                 &["rule_group"],
             ),
+            remote_query_seconds: {
+                let h = obs::prometheus::Histogram::with_opts(obs::prometheus::HistogramOpts::new(
+                    "obs_collector_remote_query_duration_seconds",
+                    "Duration of rule queries sent to the remote backend (remote mode).",
+                ))
+                .expect("valid metric");
+                let _ = registry.register(Box::new(h.clone()));
+                h
+            },
             notifications: counter(
                 "obs_collector_notifications_total",
                 "Notification attempts by channel and outcome (delivered, retried, failed).",
@@ -105,6 +117,7 @@ pub struct Collector {
     channels: Vec<Channel>,
     policy: notify::Policy,
     wake: tokio::sync::Notify,
+    remote: Option<Remote>,
     save_lock: Mutex<()>,
     metrics: SelfMetrics,
 }
@@ -150,6 +163,10 @@ impl Collector {
         if config.notify.console {
             channels.push(Channel::Console(notify::console::Console));
         }
+        let remote = config
+            .remote
+            .clone()
+            .map(|q| Remote::new(q, client.clone()));
         let policy = notify::Policy {
             channels: channels.iter().map(|c| c.name().to_owned()).collect(),
             send_resolved: config.notify.send_resolved,
@@ -187,6 +204,7 @@ impl Collector {
             channels,
             policy,
             wake: tokio::sync::Notify::new(),
+            remote,
             save_lock: Mutex::new(()),
             metrics: SelfMetrics::new(registry),
         })
@@ -266,22 +284,55 @@ impl Collector {
             // Evaluate on multiples of the interval, as promtool and Prometheus' slots do.
             let next = now - now.rem_euclid(interval) + interval;
             tokio::time::sleep(Duration::from_millis((next - now) as u64)).await;
-            self.eval_group(index, next);
+            let remote = self.query_remote(index, next).await;
+            self.eval_group(index, next, remote);
         }
     }
 
-    /// Evaluates every rule of group `index` at `t`, logs transitions, persists state.
-    pub fn eval_group(&self, index: usize, t: i64) {
+    /// In remote mode, runs every alerting rule's expression of group `index` on the backend
+    /// (one query at a time, without holding the group's lock).
+    async fn query_remote(&self, index: usize, t: i64) -> Option<Vec<Result<Value, String>>> {
+        let remote = self.remote.as_ref()?;
+        let queries: Vec<String> = lock(&self.groups[index])
+            .rules
+            .iter()
+            .map(|r| r.expr_text().to_owned())
+            .collect();
+        let mut results = Vec::with_capacity(queries.len());
+        for q in queries {
+            let started = std::time::Instant::now();
+            let r = remote.query(&q, t).await;
+            self.metrics
+                .remote_query_seconds
+                .observe(started.elapsed().as_secs_f64());
+            results.push(r);
+        }
+        Some(results)
+    }
+
+    /// Evaluates every rule of group `index` at `t` (over the store, or on the `remote`
+    /// results), logs transitions, dispatches notifications, persists state.
+    pub fn eval_group(&self, index: usize, t: i64, mut remote: Option<Vec<Result<Value, String>>>) {
         let external = self.config.external_labels.clone();
         let mut group = lock(&self.groups[index]);
         let group_name = group.name.clone();
         let mut transitions = Vec::new();
-        for rule in group.rules.iter_mut() {
+        for (i, rule) in group.rules.iter_mut().enumerate() {
             let started = std::time::Instant::now();
+            let from_remote = remote
+                .as_mut()
+                .map(|r| std::mem::replace(&mut r[i], Err(String::new())));
             let result = match &mut rule.kind {
                 Kind::Alerting(a) => {
-                    let store = self.store.read().unwrap_or_else(PoisonError::into_inner);
-                    a.eval(t, &store, &external)
+                    let evaluated = match from_remote {
+                        Some(value) => value.and_then(|v| a.apply(t, v, None, &external)),
+                        None => a.eval(
+                            t,
+                            &self.store.read().unwrap_or_else(PoisonError::into_inner),
+                            &external,
+                        ),
+                    };
+                    evaluated
                         .map(|tr| transitions.extend(tr.into_iter().map(|x| (a.name.clone(), x))))
                 }
                 Kind::Recording(r) => {

@@ -133,6 +133,78 @@ struct FileConfig {
     scrape_configs: Vec<ScrapeConfig>,
     #[serde(default)]
     notifiers: RawNotifiers,
+    query: Option<RawQuery>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuery {
+    url: String,
+    timeout: Option<Dur>,
+    query_offset: Option<Dur>,
+    bearer_token_file: Option<String>,
+    basic_auth: Option<RawBasicAuth>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBasicAuth {
+    username: String,
+    password_file: String,
+}
+
+/// Remote mode: rules are evaluated by a Prometheus-compatible query API.
+#[derive(Debug, Clone)]
+pub struct RemoteQuery {
+    pub url: String,
+    pub timeout_ms: i64,
+    pub offset_ms: i64,
+    pub auth: Option<QueryAuth>,
+}
+
+#[derive(Debug, Clone)]
+pub enum QueryAuth {
+    Bearer(Secret),
+    Basic { username: String, password: Secret },
+}
+
+impl RemoteQuery {
+    fn resolve(
+        raw: RawQuery,
+        dir: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, String> {
+        if !(raw.url.starts_with("http://") || raw.url.starts_with("https://")) {
+            return Err(format!(
+                "query.url {:?} must start with http:// or https://",
+                raw.url
+            ));
+        }
+        let read = |file: &str, what: &str| {
+            std::fs::read_to_string(dir.join(file))
+                .map(|s| Secret(s.trim().to_owned()))
+                .map_err(|e| format!("query.{what} {file}: {e}"))
+        };
+        let auth = match (raw.bearer_token_file, raw.basic_auth) {
+            (Some(_), Some(_)) => {
+                return Err("query: use bearer_token_file or basic_auth, not both".into())
+            }
+            (Some(file), None) => Some(QueryAuth::Bearer(read(&file, "bearer_token_file")?)),
+            (None, Some(b)) => Some(QueryAuth::Basic {
+                password: read(&b.password_file, "basic_auth.password_file")?,
+                username: b.username,
+            }),
+            (None, None) => env("OBS_QUERY_BEARER_TOKEN")
+                .filter(|t| !t.trim().is_empty())
+                .map(|t| QueryAuth::Bearer(Secret(t.trim().to_owned()))),
+        };
+        Ok(RemoteQuery {
+            url: raw.url,
+            timeout_ms: raw.timeout.map_or(DEFAULT_TIMEOUT_MS, |d| d.0),
+            offset_ms: raw.query_offset.map_or(0, |d| d.0),
+            auth,
+        })
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -282,6 +354,8 @@ pub struct Config {
     /// `(name for messages, text)` of every rule file.
     pub rule_files: Vec<(String, String)>,
     pub notify: Notify,
+    /// Remote mode (`query.url`): no scraping, rules evaluated by the backend.
+    pub remote: Option<RemoteQuery>,
 }
 
 /// One scrape job.
@@ -332,6 +406,7 @@ impl Config {
             }],
             rule_files: vec![(DEFAULT_RULES_NAME.into(), DEFAULT_RULES.into())],
             notify,
+            remote: None,
         })
     }
 
@@ -467,12 +542,20 @@ impl Config {
         }
         let external_labels = Labels::new(raw.global.external_labels.into_iter().collect());
         let notify = Notify::resolve(raw.notifiers, dir, env).map_err(|m| err("notifiers", m))?;
+        let remote = match raw.query {
+            None => None,
+            Some(_) if !jobs.is_empty() => {
+                return Err(err("query:", "query.url and scrape_configs exclude each other: in remote mode the backend scrapes".into()));
+            }
+            Some(q) => Some(RemoteQuery::resolve(q, dir, env).map_err(|m| err("query:", m))?),
+        };
         Ok(Config {
             evaluation_interval_ms,
             external_labels,
             jobs,
             rule_files,
             notify,
+            remote,
         })
     }
 
@@ -700,6 +783,36 @@ scrape_configs:
             (hook, 3_600_000)
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn remote_query_mode() {
+        let text = "query:\n  url: http://prom:9090\n  query_offset: 30s\n  timeout: 5s\n";
+        let c = Config::parse(text, "c.yml", Path::new("."), &|k| {
+            (k == "OBS_QUERY_BEARER_TOKEN").then(|| "tok".into())
+        })
+        .unwrap();
+        let r = c.remote.unwrap();
+        assert_eq!(
+            (r.url.as_str(), r.offset_ms, r.timeout_ms),
+            ("http://prom:9090", 30_000, 5_000)
+        );
+        assert!(matches!(&r.auth, Some(QueryAuth::Bearer(t)) if t.expose() == "tok"));
+        assert!(!format!("{:?}", r.auth).contains("tok"));
+        let both = "query:\n  url: http://p\nscrape_configs:\n  - job_name: a\n";
+        let e = Config::parse(both, "c.yml", Path::new("."), &|_| None).unwrap_err();
+        assert!(
+            e.message.contains("exclude each other") && e.line == Some(1),
+            "{e}"
+        );
+        let e = Config::parse(
+            "query:\n  url: prom:9090\n",
+            "c.yml",
+            Path::new("."),
+            &|_| None,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("http://"), "{e}");
     }
 
     #[test]

@@ -71,7 +71,11 @@ fn load(path: Option<&PathBuf>) -> Result<(Config, Vec<rules::Group>), ConfigErr
         Some(p) => Config::load(p, &env)?,
         None => Config::default_config(&env)?,
     };
-    let groups = rules::load_all(&config.rule_files, config.evaluation_interval_ms)?;
+    let groups = rules::load_all(
+        &config.rule_files,
+        config.evaluation_interval_ms,
+        config.remote.is_some(),
+    )?;
     Ok((config, groups))
 }
 

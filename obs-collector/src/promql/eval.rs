@@ -25,6 +25,9 @@ pub enum Value {
 pub fn eval(expr: &Expr, store: &Store, t: i64) -> Result<Value, String> {
     Ok(match expr {
         Expr::Number(n) => Value::Scalar(*n),
+        Expr::Remote => {
+            return Err("this expression is only evaluated by a remote backend (query.url)".into())
+        }
         Expr::Selector(sel) => Value::Vector(
             matching_series(store, sel)
                 .filter_map(|s| {

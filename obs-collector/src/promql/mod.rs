@@ -14,6 +14,7 @@
 
 mod eval;
 pub mod functions;
+pub mod remote;
 
 use std::fmt;
 
@@ -52,6 +53,8 @@ pub enum Expr {
         return_bool: bool,
     },
     Neg(Box<Expr>),
+    /// Valid PromQL outside the local subset: only a remote backend (`query.url`) evaluates it.
+    Remote,
 }
 
 /// Label matchers plus offset.
@@ -131,11 +134,18 @@ pub fn compile(text: &str) -> Result<Expr, CompileError> {
     from_ast(&ast)
 }
 
+/// For remote evaluation: any valid PromQL is accepted (the backend evaluates it); what the
+/// local subset understands is still compiled, for thresholds in messages.
+pub fn compile_for_remote(text: &str) -> Result<Expr, CompileError> {
+    let ast = parser::parse(text).map_err(|e| CompileError(format!("PromQL syntax error: {e}")))?;
+    Ok(from_ast(&ast).unwrap_or(Expr::Remote))
+}
+
 impl Expr {
     /// The longest range (plus offset) this expression reads, in milliseconds.
     pub fn max_range_ms(&self) -> i64 {
         match self {
-            Expr::Number(_) => 0,
+            Expr::Number(_) | Expr::Remote => 0,
             Expr::Selector(s) => s.offset_ms,
             Expr::Rate {
                 selector, range_ms, ..

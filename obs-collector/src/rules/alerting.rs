@@ -88,14 +88,28 @@ pub struct AlertingRule {
 pub const HISTORY_POINTS: usize = 240;
 
 impl AlertingRule {
-    /// Evaluates the rule at `t`. On error nothing changes.
+    /// Evaluates the rule over the local store at `t`. On error nothing changes.
     pub fn eval(
         &mut self,
         t: i64,
         store: &Store,
         external: &Labels,
     ) -> Result<Vec<Transition>, String> {
-        let samples = match promql::eval(&self.expr, store, t)? {
+        let result = promql::eval(&self.expr, store, t)?;
+        let compared = self.compared_value(store, t);
+        self.apply(t, result, compared, external)
+    }
+
+    /// Runs the state machine on the expression's result at `t` (from the local store or a
+    /// remote backend); `compared` is the value charted against the threshold, if known.
+    pub fn apply(
+        &mut self,
+        t: i64,
+        result: Value,
+        compared: Option<f64>,
+        external: &Labels,
+    ) -> Result<Vec<Transition>, String> {
+        let samples = match result {
             Value::Vector(v) => v,
             Value::Scalar(_) => return Err("the expression returned a scalar, not a vector".into()),
         };
@@ -137,7 +151,12 @@ impl AlertingRule {
             }
         }
 
-        self.record_history(t, store);
+        // Remote results carry no separate compared value: chart the worst alerting value.
+        let compared = compared.or_else(|| current.values().map(|a| a.value).reduce(f64::max));
+        self.history.push_back((t, compared.unwrap_or(f64::NAN)));
+        while self.history.len() > HISTORY_POINTS {
+            self.history.pop_front();
+        }
         let mut transitions = Vec::new();
         for (labels, alert) in current.iter() {
             match self.active.get_mut(labels) {
@@ -199,13 +218,11 @@ impl AlertingRule {
         Ok(transitions)
     }
 
-    /// Records the compared value (the highest for `>` rules, the lowest for `<`/`==` rules);
-    /// a gap when there is none (no traffic, no series).
-    fn record_history(&mut self, t: i64, store: &Store) {
-        let Some((value_expr, above)) = self.expr.compared_value() else {
-            return;
-        };
-        let worst = match promql::eval(value_expr, store, t) {
+    /// The compared value (the highest for `>` rules, the lowest for `<`/`==` rules); `None`
+    /// when there is none (no traffic, no series).
+    fn compared_value(&self, store: &Store, t: i64) -> Option<f64> {
+        let (value_expr, above) = self.expr.compared_value()?;
+        match promql::eval(value_expr, store, t) {
             Ok(Value::Vector(v)) => v
                 .iter()
                 .map(|s| s.value)
@@ -213,10 +230,6 @@ impl AlertingRule {
                 .reduce(|a, b| if above { a.max(b) } else { a.min(b) }),
             Ok(Value::Scalar(v)) => Some(v),
             Err(_) => None,
-        };
-        self.history.push_back((t, worst.unwrap_or(f64::NAN)));
-        while self.history.len() > HISTORY_POINTS {
-            self.history.pop_front();
         }
     }
 

@@ -98,6 +98,13 @@ impl Rule {
         }
     }
 
+    pub fn expr_text(&self) -> &str {
+        match &self.kind {
+            Kind::Alerting(a) => &a.expr_text,
+            Kind::Recording(r) => &r.expr_text,
+        }
+    }
+
     pub fn expr(&self) -> &Expr {
         match &self.kind {
             Kind::Alerting(a) => &a.expr,
@@ -139,8 +146,14 @@ impl RecordingRule {
     }
 }
 
-/// Loads one rule file. `default_interval_ms` applies to groups without `interval`.
-pub fn load(file: &str, text: &str, default_interval_ms: i64) -> Result<Vec<Group>, ConfigError> {
+/// Loads one rule file. `default_interval_ms` applies to groups without `interval`; `remote`
+/// accepts any valid PromQL (the backend evaluates it) but no recording rules.
+pub fn load(
+    file: &str,
+    text: &str,
+    default_interval_ms: i64,
+    remote: bool,
+) -> Result<Vec<Group>, ConfigError> {
     let raw: RuleFile = serde_yaml::from_str(text).map_err(|e| {
         let line = e.location().map(|l| l.line());
         let message = e.to_string();
@@ -185,7 +198,15 @@ pub fn load(file: &str, text: &str, default_interval_ms: i64) -> Result<Vec<Grou
             };
             let line = line_of(text, &format!("{label}: {name}"));
             let fail = |m: String| ConfigError::new(file, line, format!("rule {name:?}: {m}"));
-            let expr = promql::compile(&r.expr).map_err(|e| fail(e.0))?;
+            let expr = if remote {
+                promql::compile_for_remote(&r.expr)
+            } else {
+                promql::compile(&r.expr)
+            }
+            .map_err(|e| fail(e.0))?;
+            if remote && label == "record" {
+                return Err(fail("recording rules cannot run in remote mode (query.url): record them in the backend".into()));
+            }
             if !expr.is_vector() && label == "alert" {
                 return Err(fail(
                     "the expression must return a vector, not a scalar".into(),
@@ -251,11 +272,12 @@ pub fn load(file: &str, text: &str, default_interval_ms: i64) -> Result<Vec<Grou
 pub fn load_all(
     files: &[(String, String)],
     default_interval_ms: i64,
+    remote: bool,
 ) -> Result<Vec<Group>, ConfigError> {
     let mut all = Vec::new();
     let mut count = 0;
     for (name, text) in files {
-        let groups = load(name, text, default_interval_ms)?;
+        let groups = load(name, text, default_interval_ms, remote)?;
         count += groups.iter().map(|g| g.rules.len()).sum::<usize>();
         if count > MAX_RULES {
             return Err(ConfigError::new(
@@ -286,6 +308,7 @@ mod tests {
             crate::config::DEFAULT_RULES_NAME,
             crate::config::DEFAULT_RULES,
             60_000,
+            false,
         )
         .unwrap();
         assert_eq!(groups.len(), 1);
@@ -301,15 +324,15 @@ mod tests {
     #[test]
     fn rule_errors_have_the_rule_line() {
         let text = "groups:\n  - name: g\n    rules:\n      - alert: Ok\n        expr: up == 0\n      - alert: Bad\n        expr: irate(x[1m]) > 1\n";
-        let e = load("r.yml", text, 15_000).unwrap_err();
+        let e = load("r.yml", text, 15_000, false).unwrap_err();
         assert_eq!(e.line, Some(6), "{e}");
         assert!(
             e.message.contains("Bad") && e.message.contains("irate"),
             "{e}"
         );
-        let e = load("r.yml", "groups:\n  - name: g\n    rules:\n      - alert: T\n        expr: up\n        annotations:\n          s: '{{ $labels.job'\n", 15_000).unwrap_err();
+        let e = load("r.yml", "groups:\n  - name: g\n    rules:\n      - alert: T\n        expr: up\n        annotations:\n          s: '{{ $labels.job'\n", 15_000, false).unwrap_err();
         assert!(e.message.contains("annotation") && e.line == Some(4), "{e}");
-        let e = load("r.yml", "groups:\n  - name: g\n    rules:\n      - alert: T\n        expr: up\n        for: 5q\n", 15_000).unwrap_err();
+        let e = load("r.yml", "groups:\n  - name: g\n    rules:\n      - alert: T\n        expr: up\n        for: 5q\n", 15_000, false).unwrap_err();
         // serde_yaml places value errors at the start of the rule's mapping.
         assert!(
             e.message.contains("invalid duration") && e.line == Some(4),
@@ -319,6 +342,7 @@ mod tests {
             "r.yml",
             "groups:\n  - name: g\n    rules:\n      - alert: T\n        expr: '1'\n",
             15_000,
+            false,
         )
         .unwrap_err();
         assert!(e.message.contains("vector"), "{e}");
@@ -327,7 +351,7 @@ mod tests {
     #[test]
     fn recording_rules_write_series_and_stale_markers() {
         let text = "groups:\n  - name: g\n    rules:\n      - record: job:up:sum\n        expr: sum by (job) (up)\n";
-        let mut groups = load("r.yml", text, 15_000).unwrap();
+        let mut groups = load("r.yml", text, 15_000, false).unwrap();
         let Kind::Recording(r) = &mut groups[0].rules[0].kind else {
             panic!()
         };

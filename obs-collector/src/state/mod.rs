@@ -143,7 +143,7 @@ mod tests {
     #[test]
     fn a_restart_keeps_active_at_and_fires_on_time() {
         let text = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: m > 0\n        for: 60s\n";
-        let mut groups = rules::load("r.yml", text, 15_000).unwrap();
+        let mut groups = rules::load("r.yml", text, 15_000, false).unwrap();
         let mut store = Store::new(600_000);
         let m = Labels::from_pairs(&[("__name__", "m"), ("job", "x")]);
         for t in [0, 15_000, 30_000] {
@@ -167,7 +167,7 @@ mod tests {
         .unwrap();
 
         // "Restart": fresh rules, restored state, evaluation continues at 60 s.
-        let mut fresh = rules::load("r.yml", text, 15_000).unwrap();
+        let mut fresh = rules::load("r.yml", text, 15_000, false).unwrap();
         assert_eq!(
             restore(&mut fresh, load(&path).unwrap().alerts, 45_000, 30_000),
             1
@@ -197,7 +197,7 @@ mod tests {
     #[test]
     fn after_the_warm_up_a_missing_restored_alert_resets() {
         let text = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: m > 0\n        for: 60s\n";
-        let mut groups = rules::load("r.yml", text, 15_000).unwrap();
+        let mut groups = rules::load("r.yml", text, 15_000, false).unwrap();
         let labels = Labels::from_pairs(&[("alertname", "A"), ("job", "x")]);
         let alert = Alert {
             labels: labels.clone(),
