@@ -11,8 +11,8 @@
 //!   "request completed" line per request at INFO;
 //! - `obs-logs-off`: the same with `RUST_LOG=off` (request id, span and metrics only).
 //!
-//! Prints a Markdown table of medians and the overhead per request against `bare`:
-//! `1e6/rps_variant - 1e6/rps_bare` microseconds.
+//! Prints a Markdown table: median requests/s, and the overhead per request against `bare`
+//! (`1e6/rps_variant - 1e6/rps_bare` microseconds) computed per round, median over rounds.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
