@@ -64,9 +64,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("|---|---:|---|---:|---:|");
     for (name, rps) in &results {
         let runs: Vec<String> = rps.iter().map(|r| format!("{r:.0}")).collect();
-        let paired: Vec<f64> = rps.iter().zip(bare).map(|(v, b)| 1e6 / v - 1e6 / b).collect();
+        let paired: Vec<f64> = rps
+            .iter()
+            .zip(bare)
+            .map(|(v, b)| 1e6 / v - 1e6 / b)
+            .collect();
         let from_medians = 1e6 / median(rps) - 1e6 / median(bare);
-        println!("| {name} | {:.0} | {} | {from_medians:.2} | {:.2} |", median(rps), runs.join(", "), median(&paired));
+        println!(
+            "| {name} | {:.0} | {} | {from_medians:.2} | {:.2} |",
+            median(rps),
+            runs.join(", "),
+            median(&paired)
+        );
     }
     Ok(())
 }
