@@ -351,3 +351,72 @@ fn a_request_longer_than_the_drain_timeout_does_not_block_exit() {
     );
     assert!(demo.lines().iter().any(|l| l.contains("drain timed out")));
 }
+
+#[test]
+fn every_line_of_a_request_carries_its_trace_context() {
+    let demo = start(&[]);
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    client::request(
+        demo.addr,
+        "GET",
+        "/users/5",
+        &[
+            ("x-request-id", b"traced-1"),
+            ("traceparent", parent.as_bytes()),
+            ("tracestate", b"rojo=00f067aa0ba902b7"),
+        ],
+    )
+    .unwrap();
+    client::request(
+        demo.addr,
+        "GET",
+        "/users/6",
+        &[("x-request-id", b"fresh-1"), ("traceparent", b"00-bogus")],
+    )
+    .unwrap();
+    completed(&demo, "traced-1");
+    completed(&demo, "fresh-1");
+    let lines = json_lines(&demo);
+    let traced: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["request_id"] == "traced-1")
+        .collect();
+    assert_eq!(
+        traced.len(),
+        2,
+        "the handler's line and the completion line"
+    );
+    for l in &traced {
+        assert_eq!(
+            l["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736",
+            "continues the incoming trace"
+        );
+        assert_eq!(l["trace_flags"], "01");
+        let span = l["span_id"].as_str().unwrap();
+        assert!(
+            span.len() == 16 && span != "00f067aa0ba902b7",
+            "a new server span: {span}"
+        );
+    }
+    assert_eq!(traced[0]["span_id"], traced[1]["span_id"]);
+    let fresh: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["request_id"] == "fresh-1")
+        .collect();
+    let trace = fresh[0]["trace_id"].as_str().unwrap();
+    assert!(
+        trace.len() == 32
+            && trace.chars().all(|c| c.is_ascii_hexdigit())
+            && trace != "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    assert!(
+        fresh.iter().all(|l| l["trace_id"] == trace),
+        "an invalid traceparent starts a new trace, on every line"
+    );
+    // Lines outside any request have no trace context.
+    let startup = lines
+        .iter()
+        .find(|l| l["message"] == "obs initialized")
+        .unwrap();
+    assert!(startup.get("trace_id").is_none());
+}

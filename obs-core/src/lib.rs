@@ -43,6 +43,7 @@ pub mod logs;
 pub mod metrics;
 mod panic;
 pub mod test;
+pub mod trace;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,6 +55,7 @@ pub use error::Error;
 pub use http::{ObsLayer, RequestId};
 /// The pinned `prometheus` crate, for registering your own metrics in [`Obs::registry`].
 pub use prometheus;
+pub use trace::TraceContext;
 
 use logs::{LineSink, LogWriter};
 use metrics::Metrics;

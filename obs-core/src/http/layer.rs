@@ -15,6 +15,7 @@ use tracing::Span;
 use super::request_id::{RequestId, REQUEST_ID_HEADER};
 use super::TARGET;
 use crate::metrics::{ActiveGuard, Method, Outcome, Scheme};
+use crate::trace::TraceContext;
 use crate::Shared;
 
 /// The obs middleware. Get it from [`crate::Obs::layer`]; cheap to clone.
@@ -70,18 +71,25 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let start = Instant::now();
         let id = RequestId::for_request(req.headers());
+        let trace = TraceContext::for_request(req.headers());
         let method = Method::of(req.method());
         let scheme = Scheme::of(req.uri());
         let route = matched_route(&req);
+        let hex = trace.hex_ids();
+        let (trace_id, span_id, trace_flags) = hex.as_strs();
         let span = tracing::info_span!(
             target: TARGET,
             "request",
             request_id = id.as_str(),
+            trace_id,
+            span_id,
+            trace_flags,
             http.request.method = method.as_str(),
             http.route = route.as_deref(),
             url.path = req.uri().path(),
         );
         req.extensions_mut().insert(id.clone());
+        req.extensions_mut().insert(trace);
         let active = self.shared.metrics.red.active(method, scheme);
         let inner = {
             let _entered = span.enter();

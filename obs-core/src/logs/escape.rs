@@ -15,6 +15,17 @@ pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
 /// escapes and newlines), quotes and backslashes are escaped; everything else is UTF-8 as is.
 pub(crate) fn write_str_body(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
+    // Fast path: most values need no escaping. The check runs over fixed-size chunks without
+    // an early exit inside a chunk, which the compiler vectorizes.
+    let clean = bytes.chunks(16).all(|chunk| {
+        !chunk
+            .iter()
+            .fold(false, |dirty, &b| dirty | needs_escape(b))
+    });
+    if clean {
+        out.extend_from_slice(bytes);
+        return;
+    }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let esc: &[u8] = match b {
@@ -42,6 +53,11 @@ pub(crate) fn write_str_body(out: &mut Vec<u8>, s: &str) {
         start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
+}
+
+#[inline]
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f
 }
 
 /// A `fmt::Write` that escapes what is written into it, for `Debug` and `Display` values.

@@ -228,8 +228,8 @@ where
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
         let mut fields = SpanFields {
-            buf: Vec::with_capacity(256),
-            index: Vec::with_capacity(8),
+            buf: Vec::with_capacity(384),
+            index: Vec::with_capacity(10),
         };
         attrs.record(&mut SpanVisitor(&mut fields));
         span.extensions_mut().insert(fields);
