@@ -3,23 +3,13 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{fake_target, temp_dir, write_config, Collector};
+use common::{fake_target, temp_dir, write_config, Alertmanager, Collector};
 use obs_examples::client;
-use obs_examples::prometheus::free_port;
 use serde_json::Value;
-
-struct Alertmanager(Child);
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn am_alerts(addr: std::net::SocketAddr) -> Vec<Value> {
     let r = client::get(addr, "/api/v2/alerts").unwrap();
@@ -33,28 +23,11 @@ fn am_alerts(addr: std::net::SocketAddr) -> Vec<Value> {
 #[test]
 fn alerts_reach_a_real_alertmanager_and_resolve_there() {
     let dir = temp_dir("alertmanager");
-    std::fs::write(
-        dir.join("am.yml"),
+    let am = Alertmanager::start(
+        &dir,
         "route:\n  receiver: blackhole\n  group_wait: 1s\nreceivers:\n  - name: blackhole\n",
-    )
-    .unwrap();
-    let am_addr: std::net::SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
-    let _am = Alertmanager(
-        Command::new("prometheus-alertmanager")
-            .arg(format!("--config.file={}", dir.join("am.yml").display()))
-            .arg(format!("--storage.path={}", dir.join("am-data").display()))
-            .arg(format!("--web.listen-address={am_addr}"))
-            .arg("--cluster.listen-address=")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus-alertmanager (Debian package) must be installed"),
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !client::get(am_addr, "/-/ready").is_ok_and(|r| r.status == 200) {
-        assert!(Instant::now() < deadline, "alertmanager not ready");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let am_addr = am.addr;
 
     let page = Arc::new(Mutex::new("flag 3\n".to_owned()));
     let target = fake_target(Arc::clone(&page));

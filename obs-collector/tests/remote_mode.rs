@@ -5,15 +5,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{fake_target, temp_dir, Collector};
+use common::{fake_target, read_request, temp_dir, Alertmanager, Collector};
 use obs_examples::client;
-use obs_examples::prometheus::{free_port, Prometheus};
+use obs_examples::prometheus::Prometheus;
 use serde_json::Value;
 
 const RULES: &str = "groups:\n  - name: t\n    interval: 2s\n    rules:\n      - alert: Flag\n        expr: flag > 0\n        for: 4s\n        labels:\n          severity: page\n";
@@ -214,15 +213,6 @@ fn query_failures_leave_alert_state_unchanged_and_are_reported() {
     assert_eq!(firing["activeAt"], pending["activeAt"]);
 }
 
-struct Alertmanager(Child);
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Alertmanager's notifications as received: (status, number of alerts).
 type Received = Arc<Mutex<Vec<(String, usize)>>>;
 
@@ -234,19 +224,7 @@ fn webhook() -> (SocketAddr, Received) {
     let shared = Arc::clone(&seen);
     std::thread::spawn(move || {
         for mut s in listener.incoming().flatten() {
-            let mut reader = BufReader::new(s.try_clone().unwrap());
-            let (mut line, mut length) = (String::new(), 0);
-            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-                if line == "\r\n" {
-                    break;
-                }
-                line.clear();
-            }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
+            let (_, body) = read_request(&s);
             let v: Value = serde_json::from_slice(&body).unwrap();
             shared.lock().unwrap().push((
                 v["status"].as_str().unwrap().to_owned(),
@@ -269,28 +247,11 @@ fn an_ha_pair_behind_one_alertmanager_notifies_once_per_incident() {
     ))
     .unwrap();
     let (hook, notifications) = webhook();
-    std::fs::write(
-        dir.join("am.yml"),
-        format!("route:\n  receiver: hook\n  group_by: [alertname, job]\n  group_wait: 2s\n  group_interval: 10s\n  repeat_interval: 4h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: http://{hook}/\n        send_resolved: true\n"),
-    )
-    .unwrap();
-    let am_addr: SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
-    let _am = Alertmanager(
-        Command::new("prometheus-alertmanager")
-            .arg(format!("--config.file={}", dir.join("am.yml").display()))
-            .arg(format!("--storage.path={}", dir.join("am-data").display()))
-            .arg(format!("--web.listen-address={am_addr}"))
-            .arg("--cluster.listen-address=")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let am = Alertmanager::start(
+        &dir,
+        &format!("route:\n  receiver: hook\n  group_by: [alertname, job]\n  group_wait: 2s\n  group_interval: 10s\n  repeat_interval: 4h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: http://{hook}/\n        send_resolved: true\n"),
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !client::get(am_addr, "/-/ready").is_ok_and(|r| r.status == 200) {
-        assert!(Instant::now() < deadline, "alertmanager not ready");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let am_addr = am.addr;
     let extra =
         format!("notifiers:\n  console: false\n  alertmanager:\n    url: http://{am_addr}\n");
     let query = format!("http://{}", prom.addr);

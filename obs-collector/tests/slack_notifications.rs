@@ -3,7 +3,7 @@
 //! 400 invalid_blocks, 404, a hang), including a restart in the middle of a retry.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{fake_target, temp_dir, write_config, Collector};
+use common::{fake_target, read_request, temp_dir, write_config, Collector};
 
 const WEBHOOK_PATH: &str = "/services/T000/B000/SECRETWEBHOOKTOKEN";
 
@@ -92,28 +92,7 @@ impl Slack {
 }
 
 fn handle(mut stream: TcpStream, state: &Mutex<SlackState>) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut line = String::new();
-    let mut length = 0;
-    let mut path = String::new();
-    while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
-        if path.is_empty() {
-            path = line
-                .split_whitespace()
-                .nth(1)
-                .unwrap_or_default()
-                .to_owned();
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap_or(0);
-        }
-        if line == "\r\n" {
-            break;
-        }
-        line.clear();
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).unwrap();
+    let (path, body) = read_request(&stream);
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     assert_eq!(path, WEBHOOK_PATH);
     let reply = state

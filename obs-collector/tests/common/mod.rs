@@ -135,3 +135,65 @@ impl Drop for Collector {
         self.kill9();
     }
 }
+
+/// Reads one HTTP/1.1 request from `stream`: (path, body).
+pub fn read_request(stream: &std::net::TcpStream) -> (String, Vec<u8>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let (mut line, mut length, mut path) = (String::new(), 0, String::new());
+    while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+        if path.is_empty() {
+            path = line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or_default()
+                .to_owned();
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        if line == "\r\n" {
+            break;
+        }
+        line.clear();
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    (path, body)
+}
+
+/// A real Debian `prometheus-alertmanager` with `config` (YAML), on a free loopback port,
+/// clustering off; killed when dropped.
+pub struct Alertmanager {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Alertmanager {
+    pub fn start(dir: &Path, config: &str) -> Self {
+        std::fs::write(dir.join("am.yml"), config).unwrap();
+        let addr: SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
+        let child = Command::new("prometheus-alertmanager")
+            .arg(format!("--config.file={}", dir.join("am.yml").display()))
+            .arg(format!("--storage.path={}", dir.join("am-data").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus-alertmanager (Debian package) must be installed");
+        let am = Alertmanager { child, addr };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !client::get(addr, "/-/ready").is_ok_and(|r| r.status == 200) {
+            assert!(Instant::now() < deadline, "alertmanager not ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        am
+    }
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -18,6 +18,30 @@
 mod layer;
 mod request_id;
 
+/// Makes `$ty` an axum extractor: the value `obs.layer()` put in the request's extensions, or,
+/// without the layer, `$ty::for_request(&headers)`.
+macro_rules! request_extractor {
+    ($ty:ty, $doc:literal) => {
+        #[cfg(feature = "axum")]
+        impl<S: Send + Sync> axum::extract::FromRequestParts<S> for $ty {
+            type Rejection = std::convert::Infallible;
+
+            #[doc = $doc]
+            async fn from_request_parts(
+                parts: &mut http::request::Parts,
+                _: &S,
+            ) -> Result<Self, Self::Rejection> {
+                Ok(parts
+                    .extensions
+                    .get::<$ty>()
+                    .cloned()
+                    .unwrap_or_else(|| <$ty>::for_request(&parts.headers)))
+            }
+        }
+    };
+}
+pub(crate) use request_extractor;
+
 pub use layer::{ObsLayer, ObsService, ResponseFuture};
 pub use request_id::{
     is_valid as is_valid_request_id, RequestId, MAX_REQUEST_ID_LEN, REQUEST_ID_HEADER,

@@ -108,22 +108,10 @@ impl fmt::Debug for RequestId {
     }
 }
 
-#[cfg(feature = "axum")]
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestId {
-    type Rejection = std::convert::Infallible;
-
-    /// The id set by `obs.layer()`; without the layer, the request's valid header or a new id.
-    async fn from_request_parts(
-        parts: &mut http::request::Parts,
-        _: &S,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(parts
-            .extensions
-            .get::<RequestId>()
-            .cloned()
-            .unwrap_or_else(|| Self::for_request(&parts.headers)))
-    }
-}
+crate::http::request_extractor!(
+    RequestId,
+    "The id set by `obs.layer()`; without the layer, the request's valid header or a new id."
+);
 
 #[cfg(test)]
 mod tests {

@@ -171,22 +171,10 @@ impl fmt::Debug for TraceContext {
     }
 }
 
-#[cfg(feature = "axum")]
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for TraceContext {
-    type Rejection = std::convert::Infallible;
-
-    /// The context set by `obs.layer()`; without the layer, one derived from the headers.
-    async fn from_request_parts(
-        parts: &mut http::request::Parts,
-        _: &S,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(parts
-            .extensions
-            .get::<TraceContext>()
-            .cloned()
-            .unwrap_or_else(|| Self::for_request(&parts.headers)))
-    }
-}
+crate::http::request_extractor!(
+    TraceContext,
+    "The context set by `obs.layer()`; without the layer, one derived from the headers."
+);
 
 fn new_span_id() -> [u8; 8] {
     loop {
