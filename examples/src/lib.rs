@@ -3,6 +3,7 @@
 //! process.
 
 pub mod client;
+pub mod demo_rules;
 pub mod exposition;
 pub mod process;
 pub mod prometheus;

@@ -1,0 +1,162 @@
+//! The one-command demo: `cargo run --release -p obs-examples --bin demo`.
+//!
+//! Starts the demo service (instrumented with `obs::init()` and `obs.layer()`) and, in this
+//! process, obs-collector scraping it with the default rules at demo speed (10 s windows instead
+//! of 1 minute, see `obs_examples::demo_rules`). Then it drives traffic through healthy ->
+//! 30% errors -> healthy -> 20% of requests at 3 s -> healthy, so `HighErrorRate` and
+//! `HighLatencyP95` go pending, fire and resolve within about two minutes. Alerts are printed
+//! on the console, or posted to Slack when `SLACK_WEBHOOK_URL` is set. Ctrl-C stops everything.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use obs_collector::collector::Collector;
+use obs_collector::config::Config;
+use obs_collector::notify::Outcome;
+use obs_collector::{rules, web};
+use obs_examples::client;
+use obs_examples::process::{sibling_binary, DemoService};
+
+const COLLECTOR_ADDR: &str = "127.0.0.1:9465";
+
+/// (title, seconds, share of /fail, share of 3 s requests)
+const PHASES: [(&str, u64, f64, f64); 5] = [
+    ("healthy traffic", 15, 0.0, 0.0),
+    ("30% of requests fail (HighErrorRate: pending after ~10 s of data, firing 10 s later)", 30, 0.3, 0.0),
+    ("healthy again (HighErrorRate resolves)", 20, 0.0, 0.0),
+    ("20% of requests take 3 s (HighLatencyP95)", 30, 0.0, 0.2),
+    ("healthy again (HighLatencyP95 resolves)", 20, 0.0, 0.0),
+];
+const REQUESTS_PER_SECOND: u64 = 20;
+
+fn main() -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
+    match runtime.block_on(run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = std::env::temp_dir().join(format!("obs-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let service = DemoService::start(&sibling_binary("demo-service"), &[("OTEL_SERVICE_NAME", "demo")])?;
+    let admin = service.admin.ok_or("the demo service has no admin address")?;
+
+    std::fs::write(dir.join("demo.rules.yml"), obs_examples::demo_rules::demo_speed(obs_collector::config::DEFAULT_RULES))?;
+    std::fs::write(
+        dir.join("collector.yml"),
+        format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 2s\nrule_files: [demo.rules.yml]\nscrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: ['{admin}']\n"),
+    )?;
+    let env = |k: &str| std::env::var(k).ok();
+    let config = Config::load(&dir.join("collector.yml"), &env)?;
+    let slack = config.notify.slack.is_some();
+    let groups = rules::load_all(&config.rule_files, config.evaluation_interval_ms, false)?;
+    let obs = Arc::new(obs::Config::new().service_name("obs-demo").disable_admin().log_filter("off").init()?);
+    let collector = Collector::new(config, groups, dir.join("state.json"), obs.registry());
+    let listener = match tokio::net::TcpListener::bind(COLLECTOR_ADDR).await {
+        Ok(l) => l,
+        Err(_) => tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+    };
+    let status_page = listener.local_addr()?;
+    let _ = collector.external_url.set(format!("http://{status_page}/"));
+    collector.spawn();
+    let app = web::router(Arc::clone(&collector), Arc::clone(&obs));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    println!("obs demo\n========");
+    println!("  service        http://{}/users/1   (JSON logs below, with request and trace ids)", service.addr);
+    println!("  its metrics    http://{admin}/metrics");
+    println!("  collector      http://{status_page}/   (status page: targets, rules, charts, notifications)");
+    println!("  dashboard      dashboards/obs-red.json (import into Grafana, see README)");
+    println!("  alerts         {}", if slack { "posted to Slack (SLACK_WEBHOOK_URL) and listed on the status page" } else { "printed below (set SLACK_WEBHOOK_URL to post to Slack)" });
+    println!("  rules          alerts/obs-red.rules.yml at demo speed: 10 s windows, for: 10 s\n");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let driver = {
+        let (stop, addr) = (Arc::clone(&stop), service.addr);
+        tokio::task::spawn_blocking(move || drive(addr, &stop))
+    };
+    let shown = tokio::spawn(show_logs(service));
+    tokio::select! {
+        done = driver => done?,
+        _ = tokio::signal::ctrl_c() => {
+            println!("\nCtrl-C: stopping");
+            stop.store(true, Ordering::SeqCst);
+        }
+    }
+    shown.abort();
+    let log = collector.log.lock().map(|l| l.clone()).unwrap_or_default();
+    println!("\nnotifications:");
+    for e in &log.entries {
+        let outcome = match &e.outcome {
+            Outcome::Delivered { at_ms } => format!("delivered at {}", rfc3339(*at_ms)),
+            Outcome::Failed { reason, .. } => format!("failed: {reason}"),
+            Outcome::Queued => "still queued".to_owned(),
+        };
+        println!("  {:<8} {:<8} {:<20} {outcome}", e.channel, format!("{:?}", e.message.status).to_lowercase(), e.group);
+    }
+    obs.shutdown(Duration::from_secs(1));
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(()) // the demo service is killed when `service` is dropped (in `show_logs`)
+}
+
+fn rfc3339(ms: i64) -> String {
+    obs::logs::format_rfc3339(std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
+}
+
+/// Prints one of the service's JSON log lines every 15 s, so the ids can be seen.
+async fn show_logs(service: DemoService) {
+    let mut seen = 0;
+    loop {
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        let lines = service.lines();
+        if let Some(line) = lines.iter().skip(seen).rev().find(|l| l.contains("request completed")) {
+            println!("  service log: {line}");
+        }
+        seen = lines.len();
+    }
+}
+
+/// Sends the phases' traffic; slow requests run on their own threads to keep the rate.
+fn drive(addr: SocketAddr, stop: &AtomicBool) {
+    let sent = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    for (title, seconds, fail, slow) in PHASES {
+        println!("[{:>3}s] {title}", started.elapsed().as_secs());
+        let end = Instant::now() + Duration::from_secs(seconds);
+        let mut i: u64 = 0;
+        while Instant::now() < end {
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+            i += 1;
+            let pick = (i % 10) as f64 / 10.0;
+            let path = if pick < fail {
+                "/fail".to_owned()
+            } else if pick < slow {
+                "/slow?ms=3000".to_owned()
+            } else {
+                format!("/users/{i}")
+            };
+            let sent = Arc::clone(&sent);
+            if path.starts_with("/slow") {
+                std::thread::spawn(move || {
+                    let _ = client::get(addr, &path);
+                    sent.fetch_add(1, Ordering::Relaxed);
+                });
+            } else {
+                let _ = client::get(addr, &path);
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+            std::thread::sleep(Duration::from_millis(1000 / REQUESTS_PER_SECOND));
+        }
+    }
+    println!("[{:>3}s] done: {} requests", started.elapsed().as_secs(), sent.load(Ordering::Relaxed));
+}

@@ -1,0 +1,45 @@
+//! The demo's rules: `alerts/obs-red.rules.yml` with demo-speed durations (seconds, not
+//! minutes) and nothing else changed, so the demo shows the real rules' behaviour in a minute.
+//!
+//! ```
+//! let fast = obs_examples::demo_rules::demo_speed(obs_collector::config::DEFAULT_RULES);
+//! assert!(fast.contains("[10s]") && !fast.contains("[1m]"));
+//! ```
+
+/// The replacements, in order: windows, `for` durations, the group interval, and the words of
+/// the annotations that name them.
+const REPLACEMENTS: [(&str, &str); 6] = [
+    ("[1m]", "[10s]"),
+    ("for: 2m", "for: 10s"),
+    ("for: 1m", "for: 5s"),
+    ("interval: 15s", "interval: 2s"),
+    ("over the last minute", "over the last 10 seconds"),
+    ("for 1 minute", "for 5 seconds"),
+];
+
+/// `rules` with demo-speed durations.
+pub fn demo_speed(rules: &str) -> String {
+    REPLACEMENTS.iter().fold(rules.to_owned(), |text, (from, to)| text.replace(from, to))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_durations_change_and_the_rules_still_load() {
+        let original = obs_collector::config::DEFAULT_RULES;
+        let fast = demo_speed(original);
+        for (from, _) in REPLACEMENTS {
+            assert!(original.contains(from), "{from:?} no longer in the rule file: update the demo");
+            assert!(!fast.contains(from));
+        }
+        let groups = obs_collector::rules::load("demo.rules.yml", &fast, 2000, false).unwrap();
+        assert_eq!(groups[0].interval_ms, 2000);
+        let names: Vec<&str> = groups[0].rules.iter().map(|r| r.name()).collect();
+        assert_eq!(names, ["HighErrorRate", "HighLatencyP95", "TargetDown"]);
+        // Same expressions but for the windows.
+        let strip = |t: &str| t.lines().filter(|l| l.contains("expr") || l.contains("sum by")).map(|l| l.replace("[10s]", "[1m]")).collect::<Vec<_>>();
+        assert_eq!(strip(&fast), strip(original));
+    }
+}
