@@ -19,7 +19,9 @@ const REPLACEMENTS: [(&str, &str); 6] = [
 
 /// `rules` with demo-speed durations.
 pub fn demo_speed(rules: &str) -> String {
-    REPLACEMENTS.iter().fold(rules.to_owned(), |text, (from, to)| text.replace(from, to))
+    REPLACEMENTS
+        .iter()
+        .fold(rules.to_owned(), |text, (from, to)| text.replace(from, to))
 }
 
 #[cfg(test)]
@@ -31,7 +33,10 @@ mod tests {
         let original = obs_collector::config::DEFAULT_RULES;
         let fast = demo_speed(original);
         for (from, _) in REPLACEMENTS {
-            assert!(original.contains(from), "{from:?} no longer in the rule file: update the demo");
+            assert!(
+                original.contains(from),
+                "{from:?} no longer in the rule file: update the demo"
+            );
             assert!(!fast.contains(from));
         }
         let groups = obs_collector::rules::load("demo.rules.yml", &fast, 2000, false).unwrap();
@@ -39,7 +44,12 @@ mod tests {
         let names: Vec<&str> = groups[0].rules.iter().map(|r| r.name()).collect();
         assert_eq!(names, ["HighErrorRate", "HighLatencyP95", "TargetDown"]);
         // Same expressions but for the windows.
-        let strip = |t: &str| t.lines().filter(|l| l.contains("expr") || l.contains("sum by")).map(|l| l.replace("[10s]", "[1m]")).collect::<Vec<_>>();
+        let strip = |t: &str| {
+            t.lines()
+                .filter(|l| l.contains("expr") || l.contains("sum by"))
+                .map(|l| l.replace("[10s]", "[1m]"))
+                .collect::<Vec<_>>()
+        };
         assert_eq!(strip(&fast), strip(original));
     }
 }

@@ -12,13 +12,27 @@ fn the_demo_fires_and_resolves_both_alerts() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    let alerts: Vec<&str> = stderr.lines().filter(|l| l.contains("FIRING") || l.contains("RESOLVED")).collect();
-    let expected = ["FIRING   HighErrorRate", "RESOLVED HighErrorRate", "FIRING   HighLatencyP95", "RESOLVED HighLatencyP95"];
+    let alerts: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("FIRING") || l.contains("RESOLVED"))
+        .collect();
+    let expected = [
+        "FIRING   HighErrorRate",
+        "RESOLVED HighErrorRate",
+        "FIRING   HighLatencyP95",
+        "RESOLVED HighLatencyP95",
+    ];
     assert_eq!(alerts.len(), 4, "{stderr}");
     for (line, want) in alerts.iter().zip(expected) {
         assert!(line.contains(want), "{line:?} should be {want:?}\n{stderr}");
     }
-    assert!(alerts[0].contains("of requests answered 5xx") && alerts[2].contains("p95 latency"), "{stderr}");
-    assert!(stdout.contains("\"request_id\"") && stdout.contains("\"trace_id\""), "JSON logs with ids are shown: {stdout}");
+    assert!(
+        alerts[0].contains("of requests answered 5xx") && alerts[2].contains("p95 latency"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("\"request_id\"") && stdout.contains("\"trace_id\""),
+        "JSON logs with ids are shown: {stdout}"
+    );
     assert_eq!(stdout.matches("delivered at").count(), 4, "{stdout}");
 }

@@ -25,7 +25,12 @@ const COLLECTOR_ADDR: &str = "127.0.0.1:9465";
 /// (title, seconds, share of /fail, share of 3 s requests)
 const PHASES: [(&str, u64, f64, f64); 5] = [
     ("healthy traffic", 15, 0.0, 0.0),
-    ("30% of requests fail (HighErrorRate: pending after ~10 s of data, firing 10 s later)", 30, 0.3, 0.0),
+    (
+        "30% of requests fail (HighErrorRate: pending after ~10 s of data, firing 10 s later)",
+        30,
+        0.3,
+        0.0,
+    ),
     ("healthy again (HighErrorRate resolves)", 20, 0.0, 0.0),
     ("20% of requests take 3 s (HighLatencyP95)", 30, 0.0, 0.2),
     ("healthy again (HighLatencyP95 resolves)", 20, 0.0, 0.0),
@@ -33,7 +38,10 @@ const PHASES: [(&str, u64, f64, f64); 5] = [
 const REQUESTS_PER_SECOND: u64 = 20;
 
 fn main() -> ExitCode {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
     match runtime.block_on(run()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -46,10 +54,18 @@ fn main() -> ExitCode {
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("obs-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let service = DemoService::start(&sibling_binary("demo-service"), &[("OTEL_SERVICE_NAME", "demo")])?;
-    let admin = service.admin.ok_or("the demo service has no admin address")?;
+    let service = DemoService::start(
+        &sibling_binary("demo-service"),
+        &[("OTEL_SERVICE_NAME", "demo")],
+    )?;
+    let admin = service
+        .admin
+        .ok_or("the demo service has no admin address")?;
 
-    std::fs::write(dir.join("demo.rules.yml"), obs_examples::demo_rules::demo_speed(obs_collector::config::DEFAULT_RULES))?;
+    std::fs::write(
+        dir.join("demo.rules.yml"),
+        obs_examples::demo_rules::demo_speed(obs_collector::config::DEFAULT_RULES),
+    )?;
     std::fs::write(
         dir.join("collector.yml"),
         format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 2s\nrule_files: [demo.rules.yml]\nscrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: ['{admin}']\n"),
@@ -58,7 +74,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::load(&dir.join("collector.yml"), &env)?;
     let slack = config.notify.slack.is_some();
     let groups = rules::load_all(&config.rule_files, config.evaluation_interval_ms, false)?;
-    let obs = Arc::new(obs::Config::new().service_name("obs-demo").disable_admin().log_filter("off").init()?);
+    let obs = Arc::new(
+        obs::Config::new()
+            .service_name("obs-demo")
+            .disable_admin()
+            .log_filter("off")
+            .init()?,
+    );
     let collector = Collector::new(config, groups, dir.join("state.json"), obs.registry());
     let listener = match tokio::net::TcpListener::bind(COLLECTOR_ADDR).await {
         Ok(l) => l,
@@ -71,11 +93,21 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     println!("obs demo\n========");
-    println!("  service        http://{}/users/1   (JSON logs below, with request and trace ids)", service.addr);
+    println!(
+        "  service        http://{}/users/1   (JSON logs below, with request and trace ids)",
+        service.addr
+    );
     println!("  its metrics    http://{admin}/metrics");
     println!("  collector      http://{status_page}/   (status page: targets, rules, charts, notifications)");
     println!("  dashboard      dashboards/obs-red.json (import into Grafana, see README)");
-    println!("  alerts         {}", if slack { "posted to Slack (SLACK_WEBHOOK_URL) and listed on the status page" } else { "printed below (set SLACK_WEBHOOK_URL to post to Slack)" });
+    println!(
+        "  alerts         {}",
+        if slack {
+            "posted to Slack (SLACK_WEBHOOK_URL) and listed on the status page"
+        } else {
+            "printed below (set SLACK_WEBHOOK_URL to post to Slack)"
+        }
+    );
     println!("  rules          alerts/obs-red.rules.yml at demo speed: 10 s windows, for: 10 s\n");
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -100,7 +132,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             Outcome::Failed { reason, .. } => format!("failed: {reason}"),
             Outcome::Queued => "still queued".to_owned(),
         };
-        println!("  {:<8} {:<8} {:<20} {outcome}", e.channel, format!("{:?}", e.message.status).to_lowercase(), e.group);
+        println!(
+            "  {:<8} {:<8} {:<20} {outcome}",
+            e.channel,
+            format!("{:?}", e.message.status).to_lowercase(),
+            e.group
+        );
     }
     obs.shutdown(Duration::from_secs(1));
     let _ = std::fs::remove_dir_all(&dir);
@@ -117,7 +154,12 @@ async fn show_logs(service: DemoService) {
     loop {
         tokio::time::sleep(Duration::from_secs(15)).await;
         let lines = service.lines();
-        if let Some(line) = lines.iter().skip(seen).rev().find(|l| l.contains("request completed")) {
+        if let Some(line) = lines
+            .iter()
+            .skip(seen)
+            .rev()
+            .find(|l| l.contains("request completed"))
+        {
             println!("  service log: {line}");
         }
         seen = lines.len();
@@ -158,5 +200,9 @@ fn drive(addr: SocketAddr, stop: &AtomicBool) {
             std::thread::sleep(Duration::from_millis(1000 / REQUESTS_PER_SECOND));
         }
     }
-    println!("[{:>3}s] done: {} requests", started.elapsed().as_secs(), sent.load(Ordering::Relaxed));
+    println!(
+        "[{:>3}s] done: {} requests",
+        started.elapsed().as_secs(),
+        sent.load(Ordering::Relaxed)
+    );
 }
