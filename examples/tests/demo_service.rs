@@ -420,3 +420,39 @@ fn every_line_of_a_request_carries_its_trace_context() {
         .unwrap();
     assert!(startup.get("trace_id").is_none());
 }
+
+#[test]
+fn obs_metrics_token_protects_metrics_but_not_the_probes() {
+    let demo = start(&[("OBS_METRICS_TOKEN", "t0ps3cret")]);
+    let admin = demo.admin.unwrap();
+    assert_eq!(client::get(admin, "/metrics").unwrap().status, 401);
+    assert_eq!(
+        client::request(
+            admin,
+            "GET",
+            "/metrics",
+            &[("authorization", b"Bearer wrong")]
+        )
+        .unwrap()
+        .status,
+        401
+    );
+    let ok = client::request(
+        admin,
+        "GET",
+        "/metrics",
+        &[("authorization", b"Bearer t0ps3cret")],
+    )
+    .unwrap();
+    assert!(ok.status == 200 && ok.body.contains("obs_build_info"));
+    assert_eq!(client::get(admin, "/healthz").unwrap().status, 200);
+    assert_eq!(client::get(admin, "/readyz").unwrap().status, 200);
+    let init = demo
+        .wait_for(|l| l.contains("obs initialized"), Duration::from_secs(5))
+        .unwrap();
+    assert!(init.contains(r#""metrics.auth":"bearer token""#), "{init}");
+    assert!(
+        !demo.lines().iter().any(|l| l.contains("t0ps3cret")),
+        "the token is never logged"
+    );
+}

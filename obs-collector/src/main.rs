@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Without `--config` it scrapes `127.0.0.1:9464` every 15 s as job `app` and evaluates the
-//! rules embedded from `alerts/obs-red.rules.yml`.
+//! rules embedded from `alerts/obs-red.rules.yml`. `OBS_COLLECTOR_TOKEN` makes every page but
+//! `/-/healthy` and `/-/ready` require `Authorization: Bearer <token>`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,7 +16,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use obs_collector::config::{Config, ConfigError};
+use obs_collector::config::{Config, ConfigError, Secret};
 use obs_collector::{collector, rules, web};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:9465";
@@ -159,7 +160,14 @@ fn run(args: Args) -> ExitCode {
         );
         let _ = collector.external_url.set(format!("http://{}/", listener.local_addr().unwrap_or(args.listen)));
         collector.spawn();
-        let app = web::router(Arc::clone(&collector), Arc::clone(&obs));
+        let token = std::env::var("OBS_COLLECTOR_TOKEN").ok().filter(|t| !t.trim().is_empty()).map(|t| Secret::new(t.trim()));
+        if token.is_none() && !args.listen.ip().is_loopback() {
+            tracing::warn!(
+                { listen = %args.listen },
+                "listening beyond loopback without OBS_COLLECTOR_TOKEN: anyone who reaches this address can read alerts, rules and targets"
+            );
+        }
+        let app = web::router(Arc::clone(&collector), Arc::clone(&obs), token);
         let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
         if let Err(e) = server.await {
             tracing::error!("server error: {e}");

@@ -134,3 +134,66 @@ fn a_malformed_page_fails_the_scrape_not_the_process() {
     );
     assert!(metrics.contains("obs_collector_series "), "{metrics}");
 }
+
+#[test]
+fn a_token_protects_the_pages_and_a_public_bind_without_one_warns() {
+    let dir = temp_dir("token");
+    let page = Arc::new(Mutex::new("flag 0\n".to_owned()));
+    let config = write_config(&dir, fake_target(page), "0s", "");
+    let collector = Collector::start(
+        &config,
+        &dir.join("state.json"),
+        &[("OBS_COLLECTOR_TOKEN", "c0llect0r-t0ken")],
+    );
+    for path in ["/", "/api/v1/alerts", "/api/v1/rules", "/metrics"] {
+        assert_eq!(
+            client::get(collector.addr, path).unwrap().status,
+            401,
+            "{path}"
+        );
+        let ok = client::request(
+            collector.addr,
+            "GET",
+            path,
+            &[("authorization", b"Bearer c0llect0r-t0ken")],
+        )
+        .unwrap();
+        assert_eq!(ok.status, 200, "{path}");
+    }
+    assert_eq!(
+        client::get(collector.addr, "/-/healthy").unwrap().status,
+        200
+    );
+    assert!(!collector.output.lock().unwrap().contains("c0llect0r-t0ken"));
+
+    let port = obs_examples::prometheus::free_port().unwrap();
+    let mut public = Command::new(BIN)
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            &format!("0.0.0.0:{port}"),
+            "--state-file",
+        ])
+        .arg(dir.join("public.json"))
+        .env_remove("OBS_COLLECTOR_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(public.stdout.take().unwrap());
+    let mut warned = false;
+    let mut line = String::new();
+    while std::io::BufRead::read_line(&mut stdout, &mut line).is_ok_and(|n| n > 0) {
+        if line.contains("without OBS_COLLECTOR_TOKEN") {
+            warned = line.contains("\"level\":\"WARN\"");
+            break;
+        }
+        if line.contains("obs-collector started") && warned {
+            break;
+        }
+        line.clear();
+    }
+    let _ = public.kill();
+    let _ = public.wait();
+    assert!(warned, "no warning for a public bind without a token");
+}

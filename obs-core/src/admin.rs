@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
@@ -34,11 +34,22 @@ fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route(
             "/metrics",
-            get(move || async move {
+            get(move |headers: HeaderMap| async move {
+                if let Some(token) = &metrics.metrics_token {
+                    if !crate::http::bearer_token_matches(&headers, token) {
+                        return (
+                            StatusCode::UNAUTHORIZED,
+                            [(header::WWW_AUTHENTICATE, "Bearer")],
+                            "unauthorized\n",
+                        )
+                            .into_response();
+                    }
+                }
                 (
                     [(header::CONTENT_TYPE, CONTENT_TYPE)],
                     metrics.metrics.render(),
                 )
+                    .into_response()
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }))

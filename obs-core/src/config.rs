@@ -84,6 +84,7 @@ pub struct Config {
     pub(crate) log_buffer_bytes: Option<usize>,
     pub(crate) buckets: Option<Vec<f64>>,
     pub(crate) max_label_sets: Option<usize>,
+    pub(crate) metrics_token: Option<String>,
 }
 
 impl Config {
@@ -191,6 +192,17 @@ impl Config {
         self
     }
 
+    /// Requires `Authorization: Bearer <token>` on the admin `/metrics` (else
+    /// `OBS_METRICS_TOKEN`; default: open). `/healthz` and `/readyz` stay open for probes.
+    ///
+    /// ```
+    /// let _ = obs::Config::new().metrics_token("s3cret");
+    /// ```
+    pub fn metrics_token(mut self, token: impl Into<String>) -> Self {
+        self.metrics_token = Some(token.into());
+        self
+    }
+
     /// Resolves this configuration against `env`, collecting one warning per bad value.
     pub(crate) fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> Settings {
         let mut warnings = Vec::new();
@@ -282,6 +294,11 @@ impl Config {
             log_buffer_bytes: self.log_buffer_bytes.unwrap_or(DEFAULT_LOG_BUFFER_BYTES),
             buckets,
             max_label_sets: self.max_label_sets.unwrap_or(DEFAULT_MAX_LABEL_SETS),
+            metrics_token: self
+                .metrics_token
+                .clone()
+                .or_else(|| env("OBS_METRICS_TOKEN"))
+                .map(|t| t.trim().to_owned()),
             warnings,
         }
     }
@@ -300,6 +317,8 @@ pub(crate) struct Settings {
     pub log_buffer_bytes: usize,
     pub buckets: Vec<f64>,
     pub max_label_sets: usize,
+    /// Bearer token required on `/metrics` (never logged).
+    pub metrics_token: Option<String>,
     pub warnings: Vec<String>,
 }
 

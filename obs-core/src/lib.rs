@@ -27,6 +27,7 @@
 //! | `RUST_LOG` | log filter | `info` |
 //! | `OBS_LOG_FORMAT` | `json` or `pretty` | `json` |
 //! | `OBS_ADMIN_ADDR` | admin server address; `off` disables it | `0.0.0.0:9464` |
+//! | `OBS_METRICS_TOKEN` | bearer token required on `/metrics` | none |
 //!
 //! Code wins over the environment: see [`Config`]. For tests, [`test::init`] captures logs and
 //! metrics without touching global state.
@@ -107,6 +108,7 @@ impl Config {
 pub(crate) struct Shared {
     metrics: Metrics,
     ready: AtomicBool,
+    metrics_token: Option<String>,
 }
 
 /// The obs guard returned by [`init`]. Keep it alive for the life of the service; dropping it
@@ -134,6 +136,7 @@ impl Obs {
         let shared = Arc::new(Shared {
             metrics: Metrics::new(settings, dropped),
             ready: AtomicBool::new(true),
+            metrics_token: settings.metrics_token.clone(),
         });
         let subscriber = tracing_subscriber::registry().with(logs::layer(settings, sink));
         let obs = Obs {
@@ -162,6 +165,7 @@ impl Obs {
                 log.format = settings.log_format_name(),
                 log.filter = %settings.log_filter,
                 admin.addr = %admin,
+                metrics.auth = if settings.metrics_token.is_some() { "bearer token" } else { "none" },
             },
             "obs initialized"
         );

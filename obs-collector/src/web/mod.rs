@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 
 use crate::collector::Collector;
+use crate::config::Secret;
 use crate::labels::Labels;
 use crate::notify::{Outcome, Status};
 use crate::rules::{Alert, Kind, Rule, State as AlertState};
@@ -22,18 +23,47 @@ use crate::rules::{Alert, Kind, Rule, State as AlertState};
 struct App {
     collector: Arc<Collector>,
     obs: Arc<obs::Obs>,
+    token: Option<Arc<Secret>>,
 }
 
-/// The router for `--listen`.
-pub fn router(collector: Arc<Collector>, obs: Arc<obs::Obs>) -> Router {
-    Router::new()
+/// The router for `--listen`. With `token`, every page but the probes needs
+/// `Authorization: Bearer <token>`.
+pub fn router(collector: Arc<Collector>, obs: Arc<obs::Obs>, token: Option<Secret>) -> Router {
+    let app = App {
+        collector,
+        obs,
+        token: token.map(Arc::new),
+    };
+    let protected = Router::new()
         .route("/", get(status_page))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/rules", get(rules))
         .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            require_token,
+        ));
+    Router::new()
+        .merge(protected)
         .route("/-/healthy", get(|| async { "OK\n" }))
         .route("/-/ready", get(ready))
-        .with_state(App { collector, obs })
+        .with_state(app)
+}
+
+async fn require_token(
+    State(app): State<App>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match &app.token {
+        Some(token) if !obs::http::bearer_token_matches(request.headers(), token.expose()) => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "unauthorized\n",
+        )
+            .into_response(),
+        _ => next.run(request).await,
+    }
 }
 
 async fn metrics(State(app): State<App>) -> Response {

@@ -49,3 +49,23 @@ pub use request_id::{
 
 /// The `tracing` target of the request span and the "request completed" line.
 pub const TARGET: &str = "obs::http";
+
+/// Whether `headers` carry `Authorization: Bearer <token>`, compared in constant time. Used by
+/// the admin `/metrics` (`OBS_METRICS_TOKEN`) and the collector's pages.
+///
+/// ```
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("authorization", "Bearer s3cret".parse().unwrap());
+/// assert!(obs::http::bearer_token_matches(&headers, "s3cret"));
+/// assert!(!obs::http::bearer_token_matches(&headers, "s3cre"));
+/// assert!(!obs::http::bearer_token_matches(&http::HeaderMap::new(), "s3cret"));
+/// ```
+pub fn bearer_token_matches(headers: &http::HeaderMap, token: &str) -> bool {
+    let given = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let Some(given) = given else { return false };
+    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
