@@ -115,14 +115,14 @@ fn remote_mode_scrape_mode_and_prometheus_fire_and_resolve_together() {
     eprintln!("activeAt: {times:?}");
     // Remote mode evaluates Prometheus' own data: within one evaluation interval (2 s; the
     // evaluation slots differ). Scrape mode scrapes on its own: one evaluation interval plus one
-    // scrape interval (0.5 s) plus 0.5 s of scheduling jitter.
+    // scrape interval (0.5 s) plus 1 s of scheduling jitter on a loaded machine.
     assert!(
         (times[2].1 - times[0].1).abs() <= 2.0,
         "remote mode {:.2}s apart from Prometheus",
         times[2].1 - times[0].1
     );
     assert!(
-        (times[1].1 - times[0].1).abs() <= 3.0,
+        (times[1].1 - times[0].1).abs() <= 3.5,
         "scrape mode {:.2}s apart from Prometheus",
         times[1].1 - times[0].1
     );
