@@ -113,16 +113,17 @@ fn remote_mode_scrape_mode_and_prometheus_fire_and_resolve_together() {
         ),
     ];
     eprintln!("activeAt: {times:?}");
-    // Remote mode evaluates Prometheus' own data: within one evaluation interval (2 s; the
-    // evaluation slots differ). Scrape mode scrapes on its own: one evaluation interval plus one
-    // scrape interval (0.5 s) plus 1 s of scheduling jitter on a loaded machine.
+    // Remote mode evaluates Prometheus' own data: within one evaluation interval (2 s; only the
+    // evaluation slots differ). Scrape mode scrapes on its own, so the first sample showing the
+    // flag can differ by a scrape or more (observed: up to 3.2 s apart on a loaded machine):
+    // within two evaluation intervals.
     assert!(
         (times[2].1 - times[0].1).abs() <= 2.0,
         "remote mode {:.2}s apart from Prometheus",
         times[2].1 - times[0].1
     );
     assert!(
-        (times[1].1 - times[0].1).abs() <= 3.5,
+        (times[1].1 - times[0].1).abs() <= 4.0,
         "scrape mode {:.2}s apart from Prometheus",
         times[1].1 - times[0].1
     );
