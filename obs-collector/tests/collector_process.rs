@@ -11,58 +11,51 @@ mod common;
 
 use common::{fake_target, temp_dir, write_config, Collector, BIN};
 
+/// Runs the binary with `args`: (exit code, stdout, stderr).
+fn run(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn check_validates_and_exits_2_with_file_line_and_reason() {
     let dir = temp_dir("check");
     let config = write_config(&dir, "127.0.0.1:1".parse().unwrap(), "30s", "");
-    let ok = Command::new(BIN)
-        .args(["check", config.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(
-        ok.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
+    let config = config.to_str().unwrap();
+    let (code, stdout, stderr) = run(&["check", config]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("OK (1 jobs, 1 targets, 1 rules)"),
+        "{stdout}"
     );
-    assert!(String::from_utf8_lossy(&ok.stdout).contains("OK (1 jobs, 1 targets, 1 rules)"));
 
     std::fs::write(
         dir.join("rules.yml"),
         "groups:\n  - name: t\n    rules:\n      - alert: Bad\n        expr: topk(3, x)\n",
     )
     .unwrap();
-    let bad = Command::new(BIN)
-        .args(["check", config.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(bad.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&bad.stderr);
+    let (code, _, err) = run(&["check", config]);
+    assert_eq!(code, Some(2));
     assert!(
         err.contains("rules.yml:4:") && err.contains("topk"),
         "{err}"
     );
 
-    std::fs::write(&config, "global:\n  scrape_interval: soon\n").unwrap();
-    let bad = Command::new(BIN)
-        .args(["check", config.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(bad.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&bad.stderr);
+    std::fs::write(config, "global:\n  scrape_interval: soon\n").unwrap();
+    let (code, _, err) = run(&["check", config]);
+    assert_eq!(code, Some(2));
     assert!(
         err.contains("collector.yml:2:") && err.contains("invalid duration"),
         "{err}"
     );
 
     // Running with a bad config exits 2 too, before doing anything.
-    let run = Command::new(BIN)
-        .args(["--config", config.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(run.status.code(), Some(2));
-    let usage = Command::new(BIN).args(["--bogus"]).output().unwrap();
-    assert_eq!(usage.status.code(), Some(2));
+    assert_eq!(run(&["--config", config]).0, Some(2));
+    assert_eq!(run(&["--bogus"]).0, Some(2));
 }
 
 #[test]

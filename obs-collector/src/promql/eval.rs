@@ -221,6 +221,8 @@ fn binary(
     matching: &Matching,
     return_bool: bool,
 ) -> Result<Value, String> {
+    // The scalar is on the left of a vector/scalar operation.
+    let swap = matches!(lhs, Value::Scalar(_));
     let drop_name = !op.is_comparison() || return_bool;
     let finish = |value: f64, keep: bool| -> Option<f64> {
         if return_bool {
@@ -238,47 +240,39 @@ fn binary(
                 v
             })
         }
-        (Value::Vector(v), Value::Scalar(s)) | (Value::Scalar(s), Value::Vector(v))
+        (Value::Vector(_), Value::Scalar(_)) | (Value::Scalar(_), Value::Vector(_))
             if op.is_set() =>
         {
-            let _ = (v, s);
             return Err("set operators (and, or, unless) need vectors on both sides".into());
         }
-        (Value::Vector(v), Value::Scalar(r)) => Value::Vector(
-            v.into_iter()
-                .filter_map(|s| {
-                    let (value, keep) = apply(op, s.value, r);
-                    let value = finish(value, keep)?;
-                    Some(Sample {
-                        labels: if drop_name {
-                            s.labels.without_name()
+        (Value::Vector(v), Value::Scalar(scalar)) | (Value::Scalar(scalar), Value::Vector(v)) => {
+            // As Prometheus' VectorscalarBinop: `swap` when the scalar is on the left; a
+            // comparison keeps the vector element's value either way.
+            Value::Vector(
+                v.into_iter()
+                    .filter_map(|s| {
+                        let (l, r) = if swap {
+                            (scalar, s.value)
                         } else {
-                            s.labels
-                        },
-                        value,
+                            (s.value, scalar)
+                        };
+                        let (mut value, keep) = apply(op, l, r);
+                        if op.is_comparison() {
+                            value = s.value;
+                        }
+                        let value = finish(value, keep)?;
+                        Some(Sample {
+                            labels: if drop_name {
+                                s.labels.without_name()
+                            } else {
+                                s.labels
+                            },
+                            value,
+                        })
                     })
-                })
-                .collect(),
-        ),
-        (Value::Scalar(l), Value::Vector(v)) => Value::Vector(
-            v.into_iter()
-                .filter_map(|s| {
-                    let (mut value, keep) = apply(op, l, s.value);
-                    if op.is_comparison() {
-                        value = s.value; // the vector element's value, even on the right
-                    }
-                    let value = finish(value, keep)?;
-                    Some(Sample {
-                        labels: if drop_name {
-                            s.labels.without_name()
-                        } else {
-                            s.labels
-                        },
-                        value,
-                    })
-                })
-                .collect(),
-        ),
+                    .collect(),
+            )
+        }
         (Value::Vector(l), Value::Vector(r)) if op.is_set() => {
             Value::Vector(set_op(op, l, r, matching))
         }
