@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use obs_collector::collector::Collector;
+use obs_collector::collector::{rfc3339, Collector};
 use obs_collector::config::Config;
 use obs_collector::notify::Outcome;
 use obs_collector::{rules, web};
@@ -142,10 +142,6 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     obs.shutdown(Duration::from_secs(1));
     let _ = std::fs::remove_dir_all(&dir);
     Ok(()) // the demo service is killed when `service` is dropped (in `show_logs`)
-}
-
-fn rfc3339(ms: i64) -> String {
-    obs::logs::format_rfc3339(std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
 }
 
 /// Prints one of the service's JSON log lines every 15 s, so the ids can be seen.

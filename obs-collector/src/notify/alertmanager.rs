@@ -6,10 +6,11 @@
 //! lease: a dead evaluator's alerts expire); resolved ones are sent with `endsAt` = resolution
 //! time, and re-sent every minute while kept.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
+use crate::collector::rfc3339;
 use crate::labels::Labels;
 use crate::rules::{AlertingRule, State};
 
@@ -17,10 +18,6 @@ use crate::rules::{AlertingRule, State};
 pub const RESEND_DELAY_MS: i64 = 60_000;
 const TIMEOUT: Duration = Duration::from_secs(10);
 const ATTEMPTS: u32 = 3;
-
-fn rfc3339(ms: i64) -> String {
-    obs::logs::format_rfc3339(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
-}
 
 /// The alerts of `rule` due for sending at `t` (marks them sent).
 pub fn batch(

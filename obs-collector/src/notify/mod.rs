@@ -377,9 +377,7 @@ fn message(
         },
         threshold_text: rule.expr.threshold().map(|t| go_g(t, 4)),
         since_ms,
-        since_text: obs::logs::format_rfc3339(
-            std::time::UNIX_EPOCH + Duration::from_millis(since_ms.max(0) as u64),
-        ),
+        since_text: crate::collector::rfc3339(since_ms),
         severity: label("severity"),
         runbook_url: None,
         dashboard_url: None,

@@ -4,7 +4,6 @@
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
-use std::time::{Duration, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -13,7 +12,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 
-use crate::collector::Collector;
+use crate::collector::{rfc3339, Collector};
 use crate::config::Secret;
 use crate::labels::Labels;
 use crate::notify::{Outcome, Status};
@@ -80,11 +79,6 @@ async fn ready(State(app): State<App>) -> Response {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
     }
-}
-
-/// RFC 3339 for a millisecond timestamp.
-fn rfc3339(ms: i64) -> String {
-    obs::logs::format_rfc3339(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
 }
 
 /// Go's `strconv.FormatFloat(v, 'e', -1, 64)`, as Prometheus renders alert values.
