@@ -73,7 +73,7 @@ impl LogFormat {
 /// let config = obs::Config::new().service_name("api").log_format(obs::LogFormat::Json);
 /// # let _ = config;
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 #[must_use]
 pub struct Config {
     pub(crate) service_name: Option<String>,
@@ -85,6 +85,29 @@ pub struct Config {
     pub(crate) buckets: Option<Vec<f64>>,
     pub(crate) max_label_sets: Option<usize>,
     pub(crate) metrics_token: Option<String>,
+    pub(crate) trace: crate::trace::TraceConfig,
+    pub(crate) sentry_dsn: Option<String>,
+    pub(crate) sentry_environment: Option<String>,
+}
+
+/// Secrets (the metrics token, the Sentry DSN) show only whether they are set.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |s: &Option<String>| if s.is_some() { "<redacted>" } else { "<unset>" };
+        f.debug_struct("Config")
+            .field("service_name", &self.service_name)
+            .field("service_version", &self.service_version)
+            .field("log_format", &self.log_format)
+            .field("log_filter", &self.log_filter)
+            .field("admin_addr", &self.admin_addr)
+            .field("metrics_token", &set(&self.metrics_token))
+            .field(
+                "otlp_endpoint",
+                &self.trace.endpoint.as_deref().map(crate::trace::redact_url),
+            )
+            .field("sentry_dsn", &set(&self.sentry_dsn))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Config {
@@ -203,6 +226,58 @@ impl Config {
         self
     }
 
+    /// Exports spans over OTLP to this base URL (else `OTEL_EXPORTER_OTLP_ENDPOINT`); for
+    /// http/protobuf `/v1/traces` is appended.
+    ///
+    /// ```
+    /// let _ = obs::Config::new().otlp_endpoint("http://otel-collector:4318");
+    /// ```
+    pub fn otlp_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.trace.endpoint = Some(url.into());
+        self
+    }
+
+    /// Sets the OTLP transport (else `OTEL_EXPORTER_OTLP_PROTOCOL`, default http/protobuf).
+    ///
+    /// ```
+    /// let _ = obs::Config::new().otlp_protocol(obs::trace::Protocol::Grpc);
+    /// ```
+    pub fn otlp_protocol(mut self, protocol: crate::trace::Protocol) -> Self {
+        self.trace.protocol = Some(protocol);
+        self
+    }
+
+    /// Sets the sampler (else `OTEL_TRACES_SAMPLER`/`_ARG`, default parentbased_always_on).
+    ///
+    /// ```
+    /// let _ = obs::Config::new().sampler(obs::trace::Sampler::TraceIdRatio(0.05));
+    /// ```
+    pub fn sampler(mut self, sampler: crate::trace::Sampler) -> Self {
+        self.trace.sampler = Some(sampler);
+        self
+    }
+
+    /// Sends errors and panics to Sentry at this DSN (else `SENTRY_DSN`). Never logged.
+    ///
+    /// ```
+    /// let _ = obs::Config::new().sentry_dsn("https://key@o1.ingest.sentry.io/1");
+    /// ```
+    pub fn sentry_dsn(mut self, dsn: impl Into<String>) -> Self {
+        self.sentry_dsn = Some(dsn.into());
+        self
+    }
+
+    /// Sets the Sentry environment (else `SENTRY_ENVIRONMENT`, then the resource's
+    /// `deployment.environment.name`, then `production`).
+    ///
+    /// ```
+    /// let _ = obs::Config::new().sentry_environment("staging");
+    /// ```
+    pub fn sentry_environment(mut self, environment: impl Into<String>) -> Self {
+        self.sentry_environment = Some(environment.into());
+        self
+    }
+
     /// Resolves this configuration against `env`, collecting one warning per bad value.
     pub(crate) fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> Settings {
         let mut warnings = Vec::new();
@@ -284,7 +359,31 @@ impl Config {
             None => DURATION_BUCKETS.to_vec(),
         };
 
+        let mut trace = crate::trace::TraceSettings::resolve(&self.trace, &env, &mut warnings);
+        if cfg!(not(feature = "otlp")) && trace.otlp.take().is_some() {
+            warnings.push("an OTLP endpoint is set but obs was built without the `otlp` feature; spans are not exported".to_owned());
+        }
+        let release = service_version
+            .as_ref()
+            .map(|v| format!("{service_name}@{v}"));
+        let mut sentry = crate::sentry::SentrySettings::resolve(
+            self.sentry_dsn.as_deref(),
+            self.sentry_environment.as_deref(),
+            release,
+            &resource,
+            &env,
+            &mut warnings,
+        );
+        if cfg!(not(feature = "sentry")) && sentry.take().is_some() {
+            warnings.push(
+                "a Sentry DSN is set but obs was built without the `sentry` feature; Sentry is off"
+                    .to_owned(),
+            );
+        }
+
         Settings {
+            trace,
+            sentry,
             service_name,
             service_version,
             resource,
@@ -304,8 +403,8 @@ impl Config {
     }
 }
 
-/// The effective configuration after precedence and validation.
-#[derive(Clone, Debug)]
+/// The effective configuration after precedence and validation (holds secrets: no `Debug`).
+#[derive(Clone)]
 pub(crate) struct Settings {
     pub service_name: String,
     pub service_version: Option<String>,
@@ -319,6 +418,8 @@ pub(crate) struct Settings {
     pub max_label_sets: usize,
     /// Bearer token required on `/metrics` (never logged).
     pub metrics_token: Option<String>,
+    pub trace: crate::trace::TraceSettings,
+    pub sentry: Option<crate::sentry::SentrySettings>,
     pub warnings: Vec<String>,
 }
 
@@ -334,7 +435,7 @@ impl Settings {
 }
 
 /// One warning line: what, the (escaped, shortened) value, why, and what is used instead.
-fn bad_value(var: &str, raw: &str, why: &str, default: &str) -> String {
+pub(crate) fn bad_value(var: &str, raw: &str, why: &str, default: &str) -> String {
     let mut shown: String = raw.chars().take(64).collect();
     if shown.len() < raw.len() {
         shown.push('…');
@@ -365,7 +466,7 @@ fn parse_resource_attributes(raw: &str, warnings: &mut Vec<String>) -> Vec<(Stri
     out
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

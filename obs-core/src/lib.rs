@@ -38,11 +38,13 @@
 mod admin;
 pub mod config;
 mod error;
+mod export;
 pub mod http;
 mod ids;
 pub mod logs;
 pub mod metrics;
 mod panic;
+pub mod sentry;
 pub mod test;
 pub mod trace;
 
@@ -109,6 +111,12 @@ pub(crate) struct Shared {
     metrics: Metrics,
     ready: AtomicBool,
     metrics_token: Option<String>,
+    /// Propagators and sampler for the middleware's server spans.
+    trace: trace::TraceSettings,
+    /// Spans are exported (sampled server spans get a record).
+    exporting: bool,
+    /// Sentry is on (requests get a Sentry scope).
+    sentry: bool,
 }
 
 /// The obs guard returned by [`init`]. Keep it alive for the life of the service; dropping it
@@ -120,6 +128,8 @@ pub struct Obs {
     #[cfg(feature = "axum")]
     admin: Mutex<Option<admin::Server>>,
     admin_addr: Mutex<Option<SocketAddr>>,
+    /// The OTLP and Sentry export threads.
+    workers: Vec<export::Worker>,
     shut_down: AtomicBool,
 }
 
@@ -130,21 +140,85 @@ impl Obs {
         sink: W,
         writer: Option<LogWriter>,
     ) -> (Obs, impl tracing::Subscriber + Send + Sync) {
-        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::layer::{Layer, SubscriberExt};
+        let mut workers = Vec::new();
+        let mut counters = Vec::new();
         let dropped_from = writer.clone();
-        let dropped = Box::new(move || dropped_from.as_ref().map_or(0, LogWriter::dropped));
+        counters.push(metrics::DropCounter {
+            name: metrics::names::OBS_LOG_LINES_DROPPED_TOTAL,
+            help: "Log lines dropped because the log queue was full or stdout failed.",
+            read: Box::new(move || dropped_from.as_ref().map_or(0, LogWriter::dropped)),
+        });
+
+        let mut span_sink: Option<Box<dyn trace::span::SpanSink>> = None;
+        let mut spans_dropped = None;
+        #[cfg(feature = "otlp")]
+        if let Some(otlp) = settings.trace.otlp.clone() {
+            let exporter = trace::otlp::Exporter::start(otlp, otlp_resource(settings));
+            spans_dropped = Some(Arc::clone(&exporter.queue.dropped));
+            span_sink = Some(Box::new(exporter.queue));
+            workers.push(exporter.worker);
+        }
+        counters.push(metrics::DropCounter {
+            name: metrics::names::OBS_SPANS_DROPPED_TOTAL,
+            help: "Spans dropped because the export queue was full or an OTLP export failed.",
+            read: Box::new(move || {
+                spans_dropped
+                    .as_ref()
+                    .map_or(0, |d| d.load(Ordering::Relaxed))
+            }),
+        });
+
+        let mut sentry_layer = None;
+        let mut sentry_dropped = None;
+        #[cfg(feature = "sentry")]
+        if let Some(s) = &settings.sentry {
+            let transport = sentry::Transport::start(s.dsn.clone());
+            sentry_dropped = Some(Arc::clone(&transport.queue.dropped));
+            sentry_layer = Some(sentry::SentryLayer::new(
+                s,
+                &settings.service_name,
+                transport.queue,
+            ));
+            workers.push(transport.worker);
+        }
+        counters.push(metrics::DropCounter {
+            name: metrics::names::OBS_SENTRY_EVENTS_DROPPED_TOTAL,
+            help:
+                "Sentry events dropped because the queue was full, Sentry rate-limited or failed.",
+            read: Box::new(move || {
+                sentry_dropped
+                    .as_ref()
+                    .map_or(0, |d| d.load(Ordering::Relaxed))
+            }),
+        });
+
         let shared = Arc::new(Shared {
-            metrics: Metrics::new(settings, dropped),
+            metrics: Metrics::new(settings, counters),
             ready: AtomicBool::new(true),
             metrics_token: settings.metrics_token.clone(),
+            trace: settings.trace.clone(),
+            exporting: span_sink.is_some(),
+            sentry: sentry_layer.is_some(),
         });
-        let subscriber = tracing_subscriber::registry().with(logs::layer(settings, sink));
+        // One filter (RUST_LOG) for spans, log lines and Sentry: what is not logged is not
+        // traced or reported either, and disabled callsites cost nothing.
+        let spans = trace::span::SpanLayer {
+            sampler: settings.trace.sampler.clone(),
+            sink: span_sink,
+        };
+        let layers = spans
+            .and_then(logs::layer(settings, sink))
+            .and_then(sentry_layer)
+            .with_filter(logs::filter(settings));
+        let subscriber = tracing_subscriber::registry().with(layers);
         let obs = Obs {
             shared,
             writer,
             #[cfg(feature = "axum")]
             admin: Mutex::new(None),
             admin_addr: Mutex::new(None),
+            workers,
             shut_down: AtomicBool::new(false),
         };
         (obs, subscriber)
@@ -166,6 +240,11 @@ impl Obs {
                 log.filter = %settings.log_filter,
                 admin.addr = %admin,
                 metrics.auth = if settings.metrics_token.is_some() { "bearer token" } else { "none" },
+                otlp.endpoint = settings.trace.otlp.as_ref().map(|o| trace::redact_url(&o.url)),
+                otlp.protocol = settings.trace.otlp.as_ref().map(|o| o.protocol.as_str()),
+                traces.sampler = %settings.trace.sampler,
+                sentry = settings.sentry.as_ref().map(|s| s.dsn.to_string()),
+                sentry.environment = settings.sentry.as_ref().map(|s| s.environment.as_str()),
             },
             "obs initialized"
         );
@@ -280,6 +359,14 @@ impl Obs {
         {
             server.stop();
         }
+        // Spans and Sentry events flush in parallel, then the log lines (which may include
+        // their failure reports).
+        for worker in &self.workers {
+            worker.stop();
+        }
+        for worker in &self.workers {
+            worker.wait(deadline);
+        }
         if let Some(writer) = &self.writer {
             writer.flush(deadline.saturating_duration_since(Instant::now()));
         }
@@ -307,6 +394,24 @@ impl Obs {
         #[cfg(not(feature = "axum"))]
         tracing::warn!(target: "obs::admin", "admin server on {addr} needs the `axum` feature; not started");
     }
+}
+
+/// The OTLP resource: service name and version, `OTEL_RESOURCE_ATTRIBUTES`, the SDK.
+#[cfg(feature = "otlp")]
+fn otlp_resource(settings: &config::Settings) -> trace::otlp::Resource {
+    let mut attributes = vec![("service.name".to_owned(), settings.service_name.clone())];
+    if let Some(v) = &settings.service_version {
+        attributes.push(("service.version".to_owned(), v.clone()));
+    }
+    attributes.extend(settings.resource.iter().cloned());
+    for (k, v) in [
+        ("telemetry.sdk.name", "obs"),
+        ("telemetry.sdk.language", "rust"),
+        ("telemetry.sdk.version", env!("CARGO_PKG_VERSION")),
+    ] {
+        attributes.push((k.to_owned(), v.to_owned()));
+    }
+    trace::otlp::Resource { attributes }
 }
 
 impl Drop for Obs {

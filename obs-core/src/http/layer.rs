@@ -1,5 +1,6 @@
 //! [`ObsLayer`] and its service and future.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
@@ -15,6 +16,7 @@ use tracing::Span;
 use super::request_id::{RequestId, REQUEST_ID_HEADER};
 use super::TARGET;
 use crate::metrics::{ActiveGuard, Method, Outcome, Scheme};
+use crate::trace::span::{attach_server, with_extensions, Attributes, SpanTrace, Value};
 use crate::trace::TraceContext;
 use crate::Shared;
 
@@ -71,23 +73,33 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let start = Instant::now();
         let id = RequestId::for_request(req.headers());
-        let trace = TraceContext::for_request(req.headers());
+        let trace = TraceContext::start(req.headers(), &self.shared.trace);
         let method = Method::of(req.method());
         let scheme = Scheme::of(req.uri());
         let route = matched_route(&req);
-        let hex = trace.hex_ids();
-        let (trace_id, span_id, trace_flags) = hex.as_strs();
         let span = tracing::info_span!(
             target: TARGET,
             "request",
             request_id = id.as_str(),
-            trace_id,
-            span_id,
-            trace_flags,
             http.request.method = method.as_str(),
             http.route = route.as_deref(),
             url.path = req.uri().path(),
         );
+        with_extensions(&span, |ext| {
+            let record = (self.shared.exporting && trace.sampled())
+                .then(|| server_span(&req, method, scheme, route.as_deref(), &id));
+            attach_server(ext, &trace, record);
+            if self.shared.sentry {
+                ext.insert(crate::sentry::RequestScope {
+                    request_id: id.as_str().to_owned(),
+                    method: method.as_str(),
+                    route: route.as_deref().map(str::to_owned),
+                    path: req.uri().path().to_owned(),
+                    breadcrumbs: Default::default(),
+                    captured: false,
+                });
+            }
+        });
         req.extensions_mut().insert(id.clone());
         req.extensions_mut().insert(trace);
         let active = self.shared.metrics.red.active(method, scheme);
@@ -109,6 +121,62 @@ where
             }),
         }
     }
+}
+
+/// The SERVER span's name (`GET /users/{id}`, `GET` without a route, `HTTP` for unknown
+/// methods) and its semconv attributes known at the start.
+fn server_span<B>(
+    req: &Request<B>,
+    method: Method,
+    scheme: Scheme,
+    route: Option<&str>,
+    id: &RequestId,
+) -> (Cow<'static, str>, Attributes) {
+    let m = method.as_str();
+    let name = match (m, route) {
+        (crate::metrics::names::METHOD_OTHER, _) => Cow::Borrowed("HTTP"),
+        (m, Some(route)) => Cow::Owned(format!("{m} {route}")),
+        (m, None) => Cow::Borrowed(m),
+    };
+    let s = |v: &str| Value::Str(v.to_owned());
+    let mut attributes = Vec::with_capacity(8);
+    attributes.push(("http.request.method".into(), s(m)));
+    if m == crate::metrics::names::METHOD_OTHER {
+        attributes.push((
+            "http.request.method_original".into(),
+            s(req.method().as_str()),
+        ));
+    }
+    if let Some(route) = route {
+        attributes.push(("http.route".into(), s(route)));
+    }
+    attributes.push(("url.path".into(), s(req.uri().path())));
+    attributes.push(("url.scheme".into(), s(scheme.as_str())));
+    attributes.push(("request.id".into(), s(id.as_str())));
+    (name, attributes)
+}
+
+/// Completes the SERVER span: status code, `error.type`, and status Error on failures (5xx,
+/// panic, cancellation; 4xx leaves it unset, as semconv requires for servers).
+fn end_server_span(span: &Span, outcome: Outcome) {
+    with_extensions(span, |ext| {
+        let Some(record) = ext.get_mut::<SpanTrace>().and_then(|t| t.record.as_mut()) else {
+            return;
+        };
+        if let Some(status) = outcome.status() {
+            record.set("http.response.status_code", Value::Int(i64::from(status)));
+        }
+        if let Some(error) = outcome.error_type() {
+            let error = error.to_string();
+            // For a status code the description stays empty (semconv: it is inferable).
+            record.error = Some(if outcome.status().is_some() {
+                String::new()
+            } else {
+                error.clone()
+            });
+            record.set("error.type", Value::Str(error));
+        }
+    });
 }
 
 /// The route template axum matched (`/users/{id}`), never the raw path.
@@ -155,8 +223,10 @@ struct Pending {
 }
 
 impl Pending {
-    /// Records the metrics and writes the "request completed" line (inside the request span).
-    fn finish(self, outcome: Outcome) {
+    /// Records the metrics, writes the "request completed" line (inside the request span) and
+    /// completes the SERVER span.
+    fn finish(self, outcome: Outcome, span: &Span) {
+        end_server_span(span, outcome);
         let secs = self.start.elapsed().as_secs_f64();
         let red = &self.shared.metrics.red;
         red.observe(
@@ -201,7 +271,7 @@ pin_project_lite::pin_project! {
             if let Some(pending) = this.pending.take() {
                 // Dropped before completion: the client went away (or a timeout fired).
                 let _entered = this.span.enter();
-                pending.finish(Outcome::Cancelled);
+                pending.finish(Outcome::Cancelled, this.span);
             }
         }
     }
@@ -249,7 +319,7 @@ where
             }
         };
         if let Some(pending) = this.pending.take() {
-            pending.finish(outcome);
+            pending.finish(outcome, this.span);
         }
         Poll::Ready(result)
     }

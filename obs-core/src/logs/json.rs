@@ -42,6 +42,7 @@ use tracing_subscriber::registry::LookupSpan;
 
 use super::escape::{write_debug, write_str, Escaper};
 use super::timestamp::write_rfc3339_micros;
+use crate::trace::span::SpanTrace;
 
 /// Where finished log lines go. Each call gets exactly one line, ending in `\n`.
 ///
@@ -197,6 +198,16 @@ impl Visit for EventVisitor<'_> {
     visit_values!();
 }
 
+/// Encodes `event`'s `message` (a JSON string, or nothing) and its other fields
+/// (`,"name":value` pairs), as log lines do.
+pub(crate) fn encode_event_fields(event: &Event<'_>, message: &mut Vec<u8>, rest: &mut Vec<u8>) {
+    event.record(&mut EventVisitor {
+        message,
+        rest,
+        seen: &mut Vec::new(),
+    });
+}
+
 /// Per-thread buffers, reused so that formatting an event does not allocate.
 #[derive(Default)]
 struct Scratch {
@@ -286,6 +297,24 @@ impl<W: LineSink> JsonLayer<W> {
         }
         line.extend_from_slice(b",\"target\":");
         write_str(line, meta.target());
+        // The innermost span's trace ids (the request's SERVER span or a handler's span).
+        if let Some(scope) = ctx.event_scope(event) {
+            for span in scope {
+                if let Some(trace) = span.extensions().get::<SpanTrace>() {
+                    let (trace_id, span_id, flags) = trace.hex.as_strs();
+                    for (key, value) in [
+                        (&b",\"trace_id\":\""[..], trace_id),
+                        (b"\",\"span_id\":\"", span_id),
+                        (b"\",\"trace_flags\":\"", flags),
+                    ] {
+                        line.extend_from_slice(key);
+                        line.extend_from_slice(value.as_bytes());
+                    }
+                    line.push(b'"');
+                    break;
+                }
+            }
+        }
         line.extend_from_slice(&self.service);
         line.extend_from_slice(rest);
         // Span fields, innermost first; a name already written (by the event or an inner span)

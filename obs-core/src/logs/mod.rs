@@ -13,9 +13,9 @@
 //! writer.flush(std::time::Duration::from_secs(1));
 //! ```
 
-mod escape;
+pub(crate) mod escape;
 mod json;
-mod timestamp;
+pub(crate) mod timestamp;
 mod writer;
 
 use std::io::{self, IsTerminal};
@@ -27,6 +27,7 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Context, Filter, Layer};
 use tracing_subscriber::{EnvFilter, Registry};
 
+pub(crate) use json::encode_event_fields;
 pub use json::{JsonLayer, LineSink};
 pub use writer::LogWriter;
 
@@ -48,22 +49,23 @@ use crate::config::{LogFormat, Settings};
 /// The boxed log layer that [`crate::init`] installs on the registry.
 pub(crate) type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
-/// Builds the configured log layer (format + filter) writing to `sink`.
-pub(crate) fn layer<W: LineSink + Clone>(settings: &Settings, sink: W) -> BoxedLayer {
+/// The log filter (`RUST_LOG`), which also decides which spans are traced.
+pub(crate) fn filter(settings: &Settings) -> RequestScopeFilter {
     // `resolve` validated the filter; the fallback cannot fail.
-    let filter = RequestScopeFilter(
+    RequestScopeFilter(
         EnvFilter::builder()
             .parse(&settings.log_filter)
             .unwrap_or_else(|_| EnvFilter::new(crate::config::DEFAULT_LOG_FILTER)),
-    );
+    )
+}
+
+/// Builds the configured log layer (format) writing to `sink`.
+pub(crate) fn layer<W: LineSink + Clone>(settings: &Settings, sink: W) -> BoxedLayer {
     match settings.log_format {
-        LogFormat::Json => JsonLayer::new(sink, &settings.service_name)
-            .with_filter(filter)
-            .boxed(),
+        LogFormat::Json => JsonLayer::new(sink, &settings.service_name).boxed(),
         LogFormat::Pretty => tracing_subscriber::fmt::layer()
             .with_ansi(io::stdout().is_terminal())
             .with_writer(PrettyWriter(sink))
-            .with_filter(filter)
             .boxed(),
     }
 }
@@ -106,7 +108,7 @@ pub(crate) struct RequestScopeFilter(pub EnvFilter);
 
 impl RequestScopeFilter {
     fn is_request_span(meta: &Metadata<'_>) -> bool {
-        meta.is_span() && meta.target() == crate::http::TARGET
+        crate::trace::span::is_request_span(meta)
     }
 }
 

@@ -31,6 +31,13 @@ use crate::config::Settings;
 /// The Content-Type of [`crate::Obs::metrics_text`]: Prometheus text format 0.0.4.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// A self-metric counter read at scrape time (drops in the log, span and Sentry queues).
+pub(crate) struct DropCounter {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub read: Box<dyn Fn() -> u64 + Send + Sync>,
+}
+
 /// All metrics of one `Obs`: the RED recorder plus the registry that renders them.
 pub(crate) struct Metrics {
     pub registry: Registry,
@@ -38,7 +45,7 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(settings: &Settings, log_lines_dropped: Box<dyn Fn() -> u64 + Send + Sync>) -> Self {
+    pub fn new(settings: &Settings, drops: Vec<DropCounter>) -> Self {
         let registry = Registry::new();
         let active = IntGaugeVec::new(
             Opts::new(
@@ -69,7 +76,7 @@ impl Metrics {
             gauge.set(1.0);
             Box::new(gauge)
         };
-        let collectors: Vec<Box<dyn Collector>> = vec![
+        let mut collectors: Vec<Box<dyn Collector>> = vec![
             Box::new(active),
             Box::new(RedCollector(Arc::clone(&red))),
             info(names::TARGET_INFO, "Target metadata.", target_labels),
@@ -81,13 +88,11 @@ impl Metrics {
                     env!("CARGO_PKG_VERSION").to_owned(),
                 )],
             ),
-            Box::new(CounterFn::new(
-                names::OBS_LOG_LINES_DROPPED_TOTAL,
-                "Log lines dropped because the log queue was full or stdout failed.",
-                log_lines_dropped,
-            )),
             Box::new(red.overflow_counter()),
         ];
+        for d in drops {
+            collectors.push(Box::new(CounterFn::new(d.name, d.help, d.read)));
+        }
         for c in collectors {
             registry.register(c).expect("obs metric names are unique");
         }

@@ -24,21 +24,27 @@ const TRACESTATE_MAX: usize = 512;
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct TraceContext {
-    trace_id: [u8; 16],
-    span_id: [u8; 8],
-    parent_span_id: Option<[u8; 8]>,
-    flags: u8,
-    tracestate: Option<HeaderValue>,
+    pub(super) trace_id: [u8; 16],
+    pub(super) span_id: [u8; 8],
+    pub(super) parent_span_id: Option<[u8; 8]>,
+    pub(super) flags: u8,
+    pub(super) tracestate: Option<HeaderValue>,
 }
 
 impl TraceContext {
     /// A new server span: the child of a valid incoming `traceparent`, else the root of a new
     /// (sampled) trace. An invalid header is ignored, as the specification requires.
     pub fn for_request(headers: &HeaderMap) -> Self {
-        match headers
+        Self::start(headers, &super::TraceSettings::default())
+    }
+
+    /// The server span of a request under the configured propagators and sampler.
+    pub(crate) fn start(headers: &HeaderMap, settings: &super::TraceSettings) -> Self {
+        let incoming = headers
             .get(TRACEPARENT)
-            .and_then(|v| parse_traceparent(v.as_bytes()))
-        {
+            .filter(|_| settings.propagate)
+            .and_then(|v| parse_traceparent(v.as_bytes()));
+        let mut ctx = match incoming {
             Some((trace_id, parent, flags)) => Self {
                 trace_id,
                 span_id: new_span_id(),
@@ -50,7 +56,13 @@ impl TraceContext {
                     .cloned(),
             },
             None => Self::new_root(),
-        }
+        };
+        let parent_sampled = ctx.parent_span_id.map(|_| ctx.sampled());
+        let sampled = settings
+            .sampler
+            .should_sample(&ctx.trace_id, parent_sampled);
+        ctx.flags = (ctx.flags & !1) | u8::from(sampled);
+        ctx
     }
 
     /// The root span of a new, sampled trace.
@@ -61,16 +73,8 @@ impl TraceContext {
     /// assert_ne!(a.trace_id(), obs::TraceContext::new_root().trace_id());
     /// ```
     pub fn new_root() -> Self {
-        let mut trace_id = [0u8; 16];
-        loop {
-            trace_id[..8].copy_from_slice(&crate::ids::random_u64().to_be_bytes());
-            trace_id[8..].copy_from_slice(&crate::ids::random_u64().to_be_bytes());
-            if trace_id != [0; 16] {
-                break;
-            }
-        }
         Self {
-            trace_id,
+            trace_id: new_trace_id(),
             span_id: new_span_id(),
             parent_span_id: None,
             flags: 1,
@@ -125,7 +129,8 @@ impl TraceContext {
     }
 }
 
-/// The ids as lowercase hex in stack buffers, for span fields without allocating.
+/// The ids as lowercase hex, rendered once per span for every log line inside it.
+#[derive(Clone)]
 pub(crate) struct HexIds {
     trace_id: [u8; 32],
     span_id: [u8; 16],
@@ -149,16 +154,16 @@ fn hex_into(bytes: &[u8], out: &mut [u8]) {
     }
 }
 
-impl TraceContext {
-    pub(crate) fn hex_ids(&self) -> HexIds {
+impl HexIds {
+    pub(crate) fn new(trace_id: &[u8; 16], span_id: &[u8; 8], flags: u8) -> Self {
         let mut ids = HexIds {
             trace_id: [0; 32],
             span_id: [0; 16],
             flags: [0; 2],
         };
-        hex_into(&self.trace_id, &mut ids.trace_id);
-        hex_into(&self.span_id, &mut ids.span_id);
-        hex_into(&[self.flags], &mut ids.flags);
+        hex_into(trace_id, &mut ids.trace_id);
+        hex_into(span_id, &mut ids.span_id);
+        hex_into(&[flags], &mut ids.flags);
         ids
     }
 }
@@ -176,7 +181,18 @@ crate::http::request_extractor!(
     "The context set by `obs.layer()`; without the layer, one derived from the headers."
 );
 
-fn new_span_id() -> [u8; 8] {
+pub(super) fn new_trace_id() -> [u8; 16] {
+    let mut trace_id = [0u8; 16];
+    loop {
+        trace_id[..8].copy_from_slice(&crate::ids::random_u64().to_be_bytes());
+        trace_id[8..].copy_from_slice(&crate::ids::random_u64().to_be_bytes());
+        if trace_id != [0; 16] {
+            return trace_id;
+        }
+    }
+}
+
+pub(super) fn new_span_id() -> [u8; 8] {
     loop {
         let id = crate::ids::random_u64();
         if id != 0 {

@@ -1,0 +1,150 @@
+//! Head sampling, as the OpenTelemetry SDK specifies it (`OTEL_TRACES_SAMPLER`).
+
+use std::fmt;
+
+/// Which traces are sampled (exported, and flagged `01` downstream).
+///
+/// ```
+/// use obs::trace::Sampler;
+/// let s: Sampler = "parentbased_traceidratio".parse::<Sampler>().unwrap().with_arg(Some("0.25")).unwrap();
+/// assert_eq!(s, Sampler::ParentBased(Box::new(Sampler::TraceIdRatio(0.25))));
+/// assert!(Sampler::AlwaysOn.should_sample(&[7; 16], None));
+/// assert!(!Sampler::ParentBased(Box::new(Sampler::AlwaysOn)).should_sample(&[7; 16], Some(false)));
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub enum Sampler {
+    /// Every trace.
+    AlwaysOn,
+    /// No trace.
+    AlwaysOff,
+    /// A fraction of traces, decided from the trace id so every service agrees.
+    TraceIdRatio(f64),
+    /// The parent's decision when there is a parent, else the inner sampler's.
+    ParentBased(Box<Sampler>),
+}
+
+impl Default for Sampler {
+    /// `parentbased_always_on`, the OpenTelemetry default.
+    fn default() -> Self {
+        Sampler::ParentBased(Box::new(Sampler::AlwaysOn))
+    }
+}
+
+impl Sampler {
+    /// The decision for a span of `trace_id` whose parent was sampled (`Some(true)`), not
+    /// sampled (`Some(false)`), or that has no parent (`None`).
+    ///
+    /// ```
+    /// use obs::trace::Sampler;
+    /// let half = Sampler::TraceIdRatio(0.5);
+    /// let mut id = [0u8; 16];
+    /// assert!(half.should_sample(&id, None)); // low ids are kept
+    /// id[8] = 0xff;
+    /// assert!(!half.should_sample(&id, None));
+    /// ```
+    pub fn should_sample(&self, trace_id: &[u8; 16], parent: Option<bool>) -> bool {
+        match (self, parent) {
+            (Sampler::ParentBased(_), Some(sampled)) => sampled,
+            (Sampler::ParentBased(root), None) => root.should_sample(trace_id, None),
+            (Sampler::AlwaysOn, _) => true,
+            (Sampler::AlwaysOff, _) => false,
+            (Sampler::TraceIdRatio(ratio), _) => {
+                // The SDKs' rule: the low 8 bytes of the id, shifted to 63 bits, under the bound.
+                let bound = (ratio.clamp(0.0, 1.0) * (1u64 << 63) as f64) as u64;
+                let mut low = [0u8; 8];
+                low.copy_from_slice(&trace_id[8..]);
+                (u64::from_be_bytes(low) >> 1) < bound
+            }
+        }
+    }
+
+    /// Applies `OTEL_TRACES_SAMPLER_ARG` to a ratio sampler (default 1.0); other samplers take
+    /// no argument and ignore it.
+    ///
+    /// ```
+    /// use obs::trace::Sampler;
+    /// assert_eq!(Sampler::TraceIdRatio(1.0).with_arg(Some("0.1")), Ok(Sampler::TraceIdRatio(0.1)));
+    /// assert!(Sampler::TraceIdRatio(1.0).with_arg(Some("2")).is_err());
+    /// ```
+    pub fn with_arg(self, arg: Option<&str>) -> Result<Self, String> {
+        match self {
+            Sampler::TraceIdRatio(_) => match arg.map(str::trim) {
+                None | Some("") => Ok(Sampler::TraceIdRatio(1.0)),
+                Some(raw) => match raw.parse::<f64>() {
+                    Ok(r) if (0.0..=1.0).contains(&r) => Ok(Sampler::TraceIdRatio(r)),
+                    _ => Err(format!(
+                        "invalid OTEL_TRACES_SAMPLER_ARG {raw:?}: expected a ratio in [0, 1]"
+                    )),
+                },
+            },
+            Sampler::ParentBased(root) => Ok(Sampler::ParentBased(Box::new(root.with_arg(arg)?))),
+            other => Ok(other),
+        }
+    }
+}
+
+impl std::str::FromStr for Sampler {
+    type Err = String;
+    /// The `OTEL_TRACES_SAMPLER` names this SDK implements.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parent = |root| Sampler::ParentBased(Box::new(root));
+        Ok(match s.trim().to_ascii_lowercase().as_str() {
+            "always_on" => Sampler::AlwaysOn,
+            "always_off" => Sampler::AlwaysOff,
+            "traceidratio" => Sampler::TraceIdRatio(1.0),
+            "parentbased_always_on" => parent(Sampler::AlwaysOn),
+            "parentbased_always_off" => parent(Sampler::AlwaysOff),
+            "parentbased_traceidratio" => parent(Sampler::TraceIdRatio(1.0)),
+            _ => {
+                return Err(
+                    "expected always_on, always_off, traceidratio or parentbased_(always_on|always_off|traceidratio)"
+                        .to_owned(),
+                )
+            }
+        })
+    }
+}
+
+impl fmt::Display for Sampler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Sampler::AlwaysOn => f.write_str("always_on"),
+            Sampler::AlwaysOff => f.write_str("always_off"),
+            Sampler::TraceIdRatio(r) => write!(f, "traceidratio({r})"),
+            Sampler::ParentBased(root) => write!(f, "parentbased_{root}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratio_keeps_about_the_ratio() {
+        let s = Sampler::TraceIdRatio(0.3);
+        let kept = (0..20_000u64)
+            .filter(|i| {
+                let mut id = [0u8; 16];
+                id[8..].copy_from_slice(&crate::ids::random_u64().wrapping_add(*i).to_be_bytes());
+                s.should_sample(&id, None)
+            })
+            .count();
+        assert!((5_400..6_600).contains(&kept), "{kept}");
+    }
+
+    #[test]
+    fn parent_decides_when_present() {
+        let s = Sampler::ParentBased(Box::new(Sampler::AlwaysOff));
+        assert!(s.should_sample(&[1; 16], Some(true)));
+        assert!(!s.should_sample(&[1; 16], None));
+        assert!(Sampler::AlwaysOn.should_sample(&[1; 16], Some(false)));
+    }
+
+    #[test]
+    fn names_parse() {
+        assert!("jaeger_remote".parse::<Sampler>().is_err());
+        assert_eq!(" ALWAYS_OFF ".parse::<Sampler>(), Ok(Sampler::AlwaysOff));
+        assert_eq!(Sampler::default().to_string(), "parentbased_always_on");
+    }
+}
