@@ -7,3 +7,4 @@ pub mod demo_rules;
 pub mod exposition;
 pub mod process;
 pub mod prometheus;
+pub mod receivers;

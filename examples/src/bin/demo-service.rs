@@ -1,6 +1,7 @@
 //! The demo service: a real axum app instrumented with the two obs lines.
 //!
-//! Routes: `GET /users/{id}` (200), `GET /fail` (500), `GET /slow?ms=N` (sleeps N ms, at most
+//! Routes: `GET /users/{id}` (200, with a `db.query` child span), `GET /fail` (500, a WARN then
+//! an ERROR line), `GET /slow?ms=N` (sleeps N ms, at most
 //! 60 s), `GET /panic` (the handler panics; obs answers 500). Listens on `OBS_DEMO_ADDR`
 //! (default 127.0.0.1:3000); metrics on the admin address (`OBS_ADMIN_ADDR`, default
 //! 0.0.0.0:9464). SIGTERM or Ctrl-C: stop accepting, drain in-flight requests (at most
@@ -14,6 +15,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
+use tracing::Instrument;
 
 const DEFAULT_ADDR: &str = "127.0.0.1:3000";
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -82,11 +84,27 @@ async fn shutdown_signal() -> &'static str {
 }
 
 async fn user(Path(id): Path<u64>) -> Json<serde_json::Value> {
+    // A handler's own span: a child of the request's SERVER span in the exported trace, and
+    // the `span_id` of the log lines inside it.
+    let name = load_user(id)
+        .instrument(tracing::info_span!(
+            "db.query",
+            db.system = "postgresql",
+            db.operation = "SELECT"
+        ))
+        .await;
     tracing::info!(user.id = id, "user loaded");
-    Json(serde_json::json!({ "id": id, "name": format!("user-{id}") }))
+    Json(serde_json::json!({ "id": id, "name": name }))
+}
+
+async fn load_user(id: u64) -> String {
+    tokio::task::yield_now().await;
+    tracing::info!(user.id = id, "row fetched");
+    format!("user-{id}")
 }
 
 async fn fail() -> (StatusCode, &'static str) {
+    tracing::warn!("payment provider is slow: retrying once"); // a breadcrumb in Sentry
     tracing::error!("simulated failure");
     (StatusCode::INTERNAL_SERVER_ERROR, "simulated failure\n")
 }
