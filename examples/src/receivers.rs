@@ -33,6 +33,8 @@ pub enum Behavior {
     Hang,
     /// Answers success after this delay.
     Slow(Duration),
+    /// Answers success without decoding or keeping anything (for load tests).
+    Discard,
 }
 
 /// One export request as received.
@@ -101,7 +103,7 @@ fn serve(app: Router) -> SocketAddr {
 /// Applies `behavior` before answering `ok`.
 async fn answer(behavior: Behavior, ok: impl FnOnce() -> Response) -> Response {
     match behavior {
-        Behavior::Ok => ok(),
+        Behavior::Ok | Behavior::Discard => ok(),
         Behavior::Status(code) => StatusCode::from_u16(code)
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             .into_response(),
@@ -193,6 +195,9 @@ async fn otlp_http(
     body: Bytes,
 ) -> Response {
     let behavior = shared.behavior();
+    if behavior == Behavior::Discard {
+        return StatusCode::OK.into_response();
+    }
     if headers.get("content-type").map(|v| v.as_bytes()) != Some(b"application/x-protobuf") {
         return (
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

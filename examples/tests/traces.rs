@@ -65,7 +65,7 @@ fn attrs(span: &Span) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn line_with<'a>(lines: &'a [String], message: &str) -> serde_json::Value {
+fn line_with(lines: &[String], message: &str) -> serde_json::Value {
     let line = lines
         .iter()
         .find(|l| l.contains(message))

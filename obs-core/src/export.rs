@@ -1,73 +1,158 @@
 //! The export stage shared by OTLP spans and Sentry events: a bounded queue in front of a
 //! background thread with its own single-threaded tokio runtime.
 //!
-//! The request path only calls [`Queue::push`]: a `try_send` that never waits; a full queue
-//! drops the item and counts it. The thread owns the HTTP client, so a dead, slow or hanging
-//! backend stalls only that thread, whatever runtime flavour (or none) the service uses.
-//! [`Worker::shutdown`] asks for a final flush and waits for it, never past its deadline.
+//! The request path only calls [`Queue::push_with`]: a short lock and an append that never
+//! waits; a full queue drops the item and counts it. The worker is woken only when a batch is ready
+//! (or by its timer), not per item: a wake-up per span would cost more than the span. The
+//! thread owns the HTTP client, so a dead, slow or hanging backend stalls only that thread,
+//! whatever runtime flavour (or none) the service uses. [`Worker::stop`] asks for a final
+//! flush and [`Worker::wait`] waits for it, never past its deadline.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc as queue, Notify};
+use tokio::sync::Notify;
+
+/// What a queue holds: items appended by the request path, taken whole by the worker.
+pub(crate) trait Batch: Default + Send + 'static {
+    /// Items held.
+    fn count(&self) -> usize;
+}
+
+impl<T: Send + 'static> Batch for Vec<T> {
+    fn count(&self) -> usize {
+        self.len()
+    }
+}
+
+struct Shared<B> {
+    items: Mutex<B>,
+    capacity: usize,
+    /// Queue length at which the worker is woken.
+    wake_at: usize,
+    ready: Notify,
+    stop: Notify,
+    stopping: AtomicBool,
+    dropped: Arc<AtomicU64>,
+}
+
+impl<B> Shared<B> {
+    fn items(&self) -> MutexGuard<'_, B> {
+        self.items.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
 
 /// The sending side of a worker's queue; cheap to clone.
-pub(crate) struct Queue<T> {
-    tx: queue::Sender<T>,
+pub(crate) struct Queue<B> {
+    shared: Arc<Shared<B>>,
+    /// Items dropped: queue full, worker gone, or (counted by the worker) failed exports.
     pub dropped: Arc<AtomicU64>,
 }
 
-impl<T> Clone for Queue<T> {
+impl<B> Clone for Queue<B> {
     fn clone(&self) -> Self {
         Self {
-            tx: self.tx.clone(),
+            shared: Arc::clone(&self.shared),
             dropped: Arc::clone(&self.dropped),
         }
     }
 }
 
-impl<T> Queue<T> {
-    /// Enqueues `item`, or drops and counts it when the queue is full or the worker is gone.
-    pub fn push(&self, item: T) {
-        if self.tx.try_send(item).is_err() {
+impl<B: Batch> Queue<B> {
+    /// Appends one item with `add` (which returns `false` to refuse it), or drops and counts
+    /// it when the queue is full.
+    pub fn push_with(&self, add: impl FnOnce(&mut B) -> bool) {
+        let mut items = self.shared.items();
+        if items.count() >= self.shared.capacity || !add(&mut items) {
+            drop(items);
             self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let wake = items.count() == self.shared.wake_at;
+        drop(items);
+        if wake {
+            self.shared.ready.notify_one();
         }
     }
 }
 
-/// What the worker's loop gets: its queue, the shutdown signal and the shared drop counter.
-pub(crate) struct Inbox<T> {
-    pub rx: queue::Receiver<T>,
-    pub stop: Arc<Notify>,
-    pub dropped: Arc<AtomicU64>,
+impl<T: Send + 'static> Queue<Vec<T>> {
+    /// Enqueues `item`, or drops and counts it when the queue is full.
+    pub fn push(&self, item: T) {
+        self.push_with(|items| {
+            items.push(item);
+            true
+        });
+    }
+}
+
+/// What the worker's loop gets: its side of the queue.
+pub(crate) struct Inbox<B> {
+    shared: Arc<Shared<B>>,
+}
+
+impl<B: Batch> Inbox<B> {
+    /// Waits until a batch is ready, `timeout` passed, or a stop was asked; returns `true`
+    /// once a stop was asked (the caller then flushes and returns).
+    pub async fn wait(&self, timeout: Duration) -> bool {
+        if !self.shared.stopping.load(Ordering::Acquire) {
+            tokio::select! {
+                () = self.shared.ready.notified() => {}
+                () = self.shared.stop.notified() => {}
+                () = tokio::time::sleep(timeout) => {}
+            }
+        }
+        self.shared.stopping.load(Ordering::Acquire)
+    }
+
+    /// Takes everything queued.
+    pub fn take(&self) -> B {
+        std::mem::take(&mut *self.shared.items())
+    }
+
+    /// Counts `n` items lost after they were queued (a failed export).
+    pub fn dropped(&self, n: usize) {
+        self.shared.dropped.fetch_add(n as u64, Ordering::Relaxed);
+    }
 }
 
 /// Handle to the background thread.
 pub(crate) struct Worker {
-    stop: Arc<Notify>,
+    stop: Box<dyn Fn() + Send + Sync>,
     done: Mutex<Option<mpsc::Receiver<()>>>,
 }
 
 impl Worker {
-    /// Runs `run` on a new thread named `name`, fed by a queue of `capacity` items.
-    pub fn spawn<T, F, Fut>(name: &str, capacity: usize, run: F) -> (Queue<T>, Worker)
+    /// Runs `run` on a new thread named `name`, fed by a queue of at most `capacity` items that
+    /// wakes it when `wake_at` items are queued.
+    pub fn spawn<B, F, Fut>(
+        name: &str,
+        capacity: usize,
+        wake_at: usize,
+        run: F,
+    ) -> (Queue<B>, Worker)
     where
-        T: Send + 'static,
-        F: FnOnce(Inbox<T>) -> Fut + Send + 'static,
+        B: Batch,
+        F: FnOnce(Inbox<B>) -> Fut + Send + 'static,
         Fut: Future<Output = ()>,
     {
-        let (tx, rx) = queue::channel(capacity.max(1));
-        let stop = Arc::new(Notify::new());
         let dropped = Arc::new(AtomicU64::new(0));
+        let shared = Arc::new(Shared {
+            items: Mutex::new(B::default()),
+            capacity: capacity.max(1),
+            wake_at: wake_at.clamp(1, capacity.max(1)),
+            ready: Notify::new(),
+            stop: Notify::new(),
+            stopping: AtomicBool::new(false),
+            dropped: Arc::clone(&dropped),
+        });
         let (done_tx, done_rx) = mpsc::channel();
         let inbox = Inbox {
-            rx,
-            stop: Arc::clone(&stop),
-            dropped: Arc::clone(&dropped),
+            shared: Arc::clone(&shared),
         };
-        // Without a thread the receiver is dropped: every push is then dropped and counted.
+        // Without a thread nothing drains the queue: it fills, then every push is counted.
         let _ = std::thread::Builder::new()
             .name(name.to_owned())
             .spawn(move || {
@@ -79,18 +164,20 @@ impl Worker {
                 }
                 let _ = done_tx.send(());
             });
-        (
-            Queue { tx, dropped },
-            Worker {
-                stop,
-                done: Mutex::new(Some(done_rx)),
-            },
-        )
+        let stopper = Arc::clone(&shared);
+        let worker = Worker {
+            stop: Box::new(move || {
+                stopper.stopping.store(true, Ordering::Release);
+                stopper.stop.notify_one();
+            }),
+            done: Mutex::new(Some(done_rx)),
+        };
+        (Queue { shared, dropped }, worker)
     }
 
     /// Signals the worker to flush what it holds and stop (idempotent, returns at once).
     pub fn stop(&self) {
-        self.stop.notify_one();
+        (self.stop)();
     }
 
     /// Waits until the worker finished its final flush, or `deadline`; returns whether it did.
@@ -104,5 +191,49 @@ impl Worker {
             rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 .is_ok()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_batched_and_flushed_on_stop() {
+        let (tx, rx) = mpsc::channel();
+        let (queue, worker) = Worker::spawn("t", 10, 4, move |inbox: Inbox<Vec<u32>>| async move {
+            loop {
+                let stopping = inbox.wait(Duration::from_secs(3600)).await;
+                let batch = inbox.take();
+                if !batch.is_empty() {
+                    tx.send(batch).unwrap();
+                }
+                if stopping {
+                    return;
+                }
+            }
+        });
+        for i in 0..3 {
+            queue.push(i);
+        }
+        assert!(
+            rx.recv_timeout(Duration::from_millis(200)).is_err(),
+            "no wake before a batch"
+        );
+        queue.push(3);
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+            [0, 1, 2, 3]
+        );
+        for i in 0..15 {
+            queue.push(i);
+        }
+        worker.stop();
+        assert!(worker.wait(Instant::now() + Duration::from_secs(5)));
+        let rest: Vec<u32> = rx.try_iter().flatten().collect();
+        // At most 10 were queued at once; the worker may have drained some in between.
+        assert!(
+            rest.len() >= 10 && rest.len() + queue.dropped.load(Ordering::Relaxed) as usize == 15
+        );
     }
 }

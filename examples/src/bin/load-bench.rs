@@ -9,10 +9,14 @@
 //! - `bare`: axum, no middleware;
 //! - `obs`: `obs::init()` + `obs.layer()`: request id, request span, RED metrics, and one JSON
 //!   "request completed" line per request at INFO;
-//! - `obs-logs-off`: the same with `RUST_LOG=off` (request id, span and metrics only).
+//! - `obs-logs-off`: the same with `RUST_LOG=off` (request id, span and metrics only);
+//! - `obs-otlp`, `obs-sentry`: `obs` plus only one of the two below (the breakdown);
+//! - `obs-full`: `obs` plus OTLP export of every request's span (`always_on`, http/protobuf to a
+//!   local receiver in this process that discards) and Sentry configured (a local endpoint).
 //!
-//! Prints a Markdown table: median requests/s, and the overhead per request against `bare`
-//! (`1e6/rps_variant - 1e6/rps_bare` microseconds) computed per round, median over rounds.
+//! Prints a Markdown table: median requests/s, the overhead per request against `bare`
+//! (`1e6/rps_variant - 1e6/rps_bare` microseconds) computed per round, median over rounds, and
+//! the server's peak RSS (`VmHWM`), largest over rounds.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -20,12 +24,39 @@ use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use axum::Router;
+use obs_examples::receivers::{Behavior, OtlpReceiver, SentryReceiver};
 
-const VARIANTS: [(&str, &[(&str, &str)]); 3] = [
-    ("bare", &[]),
-    ("obs", &[("RUST_LOG", "info")]),
-    ("obs-logs-off", &[("RUST_LOG", "off")]),
+const VARIANTS: [&str; 6] = [
+    "bare",
+    "obs",
+    "obs-logs-off",
+    "obs-otlp",
+    "obs-sentry",
+    "obs-full",
 ];
+
+/// The environment of each variant's server.
+fn variant_env(name: &str, otlp: &str, dsn: &str) -> Vec<(&'static str, String)> {
+    match name {
+        "obs" => vec![("RUST_LOG", "info".into())],
+        "obs-logs-off" => vec![("RUST_LOG", "off".into())],
+        "obs-otlp" => vec![
+            ("RUST_LOG", "info".into()),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.into()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".into()),
+            ("OTEL_TRACES_SAMPLER", "always_on".into()),
+        ],
+        "obs-sentry" => vec![("RUST_LOG", "info".into()), ("SENTRY_DSN", dsn.into())],
+        "obs-full" => vec![
+            ("RUST_LOG", "info".into()),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.into()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".into()),
+            ("OTEL_TRACES_SAMPLER", "always_on".into()),
+            ("SENTRY_DSN", dsn.into()),
+        ],
+        _ => vec![],
+    }
+}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -45,24 +76,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         flag("--connections", 32),
     );
     let exe = std::env::current_exe()?;
-    let mut results: Vec<(&str, Vec<f64>)> = VARIANTS
-        .iter()
-        .map(|(name, _)| (*name, Vec::new()))
-        .collect();
+    let otlp = OtlpReceiver::start(Behavior::Discard);
+    let sentry = SentryReceiver::start(Behavior::Ok);
+    let mut results: Vec<(&str, Vec<f64>)> = VARIANTS.iter().map(|n| (*n, Vec::new())).collect();
+    let mut peak_rss = [0u64; VARIANTS.len()];
     for round in 1..=rounds {
-        for (i, (name, env)) in VARIANTS.iter().enumerate() {
-            let server = Server::start(&exe, name, env)?;
+        for (i, name) in VARIANTS.iter().enumerate() {
+            let env = variant_env(name, &otlp.endpoint(), &sentry.dsn("benchkey"));
+            let server = Server::start(&exe, name, &env)?;
             let rps = wrk(server.addr, seconds, connections)?;
-            eprintln!("round {round}: {name:<13} {rps:>10.0} req/s");
+            let rss = server.peak_rss_kib();
+            eprintln!(
+                "round {round}: {name:<13} {rps:>10.0} req/s, peak RSS {} KiB",
+                rss
+            );
             results[i].1.push(rps);
+            peak_rss[i] = peak_rss[i].max(rss);
         }
     }
     // Overhead per request against bare: from the medians, and per round against the bare run
     // of the same round (back to back, so slow phases of the machine hit both), median of those.
     let bare = &results[0].1;
-    println!("| variant | median req/s | rounds (req/s) | overhead from medians (us) | overhead, median of rounds (us) |");
-    println!("|---|---:|---|---:|---:|");
-    for (name, rps) in &results {
+    println!("| variant | median req/s | rounds (req/s) | overhead from medians (us) | overhead, median of rounds (us) | peak RSS (MiB) |");
+    println!("|---|---:|---|---:|---:|---:|");
+    for ((name, rps), rss) in results.iter().zip(peak_rss) {
         let runs: Vec<String> = rps.iter().map(|r| format!("{r:.0}")).collect();
         let paired: Vec<f64> = rps
             .iter()
@@ -71,10 +108,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect();
         let from_medians = 1e6 / median(rps) - 1e6 / median(bare);
         println!(
-            "| {name} | {:.0} | {} | {from_medians:.2} | {:.2} |",
+            "| {name} | {:.0} | {} | {from_medians:.2} | {:.2} | {:.1} |",
             median(rps),
             runs.join(", "),
-            median(&paired)
+            median(&paired),
+            rss as f64 / 1024.0
         );
     }
     Ok(())
@@ -124,7 +162,7 @@ impl Server {
     fn start(
         exe: &std::path::Path,
         variant: &str,
-        env: &[(&str, &str)],
+        env: &[(&str, String)],
     ) -> Result<Self, Box<dyn std::error::Error>> {
         let addr: SocketAddr = ([127, 0, 0, 1], obs_examples::prometheus::free_port()?).into();
         let mut cmd = Command::new("taskset");
@@ -146,6 +184,21 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok(Self { child, addr })
+    }
+}
+
+impl Server {
+    /// The process's peak resident set size (`VmHWM`), in KiB.
+    fn peak_rss_kib(&self) -> u64 {
+        // taskset execs the server, so the child's pid is the server's.
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+            .unwrap_or(0)
     }
 }
 

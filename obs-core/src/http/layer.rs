@@ -1,6 +1,5 @@
 //! [`ObsLayer`] and its service and future.
 
-use std::borrow::Cow;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
@@ -14,9 +13,11 @@ use tower_service::Service;
 use tracing::Span;
 
 use super::request_id::{RequestId, REQUEST_ID_HEADER};
+use super::Route;
 use super::TARGET;
+use crate::metrics::names;
 use crate::metrics::{ActiveGuard, Method, Outcome, Scheme};
-use crate::trace::span::{attach_server, with_extensions, Attributes, SpanTrace, Value};
+use crate::trace::span::{attach_server, with_extensions, ServerAttrs, SpanTrace};
 use crate::trace::TraceContext;
 use crate::Shared;
 
@@ -76,7 +77,7 @@ where
         let trace = TraceContext::start(req.headers(), &self.shared.trace);
         let method = Method::of(req.method());
         let scheme = Scheme::of(req.uri());
-        let route = matched_route(&req);
+        let route = Route::of(&req);
         let span = tracing::info_span!(
             target: TARGET,
             "request",
@@ -86,15 +87,24 @@ where
             url.path = req.uri().path(),
         );
         with_extensions(&span, |ext| {
-            let record = (self.shared.exporting && trace.sampled())
-                .then(|| server_span(&req, method, scheme, route.as_deref(), &id));
-            attach_server(ext, &trace, record);
+            let server = (self.shared.exporting && trace.sampled()).then(|| ServerAttrs {
+                method: method.as_str(),
+                method_original: (method.as_str() == names::METHOD_OTHER)
+                    .then(|| req.method().clone()),
+                route: route.clone(),
+                path: req.uri().path_and_query().cloned(),
+                scheme: scheme.as_str(),
+                request_id: id.clone(),
+                status: None,
+                error_type: None,
+            });
+            attach_server(ext, &trace, server);
             if self.shared.sentry {
                 ext.insert(crate::sentry::RequestScope {
-                    request_id: id.as_str().to_owned(),
+                    request_id: id.clone(),
                     method: method.as_str(),
-                    route: route.as_deref().map(str::to_owned),
-                    path: req.uri().path().to_owned(),
+                    route: route.clone(),
+                    path: req.uri().path_and_query().cloned(),
                     breadcrumbs: Default::default(),
                     captured: false,
                 });
@@ -123,93 +133,20 @@ where
     }
 }
 
-/// The SERVER span's name (`GET /users/{id}`, `GET` without a route, `HTTP` for unknown
-/// methods) and its semconv attributes known at the start.
-fn server_span<B>(
-    req: &Request<B>,
-    method: Method,
-    scheme: Scheme,
-    route: Option<&str>,
-    id: &RequestId,
-) -> (Cow<'static, str>, Attributes) {
-    let m = method.as_str();
-    let name = match (m, route) {
-        (crate::metrics::names::METHOD_OTHER, _) => Cow::Borrowed("HTTP"),
-        (m, Some(route)) => Cow::Owned(format!("{m} {route}")),
-        (m, None) => Cow::Borrowed(m),
-    };
-    let s = |v: &str| Value::Str(v.to_owned());
-    let mut attributes = Vec::with_capacity(8);
-    attributes.push(("http.request.method".into(), s(m)));
-    if m == crate::metrics::names::METHOD_OTHER {
-        attributes.push((
-            "http.request.method_original".into(),
-            s(req.method().as_str()),
-        ));
-    }
-    if let Some(route) = route {
-        attributes.push(("http.route".into(), s(route)));
-    }
-    attributes.push(("url.path".into(), s(req.uri().path())));
-    attributes.push(("url.scheme".into(), s(scheme.as_str())));
-    attributes.push(("request.id".into(), s(id.as_str())));
-    (name, attributes)
-}
-
 /// Completes the SERVER span: status code, `error.type`, and status Error on failures (5xx,
 /// panic, cancellation; 4xx leaves it unset, as semconv requires for servers).
 fn end_server_span(span: &Span, outcome: Outcome) {
     with_extensions(span, |ext| {
-        let Some(record) = ext.get_mut::<SpanTrace>().and_then(|t| t.record.as_mut()) else {
-            return;
-        };
-        if let Some(status) = outcome.status() {
-            record.set("http.response.status_code", Value::Int(i64::from(status)));
-        }
-        if let Some(error) = outcome.error_type() {
-            let error = error.to_string();
-            // For a status code the description stays empty (semconv: it is inferable).
-            record.error = Some(if outcome.status().is_some() {
-                String::new()
-            } else {
-                error.clone()
-            });
-            record.set("error.type", Value::Str(error));
+        let server = ext
+            .get_mut::<SpanTrace>()
+            .and_then(|t| t.record.as_mut())
+            .and_then(|r| r.server.as_mut());
+        if let Some(server) = server {
+            server.status = outcome.status();
+            server.error_type = outcome.error_type();
         }
     });
 }
-
-/// The route template axum matched (`/users/{id}`), never the raw path.
-fn matched_route<B>(req: &Request<B>) -> Option<RouteName> {
-    #[cfg(feature = "axum")]
-    {
-        req.extensions()
-            .get::<axum::extract::MatchedPath>()
-            .cloned()
-            .map(RouteName)
-    }
-    #[cfg(not(feature = "axum"))]
-    {
-        let _ = req;
-        None
-    }
-}
-
-/// A matched route; cloning it is a reference-count increment.
-#[cfg(feature = "axum")]
-#[derive(Clone)]
-struct RouteName(axum::extract::MatchedPath);
-
-#[cfg(feature = "axum")]
-impl std::ops::Deref for RouteName {
-    type Target = str;
-    fn deref(&self) -> &str {
-        self.0.as_str()
-    }
-}
-
-#[cfg(not(feature = "axum"))]
-type RouteName = std::sync::Arc<str>;
 
 /// What is needed to finish the request; taken exactly once (response, panic, error or drop).
 struct Pending {
@@ -218,7 +155,7 @@ struct Pending {
     id: RequestId,
     method: Method,
     scheme: Scheme,
-    route: Option<RouteName>,
+    route: Option<Route>,
     _active: ActiveGuard,
 }
 

@@ -47,6 +47,46 @@ pub use request_id::{
     is_valid as is_valid_request_id, RequestId, MAX_REQUEST_ID_LEN, REQUEST_ID_HEADER,
 };
 
+/// The route template axum matched (`/users/{id}`), never the raw path; cloning it is a
+/// reference-count increment.
+#[derive(Clone, Debug)]
+pub(crate) struct Route(
+    #[cfg(feature = "axum")] axum::extract::MatchedPath,
+    #[cfg(not(feature = "axum"))] std::sync::Arc<str>,
+);
+
+impl Route {
+    /// The matched route of `req`, if a router matched one.
+    pub(crate) fn of<B>(req: &http::Request<B>) -> Option<Route> {
+        #[cfg(feature = "axum")]
+        {
+            req.extensions()
+                .get::<axum::extract::MatchedPath>()
+                .cloned()
+                .map(Route)
+        }
+        #[cfg(not(feature = "axum"))]
+        {
+            let _ = req;
+            None
+        }
+    }
+}
+
+impl std::ops::Deref for Route {
+    type Target = str;
+    fn deref(&self) -> &str {
+        #[cfg(feature = "axum")]
+        {
+            self.0.as_str()
+        }
+        #[cfg(not(feature = "axum"))]
+        {
+            &self.0
+        }
+    }
+}
+
 /// The `tracing` target of the request span and the "request completed" line.
 pub const TARGET: &str = "obs::http";
 

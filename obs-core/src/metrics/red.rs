@@ -95,6 +95,7 @@ impl Outcome {
 }
 
 /// An `error.type` value without allocating for the status-code case.
+#[derive(Clone, Copy)]
 pub(crate) enum ErrorType {
     Status(u16),
     Kind(&'static str),

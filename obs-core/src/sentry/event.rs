@@ -207,7 +207,7 @@ impl Statics {
         out.extend_from_slice(b",\"tags\":{\"service.name\":");
         write_str(&mut out, &self.service_name);
         if let Some(scope) = scope {
-            put(&mut out, "request_id", &scope.request_id);
+            put(&mut out, "request_id", scope.request_id.as_str());
             if let Some(route) = &scope.route {
                 put(&mut out, "http.route", route);
             }
@@ -230,7 +230,11 @@ impl Statics {
             // Method and path only: no headers, cookies, query string or body.
             out.extend_from_slice(b",\"request\":{\"method\":");
             write_str(&mut out, scope.method);
-            put(&mut out, "url", &scope.path);
+            put(
+                &mut out,
+                "url",
+                scope.path.as_ref().map_or("", |p| p.path()),
+            );
             out.push(b'}');
         }
         if !extra.is_empty() {

@@ -93,10 +93,11 @@ impl SentrySettings {
 
 /// Per-request Sentry scope, an extension of the request span.
 pub(crate) struct RequestScope {
-    pub request_id: String,
+    pub request_id: crate::RequestId,
     pub method: &'static str,
-    pub route: Option<String>,
-    pub path: String,
+    pub route: Option<crate::http::Route>,
+    /// Only its path is sent (never the query string).
+    pub path: Option<http::uri::PathAndQuery>,
     pub breadcrumbs: VecDeque<Breadcrumb>,
     /// A Sentry event was already sent for this request.
     pub captured: bool,
@@ -104,14 +105,14 @@ pub(crate) struct RequestScope {
 
 /// The layer: captures ERROR events, keeps WARN/INFO as breadcrumbs.
 pub(crate) struct SentryLayer {
-    queue: Queue<Vec<u8>>,
+    queue: Queue<Vec<Vec<u8>>>,
     statics: event::Statics,
     /// Breadcrumbs of events outside any request.
     global: Mutex<VecDeque<Breadcrumb>>,
 }
 
 impl SentryLayer {
-    pub fn new(settings: &SentrySettings, service_name: &str, queue: Queue<Vec<u8>>) -> Self {
+    pub fn new(settings: &SentrySettings, service_name: &str, queue: Queue<Vec<Vec<u8>>>) -> Self {
         Self {
             queue,
             statics: event::Statics::new(settings, service_name),

@@ -1,6 +1,5 @@
 //! Sends envelopes to Sentry from the export thread, honouring its rate limits.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::Dsn;
@@ -15,18 +14,19 @@ const DEFAULT_BACKOFF: Duration = Duration::from_secs(60);
 
 /// The Sentry sender: its queue and worker thread.
 pub(crate) struct Transport {
-    pub queue: Queue<Vec<u8>>,
+    pub queue: Queue<Vec<Vec<u8>>>,
     pub worker: Worker,
 }
 
 impl Transport {
     pub fn start(dsn: Dsn) -> Self {
-        let (queue, worker) = Worker::spawn("obs-sentry", QUEUE, move |inbox| run(inbox, dsn));
+        // Errors are rare: wake the worker for each one.
+        let (queue, worker) = Worker::spawn("obs-sentry", QUEUE, 1, move |inbox| run(inbox, dsn));
         Self { queue, worker }
     }
 }
 
-async fn run(mut inbox: Inbox<Vec<u8>>, dsn: Dsn) {
+async fn run(inbox: Inbox<Vec<Vec<u8>>>, dsn: Dsn) {
     crate::trace::span::untraced_thread();
     let client = match reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(3))
@@ -43,47 +43,63 @@ async fn run(mut inbox: Inbox<Vec<u8>>, dsn: Dsn) {
     let (url, auth) = (dsn.envelope_url(), dsn.auth_header());
     let mut limited_until: Option<Instant> = None;
     let mut last_report: Option<Instant> = None;
-    let mut stopping = false;
     loop {
-        let envelope = if stopping {
-            match inbox.rx.try_recv() {
-                Ok(e) => e,
-                Err(_) => return,
-            }
-        } else {
-            tokio::select! {
-                e = inbox.rx.recv() => match e { Some(e) => e, None => return },
-                () = inbox.stop.notified() => { stopping = true; continue; }
-            }
-        };
-        if limited_until.is_some_and(|t| Instant::now() < t) {
-            inbox.dropped.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
-        let outcome = client
-            .post(&url)
-            .header("x-sentry-auth", &auth)
-            .header(http::header::CONTENT_TYPE, "application/x-sentry-envelope")
-            .body(envelope)
-            .send()
+        let stopping = inbox.wait(Duration::from_secs(3600)).await;
+        for envelope in inbox.take() {
+            send(
+                &client,
+                &url,
+                &auth,
+                envelope,
+                &inbox,
+                &mut limited_until,
+                &mut last_report,
+            )
             .await;
-        let failure = match outcome {
-            Ok(r) if r.status().is_success() => None,
-            Ok(r) if r.status() == http::StatusCode::TOO_MANY_REQUESTS => {
-                let wait = retry_after(r.headers()).unwrap_or(DEFAULT_BACKOFF);
-                limited_until = Some(Instant::now() + wait);
-                Some(format!("rate limited for {wait:?}"))
-            }
-            Ok(r) => Some(format!("HTTP {}", r.status())),
-            Err(e) if e.is_timeout() => Some(format!("no answer within {TIMEOUT:?}")),
-            Err(e) => Some(e.without_url().to_string()),
-        };
-        if let Some(why) = failure {
-            inbox.dropped.fetch_add(1, Ordering::Relaxed);
-            if last_report.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
-                last_report = Some(Instant::now());
-                tracing::warn!(target: "obs::sentry", "sending an event to Sentry failed: {why}; event dropped");
-            }
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
+/// Sends one envelope; a failure drops it (counted) and is reported at most once a minute.
+async fn send(
+    client: &reqwest::Client,
+    url: &str,
+    auth: &str,
+    envelope: Vec<u8>,
+    inbox: &Inbox<Vec<Vec<u8>>>,
+    limited_until: &mut Option<Instant>,
+    last_report: &mut Option<Instant>,
+) {
+    if limited_until.is_some_and(|t| Instant::now() < t) {
+        inbox.dropped(1);
+        return;
+    }
+    let outcome = client
+        .post(url)
+        .header("x-sentry-auth", auth)
+        .header(http::header::CONTENT_TYPE, "application/x-sentry-envelope")
+        .body(envelope)
+        .send()
+        .await;
+    let failure = match outcome {
+        Ok(r) if r.status().is_success() => None,
+        Ok(r) if r.status() == http::StatusCode::TOO_MANY_REQUESTS => {
+            let wait = retry_after(r.headers()).unwrap_or(DEFAULT_BACKOFF);
+            *limited_until = Some(Instant::now() + wait);
+            Some(format!("rate limited for {wait:?}"))
+        }
+        Ok(r) => Some(format!("HTTP {}", r.status())),
+        Err(e) if e.is_timeout() => Some(format!("no answer within {TIMEOUT:?}")),
+        Err(e) => Some(e.without_url().to_string()),
+    };
+    if let Some(why) = failure {
+        inbox.dropped(1);
+        if last_report.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+            *last_report = Some(Instant::now());
+            tracing::warn!(target: "obs::sentry", "sending an event to Sentry failed: {why}; event dropped");
         }
     }
 }

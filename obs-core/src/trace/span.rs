@@ -30,7 +30,7 @@ pub(crate) struct SpanTrace {
     pub flags: u8,
     pub hex: HexIds,
     /// Present when the span is sampled and exported.
-    pub record: Option<Box<SpanRecord>>,
+    pub record: Option<SpanRecord>,
 }
 
 impl SpanTrace {
@@ -64,8 +64,26 @@ pub(crate) enum Value {
 /// Span attributes, in recording order.
 pub(crate) type Attributes = Vec<(Cow<'static, str>, Value)>;
 
+/// The semconv attributes of a SERVER span, kept as the request's own values (reference-counted
+/// clones, no formatting) and rendered only when exported.
+#[derive(Clone)]
+pub(crate) struct ServerAttrs {
+    /// `http.request.method`: a known method or `_OTHER`.
+    pub method: &'static str,
+    /// `http.request.method_original`, for `_OTHER`.
+    pub method_original: Option<http::Method>,
+    pub route: Option<crate::http::Route>,
+    /// `url.path` is its path (the query string is never exported).
+    pub path: Option<http::uri::PathAndQuery>,
+    pub scheme: &'static str,
+    pub request_id: crate::RequestId,
+    pub status: Option<u16>,
+    /// Set on failures: status Error.
+    pub error_type: Option<crate::metrics::ErrorType>,
+}
+
 /// Everything exported about one span.
-#[derive(Debug)]
+#[derive(Clone)]
 pub(crate) struct SpanRecord {
     pub trace_id: [u8; 16],
     pub span_id: [u8; 8],
@@ -74,13 +92,13 @@ pub(crate) struct SpanRecord {
     /// The parent came from another process (`traceparent`).
     pub remote_parent: bool,
     pub tracestate: Option<HeaderValue>,
-    pub name: Cow<'static, str>,
+    /// The `tracing` span name; SERVER spans are named from `server` instead.
+    pub name: &'static str,
     pub kind: SpanKind,
     pub start_unix_nanos: u64,
     pub end_unix_nanos: u64,
     pub attributes: Attributes,
-    /// Status Error with this message; `None` leaves the status unset.
-    pub error: Option<String>,
+    pub server: Option<ServerAttrs>,
 }
 
 impl SpanRecord {
@@ -99,9 +117,10 @@ pub(crate) fn unix_nanos(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// Where finished sampled spans go.
+/// Where finished sampled spans go (encoded on the spot: nothing is allocated per span to
+/// cross threads).
 pub(crate) trait SpanSink: Send + Sync + 'static {
-    fn export(&self, span: Box<SpanRecord>);
+    fn export(&self, span: &SpanRecord);
 }
 
 thread_local! {
@@ -136,24 +155,22 @@ pub(crate) fn with_extensions(span: &Span, f: impl FnOnce(&mut ExtensionsMut<'_>
 pub(crate) fn attach_server(
     ext: &mut ExtensionsMut<'_>,
     ctx: &TraceContext,
-    record: Option<(Cow<'static, str>, Attributes)>,
+    server: Option<ServerAttrs>,
 ) {
     let mut trace = SpanTrace::new(ctx.trace_id, ctx.span_id, ctx.flags);
-    trace.record = record.filter(|_| ctx.sampled()).map(|(name, attributes)| {
-        Box::new(SpanRecord {
-            trace_id: ctx.trace_id,
-            span_id: ctx.span_id,
-            flags: ctx.flags,
-            parent_span_id: ctx.parent_span_id,
-            remote_parent: ctx.parent_span_id.is_some(),
-            tracestate: ctx.tracestate.clone(),
-            name,
-            kind: SpanKind::Server,
-            start_unix_nanos: unix_nanos(SystemTime::now()),
-            end_unix_nanos: 0,
-            attributes,
-            error: None,
-        })
+    trace.record = server.filter(|_| ctx.sampled()).map(|server| SpanRecord {
+        trace_id: ctx.trace_id,
+        span_id: ctx.span_id,
+        flags: ctx.flags,
+        parent_span_id: ctx.parent_span_id,
+        remote_parent: ctx.parent_span_id.is_some(),
+        tracestate: ctx.tracestate.clone(),
+        name: "",
+        kind: SpanKind::Server,
+        start_unix_nanos: unix_nanos(SystemTime::now()),
+        end_unix_nanos: 0,
+        attributes: Vec::new(),
+        server: Some(server),
     });
     ext.insert(trace);
 }
@@ -199,20 +216,20 @@ where
         };
         let mut trace = SpanTrace::new(trace_id, span_id, flags);
         if recording {
-            let mut record = Box::new(SpanRecord {
+            let mut record = SpanRecord {
                 trace_id,
                 span_id,
                 flags,
                 parent_span_id,
                 remote_parent: false,
                 tracestate: None,
-                name: Cow::Borrowed(meta.name()),
+                name: meta.name(),
                 kind: SpanKind::Internal,
                 start_unix_nanos: unix_nanos(SystemTime::now()),
                 end_unix_nanos: 0,
                 attributes: Vec::new(),
-                error: None,
-            });
+                server: None,
+            };
             attrs.record(&mut Attrs(&mut record));
             trace.record = Some(record);
         }
@@ -230,11 +247,8 @@ where
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
         let Some(sink) = &self.sink else { return };
         let Some(span) = ctx.span(&id) else { return };
-        let record = span
-            .extensions_mut()
-            .get_mut::<SpanTrace>()
-            .and_then(|t| t.record.take());
-        if let Some(mut record) = record {
+        let mut ext = span.extensions_mut();
+        if let Some(record) = ext.get_mut::<SpanTrace>().and_then(|t| t.record.as_mut()) {
             record.end_unix_nanos = unix_nanos(SystemTime::now()).max(record.start_unix_nanos);
             sink.export(record);
         }
@@ -278,8 +292,8 @@ mod tests {
     #[derive(Clone, Default)]
     struct Spans(Arc<Mutex<Vec<SpanRecord>>>);
     impl SpanSink for Spans {
-        fn export(&self, span: Box<SpanRecord>) {
-            self.0.lock().unwrap().push(*span);
+        fn export(&self, span: &SpanRecord) {
+            self.0.lock().unwrap().push(span.clone());
         }
     }
 
@@ -300,10 +314,7 @@ mod tests {
         });
         let spans = spans.0.lock().unwrap();
         let (inner, outer) = (&spans[0], &spans[1]);
-        assert_eq!(
-            (inner.name.as_ref(), outer.name.as_ref()),
-            ("db.query", "outer")
-        );
+        assert_eq!((inner.name, outer.name), ("db.query", "outer"));
         assert_eq!(inner.trace_id, outer.trace_id);
         assert_eq!(inner.parent_span_id, Some(outer.span_id));
         assert_eq!(outer.parent_span_id, None);
