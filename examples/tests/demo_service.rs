@@ -79,14 +79,17 @@ fn request_completed_line_and_request_id_propagation() {
     assert!(ts.ends_with('Z') && ts.as_bytes()[10] == b'T');
     assert!(!demo.lines().iter().any(|l| l.contains("secret")));
 
-    // Every line of the request (the handler's own and the completion line) has the id.
+    // Every line of the request (the handler's two, one in its own span, and the completion
+    // line) has the id.
     let of_request: Vec<Value> = json_lines(&demo)
         .into_iter()
         .filter(|l| l["url.path"] == "/users/7")
         .collect();
-    assert_eq!(of_request.len(), 2, "{of_request:#?}");
+    assert_eq!(of_request.len(), 3, "{of_request:#?}");
     assert!(of_request.iter().all(|l| l["request_id"] == "abc-123"));
-    assert_eq!(of_request[0]["message"], "user loaded");
+    assert_eq!(of_request[0]["message"], "row fetched");
+    assert_eq!(of_request[0]["db.system"], "postgresql");
+    assert_eq!(of_request[1]["message"], "user loaded");
 }
 
 #[test]
@@ -383,9 +386,12 @@ fn every_line_of_a_request_carries_its_trace_context() {
         .collect();
     assert_eq!(
         traced.len(),
-        2,
-        "the handler's line and the completion line"
+        3,
+        "the handler's lines and the completion line"
     );
+    // The line inside the handler's span has that span's id; the others the server span's.
+    assert_ne!(traced[0]["span_id"], traced[1]["span_id"]);
+    assert_eq!(traced[1]["span_id"], traced[2]["span_id"]);
     for l in &traced {
         assert_eq!(
             l["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736",
@@ -398,7 +404,6 @@ fn every_line_of_a_request_carries_its_trace_context() {
             "a new server span: {span}"
         );
     }
-    assert_eq!(traced[0]["span_id"], traced[1]["span_id"]);
     let fresh: Vec<&Value> = lines
         .iter()
         .filter(|l| l["request_id"] == "fresh-1")

@@ -1,9 +1,11 @@
 //! # obs: observability for Rust services in one call
 //!
-//! `obs::init()` installs JSON logs that carry a request id, RED metrics in Prometheus format
-//! and an admin server with `/metrics`, `/healthz` and `/readyz`, all configured from standard
+//! `obs::init()` installs JSON logs that carry a request id and trace ids, RED metrics in
+//! Prometheus format, an admin server with `/metrics`, `/healthz` and `/readyz`, OTLP trace
+//! export ([`trace`]) and Sentry error capture ([`sentry`]), all configured from standard
 //! environment variables. `obs.layer()` is its one tower middleware. The returned [`Obs`] is the
-//! guard: [`Obs::shutdown`] (or dropping it) flushes every buffered log line, bounded in time.
+//! guard: [`Obs::shutdown`] (or dropping it) flushes buffered log lines, spans and Sentry events,
+//! bounded in time.
 //!
 //! ```no_run
 //! use axum::{routing::get, Router};
@@ -28,6 +30,9 @@
 //! | `OBS_LOG_FORMAT` | `json` or `pretty` | `json` |
 //! | `OBS_ADMIN_ADDR` | admin server address; `off` disables it | `0.0.0.0:9464` |
 //! | `OBS_METRICS_TOKEN` | bearer token required on `/metrics` | none |
+//! | `OTEL_EXPORTER_OTLP_ENDPOINT`, `_PROTOCOL`, `_HEADERS`, `_TIMEOUT` | OTLP trace export | off |
+//! | `OTEL_TRACES_SAMPLER(_ARG)`, `OTEL_PROPAGATORS`, `OTEL_SDK_DISABLED` | sampling, propagation | `parentbased_always_on`, `tracecontext,baggage`, `false` |
+//! | `SENTRY_DSN`, `SENTRY_ENVIRONMENT`, `SENTRY_RELEASE` | Sentry | off |
 //!
 //! Code wins over the environment: see [`Config`]. For tests, [`test::init`] captures logs and
 //! metrics without touching global state.

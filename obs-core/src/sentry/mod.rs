@@ -11,7 +11,7 @@
 //! ```
 //! // With `SENTRY_DSN` set, `obs::init()` does this; `sentry_dsn` is the code equivalent.
 //! let obs = obs::test::init_with(
-//!     obs::Config::new().sentry_dsn("https://public@o1.ingest.sentry.io/42"),
+//!     obs::Config::new().sentry_dsn("http://public@127.0.0.1:9/42"),
 //! );
 //! tracing::error!(order = 7, "payment failed"); // -> one Sentry event
 //! # obs.shutdown(std::time::Duration::from_millis(10));
