@@ -8,3 +8,5 @@ pub mod exposition;
 pub mod process;
 pub mod prometheus;
 pub mod receivers;
+pub mod slack;
+pub mod traffic;

@@ -8,12 +8,17 @@
 //! assert_eq!(response.status, 200);
 //! ```
 
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::client;
+use crate::prometheus::free_port;
 
 /// How long to wait for the service to say it is listening.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -158,6 +163,90 @@ fn value_after(line: &str, key: &str) -> Option<String> {
         .find(|c: char| c == '"' || c == ',' || c.is_whitespace() || c == '}')
         .unwrap_or(rest.len());
     Some(rest[..end].to_owned())
+}
+
+/// obs-collector as a child process (`bin`), with its stdout and stderr captured; killed when
+/// dropped.
+pub struct CollectorProcess {
+    child: Child,
+    pub addr: SocketAddr,
+    pub output: Arc<Mutex<String>>,
+}
+
+impl CollectorProcess {
+    /// Starts `bin --config config --listen <free port> --state-file state` and waits until
+    /// it is ready.
+    pub fn start(bin: &Path, config: &Path, state: &Path, env: &[(&str, &str)]) -> Self {
+        let addr: SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
+        let mut child = Command::new(bin)
+            .arg("--config")
+            .arg(config)
+            .args(["--listen", &addr.to_string(), "--state-file"])
+            .arg(state)
+            .env_remove("SLACK_WEBHOOK_URL")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let output = Arc::new(Mutex::new(String::new()));
+        for pipe in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let output = Arc::clone(&output);
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    output.lock().unwrap().push_str(&(line + "\n"));
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !client::get(addr, "/-/ready").is_ok_and(|r| r.status == 200) {
+            assert!(Instant::now() < deadline, "collector did not become ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            child,
+            addr,
+            output,
+        }
+    }
+
+    /// `/api/v1/alerts`.
+    pub fn alerts(&self) -> Vec<Value> {
+        let r = client::get(self.addr, "/api/v1/alerts").unwrap();
+        let v: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(v["status"], "success");
+        v["data"]["alerts"].as_array().unwrap().clone()
+    }
+
+    /// Waits for an alert in `state` in `/api/v1/alerts`.
+    pub fn wait_alert(&self, state: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(a) = self.alerts().into_iter().find(|a| a["state"] == state) {
+                return a;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {state} alert within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for CollectorProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
 }
 
 #[cfg(test)]

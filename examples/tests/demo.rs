@@ -35,4 +35,12 @@ fn the_demo_fires_and_resolves_both_alerts() {
         "JSON logs with ids are shown: {stdout}"
     );
     assert_eq!(stdout.matches("delivered at").count(), 4, "{stdout}");
+    // The state changes are shown: pending before firing, for the error-rate alert.
+    let pending = stdout
+        .find("alert HighErrorRate is pending")
+        .expect("pending shown");
+    let firing = stdout
+        .find("alert HighErrorRate is firing")
+        .expect("firing shown");
+    assert!(pending < firing, "{stdout}");
 }

@@ -53,6 +53,11 @@ pub mod sentry;
 pub mod test;
 pub mod trace;
 
+/// The README's Rust examples compile (they are doctests of this crate).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+mod readme {}
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};

@@ -7,35 +7,19 @@
 //! `HighLatencyP95` go pending, fire and resolve within about two minutes. Alerts are printed
 //! on the console, or posted to Slack when `SLACK_WEBHOOK_URL` is set. Ctrl-C stops everything.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use obs_collector::collector::{rfc3339, Collector};
 use obs_collector::config::Config;
 use obs_collector::notify::Outcome;
 use obs_collector::{rules, web};
-use obs_examples::client;
 use obs_examples::process::{sibling_binary, DemoService};
+use obs_examples::traffic;
 
 const COLLECTOR_ADDR: &str = "127.0.0.1:9465";
-
-/// (title, seconds, share of /fail, share of 3 s requests)
-const PHASES: [(&str, u64, f64, f64); 5] = [
-    ("healthy traffic", 15, 0.0, 0.0),
-    (
-        "30% of requests fail (HighErrorRate: pending after ~10 s of data, firing 10 s later)",
-        30,
-        0.3,
-        0.0,
-    ),
-    ("healthy again (HighErrorRate resolves)", 20, 0.0, 0.0),
-    ("20% of requests take 3 s (HighLatencyP95)", 30, 0.0, 0.2),
-    ("healthy again (HighLatencyP95 resolves)", 20, 0.0, 0.0),
-];
-const REQUESTS_PER_SECOND: u64 = 20;
 
 fn main() -> ExitCode {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -113,17 +97,23 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let stop = Arc::new(AtomicBool::new(false));
     let driver = {
         let (stop, addr) = (Arc::clone(&stop), service.addr);
-        tokio::task::spawn_blocking(move || drive(addr, &stop))
+        tokio::task::spawn_blocking(move || traffic::drive(addr, &stop))
     };
     let shown = tokio::spawn(show_logs(service));
+    let watched = tokio::task::spawn_blocking({
+        let stop = Arc::clone(&stop);
+        move || watch_alerts(status_page, &stop)
+    });
     tokio::select! {
-        done = driver => done?,
+        done = driver => { done?; }
         _ = tokio::signal::ctrl_c() => {
             println!("\nCtrl-C: stopping");
             stop.store(true, Ordering::SeqCst);
         }
     }
     shown.abort();
+    stop.store(true, Ordering::SeqCst);
+    let _ = watched.await;
     let log = collector.log.lock().map(|l| l.clone()).unwrap_or_default();
     println!("\nnotifications:");
     for e in &log.entries {
@@ -162,43 +152,43 @@ async fn show_logs(service: DemoService) {
     }
 }
 
-/// Sends the phases' traffic; slow requests run on their own threads to keep the rate.
-fn drive(addr: SocketAddr, stop: &AtomicBool) {
-    let sent = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    for (title, seconds, fail, slow) in PHASES {
-        println!("[{:>3}s] {title}", started.elapsed().as_secs());
-        let end = Instant::now() + Duration::from_secs(seconds);
-        let mut i: u64 = 0;
-        while Instant::now() < end {
-            if stop.load(Ordering::SeqCst) {
-                return;
+/// Prints each alert's state changes (pending, firing, gone) as the collector's API shows them.
+fn watch_alerts(collector: std::net::SocketAddr, stop: &AtomicBool) {
+    let started = std::time::Instant::now();
+    let mut last: Vec<(String, String)> = Vec::new();
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_secs(1));
+        let Ok(r) = obs_examples::client::get(collector, "/api/v1/alerts") else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&r.body) else {
+            continue;
+        };
+        let now: Vec<(String, String)> = v["data"]["alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| {
+                let name = a["labels"]["alertname"].as_str().unwrap_or("?").to_owned();
+                (name, a["state"].as_str().unwrap_or("?").to_owned())
+            })
+            .collect();
+        for (name, state) in &now {
+            if !last.contains(&(name.clone(), state.clone())) {
+                println!(
+                    "[{:>3}s] alert {name} is {state}",
+                    started.elapsed().as_secs()
+                );
             }
-            i += 1;
-            let pick = (i % 10) as f64 / 10.0;
-            let path = if pick < fail {
-                "/fail".to_owned()
-            } else if pick < slow {
-                "/slow?ms=3000".to_owned()
-            } else {
-                format!("/users/{i}")
-            };
-            let sent = Arc::clone(&sent);
-            if path.starts_with("/slow") {
-                std::thread::spawn(move || {
-                    let _ = client::get(addr, &path);
-                    sent.fetch_add(1, Ordering::Relaxed);
-                });
-            } else {
-                let _ = client::get(addr, &path);
-                sent.fetch_add(1, Ordering::Relaxed);
-            }
-            std::thread::sleep(Duration::from_millis(1000 / REQUESTS_PER_SECOND));
         }
+        for (name, _) in &last {
+            if !now.iter().any(|(n, _)| n == name) {
+                println!(
+                    "[{:>3}s] alert {name} is no longer active",
+                    started.elapsed().as_secs()
+                );
+            }
+        }
+        last = now;
     }
-    println!(
-        "[{:>3}s] done: {} requests",
-        started.elapsed().as_secs(),
-        sent.load(Ordering::Relaxed)
-    );
 }

@@ -2,7 +2,7 @@
 //! child process.
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use obs_examples::client;
+pub use obs_examples::process::CollectorProcess;
 use obs_examples::prometheus::free_port;
-use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_obs-collector");
 
@@ -55,110 +55,13 @@ pub fn write_config(dir: &Path, target: SocketAddr, for_: &str, extra: &str) -> 
     config
 }
 
-/// The collector as a child process, with its stdout and stderr captured.
-pub struct Collector {
-    child: Child,
-    pub addr: SocketAddr,
-    pub output: Arc<Mutex<String>>,
-}
+/// The collector binary of this package as a child process.
+pub struct Collector;
 
 impl Collector {
-    pub fn start(config: &Path, state: &Path, env: &[(&str, &str)]) -> Self {
-        let addr: SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
-        let mut child = Command::new(BIN)
-            .arg("--config")
-            .arg(config)
-            .args(["--listen", &addr.to_string(), "--state-file"])
-            .arg(state)
-            .env_remove("SLACK_WEBHOOK_URL")
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let output = Arc::new(Mutex::new(String::new()));
-        for pipe in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let output = Arc::clone(&output);
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    output.lock().unwrap().push_str(&(line + "\n"));
-                }
-            });
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !client::get(addr, "/-/ready").is_ok_and(|r| r.status == 200) {
-            assert!(Instant::now() < deadline, "collector did not become ready");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self {
-            child,
-            addr,
-            output,
-        }
+    pub fn start(config: &Path, state: &Path, env: &[(&str, &str)]) -> CollectorProcess {
+        CollectorProcess::start(BIN.as_ref(), config, state, env)
     }
-
-    /// `/api/v1/alerts`.
-    pub fn alerts(&self) -> Vec<Value> {
-        let r = client::get(self.addr, "/api/v1/alerts").unwrap();
-        let v: Value = serde_json::from_str(&r.body).unwrap();
-        assert_eq!(v["status"], "success");
-        v["data"]["alerts"].as_array().unwrap().clone()
-    }
-
-    /// Waits for an alert in `state` in `/api/v1/alerts`.
-    pub fn wait_alert(&self, state: &str, timeout: Duration) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(a) = self.alerts().into_iter().find(|a| a["state"] == state) {
-                return a;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {state} alert within {timeout:?}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// SIGKILL: no chance to flush anything.
-    pub fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-/// Reads one HTTP/1.1 request from `stream`: (path, body).
-pub fn read_request(stream: &std::net::TcpStream) -> (String, Vec<u8>) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let (mut line, mut length, mut path) = (String::new(), 0, String::new());
-    while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
-        if path.is_empty() {
-            path = line
-                .split_whitespace()
-                .nth(1)
-                .unwrap_or_default()
-                .to_owned();
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap_or(0);
-        }
-        if line == "\r\n" {
-            break;
-        }
-        line.clear();
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).unwrap();
-    (path, body)
 }
 
 /// A real Debian `prometheus-alertmanager` with `config` (YAML), on a free loopback port,

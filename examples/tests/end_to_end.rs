@@ -1,0 +1,188 @@
+//! The whole mission, end to end, as real processes on loopback: the demo service (obs with OTLP
+//! and Sentry pointed at local receivers), obs-collector with the demo-speed rules posting to a
+//! Slack stand-in, and the demo's traffic (healthy -> 30% errors -> healthy -> 20% at 3 s ->
+//! healthy). Asserts the Slack messages (one firing and one resolved per incident, in order,
+//! with the right values), that the logs' request ids are the response headers', and that every
+//! 5xx has a Sentry event and an Error span sharing its log line's trace id.
+//!
+//! The demo rule file is `alerts/obs-red.rules.yml` with durations shortened and nothing else
+//! changed (checked by `demo_rules`' test); the real timings are checked against promtool in
+//! obs-collector's differential test.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use obs_examples::process::{sibling_binary, CollectorProcess, DemoService};
+use obs_examples::receivers::{hex, Behavior, OtlpReceiver, SentryReceiver};
+use obs_examples::slack::{assert_block_kit, header, Slack};
+use obs_examples::traffic;
+use serde_json::Value;
+
+/// The number in a Slack message's "*Value*" field (`30.4%` -> 30.4, `3.75s` -> 3.75).
+fn value_field(m: &Value) -> f64 {
+    let fields = m["blocks"][2]["fields"]
+        .as_array()
+        .expect("a fields section");
+    let text = fields[0]["text"].as_str().unwrap();
+    let value = text
+        .strip_prefix("*Value*\n")
+        .expect("the value field first");
+    let number: String = value
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    number
+        .parse()
+        .unwrap_or_else(|_| panic!("no number in {value:?}"))
+}
+
+#[test]
+fn service_collector_and_slack_end_to_end() {
+    let collector_bin = sibling_binary("obs-collector");
+    assert!(
+        collector_bin.exists(),
+        "{} is missing: run the workspace's tests (`cargo test --workspace`), which build it",
+        collector_bin.display()
+    );
+    let otlp = OtlpReceiver::start(Behavior::Ok);
+    let sentry = SentryReceiver::start(Behavior::Ok);
+    let slack = Slack::start();
+    let (endpoint, dsn) = (otlp.endpoint(), sentry.dsn("e2ekey"));
+    let mut service = DemoService::start(
+        env!("CARGO_BIN_EXE_demo-service").as_ref(),
+        &[
+            ("OTEL_SERVICE_NAME", "demo"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_BSP_SCHEDULE_DELAY", "500"),
+            ("SENTRY_DSN", &dsn),
+            ("SENTRY_ENVIRONMENT", "e2e"),
+        ],
+    )
+    .unwrap();
+    let admin = service.admin.expect("admin address");
+
+    let dir = std::env::temp_dir().join(format!("obs-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("demo.rules.yml"),
+        obs_examples::demo_rules::demo_speed(obs_collector::config::DEFAULT_RULES),
+    )
+    .unwrap();
+    let config = dir.join("collector.yml");
+    std::fs::write(
+        &config,
+        format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 2s\nrule_files: [demo.rules.yml]\nscrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: ['{admin}']\n"),
+    )
+    .unwrap();
+    let collector = CollectorProcess::start(
+        &collector_bin,
+        &config,
+        &dir.join("state.json"),
+        &[("SLACK_WEBHOOK_URL", &slack.url())],
+    );
+
+    let sent = traffic::drive(service.addr, &AtomicBool::new(false));
+    let messages = slack.wait_delivered(4, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(5)); // nothing more may arrive
+    drop(collector);
+
+    // Slack: one firing and one resolved message per incident, in order, valid Block Kit.
+    let received = slack.received();
+    assert_eq!(received.len(), 4, "{received:#?}");
+    assert!(received.iter().all(|r| r.2 == Some(200)));
+    for m in &messages {
+        assert_block_kit(m);
+    }
+    let headers: Vec<String> = messages.iter().map(header).collect();
+    assert_eq!(
+        headers,
+        [
+            "FIRING: HighErrorRate — demo",
+            "RESOLVED: HighErrorRate — demo",
+            "FIRING: HighLatencyP95 — demo",
+            "RESOLVED: HighLatencyP95 — demo",
+        ]
+    );
+    let error_rate = value_field(&messages[0]);
+    assert!(
+        (20.0..=45.0).contains(&error_rate),
+        "error rate {error_rate}% for 30% failures"
+    );
+    let p95 = value_field(&messages[2]);
+    assert!(
+        (2.0..=5.0).contains(&p95),
+        "p95 {p95}s for 20% of requests at 3 s"
+    );
+
+    // Stop the service (SIGTERM): it flushes logs, spans and Sentry events.
+    service.terminate().unwrap();
+    assert!(service
+        .wait_exit(Duration::from_secs(15))
+        .is_some_and(|s| s.success()));
+    let lines: Vec<Value> = service
+        .lines()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let completed: HashMap<&str, &Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "request completed")
+        .filter_map(|l| Some((l["request_id"].as_str()?, l)))
+        .collect();
+
+    // Every response's request id is the one in the service's completion line for that path.
+    assert!(sent.len() > 1500, "{} requests", sent.len());
+    for s in &sent {
+        let id = s.request_id.as_deref().expect("every request was answered");
+        let line = completed
+            .get(id)
+            .unwrap_or_else(|| panic!("no log line for request {id} ({})", s.path));
+        let path = s.path.split('?').next().unwrap();
+        assert_eq!(line["url.path"], path);
+        assert_eq!(line["http.response.status_code"], s.status.unwrap());
+    }
+
+    // Every 5xx: one Sentry event and one Error span, sharing the log line's trace id.
+    let failed: Vec<&str> = sent
+        .iter()
+        .filter(|s| s.status.unwrap() >= 500)
+        .map(|s| s.request_id.as_deref().unwrap())
+        .collect();
+    assert!(failed.len() > 100, "{} failures", failed.len());
+    let events = sentry.wait_for_events(failed.len(), Duration::from_secs(10));
+    let spans = otlp.wait_for_spans(sent.len(), Duration::from_secs(10));
+    let event_of: HashMap<&str, &Value> = events
+        .iter()
+        .filter_map(|e| Some((e["tags"]["request_id"].as_str()?, e)))
+        .collect();
+    let span_of: HashMap<String, _> = spans
+        .iter()
+        .filter(|s| s.name.starts_with("GET "))
+        .map(|s| (hex(&s.trace_id), s))
+        .collect();
+    assert_eq!(
+        events.len(),
+        failed.len(),
+        "exactly one Sentry event per 5xx"
+    );
+    for id in failed {
+        let trace_id = completed[id]["trace_id"].as_str().unwrap();
+        let event = event_of
+            .get(id)
+            .unwrap_or_else(|| panic!("no Sentry event for {id}"));
+        assert_eq!(event["tags"]["trace_id"], trace_id);
+        assert_eq!(event["environment"], "e2e");
+        let span = span_of
+            .get(trace_id)
+            .unwrap_or_else(|| panic!("no span for trace {trace_id}"));
+        assert_eq!(span.name, "GET /fail");
+        assert_eq!(
+            span.status.clone().unwrap_or_default().code,
+            2,
+            "status Error"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
