@@ -37,6 +37,8 @@ pub fn sibling_binary(name: &str) -> PathBuf {
 struct Lines {
     lines: Mutex<Vec<String>>,
     grew: Condvar,
+    /// Read but do not keep further lines (long runs).
+    discard: std::sync::atomic::AtomicBool,
 }
 
 /// A running demo service; killed when dropped.
@@ -72,6 +74,9 @@ impl DemoService {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                if sink.discard.load(std::sync::atomic::Ordering::Relaxed) {
+                    continue;
+                }
                 sink.lines.lock().unwrap().push(line);
                 sink.grew.notify_all();
             }
@@ -100,6 +105,18 @@ impl DemoService {
                 .ok()
         });
         Ok(demo)
+    }
+
+    /// From now on, stdout is read (so the service never blocks on it) but not kept.
+    pub fn discard_output(&self) {
+        self.lines
+            .discard
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Every stdout line so far.
@@ -234,6 +251,11 @@ impl CollectorProcess {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGKILL: no chance to flush anything.

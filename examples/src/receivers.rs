@@ -374,6 +374,9 @@ async fn sentry_envelope(
     body: Bytes,
 ) -> Response {
     let behavior = shared.behavior();
+    if behavior == Behavior::Discard {
+        return StatusCode::OK.into_response();
+    }
     let auth = headers
         .get("x-sentry-auth")
         .and_then(|v| v.to_str().ok())

@@ -19,7 +19,8 @@ use obs_examples::slack::{assert_block_kit, header, Slack};
 use obs_examples::traffic;
 use serde_json::Value;
 
-/// The number in a Slack message's "*Value*" field (`30.4%` -> 30.4, `3.75s` -> 3.75).
+/// The number in a Slack message's "*Value*" field (`0.304` or `30.4%` -> 0.304, `3.75s` ->
+/// 3.75).
 fn value_field(m: &Value) -> f64 {
     let fields = m["blocks"][2]["fields"]
         .as_array()
@@ -32,9 +33,14 @@ fn value_field(m: &Value) -> f64 {
         .chars()
         .take_while(|c| c.is_ascii_digit() || *c == '.')
         .collect();
-    number
+    let n: f64 = number
         .parse()
-        .unwrap_or_else(|_| panic!("no number in {value:?}"))
+        .unwrap_or_else(|_| panic!("no number in {value:?}"));
+    if value[number.len()..].starts_with('%') {
+        n / 100.0
+    } else {
+        n
+    }
 }
 
 #[test]
@@ -107,8 +113,8 @@ fn service_collector_and_slack_end_to_end() {
     );
     let error_rate = value_field(&messages[0]);
     assert!(
-        (20.0..=45.0).contains(&error_rate),
-        "error rate {error_rate}% for 30% failures"
+        (0.2..=0.45).contains(&error_rate),
+        "error rate {error_rate} for 30% failures"
     );
     let p95 = value_field(&messages[2]);
     assert!(

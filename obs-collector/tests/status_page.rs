@@ -4,33 +4,10 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{fake_target, temp_dir, write_config, Collector};
-
-fn chromium(args: &[&str], url: &str, profile: &std::path::Path) -> std::process::Output {
-    Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-        ])
-        .args([
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(args)
-        .arg(url)
-        .output()
-        .expect("chromium (Debian package) must be installed")
-}
+use common::{chromium, fake_target, temp_dir, write_config, Collector};
 
 #[test]
 fn the_status_page_renders_on_a_phone() {

@@ -100,3 +100,26 @@ impl Drop for Alertmanager {
         let _ = self.child.wait();
     }
 }
+
+/// Headless Debian Chromium with the flags this machine needs, on `url`.
+pub fn chromium(args: &[&str], url: &str, profile: &std::path::Path) -> std::process::Output {
+    Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+        ])
+        .args([
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("chromium (Debian package) must be installed")
+}
