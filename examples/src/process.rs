@@ -37,6 +37,8 @@ pub fn sibling_binary(name: &str) -> PathBuf {
 struct Lines {
     lines: Mutex<Vec<String>>,
     grew: Condvar,
+    /// Everything written to stderr.
+    stderr: Mutex<String>,
     /// Read but do not keep further lines (long runs).
     discard: std::sync::atomic::AtomicBool,
 }
@@ -63,13 +65,23 @@ impl DemoService {
             .env_remove("OTEL_SERVICE_NAME")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn()?;
         let stdout = child.stdout.take().expect("piped stdout");
+        let mut stderr = child.stderr.take().expect("piped stderr");
         let lines = Arc::new(Lines::default());
+        let sink = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = stderr.read(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..n]);
+                eprint!("{text}"); // still visible in test output
+                sink.stderr.lock().unwrap().push_str(&text);
+            }
+        });
         let sink = Arc::clone(&lines);
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -117,6 +129,11 @@ impl DemoService {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Everything written to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.lines.stderr.lock().unwrap().clone()
     }
 
     /// Every stdout line so far.

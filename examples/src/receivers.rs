@@ -467,3 +467,19 @@ pub fn refused_endpoint() -> String {
     drop(listener);
     format!("http://{addr}")
 }
+
+/// A metrics target serving `page` (which the caller may change) as Prometheus text.
+pub fn serve_text(page: Arc<Mutex<String>>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let addr = listener.local_addr().expect("local address");
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut s in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let body = page.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            let _ = write!(s, "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+        }
+    });
+    addr
+}

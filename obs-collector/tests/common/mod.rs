@@ -2,11 +2,10 @@
 //! child process.
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+
 use std::time::{Duration, Instant};
 
 use obs_examples::client;
@@ -24,19 +23,7 @@ pub fn temp_dir(name: &str) -> PathBuf {
 }
 
 /// A metrics endpoint whose page the test controls.
-pub fn fake_target(page: Arc<Mutex<String>>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for mut s in listener.incoming().flatten() {
-            let mut buf = [0u8; 4096];
-            let _ = s.read(&mut buf);
-            let body = page.lock().unwrap().clone();
-            let _ = write!(s, "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
-        }
-    });
-    addr
-}
+pub use obs_examples::receivers::serve_text as fake_target;
 
 /// Writes `collector.yml` (job `svc` scraping `target` every second) and `rules.yml` (alert
 /// `Flag`: `flag > 0` for `for_`), plus `extra` appended to the configuration.
