@@ -5,6 +5,7 @@
 pub mod client;
 pub mod demo_rules;
 pub mod exposition;
+pub mod fuzz_checks;
 pub mod process;
 pub mod prometheus;
 pub mod receivers;

@@ -80,7 +80,10 @@ fn no_secret_appears_in_anything_the_processes_write_or_serve() {
     demo.terminate().unwrap();
     demo.wait_exit(Duration::from_secs(10));
     let stdout = demo.lines().join("\n");
-    assert!(stdout.contains("***@127.0.0.1"), "the DSN is shown redacted");
+    assert!(
+        stdout.contains("***@127.0.0.1"),
+        "the DSN is shown redacted"
+    );
     written.push(("service stdout".into(), stdout));
     written.push(("service stderr".into(), demo.stderr()));
 

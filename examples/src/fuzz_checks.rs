@@ -1,0 +1,155 @@
+//! The properties the fuzz targets in `fuzz/` check, one function per target. The committed
+//! corpora are replayed through the same functions by `tests/fuzz_corpus.rs`, so CI re-checks
+//! every input the fuzzer kept. A violated property panics (a crash for the fuzzer).
+
+use std::path::Path;
+
+use obs_collector::notify::{slack, AlertInfo, Message, Status};
+
+/// The exposition parser (text 0.0.4 and OpenMetrics): never panics; what it accepts in one
+/// form it accepts in the other.
+pub fn exposition(data: &[u8]) {
+    let Ok(page) = std::str::from_utf8(data) else {
+        return;
+    };
+    let raw = obs_collector::scrape::parse::parse_raw(page);
+    let parsed = obs_collector::scrape::parse::parse(page);
+    assert_eq!(
+        raw.is_ok(),
+        parsed.is_ok(),
+        "parse_raw and parse disagree on {page:?}"
+    );
+    if let Ok(samples) = parsed {
+        assert_eq!(samples.len(), raw.map_or(0, |r| r.len()));
+    }
+}
+
+/// The rule loader: never panics, whatever the YAML.
+pub fn rules(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = obs_collector::rules::load("fuzz.rules.yml", text, 15_000, false);
+    }
+}
+
+/// The configuration loader: never panics; every error names the file.
+pub fn config(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let parsed = obs_collector::config::Config::parse(
+            text,
+            "fuzz.yml",
+            Path::new("/nonexistent"),
+            &|_| None,
+        );
+        if let Err(e) = parsed {
+            assert!(e.to_string().contains("fuzz.yml"), "{e}");
+        }
+    }
+}
+
+/// Request-id validation: an id is kept exactly when it is 1..=128 bytes of
+/// `[A-Za-z0-9._:-]`, and then kept byte for byte.
+pub fn request_id(data: &[u8]) {
+    let valid = !data.is_empty()
+        && data.len() <= 128
+        && data
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(b));
+    assert_eq!(obs::http::is_valid_request_id(data), valid);
+    match obs::RequestId::from_incoming(Some(data)) {
+        Some(id) => assert!(valid && id.as_str().as_bytes() == data),
+        None => assert!(!valid),
+    }
+}
+
+/// `traceparent`/`tracestate` parsing: never panics; the result is always a valid context whose
+/// own `traceparent` parses back to the same trace with this span as the parent.
+pub fn traceparent(data: &[u8]) {
+    let (tp, ts) = data.split_at(data.iter().position(|b| *b == b'\n').unwrap_or(data.len()));
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in [("traceparent", tp), ("tracestate", ts)] {
+        if let Ok(v) = http::HeaderValue::from_bytes(value) {
+            headers.insert(name, v);
+        }
+    }
+    let ctx = obs::TraceContext::for_request(&headers);
+    assert_eq!(ctx.trace_id().len(), 32);
+    assert_ne!(ctx.trace_id(), "0".repeat(32));
+    if let Some(state) = ctx.tracestate() {
+        assert!(state.len() <= 512);
+    }
+    let mut next = http::HeaderMap::new();
+    next.insert(
+        "traceparent",
+        ctx.traceparent().parse().expect("valid header"),
+    );
+    let child = obs::TraceContext::for_request(&next);
+    assert_eq!(child.trace_id(), ctx.trace_id());
+    assert_eq!(child.parent_span_id(), Some(ctx.span_id()));
+}
+
+/// The Slack message builder: whatever the alert's text and labels, the payload is valid Block
+/// Kit within Slack's limits, and no user text can ping (`<!channel>`, `<@U123>`) or link.
+pub fn slack_message(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let mut parts = text.split('\u{1}').map(str::to_owned);
+    let mut next = || parts.next().unwrap_or_default();
+    let (alertname, job, summary, description, value_text) =
+        (next(), next(), next(), next(), next());
+    let labels: Vec<(String, String)> = (0..4)
+        .map(|_| (next(), next()))
+        .filter(|(k, _)| !k.is_empty())
+        .collect();
+    let message = Message {
+        status: if data.first().is_some_and(|b| b % 2 == 0) {
+            Status::Firing
+        } else {
+            Status::Resolved
+        },
+        alertname: if alertname.is_empty() {
+            "A".into()
+        } else {
+            alertname
+        },
+        job,
+        summary: Some(summary),
+        description: Some(description),
+        value_text,
+        threshold_text: Some(next()),
+        since_ms: 1_800_000_000_000,
+        since_text: next(),
+        severity: Some(next()),
+        runbook_url: Some(next()),
+        dashboard_url: Some(next()),
+        alerts: (0..usize::from(data.len() % 13 == 0) * 15 + 1)
+            .map(|i| AlertInfo {
+                labels: obs_collector::labels::Labels::new(labels.clone()),
+                value: i as f64,
+            })
+            .collect(),
+    };
+    let payload = slack::payload(&message);
+    crate::slack::assert_block_kit(&payload);
+    let json = payload.to_string();
+    assert!(!json.contains("<@"), "a user mention got through: {json}");
+    assert!(
+        json.matches("<!").count() == json.matches("<!date^").count(),
+        "a broadcast got through: {json}"
+    );
+    let plain = slack::text(&message);
+    assert!(
+        !plain.contains("<@") && plain.matches("<!").count() == plain.matches("<!date^").count()
+    );
+}
+
+/// A property checked on one input.
+pub type Check = fn(&[u8]);
+
+/// Every target, by name (the names of `fuzz/fuzz_targets/*.rs` and `fuzz/corpus/*`).
+pub const TARGETS: [(&str, Check); 6] = [
+    ("exposition", exposition),
+    ("rules", rules),
+    ("config", config),
+    ("request_id", request_id),
+    ("traceparent", traceparent),
+    ("slack_message", slack_message),
+];
