@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use obs_collector::config::{Config, ConfigError, Secret};
+use obs_collector::config::{Config, ConfigError};
 use obs_collector::{collector, rules, web};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:9465";
@@ -160,14 +160,14 @@ fn run(args: Args) -> ExitCode {
         );
         let _ = collector.external_url.set(format!("http://{}/", listener.local_addr().unwrap_or(args.listen)));
         collector.spawn();
-        let token = std::env::var("OBS_COLLECTOR_TOKEN").ok().filter(|t| !t.trim().is_empty()).map(|t| Secret::new(t.trim()));
-        if token.is_none() && !args.listen.ip().is_loopback() {
+        let access = web::Access::from_env(&|k| std::env::var(k).ok());
+        if access.is_open() && !args.listen.ip().is_loopback() {
             tracing::warn!(
                 { listen = %args.listen },
-                "listening beyond loopback without OBS_COLLECTOR_TOKEN: anyone who reaches this address can read alerts, rules and targets"
+                "listening beyond loopback without OBS_COLLECTOR_TOKEN or OBS_COLLECTOR_BASIC_AUTH: anyone who reaches this address can read alerts, rules and targets"
             );
         }
-        let app = web::router(Arc::clone(&collector), Arc::clone(&obs), token);
+        let app = web::router(Arc::clone(&collector), Arc::clone(&obs), access);
         let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
         if let Err(e) = server.await {
             tracing::error!("server error: {e}");

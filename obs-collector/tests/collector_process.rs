@@ -159,6 +159,36 @@ fn a_token_protects_the_pages_and_a_public_bind_without_one_warns() {
     );
     assert!(!collector.output.lock().unwrap().contains("c0llect0r-t0ken"));
 
+    // Basic auth instead (what a browser prompts for).
+    let basic = Collector::start(
+        &config,
+        &dir.join("basic.json"),
+        &[("OBS_COLLECTOR_BASIC_AUTH", "ops:s3cr3t pass")],
+    );
+    let denied = client::get(basic.addr, "/").unwrap();
+    assert_eq!(denied.status, 401);
+    assert_eq!(
+        denied.header("www-authenticate"),
+        Some("Basic realm=\"obs-collector\"")
+    );
+    let wrong = client::request(
+        basic.addr,
+        "GET",
+        "/",
+        &[("authorization", b"Basic b3BzOndyb25n")],
+    )
+    .unwrap();
+    assert_eq!(wrong.status, 401);
+    // base64("ops:s3cr3t pass")
+    let ok = client::request(
+        basic.addr,
+        "GET",
+        "/",
+        &[("authorization", b"Basic b3BzOnMzY3IzdCBwYXNz")],
+    )
+    .unwrap();
+    assert_eq!(ok.status, 200);
+
     let port = obs_examples::prometheus::free_port().unwrap();
     let mut public = Command::new(BIN)
         .args([
@@ -170,6 +200,7 @@ fn a_token_protects_the_pages_and_a_public_bind_without_one_warns() {
         ])
         .arg(dir.join("public.json"))
         .env_remove("OBS_COLLECTOR_TOKEN")
+        .env_remove("OBS_COLLECTOR_BASIC_AUTH")
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();

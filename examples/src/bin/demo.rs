@@ -73,7 +73,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let status_page = listener.local_addr()?;
     let _ = collector.external_url.set(format!("http://{status_page}/"));
     collector.spawn();
-    let app = web::router(Arc::clone(&collector), Arc::clone(&obs), None);
+    let app = web::router(
+        Arc::clone(&collector),
+        Arc::clone(&obs),
+        web::Access::default(),
+    );
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     println!("obs demo\n========");

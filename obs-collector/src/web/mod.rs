@@ -22,16 +22,87 @@ use crate::rules::{Alert, Kind, Rule, State as AlertState};
 struct App {
     collector: Arc<Collector>,
     obs: Arc<obs::Obs>,
-    token: Option<Arc<Secret>>,
+    access: Arc<Access>,
 }
 
-/// The router for `--listen`. With `token`, every page but the probes needs
-/// `Authorization: Bearer <token>`.
-pub fn router(collector: Arc<Collector>, obs: Arc<obs::Obs>, token: Option<Secret>) -> Router {
+/// Who may read the pages (the probes stay open): nobody needs credentials when both are unset;
+/// else `Authorization: Bearer <token>` or `Authorization: Basic` with `user:password` will do.
+#[derive(Debug, Default)]
+pub struct Access {
+    /// `OBS_COLLECTOR_TOKEN`.
+    pub bearer: Option<Secret>,
+    /// `OBS_COLLECTOR_BASIC_AUTH` (`user:password`).
+    pub basic: Option<Secret>,
+}
+
+impl Access {
+    /// From `OBS_COLLECTOR_TOKEN` and `OBS_COLLECTOR_BASIC_AUTH`.
+    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Self {
+        let get = |k: &str| {
+            env(k)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| Secret::new(v.trim()))
+        };
+        Self {
+            bearer: get("OBS_COLLECTOR_TOKEN"),
+            basic: get("OBS_COLLECTOR_BASIC_AUTH").filter(|b| b.expose().contains(':')),
+        }
+    }
+
+    /// Whether no credentials are required.
+    pub fn is_open(&self) -> bool {
+        self.bearer.is_none() && self.basic.is_none()
+    }
+
+    fn allows(&self, headers: &axum::http::HeaderMap) -> bool {
+        self.is_open()
+            || self
+                .bearer
+                .as_ref()
+                .is_some_and(|t| obs::http::bearer_token_matches(headers, t.expose()))
+            || self.basic.as_ref().is_some_and(|b| {
+                let want = format!("Basic {}", base64(b.expose().as_bytes()));
+                let given = headers
+                    .get(header::AUTHORIZATION)
+                    .map_or(&b""[..], |v| v.as_bytes());
+                // Constant time over the expected length.
+                given.len() == want.len()
+                    && given
+                        .iter()
+                        .zip(want.as_bytes())
+                        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+                        == 0
+            })
+    }
+}
+
+/// Standard base64 with padding (for the Basic credentials to compare against).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The router for `--listen`. With credentials in `access`, every page but the probes needs
+/// them.
+pub fn router(collector: Arc<Collector>, obs: Arc<obs::Obs>, access: Access) -> Router {
     let app = App {
         collector,
         obs,
-        token: token.map(Arc::new),
+        access: Arc::new(access),
     };
     let protected = Router::new()
         .route("/", get(status_page))
@@ -40,7 +111,7 @@ pub fn router(collector: Arc<Collector>, obs: Arc<obs::Obs>, token: Option<Secre
         .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
-            require_token,
+            require_access,
         ));
     Router::new()
         .merge(protected)
@@ -49,20 +120,25 @@ pub fn router(collector: Arc<Collector>, obs: Arc<obs::Obs>, token: Option<Secre
         .with_state(app)
 }
 
-async fn require_token(
+async fn require_access(
     State(app): State<App>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    match &app.token {
-        Some(token) if !obs::http::bearer_token_matches(request.headers(), token.expose()) => (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            "unauthorized\n",
-        )
-            .into_response(),
-        _ => next.run(request).await,
+    if app.access.allows(request.headers()) {
+        return next.run(request).await;
     }
+    let challenge = if app.access.basic.is_some() {
+        "Basic realm=\"obs-collector\""
+    } else {
+        "Bearer"
+    };
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, challenge)],
+        "unauthorized\n",
+    )
+        .into_response()
 }
 
 async fn metrics(State(app): State<App>) -> Response {
@@ -388,6 +464,20 @@ fn chart(points: &std::collections::VecDeque<(i64, f64)>, threshold: Option<f64>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648() {
+        for (raw, enc) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("user:pa ss", "dXNlcjpwYSBzcw=="),
+        ] {
+            assert_eq!(base64(raw.as_bytes()), enc);
+        }
+    }
 
     #[test]
     fn formats() {
