@@ -6,21 +6,24 @@ use std::path::Path;
 
 use obs_collector::notify::{slack, AlertInfo, Message, Status};
 
-/// The exposition parser (text 0.0.4 and OpenMetrics): never panics; what it accepts in one
-/// form it accepts in the other.
+/// The exposition parser (text 0.0.4 and OpenMetrics): never panics; the two-stage parse the
+/// scraper uses (lines first, each series' labels when first seen) accepts exactly what the
+/// one-stage parse accepts, with the same samples.
 pub fn exposition(data: &[u8]) {
+    use obs_collector::scrape::parse;
     let Ok(page) = std::str::from_utf8(data) else {
         return;
     };
-    let raw = obs_collector::scrape::parse::parse_raw(page);
-    let parsed = obs_collector::scrape::parse::parse(page);
-    assert_eq!(
-        raw.is_ok(),
-        parsed.is_ok(),
-        "parse_raw and parse disagree on {page:?}"
-    );
-    if let Ok(samples) = parsed {
-        assert_eq!(samples.len(), raw.map_or(0, |r| r.len()));
+    match (parse::parse_raw(page), parse::parse(page)) {
+        (Err(_), Err(_)) => {}
+        (Err(e), Ok(_)) => panic!("lines rejected ({e}) but the page parsed: {page:?}"),
+        (Ok(raw), parsed) => {
+            let series_ok = raw.iter().all(|r| parse::parse_series(r.series).is_ok());
+            assert_eq!(series_ok, parsed.is_ok(), "{page:?}");
+            if let Ok(samples) = parsed {
+                assert_eq!(samples.len(), raw.len());
+            }
+        }
     }
 }
 
