@@ -44,3 +44,49 @@ fn the_demo_fires_and_resolves_both_alerts() {
         .expect("firing shown");
     assert!(pending < firing, "{stdout}");
 }
+
+#[test]
+fn ctrl_c_stops_the_demo_and_leaves_no_process_behind() {
+    use std::io::{BufRead, BufReader};
+    use std::time::{Duration, Instant};
+
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_demo"))
+        .env_remove("SLACK_WEBHOOK_URL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run the demo");
+    let mut out = BufReader::new(demo.stdout.take().unwrap());
+    let mut line = String::new();
+    while out.read_line(&mut line).is_ok_and(|n| n > 0) && !line.contains("healthy traffic") {
+        line.clear();
+    }
+    // The demo service is the demo's child.
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", demo.id())).unwrap();
+    let service: u32 = children
+        .split_whitespace()
+        .next()
+        .expect("the demo service runs")
+        .parse()
+        .unwrap();
+    std::thread::spawn(move || for _ in out.lines() {}); // keep draining stdout
+    Command::new("kill")
+        .args(["-INT", &demo.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = demo.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the demo did not stop on Ctrl-C");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    std::thread::sleep(Duration::from_millis(200));
+    let gone = !std::path::Path::new(&format!("/proc/{service}")).exists()
+        || std::fs::read_to_string(format!("/proc/{service}/stat"))
+            .is_ok_and(|s| s.contains(") Z "));
+    assert!(gone, "the demo service {service} is still running");
+}
