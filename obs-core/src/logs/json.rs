@@ -338,3 +338,25 @@ impl<W: LineSink> JsonLayer<W> {
         self.sink.write_line(line);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hostile_field_values_stay_inside_one_json_string() {
+        let obs = crate::test::init();
+        let hostile = "\u{1b}[31mred\u{1b}[0m\nINJECTED {\"level\":\"ERROR\"}\r\u{0}\u{7f}\t\"\\";
+        let span = tracing::info_span!("request", user.agent = hostile);
+        let _entered = span.enter();
+        tracing::info!(input = hostile, debugged = ?hostile, "{hostile}");
+        let lines = obs.logs();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let line = &lines[0];
+        assert!(!line.contains('\n') && !line.contains('\r') && !line.contains('\u{1b}'));
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["input"], hostile);
+        assert_eq!(v["message"], hostile);
+        assert_eq!(v["user.agent"], hostile);
+        assert_eq!(v["debugged"], format!("{hostile:?}"));
+        assert_eq!(v["level"], "INFO");
+    }
+}
