@@ -234,15 +234,20 @@ struct Target {
     started: Instant,
 }
 
-/// The page of a RED-instrumented service: 3 routes x (15 buckets + sum + count).
+/// The page of a healthy RED-instrumented service: 3 routes x (15 buckets + sum + count).
 fn page(since: Duration, seed: usize) -> String {
     let s = since.as_secs_f64();
     let mut out = String::from("# TYPE http_server_request_duration_seconds histogram\n");
     for (r, route) in ["/users/{id}", "/orders", "/health"].iter().enumerate() {
         let total = (s * (5.0 + (seed % 7) as f64 + r as f64)).floor();
         let labels = format!("http_request_method=\"GET\",http_route=\"{route}\",http_response_status_code=\"200\",url_scheme=\"http\"");
-        for (i, le) in obs::metrics::names::DURATION_BUCKETS.iter().enumerate() {
-            let share = ((i + 1) as f64 / 15.0).min(1.0);
+        // A healthy service: half under 5 ms, 97% under 50 ms, all under 250 ms.
+        for le in obs::metrics::names::DURATION_BUCKETS {
+            let share = match le {
+                l if l >= 0.25 => 1.0,
+                l if l >= 0.05 => 0.97,
+                _ => 0.5,
+            };
             let _ = writeln!(
                 out,
                 "http_server_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {}",
