@@ -788,6 +788,36 @@ scrape_configs:
     }
 
     #[test]
+    fn the_readme_configs_load() {
+        let readme = include_str!("../../README.md");
+        let dir = std::env::temp_dir().join(format!("obs-readme-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for secret in ["slack-webhook", "token"] {
+            std::fs::write(dir.join(secret), "https://hooks.slack.com/services/T/B/x\n").unwrap();
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut blocks = 0;
+        let mut lines = readme.lines();
+        while let Some(line) = lines.next() {
+            if line.trim_start() != "```yaml" {
+                continue;
+            }
+            let indent = line.len() - line.trim_start().len();
+            let text: String = lines
+                .by_ref()
+                .take_while(|l| l.trim_start() != "```")
+                .map(|l| format!("{}\n", l.get(indent..).unwrap_or("")))
+                .collect::<String>()
+                .replace("/etc/obs/", &format!("{}/", dir.display()));
+            blocks += 1;
+            if let Err(e) = Config::parse(&text, "README.md", &root, &|_| None) {
+                panic!("README yaml block {blocks} does not load: {e}\n{text}");
+            }
+        }
+        assert_eq!(blocks, 3, "every collector config in the README is checked");
+    }
+
+    #[test]
     fn remote_query_mode() {
         let text = "query:\n  url: http://prom:9090\n  query_offset: 30s\n  timeout: 5s\n";
         let c = Config::parse(text, "c.yml", Path::new("."), &|k| {
