@@ -58,6 +58,19 @@ pub fn truncate(s: &str, max: usize) -> String {
 }
 
 /// A label value inside inline code (no formatting applies there); backticks replaced.
+/// Text for a `plain_text` object (the header): Slack does not unescape entities there, so `<`
+/// and `>` become look-alikes that can never form a mention (`<@U123>`) or a broadcast.
+fn plain(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control())
+        .map(|c| match c {
+            '<' => '‹',
+            '>' => '›',
+            c => c,
+        })
+        .collect()
+}
+
 fn code(s: &str) -> String {
     format!("`{}`", escape(s).replace('`', "ʼ"))
 }
@@ -89,7 +102,10 @@ pub fn payload(m: &Message) -> Value {
         Status::Firing => (":rotating_light:", "FIRING"),
         Status::Resolved => (":white_check_mark:", "RESOLVED"),
     };
-    let header = truncate(&format!("{head}: {} — {}", m.alertname, m.job), HEADER_MAX);
+    let header = truncate(
+        &plain(&format!("{head}: {} — {}", m.alertname, m.job)),
+        HEADER_MAX,
+    );
     let mut blocks = vec![
         json!({"type": "header", "text": {"type": "plain_text", "text": header, "emoji": true}}),
     ];
