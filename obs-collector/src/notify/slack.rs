@@ -136,7 +136,7 @@ pub fn payload(m: &Message) -> Value {
     fields.push(format!(
         "*{since_label}*\n<!date^{}^{{date_short_pretty}} {{time}}|{}>",
         m.since_ms / 1000,
-        m.since_text
+        escape(&m.since_text)
     ));
     if let Some(sev) = &m.severity {
         fields.push(format!("*Severity*\n{}", escape(sev)));

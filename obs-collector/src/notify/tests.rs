@@ -232,7 +232,10 @@ fn slack_payload_is_escaped_and_within_limits() {
     assert_eq!(blocks[0]["type"], "header");
     // The header (plain_text, the job is in it) cannot form a mention either (a fuzz finding).
     let header = blocks[0]["text"]["text"].as_str().unwrap();
-    assert!(!header.contains('<') && header.contains("‹!channel›"), "{header}");
+    assert!(
+        !header.contains('<') && header.contains("‹!channel›"),
+        "{header}"
+    );
     assert!(blocks[0]["text"]["text"].as_str().unwrap().chars().count() <= slack::HEADER_MAX);
     for b in blocks {
         if let Some(t) = b["text"]["text"].as_str() {
