@@ -11,3 +11,13 @@ pub mod prometheus;
 pub mod receivers;
 pub mod slack;
 pub mod traffic;
+
+/// Serves `router` on a free loopback port from the current tokio runtime; returns the address.
+pub async fn serve(router: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let addr = listener.local_addr().expect("local address");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    addr
+}

@@ -43,6 +43,26 @@ struct Lines {
     discard: std::sync::atomic::AtomicBool,
 }
 
+/// A `kB` field of `/proc/PID/status` (`VmRSS`, `VmHWM`...), in KiB; `None` once the process
+/// is gone.
+///
+/// ```
+/// let rss = obs_examples::process::status_kib(std::process::id(), "VmRSS").unwrap();
+/// assert!(rss > 0);
+/// ```
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| {
+        l.strip_prefix(field)?
+            .strip_prefix(':')?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
 /// A running demo service; killed when dropped.
 pub struct DemoService {
     child: Child,

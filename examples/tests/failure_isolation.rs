@@ -53,10 +53,7 @@ fn app(obs: &obs::Obs) -> Router {
 /// Serves the app, drives `REQUESTS` requests to `path` from 4 client threads, and returns
 /// the slowest request.
 async fn drive(obs: &obs::Obs, path: &'static str) -> Duration {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let router = app(obs);
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let addr: SocketAddr = obs_examples::serve(app(obs)).await;
     let clients: Vec<_> = (0..4)
         .map(|_| {
             tokio::task::spawn_blocking(move || {

@@ -1,7 +1,7 @@
 //! RED metrics from `obs.layer()` on a real axum server on loopback (obs in test mode).
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use axum::routing::get;
@@ -32,13 +32,6 @@ fn app(obs: &obs::Obs) -> Router {
         .layer(obs.layer())
 }
 
-async fn serve(router: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    addr
-}
-
 /// Runs blocking client calls off the (current-thread) runtime that serves them.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.unwrap()
@@ -60,7 +53,7 @@ fn labels<'a>(
 #[tokio::test]
 async fn counts_are_exact_per_label_set() {
     let obs = obs::test::init();
-    let addr = serve(app(&obs)).await;
+    let addr = obs_examples::serve(app(&obs)).await;
     blocking(move || {
         for i in 0..50 {
             assert_eq!(
@@ -141,7 +134,7 @@ async fn counts_are_exact_per_label_set() {
 #[tokio::test]
 async fn unmatched_paths_add_no_series_and_never_the_raw_path() {
     let obs = obs::test::init();
-    let addr = serve(app(&obs)).await;
+    let addr = obs_examples::serve(app(&obs)).await;
     blocking(move || {
         for path in [
             "/.env",
@@ -180,7 +173,7 @@ async fn unmatched_paths_add_no_series_and_never_the_raw_path() {
 #[tokio::test]
 async fn unknown_methods_become_other() {
     let obs = obs::test::init();
-    let addr = serve(app(&obs)).await;
+    let addr = obs_examples::serve(app(&obs)).await;
     blocking(move || {
         client::request(addr, "BREW", "/users/1", &[]).unwrap();
         client::request(addr, "PURGE", "/users/2", &[]).unwrap();
@@ -201,7 +194,7 @@ async fn unknown_methods_become_other() {
 #[tokio::test]
 async fn a_panic_is_a_counted_500() {
     let obs = obs::test::init();
-    let addr = serve(app(&obs)).await;
+    let addr = obs_examples::serve(app(&obs)).await;
     let r = blocking(move || client::get(addr, "/panic").unwrap()).await;
     assert_eq!(r.status, 500);
     assert_eq!(r.header("x-request-id").map(str::len), Some(36));
@@ -224,7 +217,7 @@ async fn a_panic_is_a_counted_500() {
 #[tokio::test]
 async fn a_cancelled_request_is_recorded_and_leaves_no_active_request() {
     let obs = obs::test::init();
-    let addr = serve(app(&obs)).await;
+    let addr = obs_examples::serve(app(&obs)).await;
     let active = |page: &str| {
         sample(
             page,
@@ -284,7 +277,7 @@ async fn the_label_set_cap_folds_into_overflow_and_counts() {
     for i in 0..10 {
         router = router.route(&format!("/r{i}"), get(|| async { "ok" }));
     }
-    let addr = serve(router.layer(obs.layer())).await;
+    let addr = obs_examples::serve(router.layer(obs.layer())).await;
     blocking(move || {
         for i in 0..10 {
             assert_eq!(client::get(addr, &format!("/r{i}")).unwrap().status, 200);
@@ -313,8 +306,8 @@ async fn the_label_set_cap_folds_into_overflow_and_counts() {
 #[tokio::test]
 async fn admin_requests_are_not_counted_and_the_page_passes_promtool() {
     let obs = obs::test::init();
-    let addr = serve(app(&obs)).await;
-    let admin = serve(obs.admin_router()).await;
+    let addr = obs_examples::serve(app(&obs)).await;
+    let admin = obs_examples::serve(obs.admin_router()).await;
     let page = blocking(move || {
         client::get(addr, "/users/1").unwrap();
         client::get(addr, "/fail").unwrap();

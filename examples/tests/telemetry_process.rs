@@ -158,9 +158,7 @@ fn a_server_error_without_an_error_log_is_reported_once() {
                 axum::routing::get(|| async { axum::http::StatusCode::NOT_FOUND }),
             )
             .layer(obs.layer());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let addr = obs_examples::serve(app).await;
         let statuses = tokio::task::spawn_blocking(move || {
             [
                 client::get(addr, "/quiet/1").unwrap().status,

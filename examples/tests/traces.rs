@@ -38,13 +38,6 @@ fn app(obs: &obs::Obs) -> Router {
         .layer(obs.layer())
 }
 
-async fn serve(router: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    addr
-}
-
 async fn get_with(
     addr: SocketAddr,
     path: &'static str,
@@ -82,7 +75,7 @@ async fn export_round_trip(protocol: Protocol) {
             .otlp_endpoint(receiver.endpoint())
             .otlp_protocol(protocol),
     );
-    let addr = serve(app(&obs)).await;
+    let addr = obs_examples::serve(app(&obs)).await;
     let traceparent = format!("00-{PARENT_TRACE}-{PARENT_SPAN}-01");
     let ok = get_with(
         addr,
@@ -208,7 +201,7 @@ async fn unsampled_traces_keep_ids_in_logs_but_export_nothing() {
             .otlp_endpoint(receiver.endpoint())
             .sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn))),
     );
-    let addr = serve(app(&obs)).await;
+    let addr = obs_examples::serve(app(&obs)).await;
     // The caller did not sample: parent-based sampling follows it.
     let unsampled = format!("00-{PARENT_TRACE}-{PARENT_SPAN}-00");
     assert_eq!(
@@ -229,7 +222,7 @@ async fn unsampled_traces_keep_ids_in_logs_but_export_nothing() {
             .otlp_endpoint(receiver.endpoint())
             .sampler(Sampler::AlwaysOff),
     );
-    let addr = serve(app(&obs)).await;
+    let addr = obs_examples::serve(app(&obs)).await;
     assert_eq!(get_with(addr, "/users/1", vec![]).await.status, 200);
     obs.shutdown(Duration::from_secs(2));
     assert!(receiver.spans().is_empty());

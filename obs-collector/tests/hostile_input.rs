@@ -95,17 +95,6 @@ fn one_byte_per_second(mut s: std::net::TcpStream) {
     }
 }
 
-fn peak_rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
-}
-
 #[test]
 fn huge_endless_and_slow_pages_are_cut_or_time_out() {
     let dir = temp_dir("hostile-scrapes");
@@ -143,7 +132,7 @@ fn huge_endless_and_slow_pages_are_cut_or_time_out() {
         client::get(collector.addr, "/-/healthy").unwrap().status,
         200
     );
-    let peak = peak_rss_mib(collector.pid());
+    let peak = obs_examples::process::status_kib(collector.pid(), "VmHWM").unwrap() as f64 / 1024.0;
     assert!(peak < 120.0, "peak RSS {peak:.1} MiB");
 }
 

@@ -188,16 +188,12 @@ impl Measured {
 
     /// (VmRSS, VmHWM) in MiB.
     fn rss_mib(&self) -> std::io::Result<(f64, f64)> {
-        let status = std::fs::read_to_string(self.proc_path("status"))?;
-        let kib = |key: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
+        let mib = |field| {
+            obs_examples::process::status_kib(self.child.id(), field)
+                .map(|kib| kib as f64 / 1024.0)
+                .ok_or_else(|| std::io::Error::other(format!("no {field} for {}", self.child.id())))
         };
-        Ok((kib("VmRSS:") / 1024.0, kib("VmHWM:") / 1024.0))
+        Ok((mib("VmRSS")?, mib("VmHWM")?))
     }
 }
 

@@ -191,14 +191,7 @@ impl Server {
     /// The process's peak resident set size (`VmHWM`), in KiB.
     fn peak_rss_kib(&self) -> u64 {
         // taskset execs the server, so the child's pid is the server's.
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("VmHWM:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            })
-            .unwrap_or(0)
+        obs_examples::process::status_kib(self.child.id(), "VmHWM").unwrap_or(0)
     }
 }
 

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use obs_examples::client;
 use obs_examples::exposition::sample;
-use obs_examples::process::{sibling_binary, CollectorProcess, DemoService};
+use obs_examples::process::{sibling_binary, status_kib, CollectorProcess, DemoService};
 use obs_examples::receivers::{Behavior, OtlpReceiver, SentryReceiver};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -55,16 +55,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// Resident set size of `pid`, in MiB.
+/// Resident set size of `pid`, in MiB (0 once it is gone).
 fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
+    status_kib(pid, "VmRSS").map_or(0.0, |kib| kib as f64 / 1024.0)
 }
 
 /// A small xorshift generator: the chaos needs variety, not quality.
