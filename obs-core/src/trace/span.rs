@@ -6,7 +6,6 @@
 //! sampled and an exporter is configured, records name, times and fields, and hands the span to
 //! the exporter's bounded queue when it closes.
 
-use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -61,8 +60,8 @@ pub(crate) enum Value {
     Float(f64),
 }
 
-/// Span attributes, in recording order.
-pub(crate) type Attributes = Vec<(Cow<'static, str>, Value)>;
+/// Span attributes (the span's field names), in recording order.
+pub(crate) type Attributes = Vec<(&'static str, Value)>;
 
 /// The semconv attributes of a SERVER span, kept as the request's own values (reference-counted
 /// clones, no formatting) and rendered only when exported.
@@ -103,8 +102,7 @@ pub(crate) struct SpanRecord {
 
 impl SpanRecord {
     /// Sets `key`, replacing an earlier value.
-    pub fn set(&mut self, key: impl Into<Cow<'static, str>>, value: Value) {
-        let key = key.into();
+    pub fn set(&mut self, key: &'static str, value: Value) {
         match self.attributes.iter_mut().find(|(k, _)| *k == key) {
             Some(slot) => slot.1 = value,
             None => self.attributes.push((key, value)),
@@ -320,14 +318,11 @@ mod tests {
         assert_eq!(outer.parent_span_id, None);
         assert_eq!(
             inner.attributes,
-            [("db.statement".into(), Value::Str("SELECT 1".into()))]
+            [("db.statement", Value::Str("SELECT 1".into()))]
         );
         assert_eq!(
             outer.attributes,
-            [
-                ("user".into(), Value::Int(7)),
-                ("ok".into(), Value::Bool(true))
-            ]
+            [("user", Value::Int(7)), ("ok", Value::Bool(true))]
         );
         assert!(inner.end_unix_nanos >= inner.start_unix_nanos && inner.kind == SpanKind::Internal);
     }
