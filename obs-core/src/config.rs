@@ -366,7 +366,8 @@ impl Config {
         let release = service_version
             .as_ref()
             .map(|v| format!("{service_name}@{v}"));
-        let mut sentry = crate::sentry::SentrySettings::resolve(
+        #[cfg(feature = "sentry")]
+        let sentry = crate::errors::SentrySettings::resolve(
             self.sentry_dsn.as_deref(),
             self.sentry_environment.as_deref(),
             release,
@@ -374,12 +375,17 @@ impl Config {
             &env,
             &mut warnings,
         );
-        if cfg!(not(feature = "sentry")) && sentry.take().is_some() {
-            warnings.push(
-                "a Sentry DSN is set but obs was built without the `sentry` feature; Sentry is off"
-                    .to_owned(),
-            );
-        }
+        #[cfg(not(feature = "sentry"))]
+        let sentry = {
+            let _ = release;
+            if self.sentry_dsn.is_some() || env("SENTRY_DSN").is_some() {
+                warnings.push(
+                    "a Sentry DSN is set but obs was built without the `sentry` feature; Sentry is off"
+                        .to_owned(),
+                );
+            }
+            None
+        };
 
         Settings {
             trace,
@@ -419,7 +425,10 @@ pub(crate) struct Settings {
     /// Bearer token required on `/metrics` (never logged).
     pub metrics_token: Option<String>,
     pub trace: crate::trace::TraceSettings,
-    pub sentry: Option<crate::sentry::SentrySettings>,
+    #[cfg(feature = "sentry")]
+    pub sentry: Option<crate::errors::SentrySettings>,
+    #[cfg(not(feature = "sentry"))]
+    pub sentry: Option<std::convert::Infallible>,
     pub warnings: Vec<String>,
 }
 

@@ -1,4 +1,4 @@
-//! Fast identifiers: UUIDv7 request ids from a per-thread generator.
+//! Fast identifiers: UUIDv7 request ids from a per-thread generator, and hex encoding.
 //!
 //! Request ids are correlation handles, not secrets, so a per-thread wyrand seeded from the
 //! standard library's random hash keys is enough and costs nanoseconds, not a syscall.
@@ -52,6 +52,14 @@ pub(crate) fn uuid_v7() -> [u8; 36] {
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Appends `bytes` as lowercase hex (trace and span ids on log lines).
+pub(crate) fn write_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    for b in bytes {
+        out.push(HEX[usize::from(b >> 4)]);
+        out.push(HEX[usize::from(b & 0xf)]);
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,7 @@
 //!
 //! `obs::init()` installs JSON logs that carry a request id and trace ids, RED metrics in
 //! Prometheus format, an admin server with `/metrics`, `/healthz` and `/readyz`, OTLP trace
-//! export ([`trace`]) and Sentry error capture ([`sentry`]), all configured from standard
+//! export ([`trace`]) and Sentry error capture ([`errors`]), all configured from standard
 //! environment variables. `obs.layer()` is its one tower middleware. The returned [`Obs`] is the
 //! guard: [`Obs::shutdown`] (or dropping it) flushes buffered log lines, spans and Sentry events,
 //! bounded in time.
@@ -43,15 +43,33 @@
 mod admin;
 pub mod config;
 mod error;
+#[cfg(feature = "sentry")]
+pub mod errors;
 mod export;
 pub mod http;
 mod ids;
 pub mod logs;
 pub mod metrics;
 mod panic;
-pub mod sentry;
+mod request;
 pub mod test;
 pub mod trace;
+
+/// The pinned OpenTelemetry crates obs is built on; use these (or the same versions) in your
+/// code so that your spans and propagation share obs' provider and context. reqwest-tracing
+/// 0.7 (feature `opentelemetry_0_32`) and tonic 0.14 match them.
+pub mod otel {
+    pub use opentelemetry;
+    #[cfg(feature = "otlp")]
+    pub use opentelemetry_otlp;
+    pub use opentelemetry_sdk;
+    pub use tracing_opentelemetry;
+}
+
+/// The pinned `sentry` crate obs reports with: `obs::sentry::capture_error(&e)` inside a handler
+/// carries the request's tags.
+#[cfg(feature = "sentry")]
+pub use ::sentry;
 
 /// The README's Rust examples compile (they are doctests of this crate).
 #[cfg(doctest)]
@@ -104,7 +122,7 @@ impl Config {
         }
         let settings = config::Settings::from_env(&self);
         let writer = LogWriter::spawn(std::io::stdout(), settings.log_buffer_bytes);
-        let (obs, subscriber) = Obs::build(&settings, writer.clone(), Some(writer));
+        let (obs, subscriber) = Obs::build(&settings, writer.clone(), Some(writer), true);
         if tracing::subscriber::set_global_default(subscriber).is_err() {
             INITIALIZED.store(false, Ordering::SeqCst);
             return Err(Error::SubscriberAlreadySet);
@@ -121,12 +139,13 @@ pub(crate) struct Shared {
     metrics: Metrics,
     ready: AtomicBool,
     metrics_token: Option<String>,
-    /// Propagators and sampler for the middleware's server spans.
-    trace: trace::TraceSettings,
-    /// Spans are exported (sampled server spans get a record).
-    exporting: bool,
-    /// Sentry is on (requests get a Sentry scope).
-    sentry: bool,
+    /// The propagators (`OTEL_PROPAGATORS`) that read a request's incoming context.
+    propagator: opentelemetry::propagation::TextMapCompositePropagator,
+    /// Sentry, when on (each request gets a hub of its own).
+    #[cfg(feature = "sentry")]
+    sentry: Option<errors::Reporter>,
+    #[cfg(not(feature = "sentry"))]
+    sentry: Option<std::convert::Infallible>,
 }
 
 /// The obs guard returned by [`init`]. Keep it alive for the life of the service; dropping it
@@ -138,17 +157,21 @@ pub struct Obs {
     #[cfg(feature = "axum")]
     admin: Mutex<Option<admin::Server>>,
     admin_addr: Mutex<Option<SocketAddr>>,
-    /// The OTLP and Sentry export threads.
+    /// The OTLP export thread.
     workers: Vec<export::Worker>,
+    /// The OpenTelemetry tracer provider (also the global one after `init()`).
+    provider: opentelemetry_sdk::trace::SdkTracerProvider,
     shut_down: AtomicBool,
 }
 
 impl Obs {
-    /// Builds the guard and its subscriber without installing anything globally.
+    /// Builds the guard and its subscriber. `global`: the OpenTelemetry globals and Sentry's
+    /// main hub (with its panic integration) are installed too.
     fn build<W: LineSink + Clone>(
         settings: &config::Settings,
         sink: W,
         writer: Option<LogWriter>,
+        global: bool,
     ) -> (Obs, impl tracing::Subscriber + Send + Sync) {
         use tracing_subscriber::layer::{Layer, SubscriberExt};
         let mut workers = Vec::new();
@@ -160,15 +183,17 @@ impl Obs {
             read: Box::new(move || dropped_from.as_ref().map_or(0, LogWriter::dropped)),
         });
 
-        let mut span_sink: Option<Box<dyn trace::span::SpanSink>> = None;
-        let mut spans_dropped = None;
-        #[cfg(feature = "otlp")]
-        if let Some(otlp) = settings.trace.otlp.clone() {
-            let exporter = trace::otlp::Exporter::start(otlp, otlp_resource(settings));
-            spans_dropped = Some(Arc::clone(&exporter.queue.dropped));
-            span_sink = Some(Box::new(exporter.queue));
-            workers.push(exporter.worker);
+        let resource = trace::resource(
+            &settings.service_name,
+            settings.service_version.as_deref(),
+            &settings.resource,
+        );
+        let mut pipeline = trace::Pipeline::start(&settings.trace, resource);
+        if global {
+            pipeline.install_globals(&settings.trace);
         }
+        let spans_dropped = pipeline.dropped.take();
+        workers.extend(pipeline.worker.take());
         counters.push(metrics::DropCounter {
             name: metrics::names::OBS_SPANS_DROPPED_TOTAL,
             help: "Spans dropped because the export queue was full or an OTLP export failed.",
@@ -179,47 +204,29 @@ impl Obs {
             }),
         });
 
-        let mut sentry_layer = None;
-        let mut sentry_dropped = None;
         #[cfg(feature = "sentry")]
-        if let Some(s) = &settings.sentry {
-            let transport = sentry::Transport::start(s.dsn.clone());
-            sentry_dropped = Some(Arc::clone(&transport.queue.dropped));
-            sentry_layer = Some(sentry::SentryLayer::new(
-                s,
-                &settings.service_name,
-                transport.queue,
-            ));
-            workers.push(transport.worker);
-        }
-        counters.push(metrics::DropCounter {
-            name: metrics::names::OBS_SENTRY_EVENTS_DROPPED_TOTAL,
-            help:
-                "Sentry events dropped because the queue was full, Sentry rate-limited or failed.",
-            read: Box::new(move || {
-                sentry_dropped
-                    .as_ref()
-                    .map_or(0, |d| d.load(Ordering::Relaxed))
-            }),
-        });
+        let sentry = settings
+            .sentry
+            .as_ref()
+            .map(|s| errors::Reporter::start(s, &settings.service_name, global));
+        #[cfg(feature = "sentry")]
+        let sentry_layers = sentry.is_some().then(errors::layers);
+        #[cfg(not(feature = "sentry"))]
+        let (sentry, sentry_layers) = (None, None::<tracing_subscriber::layer::Identity>);
 
+        let otel_layer = pipeline.provider_layer();
         let shared = Arc::new(Shared {
             metrics: Metrics::new(settings, counters),
             ready: AtomicBool::new(true),
             metrics_token: settings.metrics_token.clone(),
-            trace: settings.trace.clone(),
-            exporting: span_sink.is_some(),
-            sentry: sentry_layer.is_some(),
+            propagator: pipeline.propagator,
+            sentry,
         });
         // One filter (RUST_LOG) for spans, log lines and Sentry: what is not logged is not
         // traced or reported either, and disabled callsites cost nothing.
-        let spans = trace::span::SpanLayer {
-            sampler: settings.trace.sampler.clone(),
-            sink: span_sink,
-        };
-        let layers = spans
+        let layers = otel_layer
             .and_then(logs::layer(settings, sink))
-            .and_then(sentry_layer)
+            .and_then(sentry_layers)
             .with_filter(logs::filter(settings));
         let subscriber = tracing_subscriber::registry().with(layers);
         let obs = Obs {
@@ -229,6 +236,7 @@ impl Obs {
             admin: Mutex::new(None),
             admin_addr: Mutex::new(None),
             workers,
+            provider: pipeline.provider,
             shut_down: AtomicBool::new(false),
         };
         (obs, subscriber)
@@ -252,8 +260,9 @@ impl Obs {
                 metrics.auth = if settings.metrics_token.is_some() { "bearer token" } else { "none" },
                 otlp.endpoint = settings.trace.otlp.as_ref().map(|o| trace::redact_url(&o.url)),
                 otlp.protocol = settings.trace.otlp.as_ref().map(|o| o.protocol.as_str()),
+                otlp.compression = settings.trace.otlp.as_ref().map(|o| if o.gzip { "gzip" } else { "none" }),
                 traces.sampler = %settings.trace.sampler,
-                sentry = settings.sentry.as_ref().map(|s| s.dsn.to_string()),
+                sentry = sentry_dsn(settings),
                 sentry.environment = settings.sentry.as_ref().map(|s| s.environment.as_str()),
             },
             "obs initialized"
@@ -323,11 +332,11 @@ impl Obs {
         status: u16,
         duration: Duration,
     ) {
-        let outcome = metrics::Outcome::Status(status);
+        let outcome = request::Outcome::Status(status);
         let red = &self.shared.metrics.red;
         red.observe(
-            metrics::Method::of(method),
-            metrics::Scheme::Http,
+            request::Method::of(method),
+            request::Scheme::Http,
             route,
             outcome,
             duration.as_secs_f64(),
@@ -374,9 +383,15 @@ impl Obs {
         for worker in &self.workers {
             worker.stop();
         }
+        #[cfg(feature = "sentry")]
+        if let Some(sentry) = &self.shared.sentry {
+            sentry.close(deadline.saturating_duration_since(Instant::now()));
+        }
         for worker in &self.workers {
             worker.wait(deadline);
         }
+        // The provider's processors are obs' own (flushed above): this only marks it shut down.
+        let _ = self.provider.shutdown_with_timeout(Duration::ZERO);
         if let Some(writer) = &self.writer {
             writer.flush(deadline.saturating_duration_since(Instant::now()));
         }
@@ -406,22 +421,15 @@ impl Obs {
     }
 }
 
-/// The OTLP resource: service name and version, `OTEL_RESOURCE_ATTRIBUTES`, the SDK.
-#[cfg(feature = "otlp")]
-fn otlp_resource(settings: &config::Settings) -> trace::otlp::Resource {
-    let mut attributes = vec![("service.name".to_owned(), settings.service_name.clone())];
-    if let Some(v) = &settings.service_version {
-        attributes.push(("service.version".to_owned(), v.clone()));
+/// The Sentry DSN for the start-up line: key hidden.
+fn sentry_dsn(settings: &config::Settings) -> Option<String> {
+    #[cfg(feature = "sentry")]
+    return settings.sentry.as_ref().map(|s| errors::redacted_dsn(&s.dsn));
+    #[cfg(not(feature = "sentry"))]
+    {
+        let _ = settings;
+        None
     }
-    attributes.extend(settings.resource.iter().cloned());
-    for (k, v) in [
-        ("telemetry.sdk.name", "obs"),
-        ("telemetry.sdk.language", "rust"),
-        ("telemetry.sdk.version", env!("CARGO_PKG_VERSION")),
-    ] {
-        attributes.push((k.to_owned(), v.to_owned()));
-    }
-    trace::otlp::Resource { attributes }
 }
 
 impl Drop for Obs {

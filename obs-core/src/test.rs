@@ -60,7 +60,7 @@ pub fn init() -> TestObs {
 pub fn init_with(config: Config) -> TestObs {
     let settings = config.disable_admin().resolve(&|_| None);
     let lines = Capture::default();
-    let (obs, subscriber) = Obs::build(&settings, lines.clone(), None);
+    let (obs, subscriber) = Obs::build(&settings, lines.clone(), None, false);
     let dispatch = tracing::Dispatch::new(subscriber);
     let default = tracing::dispatcher::set_default(&dispatch);
     TestObs {

@@ -8,17 +8,21 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http::{HeaderName, Request, Response, StatusCode};
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::TraceContextExt;
 use tower_layer::Layer;
 use tower_service::Service;
+use tracing::field::Empty;
 use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use super::body::{Classify, ObsBody};
 use super::request_id::{RequestId, REQUEST_ID_HEADER};
-use super::Route;
 use super::TARGET;
 use crate::metrics::names;
-use crate::metrics::{ActiveGuard, Method, Outcome, Scheme};
-use crate::trace::span::{attach_server, with_extensions, ServerAttrs, SpanTrace};
-use crate::trace::TraceContext;
+use crate::metrics::ActiveGuard;
+use crate::request::{Outcome, RequestInfo};
+use crate::trace::{HeaderExtractor, TraceContext};
 use crate::Shared;
 
 /// The obs middleware. Get it from [`crate::Obs::layer`]; cheap to clone.
@@ -58,12 +62,50 @@ pub struct ObsService<S> {
     shared: Arc<Shared>,
 }
 
+/// The request's `tracing` span, which tracing-opentelemetry makes the SERVER span: `otel.*`
+/// fields name it, the others are its attributes and every log line's fields (`otel.*` are not
+/// logged, `request.id` is logged as `request_id`).
+fn request_span(info: &RequestInfo, method: &http::Method) -> Span {
+    let span = tracing::info_span!(
+        target: TARGET,
+        "request",
+        otel.name = %SpanName(info),
+        otel.kind = "server",
+        otel.status_code = Empty,
+        request.id = info.id.as_str(),
+        http.request.method = info.method.as_str(),
+        http.request.method_original = Empty,
+        http.route = info.route.as_deref(),
+        url.path = info.path(),
+        url.scheme = info.scheme.as_str(),
+        http.response.status_code = Empty,
+        error.r#type = Empty,
+    );
+    if info.method.as_str() == names::METHOD_OTHER {
+        span.record("http.request.method_original", method.as_str());
+    }
+    span
+}
+
+/// `GET /users/{id}`; `GET` without a route; `HTTP` for an unknown method (semconv).
+struct SpanName<'a>(&'a RequestInfo);
+
+impl std::fmt::Display for SpanName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.0.method.as_str(), self.0.route.as_deref()) {
+            (names::METHOD_OTHER, _) => f.write_str("HTTP"),
+            (m, Some(route)) => write!(f, "{m} {route}"),
+            (m, None) => f.write_str(m),
+        }
+    }
+}
+
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ObsService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ResBody: Default,
+    ResBody: http_body::Body,
 {
-    type Response = Response<ResBody>;
+    type Response = Response<ObsBody<ResBody>>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future>;
 
@@ -74,107 +116,84 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let start = Instant::now();
         let id = RequestId::for_request(req.headers());
-        let trace = TraceContext::start(req.headers(), &self.shared.trace);
-        let method = Method::of(req.method());
-        let scheme = Scheme::of(req.uri());
-        let route = Route::of(&req);
-        let span = tracing::info_span!(
-            target: TARGET,
-            "request",
-            request_id = id.as_str(),
-            http.request.method = method.as_str(),
-            http.route = route.as_deref(),
-            url.path = req.uri().path(),
-        );
-        with_extensions(&span, |ext| {
-            let server = (self.shared.exporting && trace.sampled()).then(|| ServerAttrs {
-                method: method.as_str(),
-                method_original: (method.as_str() == names::METHOD_OTHER)
-                    .then(|| req.method().clone()),
-                route: route.clone(),
-                path: req.uri().path_and_query().cloned(),
-                scheme: scheme.as_str(),
-                request_id: id.clone(),
-                status: None,
-                error_type: None,
-            });
-            attach_server(ext, &trace, server);
-            if self.shared.sentry {
-                ext.insert(crate::sentry::RequestScope {
-                    request_id: id.clone(),
-                    method: method.as_str(),
-                    route: route.clone(),
-                    path: req.uri().path_and_query().cloned(),
-                    breadcrumbs: Default::default(),
-                    captured: false,
-                });
-            }
-        });
-        req.extensions_mut().insert(id.clone());
+        let info = Arc::new(RequestInfo::of(&req, id.clone()));
+        let span = request_span(&info, req.method());
+        // The incoming `traceparent`/`tracestate`/`baggage` (as `OTEL_PROPAGATORS` says), or
+        // none: a server span never inherits whatever context the thread had.
+        let parent = self
+            .shared
+            .propagator
+            .extract(&HeaderExtractor(req.headers()));
+        let _ = span.set_parent(parent);
+        let trace = TraceContext::from(span.context().span().span_context().clone());
+        let hub = self
+            .shared
+            .sentry
+            .as_ref()
+            .map(|reporter| reporter.request_hub(Arc::clone(&info)));
+        req.extensions_mut().insert(id);
         req.extensions_mut().insert(trace);
-        let active = self.shared.metrics.red.active(method, scheme);
+        let active = self.shared.metrics.red.active(info.method, info.scheme);
         let inner = {
             let _entered = span.enter();
-            catch_unwind(AssertUnwindSafe(|| self.inner.call(req))).ok()
+            let call = || catch_unwind(AssertUnwindSafe(|| self.inner.call(req))).ok();
+            match &hub {
+                Some(hub) => hub.run(call),
+                None => call(),
+            }
         };
         ResponseFuture {
             inner,
-            span,
             pending: Some(Pending {
                 shared: Arc::clone(&self.shared),
                 start,
-                id,
-                method,
-                scheme,
-                route,
+                info,
+                span,
+                hub,
                 _active: active,
             }),
         }
     }
 }
 
-/// Completes the SERVER span: status code, `error.type`, and status Error on failures (5xx,
-/// panic, cancellation; 4xx leaves it unset, as semconv requires for servers).
-fn end_server_span(span: &Span, outcome: Outcome) {
-    with_extensions(span, |ext| {
-        let server = ext
-            .get_mut::<SpanTrace>()
-            .and_then(|t| t.record.as_mut())
-            .and_then(|r| r.server.as_mut());
-        if let Some(server) = server {
-            server.status = outcome.status();
-            server.error_type = outcome.error_type();
-        }
-    });
-}
-
-/// What is needed to finish the request; taken exactly once (response, panic, error or drop).
-struct Pending {
+/// What is needed to finish the request; taken exactly once (response head, end of a gRPC
+/// stream, panic, error or drop).
+pub(crate) struct Pending {
     shared: Arc<Shared>,
     start: Instant,
-    id: RequestId,
-    method: Method,
-    scheme: Scheme,
-    route: Option<Route>,
+    info: Arc<RequestInfo>,
+    /// The SERVER span; it ends when this is dropped.
+    span: Span,
+    hub: Option<crate::errors::RequestHub>,
     _active: ActiveGuard,
 }
 
 impl Pending {
-    /// Records the metrics, writes the "request completed" line (inside the request span) and
-    /// completes the SERVER span.
-    fn finish(self, outcome: Outcome, span: &Span) {
-        end_server_span(span, outcome);
+    /// Records the metrics, completes the SERVER span (status code, `error.type`, status Error
+    /// on failures; 4xx leaves it unset, as semconv requires for servers), writes the "request
+    /// completed" line and, for an unreported server error, the Sentry event.
+    pub(crate) fn finish(self, outcome: Outcome) {
+        let _entered = self.span.enter();
         let secs = self.start.elapsed().as_secs_f64();
-        let red = &self.shared.metrics.red;
-        red.observe(
-            self.method,
-            self.scheme,
-            self.route.as_deref(),
+        let info = &self.info;
+        self.shared.metrics.red.observe(
+            info.method,
+            info.scheme,
+            info.route.as_deref(),
             outcome,
             secs,
         );
         let status = outcome.status();
-        let error_type = outcome.error_type().map(tracing::field::display);
+        let error_type = outcome.error_type();
+        if let Some(status) = status {
+            self.span.record("http.response.status_code", status);
+        }
+        if let Some(error_type) = error_type {
+            self.span
+                .record("error.type", tracing::field::display(error_type));
+            self.span.record("otel.status_code", "ERROR");
+        }
+        let error_type = error_type.map(tracing::field::display);
         let duration_ms = (secs * 1e6).round() / 1e3;
         macro_rules! completed {
             ($level:ident) => {
@@ -190,6 +209,18 @@ impl Pending {
             Outcome::Cancelled => completed!(warn),
             _ => completed!(error),
         }
+        if let Some(hub) = &self.hub {
+            hub.run(|| hub.finish(outcome));
+        }
+    }
+
+    /// Runs `f` inside the request's span and Sentry hub.
+    pub(crate) fn within<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _entered = self.span.enter();
+        match &self.hub {
+            Some(hub) => hub.run(f),
+            None => f(),
+        }
     }
 }
 
@@ -198,17 +229,14 @@ pin_project_lite::pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: Option<F>,
-        span: Span,
         pending: Option<Pending>,
     }
 
     impl<F> PinnedDrop for ResponseFuture<F> {
         fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            if let Some(pending) = this.pending.take() {
+            if let Some(pending) = this.project().pending.take() {
                 // Dropped before completion: the client went away (or a timeout fired).
-                let _entered = this.span.enter();
-                pending.finish(Outcome::Cancelled, this.span);
+                pending.finish(Outcome::Cancelled);
             }
         }
     }
@@ -217,47 +245,60 @@ pin_project_lite::pin_project! {
 impl<F, ResBody, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<ResBody>, E>>,
-    ResBody: Default,
+    ResBody: http_body::Body,
 {
-    type Output = Result<Response<ResBody>, E>;
+    type Output = Result<Response<ObsBody<ResBody>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let _entered = this.span.enter();
-        let polled = match this.inner.as_mut().as_pin_mut() {
+        let Some(pending) = this.pending.as_ref() else {
+            return Poll::Pending; // polled after completion
+        };
+        let polled = pending.within(|| match this.inner.as_mut().as_pin_mut() {
             Some(inner) => catch_unwind(AssertUnwindSafe(|| inner.poll(cx))),
             None => Err(Box::new("panicked in call") as Box<dyn std::any::Any + Send>),
-        };
-        let (outcome, result) = match polled {
+        });
+        let response = match polled {
             Ok(Poll::Pending) => return Poll::Pending,
-            Ok(Poll::Ready(Ok(mut response))) => {
-                let Some(pending) = this.pending.as_ref() else {
-                    return Poll::Ready(Ok(response));
-                };
-                response.headers_mut().insert(
-                    HeaderName::from_static(REQUEST_ID_HEADER),
-                    pending.id.header_value(),
-                );
-                (Outcome::Status(response.status().as_u16()), Ok(response))
+            Ok(Poll::Ready(Ok(response))) => response,
+            Ok(Poll::Ready(Err(e))) => {
+                if let Some(pending) = this.pending.take() {
+                    pending.finish(Outcome::ServiceError);
+                }
+                return Poll::Ready(Err(e));
             }
-            Ok(Poll::Ready(Err(e))) => (Outcome::ServiceError, Err(e)),
             Err(_panic) => {
                 // The handler's future is in an unknown state: drop it, never poll it again.
                 this.inner.set(None);
-                let mut response = Response::new(ResBody::default());
+                let mut response = Response::new(ObsBody::empty());
                 *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-                if let Some(pending) = this.pending.as_ref() {
+                if let Some(pending) = this.pending.take() {
                     response.headers_mut().insert(
                         HeaderName::from_static(REQUEST_ID_HEADER),
-                        pending.id.header_value(),
+                        pending.info.id.header_value(),
                     );
+                    pending.finish(Outcome::Panic);
                 }
-                (Outcome::Panic, Ok(response))
+                return Poll::Ready(Ok(response));
             }
         };
-        if let Some(pending) = this.pending.take() {
-            pending.finish(outcome, this.span);
-        }
-        Poll::Ready(result)
+        let Some(pending) = this.pending.take() else {
+            return Poll::Pending;
+        };
+        let classified = Classify::response(&response);
+        let (mut parts, body) = response.into_parts();
+        parts.headers.insert(
+            HeaderName::from_static(REQUEST_ID_HEADER),
+            pending.info.id.header_value(),
+        );
+        let body = match classified {
+            Ok(outcome) => {
+                pending.finish(outcome);
+                ObsBody::new(body, None)
+            }
+            // A gRPC status in the trailers: the request ends with the stream.
+            Err(eos) => ObsBody::new(body, Some((eos, pending))),
+        };
+        Poll::Ready(Ok(Response::from_parts(parts, body)))
     }
 }

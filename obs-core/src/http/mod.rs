@@ -2,8 +2,8 @@
 //!
 //! One tower `Layer` that, in this order, assigns the request id, catches panics, opens the
 //! request span (whose fields every log line of the request carries), records RED metrics and
-//! writes one "request completed" line. It works with axum, tonic and hyper services whose
-//! response body implements `Default` (used for the 500 sent after a panic).
+//! writes one "request completed" line. It works with axum, tonic and hyper services: the
+//! response body is wrapped in [`ObsBody`] (which ends gRPC requests at the end of their stream).
 //!
 //! ```
 //! use axum::{routing::get, Router};
@@ -15,13 +15,14 @@
 //! # let _ = app;
 //! ```
 
+mod body;
 mod layer;
 mod request_id;
 
 /// Makes `$ty` an axum extractor: the value `obs.layer()` put in the request's extensions, or,
-/// without the layer, `$ty::for_request(&headers)`.
+/// without the layer, `$fallback(&headers)`.
 macro_rules! request_extractor {
-    ($ty:ty, $doc:literal) => {
+    ($ty:ty, $fallback:expr, $doc:literal) => {
         #[cfg(feature = "axum")]
         impl<S: Send + Sync> axum::extract::FromRequestParts<S> for $ty {
             type Rejection = std::convert::Infallible;
@@ -35,60 +36,26 @@ macro_rules! request_extractor {
                     .extensions
                     .get::<$ty>()
                     .cloned()
-                    .unwrap_or_else(|| <$ty>::for_request(&parts.headers)))
+                    .unwrap_or_else(|| $fallback(&parts.headers)))
             }
         }
     };
 }
 pub(crate) use request_extractor;
 
+pub use body::ObsBody;
 pub use layer::{ObsLayer, ObsService, ResponseFuture};
 pub use request_id::{
     is_valid as is_valid_request_id, RequestId, MAX_REQUEST_ID_LEN, REQUEST_ID_HEADER,
 };
 
-/// The route template axum matched (`/users/{id}`), never the raw path; cloning it is a
-/// reference-count increment.
-#[derive(Clone, Debug)]
-pub(crate) struct Route(
-    #[cfg(feature = "axum")] axum::extract::MatchedPath,
-    #[cfg(not(feature = "axum"))] std::sync::Arc<str>,
-);
-
-impl Route {
-    /// The matched route of `req`, if a router matched one.
-    pub(crate) fn of<B>(req: &http::Request<B>) -> Option<Route> {
-        #[cfg(feature = "axum")]
-        {
-            req.extensions()
-                .get::<axum::extract::MatchedPath>()
-                .cloned()
-                .map(Route)
-        }
-        #[cfg(not(feature = "axum"))]
-        {
-            let _ = req;
-            None
-        }
-    }
-}
-
-impl std::ops::Deref for Route {
-    type Target = str;
-    fn deref(&self) -> &str {
-        #[cfg(feature = "axum")]
-        {
-            self.0.as_str()
-        }
-        #[cfg(not(feature = "axum"))]
-        {
-            &self.0
-        }
-    }
-}
-
 /// The `tracing` target of the request span and the "request completed" line.
 pub const TARGET: &str = "obs::http";
+
+/// Whether `meta` is the middleware's request span.
+pub(crate) fn is_request_span(meta: &tracing_core::Metadata<'_>) -> bool {
+    meta.is_span() && meta.target() == TARGET
+}
 
 /// Whether `headers` carry `Authorization: Bearer <token>`, compared in constant time. Used by
 /// the admin `/metrics` (`OBS_METRICS_TOKEN`) and the collector's pages.

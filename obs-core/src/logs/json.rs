@@ -42,7 +42,6 @@ use tracing_subscriber::registry::LookupSpan;
 
 use super::escape::{write_debug, write_str, Escaper};
 use super::timestamp::write_rfc3339_micros;
-use crate::trace::span::SpanTrace;
 
 /// Where finished log lines go. Each call gets exactly one line, ending in `\n`.
 ///
@@ -106,15 +105,28 @@ struct SpanVisitor<'a>(&'a mut SpanFields);
 
 impl SpanVisitor<'_> {
     fn put(&mut self, field: &Field, write: impl FnOnce(&mut Vec<u8>)) {
+        let Some(name) = log_key(field.name()) else {
+            return;
+        };
         let fields = &mut *self.0;
-        fields.index.retain(|(name, _, _)| *name != field.name());
+        fields.index.retain(|(n, _, _)| *n != name);
         let start = fields.buf.len();
-        write_str(&mut fields.buf, field.name());
+        write_str(&mut fields.buf, name);
         fields.buf.push(b':');
         write(&mut fields.buf);
         fields
             .index
-            .push((field.name(), start as u32, fields.buf.len() as u32));
+            .push((name, start as u32, fields.buf.len() as u32));
+    }
+}
+
+/// The log key of a span field: `otel.*` fields are instructions to tracing-opentelemetry (span
+/// name, kind, status), not data; the span attribute `request.id` is the lines' `request_id`.
+fn log_key(name: &'static str) -> Option<&'static str> {
+    match name {
+        "request.id" => Some("request_id"),
+        n if n.starts_with("otel.") => None,
+        n => Some(n),
     }
 }
 
@@ -196,16 +208,6 @@ impl EventVisitor<'_> {
 
 impl Visit for EventVisitor<'_> {
     visit_values!();
-}
-
-/// Encodes `event`'s `message` (a JSON string, or nothing) and its other fields
-/// (`,"name":value` pairs), as log lines do.
-pub(crate) fn encode_event_fields(event: &Event<'_>, message: &mut Vec<u8>, rest: &mut Vec<u8>) {
-    event.record(&mut EventVisitor {
-        message,
-        rest,
-        seen: &mut Vec::new(),
-    });
 }
 
 /// Per-thread buffers, reused so that formatting an event does not allocate.
@@ -297,24 +299,9 @@ impl<W: LineSink> JsonLayer<W> {
         }
         line.extend_from_slice(b",\"target\":");
         write_str(line, meta.target());
-        // The innermost span's trace ids (the request's SERVER span or a handler's span).
-        if let Some(scope) = ctx.event_scope(event) {
-            for span in scope {
-                if let Some(trace) = span.extensions().get::<SpanTrace>() {
-                    let (trace_id, span_id, flags) = trace.hex.as_strs();
-                    for (key, value) in [
-                        (&b",\"trace_id\":\""[..], trace_id),
-                        (b"\",\"span_id\":\"", span_id),
-                        (b"\",\"trace_flags\":\"", flags),
-                    ] {
-                        line.extend_from_slice(key);
-                        line.extend_from_slice(value.as_bytes());
-                    }
-                    line.push(b'"');
-                    break;
-                }
-            }
-        }
+        // The active span's trace ids (the request's SERVER span or a handler's span), as
+        // exported.
+        crate::trace::write_current_ids(line);
         line.extend_from_slice(&self.service);
         line.extend_from_slice(rest);
         // Span fields, innermost first; a name already written (by the event or an inner span)

@@ -27,7 +27,6 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Context, Filter, Layer};
 use tracing_subscriber::{EnvFilter, Registry};
 
-pub(crate) use json::encode_event_fields;
 pub use json::{JsonLayer, LineSink};
 pub use writer::LogWriter;
 
@@ -108,7 +107,7 @@ pub(crate) struct RequestScopeFilter(pub EnvFilter);
 
 impl RequestScopeFilter {
     fn is_request_span(meta: &Metadata<'_>) -> bool {
-        crate::trace::span::is_request_span(meta)
+        crate::http::is_request_span(meta)
     }
 }
 

@@ -24,7 +24,7 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, Gauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
-pub(crate) use red::{ActiveGuard, ErrorType, Method, Outcome, Red, Scheme};
+pub(crate) use red::{ActiveGuard, Red};
 
 use crate::config::Settings;
 

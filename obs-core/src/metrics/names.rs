@@ -22,8 +22,6 @@ pub const OBS_BUILD_INFO: &str = "obs_build_info";
 pub const OBS_LOG_LINES_DROPPED_TOTAL: &str = "obs_log_lines_dropped_total";
 /// Counter of spans dropped because the export queue was full or the exporter failed.
 pub const OBS_SPANS_DROPPED_TOTAL: &str = "obs_spans_dropped_total";
-/// Counter of Sentry events dropped (queue full, rate-limited by Sentry, or sending failed).
-pub const OBS_SENTRY_EVENTS_DROPPED_TOTAL: &str = "obs_sentry_events_dropped_total";
 /// Counter of requests recorded under `http_route="_overflow"` because the label-set cap was hit.
 pub const OBS_METRICS_OVERFLOW_TOTAL: &str = "obs_metrics_overflow_total";
 
@@ -35,7 +33,6 @@ pub const ALL_METRICS: &[&str] = &[
     OBS_BUILD_INFO,
     OBS_LOG_LINES_DROPPED_TOTAL,
     OBS_SPANS_DROPPED_TOTAL,
-    OBS_SENTRY_EVENTS_DROPPED_TOTAL,
     OBS_METRICS_OVERFLOW_TOTAL,
 ];
 

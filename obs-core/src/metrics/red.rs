@@ -10,105 +10,7 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec};
 
 use super::names;
 use crate::config::Settings;
-
-/// A request method, normalised to the known set or `_OTHER`.
-///
-/// Index into [`names::KNOWN_METHODS`]; `KNOWN_METHODS.len()` means `_OTHER`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct Method(u8);
-
-impl Method {
-    pub fn of(method: &http::Method) -> Self {
-        let s = method.as_str();
-        let i = names::KNOWN_METHODS
-            .iter()
-            .position(|m| *m == s)
-            .unwrap_or(names::KNOWN_METHODS.len());
-        Self(i as u8)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        names::KNOWN_METHODS
-            .get(usize::from(self.0))
-            .copied()
-            .unwrap_or(names::METHOD_OTHER)
-    }
-}
-
-/// `url.scheme`: only `http` or `https`, whatever the request claims.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Scheme {
-    Http,
-    Https,
-}
-
-impl Scheme {
-    pub fn of(uri: &http::Uri) -> Self {
-        if uri.scheme() == Some(&http::uri::Scheme::HTTPS) {
-            Scheme::Https
-        } else {
-            Scheme::Http
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scheme::Http => "http",
-            Scheme::Https => "https",
-        }
-    }
-}
-
-/// How a request ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Outcome {
-    /// A response with this status was sent.
-    Status(u16),
-    /// The handler panicked; a 500 was sent.
-    Panic,
-    /// The client went away before a response.
-    Cancelled,
-    /// The inner service returned an error instead of a response.
-    ServiceError,
-}
-
-impl Outcome {
-    /// The status code sent, if any.
-    pub fn status(self) -> Option<u16> {
-        match self {
-            Outcome::Status(s) => Some(s),
-            Outcome::Panic => Some(500),
-            Outcome::Cancelled | Outcome::ServiceError => None,
-        }
-    }
-
-    /// `error.type`: the 5xx code as text or the failure kind; `None` when not a failure.
-    pub fn error_type(self) -> Option<ErrorType> {
-        match self {
-            Outcome::Status(s) if s >= 500 => Some(ErrorType::Status(s)),
-            Outcome::Status(_) => None,
-            Outcome::Panic => Some(ErrorType::Kind(names::ERROR_PANIC)),
-            Outcome::Cancelled => Some(ErrorType::Kind(names::ERROR_CANCELLED)),
-            Outcome::ServiceError => Some(ErrorType::Kind(names::ERROR_OTHER)),
-        }
-    }
-}
-
-/// An `error.type` value without allocating for the status-code case.
-#[derive(Clone, Copy)]
-pub(crate) enum ErrorType {
-    Status(u16),
-    Kind(&'static str),
-}
-
-impl std::fmt::Display for ErrorType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ErrorType::Status(s) => write!(f, "{s}"),
-            ErrorType::Kind(k) => f.write_str(k),
-        }
-    }
-}
+use crate::request::{Method, Outcome, Scheme};
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct Key {
@@ -179,7 +81,7 @@ impl Red {
 
     /// Counts a request in flight until the guard is dropped.
     pub fn active(&self, method: Method, scheme: Scheme) -> ActiveGuard {
-        let slot = usize::from(method.0) * 2 + scheme as usize;
+        let slot = method.index() * 2 + scheme as usize;
         let gauge = self.active[slot].get_or_init(|| {
             self.active_vec
                 .with_label_values(&[method.as_str(), scheme.as_str()])

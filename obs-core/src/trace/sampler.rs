@@ -8,8 +8,6 @@ use std::fmt;
 /// use obs::trace::Sampler;
 /// let s: Sampler = "parentbased_traceidratio".parse::<Sampler>().unwrap().with_arg(Some("0.25")).unwrap();
 /// assert_eq!(s, Sampler::ParentBased(Box::new(Sampler::TraceIdRatio(0.25))));
-/// assert!(Sampler::AlwaysOn.should_sample(&[7; 16], None));
-/// assert!(!Sampler::ParentBased(Box::new(Sampler::AlwaysOn)).should_sample(&[7; 16], Some(false)));
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 pub enum Sampler {
@@ -31,30 +29,20 @@ impl Default for Sampler {
 }
 
 impl Sampler {
-    /// The decision for a span of `trace_id` whose parent was sampled (`Some(true)`), not
-    /// sampled (`Some(false)`), or that has no parent (`None`).
+    /// The OpenTelemetry SDK's sampler for this choice (the SDK makes every decision).
     ///
     /// ```
     /// use obs::trace::Sampler;
-    /// let half = Sampler::TraceIdRatio(0.5);
-    /// let mut id = [0u8; 16];
-    /// assert!(half.should_sample(&id, None)); // low ids are kept
-    /// id[8] = 0xff;
-    /// assert!(!half.should_sample(&id, None));
+    /// let sdk = Sampler::ParentBased(Box::new(Sampler::TraceIdRatio(0.1))).to_sdk();
+    /// assert!(format!("{sdk:?}").contains("ParentBased"));
     /// ```
-    pub fn should_sample(&self, trace_id: &[u8; 16], parent: Option<bool>) -> bool {
-        match (self, parent) {
-            (Sampler::ParentBased(_), Some(sampled)) => sampled,
-            (Sampler::ParentBased(root), None) => root.should_sample(trace_id, None),
-            (Sampler::AlwaysOn, _) => true,
-            (Sampler::AlwaysOff, _) => false,
-            (Sampler::TraceIdRatio(ratio), _) => {
-                // The SDKs' rule: the low 8 bytes of the id, shifted to 63 bits, under the bound.
-                let bound = (ratio.clamp(0.0, 1.0) * (1u64 << 63) as f64) as u64;
-                let mut low = [0u8; 8];
-                low.copy_from_slice(&trace_id[8..]);
-                (u64::from_be_bytes(low) >> 1) < bound
-            }
+    pub fn to_sdk(&self) -> opentelemetry_sdk::trace::Sampler {
+        use opentelemetry_sdk::trace::Sampler as Sdk;
+        match self {
+            Sampler::AlwaysOn => Sdk::AlwaysOn,
+            Sampler::AlwaysOff => Sdk::AlwaysOff,
+            Sampler::TraceIdRatio(r) => Sdk::TraceIdRatioBased(r.clamp(0.0, 1.0)),
+            Sampler::ParentBased(root) => Sdk::ParentBased(Box::new(root.to_sdk())),
         }
     }
 
@@ -119,27 +107,6 @@ impl fmt::Display for Sampler {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ratio_keeps_about_the_ratio() {
-        let s = Sampler::TraceIdRatio(0.3);
-        let kept = (0..20_000u64)
-            .filter(|i| {
-                let mut id = [0u8; 16];
-                id[8..].copy_from_slice(&crate::ids::random_u64().wrapping_add(*i).to_be_bytes());
-                s.should_sample(&id, None)
-            })
-            .count();
-        assert!((5_400..6_600).contains(&kept), "{kept}");
-    }
-
-    #[test]
-    fn parent_decides_when_present() {
-        let s = Sampler::ParentBased(Box::new(Sampler::AlwaysOff));
-        assert!(s.should_sample(&[1; 16], Some(true)));
-        assert!(!s.should_sample(&[1; 16], None));
-        assert!(Sampler::AlwaysOn.should_sample(&[1; 16], Some(false)));
-    }
 
     #[test]
     fn names_parse() {

@@ -50,6 +50,8 @@ pub(crate) struct OtlpSettings {
     /// `OTEL_EXPORTER_OTLP_HEADERS`: often credentials, never logged.
     pub headers: Vec<(String, String)>,
     pub timeout: Duration,
+    /// `OTEL_EXPORTER_OTLP_COMPRESSION`: gzip or none.
+    pub gzip: bool,
     pub max_queue: usize,
     pub max_batch: usize,
     pub delay: Duration,
@@ -58,8 +60,10 @@ pub(crate) struct OtlpSettings {
 /// The tracing part of the effective configuration.
 #[derive(Clone)]
 pub(crate) struct TraceSettings {
-    /// Whether an incoming `traceparent`/`tracestate` is continued (`tracecontext` propagator).
-    pub propagate: bool,
+    /// `OTEL_PROPAGATORS`: W3C `traceparent`/`tracestate` (`tracecontext`).
+    pub tracecontext: bool,
+    /// `OTEL_PROPAGATORS`: W3C `baggage`.
+    pub baggage: bool,
     pub sampler: Sampler,
     pub otlp: Option<OtlpSettings>,
 }
@@ -67,7 +71,8 @@ pub(crate) struct TraceSettings {
 impl Default for TraceSettings {
     fn default() -> Self {
         Self {
-            propagate: true,
+            tracecontext: true,
+            baggage: true,
             sampler: Sampler::default(),
             otlp: None,
         }
@@ -81,8 +86,6 @@ pub(crate) struct TraceConfig {
     pub protocol: Option<Protocol>,
     pub sampler: Option<Sampler>,
 }
-
-const GRPC_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 impl TraceSettings {
     /// Resolves code settings against the environment, pushing one warning per bad value.
@@ -118,13 +121,14 @@ impl TraceSettings {
             },
         };
 
-        let mut propagate = true;
+        let (mut tracecontext, mut baggage) = (true, true);
         if let Some(raw) = env("OTEL_PROPAGATORS") {
             let names: Vec<String> = raw
                 .split(',')
                 .map(|n| n.trim().to_ascii_lowercase())
                 .collect();
-            propagate = names.iter().any(|n| n == "tracecontext");
+            tracecontext = names.iter().any(|n| n == "tracecontext");
+            baggage = names.iter().any(|n| n == "baggage");
             if let Some(unknown) = names
                 .iter()
                 .find(|n| !matches!(n.as_str(), "tracecontext" | "baggage" | "none"))
@@ -202,7 +206,8 @@ impl TraceSettings {
             }
             let base = trimmed.trim_end_matches('/');
             Some(match (protocol, exact) {
-                (Protocol::Grpc, _) => format!("{base}{GRPC_PATH}"),
+                // tonic appends the service's method path itself.
+                (Protocol::Grpc, _) => base.to_owned(),
                 (Protocol::HttpProtobuf, true) => trimmed.to_owned(),
                 (Protocol::HttpProtobuf, false) => format!("{base}/v1/traces"),
             })
@@ -215,6 +220,20 @@ impl TraceSettings {
         .map(|(var, raw)| parse_headers(&var, &raw, warnings))
         .unwrap_or_default();
 
+        let gzip = match either(
+            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+            "OTEL_EXPORTER_OTLP_COMPRESSION",
+        ) {
+            None => false,
+            Some((var, raw)) => match raw.trim().to_ascii_lowercase().as_str() {
+                "gzip" => true,
+                "none" => false,
+                _ => {
+                    bad(warnings, &var, &raw, r#"expected "gzip" or "none""#, "none");
+                    false
+                }
+            },
+        };
         let mut millis = |var: &str, general: Option<&str>, default: u64| -> u64 {
             let found = match general {
                 Some(g) => either(var, g),
@@ -248,13 +267,15 @@ impl TraceSettings {
         let delay = Duration::from_millis(millis("OTEL_BSP_SCHEDULE_DELAY", None, 5000));
 
         Self {
-            propagate,
+            tracecontext,
+            baggage,
             sampler,
             otlp: url.filter(|_| !disabled).map(|url| OtlpSettings {
                 url,
                 protocol,
                 headers,
                 timeout,
+                gzip,
                 max_queue,
                 max_batch,
                 delay,
@@ -283,19 +304,39 @@ fn parse_headers(var: &str, raw: &str, warnings: &mut Vec<String>) -> Vec<(Strin
     out
 }
 
-/// A URL for display: `user:password@` removed.
-pub(crate) fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(scheme), Some(at)) if at > scheme && !url[scheme + 3..at].contains('/') => {
-            format!("{}://{}", &url[..scheme], &url[at + 1..])
+/// Text for display with every URL's `user:password@` removed (a URL, or an error message
+/// that quotes one).
+pub(crate) fn redact_url(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(scheme) = rest.find("://") {
+        let (head, tail) = rest.split_at(scheme + 3);
+        out.push_str(head);
+        let authority_end = tail
+            .find(|c: char| c == '/' || c.is_whitespace() || c == ')')
+            .unwrap_or(tail.len());
+        match tail[..authority_end].rfind('@') {
+            Some(at) => rest = &tail[at + 1..],
+            None => rest = tail,
         }
-        _ => url.to_owned(),
     }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_are_removed_from_urls_and_messages() {
+        assert_eq!(redact_url("https://u:p@host:4318/v1"), "https://host:4318/v1");
+        assert_eq!(
+            redact_url("error sending request for url (http://key@h/x): refused; see http://ok/y"),
+            "error sending request for url (http://h/x): refused; see http://ok/y"
+        );
+        assert_eq!(redact_url("no url"), "no url");
+    }
 
     fn resolve(vars: &[(&str, &str)]) -> (TraceSettings, Vec<String>) {
         let mut warnings = Vec::new();
@@ -311,7 +352,7 @@ mod tests {
     #[test]
     fn no_endpoint_no_exporter_no_warning() {
         let (s, w) = resolve(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]);
-        assert!(s.otlp.is_none() && w.is_empty() && s.propagate);
+        assert!(s.otlp.is_none() && w.is_empty() && s.tracecontext && s.baggage);
         assert_eq!(s.sampler, Sampler::default());
     }
 
@@ -330,7 +371,7 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
         ]);
         let otlp = s.otlp.unwrap();
-        assert_eq!(otlp.url, format!("http://collector:4317{GRPC_PATH}"));
+        assert_eq!(otlp.url, "http://collector:4317");
         assert_eq!(otlp.timeout, Duration::from_millis(2500));
         let (s, _) = resolve(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://ignored:4318"),
@@ -362,9 +403,9 @@ mod tests {
             s.sampler,
             Sampler::ParentBased(Box::new(Sampler::TraceIdRatio(0.1)))
         );
-        assert!(!s.propagate && w.is_empty());
+        assert!(!s.tracecontext && s.baggage && w.is_empty());
         let (s, w) = resolve(&[("OTEL_PROPAGATORS", "tracecontext,b3")]);
-        assert!(s.propagate);
+        assert!(s.tracecontext && !s.baggage);
         assert!(w[0].contains("\"b3\" is not supported"), "{w:?}");
     }
 

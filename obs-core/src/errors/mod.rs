@@ -1,0 +1,139 @@
+//! Sentry error capture (`SENTRY_DSN`) with the `sentry` and `sentry-tracing` crates.
+//!
+//! The client, hub, transport (bounded queue, rate limits, client reports) and protocol are the
+//! `sentry` crate's; `sentry-tracing`'s layers turn `error!` into events (an
+//! `error = &e as &dyn Error` field becomes an `exception` with the error's type and source
+//! chain) and `warn!`/`info!` into breadcrumbs; the panic integration reports panics with stack
+//! frames, after any panic hook that was installed before.
+//!
+//! What obs adds is the request: each request runs with its own hub, so `sentry::capture_error`,
+//! `capture_message`, `configure_scope` and `with_scope` inside a handler reach Sentry with the
+//! request's tags (`request_id`, `trace_id`, `http.route`), its trace context and its method and
+//! path (never headers, cookies, query string or body), and breadcrumbs of one request never
+//! appear on another's event. A 5xx response that produced no Sentry event gets one
+//! (`HTTP 502 from GET /quiet/{id}`), so every server error is in Sentry exactly once.
+//!
+//! ```
+//! // With `SENTRY_DSN` set, `obs::init()` does this; `sentry_dsn` is the code equivalent.
+//! let obs = obs::test::init_with(
+//!     obs::Config::new().sentry_dsn("http://public@127.0.0.1:9/42"),
+//! );
+//! tracing::error!(order = 7, "payment failed"); // -> one Sentry event
+//! # obs.shutdown(std::time::Duration::from_millis(10));
+//! ```
+
+mod request;
+mod settings;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sentry_tracing::{BreadcrumbLayer, ErrorLayer};
+use sentry::protocol::{Context, Event, TraceContext};
+use sentry::{Client, ClientOptions, Hub};
+use tracing_core::{Level, Metadata, Subscriber};
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::Layer;
+
+pub(crate) use request::RequestHub;
+pub(crate) use settings::{redacted_dsn, SentrySettings};
+
+/// Breadcrumbs kept per hub (the request's, or the process').
+const MAX_BREADCRUMBS: usize = 50;
+
+/// The Sentry client and the hub every request's hub starts from.
+pub(crate) struct Reporter {
+    client: Arc<Client>,
+    hub: Arc<Hub>,
+}
+
+impl Reporter {
+    /// The client for `settings`. `global`: bound to the process' main hub, with the panic
+    /// integration (a process-wide hook); otherwise a hub of its own for `obs::test`.
+    pub fn start(settings: &SentrySettings, service_name: &str, global: bool) -> Self {
+        let mut options = ClientOptions::default();
+        options.dsn = Some(settings.dsn.clone());
+        options.release = settings.release.clone().map(Cow::Owned);
+        options.environment = Some(Cow::Owned(settings.environment.clone()));
+        options.max_breadcrumbs = MAX_BREADCRUMBS;
+        options.send_default_pii = false;
+        options.default_integrations = global;
+        options.before_send = Some(Arc::new(with_trace_context));
+        if !global {
+            use sentry::integrations::backtrace::{
+                AttachStacktraceIntegration, ProcessStacktraceIntegration,
+            };
+            options.integrations = vec![
+                Arc::new(AttachStacktraceIntegration),
+                Arc::new(sentry::integrations::contexts::ContextIntegration::default()),
+                Arc::new(ProcessStacktraceIntegration),
+            ];
+        }
+        let client = Arc::new(Client::from(sentry::apply_defaults(options)));
+        let hub = if global {
+            let main = Hub::main();
+            main.bind_client(Some(Arc::clone(&client)));
+            main
+        } else {
+            Arc::new(Hub::new(Some(Arc::clone(&client)), Default::default()))
+        };
+        let service_name = service_name.to_owned();
+        hub.configure_scope(|scope| scope.set_tag("service.name", service_name));
+        Self { client, hub }
+    }
+
+    /// A new hub for one request, on top of the reporter's.
+    pub fn request_hub(&self, info: Arc<crate::request::RequestInfo>) -> RequestHub {
+        RequestHub::new(&self.hub, info)
+    }
+
+    /// Sends what is queued, within `timeout`.
+    pub fn close(&self, timeout: Duration) {
+        self.client.close(Some(timeout));
+    }
+}
+
+/// The `sentry-tracing` layers: `error!` -> event, `warn!`/`info!` -> breadcrumb. obs' own
+/// request-completed line and panic line are left out: the middleware and the panic integration
+/// report those (once).
+pub(crate) fn layers<S>() -> impl Layer<S> + Send + Sync
+where
+    S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
+{
+    fn own(meta: &Metadata<'_>) -> bool {
+        matches!(meta.target(), crate::http::TARGET | crate::panic::TARGET)
+    }
+    let errors =
+        ErrorLayer::new().with_filter(filter_fn(|m| *m.level() == Level::ERROR && !own(m)));
+    let crumbs = BreadcrumbLayer::new().with_filter(filter_fn(|m| {
+        matches!(*m.level(), Level::WARN | Level::INFO) && m.is_event() && !own(m)
+    }));
+    errors.and_then(crumbs)
+}
+
+/// Every event gets the active OpenTelemetry span's trace context and a `trace_id` tag, so
+/// Sentry links it to the trace and to the log lines.
+fn with_trace_context(mut event: Event<'static>) -> Option<Event<'static>> {
+    use opentelemetry::trace::TraceContextExt;
+    let ids = opentelemetry::Context::map_current(|cx| {
+        let sc = cx.span().span_context().clone();
+        sc.is_valid().then_some(sc)
+    });
+    if let Some(sc) = ids {
+        event
+            .tags
+            .entry("trace_id".to_owned())
+            .or_insert_with(|| sc.trace_id().to_string());
+        let trace = TraceContext {
+            trace_id: sc.trace_id().to_bytes().into(),
+            span_id: sc.span_id().to_bytes().into(),
+            ..TraceContext::default()
+        };
+        event
+            .contexts
+            .insert("trace".to_owned(), Context::Trace(Box::new(trace)));
+    }
+    Some(event)
+}

@@ -1,0 +1,102 @@
+//! The Sentry part of the configuration: `SENTRY_DSN`, `SENTRY_ENVIRONMENT`, `SENTRY_RELEASE`.
+
+use sentry::types::Dsn;
+
+/// The Sentry part of the effective configuration (the DSN holds the key: no `Debug`).
+#[derive(Clone)]
+pub(crate) struct SentrySettings {
+    pub dsn: Dsn,
+    pub environment: String,
+    pub release: Option<String>,
+}
+
+impl SentrySettings {
+    /// `SENTRY_DSN` (or code), `SENTRY_ENVIRONMENT`, `SENTRY_RELEASE`. A bad DSN is a warning
+    /// that does not repeat the DSN.
+    pub fn resolve(
+        code_dsn: Option<&str>,
+        code_environment: Option<&str>,
+        default_release: Option<String>,
+        resource: &[(String, String)],
+        env: &dyn Fn(&str) -> Option<String>,
+        warnings: &mut Vec<String>,
+    ) -> Option<Self> {
+        let (source, raw) = match code_dsn {
+            Some(d) => ("code", d.to_owned()),
+            None => ("SENTRY_DSN", env("SENTRY_DSN")?),
+        };
+        let dsn = match raw.trim().parse::<Dsn>() {
+            Ok(dsn) => dsn,
+            Err(why) => {
+                warnings.push(format!(
+                    "invalid Sentry DSN from {source} (value hidden): {why}; Sentry is off"
+                ));
+                return None;
+            }
+        };
+        let from_resource = |key: &str| {
+            resource
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
+        let environment = code_environment
+            .map(str::to_owned)
+            .or_else(|| env("SENTRY_ENVIRONMENT"))
+            .or_else(|| from_resource("deployment.environment.name"))
+            .or_else(|| from_resource("deployment.environment"))
+            .unwrap_or_else(|| "production".to_owned());
+        let release = env("SENTRY_RELEASE").or(default_release);
+        Some(Self {
+            dsn,
+            environment,
+            release,
+        })
+    }
+}
+
+/// The DSN for display: `https://***@host/project`, the key hidden.
+///
+/// ```ignore
+/// let dsn = "https://abc123@o1.ingest.sentry.io/4505".parse().unwrap();
+/// assert_eq!(redacted_dsn(&dsn), "https://***@o1.ingest.sentry.io/4505");
+/// ```
+pub(crate) fn redacted_dsn(dsn: &Dsn) -> String {
+    let port = match (dsn.scheme().to_string().as_str(), dsn.port()) {
+        ("https", 443) | ("http", 80) => String::new(),
+        (_, port) => format!(":{port}"),
+    };
+    format!(
+        "{}://***@{}{port}{}{}",
+        dsn.scheme(),
+        dsn.host(),
+        dsn.path(),
+        dsn.project_id()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(dsn: &str) -> (Option<SentrySettings>, Vec<String>) {
+        let mut warnings = Vec::new();
+        let s = SentrySettings::resolve(Some(dsn), None, None, &[], &|_| None, &mut warnings);
+        (s, warnings)
+    }
+
+    #[test]
+    fn the_key_never_shows() {
+        let (s, w) = resolve("https://abc123@o1.ingest.sentry.io/4505");
+        assert!(w.is_empty());
+        let s = s.unwrap();
+        assert_eq!(redacted_dsn(&s.dsn), "https://***@o1.ingest.sentry.io/4505");
+        assert_eq!(s.environment, "production");
+        let (s, w) = resolve("http://k3y@127.0.0.1:9000/7");
+        assert_eq!(redacted_dsn(&s.unwrap().dsn), "http://***@127.0.0.1:9000/7");
+        assert!(w.is_empty());
+        let (s, w) = resolve("https://secretkey@/nohost");
+        assert!(s.is_none());
+        assert!(w[0].contains("value hidden") && !w[0].contains("secretkey"), "{w:?}");
+    }
+}

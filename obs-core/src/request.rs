@@ -1,0 +1,220 @@
+//! The neutral request model that logs, metrics, spans and Sentry all read: what the request
+//! is ([`RequestInfo`], [`Method`], [`Scheme`], [`Route`]) and how it ended ([`Outcome`]).
+//! It depends on nothing else in the crate but the label names, so no two of those pieces need
+//! each other.
+
+use std::num::NonZeroI32;
+
+use crate::http::RequestId;
+
+/// What every piece of obs knows about one request (cheap to build: reference-counted clones).
+pub(crate) struct RequestInfo {
+    pub id: RequestId,
+    pub method: Method,
+    pub scheme: Scheme,
+    pub route: Option<Route>,
+    /// The request target; only its path is ever reported (never the query string).
+    pub target: Option<http::uri::PathAndQuery>,
+    /// The authority the client asked for (for Sentry's request URL).
+    pub host: Option<http::HeaderValue>,
+}
+
+impl RequestInfo {
+    pub fn of<B>(req: &http::Request<B>, id: RequestId) -> Self {
+        let host = match req.uri().authority() {
+            Some(a) => http::HeaderValue::from_str(a.as_str()).ok(),
+            None => req.headers().get(http::header::HOST).cloned(),
+        };
+        Self {
+            id,
+            method: Method::of(req.method()),
+            scheme: Scheme::of(req.uri()),
+            route: Route::of(req),
+            target: req.uri().path_and_query().cloned(),
+            host,
+        }
+    }
+
+    /// The path, without the query string.
+    pub fn path(&self) -> &str {
+        self.target.as_ref().map_or("/", |t| t.path())
+    }
+}
+
+/// The route template the router matched (`/users/{id}`), never the raw path; cloning it is a
+/// reference-count increment (axum's `MatchedPath`).
+#[derive(Clone, Debug)]
+pub(crate) struct Route(
+    #[cfg(feature = "axum")] axum::extract::MatchedPath,
+    #[cfg(not(feature = "axum"))] std::sync::Arc<str>,
+);
+
+impl Route {
+    /// The matched route of `req`, if a router matched one.
+    pub(crate) fn of<B>(req: &http::Request<B>) -> Option<Route> {
+        #[cfg(feature = "axum")]
+        {
+            req.extensions()
+                .get::<axum::extract::MatchedPath>()
+                .cloned()
+                .map(Route)
+        }
+        #[cfg(not(feature = "axum"))]
+        {
+            let _ = req;
+            None
+        }
+    }
+}
+
+impl std::ops::Deref for Route {
+    type Target = str;
+    fn deref(&self) -> &str {
+        #[cfg(feature = "axum")]
+        {
+            self.0.as_str()
+        }
+        #[cfg(not(feature = "axum"))]
+        {
+            &self.0
+        }
+    }
+}
+
+/// A non-OK gRPC status code (`grpc-status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct GrpcCode(pub NonZeroI32);
+
+impl GrpcCode {
+    /// The code's canonical name (gRPC's `statuscodes.md`), a bounded label value.
+    pub fn name(self) -> &'static str {
+        match self.0.get() {
+            1 => "CANCELLED",
+            2 => "UNKNOWN",
+            3 => "INVALID_ARGUMENT",
+            4 => "DEADLINE_EXCEEDED",
+            5 => "NOT_FOUND",
+            6 => "ALREADY_EXISTS",
+            7 => "PERMISSION_DENIED",
+            8 => "RESOURCE_EXHAUSTED",
+            9 => "FAILED_PRECONDITION",
+            10 => "ABORTED",
+            11 => "OUT_OF_RANGE",
+            12 => "UNIMPLEMENTED",
+            13 => "INTERNAL",
+            14 => "UNAVAILABLE",
+            15 => "DATA_LOSS",
+            16 => "UNAUTHENTICATED",
+            _ => crate::metrics::names::ERROR_OTHER,
+        }
+    }
+}
+
+/// A request method, normalised to the known set or `_OTHER`.
+///
+/// Index into [`crate::metrics::names::KNOWN_METHODS`]; `KNOWN_METHODS.len()` means `_OTHER`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Method(u8);
+
+impl Method {
+    pub fn of(method: &http::Method) -> Self {
+        let s = method.as_str();
+        let i = crate::metrics::names::KNOWN_METHODS
+            .iter()
+            .position(|m| *m == s)
+            .unwrap_or(crate::metrics::names::KNOWN_METHODS.len());
+        Self(i as u8)
+    }
+
+    /// Its index: a known method's position, or `KNOWN_METHODS.len()` for `_OTHER`.
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        crate::metrics::names::KNOWN_METHODS
+            .get(usize::from(self.0))
+            .copied()
+            .unwrap_or(crate::metrics::names::METHOD_OTHER)
+    }
+}
+
+/// `url.scheme`: only `http` or `https`, whatever the request claims.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn of(uri: &http::Uri) -> Self {
+        if uri.scheme() == Some(&http::uri::Scheme::HTTPS) {
+            Scheme::Https
+        } else {
+            Scheme::Http
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// How a request ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Outcome {
+    /// A response with this status was sent.
+    Status(u16),
+    /// The handler panicked; a 500 was sent.
+    Panic,
+    /// The client went away before a response.
+    Cancelled,
+    /// The inner service returned an error instead of a response.
+    ServiceError,
+    /// A gRPC response (HTTP status 200) whose `grpc-status` (in headers or trailers) is not OK.
+    Grpc(GrpcCode),
+}
+
+impl Outcome {
+    /// The status code sent, if any.
+    pub fn status(self) -> Option<u16> {
+        match self {
+            Outcome::Status(s) => Some(s),
+            Outcome::Grpc(_) => Some(200),
+            Outcome::Panic => Some(500),
+            Outcome::Cancelled | Outcome::ServiceError => None,
+        }
+    }
+
+    /// `error.type`: the 5xx code as text or the failure kind; `None` when not a failure.
+    pub fn error_type(self) -> Option<ErrorType> {
+        match self {
+            Outcome::Status(s) if s >= 500 => Some(ErrorType::Status(s)),
+            Outcome::Status(_) => None,
+            Outcome::Panic => Some(ErrorType::Kind(crate::metrics::names::ERROR_PANIC)),
+            Outcome::Cancelled => Some(ErrorType::Kind(crate::metrics::names::ERROR_CANCELLED)),
+            Outcome::ServiceError => Some(ErrorType::Kind(crate::metrics::names::ERROR_OTHER)),
+            Outcome::Grpc(code) => Some(ErrorType::Kind(code.name())),
+        }
+    }
+}
+
+/// An `error.type` value without allocating for the status-code case.
+#[derive(Clone, Copy)]
+pub(crate) enum ErrorType {
+    Status(u16),
+    Kind(&'static str),
+}
+
+impl std::fmt::Display for ErrorType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ErrorType::Status(s) => write!(f, "{s}"),
+            ErrorType::Kind(k) => f.write_str(k),
+        }
+    }
+}
+
