@@ -145,8 +145,8 @@ fn run(backend: Backend, flavour: Flavour) {
             }
         }
         Backend::Sentry(receiver) => {
-            let dropped = counter(&obs, "obs_sentry_events_dropped_total");
-            assert!(dropped > 0.0, "a failing Sentry drops (and counts) events");
+            // The sentry crate's transport queue is bounded (its drops travel to Sentry as client
+            // reports): what matters here is that requests and shutdown were unaffected.
             assert!(!receiver.envelopes().is_empty(), "events were attempted");
             assert!(
                 receiver.envelopes().iter().all(Result::is_ok),

@@ -108,7 +108,7 @@ async fn export_round_trip(protocol: Protocol) {
     let resource = &all[0].0;
     assert_eq!(resource["service.name"], "checkout");
     assert_eq!(resource["service.version"], "1.2.3");
-    assert_eq!(resource["telemetry.sdk.name"], "obs");
+    assert_eq!(resource["telemetry.sdk.name"], "opentelemetry");
     let spans: Vec<Span> = all.into_iter().map(|(_, s)| s).collect();
     assert_eq!(spans.len(), 4, "3 server spans and 1 child: {spans:#?}");
     let find = |name: &str| {

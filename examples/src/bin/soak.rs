@@ -162,7 +162,7 @@ fn service(minutes: u64) -> Result<bool> {
     let end = started + Duration::from_secs(minutes * 60);
     let mut rss = Vec::new();
     let mut last_ok = 0;
-    println!("| min | chaos | req/s | failed | RSS MiB | spans dropped | Sentry dropped | log lines dropped |");
+    println!("| min | chaos | req/s | failed | RSS MiB | spans dropped | log lines dropped |");
     println!("|---:|---|---:|---:|---:|---:|---:|---:|");
     let mut next_sample = started + Duration::from_secs(30);
     let mut phase = usize::MAX;
@@ -180,13 +180,12 @@ fn service(minutes: u64) -> Result<bool> {
         let mib = rss_mib(pid);
         rss.push(mib);
         println!(
-            "| {:.1} | {} | {:.0} | {} | {mib:.1} | {} | {} | {} |",
+            "| {:.1} | {} | {:.0} | {} | {mib:.1} | {} | {} |",
             started.elapsed().as_secs_f64() / 60.0,
             CHAOS[phase % CHAOS.len()].2,
             (now_ok - last_ok) as f64 / 30.0,
             failed.load(Ordering::Relaxed),
             metric("obs_spans_dropped_total"),
-            metric("obs_sentry_events_dropped_total"),
             metric("obs_log_lines_dropped_total"),
         );
         last_ok = now_ok;

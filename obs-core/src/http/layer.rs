@@ -186,7 +186,8 @@ impl Pending {
         let status = outcome.status();
         let error_type = outcome.error_type();
         if let Some(status) = status {
-            self.span.record("http.response.status_code", status);
+            self.span
+                .record("http.response.status_code", i64::from(status));
         }
         if let Some(error_type) = error_type {
             self.span
