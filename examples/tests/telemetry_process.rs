@@ -178,10 +178,7 @@ fn a_server_error_without_an_error_log_is_reported_once() {
         1,
         "one event for the 502, none for the 404: {events:#?}"
     );
-    assert_eq!(
-        events[0]["message"],
-        "HTTP 502 from GET /quiet/{id}"
-    );
+    assert_eq!(events[0]["message"], "HTTP 502 from GET /quiet/{id}");
     assert_eq!(events[0]["tags"]["http.route"], "/quiet/{id}");
 }
 

@@ -424,7 +424,10 @@ impl Obs {
 /// The Sentry DSN for the start-up line: key hidden.
 fn sentry_dsn(settings: &config::Settings) -> Option<String> {
     #[cfg(feature = "sentry")]
-    return settings.sentry.as_ref().map(|s| errors::redacted_dsn(&s.dsn));
+    return settings
+        .sentry
+        .as_ref()
+        .map(|s| errors::redacted_dsn(&s.dsn));
     #[cfg(not(feature = "sentry"))]
     {
         let _ = settings;

@@ -217,4 +217,3 @@ impl std::fmt::Display for ErrorType {
         }
     }
 }
-

@@ -2,7 +2,10 @@
 //!
 //! Routes: `GET /users/{id}` (200, with a `db.query` child span), `GET /fail` (500, a WARN then
 //! an ERROR line), `GET /slow?ms=N` (sleeps N ms, at most
-//! 60 s), `GET /panic` (the handler panics; obs answers 500). Listens on `OBS_DEMO_ADDR`
+//! 60 s), `GET /panic` (the handler panics; obs answers 500), `GET /checkout` (calls
+//! `DEMO_DOWNSTREAM_URL/users/42` with reqwest-tracing, as services do), `GET /report` (reports
+//! a handled error with the Sentry API and with `error!`), `GET /steps?tag=T` (two warnings,
+//! then an error: breadcrumbs). Listens on `OBS_DEMO_ADDR`
 //! (default 127.0.0.1:3000); metrics on the admin address (`OBS_ADMIN_ADDR`, default
 //! 0.0.0.0:9464). SIGTERM or Ctrl-C: stop accepting, drain in-flight requests (at most
 //! `DRAIN_TIMEOUT`), flush the logs, exit.
@@ -28,7 +31,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/users/{id}", get(user))
         .route("/fail", get(fail))
         .route("/slow", get(slow))
-        .route("/panic", get(panic))
+        .route("/panic", get(panicking_handler))
+        .route("/checkout", get(checkout))
+        .route("/report", get(report))
+        .route("/steps", get(steps))
         .layer(obs.layer());
 
     let addr: SocketAddr = match std::env::var("OBS_DEMO_ADDR") {
@@ -120,6 +126,79 @@ async fn slow(Query(q): Query<Slow>) -> String {
     format!("slept {ms} ms\n")
 }
 
-async fn panic() -> &'static str {
+async fn panicking_handler() -> &'static str {
     panic!("simulated panic")
+}
+
+/// An outgoing call the way services make them: reqwest-middleware with reqwest-tracing, which
+/// opens the CLIENT span and injects `traceparent` from the OpenTelemetry globals obs installed.
+#[tracing::instrument(name = "checkout.reserve")]
+async fn checkout() -> Result<String, StatusCode> {
+    use obs::otel::opentelemetry::trace::{Span as _, Tracer as _};
+    let Ok(downstream) = std::env::var("DEMO_DOWNSTREAM_URL") else {
+        return Err(StatusCode::SERVICE_UNAVAILABLE);
+    };
+    // A span made with the OpenTelemetry API: a child of this handler's span.
+    let mut priced = obs::otel::opentelemetry::global::tracer("demo").start("price.lookup");
+    priced.end();
+    // `otel.*` fields name the span, set its kind and status.
+    let _audit = tracing::info_span!(
+        "audit",
+        otel.name = "audit.write",
+        otel.kind = "producer",
+        otel.status_code = "ERROR"
+    )
+    .entered();
+    drop(_audit);
+    tracing::info!("reserving stock");
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(reqwest_tracing::TracingMiddleware::default())
+        .build();
+    let response = client
+        .get(format!("{downstream}/users/42"))
+        .send()
+        .await
+        .map_err(|_| StatusCode::BAD_GATEWAY)?;
+    Ok(format!("downstream answered {}\n", response.status()))
+}
+
+/// A failure with a cause, as a service's own error type.
+#[derive(Debug)]
+struct PaymentDeclined {
+    source: std::io::Error,
+}
+
+impl std::fmt::Display for PaymentDeclined {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("payment declined")
+    }
+}
+
+impl std::error::Error for PaymentDeclined {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+async fn report() -> &'static str {
+    let declined = || PaymentDeclined {
+        source: std::io::Error::other("card expired"),
+    };
+    obs::sentry::capture_error(&declined());
+    let e = declined();
+    tracing::error!(error = &e as &dyn std::error::Error, "checkout failed");
+    "reported\n"
+}
+
+#[derive(Deserialize)]
+struct Steps {
+    tag: String,
+}
+
+async fn steps(Query(q): Query<Steps>) -> &'static str {
+    tracing::warn!(tag = %q.tag, "first step of {}", q.tag);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tracing::warn!(tag = %q.tag, "second step of {}", q.tag);
+    tracing::error!(tag = %q.tag, "steps failed for {}", q.tag);
+    "stepped\n"
 }

@@ -163,7 +163,7 @@ fn service(minutes: u64) -> Result<bool> {
     let mut rss = Vec::new();
     let mut last_ok = 0;
     println!("| min | chaos | req/s | failed | RSS MiB | spans dropped | log lines dropped |");
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|");
     let mut next_sample = started + Duration::from_secs(30);
     let mut phase = usize::MAX;
     while Instant::now() < end {

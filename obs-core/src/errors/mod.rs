@@ -29,9 +29,9 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sentry_tracing::{BreadcrumbLayer, ErrorLayer};
 use sentry::protocol::{Context, Event, TraceContext};
 use sentry::{Client, ClientOptions, Hub};
+use sentry_tracing::{BreadcrumbLayer, ErrorLayer};
 use tracing_core::{Level, Metadata, Subscriber};
 use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::registry::LookupSpan;

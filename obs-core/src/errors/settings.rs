@@ -97,6 +97,9 @@ mod tests {
         assert!(w.is_empty());
         let (s, w) = resolve("https://secretkey@/nohost");
         assert!(s.is_none());
-        assert!(w[0].contains("value hidden") && !w[0].contains("secretkey"), "{w:?}");
+        assert!(
+            w[0].contains("value hidden") && !w[0].contains("secretkey"),
+            "{w:?}"
+        );
     }
 }

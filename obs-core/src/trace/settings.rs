@@ -330,7 +330,10 @@ mod tests {
 
     #[test]
     fn credentials_are_removed_from_urls_and_messages() {
-        assert_eq!(redact_url("https://u:p@host:4318/v1"), "https://host:4318/v1");
+        assert_eq!(
+            redact_url("https://u:p@host:4318/v1"),
+            "https://host:4318/v1"
+        );
         assert_eq!(
             redact_url("error sending request for url (http://key@h/x): refused; see http://ok/y"),
             "error sending request for url (http://h/x): refused; see http://ok/y"
