@@ -129,17 +129,19 @@ fn run(backend: Backend, flavour: Flavour) {
                     dropped >= REQUESTS - 2 * SPAN_QUEUE,
                     "queue not bounded: only {dropped} dropped"
                 ),
-                // Every batch was received (and decoded) but refused: all counted as dropped.
+                // Batches were received (and decoded) but refused, retried as the OTLP spec says
+                // for 503 until the deadline: every span is lost, and counted.
                 (Some((r, Behavior::Status(_))), _) => {
-                    assert_eq!(r.spans().len(), REQUESTS);
+                    assert!(!r.spans().is_empty(), "batches were sent");
                     assert_eq!(dropped, REQUESTS);
                 }
-                // Slow: what arrived in time is exported, the rest is still queued or dropped.
+                // Slow: what was answered in time is exported; what was still queued or in flight
+                // at the deadline is counted as dropped (a batch in flight may also have arrived).
                 (Some((r, _)), _) => {
                     let received = r.spans().len();
                     assert!(
-                        received > 0 && received + dropped <= REQUESTS,
-                        "{received} + {dropped}"
+                        received > 0 && dropped > 0 && dropped <= REQUESTS,
+                        "{received} received, {dropped} dropped"
                     );
                 }
             }

@@ -36,6 +36,8 @@ struct Shared<B> {
     stop: Notify,
     stopping: AtomicBool,
     dropped: Arc<AtomicU64>,
+    /// Items the worker took and has not finished exporting.
+    in_flight: AtomicU64,
 }
 
 impl<B> Shared<B> {
@@ -107,20 +109,29 @@ impl<B: Batch> Inbox<B> {
         self.shared.stopping.load(Ordering::Acquire)
     }
 
-    /// Takes everything queued.
+    /// Takes everything queued; the caller reports each item [`Inbox::done`] later.
     pub fn take(&self) -> B {
-        std::mem::take(&mut *self.shared.items())
+        let items = std::mem::take(&mut *self.shared.items());
+        self.shared
+            .in_flight
+            .fetch_add(items.count() as u64, Ordering::Relaxed);
+        items
     }
 
-    /// Counts `n` items lost after they were queued (a failed export).
-    pub fn dropped(&self, n: usize) {
-        self.shared.dropped.fetch_add(n as u64, Ordering::Relaxed);
+    /// `n` taken items are finished with: exported, or (`lost`) dropped and counted.
+    pub fn done(&self, n: usize, lost: bool) {
+        self.shared.in_flight.fetch_sub(n as u64, Ordering::Relaxed);
+        if lost {
+            self.shared.dropped.fetch_add(n as u64, Ordering::Relaxed);
+        }
     }
 }
 
 /// Handle to the background thread.
 pub(crate) struct Worker {
     stop: Box<dyn Fn() + Send + Sync>,
+    /// Counts what is still queued or in flight as dropped (the deadline passed).
+    abandon: Box<dyn Fn() + Send + Sync>,
     done: Mutex<Option<mpsc::Receiver<()>>>,
 }
 
@@ -147,6 +158,7 @@ impl Worker {
             stop: Notify::new(),
             stopping: AtomicBool::new(false),
             dropped: Arc::clone(&dropped),
+            in_flight: AtomicU64::new(0),
         });
         let (done_tx, done_rx) = mpsc::channel();
         let inbox = Inbox {
@@ -165,10 +177,18 @@ impl Worker {
                 let _ = done_tx.send(());
             });
         let stopper = Arc::clone(&shared);
+        let abandoned = Arc::clone(&shared);
         let worker = Worker {
             stop: Box::new(move || {
                 stopper.stopping.store(true, Ordering::Release);
                 stopper.stop.notify_one();
+            }),
+            abandon: Box::new(move || {
+                let queued = std::mem::take(&mut *abandoned.items()).count() as u64;
+                let in_flight = abandoned.in_flight.swap(0, Ordering::Relaxed);
+                abandoned
+                    .dropped
+                    .fetch_add(queued + in_flight, Ordering::Relaxed);
             }),
             done: Mutex::new(Some(done_rx)),
         };
@@ -187,10 +207,15 @@ impl Worker {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        done.is_some_and(|rx| {
-            rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .is_ok()
-        })
+        let Some(rx) = done else { return false };
+        let finished = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_ok();
+        if !finished {
+            // Still exporting at the deadline: what it holds is lost, and counted.
+            (self.abandon)();
+        }
+        finished
     }
 }
 

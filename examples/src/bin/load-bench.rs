@@ -12,7 +12,12 @@
 //! - `obs-logs-off`: the same with `RUST_LOG=off` (request id, span and metrics only);
 //! - `obs-otlp`, `obs-sentry`: `obs` plus only one of the two below (the breakdown);
 //! - `obs-full`: `obs` plus OTLP export of every request's span (`always_on`, http/protobuf to a
-//!   local receiver in this process that discards) and Sentry configured (a local endpoint).
+//!   local receiver in this process that discards) and Sentry configured (a local endpoint);
+//! - `peer`: the same capabilities assembled from the same crates the way their docs show it:
+//!   tower-http `SetRequestId`/`PropagateRequestId` and `TraceLayer`, tracing-subscriber
+//!   `fmt().json()`, tracing-opentelemetry with the SDK's batch span processor and
+//!   opentelemetry-otlp (same endpoint, `always_on`), sentry-tracing's default layer, and a
+//!   `prometheus` RED middleware (histogram by method, route, status).
 //!
 //! Prints a Markdown table: median requests/s, the overhead per request against `bare`
 //! (`1e6/rps_variant - 1e6/rps_bare` microseconds) computed per round, median over rounds, and
@@ -26,13 +31,14 @@ use axum::routing::get;
 use axum::Router;
 use obs_examples::receivers::{Behavior, OtlpReceiver, SentryReceiver};
 
-const VARIANTS: [&str; 6] = [
+const VARIANTS: [&str; 7] = [
     "bare",
     "obs",
     "obs-logs-off",
     "obs-otlp",
     "obs-sentry",
     "obs-full",
+    "peer",
 ];
 
 /// The environment of each variant's server.
@@ -47,7 +53,7 @@ fn variant_env(name: &str, otlp: &str, dsn: &str) -> Vec<(&'static str, String)>
             ("OTEL_TRACES_SAMPLER", "always_on".into()),
         ],
         "obs-sentry" => vec![("RUST_LOG", "info".into()), ("SENTRY_DSN", dsn.into())],
-        "obs-full" => vec![
+        "obs-full" | "peer" => vec![
             ("RUST_LOG", "info".into()),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.into()),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".into()),
@@ -209,15 +215,107 @@ fn serve(variant: &str, addr: SocketAddr) -> Result<(), Box<dyn std::error::Erro
         .build()?;
     runtime.block_on(async {
         let app = Router::new().route("/users/{id}", get(|| async { "ok" }));
-        let (app, _obs) = match variant {
-            "bare" => (app, None),
+        let (app, _obs, _peer) = match variant {
+            "bare" => (app, None, None),
+            "peer" => {
+                let (app, guard) = peer::assemble(app)?;
+                (app, None, Some(guard))
+            }
             _ => {
                 let obs = obs::init()?;
-                (app.layer(obs.layer()), Some(obs))
+                (app.layer(obs.layer()), Some(obs), None)
             }
         };
         let listener = tokio::net::TcpListener::bind(addr).await?;
         axum::serve(listener, app).await?;
         Ok(())
     })
+}
+
+/// The peer assembly, as the crates' documentation shows it.
+mod peer {
+    use std::time::Instant;
+
+    use axum::extract::{MatchedPath, Request};
+    use axum::middleware::{from_fn, Next};
+    use axum::response::Response;
+    use axum::Router;
+    use obs::otel::opentelemetry::global;
+    use obs::otel::opentelemetry::trace::TracerProvider as _;
+    use obs::otel::opentelemetry_otlp::SpanExporter;
+    use opentelemetry_sdk::propagation::TraceContextPropagator;
+    use opentelemetry_sdk::runtime::Tokio;
+    use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
+    use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+    use prometheus::{HistogramOpts, HistogramVec};
+    use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+    use tower_http::trace::TraceLayer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    /// What must live as long as the server.
+    pub struct Guard {
+        _sentry: obs::sentry::ClientInitGuard,
+        _provider: SdkTracerProvider,
+    }
+
+    static RED: std::sync::OnceLock<HistogramVec> = std::sync::OnceLock::new();
+
+    async fn red(request: Request, next: Next) -> Response {
+        let started = Instant::now();
+        let method = request.method().to_string();
+        let route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or_else(String::new, |p| p.as_str().to_owned());
+        let response = next.run(request).await;
+        if let Some(histogram) = RED.get() {
+            histogram
+                .with_label_values(&[&method, &route, response.status().as_str()])
+                .observe(started.elapsed().as_secs_f64());
+        }
+        response
+    }
+
+    /// Installs the peer stack from `OTEL_EXPORTER_OTLP_ENDPOINT` and `SENTRY_DSN`.
+    pub fn assemble(app: Router) -> Result<(Router, Guard), Box<dyn std::error::Error>> {
+        let exporter = SpanExporter::builder().with_http().build()?;
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(BatchSpanProcessor::builder(exporter, Tokio).build())
+            .with_sampler(Sampler::AlwaysOn)
+            .build();
+        global::set_tracer_provider(provider.clone());
+        global::set_text_map_propagator(TraceContextPropagator::new());
+        let sentry = obs::sentry::init(std::env::var("SENTRY_DSN").ok());
+        #[allow(deprecated)] // the legacy combined layer is the one with the default filters
+        let sentry_layer = sentry_tracing::layer();
+        tracing_subscriber::registry()
+            .with(tracing_subscriber::EnvFilter::new("info"))
+            .with(tracing_subscriber::fmt::layer().json())
+            .with(obs::otel::tracing_opentelemetry::layer().with_tracer(provider.tracer("peer")))
+            .with(sentry_layer)
+            .try_init()?;
+        let histogram = HistogramVec::new(
+            HistogramOpts::new("http_server_request_duration_seconds", "Request duration."),
+            &[
+                "http_request_method",
+                "http_route",
+                "http_response_status_code",
+            ],
+        )?;
+        prometheus::register(Box::new(histogram.clone()))?;
+        let _ = RED.set(histogram);
+        let app = app
+            .layer(from_fn(red))
+            .layer(TraceLayer::new_for_http())
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+        Ok((
+            app,
+            Guard {
+                _sentry: sentry,
+                _provider: provider,
+            },
+        ))
+    }
 }

@@ -89,9 +89,21 @@ impl Reporter {
         RequestHub::new(&self.hub, info)
     }
 
-    /// Sends what is queued, within `timeout`.
+    /// Sends what is queued, returning within `timeout`: the crate's transport can block on
+    /// a hanging Sentry (its shutdown waits for the request in flight), so it is closed from a
+    /// thread of its own and left behind at the deadline.
     pub fn close(&self, timeout: Duration) {
-        self.client.close(Some(timeout));
+        let client = Arc::clone(&self.client);
+        let (done, finished) = std::sync::mpsc::channel();
+        let closing = std::thread::Builder::new()
+            .name("obs-sentry-close".to_owned())
+            .spawn(move || {
+                client.close(Some(timeout));
+                let _ = done.send(());
+            });
+        if closing.is_ok() {
+            let _ = finished.recv_timeout(timeout);
+        }
     }
 }
 

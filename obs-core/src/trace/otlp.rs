@@ -94,8 +94,9 @@ async fn run(inbox: Inbox<Vec<SpanData>>, settings: OtlpSettings, resource: Reso
         while !spans.is_empty() {
             let rest = spans.split_off(spans.len().min(settings.max_batch));
             let count = spans.len();
-            if let Err(why) = exporter.export(spans).await {
-                inbox.dropped(count);
+            let result = exporter.export(spans).await;
+            inbox.done(count, result.is_err());
+            if let Err(why) = result {
                 failures.report(count, &settings.url, &redact_url(&why.to_string()));
             }
             spans = rest;
