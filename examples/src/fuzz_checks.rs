@@ -129,7 +129,7 @@ pub fn slack_message(data: &[u8]) {
         severity: Some(next()),
         runbook_url: Some(next()),
         dashboard_url: Some(next()),
-        alerts: (0..usize::from(data.len() % 13 == 0) * 15 + 1)
+        alerts: (0..usize::from(data.len().is_multiple_of(13)) * 15 + 1)
             .map(|i| AlertInfo {
                 labels: obs_collector::labels::Labels::new(labels.clone()),
                 value: i as f64,
