@@ -127,7 +127,7 @@ fn service(minutes: u64) -> Result<bool> {
                 let mut i: u64 = 0;
                 while !stop.load(Ordering::Relaxed) {
                     i += 1;
-                    let (path, want) = if i % 10 == 0 {
+                    let (path, want) = if i.is_multiple_of(10) {
                         ("/fail".to_owned(), 500)
                     } else {
                         (format!("/users/{}", t * 1_000_000_000 + i), 200)
