@@ -28,6 +28,13 @@ pub struct Response {
 }
 
 impl Response {
+    /// The `x-request-id` obs echoed (panics without one).
+    pub fn request_id(&self) -> String {
+        self.header("x-request-id")
+            .expect("x-request-id")
+            .to_owned()
+    }
+
     /// The first header named `name` (lowercase).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers

@@ -174,6 +174,21 @@ impl DemoService {
         }
     }
 
+    /// Sends SIGTERM, asserts a clean exit within 15 s, and returns every stdout line parsed
+    /// as JSON (panics on one that is not).
+    pub fn stop_json(mut self) -> Vec<serde_json::Value> {
+        self.terminate().expect("SIGTERM sent");
+        assert!(
+            self.wait_exit(Duration::from_secs(15))
+                .is_some_and(|s| s.success()),
+            "demo-service did not exit cleanly"
+        );
+        self.lines()
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&self) -> io::Result<()> {
         let status = Command::new("kill")

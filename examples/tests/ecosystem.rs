@@ -12,7 +12,6 @@ use obs_examples::client;
 use obs_examples::process::DemoService;
 use obs_examples::receivers::{attributes, display, hex, Behavior, OtlpReceiver, SentryReceiver};
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode, Span};
-use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -21,19 +20,12 @@ fn start(env: &[(&str, &str)]) -> DemoService {
         .expect("demo-service starts")
 }
 
-fn stop(mut demo: DemoService) -> Vec<Value> {
-    demo.terminate().unwrap();
-    assert!(demo
-        .wait_exit(Duration::from_secs(15))
-        .is_some_and(|s| s.success()));
-    demo.lines()
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
-}
-
-fn request_id(r: &client::Response) -> String {
-    r.header("x-request-id").expect("x-request-id").to_owned()
+/// A Sentry receiver, and the demo service reporting to it (plus `env`).
+fn start_with_sentry(env: &[(&str, &str)]) -> (SentryReceiver, DemoService) {
+    let sentry = SentryReceiver::start(Behavior::Ok);
+    let dsn = sentry.dsn("ecokey");
+    let demo = start(&[&[("SENTRY_DSN", dsn.as_str())], env].concat());
+    (sentry, demo)
 }
 
 fn attrs(span: &Span) -> HashMap<String, String> {
@@ -69,8 +61,8 @@ fn reqwest_tracing_and_the_opentelemetry_api_continue_the_request_trace() {
     // SERVER, checkout.reserve, price.lookup, audit.write, the CLIENT span, the downstream SERVER
     // and its db.query child.
     let spans = otlp.wait_for_spans(7, WAIT);
-    let up_lines = stop(upstream);
-    let down_lines = stop(downstream);
+    let up_lines = upstream.stop_json();
+    let down_lines = downstream.stop_json();
 
     let find = |name: &str| -> &Span {
         spans.iter().find(|s| s.name == name).unwrap_or_else(|| {
@@ -106,7 +98,7 @@ fn reqwest_tracing_and_the_opentelemetry_api_continue_the_request_trace() {
         .expect("the handler's line");
     assert_eq!(reserving["trace_id"], hex(&server.trace_id));
     assert_eq!(reserving["span_id"], hex(&handler.span_id));
-    assert_eq!(reserving["request_id"], request_id(&r));
+    assert_eq!(reserving["request_id"], r.request_id());
     let received = down_lines
         .iter()
         .find(|l| l["message"] == "request completed" && l["http.route"] == "/users/{id}")
@@ -131,13 +123,11 @@ fn reqwest_tracing_and_the_opentelemetry_api_continue_the_request_trace() {
 
 #[test]
 fn the_sentry_api_inside_a_handler_reports_with_the_request() {
-    let sentry = SentryReceiver::start(Behavior::Ok);
-    let dsn = sentry.dsn("ecokey");
-    let demo = start(&[("SENTRY_DSN", &dsn), ("OTEL_SERVICE_NAME", "shop")]);
+    let (sentry, demo) = start_with_sentry(&[("OTEL_SERVICE_NAME", "shop")]);
     let r = client::get(demo.addr, "/report").unwrap();
     assert_eq!(r.status, 200);
     let events = sentry.wait_for_events(2, WAIT);
-    let lines = stop(demo);
+    let lines = demo.stop_json();
     assert_eq!(events.len(), 2, "{events:#?}");
     let trace_id = lines
         .iter()
@@ -145,7 +135,7 @@ fn the_sentry_api_inside_a_handler_reports_with_the_request() {
         .expect("the error line")["trace_id"]
         .clone();
     for event in &events {
-        assert_eq!(event["tags"]["request_id"], request_id(&r), "{event:#}");
+        assert_eq!(event["tags"]["request_id"], r.request_id(), "{event:#}");
         assert_eq!(event["tags"]["http.route"], "/report");
         assert_eq!(event["tags"]["trace_id"], trace_id);
         assert_eq!(event["tags"]["service.name"], "shop");
@@ -175,17 +165,15 @@ fn the_sentry_api_inside_a_handler_reports_with_the_request() {
 
 #[test]
 fn a_panic_reaches_sentry_with_its_stack_frames() {
-    let sentry = SentryReceiver::start(Behavior::Ok);
-    let dsn = sentry.dsn("ecokey");
-    let demo = start(&[("SENTRY_DSN", &dsn)]);
+    let (sentry, demo) = start_with_sentry(&[]);
     let r = client::get(demo.addr, "/panic").unwrap();
     assert_eq!(r.status, 500);
     let events = sentry.wait_for_events(1, WAIT);
-    let _ = stop(demo);
+    let _ = demo.stop_json();
     assert_eq!(events.len(), 1, "one event for the panic: {events:#?}");
     let event = &events[0];
     assert_eq!(event["level"], "fatal");
-    assert_eq!(event["tags"]["request_id"], request_id(&r));
+    assert_eq!(event["tags"]["request_id"], r.request_id());
     let exception = &event["exception"]["values"][0];
     assert!(exception["value"]
         .as_str()
@@ -205,9 +193,7 @@ fn a_panic_reaches_sentry_with_its_stack_frames() {
 
 #[test]
 fn concurrent_requests_keep_their_own_breadcrumbs() {
-    let sentry = SentryReceiver::start(Behavior::Ok);
-    let dsn = sentry.dsn("ecokey");
-    let demo = start(&[("SENTRY_DSN", &dsn)]);
+    let (sentry, demo) = start_with_sentry(&[]);
     let addr = demo.addr;
     let clients: Vec<_> = ["alpha", "beta"]
         .into_iter()
@@ -219,7 +205,7 @@ fn concurrent_requests_keep_their_own_breadcrumbs() {
         assert_eq!(c.join().unwrap().status, 200);
     }
     let events = sentry.wait_for_events(2, WAIT);
-    let _ = stop(demo);
+    let _ = demo.stop_json();
     assert_eq!(events.len(), 2, "{events:#?}");
     for event in &events {
         let message = event["message"].as_str().unwrap();

@@ -18,26 +18,11 @@ fn start(env: &[(&str, &str)]) -> DemoService {
         .expect("demo-service starts")
 }
 
-fn stop(mut demo: DemoService) -> Vec<Value> {
-    demo.terminate().unwrap();
-    assert!(demo
-        .wait_exit(Duration::from_secs(15))
-        .is_some_and(|s| s.success()));
-    demo.lines()
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
-}
-
 fn line<'a>(lines: &'a [Value], request_id: &str, message: &str) -> &'a Value {
     lines
         .iter()
         .find(|l| l["request_id"] == request_id && l["message"] == message)
         .unwrap_or_else(|| panic!("no {message:?} line for {request_id}"))
-}
-
-fn request_id(r: &Response) -> String {
-    r.header("x-request-id").expect("x-request-id").to_owned()
 }
 
 #[test]
@@ -66,12 +51,12 @@ fn errors_and_panics_reach_sentry_and_share_the_trace() {
     assert_eq!(ok.status, 200);
     let events = sentry.wait_for_events(2, WAIT);
     let spans = otlp.wait_for_spans(4, WAIT);
-    let lines = stop(demo);
+    let lines = demo.stop_json();
 
     // Exactly one event per server error, none for the 200.
     assert_eq!(events.len(), 2, "{events:#?}");
     let by_request = |r: &Response| {
-        let id = request_id(r);
+        let id = r.request_id();
         events
             .iter()
             .find(|e| e["tags"]["request_id"] == id.as_str())
@@ -97,7 +82,7 @@ fn errors_and_panics_reach_sentry_and_share_the_trace() {
         "{crumbs:#?}"
     );
     // The trace id joins the Sentry event, the log lines and the exported span.
-    let log = line(&lines, &request_id(&fail), "simulated failure");
+    let log = line(&lines, &fail.request_id(), "simulated failure");
     assert_eq!(event["tags"]["trace_id"], log["trace_id"]);
     assert_eq!(event["contexts"]["trace"]["span_id"], log["span_id"]);
     let span = spans
@@ -115,7 +100,7 @@ fn errors_and_panics_reach_sentry_and_share_the_trace() {
         .unwrap()
         .contains("simulated panic"));
     assert_eq!(event["tags"]["http.route"], "/panic");
-    let log = line(&lines, &request_id(&panic), "request completed");
+    let log = line(&lines, &panic.request_id(), "request completed");
     assert_eq!(event["tags"]["trace_id"], log["trace_id"]);
 
     // No headers, cookies or query strings were sent; the DSN key only in the auth header.
@@ -197,8 +182,8 @@ fn otel_variables_the_sdk_does_not_read_are_honoured() {
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
     ]);
     let r = client::request(demo.addr, "GET", "/users/1", tp).unwrap();
-    let lines = stop(demo);
-    let log = line(&lines, &request_id(&r), "request completed");
+    let lines = demo.stop_json();
+    let log = line(&lines, &r.request_id(), "request completed");
     assert_ne!(log["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
     assert_eq!(log["trace_id"].as_str().unwrap().len(), 32);
     assert!(
@@ -214,8 +199,8 @@ fn otel_variables_the_sdk_does_not_read_are_honoured() {
     ]);
     let r = client::request(demo.addr, "GET", "/users/1", tp).unwrap();
     let spans = otlp.wait_for_spans(2, WAIT);
-    let lines = stop(demo);
-    let log = line(&lines, &request_id(&r), "request completed");
+    let lines = demo.stop_json();
+    let log = line(&lines, &r.request_id(), "request completed");
     assert_eq!(log["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
     let server = spans.iter().find(|s| s.name == "GET /users/{id}").unwrap();
     assert_eq!(hex(&server.span_id), log["span_id"].as_str().unwrap());
@@ -230,9 +215,9 @@ fn otel_variables_the_sdk_does_not_read_are_honoured() {
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
     ]);
     let r = client::get(demo.addr, "/users/1").unwrap();
-    let lines = stop(demo);
+    let lines = demo.stop_json();
     assert_eq!(
-        line(&lines, &request_id(&r), "request completed")["trace_flags"],
+        line(&lines, &r.request_id(), "request completed")["trace_flags"],
         "00"
     );
     assert!(quiet.requests().is_empty());
