@@ -425,10 +425,7 @@ pub(crate) struct Settings {
     /// Bearer token required on `/metrics` (never logged).
     pub metrics_token: Option<String>,
     pub trace: crate::trace::TraceSettings,
-    #[cfg(feature = "sentry")]
     pub sentry: Option<crate::errors::SentrySettings>,
-    #[cfg(not(feature = "sentry"))]
-    pub sentry: Option<std::convert::Infallible>,
     pub warnings: Vec<String>,
 }
 

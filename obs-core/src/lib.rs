@@ -43,8 +43,9 @@
 mod admin;
 pub mod config;
 mod error;
-#[cfg(feature = "sentry")]
 pub mod errors;
+// Only OTLP export queues work for a thread of obs' own (Sentry's transport has its own).
+#[cfg_attr(not(feature = "otlp"), allow(dead_code))]
 mod export;
 pub mod http;
 mod ids;
@@ -142,10 +143,7 @@ pub(crate) struct Shared {
     /// The propagators (`OTEL_PROPAGATORS`) that read a request's incoming context.
     propagator: opentelemetry::propagation::TextMapCompositePropagator,
     /// Sentry, when on (each request gets a hub of its own).
-    #[cfg(feature = "sentry")]
     sentry: Option<errors::Reporter>,
-    #[cfg(not(feature = "sentry"))]
-    sentry: Option<std::convert::Infallible>,
 }
 
 /// The obs guard returned by [`init`]. Keep it alive for the life of the service; dropping it
@@ -204,7 +202,6 @@ impl Obs {
             }),
         });
 
-        #[cfg(feature = "sentry")]
         let sentry = settings
             .sentry
             .as_ref()
@@ -212,7 +209,7 @@ impl Obs {
         #[cfg(feature = "sentry")]
         let sentry_layers = sentry.is_some().then(errors::layers);
         #[cfg(not(feature = "sentry"))]
-        let (sentry, sentry_layers) = (None, None::<tracing_subscriber::layer::Identity>);
+        let sentry_layers = None::<tracing_subscriber::layer::Identity>;
 
         let otel_layer = pipeline.provider_layer();
         let shared = Arc::new(Shared {
@@ -262,8 +259,8 @@ impl Obs {
                 otlp.protocol = settings.trace.otlp.as_ref().map(|o| o.protocol.as_str()),
                 otlp.compression = settings.trace.otlp.as_ref().map(|o| if o.gzip { "gzip" } else { "none" }),
                 traces.sampler = %settings.trace.sampler,
-                sentry = sentry_dsn(settings),
-                sentry.environment = settings.sentry.as_ref().map(|s| s.environment.as_str()),
+                sentry = settings.sentry.as_ref().map(errors::SentrySettings::redacted_dsn),
+                sentry.environment = settings.sentry.as_ref().map(errors::SentrySettings::environment),
             },
             "obs initialized"
         );
@@ -383,7 +380,6 @@ impl Obs {
         for worker in &self.workers {
             worker.stop();
         }
-        #[cfg(feature = "sentry")]
         if let Some(sentry) = &self.shared.sentry {
             sentry.close(deadline.saturating_duration_since(Instant::now()));
         }
@@ -418,20 +414,6 @@ impl Obs {
         }
         #[cfg(not(feature = "axum"))]
         tracing::warn!(target: "obs::admin", "admin server on {addr} needs the `axum` feature; not started");
-    }
-}
-
-/// The Sentry DSN for the start-up line: key hidden.
-fn sentry_dsn(settings: &config::Settings) -> Option<String> {
-    #[cfg(feature = "sentry")]
-    return settings
-        .sentry
-        .as_ref()
-        .map(|s| errors::redacted_dsn(&s.dsn));
-    #[cfg(not(feature = "sentry"))]
-    {
-        let _ = settings;
-        None
     }
 }
 

@@ -16,11 +16,13 @@ pub(crate) struct RequestInfo {
     /// The request target; only its path is ever reported (never the query string).
     pub target: Option<http::uri::PathAndQuery>,
     /// The authority the client asked for (for Sentry's request URL).
+    #[cfg(feature = "sentry")]
     pub host: Option<http::HeaderValue>,
 }
 
 impl RequestInfo {
     pub fn of<B>(req: &http::Request<B>, id: RequestId) -> Self {
+        #[cfg(feature = "sentry")]
         let host = match req.uri().authority() {
             Some(a) => http::HeaderValue::from_str(a.as_str()).ok(),
             None => req.headers().get(http::header::HOST).cloned(),
@@ -31,6 +33,7 @@ impl RequestInfo {
             scheme: Scheme::of(req.uri()),
             route: Route::of(req),
             target: req.uri().path_and_query().cloned(),
+            #[cfg(feature = "sentry")]
             host,
         }
     }

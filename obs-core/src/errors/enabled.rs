@@ -1,29 +1,4 @@
-//! Sentry error capture (`SENTRY_DSN`) with the `sentry` and `sentry-tracing` crates.
-//!
-//! The client, hub, transport (bounded queue, rate limits, client reports) and protocol are the
-//! `sentry` crate's; `sentry-tracing`'s layers turn `error!` into events (an
-//! `error = &e as &dyn Error` field becomes an `exception` with the error's type and source
-//! chain) and `warn!`/`info!` into breadcrumbs; the panic integration reports panics with stack
-//! frames, after any panic hook that was installed before.
-//!
-//! What obs adds is the request: each request runs with its own hub, so `sentry::capture_error`,
-//! `capture_message`, `configure_scope` and `with_scope` inside a handler reach Sentry with the
-//! request's tags (`request_id`, `trace_id`, `http.route`), its trace context and its method and
-//! path (never headers, cookies, query string or body), and breadcrumbs of one request never
-//! appear on another's event. A 5xx response that produced no Sentry event gets one
-//! (`HTTP 502 from GET /quiet/{id}`), so every server error is in Sentry exactly once.
-//!
-//! ```
-//! // With `SENTRY_DSN` set, `obs::init()` does this; `sentry_dsn` is the code equivalent.
-//! let obs = obs::test::init_with(
-//!     obs::Config::new().sentry_dsn("http://public@127.0.0.1:9/42"),
-//! );
-//! tracing::error!(order = 7, "payment failed"); // -> one Sentry event
-//! # obs.shutdown(std::time::Duration::from_millis(10));
-//! ```
-
-mod request;
-mod settings;
+//! With the `sentry` feature: the reporter and the `sentry-tracing` layers.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -37,8 +12,8 @@ use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
-pub(crate) use request::RequestHub;
-pub(crate) use settings::{redacted_dsn, SentrySettings};
+pub(crate) use super::request::RequestHub;
+pub(crate) use super::settings::SentrySettings;
 
 /// Breadcrumbs kept per hub (the request's, or the process').
 const MAX_BREADCRUMBS: usize = 50;

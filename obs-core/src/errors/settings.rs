@@ -11,6 +11,16 @@ pub(crate) struct SentrySettings {
 }
 
 impl SentrySettings {
+    /// The Sentry environment events are sent with.
+    pub fn environment(&self) -> &str {
+        &self.environment
+    }
+
+    /// The DSN for display, the key hidden.
+    pub fn redacted_dsn(&self) -> String {
+        redacted_dsn(&self.dsn)
+    }
+
     /// `SENTRY_DSN` (or code), `SENTRY_ENVIRONMENT`, `SENTRY_RELEASE`. A bad DSN is a warning
     /// that does not repeat the DSN.
     pub fn resolve(
@@ -56,12 +66,7 @@ impl SentrySettings {
 }
 
 /// The DSN for display: `https://***@host/project`, the key hidden.
-///
-/// ```ignore
-/// let dsn = "https://abc123@o1.ingest.sentry.io/4505".parse().unwrap();
-/// assert_eq!(redacted_dsn(&dsn), "https://***@o1.ingest.sentry.io/4505");
-/// ```
-pub(crate) fn redacted_dsn(dsn: &Dsn) -> String {
+fn redacted_dsn(dsn: &Dsn) -> String {
     let port = match (dsn.scheme().to_string().as_str(), dsn.port()) {
         ("https", 443) | ("http", 80) => String::new(),
         (_, port) => format!(":{port}"),

@@ -47,10 +47,7 @@ fn grpc_outcome(status: http::StatusCode, result: Result<(), GrpcFailureClass>) 
     }
 }
 
-const UNKNOWN: std::num::NonZeroI32 = match std::num::NonZeroI32::new(2) {
-    Some(code) => code,
-    None => unreachable!(),
-};
+const UNKNOWN: std::num::NonZeroI32 = std::num::NonZeroI32::new(2).unwrap();
 
 pin_project_lite::pin_project! {
     /// The response body of [`super::ObsService`]: the service's body, unchanged. For a gRPC

@@ -91,17 +91,22 @@ impl Pipeline {
         let builder = SdkTracerProvider::builder()
             .with_sampler(settings.sampler.to_sdk())
             .with_resource(resource.clone());
-        #[cfg_attr(not(feature = "otlp"), allow(unused_mut))]
-        let (mut builder, mut worker, mut dropped) = (builder, None, None);
         #[cfg(feature = "otlp")]
-        if let Some(otlp) = settings.otlp.clone() {
-            let (queue, w) = otlp::start(otlp, resource);
-            dropped = Some(Arc::clone(&queue.dropped));
-            worker = Some(w);
-            builder = builder.with_span_processor(processor::BoundedProcessor { queue });
-        }
+        let (builder, worker, dropped) = match settings.otlp.clone() {
+            Some(otlp) => {
+                let (queue, worker) = otlp::start(otlp, resource);
+                let dropped = Arc::clone(&queue.dropped);
+                let processor = processor::BoundedProcessor { queue };
+                (
+                    builder.with_span_processor(processor),
+                    Some(worker),
+                    Some(dropped),
+                )
+            }
+            None => (builder, None, None),
+        };
         #[cfg(not(feature = "otlp"))]
-        let _ = (&mut worker, &mut dropped, resource);
+        let (worker, dropped) = (None, None);
         Self {
             provider: builder.build(),
             propagator: propagator(settings),
