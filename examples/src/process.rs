@@ -77,6 +77,53 @@ impl DemoService {
     /// Starts `bin` with `env` (on top of `OBS_DEMO_ADDR` and `OBS_ADMIN_ADDR` set to free
     /// loopback ports unless `env` sets them) and waits until it listens.
     pub fn start(bin: &Path, env: &[(&str, &str)]) -> io::Result<Self> {
+        let mut demo = Self::spawn(bin, env)?;
+        let Some(listening) =
+            demo.wait_for(|l| l.contains("demo-service listening"), START_TIMEOUT)
+        else {
+            return Err(io::Error::other(format!(
+                "demo-service did not start; output: {:?}",
+                demo.lines()
+            )));
+        };
+        demo.addr = value_after(&listening, "listen.addr")
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| io::Error::other(format!("no listen.addr in {listening}")))?;
+        demo.admin = value_after(&listening, "metrics.url").and_then(|u| {
+            u.strip_prefix("http://")?
+                .strip_suffix("/metrics")?
+                .parse()
+                .ok()
+        });
+        Ok(demo)
+    }
+
+    /// Starts a service that listens on `PORT` (a free loopback port is given) and logs only
+    /// obs' own start line, as the README's service does; waits until it accepts connections.
+    pub fn start_on_port(bin: &Path, env: &[(&str, &str)]) -> io::Result<Self> {
+        let port = free_port()?;
+        let mut env = env.to_vec();
+        let port_text = port.to_string();
+        env.push(("PORT", &port_text));
+        let mut demo = Self::spawn(bin, &env)?;
+        demo.addr = ([127, 0, 0, 1], port).into();
+        let started = demo
+            .wait_for(|l| l.contains("obs initialized"), START_TIMEOUT)
+            .ok_or_else(|| io::Error::other(format!("no start line: {:?}", demo.lines())))?;
+        demo.admin = value_after(&started, "admin.addr").and_then(|a| a.parse().ok());
+        let deadline = Instant::now() + START_TIMEOUT;
+        while std::net::TcpStream::connect(demo.addr).is_err() {
+            if Instant::now() >= deadline {
+                return Err(io::Error::other(format!(
+                    "{bin:?} never listened on {port}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(demo)
+    }
+
+    fn spawn(bin: &Path, env: &[(&str, &str)]) -> io::Result<Self> {
         let mut cmd = Command::new(bin);
         cmd.env("OBS_DEMO_ADDR", "127.0.0.1:0")
             .env("OBS_ADMIN_ADDR", "127.0.0.1:0")
@@ -113,30 +160,12 @@ impl DemoService {
                 sink.grew.notify_all();
             }
         });
-        let mut demo = DemoService {
+        Ok(DemoService {
             child,
             lines,
             addr: ([127, 0, 0, 1], 0).into(),
             admin: None,
-        };
-        let Some(listening) =
-            demo.wait_for(|l| l.contains("demo-service listening"), START_TIMEOUT)
-        else {
-            return Err(io::Error::other(format!(
-                "demo-service did not start; output: {:?}",
-                demo.lines()
-            )));
-        };
-        demo.addr = value_after(&listening, "listen.addr")
-            .and_then(|a| a.parse().ok())
-            .ok_or_else(|| io::Error::other(format!("no listen.addr in {listening}")))?;
-        demo.admin = value_after(&listening, "metrics.url").and_then(|u| {
-            u.strip_prefix("http://")?
-                .strip_suffix("/metrics")?
-                .parse()
-                .ok()
-        });
-        Ok(demo)
+        })
     }
 
     /// From now on, stdout is read (so the service never blocks on it) but not kept.

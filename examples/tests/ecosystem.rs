@@ -1,6 +1,7 @@
 //! A user's service calls the ecosystem's crates next to obs: reqwest-middleware with
 //! reqwest-tracing for outgoing calls, `opentelemetry::global::tracer`, `otel.*` span fields,
-//! the Sentry API (`sentry::capture_error`) and `error!(error = &e as &dyn Error)`. The demo
+//! the Sentry API (`sentry::capture_error`), `error!(error = &e as &dyn Error)` and the `log`
+//! crate. The demo
 //! service runs as a real process (obs installed by `obs::init()`) against local OTLP and Sentry
 //! receivers; these tests check that the crates see the request's context and that what they
 //! send carries the request's ids.
@@ -160,6 +161,40 @@ fn the_sentry_api_inside_a_handler_reports_with_the_request() {
     assert!(
         chain.contains(&"card expired") && chain.contains(&"payment declined"),
         "{chain:?}"
+    );
+}
+
+#[test]
+fn log_records_inside_a_handler_carry_the_request_and_reach_sentry() {
+    let (sentry, demo) = start_with_sentry(&[]);
+    let r = client::get(demo.addr, "/legacy").unwrap();
+    assert_eq!(r.status, 200);
+    let lines = demo.stop_json(); // flushes Sentry before exiting
+    let events = sentry.wait_for_events(1, WAIT);
+    let logged: Vec<_> = lines
+        .iter()
+        .filter(|l| l["target"] == "legacy_billing")
+        .collect();
+    assert_eq!(logged.len(), 2, "{lines:#?}");
+    let error = logged
+        .iter()
+        .find(|l| l["level"] == "ERROR")
+        .expect("the error line");
+    assert_eq!(error["message"], "invoice 42 could not be sent");
+    assert_eq!(error["request_id"], r.request_id());
+    let trace_id = error["trace_id"].as_str().expect("a trace id");
+    // One Sentry event (the error; the warning is its breadcrumb), with the request's tags.
+    assert_eq!(events.len(), 1, "{events:#?}");
+    let event = &events[0];
+    assert_eq!(event["tags"]["request_id"], r.request_id(), "{event:#}");
+    assert_eq!(event["tags"]["trace_id"], trace_id);
+    assert_eq!(event["message"], "invoice 42 could not be sent");
+    let crumbs = event["breadcrumbs"]["values"]
+        .as_array()
+        .expect("breadcrumbs");
+    assert!(
+        crumbs.iter().any(|c| c["message"] == "retrying invoice 42"),
+        "{crumbs:#?}"
     );
 }
 

@@ -73,7 +73,7 @@ impl LogFormat {
 /// let config = obs::Config::new().service_name("api").log_format(obs::LogFormat::Json);
 /// # let _ = config;
 /// ```
-#[derive(Clone, Default)]
+#[derive(Default)]
 #[must_use]
 pub struct Config {
     pub(crate) service_name: Option<String>,
@@ -88,6 +88,10 @@ pub struct Config {
     pub(crate) trace: crate::trace::TraceConfig,
     pub(crate) sentry_dsn: Option<String>,
     pub(crate) sentry_environment: Option<String>,
+    pub(crate) log_bridge: Option<bool>,
+    /// Extra layers for obs' subscriber (`with_layer`).
+    pub(crate) layers:
+        Vec<Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>>,
 }
 
 /// Secrets (the metrics token, the Sentry DSN) show only whether they are set.
@@ -106,6 +110,7 @@ impl std::fmt::Debug for Config {
                 &self.trace.endpoint.as_deref().map(crate::trace::redact_url),
             )
             .field("sentry_dsn", &set(&self.sentry_dsn))
+            .field("extra_layers", &self.layers.len())
             .finish_non_exhaustive()
     }
 }
@@ -278,6 +283,41 @@ impl Config {
         self
     }
 
+    /// Adds a layer to obs' subscriber, next to obs' own (tokio-console's, a file appender's, an
+    /// error reporter's). It sees every span and event (`RUST_LOG` filters only obs' layers)
+    /// and obs' request span is the parent of the handlers' spans, as in any subscriber.
+    ///
+    /// ```
+    /// // A second, human-readable output to stderr, at debug level.
+    /// let extra = tracing_subscriber::fmt::layer()
+    ///     .with_writer(std::io::stderr)
+    ///     .with_filter(tracing_subscriber::filter::LevelFilter::DEBUG);
+    /// # use tracing_subscriber::Layer;
+    /// let obs = obs::Config::new().with_layer(extra).disable_admin().init().unwrap();
+    /// # obs.shutdown(std::time::Duration::from_secs(1));
+    /// ```
+    pub fn with_layer<L>(mut self, layer: L) -> Self
+    where
+        L: tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync + 'static,
+    {
+        self.layers.push(Box::new(layer));
+        self
+    }
+
+    /// Leaves `log` records alone: by default `init()` installs the `tracing-log` bridge, so
+    /// `log::info!` and `log::error!` (of the service and its dependencies) become log lines
+    /// with the request's ids, and Sentry events at error level. For services that install a
+    /// `log` logger of their own.
+    ///
+    /// ```
+    /// let config = obs::Config::new().disable_log_bridge();
+    /// # let _ = config;
+    /// ```
+    pub fn disable_log_bridge(mut self) -> Self {
+        self.log_bridge = Some(false);
+        self
+    }
+
     /// Resolves this configuration against `env`, collecting one warning per bad value.
     pub(crate) fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> Settings {
         let mut warnings = Vec::new();
@@ -404,6 +444,7 @@ impl Config {
                 .clone()
                 .or_else(|| env("OBS_METRICS_TOKEN"))
                 .map(|t| t.trim().to_owned()),
+            log_bridge: self.log_bridge.unwrap_or(true),
             warnings,
         }
     }
@@ -426,6 +467,8 @@ pub(crate) struct Settings {
     pub metrics_token: Option<String>,
     pub trace: crate::trace::TraceSettings,
     pub sentry: Option<crate::errors::SentrySettings>,
+    /// Whether `log` records are bridged into `tracing` (global forms only).
+    pub log_bridge: bool,
     pub warnings: Vec<String>,
 }
 

@@ -25,9 +25,11 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::AlreadyInitialized => f.write_str("obs is already initialized in this process"),
-            Error::SubscriberAlreadySet => {
-                f.write_str("a global tracing subscriber was set before obs::init()")
-            }
+            Error::SubscriberAlreadySet => f.write_str(
+                "a global tracing subscriber was set before obs::init(): add your layers to \
+                 obs' subscriber with Config::with_layer, or build your subscriber from obs' \
+                 layers with Config::into_layers",
+            ),
         }
     }
 }

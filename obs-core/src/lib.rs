@@ -53,7 +53,10 @@ pub mod logs;
 pub mod metrics;
 mod panic;
 mod request;
+mod shutdown;
 pub mod test;
+#[cfg(any(feature = "otlp", feature = "sentry"))]
+mod throttle;
 pub mod trace;
 
 /// The pinned OpenTelemetry crates obs is built on; use these (or the same versions) in your
@@ -84,16 +87,21 @@ use std::time::{Duration, Instant};
 
 pub use config::{Config, LogFormat};
 pub use error::Error;
-pub use http::{ObsLayer, RequestId};
+pub use http::{HttpRoute, ObsLayer, RequestId};
 /// The pinned `prometheus` crate, for registering your own metrics in [`Obs::registry`].
 pub use prometheus;
+pub use shutdown::ShutdownSignal;
 pub use trace::TraceContext;
 
 use logs::{LineSink, LogWriter};
 use metrics::Metrics;
+use tracing_subscriber::Layer;
 
 /// Set once the global `init()` succeeded.
 static INITIALIZED: AtomicBool = AtomicBool::new(false);
+
+/// The most of a shutdown's time kept for flushing the log lines (a tenth of it, up to this).
+const LOG_FLUSH_RESERVE: Duration = Duration::from_millis(500);
 
 /// How long `Drop` of [`Obs`] may spend flushing.
 const DROP_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -118,22 +126,91 @@ impl Config {
     /// obs.shutdown(std::time::Duration::from_secs(1));
     /// ```
     pub fn init(self) -> Result<Obs, Error> {
-        if INITIALIZED.swap(true, Ordering::SeqCst) {
+        use tracing_subscriber::layer::SubscriberExt;
+        // Checked first, so that a refused init() leaves no global behind.
+        if INITIALIZED.load(Ordering::SeqCst) {
             return Err(Error::AlreadyInitialized);
         }
-        let settings = config::Settings::from_env(&self);
-        let writer = LogWriter::spawn(std::io::stdout(), settings.log_buffer_bytes);
-        let (obs, subscriber) = Obs::build(&settings, writer.clone(), Some(writer), true);
+        if tracing::dispatcher::has_been_set() {
+            return Err(Error::SubscriberAlreadySet);
+        }
+        let (obs, layers, settings) = self.install(true)?;
+        let subscriber = tracing_subscriber::registry().with(layers);
         if tracing::subscriber::set_global_default(subscriber).is_err() {
             INITIALIZED.store(false, Ordering::SeqCst);
             return Err(Error::SubscriberAlreadySet);
         }
-        panic::install_hook();
-        obs.start_admin(&settings);
         obs.announce(&settings);
         Ok(obs)
     }
+
+    /// Everything [`Config::init`] installs except the global subscriber: the guard, and obs'
+    /// layers for a subscriber the service assembles itself. Put the layers first, directly on
+    /// the registry; what comes after them sees obs' spans and ids.
+    ///
+    /// ```
+    /// use tracing_subscriber::layer::SubscriberExt;
+    /// use tracing_subscriber::util::SubscriberInitExt;
+    ///
+    /// let (obs, layers) = obs::Config::new().disable_admin().into_layers().unwrap();
+    /// tracing_subscriber::registry()
+    ///     .with(layers)
+    ///     .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)) // your own
+    ///     .init();
+    /// tracing::info!("one JSON line on stdout, one text line on stderr");
+    /// obs.shutdown(std::time::Duration::from_secs(1));
+    /// ```
+    ///
+    /// The configuration line (`obs initialized`, and any warnings) is written to obs' log
+    /// output at once, before the subscriber exists. The `log` bridge is left to the
+    /// subscriber's `init()`: tracing-subscriber's installs it (its default `tracing-log`
+    /// feature), and a second one would make that `init()` fail.
+    pub fn into_layers(self) -> Result<(Obs, Layers), Error> {
+        let (obs, layers, settings) = self.install(false)?;
+        // The configuration line goes to obs' own log output now: the service's subscriber
+        // does not exist yet.
+        if let Some(writer) = &obs.writer {
+            use tracing_subscriber::layer::SubscriberExt;
+            let announce =
+                tracing_subscriber::registry().with(logs::layer(&settings, writer.clone()));
+            tracing::subscriber::with_default(announce, || obs.announce(&settings));
+        }
+        Ok((obs, layers))
+    }
+
+    /// The global parts: the OpenTelemetry globals, Sentry's main hub, the panic hook, the
+    /// `log` bridge (`bridge_log`, when configured) and, inside a tokio runtime, the admin server.
+    fn install(mut self, bridge_log: bool) -> Result<(Obs, Layers, config::Settings), Error> {
+        if INITIALIZED.swap(true, Ordering::SeqCst) {
+            return Err(Error::AlreadyInitialized);
+        }
+        let mut settings = config::Settings::from_env(&self);
+        let extra = std::mem::take(&mut self.layers);
+        let writer = LogWriter::spawn(std::io::stdout(), settings.log_buffer_bytes);
+        let (obs, layers) = Obs::build(&settings, writer.clone(), Some(writer), true);
+        panic::install_hook();
+        if bridge_log && settings.log_bridge && !logs::install_log_bridge(Some(&settings)) {
+            settings.warnings.push(
+                "`log` records are not bridged: a `log` logger was installed before obs \
+                 (Config::disable_log_bridge() says that is intended)"
+                    .to_owned(),
+            );
+        }
+        obs.start_admin(&settings);
+        // Without extra layers, obs' alone: an empty `Vec` layer (or a `None` one) takes part
+        // in callsite interest and level hints, and can silence all of obs.
+        let layers: Layers = if extra.is_empty() {
+            Box::new(layers)
+        } else {
+            Box::new(layers.and_then(extra))
+        };
+        Ok((obs, layers, settings))
+    }
 }
+
+/// obs' `tracing` layers, from [`Config::into_layers`]: for the registry
+/// (`tracing_subscriber::registry().with(layers)`), before any other layer.
+pub type Layers = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>;
 
 /// State shared by the guard, the middleware and the admin server.
 pub(crate) struct Shared {
@@ -159,19 +236,24 @@ pub struct Obs {
     workers: Vec<export::Worker>,
     /// The OpenTelemetry tracer provider (also the global one after `init()`).
     provider: opentelemetry_sdk::trace::SdkTracerProvider,
+    /// Spans dropped since the start (queue full, export failed, unsent at the deadline).
+    spans_dropped: Option<Arc<std::sync::atomic::AtomicU64>>,
     shut_down: AtomicBool,
 }
 
 impl Obs {
     /// Builds the guard and its subscriber. `global`: the OpenTelemetry globals and Sentry's
     /// main hub (with its panic integration) are installed too.
-    fn build<W: LineSink + Clone>(
+    fn build<W, S>(
         settings: &config::Settings,
         sink: W,
         writer: Option<LogWriter>,
         global: bool,
-    ) -> (Obs, impl tracing::Subscriber + Send + Sync) {
-        use tracing_subscriber::layer::{Layer, SubscriberExt};
+    ) -> (Obs, impl Layer<S> + Send + Sync)
+    where
+        W: LineSink + Clone,
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a> + Send + Sync,
+    {
         let mut workers = Vec::new();
         let mut counters = Vec::new();
         let dropped_from = writer.clone();
@@ -191,6 +273,7 @@ impl Obs {
             pipeline.install_globals(&settings.trace);
         }
         let spans_dropped = pipeline.dropped.take();
+        let dropped_spans = spans_dropped.clone();
         workers.extend(pipeline.worker.take());
         counters.push(metrics::DropCounter {
             name: metrics::names::OBS_SPANS_DROPPED_TOTAL,
@@ -225,7 +308,6 @@ impl Obs {
             .and_then(logs::layer(settings, sink))
             .and_then(sentry_layers)
             .with_filter(logs::filter(settings));
-        let subscriber = tracing_subscriber::registry().with(layers);
         let obs = Obs {
             shared,
             writer,
@@ -234,9 +316,10 @@ impl Obs {
             admin_addr: Mutex::new(None),
             workers,
             provider: pipeline.provider,
+            spans_dropped: dropped_spans,
             shut_down: AtomicBool::new(false),
         };
-        (obs, subscriber)
+        (obs, layers)
     }
 
     /// Logs the configuration warnings, then one line with the effective configuration.
@@ -292,12 +375,24 @@ impl Obs {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The Prometheus registry behind `/metrics`; register your own metrics here.
+    /// obs' Prometheus registry. `/metrics` serves it together with the `prometheus` crate's
+    /// default registry, so business metrics can be registered in either: here, or the usual
+    /// way with `prometheus::register_int_counter!` and friends. Use the `prometheus` version
+    /// obs is built on (re-exported as [`obs::prometheus`](crate::prometheus)): metrics of
+    /// another version are other types, and another version's default registry is another
+    /// registry, which `/metrics` does not see.
     ///
     /// ```
+    /// use obs::prometheus::{register_int_counter, IntCounter};
+    ///
     /// let obs = obs::test::init();
-    /// let c = obs::prometheus::IntCounter::new("orders_total", "Orders.").unwrap();
-    /// obs.registry().register(Box::new(c)).unwrap();
+    /// let orders = IntCounter::new("orders_total", "Orders placed.").unwrap();
+    /// obs.registry().register(Box::new(orders.clone())).unwrap();
+    /// let refunds = register_int_counter!("refunds_total", "Refunds issued.").unwrap();
+    /// orders.inc();
+    /// refunds.inc();
+    /// let page = obs.metrics_text();
+    /// assert!(page.contains("orders_total 1") && page.contains("refunds_total 1"));
     /// ```
     pub fn registry(&self) -> &prometheus::Registry {
         &self.shared.metrics.registry
@@ -313,13 +408,17 @@ impl Obs {
         self.shared.metrics.render()
     }
 
-    /// Records one request handled outside `obs.layer()` (a custom server loop, a queue
-    /// consumer speaking HTTP semantics) in the same RED metrics, with the same bounded labels.
+    /// Records one request handled outside `obs.layer()` (a server without tower, a custom
+    /// server loop, a queue consumer speaking HTTP semantics) in the same RED metrics, with the
+    /// same bounded labels. Give the route template, never the raw path. Called inside a
+    /// request that `obs.layer()` handles, it records nothing and returns `false`: the layer
+    /// counts that request already.
     ///
     /// ```
     /// use std::time::Duration;
     /// let obs = obs::test::init();
-    /// obs.record_request(&http::Method::GET, Some("/jobs/{id}"), 200, Duration::from_millis(12));
+    /// let counted = obs.record_request(&http::Method::GET, Some("/jobs/{id}"), 200, Duration::from_millis(12));
+    /// assert!(counted);
     /// assert!(obs.metrics_text().contains(r#"http_route="/jobs/{id}""#));
     /// ```
     pub fn record_request(
@@ -328,7 +427,10 @@ impl Obs {
         route: Option<&str>,
         status: u16,
         duration: Duration,
-    ) {
+    ) -> bool {
+        if http::in_request() {
+            return false;
+        }
         let outcome = request::Outcome::Status(status);
         let red = &self.shared.metrics.red;
         red.observe(
@@ -338,6 +440,7 @@ impl Obs {
             outcome,
             duration.as_secs_f64(),
         );
+        true
     }
 
     /// Marks the service ready or not for `/readyz` (ready from the start; not ready once
@@ -351,8 +454,31 @@ impl Obs {
         self.shared.ready.store(ready, Ordering::SeqCst);
     }
 
-    /// Flushes and stops obs, never taking longer than `timeout`: `/readyz` turns 503, the admin
-    /// server stops, and every log line buffered so far is written. Idempotent; works inside or
+    /// A future that resolves when the process is asked to stop (SIGTERM, which Kubernetes,
+    /// systemd and `docker stop` send, or Ctrl-C), for a server's graceful shutdown. `/readyz`
+    /// answers 503 from the moment the signal arrives, so a load balancer stops sending while
+    /// the server finishes the requests in flight; then call [`Obs::shutdown`] to flush.
+    ///
+    /// ```no_run
+    /// # async fn run(app: axum::Router) -> std::io::Result<()> {
+    /// let obs = obs::init().unwrap();
+    /// let listener = tokio::net::TcpListener::bind("0.0.0.0:3000").await?;
+    /// axum::serve(listener, app)
+    ///     .with_graceful_shutdown(obs.shutdown_signal())
+    ///     .await?;
+    /// obs.shutdown(std::time::Duration::from_secs(5));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// A request that never ends holds axum's drain: bound handlers with
+    /// `tower_http::timeout::TimeoutLayer`.
+    pub fn shutdown_signal(&self) -> ShutdownSignal {
+        ShutdownSignal::new(Arc::clone(&self.shared))
+    }
+
+    /// Flushes and stops obs, never taking longer than `timeout`: `/readyz` turns 503, spans
+    /// and Sentry events are sent, the admin server stops, a last line ("obs shut down") says
+    /// what was flushed and dropped, and every log line buffered so far is written. Idempotent; works inside or
     /// outside a tokio runtime (of either flavour).
     ///
     /// ```
@@ -364,8 +490,27 @@ impl Obs {
         if self.shut_down.swap(true, Ordering::SeqCst) {
             return;
         }
-        let deadline = Instant::now() + timeout;
+        let started = Instant::now();
+        // The log lines are flushed last and get a share of the time of their own, so that
+        // a hanging backend cannot cost the service its logs too.
+        let deadline = started + timeout - (timeout / 10).min(LOG_FLUSH_RESERVE);
+        let log_deadline = started + timeout;
         self.set_ready(false);
+        // Spans and Sentry events flush in parallel, then the log lines (which may include
+        // their failure reports). The admin server answers until then: `/readyz` says 503
+        // rather than refusing connections, and a last scrape sees the final counts.
+        for worker in &self.workers {
+            worker.stop();
+        }
+        let sentry_flushed = self
+            .shared
+            .sentry
+            .as_ref()
+            .map(|sentry| sentry.close(deadline.saturating_duration_since(Instant::now())));
+        let unflushed = self.workers.iter().filter(|w| !w.wait(deadline)).count();
+        let spans_flushed = unflushed == 0;
+        // The provider's processors are obs' own (flushed above): this only marks it shut down.
+        let _ = self.provider.shutdown_with_timeout(Duration::ZERO);
         #[cfg(feature = "axum")]
         if let Some(server) = self
             .admin
@@ -375,21 +520,18 @@ impl Obs {
         {
             server.stop();
         }
-        // Spans and Sentry events flush in parallel, then the log lines (which may include
-        // their failure reports).
-        for worker in &self.workers {
-            worker.stop();
-        }
-        if let Some(sentry) = &self.shared.sentry {
-            sentry.close(deadline.saturating_duration_since(Instant::now()));
-        }
-        for worker in &self.workers {
-            worker.wait(deadline);
-        }
-        // The provider's processors are obs' own (flushed above): this only marks it shut down.
-        let _ = self.provider.shutdown_with_timeout(Duration::ZERO);
+        tracing::info!(
+            target: "obs",
+            {
+                shutdown.ms = started.elapsed().as_millis() as u64,
+                spans.flushed = spans_flushed,
+                spans.dropped = self.spans_dropped.as_ref().map(|d| d.load(Ordering::Relaxed)),
+                sentry.flushed = sentry_flushed,
+            },
+            "obs shut down"
+        );
         if let Some(writer) = &self.writer {
-            writer.flush(deadline.saturating_duration_since(Instant::now()));
+            writer.flush(log_deadline.saturating_duration_since(Instant::now()));
         }
     }
 

@@ -5,7 +5,7 @@
 
 use std::num::NonZeroI32;
 
-use crate::http::RequestId;
+use crate::http::{HttpRoute, RequestId};
 
 /// What every piece of obs knows about one request (cheap to build: reference-counted clones).
 pub(crate) struct RequestInfo {
@@ -45,41 +45,37 @@ impl RequestInfo {
 }
 
 /// The route template the router matched (`/users/{id}`), never the raw path; cloning it is a
-/// reference-count increment (axum's `MatchedPath`).
+/// reference-count increment at most.
 #[derive(Clone, Debug)]
-pub(crate) struct Route(
-    #[cfg(feature = "axum")] axum::extract::MatchedPath,
-    #[cfg(not(feature = "axum"))] std::sync::Arc<str>,
-);
+pub(crate) enum Route {
+    /// Given by the service's router ([`HttpRoute`]); wins over axum's.
+    Given(HttpRoute),
+    #[cfg(feature = "axum")]
+    Axum(axum::extract::MatchedPath),
+}
 
 impl Route {
     /// The matched route of `req`, if a router matched one.
     pub(crate) fn of<B>(req: &http::Request<B>) -> Option<Route> {
+        let ext = req.extensions();
+        if let Some(given) = ext.get::<HttpRoute>() {
+            return Some(Route::Given(given.clone()));
+        }
         #[cfg(feature = "axum")]
-        {
-            req.extensions()
-                .get::<axum::extract::MatchedPath>()
-                .cloned()
-                .map(Route)
+        if let Some(matched) = ext.get::<axum::extract::MatchedPath>() {
+            return Some(Route::Axum(matched.clone()));
         }
-        #[cfg(not(feature = "axum"))]
-        {
-            let _ = req;
-            None
-        }
+        None
     }
 }
 
 impl std::ops::Deref for Route {
     type Target = str;
     fn deref(&self) -> &str {
-        #[cfg(feature = "axum")]
-        {
-            self.0.as_str()
-        }
-        #[cfg(not(feature = "axum"))]
-        {
-            &self.0
+        match self {
+            Route::Given(r) => r.as_str(),
+            #[cfg(feature = "axum")]
+            Route::Axum(m) => m.as_str(),
         }
     }
 }

@@ -1,8 +1,12 @@
 //! Test support: obs without global state, capturing log lines and metrics.
 //!
-//! [`init`] builds the same logs, middleware and metrics as [`crate::init`], but installs the
-//! subscriber only as the *current thread's* default (so run async tests on a current-thread
-//! runtime, as `#[tokio::test]` does), never binds the admin port and ignores the environment.
+//! [`init`] builds the same logs, middleware and metrics as [`crate::init`], but never installs a
+//! global: its subscriber is the default of the calling thread and, inside a multi-thread tokio
+//! runtime (`#[tokio::test(flavor = "multi_thread")]`), of each of the runtime's worker
+//! threads, so the lines of spawned tasks are captured too and the lines of other tests (each
+//! on its own runtime) never are, whatever global subscriber another test installed. It never
+//! binds the admin port and ignores the environment. Threads of your own (and `spawn_blocking`)
+//! capture with [`TestObs::dispatch`].
 //!
 //! ```
 //! let obs = obs::test::init();
@@ -12,9 +16,11 @@
 //! ```
 
 use std::ops::Deref;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::Duration;
 
 use tracing::subscriber::DefaultGuard;
+use tracing_subscriber::layer::SubscriberExt;
 
 use crate::logs::LineSink;
 use crate::{Config, Obs};
@@ -60,15 +66,53 @@ pub fn init() -> TestObs {
 pub fn init_with(config: Config) -> TestObs {
     let settings = config.disable_admin().resolve(&|_| None);
     let lines = Capture::default();
-    let (obs, subscriber) = Obs::build(&settings, lines.clone(), None, false);
-    let dispatch = tracing::Dispatch::new(subscriber);
+    let (obs, layers) = Obs::build(&settings, lines.clone(), None, false);
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layers));
     let default = tracing::dispatcher::set_default(&dispatch);
+    capture_workers(&dispatch);
+    // `log` records reach the capture too (a logger installed before is kept).
+    crate::logs::install_log_bridge(None);
     TestObs {
         obs,
         lines,
         dispatch,
         _default: default,
     }
+}
+
+/// How long [`capture_workers`] waits for every worker to take its task.
+const RENDEZVOUS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Makes `dispatch` the default of every worker thread of the current multi-thread runtime. One
+/// task per worker sets it; each waits until all have started, which (a waiting task holds
+/// its worker) puts exactly one on each worker. The defaults last as long as the runtime's
+/// threads, as a test's runtime does.
+fn capture_workers(dispatch: &tracing::Dispatch) {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    let Ok(handle) = Handle::try_current() else {
+        return;
+    };
+    if handle.runtime_flavor() == RuntimeFlavor::CurrentThread {
+        return;
+    }
+    let workers = handle.metrics().num_workers();
+    let arrived = Arc::new((Mutex::new(0usize), Condvar::new()));
+    for _ in 0..workers {
+        let dispatch = dispatch.clone();
+        let arrived = Arc::clone(&arrived);
+        handle.spawn(async move {
+            std::mem::forget(tracing::dispatcher::set_default(&dispatch));
+            let (count, all) = &*arrived;
+            let mut count = count.lock().unwrap_or_else(PoisonError::into_inner);
+            *count += 1;
+            all.notify_all();
+            let _ = all.wait_timeout_while(count, RENDEZVOUS_TIMEOUT, |n| *n < workers);
+        });
+    }
+    // Called from a worker itself, one task cannot start until the others time out: bounded.
+    let (count, all) = &*arrived;
+    let count = count.lock().unwrap_or_else(PoisonError::into_inner);
+    let _ = all.wait_timeout_while(count, RENDEZVOUS_TIMEOUT, |n| *n < workers);
 }
 
 impl TestObs {

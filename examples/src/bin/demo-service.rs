@@ -5,7 +5,8 @@
 //! 60 s), `GET /panic` (the handler panics; obs answers 500), `GET /checkout` (calls
 //! `DEMO_DOWNSTREAM_URL/users/42` with reqwest-tracing, as services do), `GET /report` (reports
 //! a handled error with the Sentry API and with `error!`), `GET /steps?tag=T` (two warnings,
-//! then an error: breadcrumbs). Listens on `OBS_DEMO_ADDR`
+//! then an error: breadcrumbs), `GET /legacy` (code on the `log` crate: a `log::warn!` and a
+//! `log::error!`, bridged). Listens on `OBS_DEMO_ADDR`
 //! (default 127.0.0.1:3000); metrics on the admin address (`OBS_ADMIN_ADDR`, default
 //! 0.0.0.0:9464). SIGTERM or Ctrl-C: stop accepting, drain in-flight requests (at most
 //! `DRAIN_TIMEOUT`), flush the logs, exit.
@@ -35,6 +36,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/checkout", get(checkout))
         .route("/report", get(report))
         .route("/steps", get(steps))
+        .route("/legacy", get(legacy))
         .layer(obs.layer());
 
     let addr: SocketAddr = match std::env::var("OBS_DEMO_ADDR") {
@@ -188,6 +190,13 @@ async fn report() -> &'static str {
     let e = declined();
     tracing::error!(error = &e as &dyn std::error::Error, "checkout failed");
     "reported\n"
+}
+
+/// Code (a dependency, say) that logs with the `log` crate.
+async fn legacy() -> &'static str {
+    log::warn!(target: "legacy_billing", "retrying invoice {}", 42);
+    log::error!(target: "legacy_billing", "invoice {} could not be sent", 42);
+    "legacy\n"
 }
 
 #[derive(Deserialize)]

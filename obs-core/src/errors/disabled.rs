@@ -30,7 +30,7 @@ impl Reporter {
         match *self {}
     }
 
-    pub fn close(&self, _timeout: Duration) {
+    pub fn close(&self, _timeout: Duration) -> bool {
         match *self {}
     }
 }

@@ -36,6 +36,9 @@ impl Reporter {
         options.send_default_pii = false;
         options.default_integrations = global;
         options.before_send = Some(Arc::new(with_trace_context));
+        options.transport = Some(Arc::new(super::transport::Factory {
+            redacted_dsn: settings.redacted_dsn(),
+        }));
         if !global {
             use sentry::integrations::backtrace::{
                 AttachStacktraceIntegration, ProcessStacktraceIntegration,
@@ -64,33 +67,33 @@ impl Reporter {
         RequestHub::new(&self.hub, info)
     }
 
-    /// Sends what is queued, returning within `timeout`: the crate's transport can block on
+    /// Sends what is queued, returning within `timeout` whether all was sent: the crate's transport can block on
     /// a hanging Sentry (its shutdown waits for the request in flight), so it is closed from a
     /// thread of its own and left behind at the deadline.
-    pub fn close(&self, timeout: Duration) {
+    pub fn close(&self, timeout: Duration) -> bool {
         let client = Arc::clone(&self.client);
         let (done, finished) = std::sync::mpsc::channel();
         let closing = std::thread::Builder::new()
             .name("obs-sentry-close".to_owned())
             .spawn(move || {
-                client.close(Some(timeout));
-                let _ = done.send(());
+                let _ = done.send(client.close(Some(timeout)));
             });
-        if closing.is_ok() {
-            let _ = finished.recv_timeout(timeout);
-        }
+        closing.is_ok() && finished.recv_timeout(timeout).unwrap_or(false)
     }
 }
 
 /// The `sentry-tracing` layers: `error!` -> event, `warn!`/`info!` -> breadcrumb. obs' own
-/// request-completed line and panic line are left out: the middleware and the panic integration
-/// report those (once).
+/// request-completed line and panic line are left out (the middleware and the panic integration
+/// report those, once), and so are the transport's lines about Sentry itself.
 pub(crate) fn layers<S>() -> impl Layer<S> + Send + Sync
 where
     S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
 {
     fn own(meta: &Metadata<'_>) -> bool {
-        matches!(meta.target(), crate::http::TARGET | crate::panic::TARGET)
+        matches!(
+            meta.target(),
+            crate::http::TARGET | crate::panic::TARGET | super::transport::TARGET
+        )
     }
     let errors =
         ErrorLayer::new().with_filter(filter_fn(|m| *m.level() == Level::ERROR && !own(m)));

@@ -1,7 +1,7 @@
 //! Sentry error capture (`SENTRY_DSN`) with the `sentry` and `sentry-tracing` crates.
 //!
-//! The client, hub, transport (bounded queue, rate limits, client reports) and protocol are the
-//! `sentry` crate's; `sentry-tracing`'s layers turn `error!` into events (an
+//! The client, hub, transport thread (bounded queue, rate limits, client reports) and protocol
+//! are the `sentry` crate's (obs' send step adds a request timeout and failure reports); `sentry-tracing`'s layers turn `error!` into events (an
 //! `error = &e as &dyn Error` field becomes an `exception` with the error's type and source
 //! chain) and `warn!`/`info!` into breadcrumbs; the panic integration reports panics with stack
 //! frames, after any panic hook that was installed before.
@@ -30,6 +30,8 @@ mod enabled;
 mod request;
 #[cfg(feature = "sentry")]
 mod settings;
+#[cfg(feature = "sentry")]
+mod transport;
 
 #[cfg(not(feature = "sentry"))]
 pub(crate) use disabled::{Reporter, RequestHub, SentrySettings};

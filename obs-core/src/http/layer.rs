@@ -1,5 +1,6 @@
 //! [`ObsLayer`] and its service and future.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
@@ -24,6 +25,33 @@ use crate::metrics::ActiveGuard;
 use crate::request::{Outcome, RequestInfo};
 use crate::trace::{HeaderExtractor, TraceContext};
 use crate::Shared;
+
+thread_local! {
+    /// Set while the middleware polls a request's service: `Obs::record_request` there would
+    /// count the request a second time.
+    static IN_REQUEST: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the current thread is inside a request that `obs.layer()` is handling.
+pub(crate) fn in_request() -> bool {
+    IN_REQUEST.with(Cell::get)
+}
+
+/// Marks the thread as inside a request until dropped (restoring what it was: requests nest
+/// when one service calls another in process).
+struct InRequest(bool);
+
+impl InRequest {
+    fn enter() -> Self {
+        Self(IN_REQUEST.with(|r| r.replace(true)))
+    }
+}
+
+impl Drop for InRequest {
+    fn drop(&mut self) {
+        IN_REQUEST.with(|r| r.set(self.0));
+    }
+}
 
 /// The obs middleware. Get it from [`crate::Obs::layer`]; cheap to clone.
 ///
@@ -136,6 +164,7 @@ where
         let active = self.shared.metrics.red.active(info.method, info.scheme);
         let inner = {
             let _entered = span.enter();
+            let _in_request = InRequest::enter();
             let call = || catch_unwind(AssertUnwindSafe(|| self.inner.call(req))).ok();
             match &hub {
                 Some(hub) => hub.run(call),
@@ -218,6 +247,7 @@ impl Pending {
     /// Runs `f` inside the request's span and Sentry hub.
     pub(crate) fn within<R>(&self, f: impl FnOnce() -> R) -> R {
         let _entered = self.span.enter();
+        let _in_request = InRequest::enter();
         match &self.hub {
             Some(hub) => hub.run(f),
             None => f(),

@@ -4,6 +4,8 @@
 //! request span (whose fields every log line of the request carries), records RED metrics and
 //! writes one "request completed" line. It works with axum, tonic and hyper services: the
 //! response body is wrapped in [`ObsBody`] (which ends gRPC requests at the end of their stream).
+//! Route templates come from axum's `MatchedPath` or, for any other router, an [`HttpRoute`]
+//! request extension.
 //!
 //! ```
 //! use axum::{routing::get, Router};
@@ -18,6 +20,7 @@
 mod body;
 mod layer;
 mod request_id;
+mod route;
 
 /// Makes `$ty` an axum extractor: the value `obs.layer()` put in the request's extensions, or,
 /// without the layer, `$fallback(&headers)`.
@@ -44,10 +47,12 @@ macro_rules! request_extractor {
 pub(crate) use request_extractor;
 
 pub use body::ObsBody;
+pub(crate) use layer::in_request;
 pub use layer::{ObsLayer, ObsService, ResponseFuture};
 pub use request_id::{
     is_valid as is_valid_request_id, RequestId, MAX_REQUEST_ID_LEN, REQUEST_ID_HEADER,
 };
+pub use route::HttpRoute;
 
 /// The `tracing` target of the request span and the "request completed" line.
 pub const TARGET: &str = "obs::http";

@@ -37,6 +37,7 @@ use std::time::SystemTime;
 use tracing_core::field::{Field, Visit};
 use tracing_core::span::{Attributes, Id, Record};
 use tracing_core::{Event, Level, Subscriber};
+use tracing_log::NormalizeEvent;
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
@@ -184,8 +185,13 @@ impl Visit for SpanVisitor<'_> {
     visit_values!();
 }
 
+/// The fields `tracing-log` adds to a bridged `log` record.
+const LOG_FIELDS: [&str; 4] = ["log.target", "log.module_path", "log.file", "log.line"];
+
 /// Writes the event's `message` into one buffer and its other fields into another.
 struct EventVisitor<'a> {
+    /// A `log` record bridged by `tracing-log`.
+    from_log: bool,
     message: &'a mut Vec<u8>,
     rest: &'a mut Vec<u8>,
     seen: &'a mut Vec<&'static str>,
@@ -193,6 +199,9 @@ struct EventVisitor<'a> {
 
 impl EventVisitor<'_> {
     fn put(&mut self, field: &Field, write: impl FnOnce(&mut Vec<u8>)) {
+        if self.from_log && LOG_FIELDS.contains(&field.name()) {
+            return; // the record's target is the line's; file and line are not logged
+        }
         if field.name() == "message" {
             self.message.clear();
             write(self.message);
@@ -280,13 +289,16 @@ impl<W: LineSink> JsonLayer<W> {
         message.clear();
         rest.clear();
         seen.clear();
+        // A `log` record's metadata says target `log`; its own target is in a field.
+        let normalized = event.normalized_metadata();
         event.record(&mut EventVisitor {
+            from_log: normalized.is_some(),
             message,
             rest,
             seen,
         });
 
-        let meta = event.metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
         line.extend_from_slice(b"{\"timestamp\":\"");
         write_rfc3339_micros(line, SystemTime::now());
         line.extend_from_slice(b"\",\"level\":\"");

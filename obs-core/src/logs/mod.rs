@@ -25,7 +25,8 @@ use tracing_core::subscriber::Interest;
 use tracing_core::{Event, LevelFilter, Metadata, Subscriber};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Context, Filter, Layer};
-use tracing_subscriber::{EnvFilter, Registry};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::EnvFilter;
 
 pub use json::{JsonLayer, LineSink};
 pub use writer::LogWriter;
@@ -45,9 +46,6 @@ pub fn format_rfc3339(t: std::time::SystemTime) -> String {
 
 use crate::config::{LogFormat, Settings};
 
-/// The boxed log layer that [`crate::init`] installs on the registry.
-pub(crate) type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
-
 /// The log filter (`RUST_LOG`), which also decides which spans are traced.
 pub(crate) fn filter(settings: &Settings) -> RequestScopeFilter {
     // `resolve` validated the filter; the fallback cannot fail.
@@ -59,7 +57,11 @@ pub(crate) fn filter(settings: &Settings) -> RequestScopeFilter {
 }
 
 /// Builds the configured log layer (format) writing to `sink`.
-pub(crate) fn layer<W: LineSink + Clone>(settings: &Settings, sink: W) -> BoxedLayer {
+pub(crate) fn layer<S, W>(settings: &Settings, sink: W) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: LineSink + Clone,
+{
     match settings.log_format {
         LogFormat::Json => JsonLayer::new(sink, &settings.service_name).boxed(),
         LogFormat::Pretty => tracing_subscriber::fmt::layer()
@@ -67,6 +69,32 @@ pub(crate) fn layer<W: LineSink + Clone>(settings: &Settings, sink: W) -> BoxedL
             .with_writer(PrettyWriter(sink))
             .boxed(),
     }
+}
+
+/// Installs the `tracing-log` bridge: `log` records become `tracing` events (target: the
+/// record's), up to the level `RUST_LOG` can let through (`None`: every level). Installed once
+/// per process, by `init()` or `obs::test`, whichever comes first; false when a `log` logger of
+/// someone else's was installed before (it is kept).
+pub(crate) fn install_log_bridge(settings: Option<&Settings>) -> bool {
+    use tracing_log::AsLog;
+    static BRIDGED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let max = settings
+        .and_then(|s| Filter::<tracing_subscriber::Registry>::max_level_hint(&filter(s)))
+        .unwrap_or(LevelFilter::TRACE)
+        .as_log();
+    let mut bridged = BRIDGED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if *bridged {
+        // Each subscriber filters for itself: the records' level is only ever raised.
+        log::set_max_level(max.max(log::max_level()));
+        return true;
+    }
+    *bridged = tracing_log::LogTracer::builder()
+        .with_max_level(max)
+        .init()
+        .is_ok();
+    *bridged
 }
 
 /// Adapts a [`LineSink`] to `fmt`'s `MakeWriter`: each event is buffered and sent as one line.

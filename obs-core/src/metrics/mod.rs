@@ -99,10 +99,18 @@ impl Metrics {
         Self { registry, red }
     }
 
-    /// The registry rendered in Prometheus text format 0.0.4.
+    /// The registries rendered in Prometheus text format 0.0.4.
     pub fn render(&self) -> String {
-        // Sorted by name, then by label values.
-        let families = self.registry.gather();
+        // obs' registry and the process' default one (`prometheus::register_*!`), sorted by
+        // name; a family in both is obs' (one family per name, as the format requires).
+        let mut families = self.registry.gather();
+        let ours = families.len();
+        for family in prometheus::gather() {
+            if !families[..ours].iter().any(|f| f.name() == family.name()) {
+                families.push(family);
+            }
+        }
+        families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut out = Vec::with_capacity(4096);
         // Encoding into a Vec cannot fail; an invalid family would have failed registration.
         let _ = TextEncoder::new().encode(&families, &mut out);

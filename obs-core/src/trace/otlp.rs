@@ -14,6 +14,7 @@ use opentelemetry_sdk::Resource;
 
 use super::settings::{redact_url, OtlpSettings, Protocol};
 use crate::export::{Inbox, Queue, Worker};
+use crate::throttle::ReportThrottle;
 
 /// Starts the export thread; spans pushed on the queue are exported in batches.
 pub(crate) fn start(settings: OtlpSettings, resource: Resource) -> (Queue<Vec<SpanData>>, Worker) {
@@ -109,26 +110,16 @@ async fn run(inbox: Inbox<Vec<SpanData>>, settings: OtlpSettings, resource: Reso
 
 /// Export failures, reported at most once a minute.
 #[derive(Default)]
-struct Failures {
-    last_report: Option<Instant>,
-    since_report: u64,
-}
+struct Failures(ReportThrottle);
 
 impl Failures {
     fn report(&mut self, count: usize, url: &str, why: &str) {
-        self.since_report += count as u64;
-        if self
-            .last_report
-            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
-        {
+        if let Some(dropped) = self.0.failed(count as u64, Instant::now()) {
             tracing::warn!(
                 target: "obs::trace",
-                "OTLP export to {} failed: {why}; {} spans dropped since the last report",
+                "OTLP export to {} failed: {why}; {dropped} spans dropped since the last report",
                 redact_url(url),
-                self.since_report
             );
-            self.last_report = Some(Instant::now());
-            self.since_report = 0;
         }
     }
 }

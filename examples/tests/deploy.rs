@@ -1,0 +1,221 @@
+//! A deploy, as Kubernetes does it: the README's service code (built verbatim as
+//! `readme-service`) under steady traffic gets SIGTERM. `/readyz` must turn 503 at once, every
+//! request that was answered must have its log line, its span and (5xx) its Sentry event
+//! delivered, and the process must exit 0 within the deadline, also when the backends hang.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use obs_examples::client;
+use obs_examples::process::DemoService;
+use obs_examples::receivers::{attributes, display, hex, Behavior, OtlpReceiver, SentryReceiver};
+use serde_json::Value;
+
+/// The README's `obs.shutdown` deadline.
+const DEADLINE: Duration = Duration::from_secs(5);
+
+#[test]
+fn the_readme_shows_the_service_that_is_tested() {
+    let readme = include_str!("../../README.md");
+    let source = include_str!("../src/bin/readme-service.rs");
+    let code = &source[source.find("\nuse ").expect("a use line") + 1..];
+    assert!(
+        readme.contains(&format!("```rust,no_run\n{code}```")),
+        "README.md must show examples/src/bin/readme-service.rs from its first `use` on"
+    );
+}
+
+struct Answered {
+    status: u16,
+    request_id: String,
+}
+
+/// Requests `/users/{i}` (every tenth is `/users/0`, a 500) until `stop`, keeping every answer.
+fn traffic(
+    addr: std::net::SocketAddr,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Vec<Answered>> {
+    std::thread::spawn(move || {
+        let mut answered = Vec::new();
+        let mut i = 1u64;
+        while !stop.load(Ordering::Relaxed) {
+            let path = if i.is_multiple_of(10) {
+                "/users/0".to_owned()
+            } else {
+                format!("/users/{i}")
+            };
+            // After the signal the listener closes: those requests are refused, not answered.
+            if let Ok(r) = client::get(addr, &path) {
+                answered.push(Answered {
+                    status: r.status,
+                    request_id: r.request_id(),
+                });
+            }
+            i += 1;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        answered
+    })
+}
+
+/// Sends SIGTERM and measures how long `/readyz` takes to answer 503 (polling it tightly).
+fn terminate_and_time_readyz(service: &DemoService) -> Duration {
+    let admin = service.admin.expect("admin server");
+    assert_eq!(client::get(admin, "/readyz").unwrap().status, 200);
+    service.terminate().unwrap();
+    let signalled = Instant::now();
+    loop {
+        let r = client::get(admin, "/readyz").expect("the admin server answers until obs stops");
+        if r.status == 503 {
+            return signalled.elapsed();
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(2),
+            "/readyz never turned 503"
+        );
+    }
+}
+
+#[test]
+fn sigterm_under_traffic_loses_nothing() {
+    // A collector that takes 300 ms per export keeps the flush (and so the 503 window) open.
+    let otlp = OtlpReceiver::start(Behavior::Slow(Duration::from_millis(300)));
+    let sentry = SentryReceiver::start(Behavior::Ok);
+    let mut service = DemoService::start_on_port(
+        env!("CARGO_BIN_EXE_readme-service").as_ref(),
+        &[
+            ("OTEL_SERVICE_NAME", "readme"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp.endpoint()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+            ("SENTRY_DSN", &sentry.dsn("k")),
+        ],
+    )
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = traffic(service.addr, Arc::clone(&stop));
+    std::thread::sleep(Duration::from_millis(1500));
+
+    let to_503 = terminate_and_time_readyz(&service);
+    let status = service.wait_exit(DEADLINE + Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    let answered = load.join().unwrap();
+    assert!(
+        to_503 <= Duration::from_millis(100),
+        "/readyz took {to_503:?} to turn 503"
+    );
+    assert_eq!(
+        status.map(|s| s.code()),
+        Some(Some(0)),
+        "exit 0 within the deadline"
+    );
+
+    let lines: Vec<Value> = service
+        .lines()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let spans = otlp.spans();
+    let events: Vec<Value> = sentry
+        .envelopes()
+        .into_iter()
+        .flat_map(|e| e.unwrap().events().cloned().collect::<Vec<_>>())
+        .collect();
+    let errors = answered.iter().filter(|a| a.status == 500).count();
+    assert!(
+        answered.len() >= 50 && errors >= 5,
+        "{} answered",
+        answered.len()
+    );
+    for a in &answered {
+        let completed = lines
+            .iter()
+            .find(|l| {
+                l["request_id"] == a.request_id.as_str() && l["message"] == "request completed"
+            })
+            .unwrap_or_else(|| panic!("no completion line for {}", a.request_id));
+        assert_eq!(completed["http.response.status_code"], a.status);
+        let trace_id = completed["trace_id"].as_str().unwrap();
+        assert!(
+            spans.iter().any(|(_, s)| hex(&s.trace_id) == trace_id
+                && display(&attributes(&s.attributes)["request.id"]) == a.request_id),
+            "no span for request {}",
+            a.request_id
+        );
+        let reported = events
+            .iter()
+            .filter(|e| e["tags"]["request_id"] == a.request_id.as_str())
+            .count();
+        assert_eq!(
+            reported,
+            usize::from(a.status == 500),
+            "Sentry events of {}",
+            a.request_id
+        );
+    }
+    let signal = lines.iter().position(|l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("shutdown requested"))
+    });
+    let last = lines
+        .iter()
+        .position(|l| l["message"] == "obs shut down")
+        .expect("the shutdown line");
+    assert!(signal.is_some_and(|s| s < last));
+    assert_eq!(lines[last]["spans.flushed"], true);
+    assert_eq!(lines[last]["spans.dropped"], 0);
+    assert_eq!(lines[last]["sentry.flushed"], true);
+}
+
+#[test]
+fn sigterm_with_hanging_backends_exits_within_the_deadline_and_counts_the_drops() {
+    let otlp = OtlpReceiver::start(Behavior::Hang);
+    let sentry = SentryReceiver::start(Behavior::Hang);
+    let mut service = DemoService::start_on_port(
+        env!("CARGO_BIN_EXE_readme-service").as_ref(),
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp.endpoint()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("SENTRY_DSN", &sentry.dsn("k")),
+        ],
+    )
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = traffic(service.addr, Arc::clone(&stop));
+    std::thread::sleep(Duration::from_millis(1000));
+    let to_503 = terminate_and_time_readyz(&service);
+    let signalled = Instant::now();
+    let status = service.wait_exit(DEADLINE + Duration::from_secs(5));
+    let took = signalled.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let answered = load.join().unwrap();
+    assert!(
+        to_503 <= Duration::from_millis(100),
+        "/readyz took {to_503:?} to turn 503"
+    );
+    assert_eq!(status.map(|s| s.code()), Some(Some(0)));
+    assert!(
+        took <= DEADLINE + Duration::from_secs(1),
+        "exited {took:?} after SIGTERM"
+    );
+
+    let lines = service.lines();
+    let last: Value = serde_json::from_str(
+        lines
+            .iter()
+            .rev()
+            .find(|l| l.contains("obs shut down"))
+            .expect("the shutdown line"),
+    )
+    .unwrap();
+    assert_eq!(last["spans.flushed"], false);
+    assert_eq!(last["sentry.flushed"], false);
+    // Every span of an answered request was either exported before the hang or counted.
+    assert!(last["spans.dropped"].as_u64().unwrap() >= 1, "{last}");
+    for a in &answered {
+        assert!(lines
+            .iter()
+            .any(|l| l.contains(&a.request_id) && l.contains("request completed")));
+    }
+}
