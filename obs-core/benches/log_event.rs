@@ -4,7 +4,7 @@
 //! - one RED record: `Obs::record_request` vs a plain `prometheus::HistogramVec` observe;
 //! - the whole middleware on an in-process service (no network): bare vs `obs.layer()`.
 //!
-//! Run: `cargo bench -p obs-core --bench log_event`
+//! Run: `cargo bench -p obs-rs --bench log_event`
 
 use std::hint::black_box;
 use std::task::{Context, Poll, Waker};

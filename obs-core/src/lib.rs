@@ -2,7 +2,7 @@
 //!
 //! `obs::init()` installs JSON logs that carry a request id and trace ids, RED metrics in
 //! Prometheus format, an admin server with `/metrics`, `/healthz` and `/readyz`, OTLP trace
-//! export ([`trace`]) and Sentry error capture ([`errors`]), all configured from standard
+//! export ([`trace`]) and Sentry error capture ([`sentry`]), all configured from standard
 //! environment variables. `obs.layer()` is its one tower middleware. The returned [`Obs`] is the
 //! guard: [`Obs::shutdown`] (or dropping it) flushes buffered log lines, spans and Sentry events,
 //! bounded in time.
@@ -17,8 +17,10 @@
 //!         .route("/users/{id}", get(|| async { "hello" }))
 //!         .layer(obs.layer());
 //!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-//!     axum::serve(listener, app).await?;
-//!     obs.shutdown(std::time::Duration::from_secs(5));
+//!     axum::serve(listener, app)
+//!         .with_graceful_shutdown(obs.shutdown_signal()) // SIGTERM, Ctrl-C
+//!         .await?;
+//!     obs.shutdown(std::time::Duration::from_secs(5)); // flush logs, spans, Sentry events
 //!     Ok(())
 //! }
 //! ```
@@ -43,7 +45,7 @@
 mod admin;
 pub mod config;
 mod error;
-pub mod errors;
+mod errors;
 // Only OTLP export queues work for a thread of obs' own (Sentry's transport has its own).
 #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
 mod export;
@@ -70,8 +72,32 @@ pub mod otel {
     pub use tracing_opentelemetry;
 }
 
-/// The pinned `sentry` crate obs reports with: `obs::sentry::capture_error(&e)` inside a handler
-/// carries the request's tags.
+/// Sentry error capture (`SENTRY_DSN`) with the `sentry` and `sentry-tracing` crates.
+///
+/// The client, hub, transport thread (bounded queue, rate limits, client reports) and protocol
+/// are the `sentry` crate's (obs' send step adds a request timeout and failure reports); `sentry-tracing`'s layers turn `error!` into events (an
+/// `error = &e as &dyn Error` field becomes an `exception` with the error's type and source
+/// chain) and `warn!`/`info!` into breadcrumbs; the panic integration reports panics with stack
+/// frames, after any panic hook that was installed before.
+///
+/// What obs adds is the request: each request runs with its own hub, so `sentry::capture_error`,
+/// `capture_message`, `configure_scope` and `with_scope` inside a handler reach Sentry with the
+/// request's tags (`request_id`, `trace_id`, `http.route`), its trace context and its method and
+/// path (never headers, cookies, query string or body), and breadcrumbs of one request never
+/// appear on another's event. A 5xx response that produced no Sentry event gets one
+/// (`HTTP 502 from GET /quiet/{id}`), so every server error is in Sentry exactly once.
+///
+/// ```
+/// // With `SENTRY_DSN` set, `obs::init()` does this; `sentry_dsn` is the code equivalent.
+/// let obs = obs::test::init_with(
+///     obs::Config::new().sentry_dsn("http://public@127.0.0.1:9/42"),
+/// );
+/// tracing::error!(order = 7, "payment failed"); // -> one Sentry event
+/// # obs.shutdown(std::time::Duration::from_millis(10));
+/// ```
+///
+/// This is the pinned `sentry` crate obs reports with: `obs::sentry::capture_error(&e)` inside a
+/// handler carries the request's tags.
 #[cfg(feature = "sentry")]
 pub use ::sentry;
 

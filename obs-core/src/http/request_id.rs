@@ -1,20 +1,4 @@
 //! Request ids: `x-request-id` kept when safe, otherwise a fresh UUIDv7.
-//!
-//! An incoming id is kept only if it is 1..=128 bytes of `[A-Za-z0-9._:-]`, so that nothing a
-//! client sends can forge log lines, inject markup or blow up a log index. The id is echoed in
-//! the response and can be extracted by handlers:
-//!
-//! ```
-//! use axum::{routing::get, Router};
-//! use obs::RequestId;
-//!
-//! async fn handler(id: RequestId) -> String {
-//!     format!("your request id is {id}")
-//! }
-//! let obs = obs::test::init();
-//! let app: Router = Router::new().route("/", get(handler)).layer(obs.layer());
-//! # let _ = app;
-//! ```
 
 use std::fmt;
 
@@ -26,7 +10,23 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Longest incoming id that is kept.
 pub const MAX_REQUEST_ID_LEN: usize = 128;
 
-/// The id of the current request. See the [module docs](self).
+/// The id of the current request.
+///
+/// An incoming id is kept only if it is 1..=128 bytes of `[A-Za-z0-9._:-]`, so that nothing a
+/// client sends can forge log lines, inject markup or blow up a log index. The id is echoed in
+/// the response and can be extracted by handlers:
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use obs::RequestId;
+///
+/// async fn handler(id: RequestId) -> String {
+///     format!("your request id is {id}")
+/// }
+/// let obs = obs::test::init();
+/// let app: Router = Router::new().route("/", get(handler)).layer(obs.layer());
+/// # let _ = app;
+/// ```
 ///
 /// ```
 /// let id = obs::RequestId::from_incoming(Some(b"abc-123")).unwrap();

@@ -1,34 +1,4 @@
 //! The JSON log layer: one object per event, one line per object.
-//!
-//! Span fields are serialised once, when they are recorded, and stored in the span; an event
-//! inside a request then copies ready-made bytes instead of re-serialising every span field as
-//! `tracing_subscriber::fmt().json()` does. That is what makes it cheap inside spans.
-//!
-//! ```
-//! use obs::logs::{JsonLayer, LineSink};
-//! use std::sync::{Arc, Mutex};
-//! use tracing_subscriber::layer::SubscriberExt;
-//!
-//! #[derive(Clone, Default)]
-//! struct Lines(Arc<Mutex<Vec<String>>>);
-//! impl LineSink for Lines {
-//!     fn write_line(&self, line: &[u8]) {
-//!         self.0.lock().unwrap().push(String::from_utf8_lossy(line).into_owned());
-//!     }
-//! }
-//!
-//! let lines = Lines::default();
-//! let subscriber = tracing_subscriber::registry().with(JsonLayer::new(lines.clone(), "svc"));
-//! tracing::subscriber::with_default(subscriber, || {
-//!     let span = tracing::info_span!("request", request_id = "abc-123");
-//!     let _entered = span.enter();
-//!     tracing::info!(user = 7, "hello \"world\"");
-//! });
-//! let line = &lines.0.lock().unwrap()[0];
-//! assert!(line.contains(r#""message":"hello \"world\"""#));
-//! assert!(line.contains(r#""user":7"#) && line.contains(r#""request_id":"abc-123""#));
-//! assert!(line.contains(r#""service.name":"svc""#) && line.ends_with("}\n"));
-//! ```
 
 use std::cell::RefCell;
 use std::fmt;
@@ -62,7 +32,37 @@ impl LineSink for std::io::Sink {
     fn write_line(&self, _line: &[u8]) {}
 }
 
-/// The JSON formatting layer. See the [module docs](self).
+/// The JSON formatting layer.
+///
+/// Span fields are serialised once, when they are recorded, and stored in the span; an event
+/// inside a request then copies ready-made bytes instead of re-serialising every span field as
+/// `tracing_subscriber::fmt().json()` does. That is what makes it cheap inside spans.
+///
+/// ```
+/// use obs::logs::{JsonLayer, LineSink};
+/// use std::sync::{Arc, Mutex};
+/// use tracing_subscriber::layer::SubscriberExt;
+///
+/// #[derive(Clone, Default)]
+/// struct Lines(Arc<Mutex<Vec<String>>>);
+/// impl LineSink for Lines {
+///     fn write_line(&self, line: &[u8]) {
+///         self.0.lock().unwrap().push(String::from_utf8_lossy(line).into_owned());
+///     }
+/// }
+///
+/// let lines = Lines::default();
+/// let subscriber = tracing_subscriber::registry().with(JsonLayer::new(lines.clone(), "svc"));
+/// tracing::subscriber::with_default(subscriber, || {
+///     let span = tracing::info_span!("request", request_id = "abc-123");
+///     let _entered = span.enter();
+///     tracing::info!(user = 7, "hello \"world\"");
+/// });
+/// let line = &lines.0.lock().unwrap()[0];
+/// assert!(line.contains(r#""message":"hello \"world\"""#));
+/// assert!(line.contains(r#""user":7"#) && line.contains(r#""request_id":"abc-123""#));
+/// assert!(line.contains(r#""service.name":"svc""#) && line.ends_with("}\n"));
+/// ```
 pub struct JsonLayer<W> {
     sink: W,
     /// `,"service.name":"..."`, pre-escaped.

@@ -1,21 +1,4 @@
 //! The non-blocking, bounded log writer.
-//!
-//! Lines are appended to a shared buffer (a lock and a copy: no allocation, no system call) and
-//! a writer thread writes the buffer out in batches. The thread is woken only when the buffer
-//! goes from empty to non-empty, then lingers briefly so that a busy service pays one wake-up
-//! per batch instead of one per line. A full buffer drops the line and counts it; the caller
-//! never waits. [`LogWriter::flush`] waits, up to a deadline, until every line appended before
-//! it is written.
-//!
-//! ```
-//! use obs::logs::{LineSink, LogWriter};
-//! use std::time::Duration;
-//!
-//! let writer = LogWriter::spawn(std::io::sink(), 1 << 20);
-//! writer.write_line(b"{\"message\":\"hi\"}\n");
-//! assert!(writer.flush(Duration::from_secs(1)));
-//! assert_eq!(writer.dropped(), 0);
-//! ```
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,7 +44,24 @@ impl Drop for Handle {
     }
 }
 
-/// A cloneable handle to the writer thread. See the [module docs](self).
+/// A cloneable handle to the writer thread.
+///
+/// Lines are appended to a shared buffer (a lock and a copy: no allocation, no system call) and
+/// a writer thread writes the buffer out in batches. The thread is woken only when the buffer
+/// goes from empty to non-empty, then lingers briefly so that a busy service pays one wake-up
+/// per batch instead of one per line. A full buffer drops the line and counts it; the caller
+/// never waits. [`LogWriter::flush`] waits, up to a deadline, until every line appended before
+/// it is written.
+///
+/// ```
+/// use obs::logs::{LineSink, LogWriter};
+/// use std::time::Duration;
+///
+/// let writer = LogWriter::spawn(std::io::sink(), 1 << 20);
+/// writer.write_line(b"{\"message\":\"hi\"}\n");
+/// assert!(writer.flush(Duration::from_secs(1)));
+/// assert_eq!(writer.dropped(), 0);
+/// ```
 #[derive(Clone)]
 pub struct LogWriter {
     inner: Arc<Inner>,
