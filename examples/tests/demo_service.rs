@@ -327,10 +327,11 @@ fn sigterm_drains_in_flight_requests_flushes_and_exits() {
     assert!(lines
         .iter()
         .any(|l| l["message"] == "request completed" && l["url.path"] == "/slow"));
+    let messages: Vec<&str> = lines.iter().filter_map(|l| l["message"].as_str()).collect();
     assert_eq!(
-        lines.last().unwrap()["message"],
-        "demo-service stopped",
-        "the last line was flushed"
+        messages[messages.len() - 2..],
+        ["demo-service stopped", "obs shut down"],
+        "the last lines were flushed"
     );
     assert!(
         client::get(addr, "/users/1").is_err(),

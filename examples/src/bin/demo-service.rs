@@ -57,10 +57,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let _ = stop_rx.wait_for(|stop| *stop).await;
     });
     let mut server = tokio::spawn(async move { server.await });
+    // obs' signal turns /readyz to 503; the drain is bounded here, as a request may be slow.
     tokio::select! {
         result = &mut server => result??,
-        signal = shutdown_signal() => {
-            tracing::info!("{signal} received: draining");
+        () = obs.shutdown_signal() => {
             let _ = stop_tx.send(true);
             match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
                 Ok(result) => result??,
@@ -71,24 +71,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!("demo-service stopped");
     obs.shutdown(Duration::from_secs(5));
     Ok(())
-}
-
-async fn shutdown_signal() -> &'static str {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-        "SIGINT"
-    };
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("install the SIGTERM handler");
-        tokio::select! {
-            name = ctrl_c => name,
-            _ = term.recv() => "SIGTERM",
-        }
-    }
-    #[cfg(not(unix))]
-    ctrl_c.await
 }
 
 async fn user(Path(id): Path<u64>) -> Json<serde_json::Value> {

@@ -193,4 +193,29 @@ mod tests {
         assert_eq!(sanitize_label_name("9lives"), "_9lives");
         assert_eq!(sanitize_label_name(""), "_");
     }
+
+    #[test]
+    fn the_default_registry_is_served_too_and_each_family_once() {
+        let obs = crate::test::init();
+        let shadow = prometheus::register_int_counter!(
+            names::OBS_LOG_LINES_DROPPED_TOTAL,
+            "A family obs serves itself."
+        )
+        .unwrap();
+        shadow.inc_by(99);
+        let mine = prometheus::register_int_gauge!("queue_depth", "Jobs waiting.").unwrap();
+        mine.set(7);
+        let page = obs.metrics_text();
+        assert!(page.contains("\nqueue_depth 7\n"), "{page}");
+        let family = format!("# TYPE {} ", names::OBS_LOG_LINES_DROPPED_TOTAL);
+        assert_eq!(page.matches(&family).count(), 1, "{page}");
+        assert!(!page.contains(" 99"), "obs' own family wins: {page}");
+        // Families stay sorted by name across the two registries.
+        let order: Vec<&str> = page
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| l.split(' ').next().unwrap())
+            .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+    }
 }
