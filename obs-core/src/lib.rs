@@ -157,7 +157,7 @@ impl Config {
         if INITIALIZED.load(Ordering::SeqCst) {
             return Err(Error::AlreadyInitialized);
         }
-        if tracing::dispatcher::has_been_set() {
+        if global_subscriber_set() {
             return Err(Error::SubscriberAlreadySet);
         }
         let (obs, layers, settings) = self.install(true)?;
@@ -232,6 +232,16 @@ impl Config {
         };
         Ok((obs, layers, settings))
     }
+}
+
+/// Whether a global `tracing` subscriber is set. Asked from a new thread, which has no scoped
+/// default (`tracing::dispatcher::has_been_set` also counts scoped ones, as `obs::test` sets).
+fn global_subscriber_set() -> bool {
+    std::thread::spawn(|| {
+        tracing::dispatcher::get_default(|d| !d.is::<tracing_core::subscriber::NoSubscriber>())
+    })
+    .join()
+    .unwrap_or(false)
 }
 
 /// obs' `tracing` layers, from [`Config::into_layers`]: for the registry

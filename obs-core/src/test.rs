@@ -81,7 +81,7 @@ pub fn init_with(config: Config) -> TestObs {
 }
 
 /// How long [`capture_workers`] waits for every worker to take its task.
-const RENDEZVOUS_TIMEOUT: Duration = Duration::from_secs(2);
+const RENDEZVOUS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Makes `dispatch` the default of every worker thread of the current multi-thread runtime. One
 /// task per worker sets it; each waits until all have started, which (a waiting task holds
@@ -112,7 +112,16 @@ fn capture_workers(dispatch: &tracing::Dispatch) {
     // Called from a worker itself, one task cannot start until the others time out: bounded.
     let (count, all) = &*arrived;
     let count = count.lock().unwrap_or_else(PoisonError::into_inner);
-    let _ = all.wait_timeout_while(count, RENDEZVOUS_TIMEOUT, |n| *n < workers);
+    let (arrived, _) = all
+        .wait_timeout_while(count, RENDEZVOUS_TIMEOUT, |n| *n < workers)
+        .unwrap_or_else(PoisonError::into_inner);
+    if *arrived < workers {
+        // Test output, where the user looks when a line is missing.
+        eprintln!(
+            "obs::test: {} of the runtime's {workers} worker threads capture (the others were busy)",
+            *arrived
+        );
+    }
 }
 
 impl TestObs {

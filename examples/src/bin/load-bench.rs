@@ -14,7 +14,8 @@
 //! - `obs-full`: `obs` plus OTLP export of every request's span (`always_on`, http/protobuf to a
 //!   local receiver in this process that discards) and Sentry configured (a local endpoint);
 //! - `peer`: the same capabilities assembled from the same crates the way their docs show it:
-//!   tower-http `SetRequestId`/`PropagateRequestId` and `TraceLayer`, tracing-subscriber
+//!   tower-http `SetRequestId`/`PropagateRequestId` and `TraceLayer` (span and response line at
+//!   INFO), tracing-subscriber
 //!   `fmt().json()`, tracing-opentelemetry with the SDK's batch span processor and
 //!   opentelemetry-otlp (same endpoint, `always_on`), sentry-tracing's default layer, and a
 //!   `prometheus` RED middleware (histogram by method, route, status).
@@ -249,7 +250,8 @@ mod peer {
     use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
     use prometheus::{HistogramOpts, HistogramVec};
     use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-    use tower_http::trace::TraceLayer;
+    use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+    use tracing::Level;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
 
@@ -307,7 +309,13 @@ mod peer {
         let _ = RED.set(histogram);
         let app = app
             .layer(from_fn(red))
-            .layer(TraceLayer::new_for_http())
+            // At INFO, as services configure it to get a span and a line per request (the
+            // defaults are DEBUG, which `info` filters out: no span, no line, nothing exported).
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                    .on_response(DefaultOnResponse::new().level(Level::INFO)),
+            )
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
         Ok((

@@ -10,7 +10,6 @@ use std::time::Instant;
 
 use http::{HeaderName, Request, Response, StatusCode};
 use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::trace::TraceContextExt;
 use tower_layer::Layer;
 use tower_service::Service;
 use tracing::field::Empty;
@@ -18,12 +17,13 @@ use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::body::{Classify, ObsBody};
+use tower_http::classify::GrpcEosErrorsAsFailures;
 use super::request_id::{RequestId, REQUEST_ID_HEADER};
 use super::TARGET;
 use crate::metrics::names;
 use crate::metrics::ActiveGuard;
 use crate::request::{Outcome, RequestInfo};
-use crate::trace::{HeaderExtractor, TraceContext};
+use crate::trace::HeaderExtractor;
 use crate::Shared;
 
 thread_local! {
@@ -153,14 +153,12 @@ where
             .propagator
             .extract(&HeaderExtractor(req.headers()));
         let _ = span.set_parent(parent);
-        let trace = TraceContext::from(span.context().span().span_context().clone());
         let hub = self
             .shared
             .sentry
             .as_ref()
             .map(|reporter| reporter.request_hub(Arc::clone(&info)));
         req.extensions_mut().insert(id);
-        req.extensions_mut().insert(trace);
         let active = self.shared.metrics.red.active(info.method, info.scheme);
         let inner = {
             let _entered = span.enter();
@@ -203,6 +201,11 @@ impl Pending {
     /// completed" line and, for an unreported server error, the Sentry event.
     pub(crate) fn finish(self, outcome: Outcome) {
         let _entered = self.span.enter();
+        self.record(outcome);
+    }
+
+    /// [`Pending::finish`]'s work, inside the request's span (entered by the caller).
+    fn record(&self, outcome: Outcome) {
         let secs = self.start.elapsed().as_secs_f64();
         let info = &self.info;
         self.shared.metrics.red.observe(
@@ -273,6 +276,15 @@ pin_project_lite::pin_project! {
     }
 }
 
+/// What a poll of the inner future came to, decided inside the request's span.
+enum Step<B, E> {
+    Pending,
+    /// The response; with the classifier still to read its trailers (gRPC), or finished.
+    Response(Response<B>, Option<GrpcEosErrorsAsFailures>),
+    Error(E),
+    Panicked,
+}
+
 impl<F, ResBody, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<ResBody>, E>>,
@@ -281,55 +293,64 @@ where
     type Output = Result<Response<ObsBody<ResBody>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        let Some(pending) = this.pending.as_ref() else {
+        let this = self.project();
+        let Some(pending) = this.pending.take() else {
             return Poll::Pending; // polled after completion
         };
-        let polled = pending.within(|| match this.inner.as_mut().as_pin_mut() {
-            Some(inner) => catch_unwind(AssertUnwindSafe(|| inner.poll(cx))),
-            None => Err(Box::new("panicked in call") as Box<dyn std::any::Any + Send>),
-        });
-        let response = match polled {
-            Ok(Poll::Pending) => return Poll::Pending,
-            Ok(Poll::Ready(Ok(response))) => response,
-            Ok(Poll::Ready(Err(e))) => {
-                if let Some(pending) = this.pending.take() {
-                    pending.finish(Outcome::ServiceError);
+        let mut inner = this.inner;
+        // One entry into the span per poll: the request is finished inside the same entry as
+        // the poll that produced its response.
+        let step = pending.within(|| {
+            let polled = match inner.as_mut().as_pin_mut() {
+                Some(inner) => catch_unwind(AssertUnwindSafe(|| inner.poll(cx))),
+                None => Err(Box::new("panicked in call") as Box<dyn std::any::Any + Send>),
+            };
+            match polled {
+                Ok(Poll::Pending) => Step::Pending,
+                Ok(Poll::Ready(Ok(response))) => match Classify::response(&response) {
+                    Ok(outcome) => {
+                        pending.record(outcome);
+                        Step::Response(response, None)
+                    }
+                    // A gRPC status in the trailers: the request ends with the stream.
+                    Err(eos) => Step::Response(response, Some(eos)),
+                },
+                Ok(Poll::Ready(Err(e))) => {
+                    pending.record(Outcome::ServiceError);
+                    Step::Error(e)
                 }
-                return Poll::Ready(Err(e));
+                Err(_panic) => {
+                    // The handler's future is in an unknown state: drop it, never poll it again.
+                    inner.set(None);
+                    pending.record(Outcome::Panic);
+                    Step::Panicked
+                }
             }
-            Err(_panic) => {
-                // The handler's future is in an unknown state: drop it, never poll it again.
-                this.inner.set(None);
+        });
+        let id = HeaderName::from_static(REQUEST_ID_HEADER);
+        match step {
+            Step::Pending => {
+                *this.pending = Some(pending);
+                Poll::Pending
+            }
+            Step::Response(response, eos) => {
+                let (mut parts, body) = response.into_parts();
+                parts.headers.insert(id, pending.info.id.header_value());
+                let body = match eos {
+                    None => ObsBody::new(body, None),
+                    Some(eos) => ObsBody::new(body, Some((eos, pending))),
+                };
+                Poll::Ready(Ok(Response::from_parts(parts, body)))
+            }
+            Step::Error(e) => Poll::Ready(Err(e)),
+            Step::Panicked => {
                 let mut response = Response::new(ObsBody::empty());
                 *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-                if let Some(pending) = this.pending.take() {
-                    response.headers_mut().insert(
-                        HeaderName::from_static(REQUEST_ID_HEADER),
-                        pending.info.id.header_value(),
-                    );
-                    pending.finish(Outcome::Panic);
-                }
-                return Poll::Ready(Ok(response));
+                response
+                    .headers_mut()
+                    .insert(id, pending.info.id.header_value());
+                Poll::Ready(Ok(response))
             }
-        };
-        let Some(pending) = this.pending.take() else {
-            return Poll::Pending;
-        };
-        let classified = Classify::response(&response);
-        let (mut parts, body) = response.into_parts();
-        parts.headers.insert(
-            HeaderName::from_static(REQUEST_ID_HEADER),
-            pending.info.id.header_value(),
-        );
-        let body = match classified {
-            Ok(outcome) => {
-                pending.finish(outcome);
-                ObsBody::new(body, None)
-            }
-            // A gRPC status in the trailers: the request ends with the stream.
-            Err(eos) => ObsBody::new(body, Some((eos, pending))),
-        };
-        Poll::Ready(Ok(Response::from_parts(parts, body)))
+        }
     }
 }

@@ -116,7 +116,7 @@ impl fmt::Debug for TraceContext {
 crate::http::request_extractor!(
     TraceContext,
     |_| TraceContext::current(),
-    "The context set by `obs.layer()`; without the layer, the current span's."
+    "The current span's context: inside `obs.layer()`, the request's (or a handler span's)."
 );
 
 /// Writes the active OpenTelemetry span's `trace_id`, `span_id` and `trace_flags` as JSON
