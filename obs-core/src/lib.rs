@@ -464,7 +464,7 @@ impl Obs {
         status: u16,
         duration: Duration,
     ) -> bool {
-        if http::in_request() {
+        if request::is_polling() {
             return false;
         }
         let outcome = request::Outcome::Status(status);

@@ -3,7 +3,9 @@
 //! It depends on nothing else in the crate but the label names, so no two of those pieces need
 //! each other.
 
+use std::cell::RefCell;
 use std::num::NonZeroI32;
+use std::sync::Arc;
 
 use crate::http::{HttpRoute, RequestId};
 
@@ -41,6 +43,41 @@ impl RequestInfo {
     /// The path, without the query string.
     pub fn path(&self) -> &str {
         self.target.as_ref().map_or("/", |t| t.path())
+    }
+}
+
+thread_local! {
+    /// The request whose future this thread is polling: set by the middleware around each poll,
+    /// read by `Obs::record_request` and by the Sentry event processing of events captured
+    /// during the poll.
+    static CURRENT: RefCell<Option<Arc<RequestInfo>>> = const { RefCell::new(None) };
+}
+
+/// The request being polled on this thread, if any.
+pub(crate) fn current() -> Option<Arc<RequestInfo>> {
+    CURRENT.with(|c| c.borrow().clone())
+}
+
+/// Whether this thread is polling a request of the middleware.
+pub(crate) fn is_polling() -> bool {
+    CURRENT.with(|c| c.borrow().is_some())
+}
+
+/// Makes a request the thread's current one until dropped, then restores the previous one
+/// (requests nest when one service calls another in process).
+pub(crate) struct Polling(Option<Arc<RequestInfo>>);
+
+impl Polling {
+    pub(crate) fn enter(info: &Arc<RequestInfo>) -> Self {
+        Self(CURRENT.with(|c| c.replace(Some(Arc::clone(info)))))
+    }
+}
+
+impl Drop for Polling {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        // The request's own reference is dropped outside the borrow.
+        let _ours = CURRENT.with(|c| c.replace(previous));
     }
 }
 

@@ -104,8 +104,12 @@ where
 }
 
 /// Every event gets the active OpenTelemetry span's trace context and a `trace_id` tag, so
-/// Sentry links it to the trace and to the log lines.
+/// Sentry links it to the trace and to the log lines, and, captured while a request is polled,
+/// that request's tags, method and path.
 fn with_trace_context(mut event: Event<'static>) -> Option<Event<'static>> {
+    if let Some(info) = crate::request::current() {
+        event = super::request::with_request(event, &info);
+    }
     use opentelemetry::trace::TraceContextExt;
     let ids = opentelemetry::Context::map_current(|cx| {
         let sc = cx.span().span_context().clone();

@@ -8,8 +8,7 @@ use sentry::{Hub, Level};
 
 use crate::request::{Outcome, RequestInfo};
 
-/// One request's hub. Its scope adds the request's tags, method and path to every event
-/// captured through it; its breadcrumbs are the request's own.
+/// One request's hub: its breadcrumbs and scope changes are the request's own.
 pub(crate) struct RequestHub {
     hub: Arc<Hub>,
     info: Arc<RequestInfo>,
@@ -17,11 +16,10 @@ pub(crate) struct RequestHub {
 
 impl RequestHub {
     pub fn new(base: &Arc<Hub>, info: Arc<RequestInfo>) -> Self {
+        // No scope of its own until something adds a breadcrumb or a tag: configuring one per
+        // request would copy the process' scope. The request's tags are added where events
+        // are processed (`with_request`, from the request being polled).
         let hub = Arc::new(Hub::new_from_top(base));
-        let tagged = Arc::clone(&info);
-        hub.configure_scope(|scope| {
-            scope.add_event_processor(move |event| Some(with_request(event, &tagged)));
-        });
         Self { hub, info }
     }
 
@@ -50,7 +48,7 @@ impl RequestHub {
 
 /// Tags `request_id` and `http.route`; the request's method and URL without the query string
 /// (never headers, cookies or body).
-fn with_request(mut event: Event<'static>, info: &RequestInfo) -> Event<'static> {
+pub(super) fn with_request(mut event: Event<'static>, info: &RequestInfo) -> Event<'static> {
     event
         .tags
         .insert("request_id".to_owned(), info.id.as_str().to_owned());

@@ -1,6 +1,5 @@
 //! [`ObsLayer`] and its service and future.
 
-use std::cell::Cell;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
@@ -17,41 +16,14 @@ use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::body::{Classify, ObsBody};
-use tower_http::classify::GrpcEosErrorsAsFailures;
 use super::request_id::{RequestId, REQUEST_ID_HEADER};
 use super::TARGET;
 use crate::metrics::names;
 use crate::metrics::ActiveGuard;
-use crate::request::{Outcome, RequestInfo};
+use crate::request::{Outcome, Polling, RequestInfo};
 use crate::trace::HeaderExtractor;
 use crate::Shared;
-
-thread_local! {
-    /// Set while the middleware polls a request's service: `Obs::record_request` there would
-    /// count the request a second time.
-    static IN_REQUEST: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Whether the current thread is inside a request that `obs.layer()` is handling.
-pub(crate) fn in_request() -> bool {
-    IN_REQUEST.with(Cell::get)
-}
-
-/// Marks the thread as inside a request until dropped (restoring what it was: requests nest
-/// when one service calls another in process).
-struct InRequest(bool);
-
-impl InRequest {
-    fn enter() -> Self {
-        Self(IN_REQUEST.with(|r| r.replace(true)))
-    }
-}
-
-impl Drop for InRequest {
-    fn drop(&mut self) {
-        IN_REQUEST.with(|r| r.set(self.0));
-    }
-}
+use tower_http::classify::GrpcEosErrorsAsFailures;
 
 /// The obs middleware. Get it from [`crate::Obs::layer`]; cheap to clone.
 ///
@@ -162,7 +134,7 @@ where
         let active = self.shared.metrics.red.active(info.method, info.scheme);
         let inner = {
             let _entered = span.enter();
-            let _in_request = InRequest::enter();
+            let _polling = Polling::enter(&info);
             let call = || catch_unwind(AssertUnwindSafe(|| self.inner.call(req))).ok();
             match &hub {
                 Some(hub) => hub.run(call),
@@ -200,11 +172,10 @@ impl Pending {
     /// on failures; 4xx leaves it unset, as semconv requires for servers), writes the "request
     /// completed" line and, for an unreported server error, the Sentry event.
     pub(crate) fn finish(self, outcome: Outcome) {
-        let _entered = self.span.enter();
-        self.record(outcome);
+        self.within(|| self.record(outcome));
     }
 
-    /// [`Pending::finish`]'s work, inside the request's span (entered by the caller).
+    /// [`Pending::finish`]'s work, inside [`Pending::within`].
     fn record(&self, outcome: Outcome) {
         let secs = self.start.elapsed().as_secs_f64();
         let info = &self.info;
@@ -250,7 +221,7 @@ impl Pending {
     /// Runs `f` inside the request's span and Sentry hub.
     pub(crate) fn within<R>(&self, f: impl FnOnce() -> R) -> R {
         let _entered = self.span.enter();
-        let _in_request = InRequest::enter();
+        let _polling = Polling::enter(&self.info);
         match &self.hub {
             Some(hub) => hub.run(f),
             None => f(),

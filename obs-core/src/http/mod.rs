@@ -47,7 +47,6 @@ macro_rules! request_extractor {
 pub(crate) use request_extractor;
 
 pub use body::ObsBody;
-pub(crate) use layer::in_request;
 pub use layer::{ObsLayer, ObsService, ResponseFuture};
 pub use request_id::{
     is_valid as is_valid_request_id, RequestId, MAX_REQUEST_ID_LEN, REQUEST_ID_HEADER,
