@@ -1,5 +1,6 @@
 //! obs-collector's pipeline, stage by stage: [`scrape`] -> [`store`] -> [`promql`] ->
 //! [`rules`] -> [`notify`] (with [`state`] persistence) -> [`web`]. The binary wires them in [`collector`].
+#![forbid(unsafe_code)]
 
 pub mod collector;
 pub mod config;

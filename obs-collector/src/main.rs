@@ -9,6 +9,7 @@
 //! Without `--config` it scrapes `127.0.0.1:9464` every 15 s as job `app` and evaluates the
 //! rules embedded from `alerts/obs-red.rules.yml`. `OBS_COLLECTOR_TOKEN` makes every page but
 //! `/-/healthy` and `/-/ready` require `Authorization: Bearer <token>`.
+#![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

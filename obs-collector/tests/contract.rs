@@ -1,7 +1,7 @@
 //! The contract between obs-core and everything that reads its metrics: every metric and label
 //! name used in `dashboards/` and `alerts/` is one `obs::metrics::names` defines (or one
-//! Prometheus adds: `up`, `job`, `instance`, `le`), and the dashboard follows the structure
-//! DESIGN.md section 10 asks for.
+//! Prometheus adds: `up`, `job`, `instance`, `le`), and the dashboard has the structure the
+//! README's Dashboard section describes.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Configuration: code > environment > defaults.
 //!
 //! [`Config`] is the builder for the 1% who need more than [`crate::init`]. Every setting has an
-//! environment variable (DESIGN.md section 3) and a safe default; a bad value never fails start-up,
+//! environment variable and a safe default; a bad value never fails start-up,
 //! it produces one warning line (logged once logging is up) and the default.
 //!
 //! ```

@@ -51,7 +51,8 @@ pub(crate) fn uuid_v7() -> [u8; 36] {
     out
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
+/// Lowercase hex digits (ids, and `\u00XX` escapes in the logs).
+pub(crate) const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Appends `bytes` as lowercase hex (trace and span ids on log lines).
 pub(crate) fn write_hex(out: &mut Vec<u8>, bytes: &[u8]) {

@@ -65,13 +65,7 @@ impl Access {
                 let given = headers
                     .get(header::AUTHORIZATION)
                     .map_or(&b""[..], |v| v.as_bytes());
-                // Constant time over the expected length.
-                given.len() == want.len()
-                    && given
-                        .iter()
-                        .zip(want.as_bytes())
-                        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-                        == 0
+                obs::http::constant_time_eq(given, want.as_bytes())
             })
     }
 }

@@ -77,6 +77,17 @@ pub fn bearer_token_matches(headers: &http::HeaderMap, token: &str) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let Some(given) = given else { return false };
-    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
+    constant_time_eq(given.trim().as_bytes(), token.as_bytes())
+}
+
+/// Whether `a` and `b` are equal, in a time that depends only on their lengths (for secrets:
+/// tokens, credentials).
+///
+/// ```
+/// assert!(obs::http::constant_time_eq(b"s3cret", b"s3cret"));
+/// assert!(!obs::http::constant_time_eq(b"s3cret", b"s3creT"));
+/// assert!(!obs::http::constant_time_eq(b"s3cret", b"s3cre"));
+/// ```
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
+use crate::ids::HEX;
 
 /// Appends `s` as a quoted JSON string.
 pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {

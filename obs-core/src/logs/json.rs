@@ -122,12 +122,30 @@ impl SpanVisitor<'_> {
 }
 
 /// The log key of a span field: `otel.*` fields are instructions to tracing-opentelemetry (span
-/// name, kind, status), not data; the span attribute `request.id` is the lines' `request_id`.
+/// name, kind, status), not data; the span attribute `request.id` is the lines' `request_id`; a
+/// name the line itself uses (`message` included) keeps its value under `field.<name>`.
 fn log_key(name: &'static str) -> Option<&'static str> {
     match name {
         "request.id" => Some("request_id"),
+        "message" => Some("field.message"),
         n if n.starts_with("otel.") => None,
-        n => Some(n),
+        n => Some(unreserved(n)),
+    }
+}
+
+/// A field name that is not one of the line's own keys: a field named `level`, `trace_id` or
+/// `timestamp` would otherwise write that key twice (one JSON object, two values: log pipelines
+/// keep either, or reject the line). Its value is kept under `field.<name>`.
+fn unreserved(name: &'static str) -> &'static str {
+    match name {
+        "timestamp" => "field.timestamp",
+        "level" => "field.level",
+        "target" => "field.target",
+        "trace_id" => "field.trace_id",
+        "span_id" => "field.span_id",
+        "trace_flags" => "field.trace_flags",
+        "service.name" => "field.service.name",
+        n => n,
     }
 }
 
@@ -207,11 +225,12 @@ impl EventVisitor<'_> {
             write(self.message);
             return;
         }
+        let key = unreserved(field.name());
         self.rest.push(b',');
-        write_str(self.rest, field.name());
+        write_str(self.rest, key);
         self.rest.push(b':');
         write(self.rest);
-        self.seen.push(field.name());
+        self.seen.push(key);
     }
 }
 
@@ -340,6 +359,49 @@ impl<W: LineSink> JsonLayer<W> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn fields_named_like_the_lines_own_keys_never_duplicate_a_key() {
+        let obs = crate::test::init();
+        let span = tracing::info_span!("job", level = "span-level", message = "span-message");
+        let _entered = span.enter();
+        tracing::info!(
+            trace_id = "mine",
+            timestamp = 7,
+            target = "t",
+            span_id = 1,
+            trace_flags = 2,
+            service.name = "other",
+            "hello"
+        );
+        let line = &obs.logs()[0];
+        // serde_json keeps the last of duplicate keys; count the keys in the text instead.
+        for key in [
+            "timestamp",
+            "level",
+            "message",
+            "target",
+            "trace_id",
+            "span_id",
+            "trace_flags",
+            "service.name",
+        ] {
+            assert_eq!(
+                line.matches(&format!("\"{key}\":")).count(),
+                1,
+                "{key} in {line}"
+            );
+        }
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["message"], "hello");
+        assert_eq!(v["level"], "INFO");
+        assert_eq!(v["trace_id"].as_str().map(str::len), Some(32));
+        assert_eq!(v["field.trace_id"], "mine");
+        assert_eq!(v["field.timestamp"], 7);
+        assert_eq!(v["field.level"], "span-level");
+        assert_eq!(v["field.message"], "span-message");
+        assert_eq!(v["field.service.name"], "other");
+    }
+
     #[test]
     fn hostile_field_values_stay_inside_one_json_string() {
         let obs = crate::test::init();
