@@ -252,6 +252,8 @@ pub type Layers = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>;
 pub(crate) struct Shared {
     metrics: Metrics,
     ready: AtomicBool,
+    /// Bearer token `/metrics` requires (the admin server needs axum).
+    #[cfg(feature = "axum")]
     metrics_token: Option<String>,
     /// The propagators (`OTEL_PROPAGATORS`) that read a request's incoming context.
     propagator: opentelemetry::propagation::TextMapCompositePropagator,
@@ -334,6 +336,7 @@ impl Obs {
         let shared = Arc::new(Shared {
             metrics: Metrics::new(settings, counters),
             ready: AtomicBool::new(true),
+            #[cfg(feature = "axum")]
             metrics_token: settings.metrics_token.clone(),
             propagator: pipeline.propagator,
             sentry,

@@ -54,6 +54,7 @@ thread_local! {
 }
 
 /// The request being polled on this thread, if any.
+#[cfg(feature = "sentry")]
 pub(crate) fn current() -> Option<Arc<RequestInfo>> {
     CURRENT.with(|c| c.borrow().clone())
 }

@@ -41,8 +41,10 @@ impl Protocol {
     }
 }
 
-/// Where and how spans are exported (headers are secrets: no `Debug`).
+/// Where and how spans are exported (headers are secrets: no `Debug`). Without the `otlp`
+/// feature the settings are still resolved, so that bad values still warn, but not used.
 #[derive(Clone)]
+#[cfg_attr(not(feature = "otlp"), allow(dead_code))]
 pub(crate) struct OtlpSettings {
     /// The full URL requests go to (`.../v1/traces`, or the gRPC method path).
     pub url: String,
