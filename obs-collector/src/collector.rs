@@ -26,11 +26,6 @@ pub fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// A millisecond timestamp as RFC 3339 UTC (the API's, the page's and the messages' format).
-pub fn rfc3339(ms: i64) -> String {
-    obs::logs::format_rfc3339(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
-}
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }

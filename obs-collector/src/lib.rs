@@ -11,4 +11,5 @@ pub mod rules;
 pub mod scrape;
 pub mod state;
 pub mod store;
+pub mod time;
 pub mod web;

@@ -12,9 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use obs_collector::collector::{rfc3339, Collector};
+use obs_collector::collector::Collector;
 use obs_collector::config::Config;
 use obs_collector::notify::Outcome;
+use obs_collector::time::rfc3339;
 use obs_collector::{rules, web};
 use obs_examples::process::{sibling_binary, DemoService};
 use obs_examples::traffic;

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use crate::collector::rfc3339;
 use crate::labels::Labels;
 use crate::rules::{AlertingRule, State};
+use crate::time::rfc3339;
 
 /// Prometheus' `--rules.alert.resend-delay` default.
 pub const RESEND_DELAY_MS: i64 = 60_000;

@@ -377,7 +377,7 @@ fn message(
         },
         threshold_text: rule.expr.threshold().map(|t| go_g(t, 4)),
         since_ms,
-        since_text: crate::collector::rfc3339(since_ms),
+        since_text: crate::time::rfc3339(since_ms),
         severity: label("severity"),
         runbook_url: None,
         dashboard_url: None,

@@ -12,11 +12,12 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 
-use crate::collector::{rfc3339, Collector};
+use crate::collector::Collector;
 use crate::config::Secret;
 use crate::labels::Labels;
 use crate::notify::{Outcome, Status};
 use crate::rules::{Alert, Kind, Rule, State as AlertState};
+use crate::time::rfc3339;
 
 #[derive(Clone)]
 struct App {
