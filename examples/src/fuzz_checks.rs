@@ -137,7 +137,7 @@ pub fn slack_message(data: &[u8]) {
             .collect(),
     };
     let payload = slack::payload(&message);
-    crate::slack::assert_block_kit(&payload);
+    obs_testkit::slack::assert_block_kit(&payload);
     let json = payload.to_string();
     assert!(!json.contains("<@"), "a user mention got through: {json}");
     assert!(

@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use obs_examples::client;
-use obs_examples::process::DemoService;
-use obs_examples::receivers::{hex, Behavior, OtlpReceiver};
+use obs_testkit::client;
+use obs_testkit::process::DemoService;
+use obs_testkit::receivers::{hex, Behavior, OtlpReceiver};
 use serde_json::Value;
 
 fn check(compose: &str) {

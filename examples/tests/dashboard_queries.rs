@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use obs_examples::client;
-use obs_examples::process::DemoService;
-use obs_examples::prometheus::Prometheus;
+use obs_testkit::client;
+use obs_testkit::process::DemoService;
+use obs_testkit::prometheus::Prometheus;
 use serde_json::Value;
 
 fn root() -> &'static Path {

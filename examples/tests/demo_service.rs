@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use obs_examples::client::{self, Response};
-use obs_examples::process::DemoService;
+use obs_testkit::client::{self, Response};
+use obs_testkit::process::DemoService;
 use serde_json::Value;
 
 fn start(env: &[(&str, &str)]) -> DemoService {

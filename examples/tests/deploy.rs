@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use obs_examples::client;
-use obs_examples::process::DemoService;
-use obs_examples::receivers::{attributes, display, hex, Behavior, OtlpReceiver, SentryReceiver};
+use obs_testkit::client;
+use obs_testkit::process::DemoService;
+use obs_testkit::receivers::{attributes, display, hex, Behavior, OtlpReceiver, SentryReceiver};
 use serde_json::Value;
 
 /// The README's `obs.shutdown` deadline.

@@ -9,9 +9,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use obs_examples::client;
-use obs_examples::process::DemoService;
-use obs_examples::receivers::{attributes, display, hex, Behavior, OtlpReceiver, SentryReceiver};
+use obs_testkit::client;
+use obs_testkit::process::DemoService;
+use obs_testkit::receivers::{attributes, display, hex, Behavior, OtlpReceiver, SentryReceiver};
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode, Span};
 
 const WAIT: Duration = Duration::from_secs(10);

@@ -13,10 +13,10 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use obs_examples::process::{sibling_binary, CollectorProcess, DemoService};
-use obs_examples::receivers::{hex, Behavior, OtlpReceiver, SentryReceiver};
-use obs_examples::slack::{assert_block_kit, header, Slack};
-use obs_examples::traffic;
+use obs_testkit::process::{sibling_binary, CollectorProcess, DemoService};
+use obs_testkit::receivers::{hex, Behavior, OtlpReceiver, SentryReceiver};
+use obs_testkit::slack::{assert_block_kit, header, Slack};
+use obs_testkit::traffic;
 use serde_json::Value;
 
 /// The number in a Slack message's "*Value*" field (`0.304` or `30.4%` -> 0.304, `3.75s` ->

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use obs_examples::client;
-use obs_examples::process::DemoService;
-use obs_examples::prometheus::Prometheus;
+use obs_testkit::client;
+use obs_testkit::process::DemoService;
+use obs_testkit::prometheus::Prometheus;
 
 fn start() -> DemoService {
     DemoService::start(env!("CARGO_BIN_EXE_demo-service").as_ref(), &[])

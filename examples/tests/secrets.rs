@@ -6,10 +6,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use obs_examples::client;
-use obs_examples::process::{sibling_binary, CollectorProcess, DemoService};
-use obs_examples::receivers::{Behavior, OtlpReceiver, SentryReceiver};
-use obs_examples::slack::{Reply, Slack};
+use obs_testkit::client;
+use obs_testkit::process::{sibling_binary, CollectorProcess, DemoService};
+use obs_testkit::receivers::{Behavior, OtlpReceiver, SentryReceiver};
+use obs_testkit::slack::{Reply, Slack};
 
 const SECRETS: [&str; 7] = [
     "SENTRYKEYSECRET",
@@ -97,7 +97,7 @@ fn no_secret_appears_in_anything_the_processes_write_or_serve() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let flag = Arc::new(Mutex::new("flag 1\n".to_owned()));
-    let target = obs_examples::receivers::serve_text(Arc::clone(&flag));
+    let target = obs_testkit::receivers::serve_text(Arc::clone(&flag));
     std::fs::write(
         dir.join("rules.yml"),
         "groups:\n  - name: t\n    interval: 1s\n    rules:\n      - alert: Flag\n        expr: flag > 0\n",

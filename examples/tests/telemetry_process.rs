@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use obs_examples::client::{self, Response};
-use obs_examples::process::DemoService;
-use obs_examples::receivers::{hex, Behavior, OtlpReceiver, SentryReceiver};
+use obs_testkit::client::{self, Response};
+use obs_testkit::process::DemoService;
+use obs_testkit::receivers::{hex, Behavior, OtlpReceiver, SentryReceiver};
 use serde_json::Value;
 
 const KEY: &str = "s3cretpublickey";
@@ -145,7 +145,7 @@ fn a_server_error_without_an_error_log_is_reported_once() {
                 axum::routing::get(|| async { axum::http::StatusCode::NOT_FOUND }),
             )
             .layer(obs.layer());
-        let addr = obs_examples::serve(app).await;
+        let addr = obs_testkit::serve(app).await;
         let statuses = tokio::task::spawn_blocking(move || {
             [
                 client::get(addr, "/quiet/1").unwrap().status,

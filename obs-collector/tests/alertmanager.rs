@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{fake_target, temp_dir, write_config, Alertmanager, Collector};
-use obs_examples::client;
+use obs_testkit::client;
 use serde_json::Value;
 
 fn am_alerts(addr: std::net::SocketAddr) -> Vec<Value> {

@@ -5,7 +5,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use obs_examples::client;
+use obs_testkit::client;
 
 mod common;
 
@@ -189,7 +189,7 @@ fn a_token_protects_the_pages_and_a_public_bind_without_one_warns() {
     .unwrap();
     assert_eq!(ok.status, 200);
 
-    let port = obs_examples::prometheus::free_port().unwrap();
+    let port = obs_testkit::prometheus::free_port().unwrap();
     let mut public = Command::new(BIN)
         .args([
             "--config",

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{chromium, fake_target, temp_dir, Collector, BIN};
-use obs_examples::client;
-use obs_examples::slack::{assert_block_kit, Slack};
+use obs_testkit::client;
+use obs_testkit::slack::{assert_block_kit, Slack};
 
 fn check(file: &std::path::Path) -> (i32, String, Duration) {
     let started = Instant::now();
@@ -132,7 +132,7 @@ fn huge_endless_and_slow_pages_are_cut_or_time_out() {
         client::get(collector.addr, "/-/healthy").unwrap().status,
         200
     );
-    let peak = obs_examples::process::status_kib(collector.pid(), "VmHWM").unwrap() as f64 / 1024.0;
+    let peak = obs_testkit::process::status_kib(collector.pid(), "VmHWM").unwrap() as f64 / 1024.0;
     assert!(peak < 120.0, "peak RSS {peak:.1} MiB");
 }
 

@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{fake_target, temp_dir, Alertmanager, Collector};
-use obs_examples::client;
-use obs_examples::prometheus::Prometheus;
-use obs_examples::slack::read_request;
+use obs_testkit::client;
+use obs_testkit::prometheus::Prometheus;
+use obs_testkit::slack::read_request;
 use serde_json::Value;
 
 const RULES: &str = "groups:\n  - name: t\n    interval: 2s\n    rules:\n      - alert: Flag\n        expr: flag > 0\n        for: 4s\n        labels:\n          severity: page\n";

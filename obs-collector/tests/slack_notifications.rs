@@ -5,8 +5,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use obs_examples::client;
-use obs_examples::slack::{assert_block_kit, header, Reply, Slack};
+use obs_testkit::client;
+use obs_testkit::slack::{assert_block_kit, header, Reply, Slack};
 
 mod common;
 

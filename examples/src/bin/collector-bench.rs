@@ -75,7 +75,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     std::fs::write(dir.join("config.yml"), &config)?;
 
-    let collector_bin = obs_examples::process::sibling_binary("obs-collector");
+    let collector_bin = obs_testkit::process::sibling_binary("obs-collector");
     let collector = Measured::spawn(
         "obs-collector",
         Command::new(&collector_bin)
@@ -102,7 +102,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ))
             .arg(format!(
                 "--web.listen-address=127.0.0.1:{}",
-                obs_examples::prometheus::free_port()?
+                obs_testkit::prometheus::free_port()?
             )),
     )?;
     eprintln!("{targets} targets x 100 series; warming up {warmup}s, then measuring {measure}s");
@@ -189,7 +189,7 @@ impl Measured {
     /// (VmRSS, VmHWM) in MiB.
     fn rss_mib(&self) -> std::io::Result<(f64, f64)> {
         let mib = |field| {
-            obs_examples::process::status_kib(self.child.id(), field)
+            obs_testkit::process::status_kib(self.child.id(), field)
                 .map(|kib| kib as f64 / 1024.0)
                 .ok_or_else(|| std::io::Error::other(format!("no {field} for {}", self.child.id())))
         };

@@ -17,8 +17,8 @@ use obs_collector::config::Config;
 use obs_collector::notify::Outcome;
 use obs_collector::time::rfc3339;
 use obs_collector::{rules, web};
-use obs_examples::process::{sibling_binary, DemoService};
-use obs_examples::traffic;
+use obs_testkit::process::{sibling_binary, DemoService};
+use obs_testkit::traffic;
 
 const COLLECTOR_ADDR: &str = "127.0.0.1:9465";
 
@@ -163,7 +163,7 @@ fn watch_alerts(collector: std::net::SocketAddr, stop: &AtomicBool) {
     let mut last: Vec<(String, String)> = Vec::new();
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_secs(1));
-        let Ok(r) = obs_examples::client::get(collector, "/api/v1/alerts") else {
+        let Ok(r) = obs_testkit::client::get(collector, "/api/v1/alerts") else {
             continue;
         };
         let Ok(v) = serde_json::from_str::<serde_json::Value>(&r.body) else {

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use axum::Router;
-use obs_examples::receivers::{Behavior, OtlpReceiver, SentryReceiver};
+use obs_testkit::receivers::{Behavior, OtlpReceiver, SentryReceiver};
 
 const VARIANTS: [&str; 7] = [
     "bare",
@@ -171,7 +171,7 @@ impl Server {
         variant: &str,
         env: &[(&str, String)],
     ) -> Result<Self, Box<dyn std::error::Error>> {
-        let addr: SocketAddr = ([127, 0, 0, 1], obs_examples::prometheus::free_port()?).into();
+        let addr: SocketAddr = ([127, 0, 0, 1], obs_testkit::prometheus::free_port()?).into();
         let mut cmd = Command::new("taskset");
         cmd.args(["-c", "0"])
             .arg(exe)
@@ -184,7 +184,7 @@ impl Server {
         }
         let child = cmd.spawn()?;
         let deadline = Instant::now() + Duration::from_secs(10);
-        while obs_examples::client::get(addr, "/users/1").is_err() {
+        while obs_testkit::client::get(addr, "/users/1").is_err() {
             if Instant::now() > deadline {
                 return Err(format!("{variant} server did not start").into());
             }
@@ -198,7 +198,7 @@ impl Server {
     /// The process's peak resident set size (`VmHWM`), in KiB.
     fn peak_rss_kib(&self) -> u64 {
         // taskset execs the server, so the child's pid is the server's.
-        obs_examples::process::status_kib(self.child.id(), "VmHWM").unwrap_or(0)
+        obs_testkit::process::status_kib(self.child.id(), "VmHWM").unwrap_or(0)
     }
 }
 

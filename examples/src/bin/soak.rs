@@ -26,10 +26,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use obs_examples::client;
-use obs_examples::exposition::sample;
-use obs_examples::process::{sibling_binary, status_kib, CollectorProcess, DemoService};
-use obs_examples::receivers::{Behavior, OtlpReceiver, SentryReceiver};
+use obs_testkit::client;
+use obs_testkit::exposition::sample;
+use obs_testkit::process::{sibling_binary, status_kib, CollectorProcess, DemoService};
+use obs_testkit::receivers::{Behavior, OtlpReceiver, SentryReceiver};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 

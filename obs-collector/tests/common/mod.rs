@@ -8,9 +8,9 @@ use std::process::{Child, Command, Stdio};
 
 use std::time::{Duration, Instant};
 
-use obs_examples::client;
-pub use obs_examples::process::CollectorProcess;
-use obs_examples::prometheus::free_port;
+use obs_testkit::client;
+pub use obs_testkit::process::CollectorProcess;
+use obs_testkit::prometheus::free_port;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_obs-collector");
 
@@ -23,7 +23,7 @@ pub fn temp_dir(name: &str) -> PathBuf {
 }
 
 /// A metrics endpoint whose page the test controls.
-pub use obs_examples::receivers::serve_text as fake_target;
+pub use obs_testkit::receivers::serve_text as fake_target;
 
 /// Writes `collector.yml` (job `svc` scraping `target` every second) and `rules.yml` (alert
 /// `Flag`: `flag > 0` for `for_`), plus `extra` appended to the configuration.

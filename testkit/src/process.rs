@@ -1,10 +1,10 @@
 //! Runs the demo service as a child process and collects its stdout lines.
 //!
 //! ```no_run
-//! use obs_examples::process::DemoService;
-//! let bin = obs_examples::process::sibling_binary("demo-service");
+//! use obs_testkit::process::DemoService;
+//! let bin = obs_testkit::process::sibling_binary("demo-service");
 //! let demo = DemoService::start(&bin, &[("OTEL_SERVICE_NAME", "demo")]).unwrap();
-//! let response = obs_examples::client::get(demo.addr, "/users/1").unwrap();
+//! let response = obs_testkit::client::get(demo.addr, "/users/1").unwrap();
 //! assert_eq!(response.status, 200);
 //! ```
 
@@ -47,7 +47,7 @@ struct Lines {
 /// is gone.
 ///
 /// ```
-/// let rss = obs_examples::process::status_kib(std::process::id(), "VmRSS").unwrap();
+/// let rss = obs_testkit::process::status_kib(std::process::id(), "VmRSS").unwrap();
 /// assert!(rss > 0);
 /// ```
 pub fn status_kib(pid: u32, field: &str) -> Option<u64> {

@@ -12,7 +12,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use obs::http::HttpRoute;
-use obs_examples::client;
+use obs_testkit::client;
 use tower::ServiceBuilder;
 
 /// The service's router: the template of a path, or none.

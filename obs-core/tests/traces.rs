@@ -9,8 +9,8 @@ use std::time::Duration;
 use axum::routing::get;
 use axum::Router;
 use obs::trace::{Protocol, Sampler};
-use obs_examples::client;
-use obs_examples::receivers::{attributes, display, hex, Behavior, OtlpReceiver, Span};
+use obs_testkit::client;
+use obs_testkit::receivers::{attributes, display, hex, Behavior, OtlpReceiver, Span};
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode};
 use tracing::Instrument;
 
@@ -75,7 +75,7 @@ async fn export_round_trip(protocol: Protocol) {
             .otlp_endpoint(receiver.endpoint())
             .otlp_protocol(protocol),
     );
-    let addr = obs_examples::serve(app(&obs)).await;
+    let addr = obs_testkit::serve(app(&obs)).await;
     let traceparent = format!("00-{PARENT_TRACE}-{PARENT_SPAN}-01");
     let ok = get_with(
         addr,
@@ -134,7 +134,7 @@ async fn export_round_trip(protocol: Protocol) {
     assert_eq!(a["request.id"], ok.header("x-request-id").unwrap());
     assert!(matches!(
         attributes(&server.attributes)["http.response.status_code"],
-        obs_examples::receivers::AnyValue::IntValue(200)
+        obs_testkit::receivers::AnyValue::IntValue(200)
     ));
     assert_eq!(
         server.status.clone().unwrap_or_default().code,
@@ -201,7 +201,7 @@ async fn unsampled_traces_keep_ids_in_logs_but_export_nothing() {
             .otlp_endpoint(receiver.endpoint())
             .sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn))),
     );
-    let addr = obs_examples::serve(app(&obs)).await;
+    let addr = obs_testkit::serve(app(&obs)).await;
     // The caller did not sample: parent-based sampling follows it.
     let unsampled = format!("00-{PARENT_TRACE}-{PARENT_SPAN}-00");
     assert_eq!(
@@ -222,7 +222,7 @@ async fn unsampled_traces_keep_ids_in_logs_but_export_nothing() {
             .otlp_endpoint(receiver.endpoint())
             .sampler(Sampler::AlwaysOff),
     );
-    let addr = obs_examples::serve(app(&obs)).await;
+    let addr = obs_testkit::serve(app(&obs)).await;
     assert_eq!(get_with(addr, "/users/1", vec![]).await.status, 200);
     obs.shutdown(Duration::from_secs(2));
     assert!(receiver.spans().is_empty());

@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! let config = "global:\n  scrape_interval: 1s\nscrape_configs: []\n";
-//! let prom = obs_examples::prometheus::Prometheus::start(config).unwrap();
+//! let prom = obs_testkit::prometheus::Prometheus::start(config).unwrap();
 //! let result = prom.query("vector(1)").unwrap();
 //! assert_eq!(result[0]["value"][1], "1");
 //! ```

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use axum::Router;
-use obs_examples::client;
-use obs_examples::exposition::{sample, samples};
+use obs_testkit::client;
+use obs_testkit::exposition::{sample, samples};
 
 const DURATION_COUNT: &str = "http_server_request_duration_seconds_count";
 
@@ -53,7 +53,7 @@ fn labels<'a>(
 #[tokio::test]
 async fn counts_are_exact_per_label_set() {
     let obs = obs::test::init();
-    let addr = obs_examples::serve(app(&obs)).await;
+    let addr = obs_testkit::serve(app(&obs)).await;
     blocking(move || {
         for i in 0..50 {
             assert_eq!(
@@ -134,7 +134,7 @@ async fn counts_are_exact_per_label_set() {
 #[tokio::test]
 async fn unmatched_paths_add_no_series_and_never_the_raw_path() {
     let obs = obs::test::init();
-    let addr = obs_examples::serve(app(&obs)).await;
+    let addr = obs_testkit::serve(app(&obs)).await;
     blocking(move || {
         for path in [
             "/.env",
@@ -173,7 +173,7 @@ async fn unmatched_paths_add_no_series_and_never_the_raw_path() {
 #[tokio::test]
 async fn unknown_methods_become_other() {
     let obs = obs::test::init();
-    let addr = obs_examples::serve(app(&obs)).await;
+    let addr = obs_testkit::serve(app(&obs)).await;
     blocking(move || {
         client::request(addr, "BREW", "/users/1", &[]).unwrap();
         client::request(addr, "PURGE", "/users/2", &[]).unwrap();
@@ -194,7 +194,7 @@ async fn unknown_methods_become_other() {
 #[tokio::test]
 async fn a_panic_is_a_counted_500() {
     let obs = obs::test::init();
-    let addr = obs_examples::serve(app(&obs)).await;
+    let addr = obs_testkit::serve(app(&obs)).await;
     let r = blocking(move || client::get(addr, "/panic").unwrap()).await;
     assert_eq!(r.status, 500);
     assert_eq!(r.header("x-request-id").map(str::len), Some(36));
@@ -217,7 +217,7 @@ async fn a_panic_is_a_counted_500() {
 #[tokio::test]
 async fn a_cancelled_request_is_recorded_and_leaves_no_active_request() {
     let obs = obs::test::init();
-    let addr = obs_examples::serve(app(&obs)).await;
+    let addr = obs_testkit::serve(app(&obs)).await;
     let active = |page: &str| {
         sample(
             page,
@@ -277,7 +277,7 @@ async fn the_label_set_cap_folds_into_overflow_and_counts() {
     for i in 0..10 {
         router = router.route(&format!("/r{i}"), get(|| async { "ok" }));
     }
-    let addr = obs_examples::serve(router.layer(obs.layer())).await;
+    let addr = obs_testkit::serve(router.layer(obs.layer())).await;
     blocking(move || {
         for i in 0..10 {
             assert_eq!(client::get(addr, &format!("/r{i}")).unwrap().status, 200);
@@ -306,8 +306,8 @@ async fn the_label_set_cap_folds_into_overflow_and_counts() {
 #[tokio::test]
 async fn admin_requests_are_not_counted_and_the_page_passes_promtool() {
     let obs = obs::test::init();
-    let addr = obs_examples::serve(app(&obs)).await;
-    let admin = obs_examples::serve(obs.admin_router()).await;
+    let addr = obs_testkit::serve(app(&obs)).await;
+    let admin = obs_testkit::serve(obs.admin_router()).await;
     let page = blocking(move || {
         client::get(addr, "/users/1").unwrap();
         client::get(addr, "/fail").unwrap();

@@ -1,7 +1,7 @@
 //! Reading samples out of a Prometheus text exposition page, for assertions.
 //!
 //! ```
-//! use obs_examples::exposition::sample;
+//! use obs_testkit::exposition::sample;
 //! let page = "m_count{a=\"1\",b=\"x\"} 3\nm_count{a=\"1\"} 5\n";
 //! assert_eq!(sample(page, "m_count", &[("a", "1")]), Some(5.0));
 //! assert_eq!(sample(page, "m_count", &[("a", "1"), ("b", "x")]), Some(3.0));

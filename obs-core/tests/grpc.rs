@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use obs_examples::exposition::samples;
-use obs_examples::receivers::{attributes, display, Behavior, OtlpReceiver};
+use obs_testkit::exposition::samples;
+use obs_testkit::receivers::{attributes, display, Behavior, OtlpReceiver};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -45,7 +45,7 @@ fn grpc_errors_count_as_failures_and_ok_as_success() {
             .prepare()
             .into_axum_router()
             .layer(obs.layer());
-        let addr = obs_examples::serve(router).await;
+        let addr = obs_testkit::serve(router).await;
         let mut client = TraceServiceClient::connect(format!("http://{addr}"))
             .await
             .expect("connect");

@@ -9,11 +9,9 @@ use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use axum::Router;
-use obs_examples::client;
-use obs_examples::exposition::sample;
-use obs_examples::receivers::{
-    refused_endpoint, Behavior, BlackHole, OtlpReceiver, SentryReceiver,
-};
+use obs_testkit::client;
+use obs_testkit::exposition::sample;
+use obs_testkit::receivers::{refused_endpoint, Behavior, BlackHole, OtlpReceiver, SentryReceiver};
 
 /// Requests per scenario: more than twice the span queue.
 const REQUESTS: usize = 5000;
@@ -53,7 +51,7 @@ fn app(obs: &obs::Obs) -> Router {
 /// Serves the app, drives `REQUESTS` requests to `path` from 4 client threads, and returns
 /// the slowest request.
 async fn drive(obs: &obs::Obs, path: &'static str) -> Duration {
-    let addr: SocketAddr = obs_examples::serve(app(obs)).await;
+    let addr: SocketAddr = obs_testkit::serve(app(obs)).await;
     let clients: Vec<_> = (0..4)
         .map(|_| {
             tokio::task::spawn_blocking(move || {

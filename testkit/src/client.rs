@@ -5,7 +5,7 @@
 //!
 //! ```no_run
 //! let addr = "127.0.0.1:3000".parse().unwrap();
-//! let response = obs_examples::client::get(addr, "/users/7").unwrap();
+//! let response = obs_testkit::client::get(addr, "/users/7").unwrap();
 //! assert_eq!(response.status, 200);
 //! ```
 

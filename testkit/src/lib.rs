@@ -1,0 +1,22 @@
+//! Test support shared by every crate's tests (and the demo's harnesses): a tiny blocking HTTP/1.1
+//! client, local OTLP and Sentry receivers, a Slack stand-in, a real Prometheus runner, process
+//! harnesses for the demo service and the collector, and the exposition-format helpers. It
+//! depends on no crate of the workspace, so any of them can dev-depend on it without a cycle.
+
+pub mod client;
+pub mod exposition;
+pub mod process;
+pub mod prometheus;
+pub mod receivers;
+pub mod slack;
+pub mod traffic;
+
+/// Serves `router` on a free loopback port from the current tokio runtime; returns the address.
+pub async fn serve(router: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let addr = listener.local_addr().expect("local address");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    addr
+}
