@@ -12,8 +12,8 @@ use crate::config::{Config, Job, Target};
 use crate::labels::Labels;
 use crate::notify::{self, Channel, Notifier};
 use crate::promql::remote::Remote;
-use crate::promql::Value;
-use crate::rules::{Group, Kind, Transition};
+use crate::promql::{QueryError, Value};
+use crate::rules::{Group, Kind, RuleError, Transition};
 use crate::scrape::{self, TargetSeries, TargetStatus};
 use crate::state;
 use crate::store::Store;
@@ -291,7 +291,7 @@ impl Collector {
 
     /// In remote mode, runs every alerting rule's expression of group `index` on the backend
     /// (one query at a time, without holding the group's lock).
-    async fn query_remote(&self, index: usize, t: i64) -> Option<Vec<Result<Value, String>>> {
+    async fn query_remote(&self, index: usize, t: i64) -> Option<Vec<Result<Value, QueryError>>> {
         let remote = self.remote.as_ref()?;
         let queries: Vec<String> = lock(&self.groups[index])
             .rules
@@ -312,20 +312,22 @@ impl Collector {
 
     /// Evaluates every rule of group `index` at `t` (over the store, or on the `remote`
     /// results), logs transitions, dispatches notifications, persists state.
-    pub fn eval_group(&self, index: usize, t: i64, mut remote: Option<Vec<Result<Value, String>>>) {
+    pub fn eval_group(&self, index: usize, t: i64, remote: Option<Vec<Result<Value, QueryError>>>) {
         let external = self.config.external_labels.clone();
         let mut group = lock(&self.groups[index]);
         let group_name = group.name.clone();
         let mut transitions = Vec::new();
-        for (i, rule) in group.rules.iter_mut().enumerate() {
+        // The remote results, one per rule in the group's order (`query_remote` made them so).
+        let mut remote = remote.map(Vec::into_iter);
+        for rule in group.rules.iter_mut() {
             let started = std::time::Instant::now();
-            let from_remote = remote
-                .as_mut()
-                .map(|r| std::mem::replace(&mut r[i], Err(String::new())));
+            let from_remote = remote.as_mut().and_then(Iterator::next);
             let result = match &mut rule.kind {
                 Kind::Alerting(a) => {
                     let evaluated = match from_remote {
-                        Some(value) => value.and_then(|v| a.apply(t, v, None, &external)),
+                        Some(value) => value
+                            .map_err(RuleError::from)
+                            .and_then(|v| a.apply(t, v, None, &external)),
                         None => a.eval(
                             t,
                             &self.store.read().unwrap_or_else(PoisonError::into_inner),
@@ -342,16 +344,17 @@ impl Collector {
             };
             rule.health.last_eval_ms = Some(t);
             rule.health.last_duration_s = started.elapsed().as_secs_f64();
-            if let Err(e) = &result {
+            let error = result.err().map(|e| e.to_string());
+            if let Some(e) = &error {
                 self.metrics
                     .evaluation_failures
                     .with_label_values(&[&group_name])
                     .inc();
-                if rule.health.last_error.as_deref() != Some(e) {
+                if rule.health.last_error.as_ref() != Some(e) {
                     tracing::warn!({ rule_group = %group_name, rule = %rule.name(), error = %e }, "rule evaluation failed; alert state unchanged");
                 }
             }
-            rule.health.last_error = result.err();
+            rule.health.last_error = error;
         }
         self.metrics
             .evaluations

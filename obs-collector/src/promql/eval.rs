@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::error::QueryError;
 use super::functions::{bucket_quantile, extrapolated_rate};
 use super::{AggOp, BinOp, Expr, Grouping, Matching, Selector};
 use crate::labels::{Labels, NAME};
@@ -22,7 +23,11 @@ pub enum Value {
 }
 
 /// Evaluates `expr` at `t` (milliseconds).
-pub fn eval(expr: &Expr, store: &Store, t: i64) -> Result<Value, String> {
+pub fn eval(expr: &Expr, store: &Store, t: i64) -> Result<Value, QueryError> {
+    evaluate(expr, store, t).map_err(QueryError::Eval)
+}
+
+fn evaluate(expr: &Expr, store: &Store, t: i64) -> Result<Value, String> {
     Ok(match expr {
         Expr::Number(n) => Value::Scalar(*n),
         Expr::Remote => {
@@ -63,20 +68,20 @@ pub fn eval(expr: &Expr, store: &Store, t: i64) -> Result<Value, String> {
             )
         }
         Expr::HistogramQuantile { q, v } => {
-            let Value::Scalar(q) = eval(q, store, t)? else {
+            let Value::Scalar(q) = evaluate(q, store, t)? else {
                 return Err("histogram_quantile: the quantile must be a scalar".into());
             };
             Value::Vector(histogram_quantile(
                 q,
-                vector(eval(v, store, t)?, "histogram_quantile")?,
+                vector(evaluate(v, store, t)?, "histogram_quantile")?,
             ))
         }
         Expr::Aggregate { op, grouping, expr } => Value::Vector(aggregate(
             *op,
             grouping,
-            vector(eval(expr, store, t)?, "aggregation")?,
+            vector(evaluate(expr, store, t)?, "aggregation")?,
         )),
-        Expr::Neg(e) => match eval(e, store, t)? {
+        Expr::Neg(e) => match evaluate(e, store, t)? {
             Value::Scalar(v) => Value::Scalar(-v),
             Value::Vector(samples) => Value::Vector(
                 samples
@@ -96,8 +101,8 @@ pub fn eval(expr: &Expr, store: &Store, t: i64) -> Result<Value, String> {
             return_bool,
         } => binary(
             *op,
-            eval(lhs, store, t)?,
-            eval(rhs, store, t)?,
+            evaluate(lhs, store, t)?,
+            evaluate(rhs, store, t)?,
             matching,
             *return_bool,
         )?,
@@ -499,7 +504,10 @@ mod tests {
             120 * S,
         )
         .unwrap_err();
-        assert!(err.contains("multiple matches"), "{err}");
+        assert!(
+            matches!(&err, QueryError::Eval(m) if m.contains("multiple matches")),
+            "{err}"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! Not supported (refused): `group_left`/`group_right`, subqueries, `@`, other functions and
 //! aggregations (`topk`, `quantile`, `irate`, `absent`, ...), string literals.
 
+mod error;
 mod eval;
 pub mod functions;
 pub mod remote;
@@ -21,6 +22,7 @@ use std::fmt;
 use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::{self, LabelModifier, Offset, VectorMatchCardinality};
 
+pub use error::QueryError;
 pub use eval::{eval, Sample, Value};
 
 /// A compiled expression.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::Value as Json;
 
 use super::eval::{Sample, Value};
+use super::QueryError;
 use crate::config::{QueryAuth, RemoteQuery};
 use crate::labels::Labels;
 
@@ -23,7 +24,7 @@ impl Remote {
     }
 
     /// Evaluates `expr` at `t_ms - query_offset`.
-    pub async fn query(&self, expr: &str, t_ms: i64) -> Result<Value, String> {
+    pub async fn query(&self, expr: &str, t_ms: i64) -> Result<Value, QueryError> {
         let at = (t_ms - self.config.offset_ms) as f64 / 1000.0;
         let url = format!("{}/api/v1/query", self.config.url.trim_end_matches('/'));
         let mut request = self
@@ -41,41 +42,45 @@ impl Remote {
         let response = request
             .send()
             .await
-            .map_err(|e| format!("query failed: {}", crate::scrape::describe(e)))?;
+            .map_err(|e| QueryError::Transport(crate::scrape::describe(e)))?;
         let status = response.status();
         let body = response
             .text()
             .await
-            .map_err(|e| format!("query failed: {}", crate::scrape::describe(e)))?;
+            .map_err(|e| QueryError::Transport(crate::scrape::describe(e)))?;
         parse_response(status.as_u16(), &body)
     }
 }
 
 /// Decodes a `/api/v1/query` answer (an instant vector or a scalar).
-pub fn parse_response(status: u16, body: &str) -> Result<Value, String> {
+pub fn parse_response(status: u16, body: &str) -> Result<Value, QueryError> {
+    let bad = |detail: String| QueryError::BadResponse { status, detail };
     let json: Json = serde_json::from_str(body).map_err(|_| {
-        format!(
-            "HTTP {status}: not a Prometheus API response: {:?}",
+        bad(format!(
+            "not a Prometheus API response: {:?}",
             body.chars().take(120).collect::<String>()
-        )
+        ))
     })?;
     if json["status"] != "success" {
-        return Err(format!(
-            "HTTP {status}: {}: {}",
-            json["errorType"].as_str().unwrap_or("error"),
-            json["error"].as_str().unwrap_or("no error message")
-        ));
+        return Err(QueryError::Api {
+            status,
+            error_type: json["errorType"].as_str().unwrap_or("error").to_owned(),
+            message: json["error"]
+                .as_str()
+                .unwrap_or("no error message")
+                .to_owned(),
+        });
     }
     let data = &json["data"];
-    let number = |v: &Json| -> Result<f64, String> {
+    let number = |v: &Json| -> Result<f64, QueryError> {
         v[1].as_str()
             .and_then(|s| s.parse().ok())
-            .ok_or_else(|| format!("bad sample value {v}"))
+            .ok_or_else(|| bad(format!("bad sample value {v}")))
     };
     match data["resultType"].as_str() {
         Some("vector") => data["result"]
             .as_array()
-            .ok_or("missing result")?
+            .ok_or_else(|| bad("missing result".to_owned()))?
             .iter()
             .map(|r| {
                 let labels = r["metric"]
@@ -91,10 +96,10 @@ pub fn parse_response(status: u16, body: &str) -> Result<Value, String> {
                     value: number(&r["value"])?,
                 })
             })
-            .collect::<Result<Vec<_>, String>>()
+            .collect::<Result<Vec<_>, QueryError>>()
             .map(Value::Vector),
         Some("scalar") => number(&data["result"]).map(Value::Scalar),
-        other => Err(format!("unsupported result type {other:?}")),
+        other => Err(bad(format!("unsupported result type {other:?}"))),
     }
 }
 
@@ -119,10 +124,22 @@ mod tests {
             r#"{"status":"error","errorType":"bad_data","error":"parse error"}"#,
         )
         .unwrap_err();
-        assert!(e.contains("bad_data") && e.contains("parse error"), "{e}");
-        assert!(parse_response(502, "<html>Bad Gateway</html>")
-            .unwrap_err()
-            .contains("HTTP 502"));
+        assert_eq!(
+            e,
+            QueryError::Api {
+                status: 400,
+                error_type: "bad_data".into(),
+                message: "parse error".into()
+            }
+        );
+        assert_eq!(e.to_string(), "HTTP 400: bad_data: parse error");
+        let e = parse_response(502, "<html>Bad Gateway</html>").unwrap_err();
+        assert!(
+            matches!(e, QueryError::BadResponse { status: 502, .. })
+                && e.to_string()
+                    .starts_with("HTTP 502: not a Prometheus API response"),
+            "{e}"
+        );
         assert!(parse_response(
             200,
             r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#

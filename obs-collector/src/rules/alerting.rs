@@ -8,6 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use super::template::{Data, Template};
+use super::RuleError;
 use crate::labels::Labels;
 use crate::promql::{self, Expr, Value};
 use crate::store::Store;
@@ -94,7 +95,7 @@ impl AlertingRule {
         t: i64,
         store: &Store,
         external: &Labels,
-    ) -> Result<Vec<Transition>, String> {
+    ) -> Result<Vec<Transition>, RuleError> {
         let result = promql::eval(&self.expr, store, t)?;
         let compared = self.compared_value(store, t);
         self.apply(t, result, compared, external)
@@ -108,10 +109,10 @@ impl AlertingRule {
         result: Value,
         compared: Option<f64>,
         external: &Labels,
-    ) -> Result<Vec<Transition>, String> {
+    ) -> Result<Vec<Transition>, RuleError> {
         let samples = match result {
             Value::Vector(v) => v,
-            Value::Scalar(_) => return Err("the expression returned a scalar, not a vector".into()),
+            Value::Scalar(_) => return Err(RuleError::Scalar),
         };
         let mut current: HashMap<Labels, Alert> = HashMap::with_capacity(samples.len());
         for s in samples {
@@ -144,10 +145,7 @@ impl AlertingRule {
                 last_sent_at: None,
             };
             if current.insert(labels, alert).is_some() {
-                return Err(
-                    "vector contains metrics with the same labelset after applying alert labels"
-                        .into(),
-                );
+                return Err(RuleError::DuplicateLabelset { what: "alert" });
             }
         }
 

@@ -4,6 +4,7 @@
 //! so a recording rule's output is visible to the alerting rules after it.
 
 pub mod alerting;
+mod error;
 pub mod template;
 
 use std::collections::{BTreeMap, HashSet};
@@ -15,6 +16,7 @@ use crate::labels::{Labels, NAME};
 use crate::promql::{self, Expr, Value};
 use crate::store::{self, Store};
 pub use alerting::{Alert, AlertingRule, State, Transition};
+pub use error::RuleError;
 use template::Template;
 
 /// Most rules accepted across all rule files (a runaway generator must not exhaust memory).
@@ -115,7 +117,7 @@ impl Rule {
 
 impl RecordingRule {
     /// Evaluates and appends the result to the store.
-    pub fn eval(&mut self, t: i64, store: &mut Store) -> Result<(), String> {
+    pub fn eval(&mut self, t: i64, store: &mut Store) -> Result<(), RuleError> {
         let samples = match promql::eval(&self.expr, store, t)? {
             Value::Vector(v) => v,
             Value::Scalar(v) => vec![promql::Sample {
@@ -131,10 +133,7 @@ impl RecordingRule {
                 labels.set(k, v);
             }
             if !output.insert(labels.clone()) {
-                return Err(
-                    "vector contains metrics with the same labelset after applying rule labels"
-                        .into(),
-                );
+                return Err(RuleError::DuplicateLabelset { what: "rule" });
             }
             store.append(&labels, t, s.value);
         }

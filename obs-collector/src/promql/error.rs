@@ -1,0 +1,40 @@
+//! [`QueryError`]: why a query gave no value, from the local evaluator and a remote backend
+//! alike, so that a rule's evaluation does not care which one answered.
+
+use std::fmt;
+
+/// Why a query gave no value. A rule whose query fails keeps its alert state (as Prometheus
+/// does) and shows the error as its health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueryError {
+    /// The expression cannot be evaluated here (`many-to-many matching not allowed`, a function
+    /// only the remote backend evaluates, ...).
+    Eval(String),
+    /// The backend could not be reached, or did not answer in time.
+    Transport(String),
+    /// The backend answered with an API error.
+    Api {
+        status: u16,
+        error_type: String,
+        message: String,
+    },
+    /// The backend's answer is not a Prometheus API response, or not one a rule can use.
+    BadResponse { status: u16, detail: String },
+}
+
+impl fmt::Display for QueryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QueryError::Eval(message) => f.write_str(message),
+            QueryError::Transport(why) => write!(f, "query failed: {why}"),
+            QueryError::Api {
+                status,
+                error_type,
+                message,
+            } => write!(f, "HTTP {status}: {error_type}: {message}"),
+            QueryError::BadResponse { status, detail } => write!(f, "HTTP {status}: {detail}"),
+        }
+    }
+}
+
+impl std::error::Error for QueryError {}
