@@ -268,6 +268,7 @@ impl Collector {
                 status.last_error = None;
             }
             Err(e) => {
+                let e = e.to_string();
                 if status.last_error.as_deref() != Some(&e) {
                     tracing::warn!({ job = %entry.job.name, instance = %entry.target.address, error = %e }, "scrape failed");
                 }

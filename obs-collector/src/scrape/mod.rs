@@ -55,34 +55,66 @@ pub fn url(job: &Job, target: &Target) -> String {
     format!("{}://{}{}", job.scheme, target.address, job.metrics_path)
 }
 
+/// Why a scrape stored no samples (shown as the target's last error, as Prometheus words it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScrapeError {
+    /// The target could not be reached or did not answer in time ([`describe`]d).
+    Transport(String),
+    /// The target answered with a status other than 2xx.
+    Status(reqwest::StatusCode),
+    /// The page is larger than the job's `body_size_limit`.
+    TooLarge { limit: u64 },
+    /// The page is not UTF-8.
+    NotUtf8,
+    /// The page is not in the exposition format (which line, and why).
+    Malformed(String),
+}
+
+impl std::fmt::Display for ScrapeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScrapeError::Transport(why) => f.write_str(why),
+            ScrapeError::Status(status) => write!(f, "server returned HTTP status {status}"),
+            ScrapeError::TooLarge { limit } => {
+                write!(f, "body size limit exceeded ({limit} bytes)")
+            }
+            ScrapeError::NotUtf8 => f.write_str("the page is not valid UTF-8"),
+            ScrapeError::Malformed(why) => write!(f, "malformed page: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ScrapeError {}
+
 /// Fetches a page: HTTP status must be 2xx, the body at most `limit` bytes, UTF-8.
 pub async fn fetch(
     client: &reqwest::Client,
     url: &str,
     timeout: Duration,
     limit: u64,
-) -> Result<String, String> {
+) -> Result<String, ScrapeError> {
+    let transport = |e| ScrapeError::Transport(describe(e));
     let mut response = client
         .get(url)
         .header(reqwest::header::ACCEPT, ACCEPT)
         .timeout(timeout)
         .send()
         .await
-        .map_err(describe)?;
+        .map_err(transport)?;
     if !response.status().is_success() {
-        return Err(format!("server returned HTTP status {}", response.status()));
+        return Err(ScrapeError::Status(response.status()));
     }
     if response.content_length().is_some_and(|n| n > limit) {
-        return Err(format!("body size limit exceeded ({limit} bytes)"));
+        return Err(ScrapeError::TooLarge { limit });
     }
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(describe)? {
+    while let Some(chunk) = response.chunk().await.map_err(transport)? {
         if body.len() as u64 + chunk.len() as u64 > limit {
-            return Err(format!("body size limit exceeded ({limit} bytes)"));
+            return Err(ScrapeError::TooLarge { limit });
         }
         body.extend_from_slice(&chunk);
     }
-    String::from_utf8(body).map_err(|_| "the page is not valid UTF-8".to_owned())
+    String::from_utf8(body).map_err(|_| ScrapeError::NotUtf8)
 }
 
 /// A transport error without the URL (which may carry credentials) and with its cause.
@@ -115,18 +147,19 @@ pub fn ingest(
     cache: &mut TargetSeries,
     t: i64,
     duration: Duration,
-    page: Result<String, String>,
-) -> Result<usize, String> {
+    page: Result<String, ScrapeError>,
+) -> Result<usize, ScrapeError> {
     cache.scrapes += 1;
     let scrape = cache.scrapes;
     let outcome = page.and_then(|page| {
-        let raw = parse::parse_raw(&page).map_err(|e| format!("malformed page: {e}"))?;
+        let raw = parse::parse_raw(&page).map_err(|e| ScrapeError::Malformed(e.to_string()))?;
         // Validate the lines not seen before, before storing anything.
         let mut fresh = Vec::new();
         for (i, r) in raw.iter().enumerate() {
             if !cache.cache.contains_key(&cache.key(r.series)) {
-                let (name, labels) = parse::parse_series(r.series)
-                    .map_err(|reason| format!("malformed page: line {}: {reason}", r.line))?;
+                let (name, labels) = parse::parse_series(r.series).map_err(|reason| {
+                    ScrapeError::Malformed(format!("line {}: {reason}", r.line))
+                })?;
                 fresh.push((i, series_labels(store, &name, labels, &target.labels)));
             }
         }
@@ -204,7 +237,7 @@ pub async fn scrape_once(
     store: &std::sync::RwLock<Store>,
     previous: &mut TargetSeries,
     t: i64,
-) -> Result<usize, String> {
+) -> Result<usize, ScrapeError> {
     let started = Instant::now();
     let result = fetch(
         client,
@@ -264,7 +297,7 @@ mod tests {
             &mut prev,
             2000,
             Duration::ZERO,
-            Err("timeout".into())
+            Err(ScrapeError::Transport("timeout".into()))
         )
         .is_err());
         assert_eq!(up(&store, 2000), Some(0.0));
@@ -293,7 +326,10 @@ mod tests {
             Ok(page),
         )
         .unwrap_err();
-        assert!(err.starts_with("malformed page: line 2"), "{err}");
+        assert!(
+            err.to_string().starts_with("malformed page: line 2"),
+            "{err}"
+        );
         assert_eq!(store.series(Some("good")).count(), 0);
         assert_eq!(
             store

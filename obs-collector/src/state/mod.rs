@@ -86,26 +86,46 @@ fn temp_path(path: &Path) -> PathBuf {
 
 /// Reads the saved state; a missing file is an empty state, a corrupt one an error (the
 /// caller logs it and starts fresh).
-pub fn load(path: &Path) -> Result<Saved, String> {
+pub fn load(path: &Path) -> Result<Saved, LoadError> {
+    let at = || path.display().to_string();
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Saved::default()),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        Err(e) => return Err(LoadError::Read(at(), e.kind())),
     };
-    let file: StateFile = serde_json::from_slice(&bytes)
-        .map_err(|e| format!("{} is not a valid state file: {e}", path.display()))?;
+    let file: StateFile =
+        serde_json::from_slice(&bytes).map_err(|e| LoadError::Invalid(at(), e.to_string()))?;
     if file.version != VERSION {
-        return Err(format!(
-            "{}: unsupported state version {}",
-            path.display(),
-            file.version
-        ));
+        return Err(LoadError::Version(at(), file.version));
     }
     Ok(Saved {
         alerts: file.alerts,
         notifications: file.notifications,
     })
 }
+
+/// Why a state file was not loaded (the collector then starts with empty state).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadError {
+    /// The file exists but cannot be read.
+    Read(String, std::io::ErrorKind),
+    /// The file is not a state file (JSON error).
+    Invalid(String, String),
+    /// A state file of another version.
+    Version(String, u32),
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Read(path, kind) => write!(f, "cannot read {path}: {kind}"),
+            LoadError::Invalid(path, why) => write!(f, "{path} is not a valid state file: {why}"),
+            LoadError::Version(path, v) => write!(f, "{path}: unsupported state version {v}"),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
 
 /// Puts saved alerts back into the rules they belong to (matched by group and rule name);
 /// returns how many were restored. Until `now_ms + margin_ms` plus the longest range the rule
@@ -240,9 +260,9 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         assert_eq!(load(&dir.join("nope.json")), Ok(Saved::default()));
         std::fs::write(dir.join("bad.json"), b"{not json").unwrap();
-        assert!(load(&dir.join("bad.json"))
-            .unwrap_err()
-            .contains("not a valid state file"));
+        let e = load(&dir.join("bad.json")).unwrap_err();
+        assert!(matches!(e, LoadError::Invalid(..)), "{e}");
+        assert!(e.to_string().contains("not a valid state file"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
