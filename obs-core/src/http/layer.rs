@@ -131,26 +131,18 @@ where
             .as_ref()
             .map(|reporter| reporter.request_hub(Arc::clone(&info)));
         req.extensions_mut().insert(id);
-        let active = self.shared.metrics.red.active(info.method, info.scheme);
-        let inner = {
-            let _entered = span.enter();
-            let _polling = Polling::enter(&info);
-            let call = || catch_unwind(AssertUnwindSafe(|| self.inner.call(req))).ok();
-            match &hub {
-                Some(hub) => hub.run(call),
-                None => call(),
-            }
+        let pending = Pending {
+            shared: Arc::clone(&self.shared),
+            start,
+            _active: self.shared.metrics.red.active(info.method, info.scheme),
+            info,
+            span,
+            hub,
         };
+        let inner = pending.within(|| catch_unwind(AssertUnwindSafe(|| self.inner.call(req))).ok());
         ResponseFuture {
             inner,
-            pending: Some(Pending {
-                shared: Arc::clone(&self.shared),
-                start,
-                info,
-                span,
-                hub,
-                _active: active,
-            }),
+            pending: Some(pending),
         }
     }
 }
@@ -214,7 +206,7 @@ impl Pending {
             _ => completed!(error),
         }
         if let Some(hub) = &self.hub {
-            hub.run(|| hub.finish(outcome));
+            hub.finish(outcome);
         }
     }
 
