@@ -77,27 +77,23 @@ fn terminate_and_time_readyz(service: &DemoService) -> Duration {
     }
 }
 
-#[test]
-fn sigterm_under_traffic_loses_nothing() {
-    // A collector that takes 300 ms per export keeps the flush (and so the 503 window) open.
-    let otlp = OtlpReceiver::start(Behavior::Slow(Duration::from_millis(300)));
-    let sentry = SentryReceiver::start(Behavior::Ok);
-    let mut service = DemoService::start_on_port(
-        env!("CARGO_BIN_EXE_readme-service").as_ref(),
-        &[
-            ("OTEL_SERVICE_NAME", "readme"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp.endpoint()),
-            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
-            ("SENTRY_DSN", &sentry.dsn("k")),
-        ],
-    )
-    .unwrap();
+/// A deploy of `readme-service` (with `env`): steady traffic for `warmup`, then SIGTERM.
+/// `/readyz` must answer 503 within 100 ms and the process exit 0 within `wait`; returns the
+/// exited service, every answered request and the time from the signal to the exit.
+fn deploy(
+    env: &[(&str, &str)],
+    warmup: Duration,
+    wait: Duration,
+) -> (DemoService, Vec<Answered>, Duration) {
+    let mut service =
+        DemoService::start_on_port(env!("CARGO_BIN_EXE_readme-service").as_ref(), env).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let load = traffic(service.addr, Arc::clone(&stop));
-    std::thread::sleep(Duration::from_millis(1500));
-
+    std::thread::sleep(warmup);
     let to_503 = terminate_and_time_readyz(&service);
-    let status = service.wait_exit(DEADLINE + Duration::from_secs(2));
+    let signalled = Instant::now();
+    let status = service.wait_exit(wait);
+    let took = signalled.elapsed();
     stop.store(true, Ordering::Relaxed);
     let answered = load.join().unwrap();
     assert!(
@@ -107,7 +103,25 @@ fn sigterm_under_traffic_loses_nothing() {
     assert_eq!(
         status.map(|s| s.code()),
         Some(Some(0)),
-        "exit 0 within the deadline"
+        "exit 0 within {wait:?}"
+    );
+    (service, answered, took)
+}
+
+#[test]
+fn sigterm_under_traffic_loses_nothing() {
+    // A collector that takes 300 ms per export keeps the flush (and so the 503 window) open.
+    let otlp = OtlpReceiver::start(Behavior::Slow(Duration::from_millis(300)));
+    let sentry = SentryReceiver::start(Behavior::Ok);
+    let (service, answered, _) = deploy(
+        &[
+            ("OTEL_SERVICE_NAME", "readme"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp.endpoint()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+            ("SENTRY_DSN", &sentry.dsn("k")),
+        ],
+        Duration::from_millis(1500),
+        DEADLINE + Duration::from_secs(2),
     );
 
     let lines: Vec<Value> = service
@@ -172,29 +186,15 @@ fn sigterm_under_traffic_loses_nothing() {
 fn sigterm_with_hanging_backends_exits_within_the_deadline_and_counts_the_drops() {
     let otlp = OtlpReceiver::start(Behavior::Hang);
     let sentry = SentryReceiver::start(Behavior::Hang);
-    let mut service = DemoService::start_on_port(
-        env!("CARGO_BIN_EXE_readme-service").as_ref(),
+    let (service, answered, took) = deploy(
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp.endpoint()),
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
             ("SENTRY_DSN", &sentry.dsn("k")),
         ],
-    )
-    .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = traffic(service.addr, Arc::clone(&stop));
-    std::thread::sleep(Duration::from_millis(1000));
-    let to_503 = terminate_and_time_readyz(&service);
-    let signalled = Instant::now();
-    let status = service.wait_exit(DEADLINE + Duration::from_secs(5));
-    let took = signalled.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    let answered = load.join().unwrap();
-    assert!(
-        to_503 <= Duration::from_millis(100),
-        "/readyz took {to_503:?} to turn 503"
+        Duration::from_millis(1000),
+        DEADLINE + Duration::from_secs(5),
     );
-    assert_eq!(status.map(|s| s.code()), Some(Some(0)));
     assert!(
         took <= DEADLINE + Duration::from_secs(1),
         "exited {took:?} after SIGTERM"
