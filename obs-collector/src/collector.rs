@@ -1,30 +1,29 @@
-//! The running collector: scrape tasks feed the store, group tasks evaluate rules over it,
-//! state is persisted after every evaluation.
+//! The running collector wires the stages, each behind a narrow interface, as Prometheus'
+//! rule manager does: a schedule on an injected [`Clock`] runs the scrapes (which fill the
+//! store) and the group evaluations (over a [`Querier`]: the store, or a remote backend); an
+//! evaluation queues notifications in the log, one delivery task per channel (Slack, console,
+//! Alertmanager) sends and retries them, and one [`Persister`] thread writes the state.
+//!
+//! Each stage's step is a method that takes its time explicitly ([`Collector::scrape_target`],
+//! [`Collector::evaluate`], [`Collector::deliver_next`]), so tests drive them on a
+//! [`crate::time::ManualClock`] instead of sleeping.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use obs::prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use obs::prometheus::{Histogram, IntCounterVec, IntGauge, Opts, Registry};
 
 use crate::config::{Config, Job, Target};
 use crate::labels::Labels;
 use crate::notify::{self, Channel, Notifier};
 use crate::promql::remote::Remote;
-use crate::promql::{QueryError, Value};
-use crate::rules::{Group, Kind, RuleError, Transition};
+use crate::promql::{Local, Querier, Query, QueryFuture};
+use crate::rules::{self, Group, Kind, Transition};
 use crate::scrape::{self, TargetSeries, TargetStatus};
-use crate::state;
+use crate::state::{self, Persister};
 use crate::store::Store;
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as i64
-}
+use crate::time::{next_slot, Clock, SystemClock};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -39,7 +38,7 @@ pub struct SelfMetrics {
     evaluations: IntCounterVec,
     evaluation_failures: IntCounterVec,
     notifications: IntCounterVec,
-    remote_query_seconds: obs::prometheus::Histogram,
+    remote_query_seconds: Histogram,
 }
 
 impl SelfMetrics {
@@ -77,7 +76,7 @@ impl SelfMetrics {
                 &["rule_group"],
             ),
             remote_query_seconds: {
-                let h = obs::prometheus::Histogram::with_opts(obs::prometheus::HistogramOpts::new(
+                let h = Histogram::with_opts(obs::prometheus::HistogramOpts::new(
                     "obs_collector_remote_query_duration_seconds",
                     "Duration of rule queries sent to the remote backend (remote mode).",
                 ))
@@ -101,6 +100,23 @@ pub struct TargetEntry {
     pub status: Mutex<TargetStatus>,
 }
 
+/// A channel with the time of its last send (for its minimum spacing).
+struct Delivery {
+    channel: Channel,
+    last_send_ms: AtomicI64,
+}
+
+/// What [`Collector::deliver_next`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// An entry was sent (or given up without sending): call again.
+    Progress,
+    /// The channel's next entry is due at this time.
+    WaitUntil(i64),
+    /// Nothing is queued on the channel.
+    Idle,
+}
+
 /// Everything the tasks and the web server share.
 pub struct Collector {
     pub config: Config,
@@ -114,28 +130,43 @@ pub struct Collector {
     pub log: Mutex<notify::Log>,
     /// This collector's URL, for Alertmanager's `generatorURL`.
     pub external_url: std::sync::OnceLock<String>,
-    channels: Vec<Channel>,
+    deliveries: Vec<Delivery>,
     policy: notify::Policy,
     wake: tokio::sync::Notify,
     remote: Option<Remote>,
-    save_lock: Mutex<()>,
+    clock: Arc<dyn Clock>,
+    persister: Persister,
+    /// Held while a snapshot is taken and handed to the persister, so snapshots reach it in
+    /// the order they were taken.
+    snapshot_lock: Mutex<()>,
     metrics: SelfMetrics,
 }
 
 impl Collector {
-    /// Builds the collector; restores alert state from `state_path`.
+    /// Builds the collector on the system clock; restores alert state from `state_path`.
     pub fn new(
+        config: Config,
+        groups: Vec<Group>,
+        state_path: PathBuf,
+        registry: &Registry,
+    ) -> Arc<Self> {
+        Self::with_clock(config, groups, state_path, registry, Arc::new(SystemClock))
+    }
+
+    /// Builds the collector on `clock`; restores alert state from `state_path`.
+    pub fn with_clock(
         config: Config,
         mut groups: Vec<Group>,
         state_path: PathBuf,
         registry: &Registry,
+        clock: Arc<dyn Clock>,
     ) -> Arc<Self> {
         let mut log = notify::Log::default();
         match state::load(&state_path) {
             Ok(saved) => {
                 // Two scrape intervals for every target to be scraped again after the restart.
                 let margin = 2 * config.max_scrape_interval_ms();
-                let n = state::restore(&mut groups, saved.alerts, now_ms(), margin);
+                let n = state::restore(&mut groups, saved.alerts, clock.now_ms(), margin);
                 log = saved.notifications;
                 let queued = log
                     .entries
@@ -148,6 +179,8 @@ impl Collector {
             }
             Err(e) => tracing::warn!("{e}; starting with empty alert state"),
         }
+        // No idle connections between scrapes: with thousands of targets, each pooled
+        // connection would hold its buffers (tens of KiB) for the whole interval.
         let client = reqwest::Client::builder()
             .user_agent(concat!("obs-collector/", env!("CARGO_PKG_VERSION")))
             .pool_max_idle_per_host(0)
@@ -163,15 +196,22 @@ impl Collector {
         if config.notify.console {
             channels.push(Channel::Console(notify::console::Console));
         }
-        let remote = config
-            .remote
-            .clone()
-            .map(|q| Remote::new(q, client.clone()));
         let policy = notify::Policy {
             channels: channels.iter().map(|c| c.name().to_owned()).collect(),
             send_resolved: config.notify.send_resolved,
             repeat_interval_ms: config.notify.repeat_interval_ms,
         };
+        // Alertmanager gets Prometheus' batches, not the grouped messages: not in the policy.
+        if let Some(url) = &config.notify.alertmanager {
+            channels.push(Channel::Alertmanager(notify::alertmanager::Alertmanager::new(
+                url,
+                client.clone(),
+            )));
+        }
+        let remote = config
+            .remote
+            .clone()
+            .map(|q| Remote::new(q, client.clone()));
         let store = Store::new(retention_ms(&config, &groups));
         let targets = config
             .jobs
@@ -194,23 +234,29 @@ impl Collector {
             store: RwLock::new(store),
             groups: groups.into_iter().map(Mutex::new).collect(),
             targets,
+            persister: Persister::start(state_path.clone()),
             state_path,
             ready: AtomicBool::new(false),
-            // No idle connections between scrapes: with thousands of targets, each pooled
-            // connection would hold its buffers (tens of KiB) for the whole interval.
             client,
             log: Mutex::new(log),
             external_url: std::sync::OnceLock::new(),
-            channels,
+            deliveries: channels
+                .into_iter()
+                .map(|channel| Delivery {
+                    channel,
+                    last_send_ms: AtomicI64::new(i64::MIN),
+                })
+                .collect(),
             policy,
             wake: tokio::sync::Notify::new(),
             remote,
-            save_lock: Mutex::new(()),
+            clock,
+            snapshot_lock: Mutex::new(()),
             metrics: SelfMetrics::new(registry),
         })
     }
 
-    /// Starts the scrape, evaluation and housekeeping tasks on the current runtime.
+    /// Starts the scrape, evaluation, delivery and housekeeping tasks on the current runtime.
     pub fn spawn(self: &Arc<Self>) {
         for i in 0..self.targets.len() {
             tokio::spawn(Arc::clone(self).scrape_loop(i));
@@ -219,8 +265,8 @@ impl Collector {
             tokio::spawn(Arc::clone(self).eval_loop(i));
         }
         tokio::spawn(Arc::clone(self).housekeeping());
-        for i in 0..self.channels.len() {
-            tokio::spawn(Arc::clone(self).deliver(i));
+        for i in 0..self.deliveries.len() {
+            tokio::spawn(Arc::clone(self).deliver_loop(i));
         }
         self.ready.store(true, Ordering::SeqCst);
     }
@@ -229,18 +275,16 @@ impl Collector {
         let entry = &self.targets[index];
         let interval = entry.job.interval_ms;
         // Spread targets over the interval, as Prometheus does, instead of scraping all at once.
-        let offset = hash(&entry.target.labels) % interval as u64;
+        let offset = (hash(&entry.target.labels) % interval as u64) as i64;
         let mut previous = TargetSeries::default();
         loop {
-            let now = now_ms();
-            let next = (now - now.rem_euclid(interval)) + offset as i64;
-            let next = if next <= now { next + interval } else { next };
-            tokio::time::sleep(Duration::from_millis((next - now) as u64)).await;
+            let next = next_slot(self.clock.now_ms(), interval, offset);
+            self.clock.sleep_until(next).await;
             self.scrape_target(index, &mut previous, next).await;
         }
     }
 
-    /// Scrapes one target once (used by the loop and by tests).
+    /// Scrapes target `index` once, at `t`.
     pub async fn scrape_target(&self, index: usize, previous: &mut TargetSeries, t: i64) {
         let entry = &self.targets[index];
         let started = std::time::Instant::now();
@@ -281,213 +325,197 @@ impl Collector {
     async fn eval_loop(self: Arc<Self>, index: usize) {
         let interval = lock(&self.groups[index]).interval_ms;
         loop {
-            let now = now_ms();
-            // Evaluate on multiples of the interval, as promtool and Prometheus' slots do.
-            let next = now - now.rem_euclid(interval) + interval;
-            tokio::time::sleep(Duration::from_millis((next - now) as u64)).await;
-            let remote = self.query_remote(index, next).await;
-            self.eval_group(index, next, remote);
+            // On multiples of the interval, as promtool and Prometheus' slots do.
+            let next = next_slot(self.clock.now_ms(), interval, 0);
+            self.clock.sleep_until(next).await;
+            self.evaluate(index, next).await;
         }
     }
 
-    /// In remote mode, runs every alerting rule's expression of group `index` on the backend
-    /// (one query at a time, without holding the group's lock).
-    async fn query_remote(&self, index: usize, t: i64) -> Option<Vec<Result<Value, QueryError>>> {
-        let remote = self.remote.as_ref()?;
-        let queries: Vec<String> = lock(&self.groups[index])
-            .rules
-            .iter()
-            .map(|r| r.expr_text().to_owned())
-            .collect();
-        let mut results = Vec::with_capacity(queries.len());
-        for q in queries {
-            let started = std::time::Instant::now();
-            let r = remote.query(&q, t).await;
-            self.metrics
-                .remote_query_seconds
-                .observe(started.elapsed().as_secs_f64());
-            results.push(r);
-        }
-        Some(results)
-    }
-
-    /// Evaluates every rule of group `index` at `t` (over the store, or on the `remote`
-    /// results), logs transitions, dispatches notifications, persists state.
-    pub fn eval_group(&self, index: usize, t: i64, remote: Option<Vec<Result<Value, QueryError>>>) {
+    /// Evaluates group `index` at `t` (over the store, or the remote backend), logs the
+    /// transitions, queues the notifications and persists the state.
+    pub async fn evaluate(&self, index: usize, t: i64) {
         let external = self.config.external_labels.clone();
-        let mut group = lock(&self.groups[index]);
-        let group_name = group.name.clone();
-        let mut transitions = Vec::new();
-        // The remote results, one per rule in the group's order (`query_remote` made them so).
-        let mut remote = remote.map(Vec::into_iter);
-        for rule in group.rules.iter_mut() {
-            let started = std::time::Instant::now();
-            let from_remote = remote.as_mut().and_then(Iterator::next);
-            let result = match &mut rule.kind {
-                Kind::Alerting(a) => {
-                    let evaluated = match from_remote {
-                        Some(value) => value
-                            .map_err(RuleError::from)
-                            .and_then(|v| a.apply(t, v, None, &external)),
-                        None => a.eval(
-                            t,
-                            &self.store.read().unwrap_or_else(PoisonError::into_inner),
-                            &external,
-                        ),
-                    };
-                    evaluated
-                        .map(|tr| transitions.extend(tr.into_iter().map(|x| (a.name.clone(), x))))
-                }
-                Kind::Recording(r) => {
-                    let mut store = self.store.write().unwrap_or_else(PoisonError::into_inner);
-                    r.eval(t, &mut store)
-                }
-            };
-            rule.health.last_eval_ms = Some(t);
-            rule.health.last_duration_s = started.elapsed().as_secs_f64();
-            let error = result.err().map(|e| e.to_string());
-            if let Some(e) = &error {
+        let local = Local(&self.store);
+        let timed;
+        let querier: &dyn Querier = match &self.remote {
+            Some(remote) => {
+                timed = Timed(remote, &self.metrics.remote_query_seconds);
+                &timed
+            }
+            None => &local,
+        };
+        let evaluation =
+            rules::evaluate(&self.groups[index], t, querier, &self.store, &external).await;
+        {
+            let group = lock(&self.groups[index]);
+            let group_name = group.name.clone();
+            self.metrics
+                .evaluations
+                .with_label_values(&[&group_name])
+                .inc();
+            if evaluation.failures > 0 {
                 self.metrics
                     .evaluation_failures
                     .with_label_values(&[&group_name])
-                    .inc();
-                if rule.health.last_error.as_ref() != Some(e) {
-                    tracing::warn!({ rule_group = %group_name, rule = %rule.name(), error = %e }, "rule evaluation failed; alert state unchanged");
-                }
+                    .inc_by(evaluation.failures as u64);
             }
-            rule.health.last_error = error;
-        }
-        self.metrics
-            .evaluations
-            .with_label_values(&[&group_name])
-            .inc();
-        for (rule, transition) in &transitions {
-            log_transition(&group, rule, transition);
-        }
-        let mut for_alertmanager = Vec::new();
-        {
-            let mut log = lock(&self.log);
-            let interval = group.interval_ms;
-            for rule in &mut group.rules {
-                // A failed evaluation changed nothing, so it announces nothing.
-                if let (Kind::Alerting(a), None) = (&mut rule.kind, &rule.health.last_error) {
-                    log.dispatch(a, t, &self.policy);
-                    if self.config.notify.alertmanager.is_some() {
-                        let url = self.external_url.get().map_or("", String::as_str);
-                        for_alertmanager
-                            .extend(notify::alertmanager::batch(a, t, interval, &external, url));
-                    }
-                }
+            for (rule, transition) in &evaluation.transitions {
+                log_transition(&group, rule, transition);
             }
+            self.dispatch(group, t, &external);
         }
-        if let (Some(url), false) = (
-            &self.config.notify.alertmanager,
-            for_alertmanager.is_empty(),
-        ) {
-            let (client, url) = (self.client.clone(), url.clone());
-            tokio::spawn(async move {
-                if let Err(e) = notify::alertmanager::post(&client, &url, &for_alertmanager).await {
-                    tracing::error!({ channel = "alertmanager", error = %e }, "cannot send alerts to Alertmanager");
-                }
-            });
-        }
-        drop(group);
-        self.save_state(t);
+        self.persist(t).await;
         self.wake.notify_waiters();
     }
 
-    fn save_state(&self, t: i64) {
-        let _saving = lock(&self.save_lock);
-        let alerts = self
-            .groups
-            .iter()
-            .flat_map(|g| state::snapshot([&*lock(g)]))
-            .collect();
-        let saved = state::Saved {
-            alerts,
-            notifications: lock(&self.log).clone(),
-        };
-        if let Err(e) = state::save(&self.state_path, saved, t) {
-            tracing::error!({ state.file = %self.state_path.display(), error = %e }, "cannot save alert state");
+    /// Queues what the group's alerts call for on every channel.
+    fn dispatch(&self, mut group: MutexGuard<'_, Group>, t: i64, external: &Labels) {
+        let mut log = lock(&self.log);
+        let interval = group.interval_ms;
+        let generator_url = self.external_url.get().map_or("", String::as_str);
+        for rule in &mut group.rules {
+            // A failed evaluation changed nothing, so it announces nothing.
+            if let (Kind::Alerting(a), None) = (&mut rule.kind, &rule.health.last_error) {
+                log.dispatch(a, t, &self.policy);
+                if self.config.notify.alertmanager.is_some() {
+                    let alerts =
+                        notify::alertmanager::batch(a, t, interval, external, generator_url);
+                    log.dispatch_alerts(a, alerts, t, "alertmanager");
+                }
+            }
         }
     }
 
-    /// The delivery loop of channel `index`: oldest queued message first, retries when due,
-    /// at most one message per second.
-    async fn deliver(self: Arc<Self>, index: usize) {
-        let channel = &self.channels[index];
-        let name = channel.name();
-        let mut last_send: Option<std::time::Instant> = None;
+    /// Hands a snapshot of the alert state and the log to the persister; resolves once it is
+    /// on disk (the writing is on the persister's thread, never on an async worker).
+    async fn persist(&self, t: i64) {
+        let written = {
+            let _ordered = lock(&self.snapshot_lock);
+            let alerts = self
+                .groups
+                .iter()
+                .flat_map(|g| state::snapshot([&*lock(g)]))
+                .collect();
+            let saved = state::Saved {
+                alerts,
+                notifications: lock(&self.log).clone(),
+            };
+            self.persister.save(saved, t)
+        };
+        written.await;
+    }
+
+    /// The delivery task of channel `index`: sends as [`Collector::deliver_next`] says, sleeps
+    /// on the clock until the next entry is due or a new one is queued.
+    async fn deliver_loop(self: Arc<Self>, index: usize) {
         loop {
-            let next = lock(&self.log)
-                .next_for(name)
-                .map(|e| (e.id, e.next_attempt_ms, e.message.clone(), e.plain_text));
-            let Some((id, due, message, plain_text)) = next else {
-                let _ = tokio::time::timeout(Duration::from_secs(1), self.wake.notified()).await;
-                continue;
-            };
-            let now = now_ms();
-            if due > now {
-                tokio::time::sleep(Duration::from_millis((due - now).min(1000) as u64)).await;
-                continue;
+            let queued = self.wake.notified();
+            tokio::pin!(queued);
+            // Registered before the log is read, so an entry queued meanwhile still wakes us.
+            queued.as_mut().enable();
+            match self.deliver_next(index).await {
+                Step::Progress => {}
+                Step::WaitUntil(t) => {
+                    tokio::select! {
+                        () = self.clock.sleep_until(t) => {}
+                        () = queued => {}
+                    }
+                }
+                Step::Idle => queued.await,
             }
-            if let Some(wait) = last_send.and_then(|l| notify::MIN_SPACING.checked_sub(l.elapsed()))
-            {
-                tokio::time::sleep(wait).await;
-            }
-            if !lock(&self.log).ready(id, now) {
-                self.save_state(now_ms());
-                continue;
-            }
-            let result = channel.send(&message, plain_text).await;
-            last_send = Some(std::time::Instant::now());
-            let fields = (
-                name,
-                &message.alertname,
-                &message.job,
-                format!("{:?}", message.status).to_lowercase(),
-            );
-            let outcome = match &result {
-                Ok(()) => {
-                    tracing::info!({ channel = fields.0, alertname = %fields.1, job = %fields.2, status = %fields.3 }, "notification sent");
-                    "delivered"
-                }
-                Err(notify::SendError::Retry { reason, .. }) => {
-                    tracing::warn!({ channel = fields.0, alertname = %fields.1, job = %fields.2, error = %reason }, "notification failed; will retry");
-                    "retried"
-                }
-                Err(notify::SendError::RejectedBlocks(reason)) if !plain_text => {
-                    tracing::warn!({ channel = fields.0, alertname = %fields.1, error = %reason }, "blocks rejected; retrying as plain text");
-                    "retried"
-                }
-                Err(
-                    notify::SendError::Permanent(reason)
-                    | notify::SendError::RejectedBlocks(reason),
-                ) => {
-                    tracing::error!({ channel = fields.0, alertname = %fields.1, job = %fields.2, error = %reason }, "notification failed permanently");
-                    "failed"
-                }
-            };
-            self.metrics
-                .notifications
-                .with_label_values(&[name, outcome])
-                .inc();
-            lock(&self.log).record(id, result, now_ms(), jitter());
-            self.save_state(now_ms());
         }
+    }
+
+    /// Sends channel `index`'s oldest queued entry if it is due at the clock's time (its retry
+    /// time and the channel's minimum spacing passed), records the outcome in the log (the retry
+    /// stage) and persists it.
+    pub async fn deliver_next(&self, index: usize) -> Step {
+        let delivery = &self.deliveries[index];
+        let channel = &delivery.channel;
+        let name = channel.name();
+        let now = self.clock.now_ms();
+        let Some(entry) = lock(&self.log).next_for(name).cloned() else {
+            return Step::Idle;
+        };
+        let spacing = channel.min_spacing().as_millis() as i64;
+        let due = entry
+            .next_attempt_ms
+            .max(delivery.last_send_ms.load(Ordering::Relaxed).saturating_add(spacing));
+        if due > now {
+            return Step::WaitUntil(due);
+        }
+        if !lock(&self.log).ready(entry.id, now) {
+            self.persist(now).await;
+            return Step::Progress;
+        }
+        let result = channel.send(&entry).await;
+        let sent_at = self.clock.now_ms();
+        delivery.last_send_ms.store(sent_at, Ordering::Relaxed);
+        let message = &entry.message;
+        let status = format!("{:?}", message.status).to_lowercase();
+        let outcome = match &result {
+            Ok(()) => {
+                tracing::info!({ channel = name, alertname = %message.alertname, job = %message.job, status = %status }, "notification sent");
+                "delivered"
+            }
+            Err(notify::SendError::Retry { reason, .. }) => {
+                tracing::warn!({ channel = name, alertname = %message.alertname, job = %message.job, error = %reason }, "notification failed; will retry");
+                "retried"
+            }
+            Err(notify::SendError::RejectedBlocks(reason)) if !entry.plain_text => {
+                tracing::warn!({ channel = name, alertname = %message.alertname, error = %reason }, "blocks rejected; retrying as plain text");
+                "retried"
+            }
+            Err(
+                notify::SendError::Permanent(reason) | notify::SendError::RejectedBlocks(reason),
+            ) => {
+                tracing::error!({ channel = name, alertname = %message.alertname, job = %message.job, error = %reason }, "notification failed permanently");
+                "failed"
+            }
+        };
+        self.metrics
+            .notifications
+            .with_label_values(&[name, outcome])
+            .inc();
+        lock(&self.log).record(entry.id, result, sent_at, jitter(sent_at));
+        self.persist(sent_at).await;
+        Step::Progress
+    }
+
+    /// The channel names, in delivery-task order (the index [`Collector::deliver_next`] takes).
+    pub fn channels(&self) -> Vec<&'static str> {
+        self.deliveries.iter().map(|d| d.channel.name()).collect()
     }
 
     async fn housekeeping(self: Arc<Self>) {
         loop {
             {
                 let mut store = self.store.write().unwrap_or_else(PoisonError::into_inner);
-                store.compact(now_ms());
+                store.compact(self.clock.now_ms());
                 self.metrics.series.set(store.series_count() as i64);
                 self.metrics.samples.set(store.sample_count() as i64);
                 self.metrics.store_bytes.set(store.memory_bytes() as i64);
             }
-            tokio::time::sleep(Duration::from_secs(15)).await;
+            let next = self.clock.now_ms() + 15_000;
+            self.clock.sleep_until(next).await;
         }
+    }
+}
+
+/// The remote backend, with each query's duration observed.
+struct Timed<'a>(&'a Remote, &'a Histogram);
+
+impl Querier for Timed<'_> {
+    fn query<'a>(&'a self, query: Query<'a>, t_ms: i64) -> QueryFuture<'a> {
+        Box::pin(async move {
+            let started = std::time::Instant::now();
+            let value = self.0.query(query, t_ms).await;
+            if query.text.is_some() {
+                self.1.observe(started.elapsed().as_secs_f64());
+            }
+            value
+        })
     }
 }
 
@@ -532,11 +560,11 @@ fn retention_ms(config: &Config, groups: &[Group]) -> i64 {
     longest + 2 * config.max_scrape_interval_ms().max(15_000)
 }
 
-/// A number in [0, 1) for retry jitter.
-fn jitter() -> f64 {
+/// A number in [0, 1) for retry jitter (random per call; `now` only adds to the seed).
+fn jitter(now: i64) -> f64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_i64(now_ms());
+    h.write_i64(now);
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 

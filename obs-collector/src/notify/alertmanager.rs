@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
+use super::{Entry, Notifier, SendError};
 use crate::labels::Labels;
 use crate::rules::{AlertingRule, State};
 use crate::time::rfc3339;
@@ -17,7 +18,6 @@ use crate::time::rfc3339;
 /// Prometheus' `--rules.alert.resend-delay` default.
 pub const RESEND_DELAY_MS: i64 = 60_000;
 const TIMEOUT: Duration = Duration::from_secs(10);
-const ATTEMPTS: u32 = 3;
 
 /// The alerts of `rule` due for sending at `t` (marks them sent).
 pub fn batch(
@@ -66,40 +66,41 @@ pub fn batch(
     out
 }
 
-/// Posts `alerts` to `base_url` (`http://host:9093`), retrying transient failures.
-pub async fn post(
-    client: &reqwest::Client,
-    base_url: &str,
-    alerts: &[Value],
-) -> Result<(), String> {
-    let url = format!("{}/api/v2/alerts", base_url.trim_end_matches('/'));
-    let body = Value::from(alerts.to_vec()).to_string();
-    let mut last = String::new();
-    for attempt in 0..ATTEMPTS {
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
-        }
-        let sent = client
-            .post(&url)
-            .timeout(TIMEOUT)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.clone())
-            .send()
-            .await;
-        match sent {
-            Ok(r) if r.status().is_success() => return Ok(()),
-            Ok(r) if r.status().is_client_error() => {
-                return Err(format!(
-                    "HTTP {}: {}",
-                    r.status().as_u16(),
-                    r.text().await.unwrap_or_default().trim()
-                ));
-            }
-            Ok(r) => last = format!("HTTP {}", r.status().as_u16()),
-            Err(e) => last = crate::scrape::describe(e),
+/// Posts to one Alertmanager's `POST /api/v2/alerts`. Failures are retried by the delivery
+/// pipeline like every channel's; a batch waits behind the older ones, so a resolution never
+/// overtakes its firing batch.
+pub struct Alertmanager {
+    url: String,
+    client: reqwest::Client,
+}
+
+impl Alertmanager {
+    /// `base_url` as configured (`http://host:9093`).
+    pub fn new(base_url: &str, client: reqwest::Client) -> Self {
+        Self {
+            url: format!("{}/api/v2/alerts", base_url.trim_end_matches('/')),
+            client,
         }
     }
-    Err(format!("gave up after {ATTEMPTS} attempts: {last}"))
+}
+
+impl Notifier for Alertmanager {
+    fn name(&self) -> &'static str {
+        "alertmanager"
+    }
+
+    async fn send(&self, entry: &Entry) -> Result<(), SendError> {
+        let response = self
+            .client
+            .post(&self.url)
+            .timeout(TIMEOUT)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(Value::from(entry.alerts.clone()).to_string())
+            .send()
+            .await
+            .map_err(super::transport)?;
+        super::Reply::read(response).await.outcome()
+    }
 }
 
 #[cfg(test)]

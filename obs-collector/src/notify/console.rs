@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use super::{Message, Notifier, SendError, Status};
+use super::{Entry, Message, Notifier, SendError, Status};
 
 pub struct Console;
 
@@ -35,9 +35,9 @@ impl Notifier for Console {
     fn name(&self) -> &'static str {
         "console"
     }
-    async fn send(&self, m: &Message, _plain_text: bool) -> Result<(), SendError> {
+    async fn send(&self, entry: &Entry) -> Result<(), SendError> {
         let mut err = std::io::stderr().lock();
-        writeln!(err, "{}", line(m)).map_err(|e| SendError::Retry {
+        writeln!(err, "{}", line(&entry.message)).map_err(|e| SendError::Retry {
             reason: e.to_string(),
             after: None,
         })

@@ -3,6 +3,8 @@
 //! `repeat_interval` while it fires, and once when it resolves (never without a delivered
 //! firing message). Each message goes through a per-channel queue that retries (the retry
 //! stage) and is persisted with the alert state, so a restart neither repeats nor loses one.
+//! Alertmanager's batches (Prometheus' resend rules, [`alertmanager::batch`]) take the same
+//! queue: every channel, Slack, console and Alertmanager, is delivered by one pipeline.
 
 pub mod alertmanager;
 pub mod console;
@@ -24,8 +26,6 @@ pub const MAX_ATTEMPTS: u32 = 12;
 /// First retry delay; doubled per attempt up to [`MAX_BACKOFF`], with ±50% jitter.
 pub const BASE_BACKOFF: Duration = Duration::from_secs(1);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
-/// At most one message per second per channel (Slack's webhook limit).
-pub const MIN_SPACING: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -78,27 +78,125 @@ pub enum SendError {
 #[allow(async_fn_in_trait)]
 pub trait Notifier {
     fn name(&self) -> &'static str;
-    async fn send(&self, message: &Message, plain_text: bool) -> Result<(), SendError>;
+    /// The shortest time between two sends (Slack's webhook takes one message per second).
+    fn min_spacing(&self) -> Duration {
+        Duration::ZERO
+    }
+    async fn send(&self, entry: &Entry) -> Result<(), SendError>;
 }
 
 /// The configured channels.
 pub enum Channel {
     Slack(slack::Slack),
     Console(console::Console),
+    Alertmanager(alertmanager::Alertmanager),
+}
+
+impl Channel {
+    fn inner(&self) -> &dyn NotifierName {
+        match self {
+            Channel::Slack(s) => s,
+            Channel::Console(c) => c,
+            Channel::Alertmanager(a) => a,
+        }
+    }
+}
+
+/// The synchronous half of [`Notifier`], object safe.
+trait NotifierName {
+    fn name(&self) -> &'static str;
+    fn min_spacing(&self) -> Duration;
+}
+
+impl<N: Notifier> NotifierName for N {
+    fn name(&self) -> &'static str {
+        Notifier::name(self)
+    }
+    fn min_spacing(&self) -> Duration {
+        Notifier::min_spacing(self)
+    }
 }
 
 impl Notifier for Channel {
     fn name(&self) -> &'static str {
+        self.inner().name()
+    }
+    fn min_spacing(&self) -> Duration {
+        self.inner().min_spacing()
+    }
+    async fn send(&self, entry: &Entry) -> Result<(), SendError> {
         match self {
-            Channel::Slack(s) => s.name(),
-            Channel::Console(c) => c.name(),
+            Channel::Slack(s) => s.send(entry).await,
+            Channel::Console(c) => c.send(entry).await,
+            Channel::Alertmanager(a) => a.send(entry).await,
         }
     }
-    async fn send(&self, message: &Message, plain_text: bool) -> Result<(), SendError> {
-        match self {
-            Channel::Slack(s) => s.send(message, plain_text).await,
-            Channel::Console(c) => c.send(message, plain_text).await,
+}
+
+/// A webhook's answer, as the retry stage reads it.
+struct Reply {
+    status: u16,
+    retry_after: Option<Duration>,
+    /// The body's first 200 characters, or the status line.
+    reason: String,
+}
+
+impl Reply {
+    async fn read(response: reqwest::Response) -> Self {
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let reason: String = response
+            .text()
+            .await
+            .unwrap_or_default()
+            .chars()
+            .take(200)
+            .collect();
+        let reason = if reason.trim().is_empty() {
+            status.to_string()
+        } else {
+            reason.trim().to_owned()
+        };
+        Self {
+            status: status.as_u16(),
+            retry_after,
+            reason,
         }
+    }
+
+    /// 2xx delivered; 429 and 5xx retried (429 after `Retry-After`, 1 s without); other 4xx
+    /// permanent, with the server's reason.
+    fn outcome(self) -> Result<(), SendError> {
+        let Reply {
+            status,
+            retry_after,
+            reason,
+        } = self;
+        match status {
+            200..=299 => Ok(()),
+            429 => Err(SendError::Retry {
+                reason: format!("rate limited: {reason}"),
+                after: Some(retry_after.unwrap_or(Duration::from_secs(1))),
+            }),
+            500..=599 => Err(SendError::Retry {
+                reason: format!("HTTP {status}: {reason}"),
+                after: None,
+            }),
+            code => Err(SendError::Permanent(format!("HTTP {code}: {reason}"))),
+        }
+    }
+}
+
+/// A transport error (no answer, timeout) is retried.
+fn transport(e: reqwest::Error) -> SendError {
+    SendError::Retry {
+        reason: crate::scrape::describe(e),
+        after: None,
     }
 }
 
@@ -124,6 +222,9 @@ pub struct Entry {
     pub plain_text: bool,
     pub last_error: Option<String>,
     pub outcome: Outcome,
+    /// Alertmanager's channel: the alerts to post, in its API's shape.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<serde_json::Value>,
 }
 
 /// What was announced for a group.
@@ -222,23 +323,57 @@ impl Log {
         }
     }
 
+    /// Queues Alertmanager's `alerts` of `rule` (from [`alertmanager::batch`]) on `channel`.
+    pub fn dispatch_alerts(
+        &mut self,
+        rule: &AlertingRule,
+        alerts: Vec<serde_json::Value>,
+        t: i64,
+        channel: &str,
+    ) {
+        if alerts.is_empty() {
+            return;
+        }
+        let firing = rule.active.values().any(|a| a.state == State::Firing);
+        let status = if firing {
+            Status::Firing
+        } else {
+            Status::Resolved
+        };
+        let message = message(rule, "", status, Vec::new(), t);
+        self.push(channel, &rule.name, message, alerts, t);
+        self.trim();
+    }
+
     fn enqueue(&mut self, group: &str, message: Message, t: i64, policy: &Policy) {
         for channel in &policy.channels {
-            self.next_id += 1;
-            self.entries.push(Entry {
-                id: self.next_id,
-                channel: channel.clone(),
-                group: group.to_owned(),
-                message: message.clone(),
-                created_ms: t,
-                attempts: 0,
-                next_attempt_ms: t,
-                plain_text: false,
-                last_error: None,
-                outcome: Outcome::Queued,
-            });
+            self.push(channel, group, message.clone(), Vec::new(), t);
         }
         self.trim();
+    }
+
+    fn push(
+        &mut self,
+        channel: &str,
+        group: &str,
+        message: Message,
+        alerts: Vec<serde_json::Value>,
+        t: i64,
+    ) {
+        self.next_id += 1;
+        self.entries.push(Entry {
+            id: self.next_id,
+            channel: channel.to_owned(),
+            group: group.to_owned(),
+            message,
+            created_ms: t,
+            attempts: 0,
+            next_attempt_ms: t,
+            plain_text: false,
+            last_error: None,
+            outcome: Outcome::Queued,
+            alerts,
+        });
     }
 
     /// The next queued entry of `channel` (oldest first: messages of a channel keep their order).
@@ -267,7 +402,9 @@ impl Log {
         let Some(e) = self.entries.iter().find(|e| e.id == id) else {
             return false;
         };
+        // Alertmanager takes resolved alerts as they come (Prometheus sends them so).
         if e.message.status == Status::Resolved
+            && e.alerts.is_empty()
             && !self.firing_delivered(&e.channel.clone(), &e.group.clone(), id)
         {
             let reason =

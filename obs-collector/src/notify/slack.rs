@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::{Message, Notifier, SendError, Status};
+use super::{Entry, Message, Notifier, SendError, Status};
 use crate::config::Secret;
 
 pub const HEADER_MAX: usize = 150;
@@ -19,6 +19,8 @@ pub const BLOCKS_MAX: usize = 50;
 /// Alerts listed one by one before "... and N more".
 const ALERTS_LISTED: usize = 10;
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// At most one message per second (Slack's webhook limit).
+pub const MIN_SPACING: Duration = Duration::from_secs(1);
 
 /// Posts to one incoming webhook.
 pub struct Slack {
@@ -181,8 +183,13 @@ impl Notifier for Slack {
         "slack"
     }
 
-    async fn send(&self, m: &Message, plain_text: bool) -> Result<(), SendError> {
-        let body = if plain_text {
+    fn min_spacing(&self) -> Duration {
+        MIN_SPACING
+    }
+
+    async fn send(&self, entry: &Entry) -> Result<(), SendError> {
+        let m = &entry.message;
+        let body = if entry.plain_text {
             json!({ "text": text(m) })
         } else {
             payload(m)
@@ -195,41 +202,11 @@ impl Notifier for Slack {
             .body(body.to_string())
             .send()
             .await
-            .map_err(|e| SendError::Retry {
-                reason: crate::scrape::describe(e),
-                after: None,
-            })?;
-        let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let reason: String = response
-            .text()
-            .await
-            .unwrap_or_default()
-            .chars()
-            .take(200)
-            .collect();
-        let reason = if reason.trim().is_empty() {
-            status.to_string()
-        } else {
-            reason.trim().to_owned()
-        };
-        match status.as_u16() {
-            200..=299 => Ok(()),
-            429 => Err(SendError::Retry {
-                reason: format!("rate limited: {reason}"),
-                after: Some(retry_after.unwrap_or(Duration::from_secs(1))),
-            }),
-            500..=599 => Err(SendError::Retry {
-                reason: format!("HTTP {}: {reason}", status.as_u16()),
-                after: None,
-            }),
-            400 if !plain_text => Err(SendError::RejectedBlocks(format!("HTTP 400: {reason}"))),
-            code => Err(SendError::Permanent(format!("HTTP {code}: {reason}"))),
+            .map_err(super::transport)?;
+        let reply = super::Reply::read(response).await;
+        if reply.status == 400 && !entry.plain_text {
+            return Err(SendError::RejectedBlocks(format!("HTTP 400: {}", reply.reason)));
         }
+        reply.outcome()
     }
 }

@@ -15,6 +15,7 @@
 mod error;
 mod eval;
 pub mod functions;
+mod querier;
 pub mod remote;
 
 use std::fmt;
@@ -24,6 +25,7 @@ use promql_parser::parser::{self, LabelModifier, Offset, VectorMatchCardinality}
 
 pub use error::QueryError;
 pub use eval::{eval, Sample, Value};
+pub use querier::{Local, Querier, Query, QueryFuture};
 
 /// A compiled expression.
 #[derive(Debug, Clone)]

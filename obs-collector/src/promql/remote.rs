@@ -24,7 +24,7 @@ impl Remote {
     }
 
     /// Evaluates `expr` at `t_ms - query_offset`.
-    pub async fn query(&self, expr: &str, t_ms: i64) -> Result<Value, QueryError> {
+    pub async fn instant(&self, expr: &str, t_ms: i64) -> Result<Value, QueryError> {
         let at = (t_ms - self.config.offset_ms) as f64 / 1000.0;
         let url = format!("{}/api/v1/query", self.config.url.trim_end_matches('/'));
         let mut request = self

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::template::{Data, Template};
 use super::RuleError;
 use crate::labels::Labels;
-use crate::promql::{self, Expr, Value};
+use crate::promql::{self, Expr, QueryError, Value};
 use crate::store::Store;
 
 /// How long a resolved alert is kept (and re-announced as resolved) before it is forgotten.
@@ -83,6 +83,20 @@ pub struct AlertingRule {
     pub warmup_until_ms: i64,
     /// The compared value (worst series) at each recent evaluation, for the status page chart.
     pub history: VecDeque<(i64, f64)>,
+}
+
+/// The point charted against a rule's threshold from its compared expression's value: the
+/// worst series (highest when the alert fires above the threshold, lowest when below).
+pub fn chart_point(value: Result<Value, QueryError>, above: bool) -> Option<f64> {
+    match value {
+        Ok(Value::Vector(v)) => v
+            .iter()
+            .map(|s| s.value)
+            .filter(|v| !v.is_nan())
+            .reduce(|a, b| if above { a.max(b) } else { a.min(b) }),
+        Ok(Value::Scalar(v)) => Some(v),
+        Err(_) => None,
+    }
 }
 
 /// Evaluations kept in [`AlertingRule::history`] (an hour at 15 s).
@@ -220,15 +234,7 @@ impl AlertingRule {
     /// when there is none (no traffic, no series).
     fn compared_value(&self, store: &Store, t: i64) -> Option<f64> {
         let (value_expr, above) = self.expr.compared_value()?;
-        match promql::eval(value_expr, store, t) {
-            Ok(Value::Vector(v)) => v
-                .iter()
-                .map(|s| s.value)
-                .filter(|v| !v.is_nan())
-                .reduce(|a, b| if above { a.max(b) } else { a.min(b) }),
-            Ok(Value::Scalar(v)) => Some(v),
-            Err(_) => None,
-        }
+        chart_point(promql::eval(value_expr, store, t), above)
     }
 
     /// The rule's state: the "highest" state of its instances.

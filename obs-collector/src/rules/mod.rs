@@ -5,6 +5,7 @@
 
 pub mod alerting;
 mod error;
+mod evaluate;
 pub mod template;
 
 use std::collections::{BTreeMap, HashSet};
@@ -17,6 +18,7 @@ use crate::promql::{self, Expr, Value};
 use crate::store::{self, Store};
 pub use alerting::{Alert, AlertingRule, State, Transition};
 pub use error::RuleError;
+pub use evaluate::{evaluate, Evaluation};
 use template::Template;
 
 /// Most rules accepted across all rule files (a runaway generator must not exhaust memory).

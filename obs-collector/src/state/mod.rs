@@ -2,6 +2,8 @@
 //! evaluation, read at start. A restart (even `kill -9`) keeps each alert's `ActiveAt`, so a
 //! `for` timer is neither reset nor restarted (Prometheus itself skips this for `for` < 10m).
 
+mod persister;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -9,6 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::notify::Log;
 use crate::rules::{Alert, Group, Kind};
+
+pub use persister::Persister;
 
 const VERSION: u32 = 1;
 
