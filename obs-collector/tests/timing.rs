@@ -1,0 +1,222 @@
+//! Timing behaviour on an injected clock: the collector's stages driven step by step in
+//! process ([`Collector::scrape_target`], [`Collector::evaluate`], [`Collector::deliver_next`])
+//! on a [`ManualClock`], with a real metrics target and a Slack stand-in on loopback. Nothing
+//! here sleeps: each boundary is checked one millisecond before and at the moment it passes.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use obs_collector::collector::{Collector, Step};
+use obs_collector::config::Config;
+use obs_collector::rules::{self, Kind, State};
+use obs_collector::scrape::TargetSeries;
+use obs_collector::time::ManualClock;
+use obs_testkit::slack::{header, Reply, Slack};
+
+mod common;
+
+use common::{fake_target, temp_dir, write_config};
+
+/// A whole second, as the schedule's slots are.
+const T0: i64 = 1_800_000_000_000;
+
+/// The collector of `config` on a manual clock at `start`, posting to `slack`.
+fn collector(
+    config: &Path,
+    state: &Path,
+    slack: &Slack,
+    start: i64,
+) -> (Arc<Collector>, Arc<ManualClock>) {
+    let url = slack.url();
+    let env = |k: &str| (k == "SLACK_WEBHOOK_URL").then(|| url.clone());
+    let config = Config::load(config, &env).unwrap();
+    let groups = rules::load_all(&config.rule_files, config.evaluation_interval_ms, false).unwrap();
+    let clock = ManualClock::new(start);
+    let collector = Collector::with_clock(
+        config,
+        groups,
+        state.to_owned(),
+        &obs::prometheus::Registry::new(),
+        Arc::clone(&clock) as _,
+    );
+    (collector, clock)
+}
+
+/// One tick of the schedule at `t`: the clock moves there, the target is scraped, the group
+/// evaluated.
+async fn tick(c: &Collector, clock: &ManualClock, previous: &mut TargetSeries, t: i64) {
+    clock.set(t);
+    c.scrape_target(0, previous, t).await;
+    c.evaluate(0, t).await;
+}
+
+/// The state of rule `Flag`.
+fn state(c: &Collector) -> State {
+    match &c.groups[0].lock().unwrap().rules[0].kind {
+        Kind::Alerting(a) => a.state(),
+        Kind::Recording(_) => unreachable!(),
+    }
+}
+
+fn slack_index(c: &Collector) -> usize {
+    c.channels().iter().position(|n| *n == "slack").unwrap()
+}
+
+#[tokio::test]
+async fn for_boundary_repeat_interval_and_resolution_to_the_millisecond() {
+    let slack = Slack::start();
+    let page = Arc::new(Mutex::new("flag 1\n".to_owned()));
+    let dir = temp_dir("timing-for");
+    let config = write_config(
+        &dir,
+        fake_target(Arc::clone(&page)),
+        "2s",
+        "notifiers:\n  repeat_interval: 1m\n",
+    );
+    let (c, clock) = collector(&config, &dir.join("state.json"), &slack, T0);
+    let slack_at = slack_index(&c);
+    let mut previous = TargetSeries::default();
+
+    tick(&c, &clock, &mut previous, T0).await;
+    assert_eq!(state(&c), State::Pending);
+    tick(&c, &clock, &mut previous, T0 + 1_999).await;
+    assert_eq!(state(&c), State::Pending, "for: 2s not yet over");
+    assert_eq!(c.deliver_next(slack_at).await, Step::Idle, "pending sends nothing");
+    tick(&c, &clock, &mut previous, T0 + 2_000).await;
+    assert_eq!(state(&c), State::Firing, "fires exactly when `for` has passed");
+    assert_eq!(c.deliver_next(slack_at).await, Step::Progress);
+    assert_eq!(c.deliver_next(slack_at).await, Step::Idle);
+    let delivered = slack.wait_delivered(1, std::time::Duration::ZERO);
+    assert!(header(&delivered[0]).starts_with("FIRING: Flag — svc"));
+
+    // Still firing: repeated after repeat_interval, not a millisecond before.
+    let fired = T0 + 2_000;
+    tick(&c, &clock, &mut previous, fired + 59_999).await;
+    assert_eq!(c.deliver_next(slack_at).await, Step::Idle, "no repeat before 1m");
+    tick(&c, &clock, &mut previous, fired + 60_000).await;
+    assert_eq!(c.deliver_next(slack_at).await, Step::Progress, "repeat at 1m");
+    assert_eq!(slack.received().len(), 2);
+
+    // Resolved at the next evaluation without the condition; announced once.
+    *page.lock().unwrap() = "flag 0\n".to_owned();
+    tick(&c, &clock, &mut previous, fired + 61_000).await;
+    assert_eq!(state(&c), State::Inactive);
+    assert_eq!(c.deliver_next(slack_at).await, Step::Progress);
+    tick(&c, &clock, &mut previous, fired + 62_000).await;
+    assert_eq!(c.deliver_next(slack_at).await, Step::Idle);
+    let all = slack.received();
+    assert_eq!(all.len(), 3, "firing, repeat, resolved: {all:#?}");
+    assert!(header(&all[2].1).starts_with("RESOLVED: Flag — svc"));
+}
+
+#[tokio::test]
+async fn retry_backoff_retry_after_spacing_and_plain_text_fallback() {
+    let slack = Slack::start();
+    slack.script(&[
+        Reply::Status(500, "internal_error", None),
+        Reply::Status(429, "rate_limited", Some(2)),
+        Reply::Status(400, "invalid_blocks", None),
+    ]);
+    let page = Arc::new(Mutex::new("flag 1\n".to_owned()));
+    let dir = temp_dir("timing-retry");
+    let config = write_config(&dir, fake_target(page), "0s", "");
+    let (c, clock) = collector(&config, &dir.join("state.json"), &slack, T0);
+    let slack_at = slack_index(&c);
+    tick(&c, &clock, &mut TargetSeries::default(), T0).await;
+
+    assert_eq!(c.deliver_next(slack_at).await, Step::Progress, "500");
+    // Backoff 1 s ±50%, and never sooner than Slack's one message per second.
+    let Step::WaitUntil(first_retry) = c.deliver_next(slack_at).await else {
+        panic!("a retry is due later")
+    };
+    assert!(
+        (T0 + 1_000..=T0 + 1_500).contains(&first_retry),
+        "{}",
+        first_retry - T0
+    );
+    clock.set(first_retry - 1);
+    assert_eq!(c.deliver_next(slack_at).await, Step::WaitUntil(first_retry));
+    assert_eq!(slack.received().len(), 1, "nothing sent before the retry is due");
+
+    clock.set(first_retry);
+    assert_eq!(c.deliver_next(slack_at).await, Step::Progress, "429");
+    assert_eq!(
+        c.deliver_next(slack_at).await,
+        Step::WaitUntil(first_retry + 2_000),
+        "Retry-After: 2 honoured to the millisecond"
+    );
+    clock.set(first_retry + 2_000);
+    assert_eq!(c.deliver_next(slack_at).await, Step::Progress, "400");
+    assert_eq!(
+        c.deliver_next(slack_at).await,
+        Step::WaitUntil(first_retry + 3_000),
+        "plain text at once, but one message per second"
+    );
+    clock.set(first_retry + 3_000);
+    assert_eq!(c.deliver_next(slack_at).await, Step::Progress, "200");
+    assert_eq!(c.deliver_next(slack_at).await, Step::Idle);
+
+    let all = slack.received();
+    assert_eq!(all.len(), 4);
+    assert!(all[2].1["blocks"].is_array() && all[3].1["blocks"].is_null());
+    let log = c.log.lock().unwrap();
+    assert!(matches!(
+        log.entries[0].outcome,
+        obs_collector::notify::Outcome::Delivered { at_ms } if at_ms == first_retry + 3_000
+    ));
+}
+
+#[tokio::test]
+async fn a_permanent_failure_is_not_retried() {
+    let slack = Slack::start();
+    slack.script(&[Reply::Status(404, "channel_not_found", None)]);
+    let dir = temp_dir("timing-permanent");
+    let page = Arc::new(Mutex::new("flag 1\n".to_owned()));
+    let config = write_config(&dir, fake_target(page), "0s", "");
+    let (c, clock) = collector(&config, &dir.join("state.json"), &slack, T0);
+    let slack_at = slack_index(&c);
+    tick(&c, &clock, &mut TargetSeries::default(), T0).await;
+    assert_eq!(c.deliver_next(slack_at).await, Step::Progress);
+    clock.set(T0 + 3_600_000);
+    assert_eq!(c.deliver_next(slack_at).await, Step::Idle, "404 is permanent");
+    assert_eq!(slack.received().len(), 1);
+    let log = c.log.lock().unwrap();
+    assert!(
+        matches!(&log.entries[0].outcome, obs_collector::notify::Outcome::Failed { reason, .. } if reason.contains("channel_not_found")),
+        "{:?}",
+        log.entries[0].outcome
+    );
+}
+
+#[tokio::test]
+async fn after_a_restart_a_firing_alert_waits_for_fresh_data_before_it_resolves() {
+    let slack = Slack::start();
+    let page = Arc::new(Mutex::new("flag 1\n".to_owned()));
+    let dir = temp_dir("timing-restart");
+    let config = write_config(&dir, fake_target(Arc::clone(&page)), "0s", "");
+    let state_file = dir.join("state.json");
+    {
+        let (c, clock) = collector(&config, &state_file, &slack, T0);
+        tick(&c, &clock, &mut TargetSeries::default(), T0).await;
+        assert_eq!(c.deliver_next(slack_index(&c)).await, Step::Progress);
+    } // dropped: the state file holds the firing alert and the delivered message
+
+    // Back 10 s later; the target has not been scraped yet (its page is empty for now).
+    *page.lock().unwrap() = String::new();
+    let restart = T0 + 10_000;
+    let (c, clock) = collector(&config, &state_file, &slack, restart);
+    let slack_at = slack_index(&c);
+    let mut previous = TargetSeries::default();
+    // Warm-up: two scrape intervals (2 x 1 s) plus the rule's longest range (none).
+    for t in [restart, restart + 1_000, restart + 1_999] {
+        tick(&c, &clock, &mut previous, t).await;
+        assert_eq!(state(&c), State::Firing, "missing data during warm-up at +{}", t - restart);
+        assert_eq!(c.deliver_next(slack_at).await, Step::Idle, "nothing repeated or resolved");
+    }
+    tick(&c, &clock, &mut previous, restart + 2_000).await;
+    assert_eq!(state(&c), State::Inactive, "still absent after the warm-up: resolved");
+    assert_eq!(c.deliver_next(slack_at).await, Step::Progress);
+    let all = slack.received();
+    assert_eq!(all.len(), 2, "{all:#?}");
+    assert!(header(&all[1].1).starts_with("RESOLVED: Flag — svc"));
+}
