@@ -48,7 +48,7 @@ fn the_demo_fires_and_resolves_both_alerts() {
 #[test]
 fn ctrl_c_stops_the_demo_and_leaves_no_process_behind() {
     use std::io::{BufRead, BufReader};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     let mut demo = Command::new(env!("CARGO_BIN_EXE_demo"))
         .env_remove("SLACK_WEBHOOK_URL")
@@ -75,14 +75,11 @@ fn ctrl_c_stops_the_demo_and_leaves_no_process_behind() {
         .args(["-INT", &demo.id().to_string()])
         .status()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(s) = demo.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the demo did not stop on Ctrl-C");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = obs_testkit::eventually(
+        Duration::from_secs(15),
+        || "the demo did not stop on Ctrl-C".into(),
+        || demo.try_wait().unwrap(),
+    );
     assert!(status.success(), "{status}");
     std::thread::sleep(Duration::from_millis(200));
     let gone = !std::path::Path::new(&format!("/proc/{service}")).exists()

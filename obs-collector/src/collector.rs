@@ -203,10 +203,9 @@ impl Collector {
         };
         // Alertmanager gets Prometheus' batches, not the grouped messages: not in the policy.
         if let Some(url) = &config.notify.alertmanager {
-            channels.push(Channel::Alertmanager(notify::alertmanager::Alertmanager::new(
-                url,
-                client.clone(),
-            )));
+            channels.push(Channel::Alertmanager(
+                notify::alertmanager::Alertmanager::new(url, client.clone()),
+            ));
         }
         let remote = config
             .remote
@@ -439,9 +438,12 @@ impl Collector {
             return Step::Idle;
         };
         let spacing = channel.min_spacing().as_millis() as i64;
-        let due = entry
-            .next_attempt_ms
-            .max(delivery.last_send_ms.load(Ordering::Relaxed).saturating_add(spacing));
+        let due = entry.next_attempt_ms.max(
+            delivery
+                .last_send_ms
+                .load(Ordering::Relaxed)
+                .saturating_add(spacing),
+        );
         if due > now {
             return Step::WaitUntil(due);
         }

@@ -141,7 +141,10 @@ mod tests {
     fn slots_are_strictly_in_the_future() {
         for now in [0, 1, 14_999, 15_000, 15_001, -1] {
             let next = next_slot(now, 15_000, 0);
-            assert!(next > now && next - now <= 15_000 && next % 15_000 == 0, "{now}");
+            assert!(
+                next > now && next - now <= 15_000 && next % 15_000 == 0,
+                "{now}"
+            );
         }
         assert_eq!(next_slot(20_000, 15_000, 7_000), 22_000);
         assert_eq!(next_slot(22_000, 15_000, 7_000), 37_000);

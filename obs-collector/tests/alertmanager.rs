@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{fake_target, temp_dir, write_config, Alertmanager, Collector};
-use obs_testkit::client;
+use obs_testkit::{client, eventually};
 use serde_json::Value;
 
 fn am_alerts(addr: std::net::SocketAddr) -> Vec<Value> {
@@ -37,19 +37,15 @@ fn alerts_reach_a_real_alertmanager_and_resolve_there() {
     let collector = Collector::start(&config, &dir.join("state.json"), &[]);
 
     let deadline = Instant::now() + Duration::from_secs(20);
-    let alert = loop {
-        if let Some(a) = am_alerts(am_addr)
-            .into_iter()
-            .find(|a| a["labels"]["alertname"] == "Flag")
-        {
-            break a;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the alert never reached Alertmanager"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let alert = eventually(
+        deadline - Instant::now(),
+        || "the alert never reached Alertmanager".into(),
+        || {
+            am_alerts(am_addr)
+                .into_iter()
+                .find(|a| a["labels"]["alertname"] == "Flag")
+        },
+    );
     assert_eq!(alert["labels"]["job"], "svc");
     assert_eq!(alert["labels"]["severity"], "page");
     assert_eq!(
@@ -84,16 +80,19 @@ fn alerts_reach_a_real_alertmanager_and_resolve_there() {
     );
 
     *page.lock().unwrap() = "flag 0\n".to_owned();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while am_alerts(am_addr)
-        .iter()
-        .any(|a| a["labels"]["alertname"] == "Flag")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the alert never resolved in Alertmanager: {:#?}",
-            am_alerts(am_addr)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    eventually(
+        Duration::from_secs(20),
+        || {
+            format!(
+                "the alert never resolved in Alertmanager: {:#?}",
+                am_alerts(am_addr)
+            )
+        },
+        || {
+            (!am_alerts(am_addr)
+                .iter()
+                .any(|a| a["labels"]["alertname"] == "Flag"))
+            .then_some(())
+        },
+    );
 }

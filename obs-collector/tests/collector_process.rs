@@ -5,7 +5,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use obs_testkit::client;
+use obs_testkit::{client, eventually};
 
 mod common;
 
@@ -73,7 +73,16 @@ fn alert_state_survives_kill_9() {
         pending["annotations"]["description"],
         format!("flag is 1 on {target}")
     );
-    std::thread::sleep(Duration::from_millis(1500)); // a couple more evaluations, state saved
+    // The pending alert is in the state file before the process is killed.
+    eventually(
+        Duration::from_secs(5),
+        || "the pending alert was never saved".into(),
+        || {
+            std::fs::read_to_string(&state)
+                .is_ok_and(|s| s.contains(&format!("\"state\":\"pending\"")))
+                .then_some(())
+        },
+    );
     let mut first = first;
     first.kill9();
 
@@ -103,19 +112,15 @@ fn a_malformed_page_fails_the_scrape_not_the_process() {
     let config = write_config(&dir, target, "0s", "");
     let collector = Collector::start(&config, &dir.join("state.json"), &[]);
     *page.lock().unwrap() = "flag{oops 1\n<html>".to_owned();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let html = client::get(collector.addr, "/").unwrap().body;
-        if html.contains("malformed page: line 1") {
-            assert!(html.contains("class=down"), "{html}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the scrape error never showed: {html}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let html = eventually(
+        Duration::from_secs(10),
+        || "the scrape error never showed".into(),
+        || {
+            let html = client::get(collector.addr, "/").unwrap().body;
+            html.contains("malformed page: line 1").then_some(html)
+        },
+    );
+    assert!(html.contains("class=down"), "{html}");
     // Recovers when the page is fixed, and the alert logic sees the new value.
     *page.lock().unwrap() = "flag 2\n".to_owned();
     let firing = collector.wait_alert("firing", Duration::from_secs(10));

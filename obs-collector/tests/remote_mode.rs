@@ -8,12 +8,12 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{fake_target, temp_dir, Alertmanager, Collector};
-use obs_testkit::client;
 use obs_testkit::prometheus::Prometheus;
 use obs_testkit::slack::read_request;
+use obs_testkit::{client, eventually};
 use serde_json::Value;
 
 const RULES: &str = "groups:\n  - name: t\n    interval: 2s\n    rules:\n      - alert: Flag\n        expr: flag > 0\n        for: 4s\n        labels:\n          severity: page\n";
@@ -31,38 +31,31 @@ fn remote_config(
 }
 
 /// `activeAt` (seconds) of the Flag alert in a Prometheus-format `/api/v1/alerts`, once firing.
+fn alerts(addr: SocketAddr) -> Vec<Value> {
+    let body: Value =
+        serde_json::from_str(&client::get(addr, "/api/v1/alerts").unwrap().body).unwrap();
+    body["data"]["alerts"].as_array().unwrap().clone()
+}
+
 fn firing_active_at(addr: SocketAddr, timeout: Duration) -> f64 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let body: Value =
-            serde_json::from_str(&client::get(addr, "/api/v1/alerts").unwrap().body).unwrap();
-        if let Some(a) = body["data"]["alerts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["state"] == "firing")
-        {
-            return rfc3339_seconds(a["activeAt"].as_str().unwrap());
-        }
-        assert!(Instant::now() < deadline, "no firing alert at {addr}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(
+        timeout,
+        || format!("no firing alert at {addr}"),
+        || {
+            alerts(addr)
+                .iter()
+                .find(|a| a["state"] == "firing")
+                .map(|a| rfc3339_seconds(a["activeAt"].as_str().unwrap()))
+        },
+    )
 }
 
 fn no_alerts(addr: SocketAddr, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let body: Value =
-            serde_json::from_str(&client::get(addr, "/api/v1/alerts").unwrap().body).unwrap();
-        if body["data"]["alerts"].as_array().unwrap().is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "alerts did not resolve at {addr}: {body}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(
+        timeout,
+        || format!("alerts did not resolve at {addr}: {:?}", alerts(addr)),
+        || alerts(addr).is_empty().then_some(()),
+    );
 }
 
 /// Seconds of the time of day of an RFC 3339 timestamp (enough to compare nearby instants).
@@ -185,18 +178,17 @@ fn query_failures_leave_alert_state_unchanged_and_are_reported() {
         ("down", "query failed"),
     ] {
         *mode.lock().unwrap() = m;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let html = client::get(collector.addr, "/").unwrap().body;
-            if html.contains(needle) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{m}: {needle:?} never shown: {html}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        eventually(
+            Duration::from_secs(10),
+            || format!("{m}: {needle:?} never shown"),
+            || {
+                client::get(collector.addr, "/")
+                    .unwrap()
+                    .body
+                    .contains(needle)
+                    .then_some(())
+            },
+        );
         let alerts = collector.alerts();
         assert_eq!(alerts.len(), 1, "{m}: a failed query changes nothing");
         assert_eq!(
@@ -272,26 +264,24 @@ fn an_ha_pair_behind_one_alertmanager_notifies_once_per_incident() {
     *page.lock().unwrap() = "flag 1\n".to_owned();
     firing_active_at(a.addr, Duration::from_secs(20));
     firing_active_at(b.addr, Duration::from_secs(20));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while notifications.lock().unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "Alertmanager never notified");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(
+        Duration::from_secs(20),
+        || "Alertmanager never notified".into(),
+        || (!notifications.lock().unwrap().is_empty()).then_some(()),
+    );
     *page.lock().unwrap() = "flag 0\n".to_owned();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !notifications
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|(s, _)| s == "resolved")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "never resolved: {:?}",
-            notifications.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    eventually(
+        Duration::from_secs(30),
+        || format!("never resolved: {:?}", notifications.lock().unwrap()),
+        || {
+            notifications
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|(s, _)| s == "resolved")
+                .then_some(())
+        },
+    );
     std::thread::sleep(Duration::from_secs(3));
     let seen = notifications.lock().unwrap().clone();
     assert_eq!(

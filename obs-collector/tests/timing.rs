@@ -81,9 +81,17 @@ async fn for_boundary_repeat_interval_and_resolution_to_the_millisecond() {
     assert_eq!(state(&c), State::Pending);
     tick(&c, &clock, &mut previous, T0 + 1_999).await;
     assert_eq!(state(&c), State::Pending, "for: 2s not yet over");
-    assert_eq!(c.deliver_next(slack_at).await, Step::Idle, "pending sends nothing");
+    assert_eq!(
+        c.deliver_next(slack_at).await,
+        Step::Idle,
+        "pending sends nothing"
+    );
     tick(&c, &clock, &mut previous, T0 + 2_000).await;
-    assert_eq!(state(&c), State::Firing, "fires exactly when `for` has passed");
+    assert_eq!(
+        state(&c),
+        State::Firing,
+        "fires exactly when `for` has passed"
+    );
     assert_eq!(c.deliver_next(slack_at).await, Step::Progress);
     assert_eq!(c.deliver_next(slack_at).await, Step::Idle);
     let delivered = slack.wait_delivered(1, std::time::Duration::ZERO);
@@ -92,9 +100,17 @@ async fn for_boundary_repeat_interval_and_resolution_to_the_millisecond() {
     // Still firing: repeated after repeat_interval, not a millisecond before.
     let fired = T0 + 2_000;
     tick(&c, &clock, &mut previous, fired + 59_999).await;
-    assert_eq!(c.deliver_next(slack_at).await, Step::Idle, "no repeat before 1m");
+    assert_eq!(
+        c.deliver_next(slack_at).await,
+        Step::Idle,
+        "no repeat before 1m"
+    );
     tick(&c, &clock, &mut previous, fired + 60_000).await;
-    assert_eq!(c.deliver_next(slack_at).await, Step::Progress, "repeat at 1m");
+    assert_eq!(
+        c.deliver_next(slack_at).await,
+        Step::Progress,
+        "repeat at 1m"
+    );
     assert_eq!(slack.received().len(), 2);
 
     // Resolved at the next evaluation without the condition; announced once.
@@ -136,7 +152,11 @@ async fn retry_backoff_retry_after_spacing_and_plain_text_fallback() {
     );
     clock.set(first_retry - 1);
     assert_eq!(c.deliver_next(slack_at).await, Step::WaitUntil(first_retry));
-    assert_eq!(slack.received().len(), 1, "nothing sent before the retry is due");
+    assert_eq!(
+        slack.received().len(),
+        1,
+        "nothing sent before the retry is due"
+    );
 
     clock.set(first_retry);
     assert_eq!(c.deliver_next(slack_at).await, Step::Progress, "429");
@@ -178,7 +198,11 @@ async fn a_permanent_failure_is_not_retried() {
     tick(&c, &clock, &mut TargetSeries::default(), T0).await;
     assert_eq!(c.deliver_next(slack_at).await, Step::Progress);
     clock.set(T0 + 3_600_000);
-    assert_eq!(c.deliver_next(slack_at).await, Step::Idle, "404 is permanent");
+    assert_eq!(
+        c.deliver_next(slack_at).await,
+        Step::Idle,
+        "404 is permanent"
+    );
     assert_eq!(slack.received().len(), 1);
     let log = c.log.lock().unwrap();
     assert!(
@@ -210,11 +234,24 @@ async fn after_a_restart_a_firing_alert_waits_for_fresh_data_before_it_resolves(
     // Warm-up: two scrape intervals (2 x 1 s) plus the rule's longest range (none).
     for t in [restart, restart + 1_000, restart + 1_999] {
         tick(&c, &clock, &mut previous, t).await;
-        assert_eq!(state(&c), State::Firing, "missing data during warm-up at +{}", t - restart);
-        assert_eq!(c.deliver_next(slack_at).await, Step::Idle, "nothing repeated or resolved");
+        assert_eq!(
+            state(&c),
+            State::Firing,
+            "missing data during warm-up at +{}",
+            t - restart
+        );
+        assert_eq!(
+            c.deliver_next(slack_at).await,
+            Step::Idle,
+            "nothing repeated or resolved"
+        );
     }
     tick(&c, &clock, &mut previous, restart + 2_000).await;
-    assert_eq!(state(&c), State::Inactive, "still absent after the warm-up: resolved");
+    assert_eq!(
+        state(&c),
+        State::Inactive,
+        "still absent after the warm-up: resolved"
+    );
     assert_eq!(c.deliver_next(slack_at).await, Step::Progress);
     let all = slack.received();
     assert_eq!(all.len(), 2, "{all:#?}");

@@ -20,3 +20,30 @@ pub async fn serve(router: axum::Router) -> std::net::SocketAddr {
     tokio::spawn(async move { axum::serve(listener, router).await });
     addr
 }
+
+/// Polls `probe` every 50 ms until it gives a value, and returns it; after `timeout`, panics
+/// with `what()` (which can show the last state). The one place tests wait for something to
+/// happen: a fixed sleep would either waste time or be too short on a loaded machine.
+///
+/// ```
+/// let mut n = 0;
+/// let three = obs_testkit::eventually(std::time::Duration::from_secs(1), || "never 3".into(), || {
+///     n += 1;
+///     (n == 3).then_some(n)
+/// });
+/// assert_eq!(three, 3);
+/// ```
+pub fn eventually<T>(
+    timeout: std::time::Duration,
+    what: impl Fn() -> String,
+    mut probe: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", what());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -205,7 +205,10 @@ impl Notifier for Slack {
             .map_err(super::transport)?;
         let reply = super::Reply::read(response).await;
         if reply.status == 400 && !entry.plain_text {
-            return Err(SendError::RejectedBlocks(format!("HTTP 400: {}", reply.reason)));
+            return Err(SendError::RejectedBlocks(format!(
+                "HTTP 400: {}",
+                reply.reason
+            )));
         }
         reply.outcome()
     }

@@ -43,17 +43,38 @@ pub async fn evaluate(
         let result = match alerting {
             Some((expr, text)) => {
                 let value = querier
-                    .query(Query { expr: &expr, text: Some(&text) }, t)
+                    .query(
+                        Query {
+                            expr: &expr,
+                            text: Some(&text),
+                        },
+                        t,
+                    )
                     .await;
                 let chart = match (&value, expr.compared_value()) {
                     (Ok(_), Some((compared, above))) => alerting::chart_point(
-                        querier.query(Query { expr: compared, text: None }, t).await,
+                        querier
+                            .query(
+                                Query {
+                                    expr: compared,
+                                    text: None,
+                                },
+                                t,
+                            )
+                            .await,
                         above,
                     ),
                     _ => None,
                 };
-                apply_alerting(group, index, t, value.map_err(RuleError::from), chart, external)
-                    .map(|tr| evaluation.transitions.extend(tr))
+                apply_alerting(
+                    group,
+                    index,
+                    t,
+                    value.map_err(RuleError::from),
+                    chart,
+                    external,
+                )
+                .map(|tr| evaluation.transitions.extend(tr))
             }
             None => match &mut lock(group).rules[index].kind {
                 Kind::Recording(r) => {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use obs_testkit::client;
 pub use obs_testkit::process::CollectorProcess;
@@ -72,11 +72,15 @@ impl Alertmanager {
             .spawn()
             .expect("prometheus-alertmanager (Debian package) must be installed");
         let am = Alertmanager { child, addr };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !client::get(addr, "/-/ready").is_ok_and(|r| r.status == 200) {
-            assert!(Instant::now() < deadline, "alertmanager not ready");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        obs_testkit::eventually(
+            Duration::from_secs(20),
+            || "alertmanager not ready".into(),
+            || {
+                client::get(addr, "/-/ready")
+                    .is_ok_and(|r| r.status == 200)
+                    .then_some(())
+            },
+        );
         am
     }
 }
