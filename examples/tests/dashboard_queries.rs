@@ -59,7 +59,17 @@ fn dashboard_and_rule_queries_return_the_traffics_numbers() {
         sent += 1;
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_secs(2)); // the last scrape
+    // Until a scrape has seen every request sent.
+    prom.wait_until(
+        r#"sum(http_server_request_duration_seconds_count{job="demo"})"#,
+        Duration::from_secs(10),
+        |r| {
+            r.first()
+                .and_then(|s| s["value"][1].as_str()?.parse::<f64>().ok())
+                .is_some_and(|n| n >= f64::from(sent))
+        },
+    )
+    .unwrap();
 
     let dashboard: Value = serde_json::from_str(
         &std::fs::read_to_string(root().join("dashboards/obs-red.json")).unwrap(),

@@ -81,9 +81,14 @@ fn ctrl_c_stops_the_demo_and_leaves_no_process_behind() {
         || demo.try_wait().unwrap(),
     );
     assert!(status.success(), "{status}");
-    std::thread::sleep(Duration::from_millis(200));
-    let gone = !std::path::Path::new(&format!("/proc/{service}")).exists()
-        || std::fs::read_to_string(format!("/proc/{service}/stat"))
-            .is_ok_and(|s| s.contains(") Z "));
-    assert!(gone, "the demo service {service} is still running");
+    obs_testkit::eventually(
+        Duration::from_secs(5),
+        || format!("the demo service {service} is still running"),
+        || {
+            let gone = !std::path::Path::new(&format!("/proc/{service}")).exists()
+                || std::fs::read_to_string(format!("/proc/{service}/stat"))
+                    .is_ok_and(|s| s.contains(") Z "));
+            gone.then_some(())
+        },
+    );
 }

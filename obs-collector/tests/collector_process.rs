@@ -79,7 +79,7 @@ fn alert_state_survives_kill_9() {
         || "the pending alert was never saved".into(),
         || {
             std::fs::read_to_string(&state)
-                .is_ok_and(|s| s.contains(&format!("\"state\":\"pending\"")))
+                .is_ok_and(|s| s.contains(r#""state":"pending""#))
                 .then_some(())
         },
     );

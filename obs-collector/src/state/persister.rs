@@ -113,7 +113,7 @@ mod tests {
         assert_eq!(super::super::load(&path).unwrap().notifications.next_id, 7);
         let mut last = Saved::default();
         last.notifications.next_id = 9;
-        let _ = persister.save(last, 2_000); // not awaited: the drop must still write it
+        drop(persister.save(last, 2_000)); // not awaited: the drop must still write it
         drop(persister);
         assert_eq!(super::super::load(&path).unwrap().notifications.next_id, 9);
         let _ = std::fs::remove_dir_all(&dir);
