@@ -128,11 +128,18 @@ fn permanent_failures_are_reported_with_slacks_reason() {
     );
     assert!(html.contains("failed"), "{html}");
     // That a 404 is never retried is tested on an injected clock in `timing.rs`.
-    assert!(collector
-        .output
-        .lock()
-        .unwrap()
-        .contains("channel_not_found"));
+    eventually(
+        Duration::from_secs(5),
+        || "Slack's reason is not in the log".into(),
+        || {
+            collector
+                .output
+                .lock()
+                .unwrap()
+                .contains("channel_not_found")
+                .then_some(())
+        },
+    );
 }
 
 #[test]

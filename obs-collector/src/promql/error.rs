@@ -38,3 +38,16 @@ impl fmt::Display for QueryError {
 }
 
 impl std::error::Error for QueryError {}
+
+/// The evaluator's messages (`many-to-many matching not allowed`, ...).
+impl From<String> for QueryError {
+    fn from(message: String) -> Self {
+        QueryError::Eval(message)
+    }
+}
+
+impl From<&str> for QueryError {
+    fn from(message: &str) -> Self {
+        QueryError::Eval(message.to_owned())
+    }
+}

@@ -24,10 +24,10 @@ pub enum Value {
 
 /// Evaluates `expr` at `t` (milliseconds).
 pub fn eval(expr: &Expr, store: &Store, t: i64) -> Result<Value, QueryError> {
-    evaluate(expr, store, t).map_err(QueryError::Eval)
+    evaluate(expr, store, t)
 }
 
-fn evaluate(expr: &Expr, store: &Store, t: i64) -> Result<Value, String> {
+fn evaluate(expr: &Expr, store: &Store, t: i64) -> Result<Value, QueryError> {
     Ok(match expr {
         Expr::Number(n) => Value::Scalar(*n),
         Expr::Remote => {
@@ -109,10 +109,10 @@ fn evaluate(expr: &Expr, store: &Store, t: i64) -> Result<Value, String> {
     })
 }
 
-fn vector(v: Value, what: &str) -> Result<Vec<Sample>, String> {
+fn vector(v: Value, what: &str) -> Result<Vec<Sample>, QueryError> {
     match v {
         Value::Vector(s) => Ok(s),
-        Value::Scalar(_) => Err(format!("{what} expects an instant vector, got a scalar")),
+        Value::Scalar(_) => Err(format!("{what} expects an instant vector, got a scalar").into()),
     }
 }
 
@@ -225,7 +225,7 @@ fn binary(
     rhs: Value,
     matching: &Matching,
     return_bool: bool,
-) -> Result<Value, String> {
+) -> Result<Value, QueryError> {
     // The scalar is on the left of a vector/scalar operation.
     let swap = matches!(lhs, Value::Scalar(_));
     let drop_name = !op.is_comparison() || return_bool;
@@ -286,7 +286,7 @@ fn binary(
             for s in r {
                 let sig = signature(&s.labels, matching);
                 if right.insert(sig.clone(), s).is_some() {
-                    return Err(format!("found duplicate series for the match group {sig} on the right hand-side of the operation; many-to-many matching not allowed"));
+                    return Err(format!("found duplicate series for the match group {sig} on the right hand-side of the operation; many-to-many matching not allowed").into());
                 }
             }
             let mut seen = HashSet::new();
@@ -295,7 +295,7 @@ fn binary(
                 let sig = signature(&s.labels, matching);
                 let Some(r) = right.get(&sig) else { continue };
                 if !seen.insert(sig.clone()) {
-                    return Err(format!("multiple matches for labels {sig}: many-to-one matching must be explicit (group_left/group_right)"));
+                    return Err(format!("multiple matches for labels {sig}: many-to-one matching must be explicit (group_left/group_right)").into());
                 }
                 let (value, keep) = apply(op, s.value, r.value);
                 let Some(value) = finish(value, keep) else {

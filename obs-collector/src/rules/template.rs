@@ -9,6 +9,31 @@
 
 use crate::labels::Labels;
 
+/// Why a template did not parse or expand; the message names the construct (`function "x" not
+/// defined`, `unterminated string in ...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateError(String);
+
+impl std::fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TemplateError {}
+
+impl From<String> for TemplateError {
+    fn from(message: String) -> Self {
+        Self(message)
+    }
+}
+
+impl From<&str> for TemplateError {
+    fn from(message: &str) -> Self {
+        Self(message.to_owned())
+    }
+}
+
 /// A parsed template.
 #[derive(Debug, Clone)]
 pub struct Template {
@@ -61,13 +86,13 @@ enum Val {
 }
 
 impl Val {
-    fn num(&self) -> Result<f64, String> {
+    fn num(&self) -> Result<f64, TemplateError> {
         match self {
             Val::Num(n) => Ok(*n),
             Val::Str(s) => s
                 .trim()
                 .parse()
-                .map_err(|_| format!("cannot convert {s:?} to a number")),
+                .map_err(|_| format!("cannot convert {s:?} to a number").into()),
         }
     }
     fn text(&self) -> String {
@@ -80,7 +105,7 @@ impl Val {
 
 impl Template {
     /// Parses `text`, or says what is wrong with it.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, TemplateError> {
         let mut parts = Vec::new();
         let mut rest = text;
         while let Some(open) = rest.find("{{") {
@@ -124,7 +149,7 @@ impl Template {
     }
 }
 
-fn parse_pipeline(action: &str) -> Result<Vec<Command>, String> {
+fn parse_pipeline(action: &str) -> Result<Vec<Command>, TemplateError> {
     if action.is_empty() {
         return Err("empty action {{ }}".into());
     }
@@ -134,7 +159,7 @@ fn parse_pipeline(action: &str) -> Result<Vec<Command>, String> {
         .collect()
 }
 
-fn parse_command(cmd: &str) -> Result<Command, String> {
+fn parse_command(cmd: &str) -> Result<Command, TemplateError> {
     let words = split_words(cmd)?;
     let (first, rest) = words.split_first().ok_or("empty command in pipeline")?;
     let func = match first.as_str() {
@@ -153,12 +178,12 @@ fn parse_command(cmd: &str) -> Result<Command, String> {
             .map(|w| parse_arg(w))
             .collect::<Result<_, _>>()?,
         None if rest.is_empty() => vec![parse_arg(first)?],
-        None => return Err(format!("function {first:?} not defined")),
+        None => return Err(format!("function {first:?} not defined").into()),
     };
     Ok(Command { func, args })
 }
 
-fn parse_arg(word: &str) -> Result<Arg, String> {
+fn parse_arg(word: &str) -> Result<Arg, TemplateError> {
     if let Some(s) = word.strip_prefix('"').and_then(|w| w.strip_suffix('"')) {
         return Ok(Arg::Str(s.replace("\\\"", "\"").replace("\\n", "\n")));
     }
@@ -179,7 +204,7 @@ fn parse_arg(word: &str) -> Result<Arg, String> {
         _ => word
             .parse()
             .map(Arg::Num)
-            .map_err(|_| format!("unsupported template term {word:?}")),
+            .map_err(|_| format!("unsupported template term {word:?}").into()),
     }
 }
 
@@ -201,7 +226,7 @@ fn split_outside_quotes(s: &str, sep: char) -> Vec<&str> {
     out
 }
 
-fn split_words(s: &str) -> Result<Vec<String>, String> {
+fn split_words(s: &str) -> Result<Vec<String>, TemplateError> {
     let words: Vec<String> = split_outside_quotes(s, ' ')
         .into_iter()
         .filter(|w| !w.is_empty())
@@ -211,12 +236,12 @@ fn split_words(s: &str) -> Result<Vec<String>, String> {
         .iter()
         .any(|w| w.starts_with('"') && (w.len() < 2 || !w.ends_with('"')))
     {
-        return Err(format!("unterminated string in {s:?}"));
+        return Err(format!("unterminated string in {s:?}").into());
     }
     Ok(words)
 }
 
-fn run(cmds: &[Command], data: &Data<'_>) -> Result<Val, String> {
+fn run(cmds: &[Command], data: &Data<'_>) -> Result<Val, TemplateError> {
     let mut piped: Option<Val> = None;
     for cmd in cmds {
         let mut args: Vec<Val> = cmd
@@ -238,13 +263,16 @@ fn run(cmds: &[Command], data: &Data<'_>) -> Result<Val, String> {
             Some(func) => call(func, &args)?,
         });
     }
-    piped.ok_or_else(|| "empty pipeline".to_owned())
+    piped.ok_or_else(|| "empty pipeline".into())
 }
 
-fn call(func: Func, args: &[Val]) -> Result<Val, String> {
+fn call(func: Func, args: &[Val]) -> Result<Val, TemplateError> {
     let one = || match args {
         [v] => Ok(v),
-        _ => Err(format!("{func:?} takes one argument, got {}", args.len())),
+        _ => Err(TemplateError::from(format!(
+            "{func:?} takes one argument, got {}",
+            args.len()
+        ))),
     };
     Ok(Val::Str(match func {
         Func::Humanize => humanize(one()?.num()?),
@@ -389,7 +417,7 @@ fn humanize_duration(v: f64) -> String {
 }
 
 /// `printf` with the verbs `%s %v %d %f %.Nf %g %%`.
-fn printf(fmt: &str, args: &[Val]) -> Result<String, String> {
+fn printf(fmt: &str, args: &[Val]) -> Result<String, TemplateError> {
     let mut out = String::new();
     let mut args = args.iter();
     let mut chars = fmt.chars().peekable();
@@ -409,7 +437,7 @@ fn printf(fmt: &str, args: &[Val]) -> Result<String, String> {
             precision = Some(
                 digits
                     .parse::<usize>()
-                    .map_err(|_| "bad precision in printf")?,
+                    .map_err(|_| TemplateError::from("bad precision in printf"))?,
             );
         }
         let verb = chars.next().ok_or("printf format ends with %")?;
@@ -423,7 +451,7 @@ fn printf(fmt: &str, args: &[Val]) -> Result<String, String> {
             'd' => out.push_str(&format!("{}", arg.num()? as i64)),
             'f' => out.push_str(&format!("{:.*}", precision.unwrap_or(6), arg.num()?)),
             'g' => out.push_str(&go_g(arg.num()?, precision.unwrap_or(6))),
-            other => return Err(format!("printf verb %{other} is not supported")),
+            other => return Err(format!("printf verb %{other} is not supported").into()),
         }
     }
     Ok(out)
