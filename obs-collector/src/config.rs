@@ -11,6 +11,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use serde_saphyr::Spanned;
 
 use crate::labels::Labels;
 
@@ -40,10 +41,14 @@ impl ConfigError {
         }
     }
 
-    fn yaml(file: &str, e: &serde_yaml::Error) -> Self {
-        let line = e.location().map(|l| l.line());
-        // serde_yaml appends " at line X column Y"; the line is reported separately.
-        let message = e.to_string();
+    /// A YAML parser's error, with the line the parser reports.
+    pub(crate) fn yaml(file: &str, e: &serde_saphyr::Error) -> Self {
+        let line = e
+            .location()
+            .map(|l| l.line() as usize)
+            .filter(|line| *line > 0);
+        // The plain rendering appends " at line X column Y"; the line is reported separately.
+        let message = e.without_snippet().to_string();
         let message = message
             .split(" at line ")
             .next()
@@ -130,12 +135,11 @@ struct FileConfig {
     #[serde(default)]
     global: Global,
     #[serde(default)]
-    rule_files: Vec<String>,
+    rule_files: Vec<Spanned<String>>,
     #[serde(default)]
     scrape_configs: Vec<ScrapeConfig>,
-    #[serde(default)]
-    notifiers: RawNotifiers,
-    query: Option<RawQuery>,
+    notifiers: Option<Spanned<RawNotifiers>>,
+    query: Option<Spanned<RawQuery>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -318,9 +322,9 @@ impl Notify {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct Global {
-    scrape_interval: Option<Dur>,
+    scrape_interval: Option<Spanned<Dur>>,
     scrape_timeout: Option<Dur>,
-    evaluation_interval: Option<Dur>,
+    evaluation_interval: Option<Spanned<Dur>>,
     #[serde(default)]
     external_labels: BTreeMap<String, String>,
 }
@@ -328,7 +332,7 @@ struct Global {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ScrapeConfig {
-    job_name: String,
+    job_name: Spanned<String>,
     scrape_interval: Option<Dur>,
     scrape_timeout: Option<Dur>,
     metrics_path: Option<String>,
@@ -342,7 +346,7 @@ struct ScrapeConfig {
 #[serde(deny_unknown_fields)]
 struct StaticConfig {
     #[serde(default)]
-    targets: Vec<String>,
+    targets: Vec<Spanned<String>>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
 }
@@ -433,39 +437,41 @@ impl Config {
         let raw: FileConfig = if text.trim().is_empty() {
             FileConfig::default()
         } else {
-            serde_yaml::from_str(text).map_err(|e| ConfigError::yaml(file, &e))?
+            serde_saphyr::from_str(text).map_err(|e| ConfigError::yaml(file, &e))?
         };
-        let err =
-            |needle: &str, message: String| ConfigError::new(file, line_of(text, needle), message);
+        let err = |line: Option<usize>, message: String| ConfigError::new(file, line, message);
         let global_interval = raw
             .global
             .scrape_interval
-            .map_or(DEFAULT_INTERVAL_MS, |d| d.0);
+            .as_ref()
+            .map_or(DEFAULT_INTERVAL_MS, |d| d.value.0);
         let global_timeout = raw
             .global
             .scrape_timeout
             .map_or(DEFAULT_TIMEOUT_MS.min(global_interval), |d| d.0);
         if global_interval <= 0 {
             return Err(err(
-                "scrape_interval",
+                raw.global.scrape_interval.as_ref().and_then(line),
                 "global.scrape_interval must be positive".into(),
             ));
         }
         let evaluation_interval_ms = raw
             .global
             .evaluation_interval
-            .map_or(DEFAULT_INTERVAL_MS, |d| d.0);
+            .as_ref()
+            .map_or(DEFAULT_INTERVAL_MS, |d| d.value.0);
         if evaluation_interval_ms <= 0 {
             return Err(err(
-                "evaluation_interval",
+                raw.global.evaluation_interval.as_ref().and_then(line),
                 "global.evaluation_interval must be positive".into(),
             ));
         }
         let mut jobs: Vec<Job> = Vec::new();
         for sc in raw.scrape_configs {
-            let at = format!("job_name: {}", sc.job_name);
-            if jobs.iter().any(|j| j.name == sc.job_name) {
-                return Err(err(&at, format!("duplicate job_name {:?}", sc.job_name)));
+            let at = line(&sc.job_name);
+            let job_name = sc.job_name.value;
+            if jobs.iter().any(|j| j.name == job_name) {
+                return Err(err(at, format!("duplicate job_name {job_name:?}")));
             }
             let interval_ms = sc.scrape_interval.map_or(global_interval, |d| d.0);
             let timeout_ms = sc
@@ -473,59 +479,51 @@ impl Config {
                 .map_or(global_timeout.min(interval_ms), |d| d.0);
             if interval_ms <= 0 || timeout_ms <= 0 {
                 return Err(err(
-                    &at,
+                    at,
                     format!(
-                        "job {:?}: scrape_interval and scrape_timeout must be positive",
-                        sc.job_name
+                        "job {job_name:?}: scrape_interval and scrape_timeout must be positive"
                     ),
                 ));
             }
             if timeout_ms > interval_ms {
                 return Err(err(
-                    &at,
-                    format!(
-                        "job {:?}: scrape_timeout is greater than scrape_interval",
-                        sc.job_name
-                    ),
+                    at,
+                    format!("job {job_name:?}: scrape_timeout is greater than scrape_interval"),
                 ));
             }
             let scheme = sc.scheme.unwrap_or_else(|| "http".into());
             if scheme != "http" && scheme != "https" {
                 return Err(err(
-                    &at,
-                    format!(
-                        "job {:?}: scheme must be http or https, not {scheme:?}",
-                        sc.job_name
-                    ),
+                    at,
+                    format!("job {job_name:?}: scheme must be http or https, not {scheme:?}"),
                 ));
             }
             let metrics_path = sc.metrics_path.unwrap_or_else(|| "/metrics".into());
             if !metrics_path.starts_with('/') {
                 return Err(err(
-                    &at,
-                    format!("job {:?}: metrics_path must start with /", sc.job_name),
+                    at,
+                    format!("job {job_name:?}: metrics_path must start with /"),
                 ));
             }
             let body_size_limit = match sc.body_size_limit {
                 None => DEFAULT_BODY_SIZE_LIMIT,
-                Some(s) => {
-                    parse_size(&s).map_err(|m| err(&at, format!("job {:?}: {m}", sc.job_name)))?
-                }
+                Some(s) => parse_size(&s).map_err(|m| err(at, format!("job {job_name:?}: {m}")))?,
             };
             let mut targets = Vec::new();
             for st in &sc.static_configs {
                 for t in &st.targets {
+                    let (t_line, t) = (line(t), &t.value);
                     if !valid_address(t) {
                         return Err(err(
-                            t,
-                            format!("job {:?}: target {t:?} is not host:port", sc.job_name),
+                            t_line,
+                            format!("job {job_name:?}: target {t:?} is not host:port"),
                         ));
                     }
-                    targets.push(target(&sc.job_name, t, &st.labels));
+                    targets.push(target(&job_name, t, &st.labels));
                 }
             }
             jobs.push(Job {
-                name: sc.job_name,
+                name: job_name,
                 interval_ms,
                 timeout_ms,
                 metrics_path,
@@ -536,20 +534,28 @@ impl Config {
         }
         let mut rule_files = Vec::new();
         for pattern in &raw.rule_files {
-            let paths = expand_glob(&dir.join(pattern)).map_err(|m| err(pattern, m))?;
+            let (at, pattern) = (line(pattern), &pattern.value);
+            let paths = expand_glob(&dir.join(pattern)).map_err(|m| err(at, m))?;
             for p in paths {
-                let text = read_bounded(&p).map_err(|e| err(pattern, format!("rule file {e}")))?;
+                let text = read_bounded(&p).map_err(|e| err(at, format!("rule file {e}")))?;
                 rule_files.push((p.display().to_string(), text));
             }
         }
         let external_labels = Labels::new(raw.global.external_labels.into_iter().collect());
-        let notify = Notify::resolve(raw.notifiers, dir, env).map_err(|m| err("notifiers", m))?;
+        let (notifiers_line, notifiers) = match raw.notifiers {
+            Some(n) => (line(&n), n.value),
+            None => (None, RawNotifiers::default()),
+        };
+        let notify = Notify::resolve(notifiers, dir, env).map_err(|m| err(notifiers_line, m))?;
         let remote = match raw.query {
             None => None,
-            Some(_) if !jobs.is_empty() => {
-                return Err(err("query:", "query.url and scrape_configs exclude each other: in remote mode the backend scrapes".into()));
+            Some(q) if !jobs.is_empty() => {
+                return Err(err(line(&q), "query.url and scrape_configs exclude each other: in remote mode the backend scrapes".into()));
             }
-            Some(q) => Some(RemoteQuery::resolve(q, dir, env).map_err(|m| err("query:", m))?),
+            Some(q) => {
+                let at = line(&q);
+                Some(RemoteQuery::resolve(q.value, dir, env).map_err(|m| err(at, m))?)
+            }
         };
         Ok(Config {
             evaluation_interval_ms,
@@ -654,9 +660,9 @@ pub fn read_bounded(path: &Path) -> Result<String, ConfigError> {
         .map_err(|e| ConfigError::new(path.display(), None, format!("cannot read: {e}")))
 }
 
-/// The 1-based line of the first occurrence of `needle` in `text`.
-pub fn line_of(text: &str, needle: &str) -> Option<usize> {
-    text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+/// The line of a YAML value, as the parser saw it.
+pub(crate) fn line<T>(value: &serde_saphyr::Spanned<T>) -> Option<usize> {
+    Some(value.referenced.line() as usize).filter(|line| *line > 0)
 }
 
 #[cfg(test)]
@@ -735,7 +741,7 @@ scrape_configs:
             ("global:\n  scrape_interval: 15x\n", Some(2), "invalid duration"),
             ("scrape_configs:\n  - job_name: a\n    static_configs:\n      - targets: ['nohost']\n", Some(4), "not host:port"),
             ("scrape_configs:\n  - job_name: a\n    scrap_interval: 5s\n", Some(3), "unknown field `scrap_interval`"),
-            ("scrape_configs:\n  - job_name: a\n  - job_name: a\n", Some(2), "duplicate job_name"),
+            ("scrape_configs:\n  - job_name: a\n  - job_name: a\n", Some(3), "duplicate job_name"),
             ("scrape_configs:\n  - job_name: a\n    scrape_interval: 5s\n    scrape_timeout: 10s\n", Some(2), "greater than scrape_interval"),
             ("alerting: {}\n", Some(1), "unknown field `alerting`"),
             ("rule_files: [does-not-exist.yml]\n", Some(1), "cannot read"),
@@ -834,7 +840,7 @@ scrape_configs:
         let both = "query:\n  url: http://p\nscrape_configs:\n  - job_name: a\n";
         let e = Config::parse(both, "c.yml", Path::new("."), &|_| None).unwrap_err();
         assert!(
-            e.message.contains("exclude each other") && e.line == Some(1),
+            e.message.contains("exclude each other") && e.line == Some(2),
             "{e}"
         );
         let e = Config::parse(

@@ -101,10 +101,10 @@ fn rules() -> (Vec<(String, String)>, BTreeSet<String>) {
         if !name.ends_with(".rules.yml") {
             continue;
         }
-        let file: serde_yaml::Value =
-            serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        for g in file["groups"].as_sequence().unwrap() {
-            for r in g["rules"].as_sequence().unwrap() {
+        let file: serde_json::Value =
+            serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for g in file["groups"].as_array().unwrap() {
+            for r in g["rules"].as_array().unwrap() {
                 if let Some(rec) = r["record"].as_str() {
                     recorded.insert(rec.to_owned());
                 }

@@ -353,10 +353,10 @@ mod tests {
     #[test]
     fn the_default_rules_compile() {
         let rules = include_str!("../../../alerts/obs-red.rules.yml");
-        let file: serde_yaml::Value = serde_yaml::from_str(rules).unwrap();
+        let file: serde_json::Value = serde_saphyr::from_str(rules).unwrap();
         let mut n = 0;
-        for group in file["groups"].as_sequence().unwrap() {
-            for rule in group["rules"].as_sequence().unwrap() {
+        for group in file["groups"].as_array().unwrap() {
+            for rule in group["rules"].as_array().unwrap() {
                 compile(rule["expr"].as_str().unwrap()).unwrap();
                 n += 1;
             }
@@ -384,9 +384,9 @@ mod tests {
     #[test]
     fn thresholds_of_the_default_rules() {
         let rules = include_str!("../../../alerts/obs-red.rules.yml");
-        let file: serde_yaml::Value = serde_yaml::from_str(rules).unwrap();
+        let file: serde_json::Value = serde_saphyr::from_str(rules).unwrap();
         let got: Vec<Option<f64>> = file["groups"][0]["rules"]
-            .as_sequence()
+            .as_array()
             .unwrap()
             .iter()
             .map(|r| compile(r["expr"].as_str().unwrap()).unwrap().threshold())

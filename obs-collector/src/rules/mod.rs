@@ -12,13 +12,14 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::Deserialize;
 
-use crate::config::{line_of, ConfigError, Dur};
+use crate::config::{line, ConfigError, Dur};
 use crate::labels::{Labels, NAME};
 use crate::promql::{self, Expr, Value};
 use crate::store::{self, Store};
 pub use alerting::{Alert, AlertingRule, State, Transition};
 pub use error::RuleError;
 pub use evaluate::{evaluate, Evaluation};
+use serde_saphyr::Spanned;
 use template::Template;
 
 /// Most rules accepted across all rule files (a runaway generator must not exhaust memory).
@@ -33,7 +34,7 @@ struct RuleFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawGroup {
-    name: String,
+    name: Spanned<String>,
     interval: Option<Dur>,
     #[serde(default)]
     rules: Vec<RawRule>,
@@ -42,9 +43,9 @@ struct RawGroup {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRule {
-    alert: Option<String>,
-    record: Option<String>,
-    expr: String,
+    alert: Option<Spanned<String>>,
+    record: Option<Spanned<String>>,
+    expr: Spanned<String>,
     #[serde(rename = "for")]
     for_: Option<Dur>,
     keep_firing_for: Option<Dur>,
@@ -155,24 +156,17 @@ pub fn load(
     default_interval_ms: i64,
     remote: bool,
 ) -> Result<Vec<Group>, ConfigError> {
-    let raw: RuleFile = serde_yaml::from_str(text).map_err(|e| {
-        let line = e.location().map(|l| l.line());
-        let message = e.to_string();
-        ConfigError::new(
-            file,
-            line,
-            message.split(" at line ").next().unwrap_or(&message),
-        )
-    })?;
+    let raw: RuleFile = serde_saphyr::from_str(text).map_err(|e| ConfigError::yaml(file, &e))?;
     let mut groups = Vec::new();
     let mut names = HashSet::new();
     for g in raw.groups {
-        let group_line = line_of(text, &format!("name: {}", g.name));
-        if !names.insert(g.name.clone()) {
+        let group_line = line(&g.name);
+        let group_name = g.name.value;
+        if !names.insert(group_name.clone()) {
             return Err(ConfigError::new(
                 file,
                 group_line,
-                format!("duplicate group name {:?}", g.name),
+                format!("duplicate group name {group_name:?}"),
             ));
         }
         let interval_ms = g.interval.map_or(default_interval_ms, |d| d.0);
@@ -180,29 +174,29 @@ pub fn load(
             return Err(ConfigError::new(
                 file,
                 group_line,
-                format!("group {:?}: interval must be positive", g.name),
+                format!("group {group_name:?}: interval must be positive"),
             ));
         }
         let mut rules = Vec::new();
         for r in g.rules {
             let (label, name) = match (&r.alert, &r.record) {
-                (Some(a), None) => ("alert", a.clone()),
-                (None, Some(n)) => ("record", n.clone()),
+                (Some(a), None) => ("alert", a),
+                (None, Some(n)) => ("record", n),
                 _ => {
-                    let line = line_of(text, r.expr.lines().next().unwrap_or_default());
                     return Err(ConfigError::new(
                         file,
-                        line,
+                        line(&r.expr),
                         "a rule needs exactly one of `alert` or `record`",
                     ));
                 }
             };
-            let line = line_of(text, &format!("{label}: {name}"));
-            let fail = |m: String| ConfigError::new(file, line, format!("rule {name:?}: {m}"));
+            let (rule_line, name) = (line(name), name.value.clone());
+            let fail = |m: String| ConfigError::new(file, rule_line, format!("rule {name:?}: {m}"));
+            let expr_text = r.expr.value.trim().to_owned();
             let expr = if remote {
-                promql::compile_for_remote(&r.expr)
+                promql::compile_for_remote(&expr_text)
             } else {
-                promql::compile(&r.expr)
+                promql::compile(&expr_text)
             }
             .map_err(|e| fail(e.0))?;
             if remote && label == "record" {
@@ -225,7 +219,7 @@ pub fn load(
                 };
                 Kind::Alerting(AlertingRule {
                     name: name.clone(),
-                    expr_text: r.expr.trim().to_owned(),
+                    expr_text,
                     expr,
                     for_ms: r.for_.map_or(0, |d| d.0),
                     keep_firing_for_ms: r.keep_firing_for.map_or(0, |d| d.0),
@@ -248,7 +242,7 @@ pub fn load(
                 }
                 Kind::Recording(RecordingRule {
                     name: name.clone(),
-                    expr_text: r.expr.trim().to_owned(),
+                    expr_text,
                     expr,
                     labels: r.labels.into_iter().collect(),
                     last_output: HashSet::new(),
@@ -260,7 +254,7 @@ pub fn load(
             });
         }
         groups.push(Group {
-            name: g.name,
+            name: group_name,
             file: file.to_owned(),
             interval_ms,
             rules,
@@ -334,9 +328,9 @@ mod tests {
         let e = load("r.yml", "groups:\n  - name: g\n    rules:\n      - alert: T\n        expr: up\n        annotations:\n          s: '{{ $labels.job'\n", 15_000, false).unwrap_err();
         assert!(e.message.contains("annotation") && e.line == Some(4), "{e}");
         let e = load("r.yml", "groups:\n  - name: g\n    rules:\n      - alert: T\n        expr: up\n        for: 5q\n", 15_000, false).unwrap_err();
-        // serde_yaml places value errors at the start of the rule's mapping.
+        // The parser places a value's error on the value's own line.
         assert!(
-            e.message.contains("invalid duration") && e.line == Some(4),
+            e.message.contains("invalid duration") && e.line == Some(6),
             "{e}"
         );
         let e = load(
