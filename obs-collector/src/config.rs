@@ -69,8 +69,33 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// A value the configuration cannot take; the message names the setting (`query.url "x" must
+/// start with http:// or https://`), the caller adds the file and line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid(String);
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+impl From<String> for Invalid {
+    fn from(message: String) -> Self {
+        Self(message)
+    }
+}
+
+impl From<&str> for Invalid {
+    fn from(message: &str) -> Self {
+        Self(message.to_owned())
+    }
+}
+
 /// Parses a Prometheus duration: `1y2w3d4h5m6s7ms` (units in this order, each at most once), or `0`.
-pub fn parse_duration(s: &str) -> Result<i64, String> {
+pub fn parse_duration(s: &str) -> Result<i64, Invalid> {
     const UNITS: [(&str, i64); 7] = [
         ("y", 365 * 86_400_000),
         ("w", 7 * 86_400_000),
@@ -80,7 +105,11 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
         ("s", 1000),
         ("ms", 1),
     ];
-    let bad = || format!("invalid duration {s:?} (examples: 15s, 2500ms, 1m30s)");
+    let bad = || {
+        Invalid(format!(
+            "invalid duration {s:?} (examples: 15s, 2500ms, 1m30s)"
+        ))
+    };
     if s == "0" {
         return Ok(0);
     }
@@ -179,12 +208,13 @@ impl RemoteQuery {
         raw: RawQuery,
         dir: &Path,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, Invalid> {
         if !(raw.url.starts_with("http://") || raw.url.starts_with("https://")) {
             return Err(format!(
                 "query.url {:?} must start with http:// or https://",
                 raw.url
-            ));
+            )
+            .into());
         }
         let read = |file: &str, what: &str| {
             std::fs::read_to_string(dir.join(file))
@@ -275,7 +305,7 @@ impl Notify {
         raw: RawNotifiers,
         dir: &Path,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, Invalid> {
         let slack = match raw.slack.and_then(|s| s.webhook_url_file) {
             Some(file) => {
                 let path = dir.join(&file);
@@ -306,7 +336,8 @@ impl Notify {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(format!(
                     "notifiers.alertmanager.url {url:?} must start with http:// or https://"
-                ));
+                )
+                .into());
             }
         }
         Ok(Notify {
@@ -397,7 +428,7 @@ impl Config {
     /// Slack when `SLACK_WEBHOOK_URL` is set, else the console.
     pub fn default_config(env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let notify = Notify::resolve(RawNotifiers::default(), Path::new("."), env)
-            .map_err(|m| ConfigError::new("SLACK_WEBHOOK_URL", None, m))?;
+            .map_err(|m| ConfigError::new("SLACK_WEBHOOK_URL", None, m.to_string()))?;
         Ok(Config {
             evaluation_interval_ms: NO_CONFIG_INTERVAL_MS,
             external_labels: Labels::default(),
@@ -546,7 +577,8 @@ impl Config {
             Some(n) => (line(&n), n.value),
             None => (None, RawNotifiers::default()),
         };
-        let notify = Notify::resolve(notifiers, dir, env).map_err(|m| err(notifiers_line, m))?;
+        let notify =
+            Notify::resolve(notifiers, dir, env).map_err(|m| err(notifiers_line, m.to_string()))?;
         let remote = match raw.query {
             None => None,
             Some(q) if !jobs.is_empty() => {
@@ -554,7 +586,7 @@ impl Config {
             }
             Some(q) => {
                 let at = line(&q);
-                Some(RemoteQuery::resolve(q.value, dir, env).map_err(|m| err(at, m))?)
+                Some(RemoteQuery::resolve(q.value, dir, env).map_err(|m| err(at, m.to_string()))?)
             }
         };
         Ok(Config {
@@ -594,24 +626,24 @@ fn valid_address(t: &str) -> bool {
 }
 
 /// `10MB`, `512KiB`... as Prometheus' `body_size_limit` (base 1024 as in Prometheus' units).
-fn parse_size(s: &str) -> Result<u64, String> {
+fn parse_size(s: &str) -> Result<u64, Invalid> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let n: u64 = s[..split]
         .parse()
-        .map_err(|_| format!("invalid size {s:?}"))?;
+        .map_err(|_| Invalid(format!("invalid size {s:?}")))?;
     let mult = match s[split..].trim() {
         "" | "B" => 1,
         "KB" | "KiB" => 1 << 10,
         "MB" | "MiB" => 1 << 20,
         "GB" | "GiB" => 1 << 30,
-        other => return Err(format!("invalid size unit {other:?} (B, KB, MB, GB)")),
+        other => return Err(format!("invalid size unit {other:?} (B, KB, MB, GB)").into()),
     };
     if n == 0 {
         return Ok(u64::MAX); // 0 means no limit, as in Prometheus
     }
     n.checked_mul(mult)
-        .ok_or_else(|| format!("size {s:?} is too large"))
+        .ok_or_else(|| Invalid(format!("size {s:?} is too large")))
 }
 
 /// Supports `*` in the file-name part only (`rules/*.yml`), as most Prometheus configs use.
