@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use obs::prometheus::{Histogram, IntCounterVec, IntGauge, Opts, Registry};
 
 use crate::config::{Config, Job, Target};
+use crate::history::History;
 use crate::labels::Labels;
 use crate::notify::{self, Channel, Notifier};
 use crate::promql::remote::Remote;
@@ -130,6 +131,8 @@ pub struct Collector {
     pub log: Mutex<notify::Log>,
     /// This collector's URL, for Alertmanager's `generatorURL`.
     pub external_url: std::sync::OnceLock<String>,
+    /// The status page's chart points.
+    pub history: History,
     deliveries: Vec<Delivery>,
     policy: notify::Policy,
     wake: tokio::sync::Notify,
@@ -239,6 +242,7 @@ impl Collector {
             client,
             log: Mutex::new(log),
             external_url: std::sync::OnceLock::new(),
+            history: History::default(),
             deliveries: channels
                 .into_iter()
                 .map(|channel| Delivery {
@@ -361,6 +365,9 @@ impl Collector {
             }
             for (rule, transition) in &evaluation.transitions {
                 log_transition(&group, rule, transition);
+            }
+            for (rule, point) in &evaluation.charts {
+                self.history.record(&group_name, rule, t, *point);
             }
             self.dispatch(group, t, &external);
         }

@@ -4,6 +4,7 @@
 
 pub mod collector;
 pub mod config;
+pub mod history;
 pub mod labels;
 pub mod notify;
 pub mod promql;

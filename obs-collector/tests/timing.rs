@@ -122,6 +122,11 @@ async fn for_boundary_repeat_interval_and_resolution_to_the_millisecond() {
     assert_eq!(c.deliver_next(slack_at).await, Step::Idle);
     let all = slack.received();
     assert_eq!(all.len(), 3, "firing, repeat, resolved: {all:#?}");
+    // The status page's chart: one point per evaluation, the compared value `flag`.
+    let chart = c.history.points("t", "Flag");
+    let values: Vec<f64> = chart.iter().map(|p| p.1).collect();
+    assert_eq!(values, [1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0]);
+    assert_eq!(chart.last().unwrap().0, fired + 62_000);
     assert!(header(&all[2].1).starts_with("RESOLVED: Flag — svc"));
 }
 

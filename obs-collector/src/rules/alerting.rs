@@ -3,14 +3,14 @@
 //! with `keep_firing_for`, identity = output labels + rule labels + `alertname`, and a query
 //! error leaving the state untouched.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
 use super::template::{Data, Template};
 use super::RuleError;
 use crate::labels::Labels;
-use crate::promql::{self, Expr, QueryError, Value};
+use crate::promql::{self, Expr, Value};
 use crate::store::Store;
 
 /// How long a resolved alert is kept (and re-announced as resolved) before it is forgotten.
@@ -81,26 +81,7 @@ pub struct AlertingRule {
     /// After a restart the store is empty until scrapes refill the rule's windows; until then a
     /// restored alert missing from the result is missing data, not a false condition.
     pub warmup_until_ms: i64,
-    /// The compared value (worst series) at each recent evaluation, for the status page chart.
-    pub history: VecDeque<(i64, f64)>,
 }
-
-/// The point charted against a rule's threshold from its compared expression's value: the
-/// worst series (highest when the alert fires above the threshold, lowest when below).
-pub fn chart_point(value: Result<Value, QueryError>, above: bool) -> Option<f64> {
-    match value {
-        Ok(Value::Vector(v)) => v
-            .iter()
-            .map(|s| s.value)
-            .filter(|v| !v.is_nan())
-            .reduce(|a, b| if above { a.max(b) } else { a.min(b) }),
-        Ok(Value::Scalar(v)) => Some(v),
-        Err(_) => None,
-    }
-}
-
-/// Evaluations kept in [`AlertingRule::history`] (an hour at 15 s).
-pub const HISTORY_POINTS: usize = 240;
 
 impl AlertingRule {
     /// Evaluates the rule over the local store at `t`. On error nothing changes.
@@ -111,17 +92,15 @@ impl AlertingRule {
         external: &Labels,
     ) -> Result<Vec<Transition>, RuleError> {
         let result = promql::eval(&self.expr, store, t)?;
-        let compared = self.compared_value(store, t);
-        self.apply(t, result, compared, external)
+        self.apply(t, result, external)
     }
 
     /// Runs the state machine on the expression's result at `t` (from the local store or a
-    /// remote backend); `compared` is the value charted against the threshold, if known.
+    /// remote backend).
     pub fn apply(
         &mut self,
         t: i64,
         result: Value,
-        compared: Option<f64>,
         external: &Labels,
     ) -> Result<Vec<Transition>, RuleError> {
         let samples = match result {
@@ -163,12 +142,6 @@ impl AlertingRule {
             }
         }
 
-        // Remote results carry no separate compared value: chart the worst alerting value.
-        let compared = compared.or_else(|| current.values().map(|a| a.value).reduce(f64::max));
-        self.history.push_back((t, compared.unwrap_or(f64::NAN)));
-        while self.history.len() > HISTORY_POINTS {
-            self.history.pop_front();
-        }
         let mut transitions = Vec::new();
         for (labels, alert) in current.iter() {
             match self.active.get_mut(labels) {
@@ -230,13 +203,6 @@ impl AlertingRule {
         Ok(transitions)
     }
 
-    /// The compared value (the highest for `>` rules, the lowest for `<`/`==` rules); `None`
-    /// when there is none (no traffic, no series).
-    fn compared_value(&self, store: &Store, t: i64) -> Option<f64> {
-        let (value_expr, above) = self.expr.compared_value()?;
-        chart_point(promql::eval(value_expr, store, t), above)
-    }
-
     /// The rule's state: the "highest" state of its instances.
     pub fn state(&self) -> State {
         let states = self.active.values().map(|a| a.state);
@@ -266,7 +232,6 @@ impl AlertingRule {
             raw_annotations: vec![],
             active: HashMap::new(),
             warmup_until_ms: 0,
-            history: VecDeque::new(),
         }
     }
 }
@@ -294,7 +259,6 @@ mod tests {
             raw_annotations: vec![],
             active: HashMap::new(),
             warmup_until_ms: 0,
-            history: VecDeque::new(),
         }
     }
 

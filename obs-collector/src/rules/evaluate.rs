@@ -5,9 +5,9 @@
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Instant;
 
-use super::{alerting, Group, Kind, RuleError, Transition};
+use super::{Group, Kind, RuleError, Transition};
 use crate::labels::Labels;
-use crate::promql::{Querier, Query};
+use crate::promql::{Querier, Query, QueryError, Value};
 use crate::store::Store;
 
 /// What one evaluation of a group came to.
@@ -17,6 +17,27 @@ pub struct Evaluation {
     pub transitions: Vec<(String, Transition)>,
     /// Rules whose evaluation failed (their state is unchanged).
     pub failures: usize,
+    /// Each evaluated alerting rule's chart point: the value compared against the threshold
+    /// (NaN when there is none).
+    pub charts: Vec<(String, f64)>,
+}
+
+/// The point charted against a rule's threshold from its compared expression's value: the
+/// worst series (highest when the alert fires above the threshold, lowest when below).
+fn chart_point(value: Result<Value, QueryError>, above: bool) -> Option<f64> {
+    match value {
+        Ok(Value::Vector(v)) => worst(&v, above),
+        Ok(Value::Scalar(v)) => Some(v),
+        Err(_) => None,
+    }
+}
+
+fn worst(samples: &[crate::promql::Sample], above: bool) -> Option<f64> {
+    samples
+        .iter()
+        .map(|s| s.value)
+        .filter(|v| !v.is_nan())
+        .reduce(|a, b| if above { a.max(b) } else { a.min(b) })
 }
 
 fn lock(group: &Mutex<Group>) -> MutexGuard<'_, Group> {
@@ -52,7 +73,7 @@ pub async fn evaluate(
                     )
                     .await;
                 let chart = match (&value, expr.compared_value()) {
-                    (Ok(_), Some((compared, above))) => alerting::chart_point(
+                    (Ok(_), Some((compared, above))) => chart_point(
                         querier
                             .query(
                                 Query {
@@ -66,15 +87,21 @@ pub async fn evaluate(
                     ),
                     _ => None,
                 };
-                apply_alerting(
-                    group,
-                    index,
-                    t,
-                    value.map_err(RuleError::from),
-                    chart,
-                    external,
+                // Without a compared expression (or from a remote backend, which evaluates
+                // whole rule expressions only), chart the worst alerting value.
+                let chart = chart.or_else(|| match &value {
+                    Ok(Value::Vector(v)) => worst(v, true),
+                    _ => None,
+                });
+                apply_alerting(group, index, t, value.map_err(RuleError::from), external).map(
+                    |applied| {
+                        if let Some((name, transitions)) = applied {
+                            let named = transitions.into_iter().map(|tr| (name.clone(), tr));
+                            evaluation.transitions.extend(named);
+                            evaluation.charts.push((name, chart.unwrap_or(f64::NAN)));
+                        }
+                    },
                 )
-                .map(|tr| evaluation.transitions.extend(tr))
             }
             None => match &mut lock(group).rules[index].kind {
                 Kind::Recording(r) => {
@@ -101,22 +128,19 @@ pub async fn evaluate(
     evaluation
 }
 
-/// Runs alerting rule `index`'s state machine on its query's answer.
+/// Runs alerting rule `index`'s state machine on its query's answer; gives the rule's name and
+/// transitions (`None` if rule `index` is not an alerting rule).
 fn apply_alerting(
     group: &Mutex<Group>,
     index: usize,
     t: i64,
-    value: Result<crate::promql::Value, RuleError>,
-    chart: Option<f64>,
+    value: Result<Value, RuleError>,
     external: &Labels,
-) -> Result<Vec<(String, Transition)>, RuleError> {
+) -> Result<Option<(String, Vec<Transition>)>, RuleError> {
     let mut group = lock(group);
     let Kind::Alerting(a) = &mut group.rules[index].kind else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
-    let transitions = a.apply(t, value?, chart, external)?;
-    Ok(transitions
-        .into_iter()
-        .map(|tr| (a.name.clone(), tr))
-        .collect())
+    let transitions = a.apply(t, value?, external)?;
+    Ok(Some((a.name.clone(), transitions)))
 }

@@ -229,7 +229,6 @@ pub fn load(
                     raw_annotations: r.annotations.clone().into_iter().collect(),
                     active: Default::default(),
                     warmup_until_ms: 0,
-                    history: Default::default(),
                 })
             } else {
                 if r.for_.is_some() || r.keep_firing_for.is_some() || !r.annotations.is_empty() {

@@ -347,7 +347,7 @@ async fn status_page(State(app): State<App>) -> Html<String> {
                 page,
                 "<tr><td data-label=rule><b>{}</b></td><td data-label=state class={state}>{state}</td><td data-label=value>{}</td><td data-label=alerts>{}</td><td data-label=health>{}</td></tr>",
                 escape_html(&a.name),
-                chart(&a.history, a.expr.threshold()),
+                chart(&app.collector.history.points(&g.name, &a.name), a.expr.threshold()),
                 alerts.join("<br>"),
                 escape_html(r.health.last_error.as_deref().unwrap_or(health(r))),
             );
@@ -390,7 +390,7 @@ async fn status_page(State(app): State<App>) -> Html<String> {
 }
 
 /// A small SVG line chart of `points` with the threshold as a dashed red line.
-fn chart(points: &std::collections::VecDeque<(i64, f64)>, threshold: Option<f64>) -> String {
+fn chart(points: &[(i64, f64)], threshold: Option<f64>) -> String {
     const W: f64 = 240.0;
     const H: f64 = 48.0;
     let values: Vec<f64> = points
@@ -399,7 +399,7 @@ fn chart(points: &std::collections::VecDeque<(i64, f64)>, threshold: Option<f64>
         .filter(|v| v.is_finite())
         .chain(threshold)
         .collect();
-    let (Some(first), Some(last)) = (points.front(), points.back()) else {
+    let (Some(first), Some(last)) = (points.first(), points.last()) else {
         return "<span>no evaluations yet</span>".into();
     };
     let lo = values.iter().copied().fold(0.0f64, f64::min);
@@ -487,10 +487,7 @@ mod tests {
 
     #[test]
     fn chart_draws_gaps_and_the_threshold() {
-        let points: std::collections::VecDeque<(i64, f64)> =
-            [(0, 0.01), (15_000, 0.02), (30_000, f64::NAN), (45_000, 0.2)]
-                .into_iter()
-                .collect();
+        let points = [(0, 0.01), (15_000, 0.02), (30_000, f64::NAN), (45_000, 0.2)];
         let svg = chart(&points, Some(0.05));
         assert_eq!(
             svg.matches("<polyline").count(),
@@ -501,6 +498,6 @@ mod tests {
             svg.contains("stroke-dasharray") && svg.contains("now 0.2 · threshold 0.05"),
             "{svg}"
         );
-        assert!(chart(&Default::default(), None).contains("no evaluations"));
+        assert!(chart(&[], None).contains("no evaluations"));
     }
 }
