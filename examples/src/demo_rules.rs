@@ -39,8 +39,14 @@ mod tests {
             );
             assert!(!fast.contains(from));
         }
-        let groups = obs_collector::rules::load("demo.rules.yml", &fast, 2000, false).unwrap();
-        assert_eq!(groups[0].interval_ms, 2000);
+        let groups = obs_collector::rules::load(
+            "demo.rules.yml",
+            &fast,
+            std::time::Duration::from_secs(2),
+            false,
+        )
+        .unwrap();
+        assert_eq!(groups[0].interval, std::time::Duration::from_secs(2));
         let names: Vec<&str> = groups[0].rules.iter().map(|r| r.name()).collect();
         assert_eq!(names, ["HighErrorRate", "HighLatencyP95", "TargetDown"]);
         // Same expressions but for the windows.

@@ -30,7 +30,12 @@ pub fn exposition(data: &[u8]) {
 /// The rule loader: never panics, whatever the YAML.
 pub fn rules(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = obs_collector::rules::load("fuzz.rules.yml", text, 15_000, false);
+        let _ = obs_collector::rules::load(
+            "fuzz.rules.yml",
+            text,
+            std::time::Duration::from_secs(15),
+            false,
+        );
     }
 }
 

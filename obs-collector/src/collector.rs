@@ -11,6 +11,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::Duration;
 
 use obs::prometheus::{Histogram, IntCounterVec, IntGauge, Opts, Registry};
 
@@ -24,7 +25,7 @@ use crate::rules::{self, Group, Kind, Transition};
 use crate::scrape::{self, TargetSeries, TargetStatus};
 use crate::state::{self, Persister};
 use crate::store::Store;
-use crate::time::{next_slot, Clock, SystemClock};
+use crate::time::{millis, next_slot, Clock, SystemClock};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -95,7 +96,7 @@ impl SelfMetrics {
 }
 
 /// One scrape target with its job and status.
-pub struct TargetEntry {
+pub(crate) struct TargetEntry {
     pub job: Job,
     pub target: Target,
     pub status: Mutex<TargetStatus>,
@@ -120,19 +121,18 @@ pub enum Step {
 
 /// Everything the tasks and the web server share.
 pub struct Collector {
-    pub config: Config,
-    pub store: RwLock<Store>,
-    pub groups: Vec<Mutex<Group>>,
-    pub targets: Vec<TargetEntry>,
-    pub state_path: PathBuf,
-    pub ready: AtomicBool,
+    config: Config,
+    store: RwLock<Store>,
+    pub(crate) groups: Vec<Mutex<Group>>,
+    pub(crate) targets: Vec<TargetEntry>,
+    pub(crate) ready: AtomicBool,
     client: reqwest::Client,
     /// The notification log (with every channel's queue).
-    pub log: Mutex<notify::Log>,
+    pub(crate) log: Mutex<notify::Log>,
     /// This collector's URL, for Alertmanager's `generatorURL`.
-    pub external_url: std::sync::OnceLock<String>,
+    external_url: std::sync::OnceLock<String>,
     /// The status page's chart points.
-    pub history: History,
+    pub(crate) history: History,
     deliveries: Vec<Delivery>,
     policy: notify::Policy,
     wake: tokio::sync::Notify,
@@ -168,7 +168,7 @@ impl Collector {
         match state::load(&state_path) {
             Ok(saved) => {
                 // Two scrape intervals for every target to be scraped again after the restart.
-                let margin = 2 * config.max_scrape_interval_ms();
+                let margin = 2 * config.max_scrape_interval();
                 let n = state::restore(&mut groups, saved.alerts, clock.now_ms(), margin);
                 log = saved.notifications;
                 let queued = log
@@ -202,7 +202,7 @@ impl Collector {
         let policy = notify::Policy {
             channels: channels.iter().map(|c| c.name().to_owned()).collect(),
             send_resolved: config.notify.send_resolved,
-            repeat_interval_ms: config.notify.repeat_interval_ms,
+            repeat_interval: config.notify.repeat_interval,
         };
         // Alertmanager gets Prometheus' batches, not the grouped messages: not in the policy.
         if let Some(url) = &config.notify.alertmanager {
@@ -236,8 +236,7 @@ impl Collector {
             store: RwLock::new(store),
             groups: groups.into_iter().map(Mutex::new).collect(),
             targets,
-            persister: Persister::start(state_path.clone()),
-            state_path,
+            persister: Persister::start(state_path),
             ready: AtomicBool::new(false),
             client,
             log: Mutex::new(log),
@@ -276,7 +275,7 @@ impl Collector {
 
     async fn scrape_loop(self: Arc<Self>, index: usize) {
         let entry = &self.targets[index];
-        let interval = entry.job.interval_ms;
+        let interval = millis(entry.job.interval);
         // Spread targets over the interval, as Prometheus does, instead of scraping all at once.
         let offset = (hash(&entry.target.labels) % interval as u64) as i64;
         let mut previous = TargetSeries::default();
@@ -326,7 +325,7 @@ impl Collector {
     }
 
     async fn eval_loop(self: Arc<Self>, index: usize) {
-        let interval = lock(&self.groups[index]).interval_ms;
+        let interval = millis(lock(&self.groups[index]).interval);
         loop {
             // On multiples of the interval, as promtool and Prometheus' slots do.
             let next = next_slot(self.clock.now_ms(), interval, 0);
@@ -378,7 +377,7 @@ impl Collector {
     /// Queues what the group's alerts call for on every channel.
     fn dispatch(&self, mut group: MutexGuard<'_, Group>, t: i64, external: &Labels) {
         let mut log = lock(&self.log);
-        let interval = group.interval_ms;
+        let interval = group.interval;
         let generator_url = self.external_url.get().map_or("", String::as_str);
         for rule in &mut group.rules {
             // A failed evaluation changed nothing, so it announces nothing.
@@ -492,6 +491,32 @@ impl Collector {
         Step::Progress
     }
 
+    /// Sets the URL this collector is reached at (Alertmanager's `generatorURL`); the first
+    /// call wins.
+    pub fn set_external_url(&self, url: String) {
+        let _ = self.external_url.set(url);
+    }
+
+    /// A copy of the notification log: every channel's queue and delivery history.
+    pub fn notifications(&self) -> notify::Log {
+        lock(&self.log).clone()
+    }
+
+    /// The state of alerting rule `rule` (the first of that name), if there is one.
+    pub fn alert_state(&self, rule: &str) -> Option<rules::State> {
+        self.groups.iter().find_map(|g| {
+            lock(g).rules.iter().find_map(|r| match &r.kind {
+                Kind::Alerting(a) if a.name == rule => Some(a.state()),
+                _ => None,
+            })
+        })
+    }
+
+    /// The status page's chart points of rule `rule` of group `group`, oldest first.
+    pub fn chart(&self, group: &str, rule: &str) -> Vec<(i64, f64)> {
+        self.history.points(group, rule)
+    }
+
     /// The channel names, in delivery-task order (the index [`Collector::deliver_next`] takes).
     pub fn channels(&self) -> Vec<&'static str> {
         self.deliveries.iter().map(|d| d.channel.name()).collect()
@@ -566,7 +591,7 @@ fn retention_ms(config: &Config, groups: &[Group]) -> i64 {
         .map(|r| r.expr().max_range_ms())
         .max()
         .unwrap_or(0);
-    longest + 2 * config.max_scrape_interval_ms().max(15_000)
+    longest + 2 * millis(config.max_scrape_interval().max(Duration::from_secs(15)))
 }
 
 /// A number in [0, 1) for retry jitter (random per call; `now` only adds to the seed).

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
@@ -95,7 +96,7 @@ impl From<&str> for Invalid {
 }
 
 /// Parses a Prometheus duration: `1y2w3d4h5m6s7ms` (units in this order, each at most once), or `0`.
-pub fn parse_duration(s: &str) -> Result<i64, Invalid> {
+pub fn parse_duration(s: &str) -> Result<Duration, Invalid> {
     const UNITS: [(&str, i64); 7] = [
         ("y", 365 * 86_400_000),
         ("w", 7 * 86_400_000),
@@ -111,7 +112,7 @@ pub fn parse_duration(s: &str) -> Result<i64, Invalid> {
         ))
     };
     if s == "0" {
-        return Ok(0);
+        return Ok(Duration::ZERO);
     }
     let mut rest = s;
     let mut total: i64 = 0;
@@ -142,12 +143,12 @@ pub fn parse_duration(s: &str) -> Result<i64, Invalid> {
     if s.is_empty() {
         return Err(bad());
     }
-    Ok(total)
+    Ok(Duration::from_millis(total.unsigned_abs()))
 }
 
 /// A duration field in YAML.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Dur(pub i64);
+pub struct Dur(pub Duration);
 
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -192,8 +193,9 @@ struct RawBasicAuth {
 #[derive(Debug, Clone)]
 pub struct RemoteQuery {
     pub url: String,
-    pub timeout_ms: i64,
-    pub offset_ms: i64,
+    pub timeout: Duration,
+    /// Rules are evaluated this long before the evaluation time (`query_offset`).
+    pub offset: Duration,
     pub auth: Option<QueryAuth>,
 }
 
@@ -236,8 +238,8 @@ impl RemoteQuery {
         };
         Ok(RemoteQuery {
             url: raw.url,
-            timeout_ms: raw.timeout.map_or(DEFAULT_TIMEOUT_MS, |d| d.0),
-            offset_ms: raw.query_offset.map_or(0, |d| d.0),
+            timeout: raw.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0),
+            offset: raw.query_offset.map_or(Duration::ZERO, |d| d.0),
             auth,
         })
     }
@@ -294,11 +296,11 @@ pub struct Notify {
     pub alertmanager: Option<String>,
     pub console: bool,
     pub send_resolved: bool,
-    pub repeat_interval_ms: i64,
+    pub repeat_interval: Duration,
 }
 
 /// Alertmanager's default `repeat_interval`.
-pub const DEFAULT_REPEAT_INTERVAL_MS: i64 = 4 * 3_600_000;
+pub const DEFAULT_REPEAT_INTERVAL: Duration = Duration::from_secs(4 * 3600);
 
 impl Notify {
     fn resolve(
@@ -325,10 +327,8 @@ impl Notify {
                 );
             }
         }
-        let repeat_interval_ms = raw
-            .repeat_interval
-            .map_or(DEFAULT_REPEAT_INTERVAL_MS, |d| d.0);
-        if repeat_interval_ms <= 0 {
+        let repeat_interval = raw.repeat_interval.map_or(DEFAULT_REPEAT_INTERVAL, |d| d.0);
+        if repeat_interval.is_zero() {
             return Err("notifiers.repeat_interval must be positive".into());
         }
         let alertmanager = raw.alertmanager.map(|a| a.url);
@@ -345,7 +345,7 @@ impl Notify {
             console: raw.console.unwrap_or(slack.is_none()),
             slack: slack.map(Secret),
             send_resolved: raw.send_resolved.unwrap_or(true),
-            repeat_interval_ms,
+            repeat_interval,
         })
     }
 }
@@ -385,7 +385,7 @@ struct StaticConfig {
 /// The effective configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub evaluation_interval_ms: i64,
+    pub evaluation_interval: Duration,
     pub external_labels: Labels,
     pub jobs: Vec<Job>,
     /// `(name for messages, text)` of every rule file.
@@ -399,8 +399,8 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct Job {
     pub name: String,
-    pub interval_ms: i64,
-    pub timeout_ms: i64,
+    pub interval: Duration,
+    pub timeout: Duration,
     pub metrics_path: String,
     pub scheme: String,
     pub body_size_limit: u64,
@@ -417,9 +417,9 @@ pub struct Target {
 }
 
 /// Prometheus defaults: 1m scrape and evaluation, 10s timeout. Without a file obs uses 15s.
-const DEFAULT_INTERVAL_MS: i64 = 60_000;
-const DEFAULT_TIMEOUT_MS: i64 = 10_000;
-const NO_CONFIG_INTERVAL_MS: i64 = 15_000;
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const NO_CONFIG_INTERVAL: Duration = Duration::from_secs(15);
 /// Default body size limit when the job sets none (Prometheus: unlimited).
 pub const DEFAULT_BODY_SIZE_LIMIT: u64 = 16 * 1024 * 1024;
 
@@ -430,12 +430,12 @@ impl Config {
         let notify = Notify::resolve(RawNotifiers::default(), Path::new("."), env)
             .map_err(|m| ConfigError::new("SLACK_WEBHOOK_URL", None, m.to_string()))?;
         Ok(Config {
-            evaluation_interval_ms: NO_CONFIG_INTERVAL_MS,
+            evaluation_interval: NO_CONFIG_INTERVAL,
             external_labels: Labels::default(),
             jobs: vec![Job {
                 name: "app".into(),
-                interval_ms: NO_CONFIG_INTERVAL_MS,
-                timeout_ms: DEFAULT_TIMEOUT_MS,
+                interval: NO_CONFIG_INTERVAL,
+                timeout: DEFAULT_TIMEOUT,
                 metrics_path: "/metrics".into(),
                 scheme: "http".into(),
                 body_size_limit: DEFAULT_BODY_SIZE_LIMIT,
@@ -475,23 +475,23 @@ impl Config {
             .global
             .scrape_interval
             .as_ref()
-            .map_or(DEFAULT_INTERVAL_MS, |d| d.value.0);
+            .map_or(DEFAULT_INTERVAL, |d| d.value.0);
         let global_timeout = raw
             .global
             .scrape_timeout
-            .map_or(DEFAULT_TIMEOUT_MS.min(global_interval), |d| d.0);
-        if global_interval <= 0 {
+            .map_or(DEFAULT_TIMEOUT.min(global_interval), |d| d.0);
+        if global_interval.is_zero() {
             return Err(err(
                 raw.global.scrape_interval.as_ref().and_then(line),
                 "global.scrape_interval must be positive".into(),
             ));
         }
-        let evaluation_interval_ms = raw
+        let evaluation_interval = raw
             .global
             .evaluation_interval
             .as_ref()
-            .map_or(DEFAULT_INTERVAL_MS, |d| d.value.0);
-        if evaluation_interval_ms <= 0 {
+            .map_or(DEFAULT_INTERVAL, |d| d.value.0);
+        if evaluation_interval.is_zero() {
             return Err(err(
                 raw.global.evaluation_interval.as_ref().and_then(line),
                 "global.evaluation_interval must be positive".into(),
@@ -504,11 +504,11 @@ impl Config {
             if jobs.iter().any(|j| j.name == job_name) {
                 return Err(err(at, format!("duplicate job_name {job_name:?}")));
             }
-            let interval_ms = sc.scrape_interval.map_or(global_interval, |d| d.0);
-            let timeout_ms = sc
+            let interval = sc.scrape_interval.map_or(global_interval, |d| d.0);
+            let timeout = sc
                 .scrape_timeout
-                .map_or(global_timeout.min(interval_ms), |d| d.0);
-            if interval_ms <= 0 || timeout_ms <= 0 {
+                .map_or(global_timeout.min(interval), |d| d.0);
+            if interval.is_zero() || timeout.is_zero() {
                 return Err(err(
                     at,
                     format!(
@@ -516,7 +516,7 @@ impl Config {
                     ),
                 ));
             }
-            if timeout_ms > interval_ms {
+            if timeout > interval {
                 return Err(err(
                     at,
                     format!("job {job_name:?}: scrape_timeout is greater than scrape_interval"),
@@ -555,8 +555,8 @@ impl Config {
             }
             jobs.push(Job {
                 name: job_name,
-                interval_ms,
-                timeout_ms,
+                interval,
+                timeout,
                 metrics_path,
                 scheme,
                 body_size_limit,
@@ -590,7 +590,7 @@ impl Config {
             }
         };
         Ok(Config {
-            evaluation_interval_ms,
+            evaluation_interval,
             external_labels,
             jobs,
             rule_files,
@@ -600,8 +600,12 @@ impl Config {
     }
 
     /// The longest interval between two scrapes of any job.
-    pub fn max_scrape_interval_ms(&self) -> i64 {
-        self.jobs.iter().map(|j| j.interval_ms).max().unwrap_or(0)
+    pub fn max_scrape_interval(&self) -> Duration {
+        self.jobs
+            .iter()
+            .map(|j| j.interval)
+            .max()
+            .unwrap_or_default()
     }
 }
 
@@ -703,12 +707,12 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("15s"), Ok(15_000));
-        assert_eq!(parse_duration("2500ms"), Ok(2_500));
-        assert_eq!(parse_duration("1m30s"), Ok(90_000));
-        assert_eq!(parse_duration("1h0m"), Ok(3_600_000));
-        assert_eq!(parse_duration("1d"), Ok(86_400_000));
-        assert_eq!(parse_duration("0"), Ok(0));
+        assert_eq!(parse_duration("15s"), Ok(Duration::from_millis(15_000)));
+        assert_eq!(parse_duration("2500ms"), Ok(Duration::from_millis(2_500)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_millis(90_000)));
+        assert_eq!(parse_duration("1h0m"), Ok(Duration::from_millis(3_600_000)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_millis(86_400_000)));
+        assert_eq!(parse_duration("0"), Ok(Duration::from_millis(0)));
         for bad in ["", "15", "s", "1s1m", "1m1m", "-5s", "1.5s", "10 s", "5x"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
@@ -742,13 +746,13 @@ scrape_configs:
             None
         })
         .unwrap();
-        assert_eq!(c.evaluation_interval_ms, 15_000);
+        assert_eq!(c.evaluation_interval, Duration::from_secs(15));
         assert_eq!(c.external_labels.get("cluster"), Some("eu-1"));
         assert_eq!(c.jobs.len(), 2);
         let api = &c.jobs[0];
         assert_eq!(
-            (api.interval_ms, api.timeout_ms, api.targets.len()),
-            (15_000, 5_000, 2)
+            (api.interval, api.timeout, api.targets.len()),
+            (Duration::from_secs(15), Duration::from_secs(5), 2)
         );
         assert_eq!(
             api.targets[1].labels.to_string(),
@@ -757,11 +761,11 @@ scrape_configs:
         let worker = &c.jobs[1];
         assert_eq!(
             (
-                worker.interval_ms,
+                worker.interval,
                 worker.scheme.as_str(),
                 worker.metrics_path.as_str()
             ),
-            (30_000, "https", "/internal/metrics")
+            (Duration::from_secs(30), "https", "/internal/metrics")
         );
         assert_eq!(worker.body_size_limit, 10 << 20);
         assert!(c.rule_files.is_empty());
@@ -793,7 +797,7 @@ scrape_configs:
         let c = Config::parse("", "c.yml", Path::new("."), &env).unwrap();
         assert_eq!(c.notify.slack.as_ref().map(Secret::expose), Some(hook));
         assert!(!c.notify.console && c.notify.send_resolved);
-        assert_eq!(c.notify.repeat_interval_ms, 4 * 3_600_000);
+        assert_eq!(c.notify.repeat_interval, Duration::from_secs(4 * 3600));
         assert!(
             !format!("{c:?}").contains("SECRET"),
             "Debug never shows the webhook"
@@ -816,11 +820,8 @@ scrape_configs:
         std::fs::write(dir.join("hook"), format!("{hook}\n")).unwrap();
         let c = Config::parse(text, "c.yml", &dir, &|_| None).unwrap();
         assert_eq!(
-            (
-                c.notify.slack.unwrap().expose(),
-                c.notify.repeat_interval_ms
-            ),
-            (hook, 3_600_000)
+            (c.notify.slack.unwrap().expose(), c.notify.repeat_interval),
+            (hook, Duration::from_secs(3600))
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -864,8 +865,12 @@ scrape_configs:
         .unwrap();
         let r = c.remote.unwrap();
         assert_eq!(
-            (r.url.as_str(), r.offset_ms, r.timeout_ms),
-            ("http://prom:9090", 30_000, 5_000)
+            (r.url.as_str(), r.offset, r.timeout),
+            (
+                "http://prom:9090",
+                Duration::from_secs(30),
+                Duration::from_secs(5)
+            )
         );
         assert!(matches!(&r.auth, Some(QueryAuth::Bearer(t)) if t.expose() == "tok"));
         assert!(!format!("{:?}", r.auth).contains("tok"));

@@ -75,7 +75,7 @@ fn load(path: Option<&PathBuf>) -> Result<(Config, Vec<rules::Group>), ConfigErr
     };
     let groups = rules::load_all(
         &config.rule_files,
-        config.evaluation_interval_ms,
+        config.evaluation_interval,
         config.remote.is_some(),
     )?;
     Ok((config, groups))
@@ -159,7 +159,7 @@ fn run(args: Args) -> ExitCode {
             },
             "obs-collector started"
         );
-        let _ = collector.external_url.set(format!("http://{}/", listener.local_addr().unwrap_or(args.listen)));
+        collector.set_external_url(format!("http://{}/", listener.local_addr().unwrap_or(args.listen)));
         collector.spawn();
         let access = web::Access::from_env(&|k| std::env::var(k).ok());
         if access.is_open() && !args.listen.ip().is_loopback() {

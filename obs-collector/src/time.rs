@@ -96,6 +96,15 @@ impl Clock for ManualClock {
     }
 }
 
+/// `d` in whole milliseconds, the unit of the collector's timestamps (saturating).
+///
+/// ```
+/// assert_eq!(obs_collector::time::millis(std::time::Duration::from_secs(2)), 2_000);
+/// ```
+pub fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// The next slot at or after `now_ms` (strictly after when `now_ms` is one) of a schedule that
 /// runs every `interval_ms` at `offset_ms` past the multiples of the interval: Prometheus' way
 /// of spreading scrapes and aligning evaluations (`offset_ms` 0) with promtool's.

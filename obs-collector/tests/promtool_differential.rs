@@ -211,7 +211,13 @@ type Timeline = Vec<(i64, BTreeSet<Labels>)>;
 /// The collector's `ALERTS` series at every evaluation.
 fn collector_alerts(scenario: &Scenario, left_closed: bool) -> Timeline {
     let text = std::fs::read_to_string(rules_path()).unwrap();
-    let mut groups = rules::load("obs-red.rules.yml", &text, 15_000, false).unwrap();
+    let mut groups = rules::load(
+        "obs-red.rules.yml",
+        &text,
+        std::time::Duration::from_secs(15),
+        false,
+    )
+    .unwrap();
     let mut store = Store::new(3_600_000);
     store.left_closed = left_closed;
     let mut out = Vec::new();

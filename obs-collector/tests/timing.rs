@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use obs_collector::collector::{Collector, Step};
 use obs_collector::config::Config;
-use obs_collector::rules::{self, Kind, State};
+use obs_collector::rules::{self, State};
 use obs_collector::scrape::TargetSeries;
 use obs_collector::time::ManualClock;
 use obs_testkit::slack::{header, Reply, Slack};
@@ -30,7 +30,7 @@ fn collector(
     let url = slack.url();
     let env = |k: &str| (k == "SLACK_WEBHOOK_URL").then(|| url.clone());
     let config = Config::load(config, &env).unwrap();
-    let groups = rules::load_all(&config.rule_files, config.evaluation_interval_ms, false).unwrap();
+    let groups = rules::load_all(&config.rule_files, config.evaluation_interval, false).unwrap();
     let clock = ManualClock::new(start);
     let collector = Collector::with_clock(
         config,
@@ -52,10 +52,7 @@ async fn tick(c: &Collector, clock: &ManualClock, previous: &mut TargetSeries, t
 
 /// The state of rule `Flag`.
 fn state(c: &Collector) -> State {
-    match &c.groups[0].lock().unwrap().rules[0].kind {
-        Kind::Alerting(a) => a.state(),
-        Kind::Recording(_) => unreachable!(),
-    }
+    c.alert_state("Flag").unwrap()
 }
 
 fn slack_index(c: &Collector) -> usize {
@@ -123,7 +120,7 @@ async fn for_boundary_repeat_interval_and_resolution_to_the_millisecond() {
     let all = slack.received();
     assert_eq!(all.len(), 3, "firing, repeat, resolved: {all:#?}");
     // The status page's chart: one point per evaluation, the compared value `flag`.
-    let chart = c.history.points("t", "Flag");
+    let chart = c.chart("t", "Flag");
     let values: Vec<f64> = chart.iter().map(|p| p.1).collect();
     assert_eq!(values, [1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0]);
     assert_eq!(chart.last().unwrap().0, fired + 62_000);
@@ -184,7 +181,7 @@ async fn retry_backoff_retry_after_spacing_and_plain_text_fallback() {
     let all = slack.received();
     assert_eq!(all.len(), 4);
     assert!(all[2].1["blocks"].is_array() && all[3].1["blocks"].is_null());
-    let log = c.log.lock().unwrap();
+    let log = c.notifications();
     assert!(matches!(
         log.entries[0].outcome,
         obs_collector::notify::Outcome::Delivered { at_ms } if at_ms == first_retry + 3_000
@@ -209,7 +206,7 @@ async fn a_permanent_failure_is_not_retried() {
         "404 is permanent"
     );
     assert_eq!(slack.received().len(), 1);
-    let log = c.log.lock().unwrap();
+    let log = c.notifications();
     assert!(
         matches!(&log.entries[0].outcome, obs_collector::notify::Outcome::Failed { reason, .. } if reason.contains("channel_not_found")),
         "{:?}",

@@ -58,7 +58,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let env = |k: &str| std::env::var(k).ok();
     let config = Config::load(&dir.join("collector.yml"), &env)?;
     let slack = config.notify.slack.is_some();
-    let groups = rules::load_all(&config.rule_files, config.evaluation_interval_ms, false)?;
+    let groups = rules::load_all(&config.rule_files, config.evaluation_interval, false)?;
     let obs = Arc::new(
         obs::Config::new()
             .service_name("obs-demo")
@@ -72,7 +72,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         Err(_) => tokio::net::TcpListener::bind("127.0.0.1:0").await?,
     };
     let status_page = listener.local_addr()?;
-    let _ = collector.external_url.set(format!("http://{status_page}/"));
+    collector.set_external_url(format!("http://{status_page}/"));
     collector.spawn();
     let app = web::router(
         Arc::clone(&collector),
@@ -119,7 +119,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     shown.abort();
     stop.store(true, Ordering::SeqCst);
     let _ = watched.await;
-    let log = collector.log.lock().map(|l| l.clone()).unwrap_or_default();
+    let log = collector.notifications();
     println!("\nnotifications:");
     for e in &log.entries {
         let outcome = match &e.outcome {

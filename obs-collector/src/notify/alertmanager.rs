@@ -23,11 +23,11 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 pub fn batch(
     rule: &mut AlertingRule,
     t: i64,
-    eval_interval_ms: i64,
+    eval_interval: Duration,
     external: &Labels,
     generator_url: &str,
 ) -> Vec<Value> {
-    let valid_for = 4 * eval_interval_ms.max(RESEND_DELAY_MS);
+    let valid_for = 4 * crate::time::millis(eval_interval).max(RESEND_DELAY_MS);
     let mut out = Vec::new();
     for a in rule.active.values_mut() {
         if a.state == State::Pending {
@@ -128,7 +128,13 @@ mod tests {
             },
         );
         let ext = Labels::from_pairs(&[("cluster", "eu")]);
-        let b = batch(&mut rule, 15_000, 15_000, &ext, "http://c/");
+        let b = batch(
+            &mut rule,
+            15_000,
+            Duration::from_secs(15),
+            &ext,
+            "http://c/",
+        );
         assert_eq!(b.len(), 1);
         assert_eq!(b[0]["labels"]["cluster"], "eu");
         assert_eq!(b[0]["startsAt"], "1970-01-01T00:00:15.000000Z");
@@ -137,18 +143,18 @@ mod tests {
             "now + 4 x max(15s, 1m)"
         );
         assert!(
-            batch(&mut rule, 30_000, 15_000, &ext, "").is_empty(),
+            batch(&mut rule, 30_000, Duration::from_secs(15), &ext, "").is_empty(),
             "not re-sent within a minute"
         );
         assert_eq!(
-            batch(&mut rule, 76_000, 15_000, &ext, "").len(),
+            batch(&mut rule, 76_000, Duration::from_secs(15), &ext, "").len(),
             1,
             "re-sent after a minute"
         );
         let a = rule.active.get_mut(&labels).unwrap();
         a.state = State::Inactive;
         a.resolved_at = Some(90_000);
-        let b = batch(&mut rule, 90_000, 15_000, &ext, "");
+        let b = batch(&mut rule, 90_000, Duration::from_secs(15), &ext, "");
         assert_eq!(
             b[0]["endsAt"], "1970-01-01T00:01:30.000000Z",
             "resolved: endsAt is the resolution"

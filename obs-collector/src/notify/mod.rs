@@ -247,7 +247,7 @@ pub struct Log {
 pub struct Policy {
     pub channels: Vec<String>,
     pub send_resolved: bool,
-    pub repeat_interval_ms: i64,
+    pub repeat_interval: Duration,
 }
 
 impl Log {
@@ -292,7 +292,7 @@ impl Log {
             let is_new = state.firing.is_empty() || !now_firing.is_subset(&state.firing);
             let repeat = state
                 .last_sent_ms
-                .is_some_and(|s| t - s >= policy.repeat_interval_ms);
+                .is_some_and(|s| t - s >= crate::time::millis(policy.repeat_interval));
             state.firing = now_firing;
             if is_new || repeat {
                 state.last_sent_ms = Some(t);

@@ -33,7 +33,7 @@ fn policy() -> Policy {
     Policy {
         channels: vec!["slack".into()],
         send_resolved: true,
-        repeat_interval_ms: 4 * 3_600_000,
+        repeat_interval: std::time::Duration::from_secs(4 * 3600),
     }
 }
 

@@ -3,8 +3,6 @@
 //! time minus `query_offset`. An HTTP, transport or API error is an evaluation error: the rule's
 //! state is left as it is, as Prometheus does.
 
-use std::time::Duration;
-
 use serde_json::Value as Json;
 
 use super::eval::{Sample, Value};
@@ -25,13 +23,13 @@ impl Remote {
 
     /// Evaluates `expr` at `t_ms - query_offset`.
     pub async fn instant(&self, expr: &str, t_ms: i64) -> Result<Value, QueryError> {
-        let at = (t_ms - self.config.offset_ms) as f64 / 1000.0;
+        let at = (t_ms - crate::time::millis(self.config.offset)) as f64 / 1000.0;
         let url = format!("{}/api/v1/query", self.config.url.trim_end_matches('/'));
         let mut request = self
             .client
             .get(&url)
             .query(&[("query", expr), ("time", &format!("{at:.3}"))])
-            .timeout(Duration::from_millis(self.config.timeout_ms as u64));
+            .timeout(self.config.timeout);
         request = match &self.config.auth {
             None => request,
             Some(QueryAuth::Bearer(token)) => request.bearer_auth(token.expose()),

@@ -4,6 +4,7 @@
 //! error leaving the state untouched.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +13,7 @@ use super::RuleError;
 use crate::labels::Labels;
 use crate::promql::{self, Expr, Value};
 use crate::store::Store;
+use crate::time::millis;
 
 /// How long a resolved alert is kept (and re-announced as resolved) before it is forgotten.
 pub const RESOLVED_RETENTION_MS: i64 = 15 * 60 * 1000;
@@ -70,8 +72,9 @@ pub struct AlertingRule {
     pub name: String,
     pub expr_text: String,
     pub expr: Expr,
-    pub for_ms: i64,
-    pub keep_firing_for_ms: i64,
+    /// How long the condition must hold before the alert fires (`for`).
+    pub for_duration: Duration,
+    pub keep_firing_for: Duration,
     pub labels: Vec<(String, Template)>,
     pub annotations: Vec<(String, Template)>,
     /// The raw label and annotation texts, for the API.
@@ -162,9 +165,10 @@ impl AlertingRule {
                 if a.restored && t < self.warmup_until_ms {
                     continue;
                 }
-                let keep = a.state == State::Firing && self.keep_firing_for_ms > 0 && {
+                let keep_for = millis(self.keep_firing_for);
+                let keep = a.state == State::Firing && keep_for > 0 && {
                     let since = *a.keep_firing_since.get_or_insert(t);
-                    t - since < self.keep_firing_for_ms
+                    t - since < keep_for
                 };
                 if a.state == State::Pending
                     || a.resolved_at.is_some_and(|r| t - r > RESOLVED_RETENTION_MS)
@@ -186,11 +190,11 @@ impl AlertingRule {
             } else {
                 a.keep_firing_since = None;
             }
-            if a.state == State::Pending && t - a.active_at >= self.for_ms {
+            if a.state == State::Pending && t - a.active_at >= millis(self.for_duration) {
                 a.state = State::Firing;
                 a.fired_at = Some(t);
                 transitions.push(Transition::Firing(labels.clone()));
-            } else if a.state == State::Firing && t - a.active_at < self.for_ms {
+            } else if a.state == State::Firing && t - a.active_at < millis(self.for_duration) {
                 // `for` grew (reload or restored state): back to pending.
                 a.state = State::Pending;
                 a.fired_at = None;
@@ -218,14 +222,14 @@ impl AlertingRule {
 
 #[cfg(test)]
 impl AlertingRule {
-    /// A rule for tests: `expr`, firing after `for_ms`, labelled `severity=page`.
+    /// A rule for tests: `expr`, firing after `for_ms` milliseconds, labelled `severity=page`.
     pub fn for_test(name: &str, expr: &str, for_ms: i64) -> Self {
         AlertingRule {
             name: name.into(),
             expr_text: expr.into(),
             expr: promql::compile(expr).unwrap(),
-            for_ms,
-            keep_firing_for_ms: 0,
+            for_duration: Duration::from_millis(for_ms.unsigned_abs()),
+            keep_firing_for: Duration::ZERO,
             labels: vec![("severity".into(), Template::parse("page").unwrap())],
             annotations: vec![],
             raw_labels: vec![],
@@ -248,8 +252,8 @@ mod tests {
             name: "Test".into(),
             expr_text: "m > 0".into(),
             expr: promql::compile("m > 0").unwrap(),
-            for_ms: for_s * S,
-            keep_firing_for_ms: keep_s * S,
+            for_duration: Duration::from_secs(for_s.unsigned_abs()),
+            keep_firing_for: Duration::from_secs(keep_s.unsigned_abs()),
             labels: vec![("severity".into(), Template::parse("page").unwrap())],
             annotations: vec![(
                 "summary".into(),

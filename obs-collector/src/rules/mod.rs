@@ -9,6 +9,7 @@ mod evaluate;
 pub mod template;
 
 use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -60,7 +61,7 @@ struct RawRule {
 pub struct Group {
     pub name: String,
     pub file: String,
-    pub interval_ms: i64,
+    pub interval: Duration,
     pub rules: Vec<Rule>,
 }
 
@@ -148,12 +149,12 @@ impl RecordingRule {
     }
 }
 
-/// Loads one rule file. `default_interval_ms` applies to groups without `interval`; `remote`
+/// Loads one rule file. `default_interval` applies to groups without `interval`; `remote`
 /// accepts any valid PromQL (the backend evaluates it) but no recording rules.
 pub fn load(
     file: &str,
     text: &str,
-    default_interval_ms: i64,
+    default_interval: Duration,
     remote: bool,
 ) -> Result<Vec<Group>, ConfigError> {
     let raw: RuleFile = serde_saphyr::from_str(text).map_err(|e| ConfigError::yaml(file, &e))?;
@@ -169,8 +170,8 @@ pub fn load(
                 format!("duplicate group name {group_name:?}"),
             ));
         }
-        let interval_ms = g.interval.map_or(default_interval_ms, |d| d.0);
-        if interval_ms <= 0 {
+        let interval = g.interval.map_or(default_interval, |d| d.0);
+        if interval.is_zero() {
             return Err(ConfigError::new(
                 file,
                 group_line,
@@ -221,8 +222,8 @@ pub fn load(
                     name: name.clone(),
                     expr_text,
                     expr,
-                    for_ms: r.for_.map_or(0, |d| d.0),
-                    keep_firing_for_ms: r.keep_firing_for.map_or(0, |d| d.0),
+                    for_duration: r.for_.map_or(Duration::ZERO, |d| d.0),
+                    keep_firing_for: r.keep_firing_for.map_or(Duration::ZERO, |d| d.0),
                     labels: templates(&r.labels, "label")?,
                     annotations: templates(&r.annotations, "annotation")?,
                     raw_labels: r.labels.clone().into_iter().collect(),
@@ -255,7 +256,7 @@ pub fn load(
         groups.push(Group {
             name: group_name,
             file: file.to_owned(),
-            interval_ms,
+            interval,
             rules,
         });
     }
@@ -265,13 +266,13 @@ pub fn load(
 /// Loads every rule file, enforcing [`MAX_RULES`].
 pub fn load_all(
     files: &[(String, String)],
-    default_interval_ms: i64,
+    default_interval: Duration,
     remote: bool,
 ) -> Result<Vec<Group>, ConfigError> {
     let mut all = Vec::new();
     let mut count = 0;
     for (name, text) in files {
-        let groups = load(name, text, default_interval_ms, remote)?;
+        let groups = load(name, text, default_interval, remote)?;
         count += groups.iter().map(|g| g.rules.len()).sum::<usize>();
         if count > MAX_RULES {
             return Err(ConfigError::new(
@@ -301,32 +302,32 @@ mod tests {
         let groups = load(
             crate::config::DEFAULT_RULES_NAME,
             crate::config::DEFAULT_RULES,
-            60_000,
+            Duration::from_secs(60),
             false,
         )
         .unwrap();
         assert_eq!(groups.len(), 1);
-        assert_eq!(groups[0].interval_ms, 15_000);
+        assert_eq!(groups[0].interval, Duration::from_secs(15));
         let names: Vec<&str> = groups[0].rules.iter().map(Rule::name).collect();
         assert_eq!(names, ["HighErrorRate", "HighLatencyP95", "TargetDown"]);
         let Kind::Alerting(a) = &groups[0].rules[0].kind else {
             panic!()
         };
-        assert_eq!(a.for_ms, 120_000);
+        assert_eq!(a.for_duration, Duration::from_secs(120));
     }
 
     #[test]
     fn rule_errors_have_the_rule_line() {
         let text = "groups:\n  - name: g\n    rules:\n      - alert: Ok\n        expr: up == 0\n      - alert: Bad\n        expr: irate(x[1m]) > 1\n";
-        let e = load("r.yml", text, 15_000, false).unwrap_err();
+        let e = load("r.yml", text, Duration::from_secs(15), false).unwrap_err();
         assert_eq!(e.line, Some(6), "{e}");
         assert!(
             e.message.contains("Bad") && e.message.contains("irate"),
             "{e}"
         );
-        let e = load("r.yml", "groups:\n  - name: g\n    rules:\n      - alert: T\n        expr: up\n        annotations:\n          s: '{{ $labels.job'\n", 15_000, false).unwrap_err();
+        let e = load("r.yml", "groups:\n  - name: g\n    rules:\n      - alert: T\n        expr: up\n        annotations:\n          s: '{{ $labels.job'\n", Duration::from_secs(15), false).unwrap_err();
         assert!(e.message.contains("annotation") && e.line == Some(4), "{e}");
-        let e = load("r.yml", "groups:\n  - name: g\n    rules:\n      - alert: T\n        expr: up\n        for: 5q\n", 15_000, false).unwrap_err();
+        let e = load("r.yml", "groups:\n  - name: g\n    rules:\n      - alert: T\n        expr: up\n        for: 5q\n", Duration::from_secs(15), false).unwrap_err();
         // The parser places a value's error on the value's own line.
         assert!(
             e.message.contains("invalid duration") && e.line == Some(6),
@@ -335,7 +336,7 @@ mod tests {
         let e = load(
             "r.yml",
             "groups:\n  - name: g\n    rules:\n      - alert: T\n        expr: '1'\n",
-            15_000,
+            Duration::from_secs(15),
             false,
         )
         .unwrap_err();
@@ -345,7 +346,7 @@ mod tests {
     #[test]
     fn recording_rules_write_series_and_stale_markers() {
         let text = "groups:\n  - name: g\n    rules:\n      - record: job:up:sum\n        expr: sum by (job) (up)\n";
-        let mut groups = load("r.yml", text, 15_000, false).unwrap();
+        let mut groups = load("r.yml", text, Duration::from_secs(15), false).unwrap();
         let Kind::Recording(r) = &mut groups[0].rules[0].kind else {
             panic!()
         };

@@ -239,13 +239,7 @@ pub async fn scrape_once(
     t: i64,
 ) -> Result<usize, ScrapeError> {
     let started = Instant::now();
-    let result = fetch(
-        client,
-        &url(job, target),
-        Duration::from_millis(job.timeout_ms as u64),
-        job.body_size_limit,
-    )
-    .await;
+    let result = fetch(client, &url(job, target), job.timeout, job.body_size_limit).await;
     let duration = started.elapsed();
     let mut store = store
         .write()

@@ -132,10 +132,15 @@ impl std::fmt::Display for LoadError {
 impl std::error::Error for LoadError {}
 
 /// Puts saved alerts back into the rules they belong to (matched by group and rule name);
-/// returns how many were restored. Until `now_ms + margin_ms` plus the longest range the rule
+/// returns how many were restored. Until `now_ms + margin` plus the longest range the rule
 /// reads, a restored alert missing from the result is left as it is (its data is still being
 /// scraped again), so a restart neither resets a `for` timer nor resolves a firing alert.
-pub fn restore(groups: &mut [Group], saved: Vec<SavedAlert>, now_ms: i64, margin_ms: i64) -> usize {
+pub fn restore(
+    groups: &mut [Group],
+    saved: Vec<SavedAlert>,
+    now_ms: i64,
+    margin: std::time::Duration,
+) -> usize {
     let mut restored = 0;
     for s in saved {
         let rule = groups
@@ -147,7 +152,7 @@ pub fn restore(groups: &mut [Group], saved: Vec<SavedAlert>, now_ms: i64, margin
                 _ => None,
             });
         if let Some(rule) = rule {
-            rule.warmup_until_ms = now_ms + margin_ms + rule.expr.max_range_ms();
+            rule.warmup_until_ms = now_ms + crate::time::millis(margin) + rule.expr.max_range_ms();
             let mut alert = s.alert;
             alert.restored = true;
             rule.active.insert(alert.labels.clone(), alert);
@@ -167,7 +172,8 @@ mod tests {
     #[test]
     fn a_restart_keeps_active_at_and_fires_on_time() {
         let text = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: m > 0\n        for: 60s\n";
-        let mut groups = rules::load("r.yml", text, 15_000, false).unwrap();
+        let mut groups =
+            rules::load("r.yml", text, std::time::Duration::from_secs(15), false).unwrap();
         let mut store = Store::new(600_000);
         let m = Labels::from_pairs(&[("__name__", "m"), ("job", "x")]);
         for t in [0, 15_000, 30_000] {
@@ -191,9 +197,15 @@ mod tests {
         .unwrap();
 
         // "Restart": fresh rules, restored state, evaluation continues at 60 s.
-        let mut fresh = rules::load("r.yml", text, 15_000, false).unwrap();
+        let mut fresh =
+            rules::load("r.yml", text, std::time::Duration::from_secs(15), false).unwrap();
         assert_eq!(
-            restore(&mut fresh, load(&path).unwrap().alerts, 45_000, 30_000),
+            restore(
+                &mut fresh,
+                load(&path).unwrap().alerts,
+                45_000,
+                std::time::Duration::from_secs(30)
+            ),
             1
         );
         // Restarted with an empty store: the alert is missing from the first results, which
@@ -221,7 +233,8 @@ mod tests {
     #[test]
     fn after_the_warm_up_a_missing_restored_alert_resets() {
         let text = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: m > 0\n        for: 60s\n";
-        let mut groups = rules::load("r.yml", text, 15_000, false).unwrap();
+        let mut groups =
+            rules::load("r.yml", text, std::time::Duration::from_secs(15), false).unwrap();
         let labels = Labels::from_pairs(&[("alertname", "A"), ("job", "x")]);
         let alert = Alert {
             labels: labels.clone(),
@@ -243,7 +256,7 @@ mod tests {
                 alert,
             }],
             100_000,
-            30_000,
+            std::time::Duration::from_secs(30),
         );
         let Kind::Alerting(a) = &mut groups[0].rules[0].kind else {
             panic!()

@@ -247,8 +247,8 @@ async fn rules(State(app): State<App>) -> Json<Value> {
                     Kind::Alerting(a) => {
                         v["type"] = "alerting".into();
                         v["query"] = a.expr_text.clone().into();
-                        v["duration"] = (a.for_ms as f64 / 1000.0).into();
-                        v["keepFiringFor"] = (a.keep_firing_for_ms as f64 / 1000.0).into();
+                        v["duration"] = a.for_duration.as_secs_f64().into();
+                        v["keepFiringFor"] = a.keep_firing_for.as_secs_f64().into();
                         v["labels"] = pairs_map(&a.raw_labels);
                         v["annotations"] = pairs_map(&a.raw_annotations);
                         v["state"] = a.state().as_str().into();
@@ -266,7 +266,7 @@ async fn rules(State(app): State<App>) -> Json<Value> {
         groups.push(json!({
             "name": g.name,
             "file": g.file,
-            "interval": g.interval_ms as f64 / 1000.0,
+            "interval": g.interval.as_secs_f64(),
             "limit": 0,
             "rules": rules,
         }));
