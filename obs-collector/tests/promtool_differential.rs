@@ -234,7 +234,7 @@ fn collector_alerts(scenario: &Scenario, left_closed: bool) -> Timeline {
                 continue;
             };
             a.eval(t, &store, &Labels::default()).unwrap();
-            for alert in a.active.values().filter(|x| x.state != State::Inactive) {
+            for alert in a.alerts().filter(|x| x.state != State::Inactive) {
                 let mut l = alert.labels.clone();
                 l.set("__name__", "ALERTS");
                 l.set("alertstate", alert.state.as_str());

@@ -69,21 +69,21 @@ pub enum Transition {
 /// An alerting rule as loaded from a rule file.
 #[derive(Debug, Clone)]
 pub struct AlertingRule {
-    pub name: String,
-    pub expr_text: String,
-    pub expr: Expr,
+    pub(crate) name: String,
+    pub(crate) expr_text: String,
+    pub(crate) expr: Expr,
     /// How long the condition must hold before the alert fires (`for`).
-    pub for_duration: Duration,
-    pub keep_firing_for: Duration,
-    pub labels: Vec<(String, Template)>,
-    pub annotations: Vec<(String, Template)>,
+    pub(crate) for_duration: Duration,
+    pub(crate) keep_firing_for: Duration,
+    pub(crate) labels: Vec<(String, Template)>,
+    pub(crate) annotations: Vec<(String, Template)>,
     /// The raw label and annotation texts, for the API.
-    pub raw_labels: Vec<(String, String)>,
-    pub raw_annotations: Vec<(String, String)>,
-    pub active: HashMap<Labels, Alert>,
+    pub(crate) raw_labels: Vec<(String, String)>,
+    pub(crate) raw_annotations: Vec<(String, String)>,
+    pub(crate) active: HashMap<Labels, Alert>,
     /// After a restart the store is empty until scrapes refill the rule's windows; until then a
     /// restored alert missing from the result is missing data, not a false condition.
-    pub warmup_until_ms: i64,
+    pub(crate) warmup_until_ms: i64,
 }
 
 impl AlertingRule {
@@ -205,6 +205,16 @@ impl AlertingRule {
             self.active.remove(&labels);
         }
         Ok(transitions)
+    }
+
+    /// The rule's name (`alert:`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The rule's alert instances: pending, firing, and resolved ones still kept.
+    pub fn alerts(&self) -> impl Iterator<Item = &Alert> {
+        self.active.values()
     }
 
     /// The rule's state: the "highest" state of its instances.
