@@ -1,5 +1,22 @@
-//! obs-collector's pipeline, stage by stage: [`scrape`] -> [`store`] -> [`promql`] ->
-//! [`rules`] -> [`notify`] (with [`state`] persistence) -> [`web`]. The binary wires them in [`collector`].
+//! obs-collector's pipeline, stage by stage, divided as Prometheus' rule manager and
+//! Alertmanager's `notify/` divide it. Each module owns one thing and imports only modules
+//! listed above it (no import cycles):
+//!
+//! | module | owns | imports |
+//! |---|---|---|
+//! | [`time`] | the [`time::Clock`] (system, manual), the schedule's slots, RFC 3339 | - |
+//! | [`transport`] | what a failed HTTP request is reported as (never its URL) | - |
+//! | [`labels`] | label sets | - |
+//! | [`history`] | the status page's chart points | - |
+//! | [`store`] | the in-memory series | labels |
+//! | [`config`] | the configuration file, its defaults and errors (with the parser's lines) | labels |
+//! | [`scrape`] | scraping a target, parsing its page into the store | config, labels, store, transport |
+//! | [`promql`] | the PromQL subset, its evaluator, the [`promql::Querier`] (store or remote API) | config, labels, store, time, transport |
+//! | [`rules`] | rule files, the alert state machine, a group's evaluation over a `Querier` | config, labels, promql, store, time |
+//! | [`notify`] | grouping into messages, the notification log (queue and retry stage), the notifiers | config, labels, rules, time, transport |
+//! | [`state`] | the state file, the [`state::Persister`] thread | labels, notify, rules, store, time |
+//! | [`collector`] | the wiring: the schedule's tasks and each stage's step | all of the above |
+//! | [`web`] | the status page and the API | collector, config, labels, notify, rules, time |
 #![forbid(unsafe_code)]
 
 pub mod collector;
@@ -13,4 +30,5 @@ pub mod scrape;
 pub mod state;
 pub mod store;
 pub mod time;
+pub mod transport;
 pub mod web;

@@ -195,7 +195,7 @@ impl Reply {
 /// A transport error (no answer, timeout) is retried.
 fn transport(e: reqwest::Error) -> SendError {
     SendError::Retry {
-        reason: crate::scrape::describe(e),
+        reason: crate::transport::describe(e),
         after: None,
     }
 }

@@ -40,12 +40,12 @@ impl Remote {
         let response = request
             .send()
             .await
-            .map_err(|e| QueryError::Transport(crate::scrape::describe(e)))?;
+            .map_err(|e| QueryError::Transport(crate::transport::describe(e)))?;
         let status = response.status();
         let body = response
             .text()
             .await
-            .map_err(|e| QueryError::Transport(crate::scrape::describe(e)))?;
+            .map_err(|e| QueryError::Transport(crate::transport::describe(e)))?;
         parse_response(status.as_u16(), &body)
     }
 }

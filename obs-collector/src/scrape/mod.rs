@@ -93,7 +93,7 @@ pub async fn fetch(
     timeout: Duration,
     limit: u64,
 ) -> Result<String, ScrapeError> {
-    let transport = |e| ScrapeError::Transport(describe(e));
+    let transport = |e| ScrapeError::Transport(crate::transport::describe(e));
     let mut response = client
         .get(url)
         .header(reqwest::header::ACCEPT, ACCEPT)
@@ -115,28 +115,6 @@ pub async fn fetch(
         body.extend_from_slice(&chunk);
     }
     String::from_utf8(body).map_err(|_| ScrapeError::NotUtf8)
-}
-
-/// A transport error without the URL (which may carry credentials) and with its cause.
-pub fn describe(e: reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    };
-    let mut cause = String::new();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        cause = s.to_string();
-        source = s.source();
-    }
-    if cause.is_empty() {
-        kind.to_owned()
-    } else {
-        format!("{kind}: {cause}")
-    }
 }
 
 /// Writes one scrape's result (the page, or why there is none) into the store at `t`;
