@@ -58,7 +58,7 @@ pub fn url(job: &Job, target: &Target) -> String {
 /// Why a scrape stored no samples (shown as the target's last error, as Prometheus words it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScrapeError {
-    /// The target could not be reached or did not answer in time ([`describe`]d).
+    /// The target could not be reached or did not answer in time ([`crate::transport::describe`]d).
     Transport(String),
     /// The target answered with a status other than 2xx.
     Status(reqwest::StatusCode),
