@@ -23,6 +23,7 @@ use crate::promql::remote::Remote;
 use crate::promql::{Local, Querier, Query, QueryFuture};
 use crate::rules::{self, Group, Kind, Transition};
 use crate::scrape::{self, TargetSeries, TargetStatus};
+use crate::silence::{self, NewSilence, Silence, Silences};
 use crate::state::{self, Persister};
 use crate::store::Store;
 use crate::time::{millis, next_slot, Clock, SystemClock};
@@ -133,6 +134,8 @@ pub struct Collector {
     external_url: std::sync::OnceLock<String>,
     /// The status page's chart points.
     pub(crate) history: History,
+    /// Silences (Alertmanager's API v2 at `/api/v2/silences`).
+    pub(crate) silences: Mutex<Silences>,
     deliveries: Vec<Delivery>,
     policy: notify::Policy,
     wake: tokio::sync::Notify,
@@ -165,8 +168,10 @@ impl Collector {
         clock: Arc<dyn Clock>,
     ) -> Arc<Self> {
         let mut log = notify::Log::default();
+        let mut silences = Silences::default();
         match state::load(&state_path) {
             Ok(saved) => {
+                silences = Silences::restore(saved.silences);
                 // Two scrape intervals for every target to be scraped again after the restart.
                 let margin = 2 * config.max_scrape_interval();
                 let n = state::restore(&mut groups, saved.alerts, clock.now_ms(), margin);
@@ -242,6 +247,7 @@ impl Collector {
             log: Mutex::new(log),
             external_url: std::sync::OnceLock::new(),
             history: History::default(),
+            silences: Mutex::new(silences),
             deliveries: channels
                 .into_iter()
                 .map(|channel| Delivery {
@@ -374,15 +380,21 @@ impl Collector {
         self.wake.notify_waiters();
     }
 
-    /// Queues what the group's alerts call for on every channel.
+    /// Queues what the group's alerts call for on every channel (silenced alerts nothing).
     fn dispatch(&self, mut group: MutexGuard<'_, Group>, t: i64, external: &Labels) {
+        let silences = {
+            let mut silences = lock(&self.silences);
+            silences.collect_garbage(t);
+            silences.clone()
+        };
+        let muted = |labels: &Labels| silences.is_silenced(labels, t);
         let mut log = lock(&self.log);
         let interval = group.interval;
         let generator_url = self.external_url.get().map_or("", String::as_str);
         for rule in &mut group.rules {
             // A failed evaluation changed nothing, so it announces nothing.
             if let (Kind::Alerting(a), None) = (&mut rule.kind, &rule.health.last_error) {
-                log.dispatch(a, t, &self.policy);
+                log.dispatch(a, t, &self.policy, &muted);
                 if self.config.notify.alertmanager.is_some() {
                     let alerts =
                         notify::alertmanager::batch(a, t, interval, external, generator_url);
@@ -405,6 +417,7 @@ impl Collector {
             let saved = state::Saved {
                 alerts,
                 notifications: lock(&self.log).clone(),
+                silences: lock(&self.silences).all().cloned().collect(),
             };
             self.persister.save(saved, t)
         };
@@ -515,6 +528,39 @@ impl Collector {
     /// The status page's chart points of rule `rule` of group `group`, oldest first.
     pub fn chart(&self, group: &str, rule: &str) -> Vec<(i64, f64)> {
         self.history.points(group, rule)
+    }
+
+    /// The silences, oldest first.
+    pub fn silences(&self) -> Vec<Silence> {
+        lock(&self.silences).all().cloned().collect()
+    }
+
+    /// The ids of the active silences that match `labels` now.
+    pub fn silenced_by(&self, labels: &Labels) -> Vec<String> {
+        lock(&self.silences).silenced_by(labels, self.clock.now_ms())
+    }
+
+    /// Creates or updates a silence; answers once it is on disk.
+    pub async fn upsert_silence(&self, new: NewSilence) -> Result<String, silence::Invalid> {
+        let now = self.clock.now_ms();
+        let id = lock(&self.silences).upsert(new, now, silence::new_id)?;
+        tracing::info!({ silence.id = %id }, "silence saved");
+        self.persist(now).await;
+        Ok(id)
+    }
+
+    /// Expires silence `id`; answers once that is on disk.
+    pub async fn expire_silence(&self, id: &str) -> Result<(), silence::Invalid> {
+        let now = self.clock.now_ms();
+        lock(&self.silences).expire(id, now)?;
+        tracing::info!({ silence.id = %id }, "silence expired");
+        self.persist(now).await;
+        Ok(())
+    }
+
+    /// The collector's clock reading.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     /// The channel names, in delivery-task order (the index [`Collector::deliver_next`] takes).

@@ -27,6 +27,7 @@ pub mod notify;
 pub mod promql;
 pub mod rules;
 pub mod scrape;
+pub mod silence;
 pub mod state;
 pub mod store;
 pub mod time;

@@ -18,6 +18,77 @@ pub fn rfc3339(ms: i64) -> String {
     obs::logs::format_rfc3339(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
 }
 
+/// Parses an RFC 3339 timestamp (`2026-12-02T01:40:00Z`, fractional seconds and `+hh:mm`
+/// offsets accepted) into milliseconds since the epoch; `None` if it is not one.
+///
+/// ```
+/// use obs_collector::time::parse_rfc3339;
+/// assert_eq!(parse_rfc3339("1970-01-01T00:00:01.5Z"), Some(1_500));
+/// assert_eq!(parse_rfc3339("1970-01-01T02:00:00+02:00"), Some(0));
+/// assert_eq!(parse_rfc3339("yesterday"), None);
+/// ```
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let digits = s.get(range)?;
+        digits
+            .bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| digits.parse().ok())?
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+        return None;
+    }
+    if second > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut millis = 0;
+    if b.get(i) == Some(&b'.') {
+        let start = i + 1;
+        i = start;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        let fraction = s.get(start..i).filter(|f| !f.is_empty())?;
+        let padded = format!("{:0<3}", &fraction[..fraction.len().min(3)]);
+        millis = padded.parse::<i64>().ok()?;
+    }
+    let offset_minutes = match s.get(i..)? {
+        "Z" | "z" => 0,
+        zone if zone.len() == 6 && matches!(zone.as_bytes()[0], b'+' | b'-') => {
+            if zone.as_bytes()[3] != b':' {
+                return None;
+            }
+            let minutes = num(i + 1..i + 3)? * 60 + num(i + 4..i + 6)?;
+            if zone.starts_with('-') {
+                -minutes
+            } else {
+                minutes
+            }
+        }
+        _ => return None,
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
+    Some(seconds * 1000 + millis)
+}
+
 /// A future returned by [`Clock::sleep_until`].
 pub type Sleep<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
@@ -144,6 +215,27 @@ mod tests {
         clock.advance(Duration::from_millis(1));
         sleeper.await.unwrap();
         clock.sleep_until(10).await; // already past: at once
+    }
+
+    #[test]
+    fn rfc3339_round_trips_and_rejects_garbage() {
+        for ms in [0, 1_500, 1_800_000_000_123, 951_782_400_000] {
+            assert_eq!(parse_rfc3339(&rfc3339(ms)), Some(ms), "{}", rfc3339(ms));
+        }
+        assert_eq!(
+            parse_rfc3339("2000-02-29T00:00:00-01:30"),
+            Some(951_787_800_000)
+        );
+        for bad in [
+            "",
+            "2026-13-01T00:00:00Z",
+            "2026-12-01T00:00:00",
+            "2026-12-01T00:00:00.Z",
+            "2026-12-01T00:00:00+0100",
+            "2026-12-01 T00:00:00Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

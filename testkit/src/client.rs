@@ -56,10 +56,30 @@ pub fn request(
     path: &str,
     headers: &[(&str, &[u8])],
 ) -> io::Result<Response> {
+    send(addr, encode_request(addr, method, path, headers))
+}
+
+/// `POST`s `body` as `application/json` and reads the response.
+pub fn post_json(addr: SocketAddr, path: &str, body: &str) -> io::Result<Response> {
+    let length = body.len().to_string();
+    let mut raw = encode_request(
+        addr,
+        "POST",
+        path,
+        &[
+            ("content-type", b"application/json"),
+            ("content-length", length.as_bytes()),
+        ],
+    );
+    raw.extend_from_slice(body.as_bytes());
+    send(addr, raw)
+}
+
+fn send(addr: SocketAddr, request: Vec<u8>) -> io::Result<Response> {
     let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
     stream.set_read_timeout(Some(TIMEOUT))?;
     stream.set_write_timeout(Some(TIMEOUT))?;
-    stream.write_all(&encode_request(addr, method, path, headers))?;
+    stream.write_all(&request)?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     parse_response(&raw)

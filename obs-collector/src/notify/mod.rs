@@ -251,14 +251,25 @@ pub struct Policy {
 }
 
 impl Log {
-    /// Decides, from a rule's current alerts at `t`, which messages to queue.
-    pub fn dispatch(&mut self, rule: &AlertingRule, t: i64, policy: &Policy) {
+    /// Decides, from a rule's current alerts at `t`, which messages to queue. Alerts `muted`
+    /// says are silenced send nothing: a group whose firing alerts are all muted is left as it
+    /// is, and a group whose alerts resolve while muted is closed without a message.
+    pub fn dispatch(
+        &mut self,
+        rule: &AlertingRule,
+        t: i64,
+        policy: &Policy,
+        muted: &dyn Fn(&Labels) -> bool,
+    ) {
         let mut by_job: BTreeMap<String, Vec<&crate::rules::Alert>> = BTreeMap::new();
+        let mut muted_jobs = BTreeSet::new();
         for a in rule.active.values().filter(|a| a.state == State::Firing) {
-            by_job
-                .entry(a.labels.get("job").unwrap_or_default().to_owned())
-                .or_default()
-                .push(a);
+            let job = a.labels.get("job").unwrap_or_default().to_owned();
+            if muted(&a.labels) {
+                muted_jobs.insert(job);
+                continue;
+            }
+            by_job.entry(job).or_default().push(a);
         }
         let prefix = format!("{}/", rule.name);
         let known: Vec<String> = self
@@ -270,8 +281,12 @@ impl Log {
         for key in known {
             let job = &key[prefix.len()..];
             if !by_job.contains_key(job) {
+                if muted_jobs.contains(job) {
+                    continue; // still firing, silenced: nothing to say
+                }
                 let state = self.groups.remove(&key).unwrap_or_default();
-                if policy.send_resolved && !state.firing.is_empty() {
+                let all_muted = state.firing.iter().all(muted);
+                if policy.send_resolved && !state.firing.is_empty() && !all_muted {
                     let alerts = state
                         .firing
                         .iter()

@@ -50,7 +50,7 @@ fn firing_once_then_resolved_once_per_group() {
     let mut log = Log::default();
     firing(&mut r, "api", "a:1", 0.5, 0);
     for t in [0, 15_000, 30_000] {
-        log.dispatch(&r, t, &policy());
+        log.dispatch(&r, t, &policy(), &|_| false);
     }
     assert_eq!(
         statuses(&log),
@@ -63,8 +63,8 @@ fn firing_once_then_resolved_once_per_group() {
     );
     assert_eq!(m.description.as_deref(), Some("api is failing"));
     r.active.clear();
-    log.dispatch(&r, 45_000, &policy());
-    log.dispatch(&r, 60_000, &policy());
+    log.dispatch(&r, 45_000, &policy(), &|_| false);
+    log.dispatch(&r, 60_000, &policy(), &|_| false);
     assert_eq!(
         statuses(&log)[1],
         ("HighErrorRate/api".into(), Status::Resolved)
@@ -79,19 +79,19 @@ fn grouped_per_rule_and_job_new_alerts_renotify_and_repeat_interval() {
     firing(&mut r, "api", "a:1", 0.5, 0);
     firing(&mut r, "api", "a:2", 0.7, 0);
     firing(&mut r, "web", "w:1", 0.9, 0);
-    log.dispatch(&r, 0, &policy());
+    log.dispatch(&r, 0, &policy(), &|_| false);
     assert_eq!(log.entries.len(), 2, "one message per job");
     assert_eq!(log.entries[0].message.alerts.len(), 2);
     firing(&mut r, "api", "a:3", 0.6, 15_000);
-    log.dispatch(&r, 15_000, &policy());
+    log.dispatch(&r, 15_000, &policy(), &|_| false);
     assert_eq!(
         log.entries.len(),
         3,
         "a new alert in the group is announced"
     );
-    log.dispatch(&r, 4 * 3_600_000 - 1, &policy());
+    log.dispatch(&r, 4 * 3_600_000 - 1, &policy(), &|_| false);
     assert_eq!(log.entries.len(), 3);
-    log.dispatch(&r, 4 * 3_600_000 + 15_000, &policy());
+    log.dispatch(&r, 4 * 3_600_000 + 15_000, &policy(), &|_| false);
     assert_eq!(
         log.entries.len(),
         5,
@@ -104,7 +104,7 @@ fn the_retry_stage() {
     let mut log = Log::default();
     let mut r = rule();
     firing(&mut r, "api", "a:1", 0.5, 0);
-    log.dispatch(&r, 0, &policy());
+    log.dispatch(&r, 0, &policy(), &|_| false);
     let id = log.entries[0].id;
     log.record(
         id,
@@ -152,7 +152,7 @@ fn the_retry_stage() {
 
     // Resolved is not sent when its firing message failed.
     r.active.clear();
-    log.dispatch(&r, 5000, &policy());
+    log.dispatch(&r, 5000, &policy(), &|_| false);
     let resolved = log.next_for("slack").unwrap().id;
     assert!(!log.ready(resolved, 5000));
     assert!(
@@ -165,7 +165,7 @@ fn gives_up_after_max_attempts_and_backoff_is_bounded() {
     let mut log = Log::default();
     let mut r = rule();
     firing(&mut r, "api", "a:1", 0.5, 0);
-    log.dispatch(&r, 0, &policy());
+    log.dispatch(&r, 0, &policy(), &|_| false);
     let id = log.entries[0].id;
     for i in 0..MAX_ATTEMPTS {
         log.record(
@@ -216,7 +216,7 @@ fn slack_payload_is_escaped_and_within_limits() {
         },
     );
     let mut log = Log::default();
-    log.dispatch(&r, 0, &policy());
+    log.dispatch(&r, 0, &policy(), &|_| false);
     let payload = slack::payload(&log.entries[0].message);
     // Everything Slack parses as mrkdwn (all but the plain_text header) is escaped.
     let mut parsed = payload.clone();
@@ -247,4 +247,33 @@ fn slack_payload_is_escaped_and_within_limits() {
     }
     assert!(payload["text"].as_str().unwrap().chars().count() <= slack::SECTION_MAX);
     assert!(text.contains("<https://r.example/x|Runbook>"));
+}
+
+#[test]
+fn silenced_alerts_send_neither_firing_nor_resolved() {
+    let mut r = rule();
+    let mut log = Log::default();
+    let silenced = |l: &Labels| l.get("instance") == Some("a:1");
+    firing(&mut r, "api", "a:1", 0.5, 0);
+    log.dispatch(&r, 0, &policy(), &silenced);
+    assert!(log.entries.is_empty(), "silenced while firing");
+    // Another alert of the group is announced alone.
+    firing(&mut r, "api", "a:2", 0.7, 15_000);
+    log.dispatch(&r, 15_000, &policy(), &silenced);
+    assert_eq!(log.entries.len(), 1);
+    assert_eq!(log.entries[0].message.alerts.len(), 1);
+    // Both resolve: the unsilenced one's resolution is announced (the group had it firing).
+    r.active.clear();
+    log.dispatch(&r, 30_000, &policy(), &silenced);
+    assert_eq!(statuses(&log)[1].1, Status::Resolved);
+    // A group announced, then silenced, then resolved while silenced: no resolved message.
+    let mut log = Log::default();
+    firing(&mut r, "web", "a:1", 0.5, 0);
+    log.dispatch(&r, 0, &policy(), &|_| false);
+    assert_eq!(log.entries.len(), 1);
+    log.dispatch(&r, 15_000, &policy(), &silenced);
+    assert_eq!(log.entries.len(), 1, "silenced: no repeat, no resolution");
+    r.active.clear();
+    log.dispatch(&r, 30_000, &policy(), &silenced);
+    assert_eq!(log.entries.len(), 1, "resolved while silenced: nothing");
 }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::notify::Log;
 use crate::rules::{Alert, Group, Kind};
+use crate::silence::Silence;
 
 pub use persister::Persister;
 
@@ -31,13 +32,16 @@ struct StateFile {
     alerts: Vec<SavedAlert>,
     #[serde(default)]
     notifications: Log,
+    #[serde(default)]
+    silences: Vec<Silence>,
 }
 
-/// Everything persisted: alert state and the notification log.
+/// Everything persisted: alert state, the notification log and the silences.
 #[derive(Debug, Default, PartialEq)]
 pub struct Saved {
     pub alerts: Vec<SavedAlert>,
     pub notifications: Log,
+    pub silences: Vec<Silence>,
 }
 
 /// Collects the active alerts of `groups`.
@@ -64,6 +68,7 @@ pub fn save(path: &Path, saved: Saved, now_ms: i64) -> std::io::Result<()> {
         saved_at_ms: now_ms,
         alerts: saved.alerts,
         notifications: saved.notifications,
+        silences: saved.silences,
     };
     let json = serde_json::to_vec(&file).map_err(std::io::Error::other)?;
     let tmp = temp_path(path);
@@ -105,6 +110,7 @@ pub fn load(path: &Path) -> Result<Saved, LoadError> {
     Ok(Saved {
         alerts: file.alerts,
         notifications: file.notifications,
+        silences: file.silences,
     })
 }
 
@@ -190,7 +196,7 @@ mod tests {
             &path,
             Saved {
                 alerts: snapshot(&groups),
-                notifications: Log::default(),
+                ..Saved::default()
             },
             30_000,
         )

@@ -12,6 +12,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 
+mod alertmanager_api;
+
 use crate::collector::Collector;
 use crate::config::Secret;
 use crate::labels::Labels;
@@ -104,6 +106,18 @@ pub fn router(collector: Arc<Collector>, obs: Arc<obs::Obs>, access: Access) -> 
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/rules", get(rules))
         .route("/metrics", get(metrics))
+        .route(
+            "/api/v2/silences",
+            get(alertmanager_api::list_silences).post(alertmanager_api::post_silence),
+        )
+        .route(
+            "/api/v2/silence/{id}",
+            get(alertmanager_api::get_silence).delete(alertmanager_api::delete_silence),
+        )
+        .route("/api/v2/alerts", get(alertmanager_api::list_alerts))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            alertmanager_api::BODY_MAX,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
             require_access,
@@ -215,7 +229,14 @@ async fn alerts(State(app): State<App>) -> Json<Value> {
     let mut all = Vec::new();
     for g in &app.collector.groups {
         let g = g.lock().unwrap_or_else(PoisonError::into_inner);
-        all.extend(g.rules.iter().flat_map(live_alerts).map(alert_json));
+        all.extend(g.rules.iter().flat_map(live_alerts).map(|a| {
+            let mut v = alert_json(a);
+            let silenced_by = app.collector.silenced_by(&a.labels);
+            if !silenced_by.is_empty() {
+                v["silencedBy"] = json!(silenced_by);
+            }
+            v
+        }));
     }
     Json(json!({ "status": "success", "data": { "alerts": all } }))
 }
@@ -334,8 +355,13 @@ async fn status_page(State(app): State<App>) -> Html<String> {
             let alerts: Vec<String> = live_alerts(r)
                 .iter()
                 .map(|x| {
+                    let silenced = if app.collector.silenced_by(&x.labels).is_empty() {
+                        ""
+                    } else {
+                        " <i class=silenced>silenced</i>"
+                    };
                     format!(
-                        "{} <b>{}</b> = {} since {}",
+                        "{} <b>{}</b>{silenced} = {} since {}",
                         escape_html(&x.labels.to_string()),
                         x.state.as_str(),
                         escape_html(&crate::rules::template::go_float(x.value)),
@@ -383,6 +409,21 @@ async fn status_page(State(app): State<App>) -> Html<String> {
             escape_html(&e.channel),
             escape_html(&e.group),
             escape_html(&outcome),
+        );
+    }
+    page.push_str("</table><h2>Silences</h2><table><tr><th>matchers</th><th>state</th><th>from</th><th>until</th><th>by</th><th>comment</th></tr>");
+    let now = app.collector.now_ms();
+    for s in app.collector.silences().iter().rev() {
+        let matchers: Vec<String> = s.matchers.iter().map(ToString::to_string).collect();
+        let state = s.state(now).as_str();
+        let _ = write!(
+            page,
+            "<tr><td data-label=matchers>{}</td><td data-label=state class={state}>{state}</td><td data-label=from>{}</td><td data-label=until>{}</td><td data-label=by>{}</td><td data-label=comment>{}</td></tr>",
+            escape_html(&matchers.join(", ")),
+            rfc3339(s.starts_ms),
+            rfc3339(s.ends_ms),
+            escape_html(&s.created_by),
+            escape_html(&s.comment),
         );
     }
     page.push_str("</table></body></html>");
