@@ -262,3 +262,97 @@ fn bad_silences_are_refused_with_a_reason_and_change_nothing() {
     let listed = client::get(collector.addr, "/api/v2/silences").unwrap();
     assert_eq!(listed.body.trim(), "[]", "nothing was created");
 }
+
+#[test]
+fn the_status_page_silences_an_alert_and_expires_the_silence() {
+    let page = Arc::new(Mutex::new("flag 1\n".to_owned()));
+    let target = fake_target(page);
+    let dir = temp_dir("silences-page");
+    let config = write_config(&dir, target, "0s", "");
+    let collector = Collector::start(&config, &dir.join("state.json"), &[]);
+    collector.wait_alert("firing", Duration::from_secs(10));
+
+    // The page offers the buttons; rendered by headless Chromium.
+    let url = format!("http://{}/", collector.addr);
+    let dom = common::chromium(&["--dump-dom"], &url, &dir.join("profile"));
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    for needle in [
+        "silence 1h",
+        "silence 4h",
+        "silence 24h",
+        "action=\"/silences/new\"",
+    ] {
+        assert!(dom.contains(needle), "{needle:?} missing:\n{dom}");
+    }
+
+    // What the browser sends for "silence 4h": the alert's labels and the button's value.
+    let host = collector.addr.to_string();
+    let origin = format!("http://{host}");
+    let form = format!(
+        "label.alertname=Flag&label.instance={}&label.job=svc&label.severity=page&for=4h",
+        target.to_string().replace(':', "%3A")
+    );
+    let same_site: &[(&str, &[u8])] = &[
+        ("content-type", b"application/x-www-form-urlencoded"),
+        ("origin", origin.as_bytes()),
+    ];
+    let cross_site: &[(&str, &[u8])] = &[
+        ("content-type", b"application/x-www-form-urlencoded"),
+        ("origin", b"http://evil.example"),
+    ];
+    let refused =
+        client::post(collector.addr, "/silences/new", cross_site, form.as_bytes()).unwrap();
+    assert_eq!(refused.status, 403, "a cross-site form is refused");
+    assert!(amtool(collector.addr, &["silence", "query", "-q"])
+        .stdout
+        .is_empty());
+    let created =
+        client::post(collector.addr, "/silences/new", same_site, form.as_bytes()).unwrap();
+    assert_eq!(
+        (created.status, created.header("location")),
+        (303, Some("/"))
+    );
+    let id = text(&amtool(collector.addr, &["silence", "query", "-q"]))
+        .trim()
+        .to_owned();
+    assert_eq!(id.len(), 36, "one silence: {id:?}");
+    let silence: Value = serde_json::from_str(
+        &client::get(collector.addr, &format!("/api/v2/silence/{id}"))
+            .unwrap()
+            .body,
+    )
+    .unwrap();
+    assert_eq!(silence["createdBy"], "status page");
+    assert_eq!(
+        silence["matchers"].as_array().unwrap().len(),
+        4,
+        "{silence}"
+    );
+    let html = client::get(collector.addr, "/").unwrap().body;
+    assert!(
+        html.contains("silenced</i>") && html.contains("<h2>Silences</h2>"),
+        "{html}"
+    );
+
+    // "expire" on the silence's row.
+    let expire = format!("id={id}");
+    let expired = client::post(
+        collector.addr,
+        "/silences/expire",
+        same_site,
+        expire.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(expired.status, 303, "{}", expired.body);
+    assert!(text(&amtool(collector.addr, &["silence", "query", "-q"]))
+        .trim()
+        .is_empty());
+    let again = client::post(
+        collector.addr,
+        "/silences/expire",
+        same_site,
+        expire.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(again.status, 400, "already expired: {}", again.body);
+}

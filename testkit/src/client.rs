@@ -61,17 +61,26 @@ pub fn request(
 
 /// `POST`s `body` as `application/json` and reads the response.
 pub fn post_json(addr: SocketAddr, path: &str, body: &str) -> io::Result<Response> {
-    let length = body.len().to_string();
-    let mut raw = encode_request(
+    post(
         addr,
-        "POST",
         path,
-        &[
-            ("content-type", b"application/json"),
-            ("content-length", length.as_bytes()),
-        ],
-    );
-    raw.extend_from_slice(body.as_bytes());
+        &[("content-type", b"application/json")],
+        body.as_bytes(),
+    )
+}
+
+/// `POST`s `body` with extra raw headers (`content-length` is added) and reads the response.
+pub fn post(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &[u8])],
+    body: &[u8],
+) -> io::Result<Response> {
+    let length = body.len().to_string();
+    let mut all = headers.to_vec();
+    all.push(("content-length", length.as_bytes()));
+    let mut raw = encode_request(addr, "POST", path, &all);
+    raw.extend_from_slice(body);
     send(addr, raw)
 }
 

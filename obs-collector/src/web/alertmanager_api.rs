@@ -50,7 +50,7 @@ fn filters(query: Option<&str>) -> Result<Vec<Matcher>, silence::Invalid> {
 }
 
 /// `application/x-www-form-urlencoded` pairs, percent-decoded.
-fn url_pairs(query: &str) -> Vec<(String, String)> {
+pub(super) fn url_pairs(query: &str) -> Vec<(String, String)> {
     fn decode(s: &str) -> String {
         let bytes = s.as_bytes();
         let mut out = Vec::with_capacity(bytes.len());
