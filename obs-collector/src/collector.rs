@@ -17,6 +17,7 @@ use obs::prometheus::{Histogram, IntCounterVec, IntGauge, Opts, Registry};
 
 use crate::config::{Config, Job, Target};
 use crate::history::History;
+use crate::inhibit;
 use crate::labels::Labels;
 use crate::notify::{self, Channel, Notifier};
 use crate::promql::remote::Remote;
@@ -136,6 +137,8 @@ pub struct Collector {
     pub(crate) history: History,
     /// Silences (Alertmanager's API v2 at `/api/v2/silences`).
     pub(crate) silences: Mutex<Silences>,
+    /// The firing alerts of each group at its last evaluation: the sources of inhibition.
+    firing: Mutex<Vec<Vec<Labels>>>,
     deliveries: Vec<Delivery>,
     policy: notify::Policy,
     wake: tokio::sync::Notify,
@@ -220,6 +223,7 @@ impl Collector {
             .clone()
             .map(|q| Remote::new(q, client.clone()));
         let store = Store::new(retention_ms(&config, &groups));
+        let group_count = groups.len();
         let targets = config
             .jobs
             .iter()
@@ -248,6 +252,7 @@ impl Collector {
             external_url: std::sync::OnceLock::new(),
             history: History::default(),
             silences: Mutex::new(silences),
+            firing: Mutex::new(vec![Vec::new(); group_count]),
             deliveries: channels
                 .into_iter()
                 .map(|channel| Delivery {
@@ -374,20 +379,29 @@ impl Collector {
             for (rule, point) in &evaluation.charts {
                 self.history.record(&group_name, rule, t, *point);
             }
-            self.dispatch(group, t, &external);
+            self.dispatch(index, group, t, &external);
         }
         self.persist(t).await;
         self.wake.notify_waiters();
     }
 
-    /// Queues what the group's alerts call for on every channel (silenced alerts nothing).
-    fn dispatch(&self, mut group: MutexGuard<'_, Group>, t: i64, external: &Labels) {
+    /// Queues what the group's alerts call for on every channel (silenced and inhibited
+    /// alerts nothing).
+    fn dispatch(&self, index: usize, mut group: MutexGuard<'_, Group>, t: i64, external: &Labels) {
         let silences = {
             let mut silences = lock(&self.silences);
             silences.collect_garbage(t);
             silences.clone()
         };
-        let muted = |labels: &Labels| silences.is_silenced(labels, t);
+        let firing: Vec<Labels> = {
+            let mut firing = lock(&self.firing);
+            firing[index] = firing_alerts(&group);
+            firing.concat()
+        };
+        let rules = &self.config.inhibit_rules;
+        let muted = |labels: &Labels| {
+            silences.is_silenced(labels, t) || inhibit::is_inhibited(rules, &firing, labels)
+        };
         let mut log = lock(&self.log);
         let interval = group.interval;
         let generator_url = self.external_url.get().map_or("", String::as_str);
@@ -558,6 +572,15 @@ impl Collector {
         Ok(())
     }
 
+    /// The firing alerts that inhibit an alert with `labels` now.
+    pub fn inhibited_by(&self, labels: &Labels) -> Vec<Labels> {
+        let firing = lock(&self.firing).concat();
+        inhibit::inhibited_by(&self.config.inhibit_rules, &firing, labels)
+            .into_iter()
+            .cloned()
+            .collect()
+    }
+
     /// The collector's clock reading.
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
@@ -597,6 +620,20 @@ impl Querier for Timed<'_> {
             value
         })
     }
+}
+
+/// The labels of the group's firing alerts.
+fn firing_alerts(group: &Group) -> Vec<Labels> {
+    group
+        .rules
+        .iter()
+        .filter_map(|r| match &r.kind {
+            Kind::Alerting(a) => Some(a),
+            Kind::Recording(_) => None,
+        })
+        .flat_map(|a| a.alerts().filter(|x| x.state == rules::State::Firing))
+        .map(|x| x.labels.clone())
+        .collect()
 }
 
 fn log_transition(group: &Group, rule: &str, transition: &Transition) {

@@ -14,7 +14,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use crate::inhibit::InhibitRule;
 use crate::labels::Labels;
+use crate::silence;
 
 /// The embedded default rules: the very file shipped in `alerts/`.
 pub const DEFAULT_RULES: &str = include_str!("../../alerts/obs-red.rules.yml");
@@ -68,6 +70,24 @@ impl fmt::Display for ConfigError {
             None => write!(f, "{}: {}", self.file, self.message),
         }
     }
+}
+
+/// An `inhibit_rules` entry, its matchers parsed as Alertmanager's.
+fn inhibit_rule(raw: &RawInhibitRule) -> Result<InhibitRule, Invalid> {
+    let parse = |texts: &[String], what: &str| -> Result<Vec<silence::Matcher>, Invalid> {
+        if texts.is_empty() {
+            return Err(format!("{what} is required").into());
+        }
+        texts
+            .iter()
+            .map(|t| silence::parse_filter(t).map_err(|e| Invalid(format!("{what}: {e}"))))
+            .collect()
+    };
+    Ok(InhibitRule {
+        source: parse(&raw.source_matchers, "source_matchers")?,
+        target: parse(&raw.target_matchers, "target_matchers")?,
+        equal: raw.equal.clone(),
+    })
 }
 
 /// A value the configuration cannot take; the message names the setting (`query.url "x" must
@@ -170,6 +190,20 @@ struct FileConfig {
     scrape_configs: Vec<ScrapeConfig>,
     notifiers: Option<Spanned<RawNotifiers>>,
     query: Option<Spanned<RawQuery>>,
+    /// Absent: the shipped default ([`InhibitRule::defaults`]); `[]`: none.
+    inhibit_rules: Option<Vec<Spanned<RawInhibitRule>>>,
+}
+
+/// Alertmanager's `inhibit_rules` entry (matchers as strings: `alertname="TargetDown"`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInhibitRule {
+    #[serde(default)]
+    source_matchers: Vec<String>,
+    #[serde(default)]
+    target_matchers: Vec<String>,
+    #[serde(default)]
+    equal: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -393,6 +427,7 @@ pub struct Config {
     pub notify: Notify,
     /// Remote mode (`query.url`): no scraping, rules evaluated by the backend.
     pub remote: Option<RemoteQuery>,
+    pub inhibit_rules: Vec<InhibitRule>,
 }
 
 /// One scrape job.
@@ -442,6 +477,7 @@ impl Config {
                 targets: vec![target("app", DEFAULT_TARGET, &BTreeMap::new())],
             }],
             rule_files: vec![(DEFAULT_RULES_NAME.into(), DEFAULT_RULES.into())],
+            inhibit_rules: InhibitRule::defaults(),
             notify,
             remote: None,
         })
@@ -589,7 +625,17 @@ impl Config {
                 Some(RemoteQuery::resolve(q.value, dir, env).map_err(|m| err(at, m.to_string()))?)
             }
         };
+        let inhibit_rules = match raw.inhibit_rules {
+            None => InhibitRule::defaults(),
+            Some(rules) => rules
+                .iter()
+                .map(|r| {
+                    inhibit_rule(&r.value).map_err(|m| err(line(r), format!("inhibit_rules: {m}")))
+                })
+                .collect::<Result<_, _>>()?,
+        };
         Ok(Config {
+            inhibit_rules,
             evaluation_interval,
             external_labels,
             jobs,
@@ -769,6 +815,26 @@ scrape_configs:
         );
         assert_eq!(worker.body_size_limit, 10 << 20);
         assert!(c.rule_files.is_empty());
+    }
+
+    #[test]
+    fn inhibit_rules_default_explicit_none_and_bad() {
+        let parse = |text: &str| Config::parse(text, "c.yml", Path::new("."), &|_| None);
+        assert_eq!(parse("").unwrap().inhibit_rules, InhibitRule::defaults());
+        assert!(parse("inhibit_rules: []\n")
+            .unwrap()
+            .inhibit_rules
+            .is_empty());
+        let c = parse("inhibit_rules:\n  - source_matchers: ['alertname=\"A\"']\n    target_matchers: ['severity=~\"warn.*\"']\n    equal: [job, cluster]\n").unwrap();
+        assert_eq!(c.inhibit_rules[0].equal, ["job", "cluster"]);
+        assert!(c.inhibit_rules[0].target[0].is_regex);
+        let e = parse("scrape_configs: []\ninhibit_rules:\n  - source_matchers: ['alertname=~\"(\"']\n    target_matchers: ['a=\"b\"']\n").unwrap_err();
+        assert!(
+            e.message.contains("source_matchers") && e.line == Some(3),
+            "{e}"
+        );
+        let e = parse("inhibit_rules:\n  - equal: [job]\n").unwrap_err();
+        assert!(e.message.contains("source_matchers is required"), "{e}");
     }
 
     #[test]

@@ -8,20 +8,23 @@
 //! | [`transport`] | what a failed HTTP request is reported as (never its URL) | - |
 //! | [`labels`] | label sets | - |
 //! | [`history`] | the status page's chart points | - |
+//! | [`silence`] | silences: matchers, states, validation | labels |
+//! | [`inhibit`] | inhibition rules | labels, silence |
 //! | [`store`] | the in-memory series | labels |
-//! | [`config`] | the configuration file, its defaults and errors (with the parser's lines) | labels |
+//! | [`config`] | the configuration file, its defaults and errors (with the parser's lines) | inhibit, labels, silence |
 //! | [`scrape`] | scraping a target, parsing its page into the store | config, labels, store, transport |
 //! | [`promql`] | the PromQL subset, its evaluator, the [`promql::Querier`] (store or remote API) | config, labels, store, time, transport |
 //! | [`rules`] | rule files, the alert state machine, a group's evaluation over a `Querier` | config, labels, promql, store, time |
 //! | [`notify`] | grouping into messages, the notification log (queue and retry stage), the notifiers | config, labels, rules, time, transport |
-//! | [`state`] | the state file, the [`state::Persister`] thread | labels, notify, rules, store, time |
+//! | [`state`] | the state file, the [`state::Persister`] thread | labels, notify, rules, silence, store, time |
 //! | [`collector`] | the wiring: the schedule's tasks and each stage's step | all of the above |
-//! | [`web`] | the status page and the API | collector, config, labels, notify, rules, time |
+//! | [`web`] | the status page, the API, Alertmanager's silence API | collector, config, labels, notify, rules, silence, time |
 #![forbid(unsafe_code)]
 
 pub mod collector;
 pub mod config;
 pub mod history;
+pub mod inhibit;
 pub mod labels;
 pub mod notify;
 pub mod promql;

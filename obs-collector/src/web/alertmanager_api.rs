@@ -161,9 +161,9 @@ pub(super) async fn delete_silence(State(app): State<App>, Path(id): Path<String
     }
 }
 
-/// `GettableAlerts`: the firing alerts, with the silences that mute them. `active=false` and
-/// `silenced=false` leave out unsilenced and silenced alerts (`amtool alert query` shows
-/// silenced ones with `--silenced`).
+/// `GettableAlerts`: the firing alerts, with the silences and alerts that mute them.
+/// `active=false`, `silenced=false` and `inhibited=false` leave out unmuted, silenced and
+/// inhibited alerts (`amtool alert query` shows muted ones with `--silenced`, `--inhibited`).
 pub(super) async fn list_alerts(State(app): State<App>, RawQuery(query): RawQuery) -> Response {
     let filter = match filters(query.as_deref()) {
         Ok(f) => f,
@@ -171,7 +171,8 @@ pub(super) async fn list_alerts(State(app): State<App>, RawQuery(query): RawQuer
     };
     let pairs = query.as_deref().map(url_pairs).unwrap_or_default();
     let flag = |name: &str| !pairs.iter().any(|(k, v)| k == name && v == "false");
-    let (show_active, show_silenced) = (flag("active"), flag("silenced"));
+    let (show_active, show_silenced, show_inhibited) =
+        (flag("active"), flag("silenced"), flag("inhibited"));
     let mut alerts = Vec::new();
     for g in &app.collector.groups {
         let g = g.lock().unwrap_or_else(PoisonError::into_inner);
@@ -182,15 +183,21 @@ pub(super) async fn list_alerts(State(app): State<App>, RawQuery(query): RawQuer
                     continue;
                 }
                 let silenced_by = app.collector.silenced_by(&alert.labels);
-                let shown = if silenced_by.is_empty() {
-                    show_active
-                } else {
-                    show_silenced
+                let inhibited_by: Vec<String> = app
+                    .collector
+                    .inhibited_by(&alert.labels)
+                    .iter()
+                    .map(|source| format!("{:016x}", fingerprint(source)))
+                    .collect();
+                let shown = match (silenced_by.is_empty(), inhibited_by.is_empty()) {
+                    (true, true) => show_active,
+                    (false, _) => show_silenced,
+                    (true, false) => show_inhibited,
                 };
                 if !shown {
                     continue;
                 }
-                let state = if silenced_by.is_empty() {
+                let state = if silenced_by.is_empty() && inhibited_by.is_empty() {
                     "active"
                 } else {
                     "suppressed"
@@ -203,7 +210,7 @@ pub(super) async fn list_alerts(State(app): State<App>, RawQuery(query): RawQuer
                     "updatedAt": rfc3339(app.collector.now_ms()),
                     "fingerprint": format!("{:016x}", fingerprint(&alert.labels)),
                     "receivers": [{ "name": "obs-collector" }],
-                    "status": { "state": state, "silencedBy": silenced_by, "inhibitedBy": [] },
+                    "status": { "state": state, "silencedBy": silenced_by, "inhibitedBy": inhibited_by },
                 }));
             }
         }

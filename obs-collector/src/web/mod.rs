@@ -236,6 +236,10 @@ async fn alerts(State(app): State<App>) -> Json<Value> {
             if !silenced_by.is_empty() {
                 v["silencedBy"] = json!(silenced_by);
             }
+            let inhibited_by = app.collector.inhibited_by(&a.labels);
+            if !inhibited_by.is_empty() {
+                v["inhibitedBy"] = inhibited_by.iter().map(label_map).collect();
+            }
             v
         }));
     }
@@ -465,10 +469,12 @@ async fn status_page(State(app): State<App>) -> Html<String> {
             let alerts: Vec<String> = live_alerts(r)
                 .iter()
                 .map(|x| {
-                    let silenced = if app.collector.silenced_by(&x.labels).is_empty() {
-                        silence_buttons(&x.labels)
-                    } else {
+                    let silenced = if !app.collector.silenced_by(&x.labels).is_empty() {
                         " <i class=silenced>silenced</i>".to_owned()
+                    } else if !app.collector.inhibited_by(&x.labels).is_empty() {
+                        " <i class=inhibited>inhibited</i>".to_owned()
+                    } else {
+                        silence_buttons(&x.labels)
                     };
                     format!(
                         "{} <b>{}</b>{silenced} = {} since {}",
