@@ -919,7 +919,7 @@ scrape_configs:
                 panic!("README yaml block {blocks} does not load: {e}\n{text}");
             }
         }
-        assert_eq!(blocks, 3, "every collector config in the README is checked");
+        assert_eq!(blocks, 4, "every collector config in the README is checked");
     }
 
     #[test]
