@@ -68,19 +68,22 @@ fn alert_state_survives_kill_9() {
 
     let first = Collector::start(&config, &state, &[]);
     let pending = first.wait_alert("pending", Duration::from_secs(10));
+    let pending_seen = Instant::now();
     let active_at = pending["activeAt"].as_str().unwrap().to_owned();
     assert_eq!(
         pending["annotations"]["description"],
         format!("flag is 1 on {target}")
     );
-    // The pending alert is in the state file before the process is killed.
+    // Killed once the pending alert is in the state file and has been pending for 2 s: a timer
+    // that continued then fires within 8 - 2 + 1 (slot) s of the restart, one that restarted
+    // only after 8 s, so the check below tells them apart.
     eventually(
         Duration::from_secs(5),
         || "the pending alert was never saved".into(),
         || {
-            std::fs::read_to_string(&state)
-                .is_ok_and(|s| s.contains(r#""state":"pending""#))
-                .then_some(())
+            let saved =
+                std::fs::read_to_string(&state).is_ok_and(|s| s.contains(r#""state":"pending""#));
+            (saved && pending_seen.elapsed() >= Duration::from_secs(2)).then_some(())
         },
     );
     let mut first = first;
