@@ -140,6 +140,7 @@ pub fn slack_message(data: &[u8]) {
                 value: i as f64,
             })
             .collect(),
+        fired_for_ms: data.last().map(|b| i64::from(*b) * 61_000),
     };
     let payload = slack::payload(&message);
     obs_testkit::slack::assert_block_kit(&payload);

@@ -125,6 +125,14 @@ async fn for_boundary_repeat_interval_and_resolution_to_the_millisecond() {
     assert_eq!(values, [1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0]);
     assert_eq!(chart.last().unwrap().0, fired + 62_000);
     assert!(header(&all[2].1).starts_with("RESOLVED: Flag — svc"));
+    // It fired from `fired` until the evaluation at +61 s that found it resolved.
+    let text = all[2].1["text"].as_str().unwrap();
+    assert!(text.contains("(fired for 1m 1s)"), "{text}");
+    assert!(
+        all[2].1.to_string().contains("*Fired for*\\n1m 1s"),
+        "{}",
+        all[2].1
+    );
 }
 
 #[tokio::test]

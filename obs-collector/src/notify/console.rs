@@ -27,6 +27,9 @@ pub fn line(m: &Message) -> String {
         }
     } else {
         s.push_str(&format!(" at {}", m.since_text));
+        if let Some(ms) = m.fired_for_ms {
+            s.push_str(&format!(" after firing for {}", super::duration_text(ms)));
+        }
     }
     s.chars().filter(|c| !c.is_control()).collect()
 }

@@ -57,6 +57,27 @@ pub struct Message {
     pub runbook_url: Option<String>,
     pub dashboard_url: Option<String>,
     pub alerts: Vec<AlertInfo>,
+    /// A resolved message: how long the group fired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fired_for_ms: Option<i64>,
+}
+
+/// A duration as a person reads it: `45s`, `2m 5s`, `1h 2m`, `3d 4h`.
+///
+/// ```
+/// use obs_collector::notify::duration_text;
+/// assert_eq!(duration_text(61_000), "1m 1s");
+/// assert_eq!(duration_text(3_720_000), "1h 2m");
+/// ```
+pub fn duration_text(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    let (d, h, m, s) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
 }
 
 /// Why a send did not succeed.
@@ -295,7 +316,14 @@ impl Log {
                             value: f64::NAN,
                         })
                         .collect();
-                    let message = message(rule, job, Status::Resolved, alerts, t);
+                    let mut message = message(rule, job, Status::Resolved, alerts, t);
+                    // The resolved alerts are kept in the rule for a while, with their start.
+                    message.fired_for_ms = state
+                        .firing
+                        .iter()
+                        .filter_map(|l| rule.active.get(l).and_then(|a| a.fired_at))
+                        .min()
+                        .map(|since| t - since);
                     self.enqueue(&key, message, t, policy);
                 }
             }
@@ -534,6 +562,7 @@ fn message(
         runbook_url: None,
         dashboard_url: None,
         alerts,
+        fired_for_ms: None,
     }
 }
 

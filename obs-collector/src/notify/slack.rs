@@ -94,6 +94,8 @@ pub fn text(m: &Message) -> String {
             t.push_str(&format!(", threshold {th}"));
         }
         t.push(')');
+    } else if let Some(ms) = m.fired_for_ms {
+        t.push_str(&format!(" (fired for {})", super::duration_text(ms)));
     }
     truncate(&escape(&t), SECTION_MAX)
 }
@@ -140,6 +142,9 @@ pub fn payload(m: &Message) -> Value {
         m.since_ms / 1000,
         escape(&m.since_text)
     ));
+    if let Some(ms) = m.fired_for_ms {
+        fields.push(format!("*Fired for*\n{}", super::duration_text(ms)));
+    }
     if let Some(sev) = &m.severity {
         fields.push(format!("*Severity*\n{}", escape(sev)));
     }
