@@ -555,7 +555,7 @@ impl Collector {
     }
 
     /// Creates or updates a silence; answers once it is on disk.
-    pub async fn upsert_silence(&self, new: NewSilence) -> Result<String, silence::Invalid> {
+    pub async fn upsert_silence(&self, new: NewSilence) -> Result<String, silence::Refused> {
         let now = self.clock.now_ms();
         let id = lock(&self.silences).upsert(new, now, silence::new_id)?;
         tracing::info!({ silence.id = %id }, "silence saved");
@@ -564,7 +564,7 @@ impl Collector {
     }
 
     /// Expires silence `id`; answers once that is on disk.
-    pub async fn expire_silence(&self, id: &str) -> Result<(), silence::Invalid> {
+    pub async fn expire_silence(&self, id: &str) -> Result<(), silence::Refused> {
         let now = self.clock.now_ms();
         lock(&self.silences).expire(id, now)?;
         tracing::info!({ silence.id = %id }, "silence expired");

@@ -101,6 +101,32 @@ impl fmt::Display for Invalid {
 
 impl std::error::Error for Invalid {}
 
+/// Why a change to the silences was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// Bad input (the API answers 400).
+    Invalid(Invalid),
+    /// No silence has this id (the API answers 404).
+    NotFound(String),
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refused::Invalid(e) => e.fmt(f),
+            Refused::NotFound(id) => write!(f, "silence {id} not found"),
+        }
+    }
+}
+
+impl std::error::Error for Refused {}
+
+impl From<Invalid> for Refused {
+    fn from(e: Invalid) -> Self {
+        Refused::Invalid(e)
+    }
+}
+
 /// A silence's state at a time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SilenceState {
@@ -210,12 +236,12 @@ impl Silences {
         new: NewSilence,
         now: i64,
         new_id: impl FnOnce() -> String,
-    ) -> Result<String, Invalid> {
+    ) -> Result<String, Refused> {
         let compiled = validate(&new, now)?;
         let starts_ms = new.starts_ms.max(now);
         if let Some(id) = &new.id {
             let Some(index) = self.entries.iter().position(|(s, _)| &s.id == id) else {
-                return Err(Invalid(format!("silence {id} not found")));
+                return Err(Refused::NotFound(id.clone()));
             };
             let (old, _) = &mut self.entries[index];
             let state = old.state(now);
@@ -251,12 +277,12 @@ impl Silences {
     }
 
     /// Expires silence `id` at `now` (a pending one never starts).
-    pub fn expire(&mut self, id: &str, now: i64) -> Result<(), Invalid> {
+    pub fn expire(&mut self, id: &str, now: i64) -> Result<(), Refused> {
         let Some((s, _)) = self.entries.iter_mut().find(|(s, _)| s.id == id) else {
-            return Err(Invalid(format!("silence {id} not found")));
+            return Err(Refused::NotFound(id.to_owned()));
         };
         match s.state(now) {
-            SilenceState::Expired => Err(Invalid(format!("silence {id} already expired"))),
+            SilenceState::Expired => Err(Invalid(format!("silence {id} already expired")).into()),
             SilenceState::Pending => {
                 s.starts_ms = now;
                 s.ends_ms = now;
@@ -481,17 +507,23 @@ mod tests {
         ];
         for (silence, why) in cases {
             let e = silences.upsert(silence, 100, || "x".into()).unwrap_err();
-            assert!(e.0.contains(why), "{e}");
+            assert!(
+                matches!(&e, Refused::Invalid(i) if i.0.contains(why)),
+                "{e}"
+            );
         }
         let mut long = new(vec![m("job", "a", false, true)], 0, 1_000);
         long.comment = "x".repeat(100 * 1024);
-        assert!(silences
-            .upsert(long, 100, || "x".into())
-            .unwrap_err()
-            .0
-            .contains("bytes"));
+        let e = silences.upsert(long, 100, || "x".into()).unwrap_err();
+        assert!(
+            matches!(&e, Refused::Invalid(i) if i.0.contains("bytes")),
+            "{e}"
+        );
         assert_eq!(silences.all().count(), 0);
-        assert!(silences.expire("nope", 0).is_err());
+        assert_eq!(
+            silences.expire("nope", 0),
+            Err(Refused::NotFound("nope".into()))
+        );
     }
 
     #[test]

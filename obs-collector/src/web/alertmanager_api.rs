@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::{label_map, pairs_map, App};
 use crate::rules::{Kind, State as AlertState};
-use crate::silence::{self, Matcher, NewSilence, Silence};
+use crate::silence::{self, Matcher, NewSilence, Refused, Silence};
 use crate::time::{parse_rfc3339, rfc3339};
 
 /// The largest request body read (a silence is a few hundred bytes; larger ones up to this
@@ -24,6 +24,14 @@ pub const BODY_MAX: usize = 256 * 1024;
 
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, Json(Value::String(message.to_string()))).into_response()
+}
+
+/// The status a refused silence change answers with.
+pub(super) fn refused_status(e: &Refused) -> StatusCode {
+    match e {
+        Refused::Invalid(_) => StatusCode::BAD_REQUEST,
+        Refused::NotFound(_) => StatusCode::NOT_FOUND,
+    }
 }
 
 fn silence_json(s: &Silence, now: i64) -> Value {
@@ -143,21 +151,16 @@ pub(super) async fn post_silence(State(app): State<App>, body: axum::body::Bytes
         created_by: posted.created_by,
         comment: posted.comment,
     };
-    let updating = new.id.clone();
     match app.collector.upsert_silence(new).await {
         Ok(id) => Json(json!({ "silenceID": id })).into_response(),
-        Err(e) if updating.is_some() && e.0.ends_with("not found") => {
-            error(StatusCode::NOT_FOUND, e)
-        }
-        Err(e) => error(StatusCode::BAD_REQUEST, e),
+        Err(e) => error(refused_status(&e), e),
     }
 }
 
 pub(super) async fn delete_silence(State(app): State<App>, Path(id): Path<String>) -> Response {
     match app.collector.expire_silence(&id).await {
         Ok(()) => StatusCode::OK.into_response(),
-        Err(e) if e.0.ends_with("not found") => error(StatusCode::NOT_FOUND, e),
-        Err(e) => error(StatusCode::BAD_REQUEST, e),
+        Err(e) => error(refused_status(&e), e),
     }
 }
 

@@ -358,16 +358,13 @@ async fn silence_form(
         "new" => create_from_form(&app, &fields).await,
         "expire" => match fields.iter().find(|(k, _)| k == "id") {
             Some((_, id)) => app.collector.expire_silence(id).await,
-            None => Err(crate::silence::Invalid("id is required".into())),
+            None => Err(crate::silence::Invalid("id is required".into()).into()),
         },
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
     match done {
         Ok(()) => see_status_page(),
-        Err(e) if e.0.ends_with("not found") => {
-            (StatusCode::NOT_FOUND, format!("{e}\n")).into_response()
-        }
-        Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+        Err(e) => (alertmanager_api::refused_status(&e), format!("{e}\n")).into_response(),
     }
 }
 
@@ -375,7 +372,7 @@ async fn silence_form(
 async fn create_from_form(
     app: &App,
     fields: &[(String, String)],
-) -> Result<(), crate::silence::Invalid> {
+) -> Result<(), crate::silence::Refused> {
     let matchers: Vec<crate::silence::Matcher> = fields
         .iter()
         .filter_map(|(k, v)| {
@@ -395,7 +392,7 @@ async fn create_from_form(
         Some("1h") => 1,
         Some("4h") => 4,
         Some("24h") => 24,
-        _ => return Err(crate::silence::Invalid("for: 1h, 4h or 24h".into())),
+        _ => return Err(crate::silence::Invalid("for: 1h, 4h or 24h".into()).into()),
     };
     let now = app.collector.now_ms();
     let new = crate::silence::NewSilence {
