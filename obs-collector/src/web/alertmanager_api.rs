@@ -57,39 +57,10 @@ fn filters(query: Option<&str>) -> Result<Vec<Matcher>, silence::Invalid> {
         .collect()
 }
 
-/// `application/x-www-form-urlencoded` pairs, percent-decoded.
-pub(super) fn url_pairs(query: &str) -> Vec<(String, String)> {
-    fn decode(s: &str) -> String {
-        let bytes = s.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'+' => out.push(b' '),
-                b'%' if i + 2 < bytes.len() => {
-                    let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                    match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                        Some(b) => {
-                            out.push(b);
-                            i += 2;
-                        }
-                        None => out.push(b'%'),
-                    }
-                }
-                b => out.push(b),
-            }
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
+/// `application/x-www-form-urlencoded` pairs (a query string or a form body), decoded by
+/// serde_urlencoded (what axum's `Query` uses); repeated keys such as `filter` are all kept.
+pub(super) fn url_pairs(encoded: &str) -> Vec<(String, String)> {
+    serde_urlencoded::from_str(encoded).unwrap_or_default()
 }
 
 pub(super) async fn list_silences(State(app): State<App>, RawQuery(query): RawQuery) -> Response {
@@ -226,4 +197,25 @@ fn fingerprint(labels: &crate::labels::Labels) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     labels.hash(&mut h);
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_and_form_pairs_keep_repeated_keys_and_decode() {
+        let pairs = url_pairs("filter=alertname%3D%22A%22&filter=job%3Dx+y&silenced=false&bare");
+        let want = [
+            ("filter", "alertname=\"A\""),
+            ("filter", "job=x y"),
+            ("silenced", "false"),
+            ("bare", ""),
+        ];
+        let got: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(got, want);
+    }
 }
