@@ -288,7 +288,7 @@ impl Collector {
         let entry = &self.targets[index];
         let interval = millis(entry.job.interval);
         // Spread targets over the interval, as Prometheus does, instead of scraping all at once.
-        let offset = (hash(&entry.target.labels) % interval as u64) as i64;
+        let offset = (entry.target.labels.fingerprint() % interval as u64) as i64;
         let mut previous = TargetSeries::default();
         loop {
             let next = next_slot(self.clock.now_ms(), interval, offset);
@@ -683,11 +683,4 @@ fn jitter(now: i64) -> f64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_i64(now);
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
-}
-
-fn hash(labels: &Labels) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    labels.hash(&mut h);
-    h.finish()
 }

@@ -122,6 +122,15 @@ impl Labels {
         l
     }
 
+    /// A stable hash of the set, the same in every run (it spreads scrapes over the interval
+    /// and is the API's alert fingerprint).
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.hash(&mut h);
+        h.finish()
+    }
+
     /// Bytes of the pair array (the strings are interned and shared).
     pub fn heap_bytes(&self) -> usize {
         self.0.len() * std::mem::size_of::<Pair>() + 16

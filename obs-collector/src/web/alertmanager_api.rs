@@ -161,7 +161,7 @@ pub(super) async fn list_alerts(State(app): State<App>, RawQuery(query): RawQuer
                     .collector
                     .inhibited_by(&alert.labels)
                     .iter()
-                    .map(|source| format!("{:016x}", fingerprint(source)))
+                    .map(|source| format!("{:016x}", source.fingerprint()))
                     .collect();
                 let shown = match (silenced_by.is_empty(), inhibited_by.is_empty()) {
                     (true, true) => show_active,
@@ -182,7 +182,7 @@ pub(super) async fn list_alerts(State(app): State<App>, RawQuery(query): RawQuer
                     "startsAt": rfc3339(alert.fired_at.unwrap_or(alert.active_at)),
                     "endsAt": rfc3339(app.collector.now_ms() + 4 * 60_000),
                     "updatedAt": rfc3339(app.collector.now_ms()),
-                    "fingerprint": format!("{:016x}", fingerprint(&alert.labels)),
+                    "fingerprint": format!("{:016x}", alert.labels.fingerprint()),
                     "receivers": [{ "name": "obs-collector" }],
                     "status": { "state": state, "silencedBy": silenced_by, "inhibitedBy": inhibited_by },
                 }));
@@ -190,13 +190,6 @@ pub(super) async fn list_alerts(State(app): State<App>, RawQuery(query): RawQuer
         }
     }
     Json(Value::Array(alerts)).into_response()
-}
-
-fn fingerprint(labels: &crate::labels::Labels) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    labels.hash(&mut h);
-    h.finish()
 }
 
 #[cfg(test)]
