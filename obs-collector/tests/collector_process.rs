@@ -115,14 +115,7 @@ fn a_malformed_page_fails_the_scrape_not_the_process() {
     let config = write_config(&dir, target, "0s", "");
     let collector = Collector::start(&config, &dir.join("state.json"), &[]);
     *page.lock().unwrap() = "flag{oops 1\n<html>".to_owned();
-    let html = eventually(
-        Duration::from_secs(10),
-        || "the scrape error never showed".into(),
-        || {
-            let html = client::get(collector.addr, "/").unwrap().body;
-            html.contains("malformed page: line 1").then_some(html)
-        },
-    );
+    let html = collector.wait_page("malformed page: line 1", Duration::from_secs(10));
     assert!(html.contains("class=down"), "{html}");
     // Recovers when the page is fixed, and the alert logic sees the new value.
     *page.lock().unwrap() = "flag 2\n".to_owned();

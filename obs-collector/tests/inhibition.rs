@@ -2,13 +2,12 @@
 //! inhibits that job's other alert; only `TargetDown` reaches Slack (stand-in on loopback), and
 //! after the recovery nothing stale is sent for the inhibited alert.
 
-use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use obs_testkit::eventually;
 use obs_testkit::slack::{header, Slack};
-use obs_testkit::{client, eventually};
 use serde_json::Value;
 
 mod common;
@@ -16,23 +15,6 @@ mod common;
 use common::{fake_target, temp_dir, Collector};
 
 const RULES: &str = "groups:\n  - name: t\n    interval: 1s\n    rules:\n      - alert: TargetDown\n        expr: up == 0\n      - alert: Flag\n        expr: flag > 0\n";
-
-/// Waits until the rules were evaluated twice more (each evaluation dispatches).
-fn two_more_evaluations(addr: SocketAddr) {
-    let last = || -> String {
-        let body: Value =
-            serde_json::from_str(&client::get(addr, "/api/v1/rules").unwrap().body).unwrap();
-        body["data"]["groups"][0]["rules"][0]["lastEvaluation"].to_string()
-    };
-    for _ in 0..2 {
-        let before = last();
-        eventually(
-            Duration::from_secs(10),
-            || "no evaluation".into(),
-            || (last() != before).then_some(()),
-        );
-    }
-}
 
 #[test]
 fn target_down_inhibits_the_jobs_other_alerts_and_nothing_stale_follows() {
@@ -89,7 +71,7 @@ fn target_down_inhibits_the_jobs_other_alerts_and_nothing_stale_follows() {
         shown[0]["status"]["inhibitedBy"].as_array().unwrap().len(),
         1
     );
-    two_more_evaluations(collector.addr);
+    collector.wait_evaluations(2);
     assert_eq!(slack.received().len(), 1, "only TargetDown was notified");
 
     // Recovery: b is scraped again and a's flag is down. TargetDown resolves; Flag, never
@@ -98,7 +80,7 @@ fn target_down_inhibits_the_jobs_other_alerts_and_nothing_stale_follows() {
     *flag.lock().unwrap() = "flag 0\n".to_owned();
     let delivered = slack.wait_delivered(2, Duration::from_secs(15));
     assert!(header(&delivered[1]).starts_with("RESOLVED: TargetDown — svc"));
-    two_more_evaluations(collector.addr);
+    collector.wait_evaluations(2);
     let all = slack.received();
     assert_eq!(all.len(), 2, "nothing stale after the recovery: {all:#?}");
 }

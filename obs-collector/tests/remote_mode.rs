@@ -178,17 +178,7 @@ fn query_failures_leave_alert_state_unchanged_and_are_reported() {
         ("down", "query failed"),
     ] {
         *mode.lock().unwrap() = m;
-        eventually(
-            Duration::from_secs(10),
-            || format!("{m}: {needle:?} never shown"),
-            || {
-                client::get(collector.addr, "/")
-                    .unwrap()
-                    .body
-                    .contains(needle)
-                    .then_some(())
-            },
-        );
+        collector.wait_page(needle, Duration::from_secs(10));
         let alerts = collector.alerts();
         assert_eq!(alerts.len(), 1, "{m}: a failed query changes nothing");
         assert_eq!(

@@ -8,8 +8,8 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use obs_testkit::client;
 use obs_testkit::slack::{header, Slack};
-use obs_testkit::{client, eventually};
 use serde_json::Value;
 
 mod common;
@@ -30,28 +30,6 @@ fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-/// The time of the latest evaluation of the collector's rule (from `/api/v1/rules`).
-fn last_evaluation(addr: SocketAddr) -> String {
-    let body: Value =
-        serde_json::from_str(&client::get(addr, "/api/v1/rules").unwrap().body).unwrap();
-    body["data"]["groups"][0]["rules"][0]["lastEvaluation"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
-/// Waits until the rule was evaluated twice more (every evaluation dispatches notifications).
-fn two_more_evaluations(addr: SocketAddr) {
-    for _ in 0..2 {
-        let before = last_evaluation(addr);
-        eventually(
-            Duration::from_secs(10),
-            || "the rule is not evaluated".into(),
-            || (last_evaluation(addr) != before).then_some(()),
-        );
-    }
 }
 
 #[test]
@@ -110,7 +88,7 @@ fn amtool_silences_mute_slack_survive_kill9_and_expire() {
     );
     let alerts: Value = serde_json::from_slice(&alerts.stdout).unwrap();
     assert_eq!(alerts[0]["status"]["state"], "suppressed", "{alerts}");
-    two_more_evaluations(first.addr);
+    first.wait_evaluations(2);
     assert!(
         slack.received().is_empty(),
         "silenced, yet Slack got a message"
@@ -122,7 +100,7 @@ fn amtool_silences_mute_slack_survive_kill9_and_expire() {
     let listed = amtool(second.addr, &["silence", "query", "-q"]);
     assert_eq!(text(&listed).trim(), id, "the silence survived the restart");
     second.wait_alert("firing", Duration::from_secs(10));
-    two_more_evaluations(second.addr);
+    second.wait_evaluations(2);
     assert!(
         slack.received().is_empty(),
         "still silenced after the restart"

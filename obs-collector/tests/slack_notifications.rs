@@ -118,14 +118,7 @@ fn permanent_failures_are_reported_with_slacks_reason() {
         &dir.join("state.json"),
         &[("SLACK_WEBHOOK_URL", &slack.url())],
     );
-    let html = eventually(
-        Duration::from_secs(15),
-        || "the failure never showed".into(),
-        || {
-            let html = client::get(collector.addr, "/").unwrap().body;
-            html.contains("channel_not_found").then_some(html)
-        },
-    );
+    let html = collector.wait_page("channel_not_found", Duration::from_secs(15));
     assert!(html.contains("failed"), "{html}");
     // That a 404 is never retried is tested on an injected clock in `timing.rs`.
     eventually(

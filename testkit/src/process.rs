@@ -299,11 +299,15 @@ impl CollectorProcess {
                 }
             });
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !client::get(addr, "/-/ready").is_ok_and(|r| r.status == 200) {
-            assert!(Instant::now() < deadline, "collector did not become ready");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::eventually(
+            Duration::from_secs(10),
+            || "collector did not become ready".into(),
+            || {
+                client::get(addr, "/-/ready")
+                    .is_ok_and(|r| r.status == 200)
+                    .then_some(())
+            },
+        );
         Self {
             child,
             addr,
@@ -321,16 +325,40 @@ impl CollectorProcess {
 
     /// Waits for an alert in `state` in `/api/v1/alerts`.
     pub fn wait_alert(&self, state: &str, timeout: Duration) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(a) = self.alerts().into_iter().find(|a| a["state"] == state) {
-                return a;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {state} alert within {timeout:?}"
+        crate::eventually(
+            timeout,
+            || format!("no {state} alert within {timeout:?}"),
+            || self.alerts().into_iter().find(|a| a["state"] == state),
+        )
+    }
+
+    /// Waits until the status page shows `needle`; returns the page.
+    pub fn wait_page(&self, needle: &str, timeout: Duration) -> String {
+        crate::eventually(
+            timeout,
+            || format!("{needle:?} never shown on the status page"),
+            || {
+                let page = client::get(self.addr, "/").ok()?.body;
+                page.contains(needle).then_some(page)
+            },
+        )
+    }
+
+    /// Waits until the first rule was evaluated `n` more times (from `/api/v1/rules`): every
+    /// evaluation dispatches notifications, so whatever one would send has been queued.
+    pub fn wait_evaluations(&self, n: usize) {
+        let last = || -> String {
+            let body = client::get(self.addr, "/api/v1/rules").unwrap().body;
+            let v: Value = serde_json::from_str(&body).unwrap();
+            v["data"]["groups"][0]["rules"][0]["lastEvaluation"].to_string()
+        };
+        for _ in 0..n {
+            let before = last();
+            crate::eventually(
+                Duration::from_secs(10),
+                || "the rules are not evaluated".into(),
+                || (last() != before).then_some(()),
             );
-            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
