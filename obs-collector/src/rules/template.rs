@@ -7,32 +7,10 @@
 //! `toLower`. Templates are checked at load ([`Template::parse`]); at evaluation an error is
 //! rendered as `<error expanding template: ...>`, as Prometheus does.
 
+// A template is a rule file's value: it fails with the configuration's error, whose message
+// names the construct (`function "x" not defined`, `unterminated string in ...`).
+use crate::config::Invalid;
 use crate::labels::Labels;
-
-/// Why a template did not parse or expand; the message names the construct (`function "x" not
-/// defined`, `unterminated string in ...`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TemplateError(String);
-
-impl std::fmt::Display for TemplateError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for TemplateError {}
-
-impl From<String> for TemplateError {
-    fn from(message: String) -> Self {
-        Self(message)
-    }
-}
-
-impl From<&str> for TemplateError {
-    fn from(message: &str) -> Self {
-        Self(message.to_owned())
-    }
-}
 
 /// A parsed template.
 #[derive(Debug, Clone)]
@@ -86,7 +64,7 @@ enum Val {
 }
 
 impl Val {
-    fn num(&self) -> Result<f64, TemplateError> {
+    fn num(&self) -> Result<f64, Invalid> {
         match self {
             Val::Num(n) => Ok(*n),
             Val::Str(s) => s
@@ -105,7 +83,7 @@ impl Val {
 
 impl Template {
     /// Parses `text`, or says what is wrong with it.
-    pub fn parse(text: &str) -> Result<Self, TemplateError> {
+    pub fn parse(text: &str) -> Result<Self, Invalid> {
         let mut parts = Vec::new();
         let mut rest = text;
         while let Some(open) = rest.find("{{") {
@@ -149,7 +127,7 @@ impl Template {
     }
 }
 
-fn parse_pipeline(action: &str) -> Result<Vec<Command>, TemplateError> {
+fn parse_pipeline(action: &str) -> Result<Vec<Command>, Invalid> {
     if action.is_empty() {
         return Err("empty action {{ }}".into());
     }
@@ -159,7 +137,7 @@ fn parse_pipeline(action: &str) -> Result<Vec<Command>, TemplateError> {
         .collect()
 }
 
-fn parse_command(cmd: &str) -> Result<Command, TemplateError> {
+fn parse_command(cmd: &str) -> Result<Command, Invalid> {
     let words = split_words(cmd)?;
     let (first, rest) = words.split_first().ok_or("empty command in pipeline")?;
     let func = match first.as_str() {
@@ -183,7 +161,7 @@ fn parse_command(cmd: &str) -> Result<Command, TemplateError> {
     Ok(Command { func, args })
 }
 
-fn parse_arg(word: &str) -> Result<Arg, TemplateError> {
+fn parse_arg(word: &str) -> Result<Arg, Invalid> {
     if let Some(s) = word.strip_prefix('"').and_then(|w| w.strip_suffix('"')) {
         return Ok(Arg::Str(s.replace("\\\"", "\"").replace("\\n", "\n")));
     }
@@ -226,7 +204,7 @@ fn split_outside_quotes(s: &str, sep: char) -> Vec<&str> {
     out
 }
 
-fn split_words(s: &str) -> Result<Vec<String>, TemplateError> {
+fn split_words(s: &str) -> Result<Vec<String>, Invalid> {
     let words: Vec<String> = split_outside_quotes(s, ' ')
         .into_iter()
         .filter(|w| !w.is_empty())
@@ -241,7 +219,7 @@ fn split_words(s: &str) -> Result<Vec<String>, TemplateError> {
     Ok(words)
 }
 
-fn run(cmds: &[Command], data: &Data<'_>) -> Result<Val, TemplateError> {
+fn run(cmds: &[Command], data: &Data<'_>) -> Result<Val, Invalid> {
     let mut piped: Option<Val> = None;
     for cmd in cmds {
         let mut args: Vec<Val> = cmd
@@ -266,10 +244,10 @@ fn run(cmds: &[Command], data: &Data<'_>) -> Result<Val, TemplateError> {
     piped.ok_or_else(|| "empty pipeline".into())
 }
 
-fn call(func: Func, args: &[Val]) -> Result<Val, TemplateError> {
+fn call(func: Func, args: &[Val]) -> Result<Val, Invalid> {
     let one = || match args {
         [v] => Ok(v),
-        _ => Err(TemplateError::from(format!(
+        _ => Err(Invalid::from(format!(
             "{func:?} takes one argument, got {}",
             args.len()
         ))),
@@ -417,7 +395,7 @@ fn humanize_duration(v: f64) -> String {
 }
 
 /// `printf` with the verbs `%s %v %d %f %.Nf %g %%`.
-fn printf(fmt: &str, args: &[Val]) -> Result<String, TemplateError> {
+fn printf(fmt: &str, args: &[Val]) -> Result<String, Invalid> {
     let mut out = String::new();
     let mut args = args.iter();
     let mut chars = fmt.chars().peekable();
@@ -437,7 +415,7 @@ fn printf(fmt: &str, args: &[Val]) -> Result<String, TemplateError> {
             precision = Some(
                 digits
                     .parse::<usize>()
-                    .map_err(|_| TemplateError::from("bad precision in printf"))?,
+                    .map_err(|_| Invalid::from("bad precision in printf"))?,
             );
         }
         let verb = chars.next().ok_or("printf format ends with %")?;
