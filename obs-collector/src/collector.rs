@@ -388,20 +388,10 @@ impl Collector {
     /// Queues what the group's alerts call for on every channel (silenced and inhibited
     /// alerts nothing).
     fn dispatch(&self, index: usize, mut group: MutexGuard<'_, Group>, t: i64, external: &Labels) {
-        let silences = {
-            let mut silences = lock(&self.silences);
-            silences.collect_garbage(t);
-            silences.clone()
-        };
-        let firing: Vec<Labels> = {
-            let mut firing = lock(&self.firing);
-            firing[index] = firing_alerts(&group);
-            firing.concat()
-        };
-        let rules = &self.config.inhibit_rules;
-        let muted = |labels: &Labels| {
-            silences.is_silenced(labels, t) || inhibit::is_inhibited(rules, &firing, labels)
-        };
+        lock(&self.silences).collect_garbage(t);
+        lock(&self.firing)[index] = firing_alerts(&group);
+        let mutes = self.mutes_at(t);
+        let muted = |labels: &Labels| mutes.is_muted(labels);
         let mut log = lock(&self.log);
         let interval = group.interval;
         let generator_url = self.external_url.get().map_or("", String::as_str);
@@ -549,11 +539,6 @@ impl Collector {
         lock(&self.silences).all().cloned().collect()
     }
 
-    /// The ids of the active silences that match `labels` now.
-    pub fn silenced_by(&self, labels: &Labels) -> Vec<String> {
-        lock(&self.silences).silenced_by(labels, self.clock.now_ms())
-    }
-
     /// Creates or updates a silence; answers once it is on disk.
     pub async fn upsert_silence(&self, new: NewSilence) -> Result<String, silence::Refused> {
         let now = self.clock.now_ms();
@@ -572,13 +557,18 @@ impl Collector {
         Ok(())
     }
 
-    /// The firing alerts that inhibit an alert with `labels` now.
-    pub fn inhibited_by(&self, labels: &Labels) -> Vec<Labels> {
-        let firing = lock(&self.firing).concat();
-        inhibit::inhibited_by(&self.config.inhibit_rules, &firing, labels)
-            .into_iter()
-            .cloned()
-            .collect()
+    /// What mutes alerts now; take it once, then ask it about every alert.
+    pub fn mutes(&self) -> Mutes<'_> {
+        self.mutes_at(self.clock.now_ms())
+    }
+
+    fn mutes_at(&self, t: i64) -> Mutes<'_> {
+        Mutes {
+            silences: lock(&self.silences).clone(),
+            firing: lock(&self.firing).concat(),
+            rules: &self.config.inhibit_rules,
+            t,
+        }
     }
 
     /// The collector's clock reading.
@@ -603,6 +593,33 @@ impl Collector {
             let next = self.clock.now_ms() + 15_000;
             self.clock.sleep_until(next).await;
         }
+    }
+}
+
+/// What mutes alerts at one moment: the silences then active, and the firing alerts (of every
+/// group's last evaluation) that may inhibit. Notifications and the pages ask the same one.
+pub struct Mutes<'a> {
+    silences: Silences,
+    firing: Vec<Labels>,
+    rules: &'a [inhibit::InhibitRule],
+    t: i64,
+}
+
+impl Mutes<'_> {
+    /// The ids of the active silences that match `labels`.
+    pub fn silenced_by(&self, labels: &Labels) -> Vec<String> {
+        self.silences.silenced_by(labels, self.t)
+    }
+
+    /// The firing alerts that inhibit an alert with `labels`.
+    pub fn inhibited_by(&self, labels: &Labels) -> Vec<&Labels> {
+        inhibit::inhibited_by(self.rules, &self.firing, labels)
+    }
+
+    /// Whether an alert with `labels` sends nothing (silenced or inhibited).
+    pub fn is_muted(&self, labels: &Labels) -> bool {
+        self.silences.is_silenced(labels, self.t)
+            || inhibit::is_inhibited(self.rules, &self.firing, labels)
     }
 }
 

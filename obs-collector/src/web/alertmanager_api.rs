@@ -148,6 +148,7 @@ pub(super) async fn list_alerts(State(app): State<App>, RawQuery(query): RawQuer
     let (show_active, show_silenced, show_inhibited) =
         (flag("active"), flag("silenced"), flag("inhibited"));
     let mut alerts = Vec::new();
+    let mutes = app.collector.mutes();
     for g in &app.collector.groups {
         let g = g.lock().unwrap_or_else(PoisonError::into_inner);
         for r in &g.rules {
@@ -156,9 +157,8 @@ pub(super) async fn list_alerts(State(app): State<App>, RawQuery(query): RawQuer
                 if !silence::matches_all(&filter, &alert.labels) {
                     continue;
                 }
-                let silenced_by = app.collector.silenced_by(&alert.labels);
-                let inhibited_by: Vec<String> = app
-                    .collector
+                let silenced_by = mutes.silenced_by(&alert.labels);
+                let inhibited_by: Vec<String> = mutes
                     .inhibited_by(&alert.labels)
                     .iter()
                     .map(|source| format!("{:016x}", source.fingerprint()))

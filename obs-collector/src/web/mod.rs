@@ -228,17 +228,18 @@ fn live_alerts(rule: &Rule) -> Vec<&Alert> {
 
 async fn alerts(State(app): State<App>) -> Json<Value> {
     let mut all = Vec::new();
+    let mutes = app.collector.mutes();
     for g in &app.collector.groups {
         let g = g.lock().unwrap_or_else(PoisonError::into_inner);
         all.extend(g.rules.iter().flat_map(live_alerts).map(|a| {
             let mut v = alert_json(a);
-            let silenced_by = app.collector.silenced_by(&a.labels);
+            let silenced_by = mutes.silenced_by(&a.labels);
             if !silenced_by.is_empty() {
                 v["silencedBy"] = json!(silenced_by);
             }
-            let inhibited_by = app.collector.inhibited_by(&a.labels);
+            let inhibited_by = mutes.inhibited_by(&a.labels);
             if !inhibited_by.is_empty() {
-                v["inhibitedBy"] = inhibited_by.iter().map(label_map).collect();
+                v["inhibitedBy"] = inhibited_by.into_iter().map(label_map).collect();
             }
             v
         }));
@@ -458,6 +459,7 @@ async fn status_page(State(app): State<App>) -> Html<String> {
         );
     }
     page.push_str("</table><h2>Rules</h2><table><tr><th>rule</th><th>state</th><th>value vs threshold (last hour)</th><th>alerts (value, since)</th><th>health</th></tr>");
+    let mutes = app.collector.mutes();
     for g in &app.collector.groups {
         let g = g.lock().unwrap_or_else(PoisonError::into_inner);
         for r in &g.rules {
@@ -466,9 +468,9 @@ async fn status_page(State(app): State<App>) -> Html<String> {
             let alerts: Vec<String> = live_alerts(r)
                 .iter()
                 .map(|x| {
-                    let silenced = if !app.collector.silenced_by(&x.labels).is_empty() {
+                    let silenced = if !mutes.silenced_by(&x.labels).is_empty() {
                         " <i class=silenced>silenced</i>".to_owned()
-                    } else if !app.collector.inhibited_by(&x.labels).is_empty() {
+                    } else if !mutes.inhibited_by(&x.labels).is_empty() {
                         " <i class=inhibited>inhibited</i>".to_owned()
                     } else {
                         silence_buttons(&x.labels)
