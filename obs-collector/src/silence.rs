@@ -194,7 +194,10 @@ impl Silences {
     pub fn restore(saved: Vec<Silence>) -> Self {
         let entries = saved
             .into_iter()
-            .filter_map(|s| Some((s.clone(), compile(&s.matchers).ok()?)))
+            .filter_map(|s| {
+                let compiled = compile(&s.matchers).ok()?;
+                Some((s, compiled))
+            })
             .collect();
         Self { entries }
     }
