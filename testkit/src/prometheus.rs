@@ -31,6 +31,16 @@ pub fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// The `prometheus` command for a configuration file, a data directory and a listen address.
+pub fn command(config: &std::path::Path, data: &std::path::Path, listen: SocketAddr) -> Command {
+    let mut command = Command::new("prometheus");
+    command
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", data.display()))
+        .arg(format!("--web.listen-address={listen}"));
+    command
+}
+
 impl Prometheus {
     /// Starts `prometheus` with `config` (YAML) and waits until it is ready.
     pub fn start(config: &str) -> io::Result<Self> {
@@ -39,16 +49,7 @@ impl Prometheus {
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join("prometheus.yml"), config)?;
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
-        let child = Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
+        let child = command(&dir.join("prometheus.yml"), &dir.join("data"), addr)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("prometheus.log"))?)

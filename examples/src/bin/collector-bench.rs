@@ -91,19 +91,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let prometheus = Measured::spawn(
         "prometheus",
-        Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.join("config.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("tsdb").display()
-            ))
-            .arg(format!(
-                "--web.listen-address=127.0.0.1:{}",
-                obs_testkit::prometheus::free_port()?
-            )),
+        &mut obs_testkit::prometheus::command(
+            &dir.join("config.yml"),
+            &dir.join("tsdb"),
+            ([127, 0, 0, 1], obs_testkit::prometheus::free_port()?).into(),
+        ),
     )?;
     eprintln!("{targets} targets x 100 series; warming up {warmup}s, then measuring {measure}s");
     std::thread::sleep(Duration::from_secs(warmup));
