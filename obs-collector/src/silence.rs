@@ -309,23 +309,7 @@ impl Silences {
 
 /// A new silence id: a random UUID (version 4), as Alertmanager's.
 pub fn new_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let random = || {
-        std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish()
-    };
-    let (hi, lo) = (random(), random());
-    let hi = (hi & !0xf000) | 0x4000; // version 4
-    let lo = (lo & !(0xc000 << 48)) | (0x8000 << 48); // variant 1
-    format!(
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        hi >> 32,
-        (hi >> 16) & 0xffff,
-        hi & 0xffff,
-        lo >> 48,
-        lo & 0xffff_ffff_ffff
-    )
+    uuid::Uuid::new_v4().to_string()
 }
 
 fn compile(matchers: &[Matcher]) -> Result<Vec<Compiled>, Invalid> {
