@@ -17,6 +17,10 @@ const REPLACEMENTS: [(&str, &str); 6] = [
     ("for 1 minute", "for 5 seconds"),
 ];
 
+/// The collector's `route:` at demo speed: Alertmanager's 30 s wait and 5 min between updates
+/// would not fit a one-minute demo.
+pub const DEMO_ROUTE: &str = "route:\n  group_wait: 2s\n  group_interval: 4s\n";
+
 /// `rules` with demo-speed durations.
 pub fn demo_speed(rules: &str) -> String {
     REPLACEMENTS

@@ -134,10 +134,17 @@ pub fn slack_message(data: &[u8]) {
         severity: Some(next()),
         runbook_url: Some(next()),
         dashboard_url: Some(next()),
+        silence_url: Some(next()),
         alerts: (0..usize::from(data.len().is_multiple_of(13)) * 15 + 1)
             .map(|i| AlertInfo {
                 labels: obs_collector::labels::Labels::new(labels.clone()),
                 value: i as f64,
+            })
+            .collect(),
+        resolved: (0..usize::from(data.len().is_multiple_of(3)) * 12)
+            .map(|_| AlertInfo {
+                labels: obs_collector::labels::Labels::new(labels.clone()),
+                value: f64::NAN,
             })
             .collect(),
         fired_for_ms: data.last().map(|b| i64::from(*b) * 61_000),

@@ -79,7 +79,7 @@ fn service_collector_and_slack_end_to_end() {
     let config = dir.join("collector.yml");
     std::fs::write(
         &config,
-        format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 2s\nrule_files: [demo.rules.yml]\nscrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: ['{admin}']\n"),
+        format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 2s\nrule_files: [demo.rules.yml]\nscrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: ['{admin}']\n{}", obs_examples::demo_rules::DEMO_ROUTE),
     )
     .unwrap();
     let collector = CollectorProcess::start(

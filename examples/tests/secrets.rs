@@ -105,7 +105,7 @@ fn no_secret_appears_in_anything_the_processes_write_or_serve() {
     .unwrap();
     std::fs::write(
         dir.join("collector.yml"),
-        format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules.yml]\nscrape_configs:\n  - job_name: svc\n    static_configs:\n      - targets: ['{target}']\n"),
+        format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules.yml]\nscrape_configs:\n  - job_name: svc\n    static_configs:\n      - targets: ['{target}']\n{}", obs_testkit::PROMPT_ROUTE),
     )
     .unwrap();
     let url = slack.url();

@@ -19,6 +19,7 @@ use crate::config::{Config, Job, Target};
 use crate::history::History;
 use crate::inhibit;
 use crate::labels::Labels;
+use crate::links::Links;
 use crate::notify::{self, Channel, Notifier};
 use crate::promql::remote::Remote;
 use crate::promql::{Local, Querier, Query, QueryFuture};
@@ -131,8 +132,9 @@ pub struct Collector {
     client: reqwest::Client,
     /// The notification log (with every channel's queue).
     pub(crate) log: Mutex<notify::Log>,
-    /// This collector's URL, for Alertmanager's `generatorURL`.
-    external_url: std::sync::OnceLock<String>,
+    /// The base URLs of messages' links; `external` is this collector's URL (also
+    /// Alertmanager's `generatorURL`), from `links.external_url` or else the listen address.
+    links: std::sync::OnceLock<Links>,
     /// The status page's chart points.
     pub(crate) history: History,
     /// Silences (Alertmanager's API v2 at `/api/v2/silences`).
@@ -210,7 +212,7 @@ impl Collector {
         let policy = notify::Policy {
             channels: channels.iter().map(|c| c.name().to_owned()).collect(),
             send_resolved: config.notify.send_resolved,
-            repeat_interval: config.notify.repeat_interval,
+            route: config.route.clone(),
         };
         // Alertmanager gets Prometheus' batches, not the grouped messages: not in the policy.
         if let Some(url) = &config.notify.alertmanager {
@@ -249,7 +251,7 @@ impl Collector {
             ready: AtomicBool::new(false),
             client,
             log: Mutex::new(log),
-            external_url: std::sync::OnceLock::new(),
+            links: std::sync::OnceLock::new(),
             history: History::default(),
             silences: Mutex::new(silences),
             firing: Mutex::new(vec![Vec::new(); group_count]),
@@ -385,8 +387,8 @@ impl Collector {
         self.wake.notify_waiters();
     }
 
-    /// Queues what the group's alerts call for on every channel (silenced and inhibited
-    /// alerts nothing).
+    /// Puts the group's alerts into their notification groups and flushes every notification
+    /// group that is due (silenced and inhibited alerts say nothing).
     fn dispatch(&self, index: usize, mut group: MutexGuard<'_, Group>, t: i64, external: &Labels) {
         lock(&self.silences).collect_garbage(t);
         lock(&self.firing)[index] = firing_alerts(&group);
@@ -394,11 +396,12 @@ impl Collector {
         let muted = |labels: &Labels| mutes.is_muted(labels);
         let mut log = lock(&self.log);
         let interval = group.interval;
-        let generator_url = self.external_url.get().map_or("", String::as_str);
+        let links = self.links();
+        let generator_url = links.external.as_ref().map_or("", |u| u.as_str());
         for rule in &mut group.rules {
             // A failed evaluation changed nothing, so it announces nothing.
             if let (Kind::Alerting(a), None) = (&mut rule.kind, &rule.health.last_error) {
-                log.dispatch(a, t, &self.policy, &muted);
+                log.insert(a, t, &self.policy.route);
                 if self.config.notify.alertmanager.is_some() {
                     let alerts =
                         notify::alertmanager::batch(a, t, interval, external, generator_url);
@@ -406,6 +409,7 @@ impl Collector {
                 }
             }
         }
+        log.flush(t, &self.policy, links, &muted);
     }
 
     /// Hands a snapshot of the alert state and the log to the persister; resolves once it is
@@ -508,10 +512,21 @@ impl Collector {
         Step::Progress
     }
 
-    /// Sets the URL this collector is reached at (Alertmanager's `generatorURL`); the first
-    /// call wins.
-    pub fn set_external_url(&self, url: String) {
-        let _ = self.external_url.set(url);
+    /// Sets the URL this collector is reached at (its listen address) unless
+    /// `links.external_url` says otherwise; call it before [`Collector::spawn`]. Without either, messages
+    /// carry only absolute links and Alertmanager's `generatorURL` is empty.
+    pub fn set_external_url(&self, url: &str) {
+        let mut links = self.config.links.clone();
+        if links.external.is_none() {
+            links.external = crate::links::base("external URL", url).ok();
+        }
+        let _ = self.links.set(links);
+    }
+
+    /// The base URLs of messages' links (the configured ones until
+    /// [`Collector::set_external_url`] is called, and from the first use on, fixed).
+    pub fn links(&self) -> &Links {
+        self.links.get_or_init(|| self.config.links.clone())
     }
 
     /// A copy of the notification log: every channel's queue and delivery history.

@@ -8,14 +8,15 @@
 //! | [`transport`] | what a failed HTTP request is reported as (never its URL) | - |
 //! | [`labels`] | label sets | - |
 //! | [`history`] | the status page's chart points | - |
+//! | [`links`] | where a message's links go (runbook, dashboard, silence form) | labels |
 //! | [`silence`] | silences: matchers, states, validation | labels |
 //! | [`inhibit`] | inhibition rules | labels, silence |
 //! | [`store`] | the in-memory series | labels |
-//! | [`config`] | the configuration file, its defaults and errors (with the parser's lines) | inhibit, labels, silence |
+//! | [`config`] | the configuration file, its defaults and errors (with the parser's lines) | inhibit, labels, links, silence |
 //! | [`scrape`] | scraping a target, parsing its page into the store | config, labels, store, transport |
 //! | [`promql`] | the PromQL subset, its evaluator, the [`promql::Querier`] (store or remote API) | config, labels, store, time, transport |
 //! | [`rules`] | rule files, the alert state machine, a group's evaluation over a `Querier` | config, labels, promql, store, time |
-//! | [`notify`] | grouping into messages, the notification log (queue and retry stage), the notifiers | config, labels, rules, time, transport |
+//! | [`notify`] | grouping into messages, the notification log (queue and retry stage), the notifiers | config, labels, links, rules, time, transport |
 //! | [`state`] | the state file, the [`state::Persister`] thread | labels, notify, rules, silence, store, time |
 //! | [`collector`] | the wiring: the schedule's tasks and each stage's step | all of the above |
 //! | [`web`] | the status page, the API, Alertmanager's silence API | collector, config, labels, notify, rules, silence, time |
@@ -26,6 +27,7 @@ pub mod config;
 pub mod history;
 pub mod inhibit;
 pub mod labels;
+pub mod links;
 pub mod notify;
 pub mod promql;
 pub mod rules;

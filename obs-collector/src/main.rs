@@ -159,7 +159,7 @@ fn run(args: Args) -> ExitCode {
             },
             "obs-collector started"
         );
-        collector.set_external_url(format!("http://{}/", listener.local_addr().unwrap_or(args.listen)));
+        collector.set_external_url(&format!("http://{}/", listener.local_addr().unwrap_or(args.listen)));
         collector.spawn();
         let access = web::Access::from_env(&|k| std::env::var(k).ok());
         if access.is_open() && !args.listen.ip().is_loopback() {

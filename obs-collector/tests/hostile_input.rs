@@ -160,7 +160,7 @@ fn hostile_label_values_are_escaped_in_slack_and_on_the_page() {
     .unwrap();
     std::fs::write(
         dir.join("collector.yml"),
-        format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules.yml]\nscrape_configs:\n  - job_name: svc\n    static_configs:\n      - targets: ['{target}']\n"),
+        format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules.yml]\nscrape_configs:\n  - job_name: svc\n    static_configs:\n      - targets: ['{target}']\n{}", obs_testkit::PROMPT_ROUTE),
     )
     .unwrap();
     let collector = Collector::start(

@@ -31,7 +31,8 @@ fn target_down_inhibits_the_jobs_other_alerts_and_nothing_stale_follows() {
     std::fs::write(
         &config,
         format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules.yml]\nscrape_configs:\n  - job_name: svc\n    static_configs:\n      - targets: ['{a}', '{b}']\ninhibit_rules:\n  - source_matchers: ['alertname=\"TargetDown\"']\n    target_matchers: ['alertname=\"Flag\"']\n    equal: [job]\n"
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules.yml]\nscrape_configs:\n  - job_name: svc\n    static_configs:\n      - targets: ['{a}', '{b}']\ninhibit_rules:\n  - source_matchers: ['alertname=\"TargetDown\"']\n    target_matchers: ['alertname=\"Flag\"']\n    equal: [job]\n{}",
+            obs_testkit::PROMPT_ROUTE
         ),
     )
     .unwrap();

@@ -45,8 +45,15 @@ fn collector(
 /// One tick of the schedule at `t`: the clock moves there, the target is scraped, the group
 /// evaluated.
 async fn tick(c: &Collector, clock: &ManualClock, previous: &mut TargetSeries, t: i64) {
+    tick_all(c, clock, std::slice::from_mut(previous), t).await;
+}
+
+/// [`tick`] over every target (`previous` holds each target's last scrape, in order).
+async fn tick_all(c: &Collector, clock: &ManualClock, previous: &mut [TargetSeries], t: i64) {
     clock.set(t);
-    c.scrape_target(0, previous, t).await;
+    for (i, p) in previous.iter_mut().enumerate() {
+        c.scrape_target(i, p, t).await;
+    }
     c.evaluate(0, t).await;
 }
 
@@ -94,9 +101,10 @@ async fn for_boundary_repeat_interval_and_resolution_to_the_millisecond() {
     let delivered = slack.wait_delivered(1, std::time::Duration::ZERO);
     assert!(header(&delivered[0]).starts_with("FIRING: Flag — svc"));
 
-    // Still firing: repeated after repeat_interval, not a millisecond before.
+    // Still firing: repeated by the group's flush (every group_interval, 1 s here, at the
+    // evaluations) once repeat_interval has passed, not by the flush before.
     let fired = T0 + 2_000;
-    tick(&c, &clock, &mut previous, fired + 59_999).await;
+    tick(&c, &clock, &mut previous, fired + 59_000).await;
     assert_eq!(
         c.deliver_next(slack_at).await,
         Step::Idle,
@@ -266,4 +274,60 @@ async fn after_a_restart_a_firing_alert_waits_for_fresh_data_before_it_resolves(
     let all = slack.received();
     assert_eq!(all.len(), 2, "{all:#?}");
     assert!(header(&all[1].1).starts_with("RESOLVED: Flag — svc"));
+}
+
+#[tokio::test]
+async fn grouped_by_alertname_three_jobs_make_one_message_and_a_fourth_one_update() {
+    let slack = Slack::start();
+    let dir = temp_dir("timing-group");
+    let pages: Vec<_> = ["flag 1\n", "flag 1\n", "flag 1\n", "flag 0\n"]
+        .into_iter()
+        .map(|p| Arc::new(Mutex::new(p.to_owned())))
+        .collect();
+    // `write_config`'s rule, then four jobs instead of one, grouped by alert name only, on
+    // Alertmanager's timing (group_wait 30s, group_interval 5m).
+    write_config(&dir, fake_target(Arc::clone(&pages[0])), "0s", "");
+    let mut text = "global:\n  scrape_interval: 15s\n  evaluation_interval: 15s\nrule_files: [rules.yml]\nroute:\n  group_by: [alertname]\nscrape_configs:\n".to_owned();
+    for (job, page) in ["checkout", "search", "payments", "accounts"]
+        .iter()
+        .zip(&pages)
+    {
+        let target = fake_target(Arc::clone(page));
+        text.push_str(&format!(
+            "  - job_name: {job}\n    static_configs: [{{ targets: ['{target}'] }}]\n"
+        ));
+    }
+    let config = dir.join("collector.yml");
+    std::fs::write(&config, text).unwrap();
+    let (c, clock) = collector(&config, &dir.join("state.json"), &slack, T0);
+    let slack_at = slack_index(&c);
+    let mut previous: Vec<TargetSeries> = (0..4).map(|_| TargetSeries::default()).collect();
+    // Three jobs fail together: one message after group_wait, listing the three.
+    tick_all(&c, &clock, &mut previous, T0).await;
+    tick_all(&c, &clock, &mut previous, T0 + 15_000).await;
+    assert_eq!(c.deliver_next(slack_at).await, Step::Idle, "group_wait");
+    tick_all(&c, &clock, &mut previous, T0 + 30_000).await;
+    assert_eq!(c.deliver_next(slack_at).await, Step::Progress);
+    let first = &slack.wait_delivered(1, std::time::Duration::ZERO)[0];
+    assert_eq!(header(first), "FIRING: Flag — checkout, payments, search");
+    assert!(first.to_string().contains("*Alerts*\\n3"), "{first}");
+
+    // A fourth joins 30 s later: one update at the group's next flush, 5 min after the first.
+    *pages[3].lock().unwrap() = "flag 1\n".to_owned();
+    let mut t = T0 + 45_000;
+    while t < T0 + 30_000 + 300_000 {
+        tick_all(&c, &clock, &mut previous, t).await;
+        assert_eq!(c.deliver_next(slack_at).await, Step::Idle, "at +{}", t - T0);
+        t += 15_000;
+    }
+    tick_all(&c, &clock, &mut previous, t).await;
+    assert_eq!(c.deliver_next(slack_at).await, Step::Progress);
+    let all = slack.wait_delivered(2, std::time::Duration::ZERO);
+    assert_eq!(
+        header(&all[1]),
+        "FIRING: Flag — accounts, checkout, payments, search"
+    );
+    assert!(all[1].to_string().contains("*Alerts*\\n4"), "{}", all[1]);
+    tick_all(&c, &clock, &mut previous, t + 15_000).await;
+    assert_eq!(c.deliver_next(slack_at).await, Step::Idle, "one update");
 }

@@ -47,3 +47,7 @@ pub fn eventually<T>(
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// A collector `route:` that sends a new group at once and its changes a second later: for the
+/// tests of other things than grouping (Alertmanager's defaults wait 30 s and 5 min).
+pub const PROMPT_ROUTE: &str = "route:\n  group_wait: 0s\n  group_interval: 1s\n";

@@ -53,7 +53,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     std::fs::write(
         dir.join("collector.yml"),
-        format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 2s\nrule_files: [demo.rules.yml]\nscrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: ['{admin}']\n"),
+        format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 2s\nrule_files: [demo.rules.yml]\nscrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: ['{admin}']\n{}", obs_examples::demo_rules::DEMO_ROUTE),
     )?;
     let env = |k: &str| std::env::var(k).ok();
     let config = Config::load(&dir.join("collector.yml"), &env)?;
@@ -72,7 +72,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         Err(_) => tokio::net::TcpListener::bind("127.0.0.1:0").await?,
     };
     let status_page = listener.local_addr()?;
-    collector.set_external_url(format!("http://{status_page}/"));
+    collector.set_external_url(&format!("http://{status_page}/"));
     collector.spawn();
     let app = web::router(
         Arc::clone(&collector),

@@ -1,22 +1,25 @@
-//! Notifications, as Alertmanager's `notify/` does them but in process: alerts are grouped per
-//! rule and job; a group is announced when it starts firing, when new alerts join it, every
-//! `repeat_interval` while it fires, and once when it resolves (never without a delivered
-//! firing message). Each message goes through a per-channel queue that retries (the retry
-//! stage) and is persisted with the alert state, so a restart neither repeats nor loses one.
+//! Notifications, as Alertmanager's `notify/` does them but in process: alerts are grouped as
+//! `route:` says and each group is flushed on Alertmanager's schedule ([`group`]); a resolved
+//! message is never sent without a delivered firing one. Each message goes through a
+//! per-channel queue that retries (the retry stage) and is persisted with the alert state, so a
+//! restart neither repeats nor loses one.
 //! Alertmanager's batches (Prometheus' resend rules, [`alertmanager::batch`]) take the same
 //! queue: every channel, Slack, console and Alertmanager, is delivered by one pipeline.
 
 pub mod alertmanager;
 pub mod console;
+pub mod group;
 pub mod slack;
 
-use std::collections::{BTreeMap, BTreeSet};
+pub use group::{GroupAlert, GroupState};
+
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::Route;
 use crate::labels::Labels;
-use crate::rules::template::go_g;
 use crate::rules::{AlertingRule, State};
 
 /// Most finished log entries kept (queued ones are always kept).
@@ -38,10 +41,17 @@ pub enum Status {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertInfo {
     pub labels: Labels,
+    #[serde(deserialize_with = "nan_or_f64")]
     pub value: f64,
 }
 
-/// What a notifier is asked to deliver: one group (rule + job), firing or resolved.
+/// JSON has no NaN: serde_json writes it as `null`, read back here as NaN.
+fn nan_or_f64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+/// What a notifier is asked to deliver: one group's firing alerts (and resolved ones), or its
+/// resolution.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     pub status: Status,
@@ -56,7 +66,14 @@ pub struct Message {
     pub severity: Option<String>,
     pub runbook_url: Option<String>,
     pub dashboard_url: Option<String>,
+    /// The status page's form that silences the group for an hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silence_url: Option<String>,
+    /// The firing alerts.
     pub alerts: Vec<AlertInfo>,
+    /// The alerts resolved since the group's last message (with `send_resolved`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resolved: Vec<AlertInfo>,
     /// A resolved message: how long the group fired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fired_for_ms: Option<i64>,
@@ -248,13 +265,6 @@ pub struct Entry {
     pub alerts: Vec<serde_json::Value>,
 }
 
-/// What was announced for a group.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct GroupState {
-    pub firing: BTreeSet<Labels>,
-    pub last_sent_ms: Option<i64>,
-}
-
 /// The notification log: group states and every channel's queue, persisted with the state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Log {
@@ -268,104 +278,10 @@ pub struct Log {
 pub struct Policy {
     pub channels: Vec<String>,
     pub send_resolved: bool,
-    pub repeat_interval: Duration,
+    pub route: Route,
 }
 
 impl Log {
-    /// Decides, from a rule's current alerts at `t`, which messages to queue. Alerts `muted`
-    /// says are silenced send nothing: a group whose firing alerts are all muted is left as it
-    /// is, and a group whose alerts resolve while muted is closed without a message.
-    pub fn dispatch(
-        &mut self,
-        rule: &AlertingRule,
-        t: i64,
-        policy: &Policy,
-        muted: &dyn Fn(&Labels) -> bool,
-    ) {
-        let mut by_job: BTreeMap<String, Vec<&crate::rules::Alert>> = BTreeMap::new();
-        let mut muted_jobs = BTreeSet::new();
-        for a in rule.active.values().filter(|a| a.state == State::Firing) {
-            let job = a.labels.get("job").unwrap_or_default().to_owned();
-            if muted(&a.labels) {
-                muted_jobs.insert(job);
-                continue;
-            }
-            by_job.entry(job).or_default().push(a);
-        }
-        let prefix = format!("{}/", rule.name);
-        let known: Vec<String> = self
-            .groups
-            .keys()
-            .filter(|k| k.starts_with(&prefix))
-            .cloned()
-            .collect();
-        for key in known {
-            let job = &key[prefix.len()..];
-            if !by_job.contains_key(job) {
-                if muted_jobs.contains(job) {
-                    continue; // still firing, silenced: nothing to say
-                }
-                let state = self.groups.remove(&key).unwrap_or_default();
-                let all_muted = state.firing.iter().all(muted);
-                if policy.send_resolved && !state.firing.is_empty() && !all_muted {
-                    let alerts = state
-                        .firing
-                        .iter()
-                        .map(|l| AlertInfo {
-                            labels: l.clone(),
-                            value: f64::NAN,
-                        })
-                        .collect();
-                    let mut message = message(rule, job, Status::Resolved, alerts, t);
-                    // The resolved alerts are kept in the rule for a while, with their start.
-                    message.fired_for_ms = state
-                        .firing
-                        .iter()
-                        .filter_map(|l| rule.active.get(l).and_then(|a| a.fired_at))
-                        .min()
-                        .map(|since| t - since);
-                    self.enqueue(&key, message, t, policy);
-                }
-            }
-        }
-        for (job, alerts) in by_job {
-            let key = format!("{prefix}{job}");
-            let now_firing: BTreeSet<Labels> = alerts.iter().map(|a| a.labels.clone()).collect();
-            let state = self.groups.entry(key.clone()).or_default();
-            let is_new = state.firing.is_empty() || !now_firing.is_subset(&state.firing);
-            let repeat = state
-                .last_sent_ms
-                .is_some_and(|s| t - s >= crate::time::millis(policy.repeat_interval));
-            state.firing = now_firing;
-            if is_new || repeat {
-                state.last_sent_ms = Some(t);
-                let infos: Vec<AlertInfo> = alerts
-                    .iter()
-                    .map(|a| AlertInfo {
-                        labels: a.labels.clone(),
-                        value: a.value,
-                    })
-                    .collect();
-                let since = alerts.iter().filter_map(|a| a.fired_at).min().unwrap_or(t);
-                let mut m = message(rule, &job, Status::Firing, infos, since);
-                if let Some(first) = alerts.iter().min_by_key(|a| a.active_at) {
-                    let get = |k: &str| {
-                        first
-                            .annotations
-                            .iter()
-                            .find(|(n, _)| n == k)
-                            .map(|(_, v)| v.clone())
-                    };
-                    m.summary = get("summary");
-                    m.description = get("description");
-                    m.runbook_url = get("runbook_url");
-                    m.dashboard_url = get("dashboard_url");
-                }
-                self.enqueue(&key, m, t, policy);
-            }
-        }
-    }
-
     /// Queues Alertmanager's `alerts` of `rule` (from [`alertmanager::batch`]) on `channel`.
     pub fn dispatch_alerts(
         &mut self,
@@ -383,7 +299,7 @@ impl Log {
         } else {
             Status::Resolved
         };
-        let message = message(rule, "", status, Vec::new(), t);
+        let message = batch_message(rule, status, t);
         self.push(channel, &rule.name, message, alerts, t);
         self.trim();
     }
@@ -526,42 +442,24 @@ pub fn backoff(n: u32, jitter: f64) -> Duration {
     Duration::from_secs_f64(capped * (0.5 + jitter))
 }
 
-fn message(
-    rule: &AlertingRule,
-    job: &str,
-    status: Status,
-    alerts: Vec<AlertInfo>,
-    since_ms: i64,
-) -> Message {
-    let value = alerts
-        .iter()
-        .map(|a| a.value)
-        .filter(|v| !v.is_nan())
-        .fold(f64::NAN, f64::max);
-    let label = |k: &str| {
-        alerts
-            .first()
-            .and_then(|a| a.labels.get(k))
-            .map(str::to_owned)
-    };
+/// The log's summary of an Alertmanager batch: the batch itself is in the entry's `alerts`.
+fn batch_message(rule: &AlertingRule, status: Status, t: i64) -> Message {
     Message {
         status,
         alertname: rule.name.clone(),
-        job: job.to_owned(),
+        job: String::new(),
         summary: None,
         description: None,
-        value_text: if value.is_nan() {
-            "-".into()
-        } else {
-            go_g(value, 4)
-        },
-        threshold_text: rule.expr.threshold().map(|t| go_g(t, 4)),
-        since_ms,
-        since_text: crate::time::rfc3339(since_ms),
-        severity: label("severity"),
+        value_text: "-".into(),
+        threshold_text: None,
+        since_ms: t,
+        since_text: crate::time::rfc3339(t),
+        severity: None,
         runbook_url: None,
         dashboard_url: None,
-        alerts,
+        silence_url: None,
+        alerts: Vec::new(),
+        resolved: Vec::new(),
         fired_for_ms: None,
     }
 }

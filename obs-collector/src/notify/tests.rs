@@ -1,6 +1,11 @@
 use super::*;
+use crate::config::route::GroupBy;
 use crate::labels::Labels;
+use crate::links::Links;
 use crate::rules::Alert;
+
+const S: i64 = 1000;
+const M: i64 = 60 * S;
 
 fn rule() -> AlertingRule {
     AlertingRule::for_test("HighErrorRate", "x > 0.05", 0)
@@ -29,74 +34,231 @@ fn firing(rule: &mut AlertingRule, job: &str, instance: &str, value: f64, t: i64
     );
 }
 
+fn resolve(rule: &mut AlertingRule, instance: &str) {
+    rule.active
+        .retain(|l, _| l.get("instance") != Some(instance));
+}
+
+/// Alertmanager's defaults: group_wait 30s, group_interval 5m, repeat_interval 4h.
 fn policy() -> Policy {
     Policy {
         channels: vec!["slack".into()],
         send_resolved: true,
-        repeat_interval: std::time::Duration::from_secs(4 * 3600),
+        route: Route::default(),
     }
 }
 
-fn statuses(log: &Log) -> Vec<(String, Status)> {
+/// Sends at once: the unit tests of the queue and the payload.
+fn immediate() -> Policy {
+    let mut p = policy();
+    p.route.group_wait = Duration::ZERO;
+    p
+}
+
+/// An evaluation at `t` with the default policy: the rule's alerts join their groups, due
+/// groups flush.
+fn eval(log: &mut Log, r: &AlertingRule, t: i64, policy: &Policy, muted: &dyn Fn(&Labels) -> bool) {
+    log.insert(r, t, &policy.route);
+    log.flush(t, policy, &Links::default(), muted);
+}
+
+fn step(log: &mut Log, r: &AlertingRule, t: i64, muted: &dyn Fn(&Labels) -> bool) {
+    eval(log, r, t, &immediate(), muted);
+}
+
+/// `(status, firing instances, resolved instances)` of each queued message.
+fn sent(log: &Log) -> Vec<(Status, Vec<String>, Vec<String>)> {
+    let names = |alerts: &[AlertInfo]| {
+        alerts
+            .iter()
+            .map(|a| a.labels.get("instance").unwrap_or_default().to_owned())
+            .collect()
+    };
     log.entries
         .iter()
-        .map(|e| (e.group.clone(), e.message.status))
+        .map(|e| {
+            (
+                e.message.status,
+                names(&e.message.alerts),
+                names(&e.message.resolved),
+            )
+        })
         .collect()
 }
 
-#[test]
-fn firing_once_then_resolved_once_per_group() {
-    let mut r = rule();
-    let mut log = Log::default();
-    firing(&mut r, "api", "a:1", 0.5, 0);
-    for t in [0, 15_000, 30_000] {
-        log.dispatch(&r, t, &policy(), &|_| false);
-    }
-    assert_eq!(
-        statuses(&log),
-        [("HighErrorRate/api".into(), Status::Firing)]
-    );
-    let m = &log.entries[0].message;
-    assert_eq!(
-        (m.value_text.as_str(), m.threshold_text.as_deref()),
-        ("0.5", Some("0.05"))
-    );
-    assert_eq!(m.description.as_deref(), Some("api is failing"));
-    r.active.clear();
-    log.dispatch(&r, 45_000, &policy(), &|_| false);
-    log.dispatch(&r, 60_000, &policy(), &|_| false);
-    assert_eq!(
-        statuses(&log)[1],
-        ("HighErrorRate/api".into(), Status::Resolved)
-    );
-    assert_eq!(log.entries.len(), 2);
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| (*s).to_owned()).collect()
 }
 
 #[test]
-fn grouped_per_rule_and_job_new_alerts_renotify_and_repeat_interval() {
-    let mut r = rule();
-    let mut log = Log::default();
+fn a_new_group_waits_group_wait_unless_its_alert_started_earlier() {
+    let (mut r, mut log, p) = (rule(), Log::default(), policy());
     firing(&mut r, "api", "a:1", 0.5, 0);
-    firing(&mut r, "api", "a:2", 0.7, 0);
-    firing(&mut r, "web", "w:1", 0.9, 0);
-    log.dispatch(&r, 0, &policy(), &|_| false);
-    assert_eq!(log.entries.len(), 2, "one message per job");
-    assert_eq!(log.entries[0].message.alerts.len(), 2);
-    firing(&mut r, "api", "a:3", 0.6, 15_000);
-    log.dispatch(&r, 15_000, &policy(), &|_| false);
+    eval(&mut log, &r, 0, &p, &|_| false);
+    // A second alert of the group within group_wait joins the first message.
+    firing(&mut r, "api", "a:2", 0.7, 15 * S);
+    eval(&mut log, &r, 15 * S, &p, &|_| false);
+    eval(&mut log, &r, 30 * S - 1, &p, &|_| false);
+    assert!(log.entries.is_empty(), "group_wait not over");
+    eval(&mut log, &r, 30 * S, &p, &|_| false);
+    assert_eq!(
+        sent(&log),
+        [(Status::Firing, strings(&["a:1", "a:2"]), vec![])]
+    );
+    let m = &log.entries[0].message;
+    assert_eq!(
+        (m.alertname.as_str(), m.job.as_str()),
+        ("HighErrorRate", "api")
+    );
+    assert_eq!(
+        (m.value_text.as_str(), m.threshold_text.as_deref()),
+        ("0.7", Some("0.05"))
+    );
+    assert_eq!(
+        m.description.as_deref(),
+        Some("api is failing"),
+        "the first alert's"
+    );
+    assert_eq!(
+        log.entries[0].group,
+        r#"{alertname="HighErrorRate", job="api"}"#
+    );
+
+    // An alert that fired long before its group was made (a restart) is sent at once.
+    let (mut r, mut log) = (rule(), Log::default());
+    firing(&mut r, "api", "a:1", 0.5, 0);
+    eval(&mut log, &r, 10 * M, &p, &|_| false);
+    assert_eq!(log.entries.len(), 1);
+}
+
+#[test]
+fn changes_wait_for_group_interval_and_nothing_new_waits_for_repeat_interval() {
+    let (mut r, mut log, p) = (rule(), Log::default(), policy());
+    firing(&mut r, "api", "a:1", 0.5, 0);
+    for t in (0..=30 * S).step_by(15_000) {
+        eval(&mut log, &r, t, &p, &|_| false);
+    }
+    assert_eq!(log.entries.len(), 1);
+    // Joins 15 s after the first message: told at the next tick, 5 min after the first flush.
+    firing(&mut r, "api", "a:2", 0.7, 45 * S);
+    let mut t = 45 * S;
+    while t < 30 * S + 5 * M {
+        eval(&mut log, &r, t, &p, &|_| false);
+        t += 15 * S;
+    }
+    assert_eq!(log.entries.len(), 1, "not before group_interval");
+    eval(&mut log, &r, 30 * S + 5 * M, &p, &|_| false);
+    assert_eq!(
+        sent(&log)[1],
+        (Status::Firing, strings(&["a:1", "a:2"]), vec![])
+    );
+    // Unchanged: silent until repeat_interval (4 h after the last message), then once.
+    let last = 30 * S + 5 * M;
+    let mut t = last + 5 * M;
+    while t < last + 4 * 60 * M {
+        eval(&mut log, &r, t, &p, &|_| false);
+        t += 5 * M;
+    }
+    assert_eq!(log.entries.len(), 2);
+    eval(&mut log, &r, last + 4 * 60 * M, &p, &|_| false);
+    eval(&mut log, &r, last + 4 * 60 * M + 5 * M, &p, &|_| false);
+    assert_eq!(log.entries.len(), 3, "one repeat");
+}
+
+#[test]
+fn resolution_at_the_next_tick_and_flapping_inside_one_says_nothing() {
+    let (mut r, mut log, p) = (rule(), Log::default(), policy());
+    firing(&mut r, "api", "a:1", 0.5, 0);
+    firing(&mut r, "api", "a:2", 0.5, 0);
+    eval(&mut log, &r, 0, &p, &|_| false);
+    eval(&mut log, &r, 30 * S, &p, &|_| false);
+    // a:2 flaps (resolves, fires again) between two ticks: no message.
+    resolve(&mut r, "a:2");
+    eval(&mut log, &r, M, &p, &|_| false);
+    firing(&mut r, "api", "a:2", 0.5, 2 * M);
+    eval(&mut log, &r, 2 * M, &p, &|_| false);
+    eval(&mut log, &r, 30 * S + 5 * M, &p, &|_| false);
     assert_eq!(
         log.entries.len(),
-        3,
-        "a new alert in the group is announced"
+        1,
+        "a flap inside group_interval is not news"
     );
-    log.dispatch(&r, 4 * 3_600_000 - 1, &policy(), &|_| false);
+    // a:1 resolves: the next tick says so, listing it as resolved next to the firing a:2.
+    resolve(&mut r, "a:1");
+    eval(&mut log, &r, 6 * M, &p, &|_| false);
+    assert_eq!(log.entries.len(), 1);
+    eval(&mut log, &r, 30 * S + 10 * M, &p, &|_| false);
+    assert_eq!(
+        sent(&log)[1],
+        (Status::Firing, strings(&["a:2"]), strings(&["a:1"]))
+    );
+    // All resolved: one resolved message at the next tick, with how long the group fired.
+    resolve(&mut r, "a:2");
+    eval(&mut log, &r, 11 * M, &p, &|_| false);
+    eval(&mut log, &r, 30 * S + 15 * M, &p, &|_| false);
+    assert_eq!(sent(&log)[2], (Status::Resolved, vec![], strings(&["a:2"])));
+    let m = &log.entries[2].message;
+    assert_eq!(
+        m.fired_for_ms,
+        Some(11 * M - 2 * M),
+        "a:2 fired from 2 min to 11 min"
+    );
+    assert!(log.groups.is_empty(), "an empty group is forgotten");
+    // Firing again later is a new group: announced after group_wait.
+    firing(&mut r, "api", "a:1", 0.5, 20 * M);
+    eval(&mut log, &r, 20 * M, &p, &|_| false);
+    eval(&mut log, &r, 20 * M + 30 * S, &p, &|_| false);
+    assert_eq!(sent(&log)[3].0, Status::Firing);
+}
+
+#[test]
+fn group_by_names_the_groups() {
+    let mut r = rule();
+    for (job, instance) in [("api", "a:1"), ("web", "w:1"), ("db", "d:1")] {
+        firing(&mut r, job, instance, 0.5, 0);
+    }
+    // The default: per alert name and job.
+    let mut log = Log::default();
+    step(&mut log, &r, 0, &|_| false);
     assert_eq!(log.entries.len(), 3);
-    log.dispatch(&r, 4 * 3_600_000 + 15_000, &policy(), &|_| false);
+    // By alert name: one message listing the three jobs.
+    let mut p = immediate();
+    p.route.group_by = GroupBy::Labels(vec!["alertname".into()]);
+    let mut log = Log::default();
+    eval(&mut log, &r, 0, &p, &|_| false);
     assert_eq!(
-        log.entries.len(),
-        5,
-        "both groups repeat after repeat_interval"
+        sent(&log),
+        [(Status::Firing, strings(&["a:1", "d:1", "w:1"]), vec![])]
     );
+    assert_eq!(log.entries[0].message.job, "api, db, web");
+    // A fourth joining after group_interval: one update listing four.
+    firing(&mut r, "queue", "q:1", 0.5, M);
+    eval(&mut log, &r, M, &p, &|_| false);
+    eval(&mut log, &r, 5 * M, &p, &|_| false);
+    assert_eq!(log.entries.len(), 2);
+    assert_eq!(log.entries[1].message.alerts.len(), 4);
+    // Every label: one group per alert.
+    p.route.group_by = GroupBy::All;
+    let mut log = Log::default();
+    eval(&mut log, &r, 0, &p, &|_| false);
+    assert_eq!(log.entries.len(), 4);
+}
+
+#[test]
+fn without_send_resolved_resolutions_are_recorded_not_sent() {
+    let (mut r, mut log) = (rule(), Log::default());
+    let mut p = immediate();
+    p.send_resolved = false;
+    firing(&mut r, "api", "a:1", 0.5, 0);
+    firing(&mut r, "api", "a:2", 0.5, 0);
+    eval(&mut log, &r, 0, &p, &|_| false);
+    resolve(&mut r, "a:1");
+    eval(&mut log, &r, 5 * M, &p, &|_| false);
+    assert_eq!(log.entries.len(), 1, "a resolved alert alone is not news");
+    resolve(&mut r, "a:2");
+    eval(&mut log, &r, 10 * M, &p, &|_| false);
+    assert_eq!(log.entries.len(), 1);
+    assert!(log.groups.is_empty());
 }
 
 #[test]
@@ -104,7 +266,7 @@ fn the_retry_stage() {
     let mut log = Log::default();
     let mut r = rule();
     firing(&mut r, "api", "a:1", 0.5, 0);
-    log.dispatch(&r, 0, &policy(), &|_| false);
+    step(&mut log, &r, 0, &|_| false);
     let id = log.entries[0].id;
     log.record(
         id,
@@ -152,9 +314,9 @@ fn the_retry_stage() {
 
     // Resolved is not sent when its firing message failed.
     r.active.clear();
-    log.dispatch(&r, 5000, &policy(), &|_| false);
+    step(&mut log, &r, 5 * M, &|_| false);
     let resolved = log.next_for("slack").unwrap().id;
-    assert!(!log.ready(resolved, 5000));
+    assert!(!log.ready(resolved, 5 * M));
     assert!(
         matches!(&log.entries[1].outcome, Outcome::Failed { reason, .. } if reason.contains("never delivered"))
     );
@@ -165,7 +327,7 @@ fn gives_up_after_max_attempts_and_backoff_is_bounded() {
     let mut log = Log::default();
     let mut r = rule();
     firing(&mut r, "api", "a:1", 0.5, 0);
-    log.dispatch(&r, 0, &policy(), &|_| false);
+    step(&mut log, &r, 0, &|_| false);
     let id = log.entries[0].id;
     for i in 0..MAX_ATTEMPTS {
         log.record(
@@ -216,7 +378,7 @@ fn slack_payload_is_escaped_and_within_limits() {
         },
     );
     let mut log = Log::default();
-    log.dispatch(&r, 0, &policy(), &|_| false);
+    step(&mut log, &r, 0, &|_| false);
     let payload = slack::payload(&log.entries[0].message);
     // Everything Slack parses as mrkdwn (all but the plain_text header) is escaped.
     let mut parsed = payload.clone();
@@ -255,25 +417,48 @@ fn silenced_alerts_send_neither_firing_nor_resolved() {
     let mut log = Log::default();
     let silenced = |l: &Labels| l.get("instance") == Some("a:1");
     firing(&mut r, "api", "a:1", 0.5, 0);
-    log.dispatch(&r, 0, &policy(), &silenced);
+    step(&mut log, &r, 0, &silenced);
     assert!(log.entries.is_empty(), "silenced while firing");
     // Another alert of the group is announced alone.
-    firing(&mut r, "api", "a:2", 0.7, 15_000);
-    log.dispatch(&r, 15_000, &policy(), &silenced);
-    assert_eq!(log.entries.len(), 1);
-    assert_eq!(log.entries[0].message.alerts.len(), 1);
+    firing(&mut r, "api", "a:2", 0.7, 15 * S);
+    step(&mut log, &r, 5 * M, &silenced);
+    assert_eq!(sent(&log), [(Status::Firing, strings(&["a:2"]), vec![])]);
     // Both resolve: the unsilenced one's resolution is announced (the group had it firing).
     r.active.clear();
-    log.dispatch(&r, 30_000, &policy(), &silenced);
-    assert_eq!(statuses(&log)[1].1, Status::Resolved);
+    step(&mut log, &r, 10 * M, &silenced);
+    assert_eq!(sent(&log)[1], (Status::Resolved, vec![], strings(&["a:2"])));
     // A group announced, then silenced, then resolved while silenced: no resolved message.
     let mut log = Log::default();
     firing(&mut r, "web", "a:1", 0.5, 0);
-    log.dispatch(&r, 0, &policy(), &|_| false);
+    step(&mut log, &r, 0, &|_| false);
     assert_eq!(log.entries.len(), 1);
-    log.dispatch(&r, 15_000, &policy(), &silenced);
+    step(&mut log, &r, 5 * M, &silenced);
     assert_eq!(log.entries.len(), 1, "silenced: no repeat, no resolution");
     r.active.clear();
-    log.dispatch(&r, 30_000, &policy(), &silenced);
+    step(&mut log, &r, 10 * M, &silenced);
     assert_eq!(log.entries.len(), 1, "resolved while silenced: nothing");
+    assert!(log.groups.is_empty());
+}
+
+#[test]
+fn a_log_saved_before_routes_loads_and_nan_values_survive_the_round_trip() {
+    // A state file of the previous release: groups named `rule/job` with their firing set.
+    let old = r#"{"next_id":1,"groups":{"HighErrorRate/api":{"firing":[{"alertname":"HighErrorRate","job":"api"}],"last_sent_ms":5}},"entries":[]}"#;
+    let mut log: Log = serde_json::from_str(old).unwrap();
+    assert_eq!(log.groups["HighErrorRate/api"].notified_firing.len(), 1);
+    log.flush(10, &policy(), &Links::default(), &|_| false);
+    assert!(
+        log.groups.is_empty(),
+        "an old group without alerts is dropped"
+    );
+
+    let mut r = rule();
+    firing(&mut r, "api", "a:1", f64::NAN, 0);
+    step(&mut log, &r, 0, &|_| false);
+    let json = serde_json::to_string(&log).unwrap();
+    let back: Log = serde_json::from_str(&json).unwrap();
+    assert!(back.entries[0].message.alerts[0].value.is_nan());
+    assert!(back.groups.values().next().unwrap().alerts[0]
+        .value
+        .is_nan());
 }

@@ -26,7 +26,8 @@ pub fn temp_dir(name: &str) -> PathBuf {
 pub use obs_testkit::receivers::serve_text as fake_target;
 
 /// Writes `collector.yml` (job `svc` scraping `target` every second) and `rules.yml` (alert
-/// `Flag`: `flag > 0` for `for_`), plus `extra` appended to the configuration.
+/// `Flag`: `flag > 0` for `for_`), plus `extra` appended to the configuration (and
+/// [`obs_testkit::PROMPT_ROUTE`] unless `extra` has a route).
 pub fn write_config(dir: &Path, target: SocketAddr, for_: &str, extra: &str) -> PathBuf {
     std::fs::write(
         dir.join("rules.yml"),
@@ -34,9 +35,14 @@ pub fn write_config(dir: &Path, target: SocketAddr, for_: &str, extra: &str) -> 
     )
     .unwrap();
     let config = dir.join("collector.yml");
+    let route = if extra.contains("route:") {
+        ""
+    } else {
+        obs_testkit::PROMPT_ROUTE
+    };
     std::fs::write(
         &config,
-        format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules.yml]\nscrape_configs:\n  - job_name: svc\n    static_configs:\n      - targets: ['{target}']\n{extra}"),
+        format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules.yml]\nscrape_configs:\n  - job_name: svc\n    static_configs:\n      - targets: ['{target}']\n{extra}{route}"),
     )
     .unwrap();
     config

@@ -14,12 +14,17 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+pub mod route;
+
+pub use route::Route;
+
 use crate::inhibit::InhibitRule;
 use crate::labels::Labels;
+use crate::links::Links;
 use crate::silence;
 
 /// The embedded default rules: the very file shipped in `alerts/`.
-pub const DEFAULT_RULES: &str = include_str!("../../alerts/obs-red.rules.yml");
+pub const DEFAULT_RULES: &str = include_str!("../../../alerts/obs-red.rules.yml");
 /// Where the default rules come from, for messages.
 pub const DEFAULT_RULES_NAME: &str = "alerts/obs-red.rules.yml (embedded)";
 /// The default target when there is no configuration file.
@@ -192,6 +197,30 @@ struct FileConfig {
     query: Option<Spanned<RawQuery>>,
     /// Absent: the shipped default ([`InhibitRule::defaults`]); `[]`: none.
     inhibit_rules: Option<Vec<Spanned<RawInhibitRule>>>,
+    route: Option<Spanned<route::RawRoute>>,
+    links: Option<Spanned<RawLinks>>,
+}
+
+/// `links:`: the base URLs of messages' links (see [`crate::links`]).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLinks {
+    external_url: Option<String>,
+    runbook: Option<String>,
+    dashboard: Option<String>,
+}
+
+impl RawLinks {
+    fn resolve(self) -> Result<Links, Invalid> {
+        let parse = |setting: &str, text: Option<String>| {
+            text.map(|t| crate::links::base(setting, &t)).transpose()
+        };
+        Ok(Links {
+            external: parse("links.external_url", self.external_url)?,
+            runbook: parse("links.runbook", self.runbook)?,
+            dashboard: parse("links.dashboard", self.dashboard)?,
+        })
+    }
 }
 
 /// Alertmanager's `inhibit_rules` entry (matchers as strings: `alertname="TargetDown"`).
@@ -330,11 +359,7 @@ pub struct Notify {
     pub alertmanager: Option<String>,
     pub console: bool,
     pub send_resolved: bool,
-    pub repeat_interval: Duration,
 }
-
-/// Alertmanager's default `repeat_interval`.
-pub const DEFAULT_REPEAT_INTERVAL: Duration = Duration::from_secs(4 * 3600);
 
 impl Notify {
     fn resolve(
@@ -361,10 +386,6 @@ impl Notify {
                 );
             }
         }
-        let repeat_interval = raw.repeat_interval.map_or(DEFAULT_REPEAT_INTERVAL, |d| d.0);
-        if repeat_interval.is_zero() {
-            return Err("notifiers.repeat_interval must be positive".into());
-        }
         let alertmanager = raw.alertmanager.map(|a| a.url);
         if let Some(url) = &alertmanager {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -379,7 +400,6 @@ impl Notify {
             console: raw.console.unwrap_or(slack.is_none()),
             slack: slack.map(Secret),
             send_resolved: raw.send_resolved.unwrap_or(true),
-            repeat_interval,
         })
     }
 }
@@ -428,6 +448,9 @@ pub struct Config {
     /// Remote mode (`query.url`): no scraping, rules evaluated by the backend.
     pub remote: Option<RemoteQuery>,
     pub inhibit_rules: Vec<InhibitRule>,
+    pub route: Route,
+    /// `links.external_url` unset: the collector's listen address (set at start).
+    pub links: Links,
 }
 
 /// One scrape job.
@@ -478,6 +501,8 @@ impl Config {
             }],
             rule_files: vec![(DEFAULT_RULES_NAME.into(), DEFAULT_RULES.into())],
             inhibit_rules: InhibitRule::defaults(),
+            route: Route::default(),
+            links: Links::default(),
             notify,
             remote: None,
         })
@@ -613,8 +638,23 @@ impl Config {
             Some(n) => (line(&n), n.value),
             None => (None, RawNotifiers::default()),
         };
+        // `notifiers.repeat_interval` is where the setting was before the route.
+        let legacy_repeat = notifiers.repeat_interval.map(|d| d.0);
         let notify =
             Notify::resolve(notifiers, dir, env).map_err(|m| err(notifiers_line, m.to_string()))?;
+        let (route_line, raw_route) = match raw.route {
+            Some(r) => (line(&r), r.value),
+            None => (notifiers_line, route::RawRoute::default()),
+        };
+        let route =
+            Route::resolve(raw_route, legacy_repeat).map_err(|m| err(route_line, m.to_string()))?;
+        let links = match raw.links {
+            None => Links::default(),
+            Some(l) => {
+                let at = line(&l);
+                l.value.resolve().map_err(|m| err(at, m.to_string()))?
+            }
+        };
         let remote = match raw.query {
             None => None,
             Some(q) if !jobs.is_empty() => {
@@ -636,6 +676,8 @@ impl Config {
         };
         Ok(Config {
             inhibit_rules,
+            route,
+            links,
             evaluation_interval,
             external_labels,
             jobs,
@@ -863,7 +905,7 @@ scrape_configs:
         let c = Config::parse("", "c.yml", Path::new("."), &env).unwrap();
         assert_eq!(c.notify.slack.as_ref().map(Secret::expose), Some(hook));
         assert!(!c.notify.console && c.notify.send_resolved);
-        assert_eq!(c.notify.repeat_interval, Duration::from_secs(4 * 3600));
+        assert_eq!(c.route.repeat_interval, Duration::from_secs(4 * 3600));
         assert!(
             !format!("{c:?}").contains("SECRET"),
             "Debug never shows the webhook"
@@ -886,7 +928,7 @@ scrape_configs:
         std::fs::write(dir.join("hook"), format!("{hook}\n")).unwrap();
         let c = Config::parse(text, "c.yml", &dir, &|_| None).unwrap();
         assert_eq!(
-            (c.notify.slack.unwrap().expose(), c.notify.repeat_interval),
+            (c.notify.slack.unwrap().expose(), c.route.repeat_interval),
             (hook, Duration::from_secs(3600))
         );
         std::fs::remove_dir_all(&dir).unwrap();
@@ -894,7 +936,7 @@ scrape_configs:
 
     #[test]
     fn the_readme_configs_load() {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../../README.md");
         let dir = std::env::temp_dir().join(format!("obs-readme-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         for secret in ["slack-webhook", "token"] {
@@ -919,7 +961,7 @@ scrape_configs:
                 panic!("README yaml block {blocks} does not load: {e}\n{text}");
             }
         }
-        assert_eq!(blocks, 4, "every collector config in the README is checked");
+        assert_eq!(blocks, 5, "every collector config in the README is checked");
     }
 
     #[test]
