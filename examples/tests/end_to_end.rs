@@ -22,7 +22,7 @@ use serde_json::Value;
 /// The number in a Slack message's "*Value*" field (`0.304` or `30.4%` -> 0.304, `3.75s` ->
 /// 3.75).
 fn value_field(m: &Value) -> f64 {
-    let fields = m["blocks"][2]["fields"]
+    let fields = obs_testkit::slack::blocks(m).unwrap()[2]["fields"]
         .as_array()
         .expect("a fields section");
     let text = fields[0]["text"].as_str().unwrap();
@@ -92,6 +92,29 @@ fn service_collector_and_slack_end_to_end() {
     let sent = traffic::drive(service.addr, &AtomicBool::new(false));
     let messages = slack.wait_delivered(4, Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(5)); // nothing more may arrive
+                                                // Every link of every firing message opens, on the collector itself (no Grafana set).
+    for m in messages.iter().filter(|m| header(m).starts_with("FIRING")) {
+        let buttons = obs_testkit::slack::buttons(m);
+        let names: Vec<&str> = buttons.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["Runbook", "Dashboard", "Silence 1h"], "{m}");
+        for (name, url) in &buttons {
+            let rest = url
+                .strip_prefix(&format!("http://{}", collector.addr))
+                .unwrap_or_else(|| panic!("{name}: {url} is not the collector's"));
+            let (path, fragment) = match rest.split_once('#') {
+                Some((path, fragment)) => (path, Some(fragment)),
+                None => (rest, None),
+            };
+            let page = obs_testkit::client::get(collector.addr, path).unwrap();
+            assert_eq!(page.status, 200, "{name}: {url}");
+            if let Some(anchor) = fragment {
+                assert!(
+                    page.body.contains(&format!("id=\"{anchor}\"")),
+                    "{name}: no #{anchor} at {url}"
+                );
+            }
+        }
+    }
     drop(collector);
 
     // Slack: one firing and one resolved message per incident, in order, valid Block Kit.

@@ -17,11 +17,13 @@
 //! | [`promql`] | the PromQL subset, its evaluator, the [`promql::Querier`] (store or remote API) | config, labels, store, time, transport |
 //! | [`rules`] | rule files, the alert state machine, a group's evaluation over a `Querier` | config, labels, promql, store, time |
 //! | [`notify`] | grouping into messages, the notification log (queue and retry stage), the notifiers | config, labels, links, rules, time, transport |
+//! | [`backtest`] | replaying the rules over a backend's history (range queries) | config, labels, links, notify, promql, rules, store, time |
 //! | [`state`] | the state file, the [`state::Persister`] thread | labels, notify, rules, silence, store, time |
 //! | [`collector`] | the wiring: the schedule's tasks and each stage's step | all of the above |
 //! | [`web`] | the status page, the API, Alertmanager's silence API | collector, config, labels, notify, rules, silence, time |
 #![forbid(unsafe_code)]
 
+pub mod backtest;
 pub mod collector;
 pub mod config;
 pub mod history;

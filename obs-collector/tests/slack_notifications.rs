@@ -45,9 +45,12 @@ fn firing_then_resolved_with_retries_and_fallbacks_and_no_secret_leaks() {
     for (_, body, _) in &all {
         assert_block_kit(body);
     }
-    assert!(all[0].1["blocks"].is_array(), "Block Kit first");
     assert!(
-        delivered[0]["blocks"].is_null(),
+        obs_testkit::slack::blocks(&all[0].1).is_some(),
+        "Block Kit first"
+    );
+    assert!(
+        obs_testkit::slack::blocks(&delivered[0]).is_none(),
         "plain text after invalid_blocks"
     );
     let text = delivered[0]["text"].as_str().unwrap();

@@ -196,7 +196,10 @@ async fn retry_backoff_retry_after_spacing_and_plain_text_fallback() {
 
     let all = slack.received();
     assert_eq!(all.len(), 4);
-    assert!(all[2].1["blocks"].is_array() && all[3].1["blocks"].is_null());
+    assert!(
+        obs_testkit::slack::blocks(&all[2].1).is_some()
+            && obs_testkit::slack::blocks(&all[3].1).is_none()
+    );
     let log = c.notifications();
     assert!(matches!(
         log.entries[0].outcome,

@@ -131,10 +131,13 @@ fn handle(mut stream: TcpStream, state: &Mutex<SlackState>) {
 pub fn assert_block_kit(m: &Value) {
     let text = m["text"].as_str().expect("a plain-text fallback");
     assert!(!text.is_empty() && text.chars().count() <= 3000);
-    let Some(blocks) = m["blocks"].as_array() else {
+    let Some(blocks) = blocks(m) else {
         return;
     }; // plain-text retry
     assert!(!blocks.is_empty() && blocks.len() <= 50);
+    assert_eq!(m["attachments"].as_array().unwrap().len(), 1);
+    let colour = m["attachments"][0]["color"].as_str().expect("a colour");
+    assert!(colour.starts_with('#') && colour.len() == 7, "{colour}");
     for b in blocks {
         match b["type"].as_str().unwrap() {
             "header" => {
@@ -155,14 +158,44 @@ pub fn assert_block_kit(m: &Value) {
                 assert!(b["text"].is_object() || b["fields"].is_array());
             }
             "context" => assert!(!b["elements"].as_array().unwrap().is_empty()),
+            "actions" => {
+                let buttons = b["elements"].as_array().unwrap();
+                assert!(!buttons.is_empty() && buttons.len() <= 25);
+                for button in buttons {
+                    assert_eq!(button["type"], "button");
+                    assert!(button["text"]["text"].as_str().unwrap().chars().count() <= 75);
+                    let url = button["url"].as_str().unwrap();
+                    assert!(url.starts_with("http") && url.chars().count() <= 3000);
+                }
+            }
             other => panic!("unexpected block type {other}"),
         }
     }
 }
 
+/// The message's blocks (inside its one attachment, for the colour bar); `None` for a
+/// plain-text message.
+pub fn blocks(m: &Value) -> Option<&Vec<Value>> {
+    m["attachments"][0]["blocks"].as_array()
+}
+
+/// The message's link buttons: `(text, url)`.
+pub fn buttons(m: &Value) -> Vec<(String, String)> {
+    blocks(m)
+        .into_iter()
+        .flatten()
+        .filter(|b| b["type"] == "actions")
+        .flat_map(|b| b["elements"].as_array().cloned().unwrap_or_default())
+        .map(|e| {
+            let get = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+            (get(&e["text"]["text"]), get(&e["url"]))
+        })
+        .collect()
+}
+
 /// The message's header text (or its plain text when it has no blocks).
 pub fn header(m: &Value) -> String {
-    m["blocks"][0]["text"]["text"]
+    m["attachments"][0]["blocks"][0]["text"]["text"]
         .as_str()
         .unwrap_or_else(|| m["text"].as_str().unwrap())
         .to_owned()

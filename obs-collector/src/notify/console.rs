@@ -22,8 +22,19 @@ pub fn line(m: &Message) -> String {
         if let Some(d) = &m.description {
             s.push_str(&format!(" — {d}"));
         }
-        if let Some(r) = &m.runbook_url {
-            s.push_str(&format!(" (runbook: {r})"));
+        if !m.resolved.is_empty() {
+            s.push_str(&format!(" ({} resolved)", m.resolved.len()));
+        }
+        let links: Vec<String> = [
+            ("runbook", &m.runbook_url),
+            ("dashboard", &m.dashboard_url),
+            ("silence", &m.silence_url),
+        ]
+        .into_iter()
+        .filter_map(|(name, url)| Some(format!("{name}: {}", url.as_ref()?)))
+        .collect();
+        if !links.is_empty() {
+            s.push_str(&format!(" ({})", links.join(", ")));
         }
     } else {
         s.push_str(&format!(" at {}", m.since_text));

@@ -1,4 +1,5 @@
-//! The Slack incoming-webhook notifier: Block Kit with a plain-text fallback.
+//! The Slack incoming-webhook notifier: Block Kit in a coloured attachment, the runbook,
+//! dashboard and silence links as buttons, with a plain-text fallback.
 //!
 //! Limits enforced on every message (Slack rejects larger ones): header 150 characters,
 //! section text 3000, section fields 2000 and at most 10, at most 50 blocks. User-controlled
@@ -19,6 +20,11 @@ pub const BLOCKS_MAX: usize = 50;
 /// Alerts listed one by one before "... and N more".
 const ALERTS_LISTED: usize = 10;
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// A button's URL at most (Slack's limit).
+pub const URL_MAX: usize = 3000;
+/// The attachment's bar: red while firing, green once resolved.
+pub const FIRING_COLOUR: &str = "#d1242f";
+pub const RESOLVED_COLOUR: &str = "#1a7f37";
 /// At most one message per second (Slack's webhook limit).
 pub const MIN_SPACING: Duration = Duration::from_secs(1);
 
@@ -77,7 +83,25 @@ fn code(s: &str) -> String {
     format!("`{}`", escape(s).replace('`', "ʼ"))
 }
 
-/// The plain-text message (also the fallback when blocks are refused).
+/// The message's link buttons: Runbook, Dashboard and, while it fires, Silence 1h; only links
+/// a browser opens, short enough for a button.
+fn links(m: &Message) -> Vec<(&'static str, &str)> {
+    let silence = m
+        .silence_url
+        .as_ref()
+        .filter(|_| m.status == Status::Firing);
+    [
+        ("Runbook", m.runbook_url.as_ref()),
+        ("Dashboard", m.dashboard_url.as_ref()),
+        ("Silence 1h", silence),
+    ]
+    .into_iter()
+    .filter_map(|(name, url)| Some((name, url?.as_str())))
+    .filter(|(_, url)| url.starts_with("http") && url.chars().count() <= URL_MAX)
+    .collect()
+}
+
+/// The plain-text message (also the fallback when blocks are refused), its links last.
 pub fn text(m: &Message) -> String {
     let head = match m.status {
         Status::Firing => "FIRING",
@@ -94,17 +118,44 @@ pub fn text(m: &Message) -> String {
             t.push_str(&format!(", threshold {th}"));
         }
         t.push(')');
+        if !m.resolved.is_empty() {
+            t.push_str(&format!(" ({} resolved)", m.resolved.len()));
+        }
     } else if let Some(ms) = m.fired_for_ms {
         t.push_str(&format!(" (fired for {})", super::duration_text(ms)));
     }
-    truncate(&escape(&t), SECTION_MAX)
+    let links: String = links(m)
+        .iter()
+        .map(|(name, url)| format!(" <{}|{name}>", escape(url)))
+        .collect();
+    let room = SECTION_MAX - links.chars().count();
+    truncate(&escape(&t), room) + &links
 }
 
-/// The Block Kit payload.
+/// One line per alert, its labels as code, at most [`ALERTS_LISTED`].
+fn alert_list(title: &str, alerts: &[super::AlertInfo]) -> String {
+    let mut listed = format!("*{title}*");
+    for a in alerts.iter().take(ALERTS_LISTED) {
+        listed.push('\n');
+        let labels: Vec<String> = a
+            .labels
+            .iter()
+            .map(|(k, v)| code(&format!("{k}={v}")))
+            .collect();
+        listed.push_str(&labels.join(" "));
+    }
+    if alerts.len() > ALERTS_LISTED {
+        listed.push_str(&format!("\n… and {} more", alerts.len() - ALERTS_LISTED));
+    }
+    truncate(&listed, SECTION_MAX)
+}
+
+/// The Block Kit payload: the blocks inside one attachment, for the colour bar (red firing,
+/// green resolved), the links as buttons.
 pub fn payload(m: &Message) -> Value {
-    let (emoji, head) = match m.status {
-        Status::Firing => (":rotating_light:", "FIRING"),
-        Status::Resolved => (":white_check_mark:", "RESOLVED"),
+    let (emoji, head, colour) = match m.status {
+        Status::Firing => (":rotating_light:", "FIRING", FIRING_COLOUR),
+        Status::Resolved => (":white_check_mark:", "RESOLVED", RESOLVED_COLOUR),
     };
     let header = truncate(
         &plain(&format!("{head}: {} — {}", m.alertname, m.job)),
@@ -149,38 +200,29 @@ pub fn payload(m: &Message) -> Value {
         fields.push(format!("*Severity*\n{}", escape(sev)));
     }
     fields.push(format!("*Alerts*\n{}", m.alerts.len()));
+    if !m.resolved.is_empty() {
+        fields.push(format!("*Resolved*\n{}", m.resolved.len()));
+    }
     let fields: Vec<Value> = fields
         .into_iter()
         .map(|f| json!({"type": "mrkdwn", "text": truncate(&f, FIELD_MAX)}))
         .collect();
     blocks.push(json!({"type": "section", "fields": fields}));
-    let mut listed = String::from("*Labels*");
-    for a in m.alerts.iter().take(ALERTS_LISTED) {
-        listed.push('\n');
-        let labels: Vec<String> = a
-            .labels
-            .iter()
-            .map(|(k, v)| code(&format!("{k}={v}")))
-            .collect();
-        listed.push_str(&labels.join(" "));
+    if !m.alerts.is_empty() {
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": alert_list("Labels", &m.alerts)}}));
     }
-    if m.alerts.len() > ALERTS_LISTED {
-        listed.push_str(&format!("\n… and {} more", m.alerts.len() - ALERTS_LISTED));
+    if !m.resolved.is_empty() {
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": alert_list("Resolved", &m.resolved)}}));
     }
-    blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&listed, SECTION_MAX)}}));
-    let links: Vec<String> = [("Runbook", &m.runbook_url), ("Dashboard", &m.dashboard_url)]
+    let buttons: Vec<Value> = links(m)
         .into_iter()
-        .filter_map(|(name, url)| {
-            url.as_ref()
-                .filter(|u| u.starts_with("http"))
-                .map(|u| format!("<{}|{name}>", escape(u)))
-        })
+        .map(|(name, url)| json!({"type": "button", "text": {"type": "plain_text", "text": name}, "url": url}))
         .collect();
-    if !links.is_empty() {
-        blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(&links.join(" · "), SECTION_MAX)}]}));
+    if !buttons.is_empty() {
+        blocks.push(json!({"type": "actions", "elements": buttons}));
     }
     blocks.truncate(BLOCKS_MAX);
-    json!({"text": text(m), "blocks": blocks})
+    json!({"text": text(m), "attachments": [{"color": colour, "blocks": blocks}]})
 }
 
 impl Notifier for Slack {

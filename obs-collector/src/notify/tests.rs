@@ -382,14 +382,17 @@ fn slack_payload_is_escaped_and_within_limits() {
     let payload = slack::payload(&log.entries[0].message);
     // Everything Slack parses as mrkdwn (all but the plain_text header) is escaped.
     let mut parsed = payload.clone();
-    parsed["blocks"].as_array_mut().unwrap().remove(0);
+    parsed["attachments"][0]["blocks"]
+        .as_array_mut()
+        .unwrap()
+        .remove(0);
     let text = parsed.to_string();
     assert!(
         !text.contains("<!channel>") && !text.contains("<@U123>"),
         "no mass ping"
     );
     assert!(text.contains("&lt;!channel&gt;"));
-    let blocks = payload["blocks"].as_array().unwrap();
+    let blocks = payload["attachments"][0]["blocks"].as_array().unwrap();
     assert!(blocks.len() <= slack::BLOCKS_MAX);
     assert_eq!(blocks[0]["type"], "header");
     // The header (plain_text, the job is in it) cannot form a mention either (a fuzz finding).
@@ -461,4 +464,58 @@ fn a_log_saved_before_routes_loads_and_nan_values_survive_the_round_trip() {
     assert!(back.groups.values().next().unwrap().alerts[0]
         .value
         .is_nan());
+}
+
+#[test]
+fn slack_buttons_and_colours_by_state() {
+    let links = Links {
+        external: Some(crate::links::base("e", "http://obs.example:9465/").unwrap()),
+        ..Links::default()
+    };
+    let mut r = rule();
+    firing(&mut r, "api", "a:1", 0.5, 0);
+    if let Some(a) = r.active.values_mut().next() {
+        a.annotations
+            .push(("runbook_url".into(), "RUNBOOK.md#higherrorrate".into()));
+    }
+    let mut log = Log::default();
+    let p = immediate();
+    log.insert(&r, 0, &p.route);
+    log.flush(0, &p, &links, &|_| false);
+    resolve(&mut r, "a:1");
+    log.insert(&r, 5 * M, &p.route);
+    log.flush(5 * M, &p, &links, &|_| false);
+    let [firing, resolved] = [0, 1].map(|i| slack::payload(&log.entries[i].message));
+    let buttons = obs_testkit::slack::buttons;
+    assert_eq!(
+        buttons(&firing),
+        [
+            ("Runbook".to_owned(), "http://obs.example:9465/alerts/RUNBOOK.md#higherrorrate".to_owned()),
+            ("Dashboard".to_owned(), "http://obs.example:9465/#rule-HighErrorRate".to_owned()),
+            (
+                "Silence 1h".to_owned(),
+                "http://obs.example:9465/silences/new?label.alertname=HighErrorRate&label.job=api&for=1h".to_owned()
+            ),
+        ]
+    );
+    assert_eq!(firing["attachments"][0]["color"], slack::FIRING_COLOUR);
+    assert_eq!(resolved["attachments"][0]["color"], slack::RESOLVED_COLOUR);
+    let names: Vec<String> = buttons(&resolved).into_iter().map(|b| b.0).collect();
+    assert_eq!(
+        names,
+        ["Runbook", "Dashboard"],
+        "nothing to silence once resolved"
+    );
+    // The plain-text fallback keeps the links, and the console line the same facts.
+    let text = slack::text(&log.entries[0].message);
+    assert!(text.ends_with("|Silence 1h>"), "{text}");
+    let line = console::line(&log.entries[0].message);
+    assert!(
+        line.contains("http://obs.example:9465/#rule-HighErrorRate"),
+        "{line}"
+    );
+    assert!(
+        line.contains("silence: http://obs.example:9465/silences/new?"),
+        "{line}"
+    );
 }

@@ -23,12 +23,47 @@ impl Remote {
 
     /// Evaluates `expr` at `t_ms - query_offset`.
     pub async fn instant(&self, expr: &str, t_ms: i64) -> Result<Value, QueryError> {
-        let at = (t_ms - crate::time::millis(self.config.offset)) as f64 / 1000.0;
-        let url = format!("{}/api/v1/query", self.config.url.trim_end_matches('/'));
+        let at = seconds(t_ms - crate::time::millis(self.config.offset));
+        let (status, body) = self.get("query", &[("query", expr), ("time", &at)]).await?;
+        parse_response(status, &body)
+    }
+
+    /// `expr` over `[start_ms, end_ms]` every `step` (`/api/v1/query_range`): each series with
+    /// its points, timestamps in milliseconds.
+    pub async fn range(
+        &self,
+        expr: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step: std::time::Duration,
+    ) -> Result<Vec<(Labels, Vec<(i64, f64)>)>, QueryError> {
+        let offset = crate::time::millis(self.config.offset);
+        let (start, end) = (seconds(start_ms - offset), seconds(end_ms - offset));
+        let step = format!("{:.3}", step.as_secs_f64());
+        let params = [
+            ("query", expr),
+            ("start", &start),
+            ("end", &end),
+            ("step", &step),
+        ];
+        let (status, body) = self.get("query_range", &params).await?;
+        parse_matrix(status, &body, offset)
+    }
+
+    /// GET `/api/v1/<endpoint>` with `params` and the configured credentials: (status, body).
+    async fn get(
+        &self,
+        endpoint: &str,
+        params: &[(&str, &str)],
+    ) -> Result<(u16, String), QueryError> {
+        let url = format!(
+            "{}/api/v1/{endpoint}",
+            self.config.url.trim_end_matches('/')
+        );
         let mut request = self
             .client
             .get(&url)
-            .query(&[("query", expr), ("time", &format!("{at:.3}"))])
+            .query(params)
             .timeout(self.config.timeout);
         request = match &self.config.auth {
             None => request,
@@ -41,23 +76,81 @@ impl Remote {
             .send()
             .await
             .map_err(|e| QueryError::Transport(crate::transport::describe(e)))?;
-        let status = response.status();
+        let status = response.status().as_u16();
         let body = response
             .text()
             .await
             .map_err(|e| QueryError::Transport(crate::transport::describe(e)))?;
-        parse_response(status.as_u16(), &body)
+        Ok((status, body))
     }
 }
 
-/// Decodes a `/api/v1/query` answer (an instant vector or a scalar).
-pub fn parse_response(status: u16, body: &str) -> Result<Value, QueryError> {
+/// Milliseconds as the API's seconds.
+fn seconds(ms: i64) -> String {
+    format!("{:.3}", ms as f64 / 1000.0)
+}
+
+/// A `query_range` answer: each series and its points (timestamps moved forward by `offset_ms`,
+/// back to the evaluation times they answer for).
+pub fn parse_matrix(
+    status: u16,
+    body: &str,
+    offset_ms: i64,
+) -> Result<Vec<(Labels, Vec<(i64, f64)>)>, QueryError> {
     let bad = |detail: String| QueryError::BadResponse { status, detail };
-    let json: Json = serde_json::from_str(body).map_err(|_| {
-        bad(format!(
+    let data = api_data(status, body)?;
+    if data["resultType"] != "matrix" {
+        return Err(bad(format!(
+            "expected a matrix, got {}",
+            data["resultType"]
+        )));
+    }
+    let point = |p: &Json| -> Result<(i64, f64), QueryError> {
+        let t = p[0]
+            .as_f64()
+            .ok_or_else(|| bad(format!("bad timestamp {p}")))?;
+        let v = p[1]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad(format!("bad sample value {p}")))?;
+        Ok(((t * 1000.0).round() as i64 + offset_ms, v))
+    };
+    data["result"]
+        .as_array()
+        .ok_or_else(|| bad("missing result".to_owned()))?
+        .iter()
+        .map(|r| {
+            let points = r["values"]
+                .as_array()
+                .ok_or_else(|| bad("a series without values".to_owned()))?
+                .iter()
+                .map(point)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((metric(&r["metric"]), points))
+        })
+        .collect()
+}
+
+fn metric(m: &Json) -> Labels {
+    Labels::new(
+        m.as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    )
+}
+
+/// The `data` of a successful API answer, or the API's error.
+fn api_data(status: u16, body: &str) -> Result<Json, QueryError> {
+    let json: Json = serde_json::from_str(body).map_err(|_| QueryError::BadResponse {
+        status,
+        detail: format!(
             "not a Prometheus API response: {:?}",
             body.chars().take(120).collect::<String>()
-        ))
+        ),
     })?;
     if json["status"] != "success" {
         return Err(QueryError::Api {
@@ -69,7 +162,12 @@ pub fn parse_response(status: u16, body: &str) -> Result<Value, QueryError> {
                 .to_owned(),
         });
     }
-    let data = &json["data"];
+    Ok(json["data"].clone())
+}
+
+pub fn parse_response(status: u16, body: &str) -> Result<Value, QueryError> {
+    let bad = |detail: String| QueryError::BadResponse { status, detail };
+    let data = api_data(status, body)?;
     let number = |v: &Json| -> Result<f64, QueryError> {
         v[1].as_str()
             .and_then(|s| s.parse().ok())
@@ -81,16 +179,8 @@ pub fn parse_response(status: u16, body: &str) -> Result<Value, QueryError> {
             .ok_or_else(|| bad("missing result".to_owned()))?
             .iter()
             .map(|r| {
-                let labels = r["metric"]
-                    .as_object()
-                    .map(|m| {
-                        m.iter()
-                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
                 Ok(Sample {
-                    labels: Labels::new(labels),
+                    labels: metric(&r["metric"]),
                     value: number(&r["value"])?,
                 })
             })

@@ -13,6 +13,8 @@ use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 
 mod alertmanager_api;
+mod forms;
+pub mod runbook;
 
 use crate::collector::Collector;
 use crate::config::Secret;
@@ -115,7 +117,11 @@ pub fn router(collector: Arc<Collector>, obs: Arc<obs::Obs>, access: Access) -> 
             get(alertmanager_api::get_silence).delete(alertmanager_api::delete_silence),
         )
         .route("/api/v2/alerts", get(alertmanager_api::list_alerts))
-        .route("/silences/{action}", axum::routing::post(silence_form))
+        .route(
+            "/silences/{action}",
+            get(forms::confirm_page).post(forms::silence_form),
+        )
+        .route("/alerts/RUNBOOK.md", get(runbook::page))
         .layer(axum::extract::DefaultBodyLimit::max(
             alertmanager_api::BODY_MAX,
         ))
@@ -301,112 +307,6 @@ async fn rules(State(app): State<App>) -> Json<Value> {
     Json(json!({ "status": "success", "data": { "groups": groups } }))
 }
 
-/// The "silence 1h / 4h / 24h" form of one alert: a silence matching all its labels.
-fn silence_buttons(labels: &Labels) -> String {
-    let mut form = String::from(" <form class=act method=post action=/silences/new>");
-    for (k, v) in labels.iter() {
-        let _ = write!(
-            form,
-            "<input type=hidden name=\"label.{}\" value=\"{}\">",
-            escape_html(k),
-            escape_html(v)
-        );
-    }
-    for d in ["1h", "4h", "24h"] {
-        let _ = write!(form, "<button name=for value={d}>silence {d}</button>");
-    }
-    form.push_str("</form>");
-    form
-}
-
-/// Whether a form post comes from this site (a cross-site page must not create or expire
-/// silences with the browser's credentials).
-fn same_origin(headers: &axum::http::HeaderMap) -> bool {
-    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if get("sec-fetch-site").is_some_and(|s| s != "same-origin" && s != "none") {
-        return false;
-    }
-    match (get("origin"), get("host")) {
-        (Some(origin), Some(host)) => {
-            origin
-                .strip_prefix("http://")
-                .or_else(|| origin.strip_prefix("https://"))
-                == Some(host)
-        }
-        (Some(_), None) => false,
-        (None, _) => true,
-    }
-}
-
-/// Back to the status page after a form (303: the browser loads it with GET).
-fn see_status_page() -> Response {
-    (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response()
-}
-
-/// The status page's forms: `/silences/new` (an alert's "silence 1h/4h/24h") and
-/// `/silences/expire` (a silence's "expire"), accepted from this site only.
-async fn silence_form(
-    State(app): State<App>,
-    axum::extract::Path(action): axum::extract::Path<String>,
-    headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    if !same_origin(&headers) {
-        return (StatusCode::FORBIDDEN, "cross-site form\n").into_response();
-    }
-    let fields = alertmanager_api::url_pairs(&String::from_utf8_lossy(&body));
-    let done = match action.as_str() {
-        "new" => create_from_form(&app, &fields).await,
-        "expire" => match fields.iter().find(|(k, _)| k == "id") {
-            Some((_, id)) => app.collector.expire_silence(id).await,
-            None => Err(crate::silence::Invalid("id is required".into()).into()),
-        },
-        _ => return StatusCode::NOT_FOUND.into_response(),
-    };
-    match done {
-        Ok(()) => see_status_page(),
-        Err(e) => (alertmanager_api::refused_status(&e), format!("{e}\n")).into_response(),
-    }
-}
-
-/// A silence of all the labels the form carries (`label.<name>`), for `for` (1h, 4h, 24h).
-async fn create_from_form(
-    app: &App,
-    fields: &[(String, String)],
-) -> Result<(), crate::silence::Refused> {
-    let matchers: Vec<crate::silence::Matcher> = fields
-        .iter()
-        .filter_map(|(k, v)| {
-            Some(crate::silence::Matcher {
-                name: k.strip_prefix("label.")?.to_owned(),
-                value: v.clone(),
-                is_regex: false,
-                is_equal: true,
-            })
-        })
-        .collect();
-    let hours = match fields
-        .iter()
-        .find(|(k, _)| k == "for")
-        .map(|(_, v)| v.as_str())
-    {
-        Some("1h") => 1,
-        Some("4h") => 4,
-        Some("24h") => 24,
-        _ => return Err(crate::silence::Invalid("for: 1h, 4h or 24h".into()).into()),
-    };
-    let now = app.collector.now_ms();
-    let new = crate::silence::NewSilence {
-        id: None,
-        matchers,
-        starts_ms: now,
-        ends_ms: now + hours * 3_600_000,
-        created_by: "status page".into(),
-        comment: format!("silenced for {hours}h from the status page"),
-    };
-    app.collector.upsert_silence(new).await.map(|_| ())
-}
-
 /// Escapes text for HTML content and attribute values.
 pub fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -473,7 +373,7 @@ async fn status_page(State(app): State<App>) -> Html<String> {
                     } else if !mutes.inhibited_by(&x.labels).is_empty() {
                         " <i class=inhibited>inhibited</i>".to_owned()
                     } else {
-                        silence_buttons(&x.labels)
+                        forms::silence_buttons(&x.labels)
                     };
                     format!(
                         "{} <b>{}</b>{silenced} = {} since {}",
@@ -486,7 +386,8 @@ async fn status_page(State(app): State<App>) -> Html<String> {
                 .collect();
             let _ = write!(
                 page,
-                "<tr><td data-label=rule><b>{}</b></td><td data-label=state class={state}>{state}</td><td data-label=value>{}</td><td data-label=alerts>{}</td><td data-label=health>{}</td></tr>",
+                "<tr id=\"rule-{}\"><td data-label=rule><b>{}</b></td><td data-label=state class={state}>{state}</td><td data-label=value>{}</td><td data-label=alerts>{}</td><td data-label=health>{}</td></tr>",
+                escape_html(&a.name),
                 escape_html(&a.name),
                 chart(&app.collector.history.points(&g.name, &a.name), a.expr.threshold()),
                 alerts.join("<br>"),
