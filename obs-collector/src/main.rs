@@ -4,6 +4,7 @@
 //! ```text
 //! obs-collector [--config FILE] [--listen ADDR] [--state-file PATH]
 //! obs-collector check FILE
+//! obs-collector backtest [--config FILE] [--from URL] --start T --end T [--rule NAME] [--format text|json]
 //! ```
 //!
 //! Without `--config` it scrapes `127.0.0.1:9464` every 15 s as job `app` and evaluates the
@@ -22,7 +23,7 @@ use obs_collector::{collector, rules, web};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:9465";
 const DEFAULT_STATE_FILE: &str = "obs-collector.state.json";
-const USAGE: &str = "usage: obs-collector [--config FILE] [--listen ADDR] [--state-file PATH]\n       obs-collector check FILE";
+const USAGE: &str = "usage: obs-collector [--config FILE] [--listen ADDR] [--state-file PATH]\n       obs-collector check FILE\n       obs-collector backtest [--config FILE] [--from URL] --start T --end T [--rule NAME] [--format text|json]\n         (T: RFC 3339 or Unix seconds; --from defaults to the config's query.url)";
 
 struct Args {
     config: Option<PathBuf>,
@@ -33,9 +34,66 @@ struct Args {
 enum Command {
     Run(Args),
     Check(PathBuf),
+    Backtest(BacktestArgs),
+}
+
+struct BacktestArgs {
+    config: Option<PathBuf>,
+    from: Option<String>,
+    start_ms: i64,
+    end_ms: i64,
+    rule: Option<String>,
+    json: bool,
+}
+
+/// A time as the Prometheus API takes it: RFC 3339 or Unix seconds.
+fn parse_time(flag: &str, v: &str) -> Result<i64, String> {
+    obs_collector::time::parse_rfc3339(v)
+        .or_else(|| {
+            v.parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite())
+                .map(|s| (s * 1000.0).round() as i64)
+        })
+        .ok_or_else(|| format!("{flag} {v:?} is neither RFC 3339 nor Unix seconds"))
+}
+
+fn parse_backtest(args: &[String]) -> Result<Command, String> {
+    let (mut config, mut from, mut start, mut end, mut rule, mut json) =
+        (None, None, None, None, None, false);
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--config" => config = Some(value()?.into()),
+            "--from" => from = Some(value()?.clone()),
+            "--start" => start = Some(parse_time(flag, value()?)?),
+            "--end" => end = Some(parse_time(flag, value()?)?),
+            "--rule" => rule = Some(value()?.clone()),
+            "--format" => {
+                json = match value()?.as_str() {
+                    "json" => true,
+                    "text" => false,
+                    other => return Err(format!("--format {other:?}: text or json")),
+                }
+            }
+            other => return Err(format!("backtest: unknown argument {other:?}")),
+        }
+    }
+    Ok(Command::Backtest(BacktestArgs {
+        config,
+        from,
+        start_ms: start.ok_or("backtest needs --start")?,
+        end_ms: end.ok_or("backtest needs --end")?,
+        rule,
+        json,
+    }))
 }
 
 fn parse_args(args: &[String]) -> Result<Command, String> {
+    if args.first().map(String::as_str) == Some("backtest") {
+        return parse_backtest(&args[1..]);
+    }
     if args.first().map(String::as_str) == Some("check") {
         return match args {
             [_, file] => Ok(Command::Check(file.into())),
@@ -109,6 +167,72 @@ fn main() -> ExitCode {
             }
         },
         Ok(Command::Run(args)) => run(args),
+        Ok(Command::Backtest(args)) => backtest(args),
+    }
+}
+
+/// Exit 0 with the report, 2 when the request is wrong (configuration, range, rule), 1 when
+/// the backend fails.
+fn backtest(args: BacktestArgs) -> ExitCode {
+    let (config, groups) = match load(args.config.as_ref()) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let query = match (&args.from, &config.remote) {
+        (Some(url), _) if url.starts_with("http://") || url.starts_with("https://") => {
+            obs_collector::config::RemoteQuery {
+                url: url.clone(),
+                timeout: Duration::from_secs(60),
+                offset: Duration::ZERO,
+                auth: None,
+            }
+        }
+        (Some(url), _) => {
+            eprintln!("obs-collector: --from {url:?} must start with http:// or https://");
+            return ExitCode::from(2);
+        }
+        (None, Some(remote)) => remote.clone(),
+        (None, None) => {
+            eprintln!("obs-collector: backtest needs --from URL (or query.url in the config)");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let backend = obs_collector::promql::remote::Remote::new(query, reqwest::Client::new());
+    let report = runtime.block_on(obs_collector::backtest::run(
+        &config,
+        groups,
+        &backend,
+        args.start_ms,
+        args.end_ms,
+        args.rule.as_deref(),
+    ));
+    match report {
+        Ok(report) if args.json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).expect("a report is JSON")
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(report) => {
+            print!("{}", report.text());
+            ExitCode::SUCCESS
+        }
+        Err(e @ obs_collector::backtest::BacktestError::Invalid(_)) => {
+            eprintln!("obs-collector: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("obs-collector: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
