@@ -78,8 +78,11 @@ pub struct Report {
     pub notifications: usize,
 }
 
+/// One series of a range query: its labels and its points by time.
+type Series = (Labels, BTreeMap<i64, f64>);
+
 /// Answers the rule expressions from their fetched range: the points at the evaluation time.
-struct Replay(HashMap<String, Vec<(Labels, BTreeMap<i64, f64>)>>);
+struct Replay(HashMap<String, Vec<Series>>);
 
 impl Querier for Replay {
     fn query<'a>(&'a self, query: Query<'a>, t_ms: i64) -> QueryFuture<'a> {

@@ -116,7 +116,7 @@ fn a_malformed_page_fails_the_scrape_not_the_process() {
     let collector = Collector::start(&config, &dir.join("state.json"), &[]);
     *page.lock().unwrap() = "flag{oops 1\n<html>".to_owned();
     let html = collector.wait_page("malformed page: line 1", Duration::from_secs(10));
-    assert!(html.contains("class=down"), "{html}");
+    assert!(html.contains("class=\"badge down\""), "{html}");
     // Recovers when the page is fixed, and the alert logic sees the new value.
     *page.lock().unwrap() = "flag 2\n".to_owned();
     let firing = collector.wait_alert("firing", Duration::from_secs(10));

@@ -120,7 +120,9 @@ fn huge_endless_and_slow_pages_are_cut_or_time_out() {
         let rows: Vec<&str> = page.split("<tr>").collect();
         targets.iter().zip(wants).all(|(target, want)| {
             rows.iter().any(|r| {
-                r.contains(&target.to_string()) && r.contains("class=down") && r.contains(want)
+                r.contains(&target.to_string())
+                    && r.contains("class=\"badge down\"")
+                    && r.contains(want)
             })
         })
     };

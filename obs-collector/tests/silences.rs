@@ -250,19 +250,8 @@ fn the_status_page_silences_an_alert_and_expires_the_silence() {
     let collector = Collector::start(&config, &dir.join("state.json"), &[]);
     collector.wait_alert("firing", Duration::from_secs(10));
 
-    // The page offers the buttons; rendered by headless Chromium.
-    let url = format!("http://{}/", collector.addr);
-    let dom = common::chromium(&["--dump-dom"], &url, &dir.join("profile"));
-    let dom = String::from_utf8_lossy(&dom.stdout);
-    for needle in [
-        "silence 1h",
-        "silence 4h",
-        "silence 24h",
-        "action=\"/silences/new\"",
-    ] {
-        assert!(dom.contains(needle), "{needle:?} missing:\n{dom}");
-    }
-
+    // The buttons are clicked in a real browser in `status_page.rs`; here the form posts
+    // themselves, as a browser and as a cross-site page would send them.
     // What the browser sends for "silence 4h": the alert's labels and the button's value.
     let host = collector.addr.to_string();
     let origin = format!("http://{host}");
@@ -308,7 +297,7 @@ fn the_status_page_silences_an_alert_and_expires_the_silence() {
     );
     let html = client::get(collector.addr, "/").unwrap().body;
     assert!(
-        html.contains("silenced</i>") && html.contains("<h2>Silences</h2>"),
+        html.contains("class=\"badge silenced\"") && html.contains("<h2>Silences</h2>"),
         "{html}"
     );
 

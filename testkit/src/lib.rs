@@ -1,8 +1,9 @@
 //! Test support shared by every crate's tests (and the demo's harnesses): a tiny blocking HTTP/1.1
-//! client, local OTLP and Sentry receivers, a Slack stand-in, a real Prometheus runner, process
+//! client, headless Chromium over the DevTools protocol, local OTLP and Sentry receivers, a Slack stand-in, a real Prometheus runner, process
 //! harnesses for the demo service and the collector, and the exposition-format helpers. It
 //! depends on no crate of the workspace, so any of them can dev-depend on it without a cycle.
 
+pub mod browser;
 pub mod client;
 pub mod exposition;
 pub mod process;

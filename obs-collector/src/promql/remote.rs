@@ -10,6 +10,9 @@ use super::QueryError;
 use crate::config::{QueryAuth, RemoteQuery};
 use crate::labels::Labels;
 
+/// One series of a range query: its labels and its `(milliseconds, value)` points.
+pub type RangeSeries = (Labels, Vec<(i64, f64)>);
+
 /// A query client for one backend.
 pub struct Remote {
     client: reqwest::Client,
@@ -36,7 +39,7 @@ impl Remote {
         start_ms: i64,
         end_ms: i64,
         step: std::time::Duration,
-    ) -> Result<Vec<(Labels, Vec<(i64, f64)>)>, QueryError> {
+    ) -> Result<Vec<RangeSeries>, QueryError> {
         let offset = crate::time::millis(self.config.offset);
         let (start, end) = (seconds(start_ms - offset), seconds(end_ms - offset));
         let step = format!("{:.3}", step.as_secs_f64());
@@ -96,7 +99,7 @@ pub fn parse_matrix(
     status: u16,
     body: &str,
     offset_ms: i64,
-) -> Result<Vec<(Labels, Vec<(i64, f64)>)>, QueryError> {
+) -> Result<Vec<RangeSeries>, QueryError> {
     let bad = |detail: String| QueryError::BadResponse { status, detail };
     let data = api_data(status, body)?;
     if data["resultType"] != "matrix" {

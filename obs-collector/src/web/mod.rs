@@ -1,13 +1,12 @@
 //! HTTP: the status page, Prometheus-compatible `/api/v1/alerts` and `/api/v1/rules`, the
 //! collector's own `/metrics`, and `/-/healthy`, `/-/ready`.
 
-use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
@@ -15,11 +14,11 @@ use serde_json::{json, Map, Value};
 mod alertmanager_api;
 mod forms;
 pub mod runbook;
+pub mod status_page;
 
 use crate::collector::Collector;
 use crate::config::Secret;
 use crate::labels::Labels;
-use crate::notify::{Outcome, Status};
 use crate::rules::{Alert, Kind, Rule, State as AlertState};
 use crate::time::rfc3339;
 
@@ -66,33 +65,15 @@ impl Access {
                 .as_ref()
                 .is_some_and(|t| obs::http::bearer_token_matches(headers, t.expose()))
             || self.basic.as_ref().is_some_and(|b| {
-                let want = format!("Basic {}", base64(b.expose().as_bytes()));
+                use base64::Engine as _;
+                let encoded = base64::engine::general_purpose::STANDARD.encode(b.expose());
+                let want = format!("Basic {encoded}");
                 let given = headers
                     .get(header::AUTHORIZATION)
                     .map_or(&b""[..], |v| v.as_bytes());
                 obs::http::constant_time_eq(given, want.as_bytes())
             })
     }
-}
-
-/// Standard base64 with padding (for the Basic credentials to compare against).
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// The router for `--listen`. With credentials in `access`, every page but the probes needs
@@ -104,7 +85,7 @@ pub fn router(collector: Arc<Collector>, obs: Arc<obs::Obs>, access: Access) -> 
         access: Arc::new(access),
     };
     let protected = Router::new()
-        .route("/", get(status_page))
+        .route("/", get(status_page::page))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/rules", get(rules))
         .route("/metrics", get(metrics))
@@ -323,222 +304,9 @@ pub fn escape_html(s: &str) -> String {
     out
 }
 
-async fn status_page(State(app): State<App>) -> Html<String> {
-    let mut page = String::from(
-        "<!doctype html><html><head><meta charset=utf-8><meta name=viewport content=\"width=device-width, initial-scale=1\">\
-         <meta http-equiv=refresh content=5><title>obs-collector</title><style>\
-         body{font:14px system-ui,sans-serif;margin:1rem;max-width:70rem}table{border-collapse:collapse;width:100%;margin-bottom:1.5rem}\
-         td,th{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top;overflow-wrap:anywhere}\
-         svg{width:100%;max-width:240px;height:auto}\
-         @media (max-width:640px){table,tbody,tr,td{display:block;width:100%}tr:first-child{display:none}\
-         tr{border-bottom:1px solid #ddd;padding:.4rem 0}td{border:0;padding:.1rem 0}\
-         td[data-label]::before{content:attr(data-label) \": \";font-weight:600;color:#57606a}}\
-         .up,.inactive,.resolved{color:#1a7f37}.down,.firing{color:#cf222e;font-weight:bold}.pending{color:#9a6700}form.act{display:inline;margin:0}form.act button{font-size:.8em;margin-left:.3em}</style></head><body>\
-         <h1>obs-collector</h1><h2>Targets</h2><table><tr><th>job</th><th>instance</th><th>state</th><th>last scrape</th><th>error</th></tr>",
-    );
-    for t in &app.collector.targets {
-        let s = t
-            .status
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let state = match s.up {
-            Some(true) => "<span class=up>up</span>",
-            Some(false) => "<span class=down>down</span>",
-            None => "unknown",
-        };
-        let _ =
-            write!(
-            page,
-            "<tr><td data-label=job>{}</td><td data-label=instance title=\"{}\">{}</td><td data-label=state>{state}</td><td data-label=\"last scrape\">{}</td><td data-label=error>{}</td></tr>",
-            escape_html(&s.job),
-            escape_html(&s.url),
-            escape_html(s.labels.get("instance").unwrap_or_default()),
-            s.last_scrape_ms.map(rfc3339).unwrap_or_else(|| "never".into()),
-            escape_html(s.last_error.as_deref().unwrap_or_default()),
-        );
-    }
-    page.push_str("</table><h2>Rules</h2><table><tr><th>rule</th><th>state</th><th>value vs threshold (last hour)</th><th>alerts (value, since)</th><th>health</th></tr>");
-    let mutes = app.collector.mutes();
-    for g in &app.collector.groups {
-        let g = g.lock().unwrap_or_else(PoisonError::into_inner);
-        for r in &g.rules {
-            let Kind::Alerting(a) = &r.kind else { continue };
-            let state = a.state().as_str();
-            let alerts: Vec<String> = live_alerts(r)
-                .iter()
-                .map(|x| {
-                    let silenced = if !mutes.silenced_by(&x.labels).is_empty() {
-                        " <i class=silenced>silenced</i>".to_owned()
-                    } else if !mutes.inhibited_by(&x.labels).is_empty() {
-                        " <i class=inhibited>inhibited</i>".to_owned()
-                    } else {
-                        forms::silence_buttons(&x.labels)
-                    };
-                    format!(
-                        "{} <b>{}</b>{silenced} = {} since {}",
-                        escape_html(&x.labels.to_string()),
-                        x.state.as_str(),
-                        escape_html(&crate::rules::template::go_float(x.value)),
-                        rfc3339(x.active_at)
-                    )
-                })
-                .collect();
-            let _ = write!(
-                page,
-                "<tr id=\"rule-{}\"><td data-label=rule><b>{}</b></td><td data-label=state class={state}>{state}</td><td data-label=value>{}</td><td data-label=alerts>{}</td><td data-label=health>{}</td></tr>",
-                escape_html(&a.name),
-                escape_html(&a.name),
-                chart(&app.collector.history.points(&g.name, &a.name), a.expr.threshold()),
-                alerts.join("<br>"),
-                escape_html(r.health.last_error.as_deref().unwrap_or(health(r))),
-            );
-        }
-    }
-    page.push_str("</table><h2>Notifications</h2><table><tr><th>created</th><th>channel</th><th>message</th><th>outcome</th></tr>");
-    let log = app
-        .collector
-        .log
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    for e in log.entries.iter().rev().take(20) {
-        let outcome = match &e.outcome {
-            Outcome::Queued => format!(
-                "queued (attempt {}{})",
-                e.attempts + 1,
-                e.last_error
-                    .as_deref()
-                    .map(|r| format!(", last error: {r}"))
-                    .unwrap_or_default()
-            ),
-            Outcome::Delivered { at_ms } => format!("delivered {}", rfc3339(*at_ms)),
-            Outcome::Failed { at_ms, reason } => format!("failed {}: {reason}", rfc3339(*at_ms)),
-        };
-        let status = match e.message.status {
-            Status::Firing => "firing",
-            Status::Resolved => "resolved",
-        };
-        let _ = write!(
-            page,
-            "<tr><td data-label=created>{}</td><td data-label=channel>{}</td><td data-label=message class={status}>{status} {}</td><td data-label=outcome>{}</td></tr>",
-            rfc3339(e.created_ms),
-            escape_html(&e.channel),
-            escape_html(&e.group),
-            escape_html(&outcome),
-        );
-    }
-    page.push_str("</table><h2>Silences</h2><table><tr><th>matchers</th><th>state</th><th>from</th><th>until</th><th>by</th><th>comment</th></tr>");
-    let now = app.collector.now_ms();
-    for s in app.collector.silences().iter().rev() {
-        let matchers: Vec<String> = s.matchers.iter().map(ToString::to_string).collect();
-        let silence_state = s.state(now);
-        let state = silence_state.as_str();
-        let expire = if silence_state == crate::silence::SilenceState::Expired {
-            String::new()
-        } else {
-            format!(
-                " <form class=act method=post action=/silences/expire><input type=hidden name=id value=\"{}\"><button>expire</button></form>",
-                escape_html(&s.id)
-            )
-        };
-        let _ = write!(
-            page,
-            "<tr><td data-label=matchers>{}</td><td data-label=state class={state}>{state}{expire}</td><td data-label=from>{}</td><td data-label=until>{}</td><td data-label=by>{}</td><td data-label=comment>{}</td></tr>",
-            escape_html(&matchers.join(", ")),
-            rfc3339(s.starts_ms),
-            rfc3339(s.ends_ms),
-            escape_html(&s.created_by),
-            escape_html(&s.comment),
-        );
-    }
-    page.push_str("</table></body></html>");
-    Html(page)
-}
-
-/// A small SVG line chart of `points` with the threshold as a dashed red line.
-fn chart(points: &[(i64, f64)], threshold: Option<f64>) -> String {
-    const W: f64 = 240.0;
-    const H: f64 = 48.0;
-    let values: Vec<f64> = points
-        .iter()
-        .map(|p| p.1)
-        .filter(|v| v.is_finite())
-        .chain(threshold)
-        .collect();
-    let (Some(first), Some(last)) = (points.first(), points.last()) else {
-        return "<span>no evaluations yet</span>".into();
-    };
-    let lo = values.iter().copied().fold(0.0f64, f64::min);
-    let hi = values
-        .iter()
-        .copied()
-        .fold(f64::MIN, f64::max)
-        .max(lo + f64::EPSILON)
-        * 1.1;
-    let span_t = (last.0 - first.0).max(1) as f64;
-    let x = |t: i64| (t - first.0) as f64 / span_t * W;
-    let y = |v: f64| H - (v - lo) / (hi - lo) * H;
-    let mut svg = format!("<svg width={W} height={H} viewBox=\"0 0 {W} {H}\" role=img aria-label=\"value chart\" style=\"background:#f6f8fa\">");
-    // Gaps (no value) split the line into segments.
-    let mut segment = Vec::new();
-    let flush = |segment: &mut Vec<String>, svg: &mut String| {
-        if !segment.is_empty() {
-            let _ = write!(
-                svg,
-                "<polyline fill=none stroke=#0969da stroke-width=1.5 points=\"{}\"/>",
-                segment.join(" ")
-            );
-            segment.clear();
-        }
-    };
-    for &(t, v) in points {
-        if v.is_finite() {
-            segment.push(format!("{:.1},{:.1}", x(t), y(v)));
-        } else {
-            flush(&mut segment, &mut svg);
-        }
-    }
-    flush(&mut segment, &mut svg);
-    if let Some(th) = threshold {
-        let _ = write!(
-            svg,
-            "<line x1=0 x2={W} y1={0:.1} y2={0:.1} stroke=#cf222e stroke-dasharray=4 />",
-            y(th)
-        );
-    }
-    let latest = points
-        .iter()
-        .rev()
-        .find(|p| p.1.is_finite())
-        .map(|p| crate::rules::template::go_g(p.1, 4));
-    let _ = write!(
-        svg,
-        "</svg><br><small>now {} · threshold {}</small>",
-        latest.unwrap_or_else(|| "-".into()),
-        threshold
-            .map(|t| crate::rules::template::go_g(t, 4))
-            .unwrap_or_else(|| "-".into())
-    );
-    svg
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_matches_rfc4648() {
-        for (raw, enc) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("user:pa ss", "dXNlcjpwYSBzcw=="),
-        ] {
-            assert_eq!(base64(raw.as_bytes()), enc);
-        }
-    }
 
     #[test]
     fn formats() {
@@ -549,21 +317,5 @@ mod tests {
             escape_html("<script>\"&'"),
             "&lt;script&gt;&quot;&amp;&#39;"
         );
-    }
-
-    #[test]
-    fn chart_draws_gaps_and_the_threshold() {
-        let points = [(0, 0.01), (15_000, 0.02), (30_000, f64::NAN), (45_000, 0.2)];
-        let svg = chart(&points, Some(0.05));
-        assert_eq!(
-            svg.matches("<polyline").count(),
-            2,
-            "the gap splits the line: {svg}"
-        );
-        assert!(
-            svg.contains("stroke-dasharray") && svg.contains("now 0.2 · threshold 0.05"),
-            "{svg}"
-        );
-        assert!(chart(&[], None).contains("no evaluations"));
     }
 }
