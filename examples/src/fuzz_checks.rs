@@ -135,6 +135,8 @@ pub fn slack_message(data: &[u8]) {
         runbook_url: Some(next()),
         dashboard_url: Some(next()),
         silence_url: Some(next()),
+        example_traces: vec![next()],
+        trace_url: Some(next()),
         alerts: (0..usize::from(data.len().is_multiple_of(13)) * 15 + 1)
             .map(|i| AlertInfo {
                 labels: obs_collector::labels::Labels::new(labels.clone()),

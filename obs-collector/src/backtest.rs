@@ -209,7 +209,7 @@ pub async fn run(
         let group = groups[index].lock().unwrap_or_else(|e| e.into_inner());
         for r in &group.rules {
             if let (Kind::Alerting(a), None) = (&r.kind, &r.health.last_error) {
-                log.insert(a, t, &policy.route);
+                log.insert(a, t, &policy.route, &|_| Vec::new());
             }
         }
         log.flush(t, &policy, &Links::default(), &|_| false);

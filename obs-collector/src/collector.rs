@@ -8,6 +8,7 @@
 //! [`Collector::evaluate`], [`Collector::deliver_next`]), so tests drive them on a
 //! [`crate::time::ManualClock`] instead of sleeping.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
@@ -16,6 +17,7 @@ use std::time::Duration;
 use obs::prometheus::{Histogram, IntCounterVec, IntGauge, Opts, Registry};
 
 use crate::config::{Config, Job, Target};
+use crate::exemplars::{self, Exemplar};
 use crate::history::History;
 use crate::inhibit;
 use crate::labels::Labels;
@@ -103,6 +105,8 @@ pub(crate) struct TargetEntry {
     pub job: Job,
     pub target: Target,
     pub status: Mutex<TargetStatus>,
+    /// The exemplars of its last page.
+    pub exemplars: Mutex<Vec<Exemplar>>,
 }
 
 /// A channel with the time of its last send (for its minimum spacing).
@@ -139,6 +143,8 @@ pub struct Collector {
     pub(crate) history: History,
     /// Silences (Alertmanager's API v2 at `/api/v2/silences`).
     pub(crate) silences: Mutex<Silences>,
+    /// The example traces of the firing alerts, by their labels.
+    examples: Mutex<HashMap<Labels, Vec<String>>>,
     /// The firing alerts of each group at its last evaluation: the sources of inhibition.
     firing: Mutex<Vec<Vec<Labels>>>,
     deliveries: Vec<Delivery>,
@@ -239,6 +245,7 @@ impl Collector {
                         url: scrape::url(job, t),
                         ..Default::default()
                     }),
+                    exemplars: Mutex::default(),
                 })
             })
             .collect();
@@ -255,6 +262,7 @@ impl Collector {
             history: History::default(),
             silences: Mutex::new(silences),
             firing: Mutex::new(vec![Vec::new(); group_count]),
+            examples: Mutex::default(),
             deliveries: channels
                 .into_iter()
                 .map(|channel| Delivery {
@@ -312,6 +320,9 @@ impl Collector {
             t,
         )
         .await;
+        if result.is_ok() {
+            *lock(&entry.exemplars) = std::mem::take(&mut previous.exemplars);
+        }
         let mut status = lock(&entry.status);
         status.up = Some(result.is_ok());
         status.last_scrape_ms = Some(t);
@@ -362,6 +373,7 @@ impl Collector {
         };
         let evaluation =
             rules::evaluate(&self.groups[index], t, querier, &self.store, &external).await;
+        let remote_exemplars = self.remote_exemplars(index, t).await;
         {
             let group = lock(&self.groups[index]);
             let group_name = group.name.clone();
@@ -381,17 +393,67 @@ impl Collector {
             for (rule, point) in &evaluation.charts {
                 self.history.record(&group_name, rule, t, *point);
             }
-            self.dispatch(index, group, t, &external);
+            self.dispatch(index, group, t, &external, &remote_exemplars);
         }
         self.persist(t).await;
         self.wake.notify_waiters();
     }
 
+    /// In remote mode, the backend's exemplars for the group's rules that fire
+    /// (`/api/v1/query_exemplars` over the incident's window); a failure only means no
+    /// example traces.
+    async fn remote_exemplars(&self, index: usize, t: i64) -> HashMap<String, Vec<Exemplar>> {
+        let Some(remote) = &self.remote else {
+            return HashMap::new();
+        };
+        let firing: Vec<(String, String, i64)> = lock(&self.groups[index])
+            .rules
+            .iter()
+            .filter_map(|r| match &r.kind {
+                Kind::Alerting(a) => {
+                    let since = a
+                        .alerts()
+                        .filter(|x| x.state == rules::State::Firing)
+                        .map(|x| x.active_at)
+                        .min()?;
+                    Some((
+                        a.name().to_owned(),
+                        a.expr_text.clone(),
+                        since - example_window(a),
+                    ))
+                }
+                Kind::Recording(_) => None,
+            })
+            .collect();
+        let mut out = HashMap::new();
+        for (name, expr, since) in firing {
+            match remote.exemplars(&expr, since, t).await {
+                Ok(found) => {
+                    out.insert(name, found);
+                }
+                Err(e) => {
+                    tracing::debug!({ rule = %name, error = %e }, "no exemplars from the backend")
+                }
+            }
+        }
+        out
+    }
+
     /// Puts the group's alerts into their notification groups and flushes every notification
-    /// group that is due (silenced and inhibited alerts say nothing).
-    fn dispatch(&self, index: usize, mut group: MutexGuard<'_, Group>, t: i64, external: &Labels) {
+    /// group that is due (silenced and inhibited alerts say nothing). Firing alerts get their
+    /// example traces from the scraped exemplars, or `remote`'s.
+    fn dispatch(
+        &self,
+        index: usize,
+        mut group: MutexGuard<'_, Group>,
+        t: i64,
+        external: &Labels,
+        remote: &HashMap<String, Vec<Exemplar>>,
+    ) {
         lock(&self.silences).collect_garbage(t);
         lock(&self.firing)[index] = firing_alerts(&group);
+        let examples = self.example_traces(&group, remote);
+        let traces = |labels: &Labels| examples.get(labels).cloned().unwrap_or_default();
         let mutes = self.mutes_at(t);
         let muted = |labels: &Labels| mutes.is_muted(labels);
         let mut log = lock(&self.log);
@@ -401,15 +463,88 @@ impl Collector {
         for rule in &mut group.rules {
             // A failed evaluation changed nothing, so it announces nothing.
             if let (Kind::Alerting(a), None) = (&mut rule.kind, &rule.health.last_error) {
-                log.insert(a, t, &self.policy.route);
+                log.insert(a, t, &self.policy.route, &traces);
                 if self.config.notify.alertmanager.is_some() {
-                    let alerts =
-                        notify::alertmanager::batch(a, t, interval, external, generator_url);
+                    let alerts = notify::alertmanager::batch(
+                        a,
+                        t,
+                        interval,
+                        external,
+                        generator_url,
+                        &traces,
+                    );
                     log.dispatch_alerts(a, alerts, t, "alertmanager");
                 }
             }
         }
         log.flush(t, &self.policy, links, &muted);
+        let mut known = lock(&self.examples);
+        for rule in &group.rules {
+            if let Kind::Alerting(a) = &rule.kind {
+                for alert in a.alerts() {
+                    known.remove(&alert.labels);
+                }
+            }
+        }
+        known.extend(examples);
+    }
+
+    /// The example traces of the group's firing alerts, by their labels: from `remote`'s
+    /// exemplars for a rule that has some, else from the targets' last pages.
+    fn example_traces(
+        &self,
+        group: &Group,
+        remote: &HashMap<String, Vec<Exemplar>>,
+    ) -> HashMap<Labels, Vec<String>> {
+        let mut out = HashMap::new();
+        let mut scraped = None;
+        for rule in &group.rules {
+            let Kind::Alerting(a) = &rule.kind else {
+                continue;
+            };
+            for alert in a.alerts().filter(|x| x.state == rules::State::Firing) {
+                let since = alert.active_at - example_window(a);
+                let found: Vec<String> = match remote.get(a.name()) {
+                    Some(candidates) => {
+                        exemplars::for_alert(candidates, &a.expr, &alert.labels, since, EXAMPLES)
+                            .into_iter()
+                            .map(|e| e.trace_id.clone())
+                            .collect()
+                    }
+                    None => {
+                        // Each target's exemplars, locked once per evaluation that needs them.
+                        let guards = scraped.get_or_insert_with(|| {
+                            self.targets
+                                .iter()
+                                .map(|t| lock(&t.exemplars))
+                                .collect::<Vec<_>>()
+                        });
+                        exemplars::for_alert(
+                            guards.iter().flat_map(|g| g.iter()),
+                            &a.expr,
+                            &alert.labels,
+                            since,
+                            EXAMPLES,
+                        )
+                        .into_iter()
+                        .map(|e| e.trace_id.clone())
+                        .collect()
+                    }
+                };
+                if !found.is_empty() {
+                    out.insert(alert.labels.clone(), found);
+                }
+            }
+        }
+        out
+    }
+
+    /// The example traces of the firing alert with `labels` (the status page's).
+    pub fn examples_of(&self, labels: &Labels) -> Vec<String> {
+        lock(&self.examples)
+            .get(labels)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Hands a snapshot of the alert state and the log to the persister; resolves once it is
@@ -652,6 +787,15 @@ impl Querier for Timed<'_> {
             value
         })
     }
+}
+
+/// Example traces kept per alert (the first is the one messages link).
+const EXAMPLES: usize = 3;
+
+/// How far before an alert became active its examples may be: the longest range its
+/// expression reads (what made it true), at least 5 minutes.
+fn example_window(rule: &rules::AlertingRule) -> i64 {
+    rule.expr.max_range_ms().max(300_000)
 }
 
 /// The labels of the group's firing alerts.

@@ -13,8 +13,9 @@
 //! | [`inhibit`] | inhibition rules | labels, silence |
 //! | [`store`] | the in-memory series | labels |
 //! | [`config`] | the configuration file, its defaults and errors (with the parser's lines) | inhibit, labels, links, silence |
-//! | [`scrape`] | scraping a target, parsing its page into the store | config, labels, store, transport |
-//! | [`promql`] | the PromQL subset, its evaluator, the [`promql::Querier`] (store or remote API) | config, labels, store, time, transport |
+//! | [`promql`] | the PromQL subset, its evaluator, the [`promql::Querier`] (store or remote API), exemplars | config, labels, store, time, transport |
+//! | [`exemplars`] | example traces: the exemplars behind an alert's numbers | labels, promql |
+//! | [`scrape`] | scraping a target, parsing its page into the store (and its exemplars) | config, labels, promql, store, transport |
 //! | [`rules`] | rule files, the alert state machine, a group's evaluation over a `Querier` | config, labels, promql, store, time |
 //! | [`notify`] | grouping into messages, the notification log (queue and retry stage), the notifiers | config, labels, links, rules, time, transport |
 //! | [`backtest`] | replaying the rules over a backend's history (range queries) | config, labels, links, notify, promql, rules, store, time |
@@ -26,6 +27,7 @@
 pub mod backtest;
 pub mod collector;
 pub mod config;
+pub mod exemplars;
 pub mod history;
 pub mod inhibit;
 pub mod labels;

@@ -20,6 +20,30 @@ pub struct Links {
     pub runbook: Option<Url>,
     /// Base of relative `dashboard_url` annotations, a Grafana (default: none, the status page).
     pub dashboard: Option<Url>,
+    /// Where a trace opens (`notifiers.trace_url`): a URL with `{{ trace_id }}` in it.
+    pub trace: Option<String>,
+}
+
+/// The placeholder of `notifiers.trace_url`.
+pub const TRACE_ID: &str = "{{ trace_id }}";
+
+/// A `notifiers.trace_url` setting: http(s), with [`TRACE_ID`] where the id goes.
+///
+/// ```
+/// let t = obs_collector::links::trace_template("http://jaeger:16686/trace/{{ trace_id }}").unwrap();
+/// assert!(obs_collector::links::trace_template("http://jaeger:16686/trace/").is_err());
+/// # let _ = t;
+/// ```
+pub fn trace_template(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let probe = text.replace(TRACE_ID, "0af7651916cd43dd8448eb211c80319c");
+    if !text.contains(TRACE_ID) {
+        return Err(format!("notifiers.trace_url {text:?} has no {TRACE_ID}"));
+    }
+    absolute(&probe)
+        .filter(|u| u.has_host())
+        .map(|_| text.to_owned())
+        .ok_or_else(|| format!("notifiers.trace_url {text:?} is not an http:// or https:// URL"))
 }
 
 /// A base URL setting: http(s), and a directory (a trailing `/` added), so that relative
@@ -93,6 +117,21 @@ impl Links {
         Some(page.into())
     }
 
+    /// The page of trace `trace_id` (32 hex digits), when `notifiers.trace_url` is set.
+    ///
+    /// ```
+    /// use obs_collector::links::{trace_template, Links};
+    /// let links = Links { trace: Some(trace_template("https://grafana.example/explore?left=%7B%22queries%22:%5B%7B%22query%22:%22{{ trace_id }}%22%7D%5D%7D").unwrap()), ..Links::default() };
+    /// assert!(links.trace("4bf92f3577b34da6a3ce929d0e0e4736").unwrap().contains("%224bf92f3577b34da6a3ce929d0e0e4736%22"));
+    /// assert_eq!(links.trace("<script>"), None, "only hex ids");
+    /// ```
+    pub fn trace(&self, trace_id: &str) -> Option<String> {
+        let valid = !trace_id.is_empty()
+            && trace_id.len() <= 32
+            && trace_id.bytes().all(|b| b.is_ascii_hexdigit());
+        valid.then(|| self.trace.as_ref().map(|t| t.replace(TRACE_ID, trace_id)))?
+    }
+
     /// The status page's silence form, filled in with `labels` as matchers and `hours`.
     ///
     /// ```
@@ -131,6 +170,7 @@ mod tests {
             external: Some(base("e", "http://127.0.0.1:9465/").unwrap()),
             runbook: Some(base("r", "https://git.example/ops/obs/blob/main/alerts").unwrap()),
             dashboard: Some(base("d", "https://grafana.example/").unwrap()),
+            trace: None,
         };
         assert_eq!(
             grafana.runbook(Some("RUNBOOK.md#higherrorrate")).unwrap(),

@@ -11,7 +11,6 @@ use axum::routing::get;
 use axum::Router;
 use tokio::sync::oneshot;
 
-use crate::metrics::CONTENT_TYPE;
 use crate::{Obs, Shared};
 
 impl Obs {
@@ -45,11 +44,12 @@ fn router(shared: Arc<Shared>) -> Router {
                             .into_response();
                     }
                 }
-                (
-                    [(header::CONTENT_TYPE, CONTENT_TYPE)],
-                    metrics.metrics.render(),
-                )
-                    .into_response()
+                let accept = headers
+                    .get(header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                let (content_type, page) = metrics.metrics.negotiate(accept);
+                ([(header::CONTENT_TYPE, content_type)], page).into_response()
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }))

@@ -447,6 +447,24 @@ impl Obs {
         self.shared.metrics.render()
     }
 
+    /// The `/metrics` page for a scraper's `Accept` header, with its Content-Type: OpenMetrics
+    /// 1.0 when the scraper asks for it (Prometheus does), with the latest sampled request of
+    /// each latency bucket as its exemplar (`trace_id`, `span_id`) when spans are exported;
+    /// else text format 0.0.4, as [`Obs::metrics_text`]. For a service that serves `/metrics`
+    /// on its own router rather than obs' admin server.
+    ///
+    /// ```
+    /// let obs = obs::test::init();
+    /// let (content_type, page) = obs.metrics_page("application/openmetrics-text;version=1.0.0");
+    /// assert!(content_type.starts_with("application/openmetrics-text"));
+    /// assert!(page.ends_with("# EOF\n"));
+    /// let (content_type, _) = obs.metrics_page("text/plain");
+    /// assert_eq!(content_type, obs::metrics::CONTENT_TYPE);
+    /// ```
+    pub fn metrics_page(&self, accept: &str) -> (&'static str, String) {
+        self.shared.metrics.negotiate(accept)
+    }
+
     /// Records one request handled outside `obs.layer()` (a server without tower, a custom
     /// server loop, a queue consumer speaking HTTP semantics) in the same RED metrics, with the
     /// same bounded labels. Give the route template, never the raw path. Called inside a

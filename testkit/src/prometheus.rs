@@ -44,12 +44,18 @@ pub fn command(config: &std::path::Path, data: &std::path::Path, listen: SocketA
 impl Prometheus {
     /// Starts `prometheus` with `config` (YAML) and waits until it is ready.
     pub fn start(config: &str) -> io::Result<Self> {
+        Self::start_with(config, &[])
+    }
+
+    /// [`Prometheus::start`] with more flags (`--enable-feature=exemplar-storage`).
+    pub fn start_with(config: &str, flags: &[&str]) -> io::Result<Self> {
         let dir =
             std::env::temp_dir().join(format!("obs-prom-{}-{}", std::process::id(), free_port()?));
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join("prometheus.yml"), config)?;
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
         let child = command(&dir.join("prometheus.yml"), &dir.join("data"), addr)
+            .args(flags)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("prometheus.log"))?)

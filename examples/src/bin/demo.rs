@@ -18,6 +18,7 @@ use obs_collector::notify::Outcome;
 use obs_collector::time::rfc3339;
 use obs_collector::{rules, web};
 use obs_testkit::process::{sibling_binary, DemoService};
+use obs_testkit::receivers::{hex, Behavior, OtlpReceiver};
 use obs_testkit::traffic;
 
 const COLLECTOR_ADDR: &str = "127.0.0.1:9465";
@@ -39,9 +40,17 @@ fn main() -> ExitCode {
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("obs-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
+    // Spans go to a local OTLP stand-in (where Tempo or Jaeger would be), so that the
+    // service's latency buckets carry exemplars and the alerts name example traces.
+    let traces = OtlpReceiver::start(Behavior::Ok);
+    let otlp_endpoint = traces.endpoint();
     let service = DemoService::start(
         &sibling_binary("demo-service"),
-        &[("OTEL_SERVICE_NAME", "demo")],
+        &[
+            ("OTEL_SERVICE_NAME", "demo"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp_endpoint),
+            ("OTEL_BSP_SCHEDULE_DELAY", "500"),
+        ],
     )?;
     let admin = service
         .admin
@@ -90,6 +99,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("  collector      http://{status_page}/   (status page: targets, rules, charts, notifications)");
     println!("  dashboard      dashboards/obs-red.json (import into Grafana, see README)");
     println!(
+        "  traces         exported to a local OTLP stand-in; each alert names an example trace"
+    );
+    println!(
         "  alerts         {}",
         if slack {
             "posted to Slack (SLACK_WEBHOOK_URL) and listed on the status page"
@@ -133,6 +145,25 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             format!("{:?}", e.message.status).to_lowercase(),
             e.group
         );
+        // The trace of a request behind the alert, as the OTLP stand-in received it.
+        if let Some(id) = e.message.example_traces.first() {
+            let span = traces
+                .spans()
+                .into_iter()
+                .map(|(_, span)| span)
+                .find(|s| hex(&s.trace_id) == *id && s.parent_span_id.is_empty());
+            let what = span.map_or_else(
+                || "not received (yet)".to_owned(),
+                |s| {
+                    format!(
+                        "{}, {} ms",
+                        s.name,
+                        (s.end_time_unix_nano - s.start_time_unix_nano) / 1_000_000
+                    )
+                },
+            );
+            println!("           example trace {id}: {what}");
+        }
     }
     obs.shutdown(Duration::from_secs(1));
     let _ = std::fs::remove_dir_all(&dir);

@@ -219,6 +219,7 @@ impl RawLinks {
             external: parse("links.external_url", self.external_url)?,
             runbook: parse("links.runbook", self.runbook)?,
             dashboard: parse("links.dashboard", self.dashboard)?,
+            trace: None, // notifiers.trace_url
         })
     }
 }
@@ -316,6 +317,8 @@ struct RawNotifiers {
     send_resolved: Option<bool>,
     repeat_interval: Option<Dur>,
     alertmanager: Option<RawAlertmanager>,
+    /// Where an example trace opens: a URL with `{{ trace_id }}`.
+    trace_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -640,6 +643,10 @@ impl Config {
         };
         // `notifiers.repeat_interval` is where the setting was before the route.
         let legacy_repeat = notifiers.repeat_interval.map(|d| d.0);
+        let trace_url = match &notifiers.trace_url {
+            Some(t) => Some(crate::links::trace_template(t).map_err(|m| err(notifiers_line, m))?),
+            None => None,
+        };
         let notify =
             Notify::resolve(notifiers, dir, env).map_err(|m| err(notifiers_line, m.to_string()))?;
         let (route_line, raw_route) = match raw.route {
@@ -648,13 +655,14 @@ impl Config {
         };
         let route =
             Route::resolve(raw_route, legacy_repeat).map_err(|m| err(route_line, m.to_string()))?;
-        let links = match raw.links {
+        let mut links = match raw.links {
             None => Links::default(),
             Some(l) => {
                 let at = line(&l);
                 l.value.resolve().map_err(|m| err(at, m.to_string()))?
             }
         };
+        links.trace = trace_url;
         let remote = match raw.query {
             None => None,
             Some(q) if !jobs.is_empty() => {

@@ -26,6 +26,7 @@ pub fn batch(
     eval_interval: Duration,
     external: &Labels,
     generator_url: &str,
+    examples: &dyn Fn(&Labels) -> Vec<String>,
 ) -> Vec<Value> {
     let valid_for = 4 * crate::time::millis(eval_interval).max(RESEND_DELAY_MS);
     let mut out = Vec::new();
@@ -50,11 +51,16 @@ pub fn batch(
             .map(|(k, v)| (k.to_owned(), v.into()))
             .collect();
         labels.extend(a.labels.iter().map(|(k, v)| (k.to_owned(), Value::from(v))));
-        let annotations: Map<String, Value> = a
+        let mut annotations: Map<String, Value> = a
             .annotations
             .iter()
             .map(|(k, v)| (k.clone(), v.as_str().into()))
             .collect();
+        if a.state == State::Firing {
+            if let Some(id) = examples(&a.labels).into_iter().next() {
+                annotations.insert("example_trace_id".into(), id.into());
+            }
+        }
         out.push(json!({
             "labels": labels,
             "annotations": annotations,
@@ -134,27 +140,55 @@ mod tests {
             Duration::from_secs(15),
             &ext,
             "http://c/",
+            &|_| vec!["4bf92f3577b34da6a3ce929d0e0e4736".into()],
         );
         assert_eq!(b.len(), 1);
         assert_eq!(b[0]["labels"]["cluster"], "eu");
+        assert_eq!(
+            b[0]["annotations"]["example_trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736",
+            "a firing alert's example trace, for Alertmanager's templates"
+        );
         assert_eq!(b[0]["startsAt"], "1970-01-01T00:00:15.000000Z");
         assert_eq!(
             b[0]["endsAt"], "1970-01-01T00:04:15.000000Z",
             "now + 4 x max(15s, 1m)"
         );
         assert!(
-            batch(&mut rule, 30_000, Duration::from_secs(15), &ext, "").is_empty(),
+            batch(
+                &mut rule,
+                30_000,
+                Duration::from_secs(15),
+                &ext,
+                "",
+                &|_| Vec::new()
+            )
+            .is_empty(),
             "not re-sent within a minute"
         );
         assert_eq!(
-            batch(&mut rule, 76_000, Duration::from_secs(15), &ext, "").len(),
+            batch(
+                &mut rule,
+                76_000,
+                Duration::from_secs(15),
+                &ext,
+                "",
+                &|_| Vec::new()
+            )
+            .len(),
             1,
             "re-sent after a minute"
         );
         let a = rule.active.get_mut(&labels).unwrap();
         a.state = State::Inactive;
         a.resolved_at = Some(90_000);
-        let b = batch(&mut rule, 90_000, Duration::from_secs(15), &ext, "");
+        let b = batch(
+            &mut rule,
+            90_000,
+            Duration::from_secs(15),
+            &ext,
+            "",
+            &|_| Vec::new(),
+        );
         assert_eq!(
             b[0]["endsAt"], "1970-01-01T00:01:30.000000Z",
             "resolved: endsAt is the resolution"

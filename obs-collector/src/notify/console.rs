@@ -25,10 +25,14 @@ pub fn line(m: &Message) -> String {
         if !m.resolved.is_empty() {
             s.push_str(&format!(" ({} resolved)", m.resolved.len()));
         }
+        if let Some(id) = m.example_traces.first() {
+            s.push_str(&format!(" example trace {id}"));
+        }
         let links: Vec<String> = [
             ("runbook", &m.runbook_url),
             ("dashboard", &m.dashboard_url),
             ("silence", &m.silence_url),
+            ("trace", &m.trace_url),
         ]
         .into_iter()
         .filter_map(|(name, url)| Some(format!("{name}: {}", url.as_ref()?)))

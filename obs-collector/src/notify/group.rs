@@ -36,6 +36,9 @@ pub struct GroupAlert {
     pub resolved_ms: Option<i64>,
     pub annotations: Vec<(String, String)>,
     pub threshold_text: Option<String>,
+    /// Trace ids of requests behind its numbers ([`crate::exemplars`]), best first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub example_traces: Vec<String>,
 }
 
 /// One aggregation group and what its last message said (Alertmanager's notification log
@@ -91,7 +94,14 @@ impl GroupState {
 impl Log {
     /// Puts `rule`'s firing alerts at `t` into their groups, and marks those of its alerts
     /// that stopped firing resolved (Alertmanager's dispatcher receiving Prometheus' alerts).
-    pub fn insert(&mut self, rule: &AlertingRule, t: i64, route: &Route) {
+    /// `examples` gives a firing alert's example traces (by its labels).
+    pub fn insert(
+        &mut self,
+        rule: &AlertingRule,
+        t: i64,
+        route: &Route,
+        examples: &dyn Fn(&Labels) -> Vec<String>,
+    ) {
         let is_firing = |labels: &Labels| {
             rule.active
                 .get(labels)
@@ -127,6 +137,7 @@ impl Log {
                 resolved_ms: None,
                 annotations: alert.annotations.clone(),
                 threshold_text: threshold_text.clone(),
+                example_traces: examples(&alert.labels),
             };
             match group
                 .alerts
@@ -240,6 +251,11 @@ fn message(
         Status::Firing => firing.iter().map(|a| a.started_ms).min().unwrap_or(started),
         Status::Resolved => resolved_at.unwrap_or(started),
     };
+    // A firing message's example traces: the lead alert's (a resolution needs none).
+    let examples = match status {
+        Status::Firing => lead.example_traces.clone(),
+        Status::Resolved => Vec::new(),
+    };
     let info = |a: &&GroupAlert| AlertInfo {
         labels: a.labels.clone(),
         value: a.value,
@@ -265,6 +281,8 @@ fn message(
             lead.labels.get("alertname").unwrap_or_default(),
         ),
         silence_url: links.silence(group, 1),
+        trace_url: examples.first().and_then(|id| links.trace(id)),
+        example_traces: examples,
         alerts: firing.iter().map(info).collect(),
         resolved: resolved.iter().map(info).collect(),
         fired_for_ms: match status {

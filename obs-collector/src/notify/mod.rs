@@ -69,6 +69,12 @@ pub struct Message {
     /// The status page's form that silences the group for an hour.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub silence_url: Option<String>,
+    /// Trace ids of requests behind the numbers (firing messages), best first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub example_traces: Vec<String>,
+    /// Where the first of them opens (`notifiers.trace_url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_url: Option<String>,
     /// The firing alerts.
     pub alerts: Vec<AlertInfo>,
     /// The alerts resolved since the group's last message (with `send_resolved`).
@@ -458,6 +464,8 @@ fn batch_message(rule: &AlertingRule, status: Status, t: i64) -> Message {
         runbook_url: None,
         dashboard_url: None,
         silence_url: None,
+        example_traces: Vec::new(),
+        trace_url: None,
         alerts: Vec::new(),
         resolved: Vec::new(),
         fired_for_ms: None,

@@ -83,8 +83,8 @@ fn code(s: &str) -> String {
     format!("`{}`", escape(s).replace('`', "ʼ"))
 }
 
-/// The message's link buttons: Runbook, Dashboard and, while it fires, Silence 1h; only links
-/// a browser opens, short enough for a button.
+/// The message's link buttons: Runbook, Dashboard and, while it fires, Silence 1h and an
+/// example trace; only links a browser opens, short enough for a button.
 fn links(m: &Message) -> Vec<(&'static str, &str)> {
     let silence = m
         .silence_url
@@ -94,6 +94,7 @@ fn links(m: &Message) -> Vec<(&'static str, &str)> {
         ("Runbook", m.runbook_url.as_ref()),
         ("Dashboard", m.dashboard_url.as_ref()),
         ("Silence 1h", silence),
+        ("Example trace", m.trace_url.as_ref()),
     ]
     .into_iter()
     .filter_map(|(name, url)| Some((name, url?.as_str())))
@@ -120,6 +121,9 @@ pub fn text(m: &Message) -> String {
         t.push(')');
         if !m.resolved.is_empty() {
             t.push_str(&format!(" ({} resolved)", m.resolved.len()));
+        }
+        if let Some(id) = m.example_traces.first() {
+            t.push_str(&format!(" (example trace {id})"));
         }
     } else if let Some(ms) = m.fired_for_ms {
         t.push_str(&format!(" (fired for {})", super::duration_text(ms)));
@@ -198,6 +202,9 @@ pub fn payload(m: &Message) -> Value {
     }
     if let Some(sev) = &m.severity {
         fields.push(format!("*Severity*\n{}", escape(sev)));
+    }
+    if let Some(id) = m.example_traces.first() {
+        fields.push(format!("*Example trace*\n{}", code(id)));
     }
     fields.push(format!("*Alerts*\n{}", m.alerts.len()));
     if !m.resolved.is_empty() {

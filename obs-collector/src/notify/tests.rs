@@ -58,7 +58,7 @@ fn immediate() -> Policy {
 /// An evaluation at `t` with the default policy: the rule's alerts join their groups, due
 /// groups flush.
 fn eval(log: &mut Log, r: &AlertingRule, t: i64, policy: &Policy, muted: &dyn Fn(&Labels) -> bool) {
-    log.insert(r, t, &policy.route);
+    log.insert(r, t, &policy.route, &|_| Vec::new());
     log.flush(t, policy, &Links::default(), muted);
 }
 
@@ -470,6 +470,9 @@ fn a_log_saved_before_routes_loads_and_nan_values_survive_the_round_trip() {
 fn slack_buttons_and_colours_by_state() {
     let links = Links {
         external: Some(crate::links::base("e", "http://obs.example:9465/").unwrap()),
+        trace: Some(
+            crate::links::trace_template("http://jaeger.example/trace/{{ trace_id }}").unwrap(),
+        ),
         ..Links::default()
     };
     let mut r = rule();
@@ -480,10 +483,11 @@ fn slack_buttons_and_colours_by_state() {
     }
     let mut log = Log::default();
     let p = immediate();
-    log.insert(&r, 0, &p.route);
+    let example = |_: &Labels| vec!["4bf92f3577b34da6a3ce929d0e0e4736".to_owned()];
+    log.insert(&r, 0, &p.route, &example);
     log.flush(0, &p, &links, &|_| false);
     resolve(&mut r, "a:1");
-    log.insert(&r, 5 * M, &p.route);
+    log.insert(&r, 5 * M, &p.route, &example);
     log.flush(5 * M, &p, &links, &|_| false);
     let [firing, resolved] = [0, 1].map(|i| slack::payload(&log.entries[i].message));
     let buttons = obs_testkit::slack::buttons;
@@ -496,7 +500,17 @@ fn slack_buttons_and_colours_by_state() {
                 "Silence 1h".to_owned(),
                 "http://obs.example:9465/silences/new?label.alertname=HighErrorRate&label.job=api&for=1h".to_owned()
             ),
+            (
+                "Example trace".to_owned(),
+                "http://jaeger.example/trace/4bf92f3577b34da6a3ce929d0e0e4736".to_owned()
+            ),
         ]
+    );
+    assert!(
+        firing
+            .to_string()
+            .contains("*Example trace*\\n`4bf92f3577b34da6a3ce929d0e0e4736`"),
+        "{firing}"
     );
     assert_eq!(firing["attachments"][0]["color"], slack::FIRING_COLOUR);
     assert_eq!(resolved["attachments"][0]["color"], slack::RESOLVED_COLOUR);
@@ -508,7 +522,11 @@ fn slack_buttons_and_colours_by_state() {
     );
     // The plain-text fallback keeps the links, and the console line the same facts.
     let text = slack::text(&log.entries[0].message);
-    assert!(text.ends_with("|Silence 1h>"), "{text}");
+    assert!(
+        text.contains("(example trace 4bf92f3577b34da6a3ce929d0e0e4736)"),
+        "{text}"
+    );
+    assert!(text.ends_with("|Example trace>"), "{text}");
     let line = console::line(&log.entries[0].message);
     assert!(
         line.contains("http://obs.example:9465/#rule-HighErrorRate"),

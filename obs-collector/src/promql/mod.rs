@@ -23,9 +23,23 @@ use std::fmt;
 use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::{self, LabelModifier, Offset, VectorMatchCardinality};
 
+use crate::labels::Labels;
+
 pub use error::QueryError;
 pub use eval::{eval, Sample, Value};
 pub use querier::{Local, Querier, Query, QueryFuture};
+
+/// One exemplar of one series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exemplar {
+    /// The series it is attached to (a histogram bucket, with `le`).
+    pub series: Labels,
+    pub trace_id: String,
+    /// The observed value (a request's duration).
+    pub value: f64,
+    /// When it was observed (milliseconds); a scrape's time when the page gave none.
+    pub timestamp_ms: i64,
+}
 
 /// A compiled expression.
 #[derive(Debug, Clone)]
@@ -146,6 +160,20 @@ pub fn compile_for_remote(text: &str) -> Result<Expr, CompileError> {
 }
 
 impl Expr {
+    /// The vector selectors this expression reads (none for one only a backend evaluates).
+    pub fn selectors(&self) -> Vec<&Selector> {
+        match self {
+            Expr::Number(_) | Expr::Remote => Vec::new(),
+            Expr::Selector(s) | Expr::Rate { selector: s, .. } => vec![s],
+            Expr::HistogramQuantile { q: a, v: b } | Expr::Binary { lhs: a, rhs: b, .. } => {
+                let mut all = a.selectors();
+                all.extend(b.selectors());
+                all
+            }
+            Expr::Aggregate { expr, .. } | Expr::Neg(expr) => expr.selectors(),
+        }
+    }
+
     /// The longest range (plus offset) this expression reads, in milliseconds.
     pub fn max_range_ms(&self) -> i64 {
         match self {

@@ -53,6 +53,25 @@ impl Remote {
         parse_matrix(status, &body, offset)
     }
 
+    /// The exemplars of the series `expr` selects over `[start_ms, end_ms]`
+    /// (`/api/v1/query_exemplars`), those with a trace id.
+    pub async fn exemplars(
+        &self,
+        expr: &str,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<super::Exemplar>, QueryError> {
+        let offset = crate::time::millis(self.config.offset);
+        let (start, end) = (seconds(start_ms - offset), seconds(end_ms - offset));
+        let params = [
+            ("query", expr),
+            ("start", start.as_str()),
+            ("end", end.as_str()),
+        ];
+        let (status, body) = self.get("query_exemplars", &params).await?;
+        parse_exemplars(status, &body)
+    }
+
     /// GET `/api/v1/<endpoint>` with `params` and the configured credentials: (status, body).
     async fn get(
         &self,
@@ -91,6 +110,32 @@ impl Remote {
 /// Milliseconds as the API's seconds.
 fn seconds(ms: i64) -> String {
     format!("{:.3}", ms as f64 / 1000.0)
+}
+
+/// A `query_exemplars` answer: each exemplar that names a trace, with its series.
+pub fn parse_exemplars(status: u16, body: &str) -> Result<Vec<super::Exemplar>, QueryError> {
+    let data = api_data(status, body)?;
+    let mut out = Vec::new();
+    for series in data.as_array().into_iter().flatten() {
+        let labels = metric(&series["seriesLabels"]);
+        for e in series["exemplars"].as_array().into_iter().flatten() {
+            let trace = ["trace_id", "traceID"]
+                .iter()
+                .find_map(|k| e["labels"][k].as_str())
+                .filter(|t| !t.is_empty());
+            let value = e["value"].as_str().and_then(|v| v.parse::<f64>().ok());
+            let at = e["timestamp"].as_f64();
+            if let (Some(trace), Some(value), Some(at)) = (trace, value, at) {
+                out.push(super::Exemplar {
+                    series: labels.clone(),
+                    trace_id: trace.to_owned(),
+                    value,
+                    timestamp_ms: (at * 1000.0).round() as i64,
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// A `query_range` answer: each series and its points (timestamps moved forward by `offset_ms`,

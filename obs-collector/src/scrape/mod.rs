@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Job, Target};
 use crate::labels::{Labels, NAME};
+use crate::promql::Exemplar;
 use crate::store::{self, SeriesRef, Store};
 
 /// What a page is accepted as.
@@ -42,6 +43,8 @@ pub struct TargetSeries {
     cache: HashMap<u64, (Labels, SeriesRef, u64)>,
     keys: std::collections::hash_map::RandomState,
     scrapes: u64,
+    /// The exemplars of the last page (OpenMetrics), with a trace id.
+    pub exemplars: Vec<Exemplar>,
 }
 
 impl TargetSeries {
@@ -142,6 +145,7 @@ pub fn ingest(
             }
         }
         let mut fresh = fresh.into_iter().peekable();
+        cache.exemplars.clear();
         for (i, r) in raw.iter().enumerate() {
             let key = cache.key(r.series);
             let entry = match fresh.next_if(|(fi, _)| *fi == i) {
@@ -159,6 +163,9 @@ pub fn ingest(
                 },
             };
             entry.2 = scrape;
+            if let Some(e) = r.exemplar.and_then(|text| exemplar(&entry.0, text, t)) {
+                cache.exemplars.push(e);
+            }
             if !store.append_ref(entry.1, t, r.value) {
                 entry.1 = store.get_or_create(&entry.0);
                 store.append_ref(entry.1, t, r.value);
@@ -183,6 +190,22 @@ pub fn ingest(
         store.append(&labels, t, v);
     }
     outcome
+}
+
+/// The exemplar `text` of `series`, scraped at `t`, when it names a trace (`trace_id`, or
+/// `traceID` as some clients write it); a malformed one is ignored, as it changes no sample.
+fn exemplar(series: &Labels, text: &str, t: i64) -> Option<Exemplar> {
+    let (labels, value, timestamp) = parse::parse_exemplar(text).ok()?;
+    let trace_id = labels
+        .into_iter()
+        .find(|(k, v)| (k == "trace_id" || k == "traceID") && !v.is_empty())?
+        .1;
+    Some(Exemplar {
+        series: series.clone(),
+        trace_id,
+        value,
+        timestamp_ms: timestamp.map_or(t, |s| (s * 1000.0).round() as i64),
+    })
 }
 
 /// The page's labels plus the target's, interned; a page label that clashes with a target

@@ -34,6 +34,8 @@ pub struct RawSample<'a> {
     pub series: &'a str,
     pub value: f64,
     pub line: usize,
+    /// An OpenMetrics exemplar after ` # `, unparsed ([`parse_exemplar`]).
+    pub exemplar: Option<&'a str>,
 }
 
 /// Splits a page into sample lines, validating everything but the label contents (checked
@@ -63,11 +65,12 @@ pub fn parse_raw(page: &str) -> Result<Vec<RawSample<'_>>, ParseError> {
             }
             continue;
         }
-        let (series, value) = split_sample(trimmed).map_err(err)?;
+        let (series, value, exemplar) = split_sample(trimmed).map_err(err)?;
         out.push(RawSample {
             series,
             value,
             line: i + 1,
+            exemplar,
         });
     }
     Ok(out)
@@ -91,8 +94,8 @@ pub fn parse(page: &str) -> Result<Vec<Sample>, ParseError> {
         .collect()
 }
 
-/// `name{labels} value [timestamp] [# exemplar]` -> (`name{labels}`, value).
-fn split_sample(line: &str) -> Result<(&str, f64), String> {
+/// `name{labels} value [timestamp] [# exemplar]` -> (`name{labels}`, value, exemplar).
+fn split_sample(line: &str) -> Result<(&str, f64, Option<&str>), String> {
     let name_end = line.find(|c: char| !is_name_char(c)).unwrap_or(line.len());
     if name_end == 0 {
         return Err(format!("invalid metric name in {:?}", shorten(line)));
@@ -110,8 +113,11 @@ fn split_sample(line: &str) -> Result<(&str, f64), String> {
             shorten(line)
         ));
     }
-    // Exemplar (OpenMetrics) after " # ": ignored.
-    let rest = rest.split(" # ").next().unwrap_or_default();
+    // Exemplar (OpenMetrics) after " # ": kept as text, parsed by who wants it.
+    let (rest, exemplar) = match rest.split_once(" # ") {
+        Some((rest, exemplar)) => (rest, Some(exemplar.trim())),
+        None => (rest, None),
+    };
     let mut fields = rest.split_ascii_whitespace();
     let value = fields
         .next()
@@ -124,7 +130,29 @@ fn split_sample(line: &str) -> Result<(&str, f64), String> {
     if let Some(extra) = fields.next() {
         return Err(format!("unexpected {extra:?} after the timestamp"));
     }
-    Ok((series, value))
+    Ok((series, value, exemplar))
+}
+
+/// An OpenMetrics exemplar: `{trace_id="…",span_id="…"} value [timestamp]` -> (labels, value,
+/// timestamp in seconds).
+pub fn parse_exemplar(text: &str) -> Result<(LabelPairs, f64, Option<f64>), String> {
+    let after = text
+        .strip_prefix('{')
+        .ok_or_else(|| format!("an exemplar starts with {{: {:?}", shorten(text)))?;
+    let (labels, rest) = parse_labels(after)?;
+    let mut fields = rest.split_ascii_whitespace();
+    let value = fields
+        .next()
+        .and_then(parse_value)
+        .ok_or_else(|| format!("an exemplar without a value: {:?}", shorten(text)))?;
+    let timestamp = match fields.next() {
+        Some(ts) => Some(
+            ts.parse::<f64>()
+                .map_err(|_| format!("invalid exemplar timestamp {ts:?}"))?,
+        ),
+        None => None,
+    };
+    Ok((labels, value, timestamp))
 }
 
 /// The index of the `}` closing a label set that starts at `from`, skipping quoted values.

@@ -112,9 +112,22 @@ pub(super) async fn page(State(app): State<App>) -> Html<String> {
                 } else {
                     forms::silence_buttons(&x.labels)
                 };
+                let example = match collector.examples_of(&x.labels).first() {
+                    Some(id) => {
+                        let id_html = format!("<code class=wrap>{}</code>", escape_html(id));
+                        match collector.links().trace(id) {
+                            Some(url) => format!(
+                                " <span>example trace <a href=\"{}\">{id_html}</a></span>",
+                                escape_html(&url)
+                            ),
+                            None => format!(" <span>example trace {id_html}</span>"),
+                        }
+                    }
+                    None => String::new(),
+                };
                 let _ = write!(
                     alerts,
-                    "<li>{} {} <span class=nowrap>= {}</span> <span class=nowrap>since {}</span>{muted}</li>",
+                    "<li>{} {} <span class=nowrap>= {}</span> <span class=nowrap>since {}</span>{example}{muted}</li>",
                     labels(&x.labels),
                     badge(x.state.as_str(), x.state.as_str()),
                     escape_html(&crate::rules::template::go_float(x.value)),

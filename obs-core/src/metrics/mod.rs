@@ -15,7 +15,9 @@
 //! assert!(obs.metrics_text().contains("jobs_done_total 1"));
 //! ```
 
+mod exemplar;
 pub mod names;
+pub mod openmetrics;
 mod red;
 
 use std::sync::Arc;
@@ -99,10 +101,9 @@ impl Metrics {
         Self { registry, red }
     }
 
-    /// The registries rendered in Prometheus text format 0.0.4.
-    pub fn render(&self) -> String {
-        // obs' registry and the process' default one (`prometheus::register_*!`), sorted by
-        // name; a family in both is obs' (one family per name, as the format requires).
+    /// obs' registry and the process' default one (`prometheus::register_*!`), sorted by
+    /// name; a family in both is obs' (one family per name, as the formats require).
+    fn families(&self) -> Vec<MetricFamily> {
         let mut families = self.registry.gather();
         let ours = families.len();
         for family in prometheus::gather() {
@@ -111,6 +112,33 @@ impl Metrics {
             }
         }
         families.sort_by(|a, b| a.name().cmp(b.name()));
+        families
+    }
+
+    /// The page and its Content-Type for a scraper's `Accept` header: OpenMetrics 1.0 with
+    /// exemplars when it asks for it (Prometheus does), else text format 0.0.4.
+    pub fn negotiate(&self, accept: &str) -> (&'static str, String) {
+        if openmetrics::accepts(accept) {
+            (openmetrics::CONTENT_TYPE, self.render_openmetrics())
+        } else {
+            (CONTENT_TYPE, self.render())
+        }
+    }
+
+    /// The registries in OpenMetrics 1.0 text, the RED histogram's buckets with exemplars.
+    pub fn render_openmetrics(&self) -> String {
+        let exemplars = self.red.exemplars();
+        openmetrics::encode(&self.families(), &|family, metric, bucket| {
+            if family != names::HTTP_SERVER_REQUEST_DURATION || exemplars.is_empty() {
+                return None;
+            }
+            *exemplars.get(&red::label_key(metric))?.get(bucket)?
+        })
+    }
+
+    /// The registries rendered in Prometheus text format 0.0.4.
+    pub fn render(&self) -> String {
+        let families = self.families();
         let mut out = Vec::with_capacity(4096);
         // Encoding into a Vec cannot fail; an invalid family would have failed registration.
         let _ = TextEncoder::new().encode(&families, &mut out);

@@ -8,6 +8,7 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec};
 
+use super::exemplar::{Exemplar, Slot, SpanIds};
 use super::names;
 use crate::config::Settings;
 use crate::request::{Method, Outcome, Scheme};
@@ -31,13 +32,40 @@ impl Drop for ActiveGuard {
 
 const ACTIVE_SLOTS: usize = (names::KNOWN_METHODS.len() + 1) * 2;
 
-/// The RED recorder. Hot path: two read-locked hash lookups and an atomic histogram update.
+/// One label set's histogram and, per bucket (`+Inf` last), its latest exemplar.
+struct Series {
+    histogram: Histogram,
+    exemplars: Box<[Slot]>,
+}
+
+impl Series {
+    fn observe(&self, buckets: &[f64], secs: f64, exemplar: Option<(SpanIds, u64)>) {
+        self.histogram.observe(secs);
+        if let Some((ids, timestamp_ms)) = exemplar {
+            // The bucket the value counts in first: the lowest upper bound at or above it.
+            let bucket = buckets.partition_point(|b| *b < secs);
+            self.exemplars[bucket].store(&Exemplar {
+                ids,
+                value: secs,
+                timestamp_ms,
+            });
+        }
+    }
+}
+
+/// The label pairs of a collected metric, as exemplars are looked up by them.
+pub(crate) type LabelKey = Vec<(String, String)>;
+
+/// The RED recorder. Hot path: two read-locked hash lookups, an atomic histogram update and,
+/// for a sampled request when spans are exported, a lock-free exemplar write.
 pub(crate) struct Red {
     desc: Desc,
     buckets: Vec<f64>,
+    /// Exemplars are kept only when spans are exported: an exemplar must open a trace.
+    exemplars: bool,
     max_label_sets: usize,
     routes: RwLock<HashSet<Arc<str>, FastHash>>,
-    series: RwLock<HashMap<Key, Histogram, FastHash>>,
+    series: RwLock<HashMap<Key, Series, FastHash>>,
     overflow: IntCounter,
     overflow_route: Arc<str>,
     active_vec: IntGaugeVec,
@@ -61,6 +89,7 @@ impl Red {
         Self {
             desc,
             buckets: settings.buckets.clone(),
+            exemplars: settings.trace.otlp.is_some(),
             max_label_sets: settings.max_label_sets,
             routes: RwLock::default(),
             series: RwLock::default(),
@@ -90,7 +119,8 @@ impl Red {
         ActiveGuard(gauge.clone())
     }
 
-    /// Records one finished request.
+    /// Records one finished request; inside its span, the span's ids become the bucket's
+    /// exemplar when the trace is sampled and exported.
     pub fn observe(
         &self,
         method: Method,
@@ -99,6 +129,11 @@ impl Red {
         outcome: Outcome,
         secs: f64,
     ) {
+        let exemplar = if self.exemplars {
+            SpanIds::current_sampled().map(|ids| (ids, now_ms()))
+        } else {
+            None
+        };
         let (route, mut folded) = match route.map(|r| self.intern(r)) {
             Some((r, folded)) => (Some(r), folded),
             None => (None, false),
@@ -111,15 +146,15 @@ impl Red {
         };
         let recorded = 'read: {
             let series = self.series.read().unwrap_or_else(PoisonError::into_inner);
-            if let Some(h) = series.get(&key) {
-                h.observe(secs);
+            if let Some(s) = series.get(&key) {
+                s.observe(&self.buckets, secs, exemplar);
                 break 'read true;
             }
             if series.len() >= self.max_label_sets {
                 folded = true;
                 key.route = Some(Arc::clone(&self.overflow_route));
-                if let Some(h) = series.get(&key) {
-                    h.observe(secs);
+                if let Some(s) = series.get(&key) {
+                    s.observe(&self.buckets, secs, exemplar);
                     break 'read true;
                 }
             }
@@ -129,8 +164,8 @@ impl Red {
             let mut series = self.series.write().unwrap_or_else(PoisonError::into_inner);
             series
                 .entry(key)
-                .or_insert_with_key(|key| self.histogram(key))
-                .observe(secs);
+                .or_insert_with_key(|key| self.series(key))
+                .observe(&self.buckets, secs, exemplar);
         }
         if folded {
             self.overflow.inc();
@@ -158,6 +193,13 @@ impl Red {
         let r: Arc<str> = Arc::from(route);
         routes.insert(Arc::clone(&r));
         (r, false)
+    }
+
+    fn series(&self, key: &Key) -> Series {
+        Series {
+            histogram: self.histogram(key),
+            exemplars: (0..=self.buckets.len()).map(|_| Slot::default()).collect(),
+        }
     }
 
     fn histogram(&self, key: &Key) -> Histogram {
@@ -189,8 +231,8 @@ impl Red {
     pub fn collect(&self) -> Option<MetricFamily> {
         let series = self.series.read().unwrap_or_else(PoisonError::into_inner);
         let mut family: Option<MetricFamily> = None;
-        for h in series.values() {
-            for mut f in h.collect() {
+        for s in series.values() {
+            for mut f in s.histogram.collect() {
                 match &mut family {
                     Some(all) => all.mut_metric().extend(f.take_metric()),
                     None => family = Some(f),
@@ -199,6 +241,39 @@ impl Red {
         }
         family
     }
+
+    /// Each series' exemplars (per bucket, `+Inf` last), by the series' label pairs.
+    pub fn exemplars(&self) -> HashMap<LabelKey, Vec<Option<Exemplar>>> {
+        let series = self.series.read().unwrap_or_else(PoisonError::into_inner);
+        series
+            .values()
+            .filter_map(|s| {
+                let slots: Vec<Option<Exemplar>> = s.exemplars.iter().map(Slot::load).collect();
+                if slots.iter().all(Option::is_none) {
+                    return None;
+                }
+                let family = s.histogram.collect().pop()?;
+                let metric = family.get_metric().first()?;
+                Some((label_key(metric), slots))
+            })
+            .collect()
+    }
+}
+
+/// The label pairs of `metric`.
+pub(crate) fn label_key(metric: &prometheus::proto::Metric) -> LabelKey {
+    metric
+        .get_label()
+        .iter()
+        .map(|l| (l.name().to_owned(), l.value().to_owned()))
+        .collect()
+}
+
+/// Milliseconds since the epoch (an exemplar's time).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 const HELP: &str = "Duration of HTTP server requests.";
@@ -320,6 +395,60 @@ mod tests {
             .map(|m| m.get_histogram().get_sample_count())
             .sum();
         assert_eq!(total, 10, "no request is lost by folding");
+    }
+
+    /// Records a request of `secs` inside a span with ids `n` and `flags`.
+    fn observe_in_span(red: &Red, n: u128, flags: opentelemetry::trace::TraceFlags, secs: f64) {
+        use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceId, TraceState};
+        let span = SpanContext::new(
+            TraceId::from(n),
+            SpanId::from(n as u64),
+            flags,
+            true,
+            TraceState::NONE,
+        );
+        let _cx = opentelemetry::Context::new()
+            .with_remote_span_context(span)
+            .attach();
+        let get = Method::of(&http::Method::GET);
+        red.observe(get, Scheme::Http, Some("/a"), Outcome::Status(500), secs);
+    }
+
+    #[test]
+    fn sampled_requests_become_their_buckets_exemplars() {
+        use opentelemetry::trace::TraceFlags;
+        let settings = Config::new()
+            .otlp_endpoint("http://127.0.0.1:1")
+            .resolve(&|_| None);
+        let active = IntGaugeVec::new(prometheus::Opts::new("a", "a"), &["m", "s"]).unwrap();
+        let red = Red::new(&settings, active);
+        observe_in_span(&red, 1, TraceFlags::SAMPLED, 3.0);
+        observe_in_span(&red, 2, TraceFlags::SAMPLED, 0.001);
+        observe_in_span(&red, 3, TraceFlags::default(), 0.0011); // not sampled
+        let get = Method::of(&http::Method::GET);
+        red.observe(get, Scheme::Http, Some("/a"), Outcome::Status(500), 20.0); // no span
+        let all = red.exemplars();
+        assert_eq!(all.len(), 1, "one series");
+        let slots = all.values().next().unwrap();
+        assert_eq!(slots.len(), settings.buckets.len() + 1);
+        let at = |v: f64| settings.buckets.partition_point(|b| *b < v);
+        assert_eq!(slots[at(3.0)].unwrap().ids.trace_id, 1);
+        assert_eq!(slots[at(3.0)].unwrap().value, 3.0);
+        assert_eq!(
+            slots[at(0.001)].unwrap().ids.span_id,
+            2,
+            "the sampled request, not the later unsampled one"
+        );
+        assert!(
+            slots[settings.buckets.len()].is_none(),
+            "+Inf: no sampled request"
+        );
+        assert_eq!(slots.iter().flatten().count(), 2);
+
+        // Spans not exported: no exemplar, however sampled.
+        let unexported = super::tests::red(10);
+        observe_in_span(&unexported, 9, TraceFlags::SAMPLED, 0.1);
+        assert!(unexported.exemplars().is_empty());
     }
 
     #[test]

@@ -1,0 +1,271 @@
+//! Exemplars from the service to Prometheus: the demo service exports its spans to a local
+//! OTLP receiver and is scraped by a real Prometheus with `--enable-feature=exemplar-storage`.
+//! Prometheus asks for OpenMetrics, stores the exemplars of the latency histogram, and
+//! `/api/v1/query_exemplars` returns trace ids that are spans the receiver got: with status
+//! code 500 on the 5xx series, longer than 2 s in the buckets above 2. Both formats of the page
+//! pass `promtool check metrics`; with `OTEL_TRACES_SAMPLER=always_off` there are no exemplars.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use obs_testkit::client;
+use obs_testkit::process::DemoService;
+use obs_testkit::prometheus::Prometheus;
+use obs_testkit::receivers::{attributes, display, hex, Behavior, OtlpReceiver, Span};
+use serde_json::Value;
+
+const OPENMETRICS: &str =
+    "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+
+fn start(env: &[(&str, &str)]) -> DemoService {
+    DemoService::start(env!("CARGO_BIN_EXE_demo-service").as_ref(), env)
+        .expect("demo-service starts")
+}
+
+fn metrics(admin: std::net::SocketAddr, accept: &str) -> client::Response {
+    client::request(admin, "GET", "/metrics", &[("accept", accept.as_bytes())]).unwrap()
+}
+
+/// `promtool check metrics` on `page`: its complaints, empty when clean.
+fn promtool_check(page: &str) -> String {
+    use std::io::Write as _;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (apt-get install prometheus)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(page.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        String::new()
+    } else {
+        said
+    }
+}
+
+/// An OpenMetrics page as text 0.0.4, mechanically: no `# EOF`, no exemplars, `\"` in HELP
+/// unescaped, and counters' metadata under their sample's name (`_total`).
+fn as_text_format(page: &str) -> String {
+    let counters: Vec<&str> = page
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::new();
+    for line in page.lines().filter(|l| *l != "# EOF") {
+        let line = line.split(" # {").next().unwrap_or(line);
+        let line = match line
+            .strip_prefix("# HELP ")
+            .or(line.strip_prefix("# TYPE "))
+        {
+            Some(rest) => {
+                let (kind, name_and_rest) = (&line[..7], rest);
+                let (name, tail) = name_and_rest.split_once(' ').unwrap_or((name_and_rest, ""));
+                let name = if counters.contains(&name) {
+                    format!("{name}_total")
+                } else {
+                    name.to_owned()
+                };
+                format!("{kind}{name} {}", tail.replace("\\\"", "\""))
+            }
+            None => line.to_owned(),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+fn now_s() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// Prometheus' exemplars of the latency buckets since `start`: (series labels, exemplar).
+fn query_exemplars(prom: &Prometheus, start: f64) -> Vec<(Value, Value)> {
+    let path = format!(
+        "/api/v1/query_exemplars?query={}&start={start:.3}&end={:.3}",
+        client::encode_query("http_server_request_duration_seconds_bucket"),
+        now_s() + 1.0
+    );
+    let body: Value = serde_json::from_str(&client::get(prom.addr, &path).unwrap().body).unwrap();
+    assert_eq!(body["status"], "success", "{body}");
+    body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|series| {
+            let labels = series["seriesLabels"].clone();
+            series["exemplars"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(move |e| (labels.clone(), e.clone()))
+        })
+        .collect()
+}
+
+#[test]
+fn prometheus_stores_exemplars_that_open_the_exported_spans() {
+    let otlp = OtlpReceiver::start(Behavior::Ok);
+    let endpoint = otlp.endpoint();
+    let demo = start(&[
+        ("OTEL_SERVICE_NAME", "demo"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ]);
+    let (addr, admin) = (demo.addr, demo.admin.expect("an admin address"));
+    let prom = Prometheus::start_with(
+        &format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: demo\n    static_configs: [{{ targets: ['{admin}'] }}]\n"),
+        &["--enable-feature=exemplar-storage"],
+    )
+    .unwrap();
+    let start = now_s() - 1.0;
+    // Two slow requests at once (2.1 s: the bucket above 2), five failures, five fine ones.
+    let slow: Vec<_> = (0..2)
+        .map(|_| std::thread::spawn(move || client::get(addr, "/slow?ms=2100").unwrap().status))
+        .collect();
+    for _ in 0..5 {
+        assert_eq!(client::get(addr, "/fail").unwrap().status, 500);
+    }
+    for i in 0..5 {
+        assert_eq!(
+            client::get(addr, &format!("/users/{i}")).unwrap().status,
+            200
+        );
+    }
+    for s in slow {
+        assert_eq!(s.join().unwrap(), 200);
+    }
+
+    // The page in both formats, clean for promtool; exemplars only in OpenMetrics.
+    let om = metrics(admin, OPENMETRICS);
+    assert_eq!(
+        om.header("content-type"),
+        Some(obs::metrics::openmetrics::CONTENT_TYPE)
+    );
+    assert!(om.body.ends_with("# EOF\n"));
+    assert!(om.body.contains(" # {trace_id=\""), "{}", om.body);
+    let text = metrics(admin, "text/plain;version=0.0.4");
+    assert_eq!(
+        text.header("content-type"),
+        Some(obs::metrics::CONTENT_TYPE)
+    );
+    assert!(!text.body.contains("trace_id"));
+    assert_eq!(promtool_check(&text.body), "", "text format");
+    // promtool (2.42) parses text 0.0.4 only: it lints the OpenMetrics page's families once
+    // what only OpenMetrics has is taken back out. Prometheus' own OpenMetrics parser, which
+    // rejects a malformed page or exemplar, is the check below: the scrape succeeds and the
+    // exemplars arrive.
+    let families_only = as_text_format(&om.body);
+    assert_eq!(promtool_check(&families_only), "", "OpenMetrics");
+
+    // Prometheus scraped them; each opens an exported span that tells the same story.
+    prom.wait_until("up{job=\"demo\"} == 1", Duration::from_secs(15), |r| {
+        !r.is_empty()
+    })
+    .expect("Prometheus scrapes the OpenMetrics page");
+    let exemplars = obs_testkit::eventually(
+        Duration::from_secs(20),
+        || {
+            format!(
+                "no 5xx and slow exemplars in Prometheus: {:#?}",
+                query_exemplars(&prom, start)
+            )
+        },
+        || {
+            let all = query_exemplars(&prom, start);
+            let failed = all
+                .iter()
+                .any(|(l, _)| l["http_response_status_code"] == "500");
+            let slow = all
+                .iter()
+                .any(|(l, _)| l["le"].as_str().and_then(|le| le.parse::<f64>().ok()) > Some(2.0));
+            (failed && slow).then_some(all)
+        },
+    );
+    let spans = otlp.wait_for_spans(12, Duration::from_secs(10));
+    let span = |trace: &str, id: &str| -> Option<Span> {
+        spans
+            .iter()
+            .find(|s| hex(&s.trace_id) == trace && hex(&s.span_id) == id)
+            .cloned()
+    };
+    let (mut failed, mut slow) = (0, 0);
+    for (series, e) in &exemplars {
+        let (trace, id) = (
+            e["labels"]["trace_id"].as_str().unwrap(),
+            e["labels"]["span_id"].as_str().unwrap(),
+        );
+        let s = span(trace, id).unwrap_or_else(|| panic!("exemplar {e} is no exported span"));
+        let attrs: BTreeMap<String, String> = attributes(&s.attributes)
+            .iter()
+            .map(|(k, v)| (k.clone(), display(v)))
+            .collect();
+        assert_eq!(
+            attrs.get("http.response.status_code").map(String::as_str),
+            series["http_response_status_code"].as_str(),
+            "{series} {e}"
+        );
+        if series["http_response_status_code"] == "500" {
+            failed += 1;
+            assert_eq!(
+                s.status.as_ref().map(|st| st.code),
+                Some(2),
+                "status Error: {s:?}"
+            );
+        }
+        let value: f64 = e["value"].as_str().unwrap().parse().unwrap();
+        let le: f64 = match series["le"].as_str().unwrap() {
+            "+Inf" => f64::INFINITY,
+            le => le.parse().unwrap(),
+        };
+        assert!(value <= le, "{series} {e}");
+        if le > 2.0 {
+            slow += 1;
+            assert!(value > 2.0, "{e}");
+            let nanos = s.end_time_unix_nano - s.start_time_unix_nano;
+            assert!(nanos > 2_000_000_000, "the span took {nanos} ns");
+        }
+    }
+    assert!(failed >= 1 && slow >= 1, "{exemplars:#?}");
+}
+
+#[test]
+fn unsampled_requests_leave_no_exemplars() {
+    let otlp = OtlpReceiver::start(Behavior::Ok);
+    let endpoint = otlp.endpoint();
+    let demo = start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("OTEL_TRACES_SAMPLER", "always_off"),
+    ]);
+    for _ in 0..3 {
+        assert_eq!(client::get(demo.addr, "/fail").unwrap().status, 500);
+    }
+    let om = metrics(demo.admin.unwrap(), OPENMETRICS);
+    assert!(
+        om.body
+            .contains("http_server_request_duration_seconds_bucket{"),
+        "{}",
+        om.body
+    );
+    assert!(
+        !om.body.contains("trace_id"),
+        "no exemplar without a trace: {}",
+        om.body
+    );
+}
