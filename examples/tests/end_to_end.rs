@@ -196,6 +196,36 @@ fn service_collector_and_slack_end_to_end() {
         failed.len(),
         "exactly one Sentry event per 5xx"
     );
+    // Each firing message names an example trace (the exemplars of the series its alert
+    // reads): an exported request that shows the alert's cause.
+    let example = |m: &Value| -> String {
+        let text = m["text"].as_str().unwrap();
+        let id = text
+            .split("(example trace ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no example trace in {text}"));
+        id[..32].to_owned()
+    };
+    let failing = span_of
+        .get(&example(&messages[0]))
+        .expect("HighErrorRate's example trace was exported");
+    assert_eq!(
+        failing.status.clone().unwrap_or_default().code,
+        2,
+        "status Error"
+    );
+    let status = obs_testkit::receivers::attributes(&failing.attributes)
+        .get("http.response.status_code")
+        .map(obs_testkit::receivers::display);
+    assert_eq!(status.as_deref(), Some("500"), "{failing:?}");
+    let slow = span_of
+        .get(&example(&messages[2]))
+        .expect("HighLatencyP95's example trace was exported");
+    let took = slow.end_time_unix_nano - slow.start_time_unix_nano;
+    assert!(
+        took > 2_000_000_000,
+        "HighLatencyP95's example took {took} ns"
+    );
     for id in failed {
         let trace_id = completed[id]["trace_id"].as_str().unwrap();
         let event = event_of

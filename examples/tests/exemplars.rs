@@ -269,3 +269,96 @@ fn unsampled_requests_leave_no_exemplars() {
         om.body
     );
 }
+
+#[test]
+fn in_remote_mode_the_alert_names_a_failing_trace_from_prometheus_exemplars() {
+    let otlp = OtlpReceiver::start(Behavior::Ok);
+    let endpoint = otlp.endpoint();
+    let demo = start(&[
+        ("OTEL_SERVICE_NAME", "demo"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ]);
+    let admin = demo.admin.unwrap();
+    let prom = Prometheus::start_with(
+        &format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: demo\n    static_configs: [{{ targets: ['{admin}'] }}]\n"),
+        &["--enable-feature=exemplar-storage"],
+    )
+    .unwrap();
+    // The collector evaluates the shipped rules (at demo speed) against that Prometheus.
+    let dir = std::env::temp_dir().join(format!("obs-exemplars-remote-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("demo.rules.yml"),
+        obs_examples::demo_rules::demo_speed(obs_collector::config::DEFAULT_RULES),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("collector.yml"),
+        format!(
+            "global:\n  evaluation_interval: 2s\nrule_files: [demo.rules.yml]\nquery:\n  url: http://{}\n{}",
+            prom.addr,
+            obs_examples::demo_rules::DEMO_ROUTE
+        ),
+    )
+    .unwrap();
+    let slack = obs_testkit::slack::Slack::start();
+    let _collector = obs_testkit::process::CollectorProcess::start(
+        &obs_testkit::process::sibling_binary("obs-collector"),
+        &dir.join("collector.yml"),
+        &dir.join("state.json"),
+        &[("SLACK_WEBHOOK_URL", &slack.url())],
+    );
+    // Half of the requests fail, for long enough to fire (10 s windows, `for: 10s`).
+    let addr = demo.addr;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let path = if i % 2 == 0 { "/fail" } else { "/users/1" };
+                let _ = client::get(addr, path);
+                i += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let firing = obs_testkit::eventually(
+        Duration::from_secs(90),
+        || format!("no HighErrorRate message: {:#?}", slack.received()),
+        || {
+            slack
+                .received()
+                .into_iter()
+                .map(|r| r.1)
+                .find(|m| obs_testkit::slack::header(m).starts_with("FIRING: HighErrorRate"))
+        },
+    );
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    traffic.join().unwrap();
+    let text = firing["text"].as_str().unwrap().to_owned();
+    let id = text
+        .split("(example trace ")
+        .nth(1)
+        .map(|rest| rest[..32].to_owned())
+        .unwrap_or_else(|| panic!("no example trace in {text}"));
+    let span = obs_testkit::eventually(
+        Duration::from_secs(10),
+        || format!("trace {id} was not exported"),
+        || {
+            otlp.spans()
+                .into_iter()
+                .map(|(_, s)| s)
+                .find(|s| hex(&s.trace_id) == id && s.name.starts_with("GET "))
+        },
+    );
+    assert_eq!(span.name, "GET /fail");
+    assert_eq!(
+        span.status.clone().unwrap_or_default().code,
+        2,
+        "status Error"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -406,7 +406,9 @@ impl Collector {
         let Some(remote) = &self.remote else {
             return HashMap::new();
         };
-        let firing: Vec<(String, String, i64)> = lock(&self.groups[index])
+        // Per firing rule: the queries that select where its exemplars are (the histogram
+        // buckets behind its selectors; the whole expression when it has no local plan).
+        let firing: Vec<(String, Vec<String>, i64)> = lock(&self.groups[index])
             .rules
             .iter()
             .filter_map(|r| match &r.kind {
@@ -416,23 +418,30 @@ impl Collector {
                         .filter(|x| x.state == rules::State::Firing)
                         .map(|x| x.active_at)
                         .min()?;
-                    Some((
-                        a.name().to_owned(),
-                        a.expr_text.clone(),
-                        since - example_window(a),
-                    ))
+                    let mut queries: Vec<String> = a
+                        .expr
+                        .selectors()
+                        .into_iter()
+                        .map(exemplars::query)
+                        .collect();
+                    queries.sort();
+                    queries.dedup();
+                    if queries.is_empty() {
+                        queries.push(a.expr_text.clone());
+                    }
+                    Some((a.name().to_owned(), queries, since - example_window(a)))
                 }
                 Kind::Recording(_) => None,
             })
             .collect();
-        let mut out = HashMap::new();
-        for (name, expr, since) in firing {
-            match remote.exemplars(&expr, since, t).await {
-                Ok(found) => {
-                    out.insert(name, found);
-                }
-                Err(e) => {
-                    tracing::debug!({ rule = %name, error = %e }, "no exemplars from the backend")
+        let mut out: HashMap<String, Vec<Exemplar>> = HashMap::new();
+        for (name, queries, since) in firing {
+            for query in queries {
+                match remote.exemplars(&query, since, t).await {
+                    Ok(found) => out.entry(name.clone()).or_default().extend(found),
+                    Err(e) => {
+                        tracing::debug!({ rule = %name, error = %e }, "no exemplars from the backend")
+                    }
                 }
             }
         }

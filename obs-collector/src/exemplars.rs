@@ -28,6 +28,39 @@ fn family(name: &str) -> &str {
         .unwrap_or(name)
 }
 
+/// The PromQL selecting the series where `selector`'s exemplars are: its histogram's
+/// `_bucket` series for a `_count`/`_sum`/`_bucket` selector, else the selector itself (for a
+/// backend's `/api/v1/query_exemplars`, which returns the exemplars of the series a query
+/// selects).
+///
+/// ```
+/// let expr = obs_collector::promql::compile(r#"rate(d_seconds_count{code=~"5.."}[1m])"#).unwrap();
+/// let s = expr.selectors();
+/// assert_eq!(obs_collector::exemplars::query(s[0]), r#"{__name__="d_seconds_bucket",code=~"5.."}"#);
+/// ```
+pub fn query(selector: &Selector) -> String {
+    let matchers: Vec<String> = selector
+        .matchers
+        .iter()
+        .map(|m| {
+            let op = match &m.op {
+                MatchOp::Equal => "=",
+                MatchOp::NotEqual => "!=",
+                MatchOp::Re(_) => "=~",
+                MatchOp::NotRe(_) => "!~",
+            };
+            let value = match (&m.op, m.name == NAME) {
+                (MatchOp::Equal, true) if m.value != family(&m.value) => {
+                    format!("{}_bucket", family(&m.value))
+                }
+                _ => m.value.clone(),
+            };
+            format!("{}{op}{value:?}", m.name)
+        })
+        .collect();
+    format!("{{{}}}", matchers.join(","))
+}
+
 /// How many matchers of `selector` the series matches with, or `None` when it is not selected.
 fn specificity(selector: &Selector, series: &Labels) -> Option<usize> {
     let mut count = 0;

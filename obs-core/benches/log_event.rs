@@ -1,7 +1,8 @@
 //! Micro-benchmarks, each against its baseline in the same run:
 //! - one JSON log event (5 fields) inside an entered request span, and outside any span:
 //!   obs's `JsonLayer` vs `tracing_subscriber::fmt().json()`, both writing to `io::sink()`;
-//! - one RED record: `Obs::record_request` vs a plain `prometheus::HistogramVec` observe;
+//! - one RED record: `Obs::record_request` vs a plain `prometheus::HistogramVec` observe, and
+//!   with spans exported inside a sampled trace (the bucket's exemplar written too);
 //! - the whole middleware on an in-process service (no network): bare vs `obs.layer()`.
 //!
 //! Run: `cargo bench -p obs-rs --bench log_event`
@@ -87,6 +88,32 @@ fn record(c: &mut Criterion) {
     g.bench_function("obs_record_request", |b| {
         b.iter(|| {
             obs.record_request(
+                black_box(&method),
+                Some(black_box("/users/{id}")),
+                200,
+                Duration::from_micros(1500),
+            )
+        })
+    });
+    // Spans exported (to a closed port; nothing is sent here) and a sampled trace active: the
+    // record also writes the bucket's exemplar (ids, value, time).
+    let exported = obs::test::init_with(obs::Config::new().otlp_endpoint("http://127.0.0.1:9"));
+    let sampled = {
+        use obs::otel::opentelemetry::trace::{
+            SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+        };
+        obs::otel::opentelemetry::Context::new().with_remote_span_context(SpanContext::new(
+            TraceId::from(0x4bf92f3577b34da6a3ce929d0e0e4736u128),
+            SpanId::from(0x00f067aa0ba902b7u64),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::NONE,
+        ))
+    };
+    g.bench_function("obs_record_request_with_exemplar", |b| {
+        let _active = sampled.clone().attach();
+        b.iter(|| {
+            exported.record_request(
                 black_box(&method),
                 Some(black_box("/users/{id}")),
                 200,
