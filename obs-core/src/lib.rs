@@ -496,6 +496,7 @@ impl Obs {
             route,
             outcome,
             duration.as_secs_f64(),
+            None,
         );
         true
     }

@@ -169,7 +169,8 @@ impl Pending {
 
     /// [`Pending::finish`]'s work, inside [`Pending::within`].
     fn record(&self, outcome: Outcome) {
-        let secs = self.start.elapsed().as_secs_f64();
+        let ended = Instant::now();
+        let secs = ended.duration_since(self.start).as_secs_f64();
         let info = &self.info;
         self.shared.metrics.red.observe(
             info.method,
@@ -177,6 +178,7 @@ impl Pending {
             info.route.as_deref(),
             outcome,
             secs,
+            Some(ended),
         );
         let status = outcome.status();
         let error_type = outcome.error_type();

@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
@@ -63,6 +64,8 @@ pub(crate) struct Red {
     buckets: Vec<f64>,
     /// Exemplars are kept only when spans are exported: an exemplar must open a trace.
     exemplars: bool,
+    /// The same moment on both clocks, to date exemplars from a monotonic reading.
+    anchor: (Instant, SystemTime),
     max_label_sets: usize,
     routes: RwLock<HashSet<Arc<str>, FastHash>>,
     series: RwLock<HashMap<Key, Series, FastHash>>,
@@ -90,6 +93,7 @@ impl Red {
             desc,
             buckets: settings.buckets.clone(),
             exemplars: settings.trace.otlp.is_some(),
+            anchor: (Instant::now(), SystemTime::now()),
             max_label_sets: settings.max_label_sets,
             routes: RwLock::default(),
             series: RwLock::default(),
@@ -120,7 +124,8 @@ impl Red {
     }
 
     /// Records one finished request; inside its span, the span's ids become the bucket's
-    /// exemplar when the trace is sampled and exported.
+    /// exemplar when the trace is sampled and exported. `ended` is when it ended, if the caller
+    /// read the clock already (a clock read costs tens of nanoseconds on some machines).
     pub fn observe(
         &self,
         method: Method,
@@ -128,9 +133,10 @@ impl Red {
         route: Option<&str>,
         outcome: Outcome,
         secs: f64,
+        ended: Option<Instant>,
     ) {
         let exemplar = if self.exemplars {
-            SpanIds::current_sampled().map(|ids| (ids, now_ms()))
+            SpanIds::current_sampled().map(|ids| (ids, self.wall_ms(ended)))
         } else {
             None
         };
@@ -242,6 +248,15 @@ impl Red {
         family
     }
 
+    /// The wall-clock time of `ended` (from the monotonic clock and the anchor taken when the
+    /// recorder was made), or now.
+    fn wall_ms(&self, ended: Option<Instant>) -> u64 {
+        match ended {
+            Some(at) => epoch_ms(self.anchor.1 + at.saturating_duration_since(self.anchor.0)),
+            None => epoch_ms(SystemTime::now()),
+        }
+    }
+
     /// Each series' exemplars (per bucket, `+Inf` last), by the series' label pairs.
     pub fn exemplars(&self) -> HashMap<LabelKey, Vec<Option<Exemplar>>> {
         let series = self.series.read().unwrap_or_else(PoisonError::into_inner);
@@ -269,10 +284,9 @@ pub(crate) fn label_key(metric: &prometheus::proto::Metric) -> LabelKey {
         .collect()
 }
 
-/// Milliseconds since the epoch (an exemplar's time).
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+/// Milliseconds since the epoch of `at` (an exemplar's time), now without it.
+fn epoch_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
@@ -368,6 +382,7 @@ mod tests {
                 Some(&format!("/r{i}")),
                 Outcome::Status(200),
                 0.01,
+                None,
             );
         }
         let family = red.collect().unwrap();
@@ -411,7 +426,14 @@ mod tests {
             .with_remote_span_context(span)
             .attach();
         let get = Method::of(&http::Method::GET);
-        red.observe(get, Scheme::Http, Some("/a"), Outcome::Status(500), secs);
+        red.observe(
+            get,
+            Scheme::Http,
+            Some("/a"),
+            Outcome::Status(500),
+            secs,
+            None,
+        );
     }
 
     #[test]
@@ -426,7 +448,14 @@ mod tests {
         observe_in_span(&red, 2, TraceFlags::SAMPLED, 0.001);
         observe_in_span(&red, 3, TraceFlags::default(), 0.0011); // not sampled
         let get = Method::of(&http::Method::GET);
-        red.observe(get, Scheme::Http, Some("/a"), Outcome::Status(500), 20.0); // no span
+        red.observe(
+            get,
+            Scheme::Http,
+            Some("/a"),
+            Outcome::Status(500),
+            20.0,
+            None,
+        ); // no span
         let all = red.exemplars();
         assert_eq!(all.len(), 1, "one series");
         let slots = all.values().next().unwrap();
