@@ -91,7 +91,10 @@ fn dashboard_and_rule_queries_return_the_traffics_numbers() {
             ran += 1;
         }
     }
-    assert_eq!(ran, 14, "every query of every panel, the error panel's exemplar query too");
+    assert_eq!(
+        ran, 14,
+        "every query of every panel, the error panel's exemplar query too"
+    );
 
     let value = |expr: &str| -> f64 {
         let r = prom.query(&substitute(expr, "demo")).unwrap();

@@ -1,5 +1,6 @@
 //! The one-command demo end to end (service, collector, console notifications): both alerts
-//! fire and resolve, in order, and nothing is left running.
+//! fire and resolve, in order, each firing one names an example trace, and nothing is left
+//! running.
 
 use std::process::Command;
 
@@ -30,6 +31,24 @@ fn the_demo_fires_and_resolves_both_alerts() {
         alerts[0].contains("of requests answered 5xx") && alerts[2].contains("p95 latency"),
         "{stderr}"
     );
+    // Each firing line names an example trace, and the summary shows what it was: the failing
+    // request for the error rate, a slow one for the latency.
+    for firing in [alerts[0], alerts[2]] {
+        assert!(firing.contains(" example trace "), "{firing}");
+    }
+    let examples: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("example trace "))
+        .collect();
+    assert_eq!(examples.len(), 2, "{stdout}");
+    assert!(examples[0].contains(": GET /fail,"), "{}", examples[0]);
+    let slow_ms: u64 = examples[1]
+        .rsplit(", ")
+        .next()
+        .and_then(|t| t.strip_suffix(" ms"))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no duration in {}", examples[1]));
+    assert!(slow_ms > 2000, "{}", examples[1]);
     assert!(
         stdout.contains("\"request_id\"") && stdout.contains("\"trace_id\""),
         "JSON logs with ids are shown: {stdout}"
