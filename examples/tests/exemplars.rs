@@ -318,7 +318,11 @@ fn in_remote_mode_the_alert_names_a_failing_trace_from_prometheus_exemplars() {
         std::thread::spawn(move || {
             let mut i = 0u64;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                let path = if i % 2 == 0 { "/fail" } else { "/users/1" };
+                let path = if i.is_multiple_of(2) {
+                    "/fail"
+                } else {
+                    "/users/1"
+                };
                 let _ = client::get(addr, path);
                 i += 1;
                 std::thread::sleep(Duration::from_millis(50));
