@@ -92,7 +92,8 @@ fn service_collector_and_slack_end_to_end() {
     let sent = traffic::drive(service.addr, &AtomicBool::new(false));
     let messages = slack.wait_delivered(4, Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(5)); // nothing more may arrive
-                                                // Every link of every firing message opens, on the collector itself (no Grafana set).
+
+    // Every link of every firing message opens, on the collector itself (no Grafana set).
     for m in messages.iter().filter(|m| header(m).starts_with("FIRING")) {
         let buttons = obs_testkit::slack::buttons(m);
         let names: Vec<&str> = buttons.iter().map(|(n, _)| n.as_str()).collect();
