@@ -36,7 +36,7 @@ fn family(name: &str) -> &str {
 /// ```
 /// let expr = obs_collector::promql::compile(r#"rate(d_seconds_count{code=~"5.."}[1m])"#).unwrap();
 /// let s = expr.selectors();
-/// assert_eq!(obs_collector::exemplars::query(s[0]), r#"{__name__="d_seconds_bucket",code=~"5.."}"#);
+/// assert_eq!(obs_collector::exemplars::query(s[0]), r#"{code=~"5..",__name__="d_seconds_bucket"}"#);
 /// ```
 pub fn query(selector: &Selector) -> String {
     let matchers: Vec<String> = selector
