@@ -5,8 +5,8 @@
 //! code 500 on the 5xx series, longer than 2 s in the buckets above 2. Both formats of the page
 //! pass `promtool check metrics` (OpenMetrics once its own syntax is taken out: promtool 2.42
 //! reads text 0.0.4 only); with `OTEL_TRACES_SAMPLER=always_off` there are no exemplars. In
-//! remote mode the collector's HighErrorRate message names a failing request's trace from
-//! Prometheus' exemplars.
+//! remote mode the collector's HighErrorRate and HighLatencyP95 messages (and its status page)
+//! name a failing and a slow request's trace from Prometheus' exemplars.
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
@@ -274,7 +274,7 @@ fn unsampled_requests_leave_no_exemplars() {
 }
 
 #[test]
-fn in_remote_mode_the_alert_names_a_failing_trace_from_prometheus_exemplars() {
+fn in_remote_mode_the_alerts_name_traces_from_prometheus_exemplars() {
     let otlp = OtlpReceiver::start(Behavior::Ok);
     let endpoint = otlp.endpoint();
     let demo = start(&[
@@ -307,65 +307,86 @@ fn in_remote_mode_the_alert_names_a_failing_trace_from_prometheus_exemplars() {
     )
     .unwrap();
     let slack = obs_testkit::slack::Slack::start();
-    let _collector = obs_testkit::process::CollectorProcess::start(
+    let collector = obs_testkit::process::CollectorProcess::start(
         &obs_testkit::process::sibling_binary("obs-collector"),
         &dir.join("collector.yml"),
         &dir.join("state.json"),
         &[("SLACK_WEBHOOK_URL", &slack.url())],
     );
-    // Half of the requests fail, for long enough to fire (10 s windows, `for: 10s`).
+    // Half of the fast requests (10/s) fail, and four clients keep 2.5 s requests going (about
+    // 14% of all, well above the 5% that moves p95): both alerts fire (10 s windows,
+    // `for: 10s`).
     let addr = demo.addr;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let traffic = {
-        let stop = std::sync::Arc::clone(&stop);
-        std::thread::spawn(move || {
-            let mut i = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                let path = if i.is_multiple_of(2) {
-                    "/fail"
-                } else {
-                    "/users/1"
-                };
-                let _ = client::get(addr, path);
-                i += 1;
-                std::thread::sleep(Duration::from_millis(50));
-            }
+    let clients: Vec<_> = (0..5)
+        .map(|c| {
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let path = match (c, i.is_multiple_of(2)) {
+                        (0, true) => "/fail",
+                        (0, false) => "/users/1",
+                        _ => "/slow?ms=2500",
+                    };
+                    let _ = client::get(addr, path);
+                    i += 1;
+                    if c == 0 {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
+            })
         })
+        .collect();
+    let firing = |alert: &str| {
+        let header = format!("FIRING: {alert}");
+        obs_testkit::eventually(
+            Duration::from_secs(90),
+            || format!("no {alert} message: {:#?}", slack.received()),
+            || {
+                slack
+                    .received()
+                    .into_iter()
+                    .map(|r| r.1)
+                    .find(|m| obs_testkit::slack::header(m).starts_with(&header))
+            },
+        )
     };
-    let firing = obs_testkit::eventually(
-        Duration::from_secs(90),
-        || format!("no HighErrorRate message: {:#?}", slack.received()),
-        || {
-            slack
-                .received()
-                .into_iter()
-                .map(|r| r.1)
-                .find(|m| obs_testkit::slack::header(m).starts_with("FIRING: HighErrorRate"))
-        },
-    );
+    let (errors, latency) = (firing("HighErrorRate"), firing("HighLatencyP95"));
+    // While they fire, the status page shows each alert's example trace.
+    let page = client::get(collector.addr, "/").unwrap().body;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    traffic.join().unwrap();
-    let text = firing["text"].as_str().unwrap().to_owned();
-    let id = text
-        .split("(example trace ")
-        .nth(1)
-        .map(|rest| rest[..32].to_owned())
-        .unwrap_or_else(|| panic!("no example trace in {text}"));
-    let span = obs_testkit::eventually(
-        Duration::from_secs(10),
-        || format!("trace {id} was not exported"),
-        || {
-            otlp.spans()
-                .into_iter()
-                .map(|(_, s)| s)
-                .find(|s| hex(&s.trace_id) == id && s.name.starts_with("GET "))
-        },
-    );
-    assert_eq!(span.name, "GET /fail");
+    for c in clients {
+        c.join().unwrap();
+    }
+    let span_of = |message: &Value| {
+        let text = message["text"].as_str().unwrap().to_owned();
+        let id = text
+            .split("(example trace ")
+            .nth(1)
+            .map(|rest| rest[..32].to_owned())
+            .unwrap_or_else(|| panic!("no example trace in {text}"));
+        assert!(page.contains(&id), "{id} is not on the status page");
+        obs_testkit::eventually(
+            Duration::from_secs(10),
+            || format!("trace {id} was not exported"),
+            || {
+                otlp.spans()
+                    .into_iter()
+                    .map(|(_, s)| s)
+                    .find(|s| hex(&s.trace_id) == id && s.name.starts_with("GET "))
+            },
+        )
+    };
+    let failing = span_of(&errors);
+    assert_eq!(failing.name, "GET /fail");
     assert_eq!(
-        span.status.clone().unwrap_or_default().code,
+        failing.status.clone().unwrap_or_default().code,
         2,
         "status Error"
     );
+    let slow = span_of(&latency);
+    let took = slow.end_time_unix_nano - slow.start_time_unix_nano;
+    assert!(took > 2_000_000_000, "{} took {took} ns", slow.name);
     let _ = std::fs::remove_dir_all(&dir);
 }
