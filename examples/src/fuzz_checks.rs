@@ -6,9 +6,9 @@ use std::path::Path;
 
 use obs_collector::notify::{slack, AlertInfo, Message, Status};
 
-/// The exposition parser (text 0.0.4 and OpenMetrics): never panics; the two-stage parse the
-/// scraper uses (lines first, each series' labels when first seen) accepts exactly what the
-/// one-stage parse accepts, with the same samples.
+/// The exposition parser (text 0.0.4 and OpenMetrics, exemplars included): never panics; the
+/// two-stage parse the scraper uses (lines first, each series' labels when first seen) accepts
+/// exactly what the one-stage parse accepts, with the same samples.
 pub fn exposition(data: &[u8]) {
     use obs_collector::scrape::parse;
     let Ok(page) = std::str::from_utf8(data) else {
@@ -18,6 +18,10 @@ pub fn exposition(data: &[u8]) {
         (Err(_), Err(_)) => {}
         (Err(e), Ok(_)) => panic!("lines rejected ({e}) but the page parsed: {page:?}"),
         (Ok(raw), parsed) => {
+            // An exemplar is parsed or refused without a panic (the samples are checked below).
+            for e in raw.iter().filter_map(|r| r.exemplar) {
+                let _ = parse::parse_exemplar(e);
+            }
             let series_ok = raw.iter().all(|r| parse::parse_series(r.series).is_ok());
             assert_eq!(series_ok, parsed.is_ok(), "{page:?}");
             if let Ok(samples) = parsed {

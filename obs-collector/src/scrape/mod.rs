@@ -192,6 +192,9 @@ pub fn ingest(
     outcome
 }
 
+/// OpenMetrics' limit on an exemplar's label names and values together.
+const EXEMPLAR_LABELS_MAX: usize = 128;
+
 /// The exemplar `text` of `series`, scraped at `t`, when it names a trace (`trace_id`, or
 /// `traceID` as some clients write it); a malformed one is ignored, as it changes no sample.
 fn exemplar(series: &Labels, text: &str, t: i64) -> Option<Exemplar> {
@@ -200,6 +203,10 @@ fn exemplar(series: &Labels, text: &str, t: i64) -> Option<Exemplar> {
         .into_iter()
         .find(|(k, v)| (k == "trace_id" || k == "traceID") && !v.is_empty())?
         .1;
+    // OpenMetrics caps an exemplar's labels at 128 characters; a longer id is no trace id.
+    if trace_id.chars().count() > EXEMPLAR_LABELS_MAX {
+        return None;
+    }
     Some(Exemplar {
         series: series.clone(),
         trace_id,
@@ -367,5 +374,47 @@ mod tests {
             store.series(Some("a")).next().unwrap().instant(2000, false),
             Some(2.0)
         );
+    }
+
+    #[test]
+    fn exemplars_with_a_trace_are_kept_and_bad_ones_change_no_sample() {
+        let mut store = Store::new(600_000);
+        let mut prev = TargetSeries::default();
+        let long = "a".repeat(129);
+        let page = format!(
+            "d_bucket{{le=\"1\"}} 3 # {{trace_id=\"4bf92f3577b34da6a3ce929d0e0e4736\"}} 0.5 1700000000.123\n\
+             d_bucket{{le=\"2\"}} 4 # {{span_id=\"00f067aa0ba902b7\"}} 1.5\n\
+             d_bucket{{le=\"5\"}} 5 # {{trace_id=\"{long}\"}} 3\n\
+             d_bucket{{le=\"+Inf\"}} 6 # not an exemplar\n\
+             d_count 6 # {{traceID=\"abc\"}} 7\n# EOF\n"
+        );
+        let n = ingest(
+            &mut store,
+            &target(),
+            &mut prev,
+            1000,
+            Duration::ZERO,
+            Ok(page),
+        )
+        .unwrap();
+        assert_eq!(n, 5, "every sample is stored, whatever its exemplar");
+        let kept: Vec<(String, f64, i64)> = prev
+            .exemplars
+            .iter()
+            .map(|e| (e.trace_id.clone(), e.value, e.timestamp_ms))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                (
+                    "4bf92f3577b34da6a3ce929d0e0e4736".to_owned(),
+                    0.5,
+                    1_700_000_000_123
+                ),
+                ("abc".to_owned(), 7.0, 1000), // no timestamp: the scrape's
+            ]
+        );
+        assert_eq!(prev.exemplars[0].series.get("le"), Some("1"));
+        assert_eq!(prev.exemplars[0].series.get("job"), Some("app"));
     }
 }
