@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -64,8 +65,11 @@ pub(crate) struct Red {
     buckets: Vec<f64>,
     /// Exemplars are kept only when spans are exported: an exemplar must open a trace.
     exemplars: bool,
-    /// The same moment on both clocks, to date exemplars from a monotonic reading.
-    anchor: (Instant, SystemTime),
+    /// A fixed monotonic origin and the wall clock's offset from it (milliseconds), to date
+    /// exemplars from a monotonic reading; the offset is taken again at every scrape, so a
+    /// stepped or slewed wall clock (NTP, a resumed VM) is followed within one scrape.
+    origin: Instant,
+    wall_offset_ms: AtomicI64,
     max_label_sets: usize,
     routes: RwLock<HashSet<Arc<str>, FastHash>>,
     series: RwLock<HashMap<Key, Series, FastHash>>,
@@ -93,7 +97,8 @@ impl Red {
             desc,
             buckets: settings.buckets.clone(),
             exemplars: settings.trace.otlp.is_some(),
-            anchor: (Instant::now(), SystemTime::now()),
+            origin: Instant::now(),
+            wall_offset_ms: AtomicI64::new(epoch_ms(SystemTime::now()) as i64),
             max_label_sets: settings.max_label_sets,
             routes: RwLock::default(),
             series: RwLock::default(),
@@ -248,17 +253,30 @@ impl Red {
         family
     }
 
-    /// The wall-clock time of `ended` (from the monotonic clock and the anchor taken when the
-    /// recorder was made), or now.
+    /// The wall-clock time of `ended` (its monotonic reading plus the last offset), or now.
     fn wall_ms(&self, ended: Option<Instant>) -> u64 {
         match ended {
-            Some(at) => epoch_ms(self.anchor.1 + at.saturating_duration_since(self.anchor.0)),
+            Some(at) => {
+                let since_origin = at.saturating_duration_since(self.origin).as_millis() as i64;
+                (since_origin + self.wall_offset_ms.load(Ordering::Relaxed)).max(0) as u64
+            }
             None => epoch_ms(SystemTime::now()),
         }
     }
 
+    /// Takes the wall clock's offset from the monotonic origin again.
+    fn resync_wall_clock(&self) {
+        let now = Instant::now()
+            .saturating_duration_since(self.origin)
+            .as_millis() as i64;
+        let offset = epoch_ms(SystemTime::now()) as i64 - now;
+        self.wall_offset_ms.store(offset, Ordering::Relaxed);
+    }
+
     /// Each series' exemplars (per bucket, `+Inf` last), by the series' label pairs.
     pub fn exemplars(&self) -> HashMap<LabelKey, Vec<Option<Exemplar>>> {
+        // Once per scrape: the exemplars written from now on follow the wall clock.
+        self.resync_wall_clock();
         let series = self.series.read().unwrap_or_else(PoisonError::into_inner);
         series
             .values()
@@ -478,6 +496,19 @@ mod tests {
         let unexported = super::tests::red(10);
         observe_in_span(&unexported, 9, TraceFlags::SAMPLED, 0.1);
         assert!(unexported.exemplars().is_empty());
+    }
+
+    #[test]
+    fn exemplar_times_follow_the_wall_clock() {
+        let red = red(10);
+        let wall = |red: &Red| red.wall_ms(Some(Instant::now())) as i64;
+        let now = || epoch_ms(SystemTime::now()) as i64;
+        assert!((wall(&red) - now()).abs() < 1_000);
+        // As if the wall clock had been stepped back an hour since the origin was taken.
+        red.wall_offset_ms.fetch_sub(3_600_000, Ordering::Relaxed);
+        assert!((wall(&red) - now()).abs() > 3_500_000);
+        red.exemplars(); // a scrape
+        assert!((wall(&red) - now()).abs() < 1_000, "resynced at the scrape");
     }
 
     #[test]
