@@ -22,6 +22,21 @@ impl Default for Labels {
     }
 }
 
+/// Prometheus' label name syntax: `[a-zA-Z_][a-zA-Z0-9_]*`.
+///
+/// ```
+/// use obs_collector::labels::valid_name;
+/// assert!(valid_name("http_route") && valid_name("_x1"));
+/// assert!(!valid_name("1x") && !valid_name("a-b") && !valid_name(""));
+/// ```
+pub fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 impl Labels {
     /// Builds a label set from pairs in any order; empty values are dropped (Prometheus treats
     /// an empty label as absent). Later duplicates win.

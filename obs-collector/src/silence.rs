@@ -11,7 +11,7 @@ use std::fmt;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use crate::labels::Labels;
+use crate::labels::{valid_name, Labels};
 
 /// How long an expired silence is kept (Alertmanager's `--data.retention` default).
 pub const RETENTION_MS: i64 = 5 * 24 * 3_600_000;
@@ -57,7 +57,7 @@ struct Compiled {
 
 impl Compiled {
     fn new(matcher: Matcher) -> Result<Self, Invalid> {
-        if !valid_label_name(&matcher.name) {
+        if !valid_name(&matcher.name) {
             return Err(Invalid(format!("invalid label name {:?}", matcher.name)));
         }
         let regex = if matcher.is_regex {
@@ -79,14 +79,6 @@ impl Compiled {
         };
         equal == self.matcher.is_equal
     }
-}
-
-fn valid_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Why a silence (or a filter) was refused; the API answers 400 with it.

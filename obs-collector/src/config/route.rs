@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{Dur, Invalid};
-use crate::labels::Labels;
+use crate::labels::{valid_name, Labels};
 
 /// Which labels make a group.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +93,7 @@ impl Route {
             }
             Some(names) => {
                 for (i, name) in names.iter().enumerate() {
-                    if !valid_label_name(name) {
+                    if !valid_name(name) {
                         return Err(format!("route.group_by: {name:?} is not a label name").into());
                     }
                     if names[..i].contains(name) {
@@ -125,15 +125,6 @@ impl Route {
         }
         Ok(route)
     }
-}
-
-/// Prometheus' label name syntax: `[a-zA-Z_][a-zA-Z0-9_]*`.
-fn valid_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[cfg(test)]
