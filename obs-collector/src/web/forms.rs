@@ -12,9 +12,11 @@ use axum::response::{Html, IntoResponse, Response};
 use super::{alertmanager_api, escape_html, App};
 use crate::labels::Labels;
 
-/// The "silence 1h / 4h / 24h" form of one alert: a silence matching all its labels.
-pub(super) fn silence_buttons(labels: &Labels) -> String {
-    let mut form = String::from(" <form class=act method=post action=/silences/new>");
+/// The silence lengths the forms offer, with their hours.
+const LENGTHS: [(&str, i64); 3] = [("1h", 1), ("4h", 4), ("24h", 24)];
+
+/// The labels a silence form carries, as hidden `label.<name>` fields.
+fn hidden_labels(form: &mut String, labels: &Labels) {
     for (k, v) in labels.iter() {
         let _ = write!(
             form,
@@ -23,7 +25,13 @@ pub(super) fn silence_buttons(labels: &Labels) -> String {
             escape_html(v)
         );
     }
-    for d in ["1h", "4h", "24h"] {
+}
+
+/// The "silence 1h / 4h / 24h" form of one alert: a silence matching all its labels.
+pub(super) fn silence_buttons(labels: &Labels) -> String {
+    let mut form = String::from(" <form class=act method=post action=/silences/new>");
+    hidden_labels(&mut form, labels);
+    for (d, _) in LENGTHS {
         let _ = write!(form, "<button name=for value={d}>silence {d}</button>");
     }
     form.push_str("</form>");
@@ -95,15 +103,12 @@ async fn create_from_form(
             })
         })
         .collect();
-    let hours = match fields
+    let chosen = fields
         .iter()
         .find(|(k, _)| k == "for")
-        .map(|(_, v)| v.as_str())
-    {
-        Some("1h") => 1,
-        Some("4h") => 4,
-        Some("24h") => 24,
-        _ => return Err(crate::silence::Invalid("for: 1h, 4h or 24h".into()).into()),
+        .map(|(_, v)| v.as_str());
+    let Some((_, hours)) = LENGTHS.iter().find(|(name, _)| Some(*name) == chosen) else {
+        return Err(crate::silence::Invalid("for: 1h, 4h or 24h".into()).into());
     };
     let now = app.collector.now_ms();
     let new = crate::silence::NewSilence {
@@ -160,15 +165,8 @@ pub(super) async fn confirm_page(
         );
     }
     page.push_str("</ul><form id=silence method=post action=/silences/new>");
-    for (k, v) in labels.iter() {
-        let _ = write!(
-            page,
-            "<input type=hidden name=\"label.{}\" value=\"{}\">",
-            escape_html(k),
-            escape_html(v)
-        );
-    }
-    for d in ["1h", "4h", "24h"] {
+    hidden_labels(&mut page, &labels);
+    for (d, _) in LENGTHS {
         let class = if d == chosen {
             " class=chosen autofocus"
         } else {
