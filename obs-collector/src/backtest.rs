@@ -22,7 +22,7 @@ use crate::promql::remote::Remote;
 use crate::promql::{Querier, Query, QueryError, QueryFuture, Sample, Value};
 use crate::rules::{self, Group, Kind, Transition};
 use crate::store::Store;
-use crate::time::{millis, rfc3339};
+use crate::time::{millis, next_slot, rfc3339};
 
 /// Most evaluations of one group (Prometheus refuses range queries of more points).
 pub const MAX_POINTS: i64 = 11_000;
@@ -105,10 +105,11 @@ impl Querier for Replay {
     }
 }
 
-/// The evaluation slots of `interval` in `[start_ms, end_ms]`.
+/// The evaluation slots of `interval` in `[start_ms, end_ms]`: the first, and how many. The
+/// collector's own schedule ([`next_slot`]), from the first slot at or after the start.
 fn slots(start_ms: i64, end_ms: i64, interval: Duration) -> (i64, i64) {
     let step = millis(interval).max(1);
-    let first = start_ms.div_euclid(step) * step + if start_ms % step == 0 { 0 } else { step };
+    let first = next_slot(start_ms - 1, step, 0);
     let count = if first > end_ms {
         0
     } else {
@@ -252,27 +253,28 @@ fn record(
     transition: Transition,
     t: i64,
 ) {
-    let (labels, change) = match transition {
-        Transition::Pending(l) => (l, 0),
-        Transition::Firing(l) => (l, 1),
-        Transition::PendingReset(l) | Transition::Resolved(l) => (l, 2),
+    let labels = match &transition {
+        Transition::Pending(l)
+        | Transition::Firing(l)
+        | Transition::PendingReset(l)
+        | Transition::Resolved(l) => l.clone(),
     };
     let list = episodes.entry((rule, labels)).or_default();
     let open = list.last_mut().filter(|e| e.ended_ms.is_none());
-    match (change, open) {
-        (0, None) => list.push(Episode {
+    match (transition, open) {
+        (Transition::Pending(_), None) => list.push(Episode {
             pending_ms: t,
             firing_ms: None,
             ended_ms: None,
         }),
         // `for: 0`: firing at once.
-        (1, None) => list.push(Episode {
+        (Transition::Firing(_), None) => list.push(Episode {
             pending_ms: t,
             firing_ms: Some(t),
             ended_ms: None,
         }),
-        (1, Some(e)) => e.firing_ms = Some(t),
-        (2, Some(e)) => e.ended_ms = Some(t),
+        (Transition::Firing(_), Some(e)) => e.firing_ms = Some(t),
+        (Transition::PendingReset(_) | Transition::Resolved(_), Some(e)) => e.ended_ms = Some(t),
         _ => {}
     }
 }
