@@ -214,26 +214,8 @@ impl Red {
     }
 
     fn histogram(&self, key: &Key) -> Histogram {
-        let mut labels = HashMap::new();
-        labels.insert(
-            names::HTTP_REQUEST_METHOD.to_owned(),
-            key.method.as_str().to_owned(),
-        );
-        labels.insert(names::URL_SCHEME.to_owned(), key.scheme.as_str().to_owned());
-        if let Some(route) = &key.route {
-            labels.insert(names::HTTP_ROUTE.to_owned(), route.to_string());
-        }
-        if let Some(status) = key.outcome.status() {
-            labels.insert(
-                names::HTTP_RESPONSE_STATUS_CODE.to_owned(),
-                status.to_string(),
-            );
-        }
-        if let Some(error) = key.outcome.error_type() {
-            labels.insert(names::ERROR_TYPE.to_owned(), error.to_string());
-        }
         let opts = HistogramOpts::new(names::HTTP_SERVER_REQUEST_DURATION, HELP)
-            .const_labels(labels)
+            .const_labels(label_pairs(key).into_iter().collect())
             .buckets(self.buckets.clone());
         Histogram::with_opts(opts).expect("buckets validated by config")
     }
@@ -279,21 +261,42 @@ impl Red {
         self.resync_wall_clock();
         let series = self.series.read().unwrap_or_else(PoisonError::into_inner);
         series
-            .values()
-            .filter_map(|s| {
+            .iter()
+            .filter_map(|(key, s)| {
                 let slots: Vec<Option<Exemplar>> = s.exemplars.iter().map(Slot::load).collect();
-                if slots.iter().all(Option::is_none) {
-                    return None;
-                }
-                let family = s.histogram.collect().pop()?;
-                let metric = family.get_metric().first()?;
-                Some((label_key(metric), slots))
+                let any = slots.iter().any(Option::is_some);
+                any.then(|| (label_pairs(key), slots))
             })
             .collect()
     }
 }
 
-/// The label pairs of `metric`.
+/// The labels of a series, sorted by name as the registry's metrics have them.
+fn label_pairs(key: &Key) -> LabelKey {
+    let mut pairs = vec![
+        (
+            names::HTTP_REQUEST_METHOD.to_owned(),
+            key.method.as_str().to_owned(),
+        ),
+        (names::URL_SCHEME.to_owned(), key.scheme.as_str().to_owned()),
+    ];
+    if let Some(route) = &key.route {
+        pairs.push((names::HTTP_ROUTE.to_owned(), route.to_string()));
+    }
+    if let Some(status) = key.outcome.status() {
+        pairs.push((
+            names::HTTP_RESPONSE_STATUS_CODE.to_owned(),
+            status.to_string(),
+        ));
+    }
+    if let Some(error) = key.outcome.error_type() {
+        pairs.push((names::ERROR_TYPE.to_owned(), error.to_string()));
+    }
+    pairs.sort();
+    pairs
+}
+
+/// The label pairs of a collected `metric` (sorted by name, as [`label_pairs`]).
 pub(crate) fn label_key(metric: &prometheus::proto::Metric) -> LabelKey {
     metric
         .get_label()
@@ -355,10 +358,14 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
-    fn red(max: usize) -> Red {
-        let settings = Config::new().max_label_sets(max).resolve(&|_| None);
+    fn red_of(config: Config) -> Red {
+        let settings = config.resolve(&|_| None);
         let active = IntGaugeVec::new(prometheus::Opts::new("a", "a"), &["m", "s"]).unwrap();
         Red::new(&settings, active)
+    }
+
+    fn red(max: usize) -> Red {
+        red_of(Config::new().max_label_sets(max))
     }
 
     #[test]
@@ -430,19 +437,21 @@ mod tests {
         assert_eq!(total, 10, "no request is lost by folding");
     }
 
-    /// Records a request of `secs` inside a span with ids `n` and `flags`.
-    fn observe_in_span(red: &Red, n: u128, flags: opentelemetry::trace::TraceFlags, secs: f64) {
+    /// Records a 500 of `secs`, inside a span with ids `n` and `flags` when `span` is given.
+    fn observe_500(red: &Red, span: Option<(u128, opentelemetry::trace::TraceFlags)>, secs: f64) {
         use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceId, TraceState};
-        let span = SpanContext::new(
-            TraceId::from(n),
-            SpanId::from(n as u64),
-            flags,
-            true,
-            TraceState::NONE,
-        );
-        let _cx = opentelemetry::Context::new()
-            .with_remote_span_context(span)
-            .attach();
+        let _cx = span.map(|(n, flags)| {
+            let ids = SpanContext::new(
+                TraceId::from(n),
+                SpanId::from(n as u64),
+                flags,
+                true,
+                TraceState::NONE,
+            );
+            opentelemetry::Context::new()
+                .with_remote_span_context(ids)
+                .attach()
+        });
         let get = Method::of(&http::Method::GET);
         red.observe(
             get,
@@ -457,28 +466,17 @@ mod tests {
     #[test]
     fn sampled_requests_become_their_buckets_exemplars() {
         use opentelemetry::trace::TraceFlags;
-        let settings = Config::new()
-            .otlp_endpoint("http://127.0.0.1:1")
-            .resolve(&|_| None);
-        let active = IntGaugeVec::new(prometheus::Opts::new("a", "a"), &["m", "s"]).unwrap();
-        let red = Red::new(&settings, active);
-        observe_in_span(&red, 1, TraceFlags::SAMPLED, 3.0);
-        observe_in_span(&red, 2, TraceFlags::SAMPLED, 0.001);
-        observe_in_span(&red, 3, TraceFlags::default(), 0.0011); // not sampled
-        let get = Method::of(&http::Method::GET);
-        red.observe(
-            get,
-            Scheme::Http,
-            Some("/a"),
-            Outcome::Status(500),
-            20.0,
-            None,
-        ); // no span
-        let all = red.exemplars();
+        let exported = red_of(Config::new().otlp_endpoint("http://127.0.0.1:1"));
+        observe_500(&exported, Some((1, TraceFlags::SAMPLED)), 3.0);
+        observe_500(&exported, Some((2, TraceFlags::SAMPLED)), 0.001);
+        observe_500(&exported, Some((3, TraceFlags::default())), 0.0011); // not sampled
+        observe_500(&exported, None, 20.0); // no span
+        let all = exported.exemplars();
         assert_eq!(all.len(), 1, "one series");
         let slots = all.values().next().unwrap();
-        assert_eq!(slots.len(), settings.buckets.len() + 1);
-        let at = |v: f64| settings.buckets.partition_point(|b| *b < v);
+        let buckets = &exported.buckets;
+        assert_eq!(slots.len(), buckets.len() + 1);
+        let at = |v: f64| buckets.partition_point(|b| *b < v);
         assert_eq!(slots[at(3.0)].unwrap().ids.trace_id, 1);
         assert_eq!(slots[at(3.0)].unwrap().value, 3.0);
         assert_eq!(
@@ -486,15 +484,12 @@ mod tests {
             2,
             "the sampled request, not the later unsampled one"
         );
-        assert!(
-            slots[settings.buckets.len()].is_none(),
-            "+Inf: no sampled request"
-        );
+        assert!(slots[buckets.len()].is_none(), "+Inf: no sampled request");
         assert_eq!(slots.iter().flatten().count(), 2);
 
         // Spans not exported: no exemplar, however sampled.
-        let unexported = super::tests::red(10);
-        observe_in_span(&unexported, 9, TraceFlags::SAMPLED, 0.1);
+        let unexported = red(10);
+        observe_500(&unexported, Some((9, TraceFlags::SAMPLED)), 0.1);
         assert!(unexported.exemplars().is_empty());
     }
 
