@@ -46,12 +46,15 @@ pub(crate) fn encode(
         if !family.help().is_empty() {
             let _ = writeln!(out, "# HELP {name} {}", escape(family.help()));
         }
+        // The sample names of the family, made once.
+        let [total, bucket_name, sum, count] =
+            ["_total", "_bucket", "_sum", "_count"].map(|suffix| format!("{name}{suffix}"));
         for metric in family.get_metric() {
             let labels = metric.get_label();
             match family.get_field_type() {
                 MetricType::COUNTER => sample(
                     &mut out,
-                    &format!("{name}_total"),
+                    &total,
                     labels,
                     None,
                     metric.get_counter().get_value(),
@@ -72,19 +75,11 @@ pub(crate) fn encode(
                             q.value(),
                         );
                     }
-                    sample(
-                        &mut out,
-                        &format!("{name}_sum"),
-                        labels,
-                        None,
-                        s.sample_sum(),
-                    );
-                    let count = s.sample_count() as f64;
-                    sample(&mut out, &format!("{name}_count"), labels, None, count);
+                    sample(&mut out, &sum, labels, None, s.sample_sum());
+                    sample(&mut out, &count, labels, None, s.sample_count() as f64);
                 }
                 MetricType::HISTOGRAM => {
                     let h = metric.get_histogram();
-                    let bucket_name = format!("{name}_bucket");
                     let bounds = h
                         .get_bucket()
                         .iter()
@@ -95,14 +90,14 @@ pub(crate) fn encode(
                         .last()
                         .is_some_and(|b| b.upper_bound().is_infinite());
                     let inf = (!has_inf).then_some((f64::INFINITY, h.get_sample_count()));
-                    for (b, (bound, count)) in bounds.chain(inf).enumerate() {
+                    for (b, (bound, cumulative)) in bounds.chain(inf).enumerate() {
                         let le = number(bound);
                         sample(
                             &mut out,
                             &bucket_name,
                             labels,
                             Some(("le", &le)),
-                            count as f64,
+                            cumulative as f64,
                         );
                         if let Some(e) = exemplar(full, metric, b) {
                             out.pop(); // the newline: the exemplar goes on the same line
@@ -117,15 +112,8 @@ pub(crate) fn encode(
                             );
                         }
                     }
-                    sample(
-                        &mut out,
-                        &format!("{name}_sum"),
-                        labels,
-                        None,
-                        h.get_sample_sum(),
-                    );
-                    let count = h.get_sample_count() as f64;
-                    sample(&mut out, &format!("{name}_count"), labels, None, count);
+                    sample(&mut out, &sum, labels, None, h.get_sample_sum());
+                    sample(&mut out, &count, labels, None, h.get_sample_count() as f64);
                 }
             }
         }
