@@ -19,7 +19,38 @@ const REPLACEMENTS: [(&str, &str); 6] = [
 
 /// The collector's `route:` at demo speed: Alertmanager's 30 s wait and 5 min between updates
 /// would not fit a one-minute demo.
-pub const DEMO_ROUTE: &str = "route:\n  group_wait: 2s\n  group_interval: 4s\n";
+const DEMO_ROUTE: &str = "route:\n  group_wait: 2s\n  group_interval: 4s\n";
+
+/// Where a demo collector's data comes from.
+pub enum Source {
+    /// It scrapes this `host:port` every second as job `demo`.
+    Scrape(std::net::SocketAddr),
+    /// Remote mode: this Prometheus-compatible API evaluates the rules.
+    Query(std::net::SocketAddr),
+}
+
+/// Writes a demo collector's files into `dir` (made if missing): `demo.rules.yml`, the shipped
+/// rules at demo speed, and `collector.yml`, evaluating them every 2 s with [`DEMO_ROUTE`] over
+/// `source`; returns the configuration's path.
+pub fn write_config(dir: &std::path::Path, source: Source) -> std::io::Result<std::path::PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(
+        dir.join("demo.rules.yml"),
+        demo_speed(obs_collector::config::DEFAULT_RULES),
+    )?;
+    let source = match source {
+        Source::Scrape(target) => format!(
+            "scrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: ['{target}']\n"
+        ),
+        Source::Query(api) => format!("query:\n  url: http://{api}\n"),
+    };
+    let config = dir.join("collector.yml");
+    std::fs::write(
+        &config,
+        format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 2s\nrule_files: [demo.rules.yml]\n{source}{DEMO_ROUTE}"),
+    )?;
+    Ok(config)
+}
 
 /// `rules` with demo-speed durations.
 pub fn demo_speed(rules: &str) -> String {

@@ -70,16 +70,9 @@ fn service_collector_and_slack_end_to_end() {
 
     let dir = std::env::temp_dir().join(format!("obs-e2e-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("demo.rules.yml"),
-        obs_examples::demo_rules::demo_speed(obs_collector::config::DEFAULT_RULES),
-    )
-    .unwrap();
-    let config = dir.join("collector.yml");
-    std::fs::write(
-        &config,
-        format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 2s\nrule_files: [demo.rules.yml]\nscrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: ['{admin}']\n{}", obs_examples::demo_rules::DEMO_ROUTE),
+    let config = obs_examples::demo_rules::write_config(
+        &dir,
+        obs_examples::demo_rules::Source::Scrape(admin),
     )
     .unwrap();
     let collector = CollectorProcess::start(

@@ -9,12 +9,11 @@
 //! name a failing and a slow request's trace from Prometheus' exemplars.
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use obs_testkit::client;
 use obs_testkit::process::DemoService;
-use obs_testkit::prometheus::Prometheus;
+use obs_testkit::prometheus::{check_metrics, Prometheus};
 use obs_testkit::receivers::{attributes, display, hex, Behavior, OtlpReceiver, Span};
 use serde_json::Value;
 
@@ -28,35 +27,6 @@ fn start(env: &[(&str, &str)]) -> DemoService {
 
 fn metrics(admin: std::net::SocketAddr, accept: &str) -> client::Response {
     client::request(admin, "GET", "/metrics", &[("accept", accept.as_bytes())]).unwrap()
-}
-
-/// `promtool check metrics` on `page`: its complaints, empty when clean.
-fn promtool_check(page: &str) -> String {
-    use std::io::Write as _;
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (apt-get install prometheus)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(page.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.status.success() {
-        String::new()
-    } else {
-        said
-    }
 }
 
 /// An OpenMetrics page as text 0.0.4, mechanically: no `# EOF`, no exemplars, `\"` in HELP
@@ -98,6 +68,25 @@ fn now_s() -> f64 {
         .as_secs_f64()
 }
 
+/// The demo service exporting its spans to a local OTLP receiver, scraped every second by a
+/// real Prometheus that keeps exemplars.
+fn exported_and_scraped() -> (OtlpReceiver, DemoService, Prometheus) {
+    let otlp = OtlpReceiver::start(Behavior::Ok);
+    let endpoint = otlp.endpoint();
+    let demo = start(&[
+        ("OTEL_SERVICE_NAME", "demo"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ]);
+    let admin = demo.admin.expect("an admin address");
+    let prom = Prometheus::start_with(
+        &format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: demo\n    static_configs: [{{ targets: ['{admin}'] }}]\n"),
+        &["--enable-feature=exemplar-storage"],
+    )
+    .unwrap();
+    (otlp, demo, prom)
+}
+
 /// Prometheus' exemplars of the latency buckets since `start`: (series labels, exemplar).
 fn query_exemplars(prom: &Prometheus, start: f64) -> Vec<(Value, Value)> {
     let path = format!(
@@ -124,19 +113,8 @@ fn query_exemplars(prom: &Prometheus, start: f64) -> Vec<(Value, Value)> {
 
 #[test]
 fn prometheus_stores_exemplars_that_open_the_exported_spans() {
-    let otlp = OtlpReceiver::start(Behavior::Ok);
-    let endpoint = otlp.endpoint();
-    let demo = start(&[
-        ("OTEL_SERVICE_NAME", "demo"),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-    ]);
+    let (otlp, demo, prom) = exported_and_scraped();
     let (addr, admin) = (demo.addr, demo.admin.expect("an admin address"));
-    let prom = Prometheus::start_with(
-        &format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: demo\n    static_configs: [{{ targets: ['{admin}'] }}]\n"),
-        &["--enable-feature=exemplar-storage"],
-    )
-    .unwrap();
     let start = now_s() - 1.0;
     // Two slow requests at once (2.1 s: the bucket above 2), five failures, five fine ones.
     let slow: Vec<_> = (0..2)
@@ -169,13 +147,13 @@ fn prometheus_stores_exemplars_that_open_the_exported_spans() {
         Some(obs::metrics::CONTENT_TYPE)
     );
     assert!(!text.body.contains("trace_id"));
-    assert_eq!(promtool_check(&text.body), "", "text format");
+    assert_eq!(check_metrics(&text.body), "", "text format");
     // promtool (2.42) parses text 0.0.4 only: it lints the OpenMetrics page's families once
     // what only OpenMetrics has is taken back out. Prometheus' own OpenMetrics parser, which
     // rejects a malformed page or exemplar, is the check below: the scrape succeeds and the
     // exemplars arrive.
     let families_only = as_text_format(&om.body);
-    assert_eq!(promtool_check(&families_only), "", "OpenMetrics");
+    assert_eq!(check_metrics(&families_only), "", "OpenMetrics");
 
     // Prometheus scraped them; each opens an exported span that tells the same story.
     prom.wait_until("up{job=\"demo\"} == 1", Duration::from_secs(15), |r| {
@@ -275,41 +253,19 @@ fn unsampled_requests_leave_no_exemplars() {
 
 #[test]
 fn in_remote_mode_the_alerts_name_traces_from_prometheus_exemplars() {
-    let otlp = OtlpReceiver::start(Behavior::Ok);
-    let endpoint = otlp.endpoint();
-    let demo = start(&[
-        ("OTEL_SERVICE_NAME", "demo"),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-    ]);
-    let admin = demo.admin.unwrap();
-    let prom = Prometheus::start_with(
-        &format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: demo\n    static_configs: [{{ targets: ['{admin}'] }}]\n"),
-        &["--enable-feature=exemplar-storage"],
-    )
-    .unwrap();
+    let (otlp, demo, prom) = exported_and_scraped();
     // The collector evaluates the shipped rules (at demo speed) against that Prometheus.
     let dir = std::env::temp_dir().join(format!("obs-exemplars-remote-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("demo.rules.yml"),
-        obs_examples::demo_rules::demo_speed(obs_collector::config::DEFAULT_RULES),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("collector.yml"),
-        format!(
-            "global:\n  evaluation_interval: 2s\nrule_files: [demo.rules.yml]\nquery:\n  url: http://{}\n{}",
-            prom.addr,
-            obs_examples::demo_rules::DEMO_ROUTE
-        ),
+    let config = obs_examples::demo_rules::write_config(
+        &dir,
+        obs_examples::demo_rules::Source::Query(prom.addr),
     )
     .unwrap();
     let slack = obs_testkit::slack::Slack::start();
     let collector = obs_testkit::process::CollectorProcess::start(
         &obs_testkit::process::sibling_binary("obs-collector"),
-        &dir.join("collector.yml"),
+        &config,
         &dir.join("state.json"),
         &[("SLACK_WEBHOOK_URL", &slack.url())],
     );

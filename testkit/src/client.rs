@@ -172,6 +172,20 @@ pub fn encode_query(value: &str) -> String {
         .collect()
 }
 
+/// Waits until `GET /-/ready` on `addr` answers 200 (Prometheus', Alertmanager's and the
+/// collector's readiness probe); panics after `timeout`, naming `what`.
+pub fn wait_ready(addr: SocketAddr, timeout: std::time::Duration, what: &str) {
+    crate::eventually(
+        timeout,
+        || format!("{what} not ready within {timeout:?}"),
+        || {
+            get(addr, "/-/ready")
+                .is_ok_and(|r| r.status == 200)
+                .then_some(())
+        },
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -299,15 +299,7 @@ impl CollectorProcess {
                 }
             });
         }
-        crate::eventually(
-            Duration::from_secs(10),
-            || "collector did not become ready".into(),
-            || {
-                client::get(addr, "/-/ready")
-                    .is_ok_and(|r| r.status == 200)
-                    .then_some(())
-            },
-        );
+        client::wait_ready(addr, Duration::from_secs(10), "the collector");
         Self {
             child,
             addr,

@@ -31,6 +31,36 @@ pub fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// `promtool check metrics` on `page`: what promtool said, empty when the page is clean (it
+/// exited 0 and printed nothing, not even a lint warning).
+pub fn check_metrics(page: &str) -> String {
+    use std::io::Write as _;
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus) must be installed");
+    promtool
+        .stdin
+        .take()
+        .expect("a pipe")
+        .write_all(page.as_bytes())
+        .expect("promtool reads the page");
+    let out = promtool.wait_with_output().expect("promtool runs");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() && said.is_empty() {
+        String::new()
+    } else {
+        format!("promtool check metrics ({}): {said}", out.status)
+    }
+}
+
 /// The `prometheus` command for a configuration file, a data directory and a listen address.
 pub fn command(config: &std::path::Path, data: &std::path::Path, listen: SocketAddr) -> Command {
     let mut command = Command::new("prometheus");

@@ -39,7 +39,6 @@ fn main() -> ExitCode {
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("obs-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
     // Spans go to a local OTLP stand-in (where Tempo or Jaeger would be), so that the
     // service's latency buckets carry exemplars and the alerts name example traces.
     let traces = OtlpReceiver::start(Behavior::Ok);
@@ -56,16 +55,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .admin
         .ok_or("the demo service has no admin address")?;
 
-    std::fs::write(
-        dir.join("demo.rules.yml"),
-        obs_examples::demo_rules::demo_speed(obs_collector::config::DEFAULT_RULES),
-    )?;
-    std::fs::write(
-        dir.join("collector.yml"),
-        format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 2s\nrule_files: [demo.rules.yml]\nscrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: ['{admin}']\n{}", obs_examples::demo_rules::DEMO_ROUTE),
+    let config_path = obs_examples::demo_rules::write_config(
+        &dir,
+        obs_examples::demo_rules::Source::Scrape(admin),
     )?;
     let env = |k: &str| std::env::var(k).ok();
-    let config = Config::load(&dir.join("collector.yml"), &env)?;
+    let config = Config::load(&config_path, &env)?;
     let slack = config.notify.slack.is_some();
     let groups = rules::load_all(&config.rule_files, config.evaluation_interval, false)?;
     let obs = Arc::new(

@@ -78,15 +78,7 @@ impl Alertmanager {
             .spawn()
             .expect("prometheus-alertmanager (Debian package) must be installed");
         let am = Alertmanager { child, addr };
-        obs_testkit::eventually(
-            Duration::from_secs(20),
-            || "alertmanager not ready".into(),
-            || {
-                client::get(addr, "/-/ready")
-                    .is_ok_and(|r| r.status == 200)
-                    .then_some(())
-            },
-        );
+        client::wait_ready(addr, Duration::from_secs(20), "alertmanager");
         am
     }
 }
