@@ -153,42 +153,19 @@ mod tests {
             b[0]["endsAt"], "1970-01-01T00:04:15.000000Z",
             "now + 4 x max(15s, 1m)"
         );
+        // The following batches, without example traces.
+        let later = |rule: &mut AlertingRule, t| {
+            batch(rule, t, Duration::from_secs(15), &ext, "", &|_| Vec::new())
+        };
         assert!(
-            batch(
-                &mut rule,
-                30_000,
-                Duration::from_secs(15),
-                &ext,
-                "",
-                &|_| Vec::new()
-            )
-            .is_empty(),
+            later(&mut rule, 30_000).is_empty(),
             "not re-sent within a minute"
         );
-        assert_eq!(
-            batch(
-                &mut rule,
-                76_000,
-                Duration::from_secs(15),
-                &ext,
-                "",
-                &|_| Vec::new()
-            )
-            .len(),
-            1,
-            "re-sent after a minute"
-        );
+        assert_eq!(later(&mut rule, 76_000).len(), 1, "re-sent after a minute");
         let a = rule.active.get_mut(&labels).unwrap();
         a.state = State::Inactive;
         a.resolved_at = Some(90_000);
-        let b = batch(
-            &mut rule,
-            90_000,
-            Duration::from_secs(15),
-            &ext,
-            "",
-            &|_| Vec::new(),
-        );
+        let b = later(&mut rule, 90_000);
         assert_eq!(
             b[0]["endsAt"], "1970-01-01T00:01:30.000000Z",
             "resolved: endsAt is the resolution"
