@@ -30,8 +30,8 @@ pub enum Source {
 }
 
 /// Writes a demo collector's files into `dir` (made if missing): `demo.rules.yml`, the shipped
-/// rules at demo speed, and `collector.yml`, evaluating them every 2 s with [`DEMO_ROUTE`] over
-/// `source`; returns the configuration's path.
+/// rules at demo speed, and `collector.yml`, evaluating them every 2 s with the demo-speed
+/// route over `source`; returns the configuration's path.
 pub fn write_config(dir: &std::path::Path, source: Source) -> std::io::Result<std::path::PathBuf> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(
