@@ -192,16 +192,8 @@ fn service_collector_and_slack_end_to_end() {
     );
     // Each firing message names an example trace (the exemplars of the series its alert
     // reads): an exported request that shows the alert's cause.
-    let example = |m: &Value| -> String {
-        let text = m["text"].as_str().unwrap();
-        let id = text
-            .split("(example trace ")
-            .nth(1)
-            .unwrap_or_else(|| panic!("no example trace in {text}"));
-        id[..32].to_owned()
-    };
     let failing = span_of
-        .get(&example(&messages[0]))
+        .get(&obs_testkit::slack::example_trace(&messages[0]))
         .expect("HighErrorRate's example trace was exported");
     assert_eq!(
         failing.status.clone().unwrap_or_default().code,
@@ -213,7 +205,7 @@ fn service_collector_and_slack_end_to_end() {
         .map(obs_testkit::receivers::display);
     assert_eq!(status.as_deref(), Some("500"), "{failing:?}");
     let slow = span_of
-        .get(&example(&messages[2]))
+        .get(&obs_testkit::slack::example_trace(&messages[2]))
         .expect("HighLatencyP95's example trace was exported");
     let took = slow.end_time_unix_nano - slow.start_time_unix_nano;
     assert!(

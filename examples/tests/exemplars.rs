@@ -315,13 +315,8 @@ fn in_remote_mode_the_alerts_name_traces_from_prometheus_exemplars() {
     for c in clients {
         c.join().unwrap();
     }
-    let span_of = |message: &Value| {
-        let text = message["text"].as_str().unwrap().to_owned();
-        let id = text
-            .split("(example trace ")
-            .nth(1)
-            .map(|rest| rest[..32].to_owned())
-            .unwrap_or_else(|| panic!("no example trace in {text}"));
+    // The exported SERVER span of trace `id`.
+    let server_span = |id: &str| {
         obs_testkit::eventually(
             Duration::from_secs(10),
             || format!("trace {id} was not exported"),
@@ -333,6 +328,7 @@ fn in_remote_mode_the_alerts_name_traces_from_prometheus_exemplars() {
             },
         )
     };
+    let span_of = |message: &Value| server_span(&obs_testkit::slack::example_trace(message));
     // The page names each firing alert's current example (a newer exemplar may have replaced
     // the message's by then): a trace that was exported too.
     let on_page: Vec<String> = page
@@ -346,16 +342,7 @@ fn in_remote_mode_the_alerts_name_traces_from_prometheus_exemplars() {
         "one example per firing alert on the status page"
     );
     for id in &on_page {
-        obs_testkit::eventually(
-            Duration::from_secs(10),
-            || format!("the status page's trace {id} was not exported"),
-            || {
-                otlp.spans()
-                    .iter()
-                    .any(|(_, s)| hex(&s.trace_id) == *id)
-                    .then_some(())
-            },
-        );
+        server_span(id);
     }
     let failing = span_of(&errors);
     assert_eq!(failing.name, "GET /fail");

@@ -193,6 +193,18 @@ pub fn buttons(m: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The example trace id a message names (its plain text's "(example trace <32 hex digits>)");
+/// panics when it names none.
+pub fn example_trace(m: &Value) -> String {
+    let text = m["text"].as_str().expect("a plain-text fallback");
+    let id = text
+        .split("(example trace ")
+        .nth(1)
+        .and_then(|rest| rest.get(..32))
+        .unwrap_or_else(|| panic!("no example trace in {text}"));
+    id.to_owned()
+}
+
 /// The message's header text (or its plain text when it has no blocks).
 pub fn header(m: &Value) -> String {
     m["attachments"][0]["blocks"][0]["text"]["text"]
