@@ -167,8 +167,8 @@ pub async fn run(
     let mut episodes: BTreeMap<(String, Labels), Vec<Episode>> = BTreeMap::new();
     let mut evaluations = 0;
     let store = RwLock::new(Store::new(0));
-    // The groups run one after the other: each has its own slots, and the log is flushed at
-    // every evaluation as it is live.
+    // The groups run one after the other: each has its own slots. As live, the log is flushed
+    // at every evaluation and, between them, when a group falls due.
     let mut timeline: Vec<(i64, usize)> = Vec::new();
     let mut replays = Vec::new();
     for (index, g) in groups.iter().enumerate() {
@@ -194,7 +194,10 @@ pub async fn run(
     }
     timeline.sort_unstable();
     let groups: Vec<Mutex<Group>> = groups.into_iter().map(Mutex::new).collect();
+    let links = Links::default();
+    let unmuted = |_: &Labels| false;
     for (t, index) in timeline {
+        log.flush_before(t, &policy, &links, &unmuted);
         let evaluation = rules::evaluate(
             &groups[index],
             t,
@@ -213,8 +216,9 @@ pub async fn run(
                 log.insert(a, t, &policy.route, &|_| Vec::new());
             }
         }
-        log.flush(t, &policy, &Links::default(), &|_| false);
+        log.flush(t, &policy, &links, &unmuted);
     }
+    log.flush_before(end_ms.saturating_add(1), &policy, &links, &unmuted);
     let alerts = episodes
         .into_iter()
         .map(|((rule, labels), episodes)| {

@@ -1,11 +1,14 @@
 //! The running collector wires the stages, each behind a narrow interface, as Prometheus'
 //! rule manager does: a schedule on an injected [`Clock`] runs the scrapes (which fill the
 //! store) and the group evaluations (over a [`Querier`]: the store, or a remote backend); an
-//! evaluation queues notifications in the log, one delivery task per channel (Slack, console,
-//! Alertmanager) sends and retries them, and one [`Persister`] thread writes the state.
+//! evaluation puts its alerts into the notification groups and flushes those due, a flush task
+//! flushes the groups that fall due between evaluations, one delivery task per channel (Slack,
+//! console, Alertmanager) sends and retries the queued messages, and one [`Persister`] thread
+//! writes the state.
 //!
 //! Each stage's step is a method that takes its time explicitly ([`Collector::scrape_target`],
-//! [`Collector::evaluate`], [`Collector::deliver_next`]), so tests drive them on a
+//! [`Collector::evaluate`], [`Collector::flush_due`], [`Collector::deliver_next`]), so tests
+//! drive them on a
 //! [`crate::time::ManualClock`] instead of sleeping.
 
 use std::collections::HashMap;
@@ -287,6 +290,7 @@ impl Collector {
         for i in 0..self.groups.len() {
             tokio::spawn(Arc::clone(self).eval_loop(i));
         }
+        tokio::spawn(Arc::clone(self).flush_loop());
         tokio::spawn(Arc::clone(self).housekeeping());
         for i in 0..self.deliveries.len() {
             tokio::spawn(Arc::clone(self).deliver_loop(i));
@@ -463,8 +467,6 @@ impl Collector {
         lock(&self.firing)[index] = firing_alerts(&group);
         let examples = self.example_traces(&group, remote);
         let traces = |labels: &Labels| examples.get(labels).cloned().unwrap_or_default();
-        let mutes = self.mutes_at(t);
-        let muted = |labels: &Labels| mutes.is_muted(labels);
         let mut log = lock(&self.log);
         let interval = group.interval;
         let links = self.links();
@@ -486,7 +488,7 @@ impl Collector {
                 }
             }
         }
-        log.flush(t, &self.policy, links, &muted);
+        self.flush(&mut log, t);
         let mut known = lock(&self.examples);
         for rule in &group.rules {
             if let Kind::Alerting(a) = &rule.kind {
@@ -496,6 +498,55 @@ impl Collector {
             }
         }
         known.extend(examples);
+    }
+
+    /// Flushes the notification groups of `log` due at `t`, leaving out the alerts then
+    /// silenced or inhibited.
+    fn flush(&self, log: &mut notify::Log, t: i64) {
+        let mutes = self.mutes_at(t);
+        log.flush(t, &self.policy, self.links(), &|labels| {
+            mutes.is_muted(labels)
+        });
+    }
+
+    /// The flush task: flushes each notification group when it falls due, on Alertmanager's
+    /// timers rather than at the next evaluation. A group due at an evaluation's slot is left
+    /// to that evaluation, so the alerts it evaluates are in the message (as when the stages
+    /// are driven by hand, and whichever task the runtime wakes first).
+    async fn flush_loop(self: Arc<Self>) {
+        loop {
+            let changed = self.wake.notified();
+            tokio::pin!(changed);
+            // Registered before the log is read, so a group made meanwhile still wakes us.
+            changed.as_mut().enable();
+            match self.next_flush() {
+                Some(due) => tokio::select! {
+                    () = self.clock.sleep_until(due) => self.flush_due(due).await,
+                    () = changed => {}
+                },
+                None => changed.await,
+            }
+        }
+    }
+
+    /// When the flush task flushes next: the time the first notification group falls due,
+    /// unless a rule group evaluates then (its slots are the multiples of its interval) and
+    /// flushes it itself.
+    pub fn next_flush(&self) -> Option<i64> {
+        let due = lock(&self.log).next_flush_ms()?;
+        let evaluated = self
+            .groups
+            .iter()
+            .any(|g| due.rem_euclid(millis(lock(g).interval).max(1)) == 0);
+        (!evaluated).then_some(due)
+    }
+
+    /// Flushes the notification groups due at `t` between evaluations, queues their messages
+    /// and persists the log.
+    pub async fn flush_due(&self, t: i64) {
+        self.flush(&mut lock(&self.log), t);
+        self.persist(t).await;
+        self.wake.notify_waiters();
     }
 
     /// The example traces of the group's firing alerts, by their labels: from `remote`'s

@@ -20,6 +20,10 @@ use common::{fake_target, temp_dir, write_config};
 /// A whole second, as the schedule's slots are.
 const T0: i64 = 1_800_000_000_000;
 
+/// A route whose groups are due at every (1 s) evaluation, for the tests that drive only the
+/// evaluations: a new group is sent at once, its changes at the next evaluation.
+const AT_EVALUATIONS: &str = "route:\n  group_wait: 0s\n  group_interval: 1s\n";
+
 /// The collector of `config` on a manual clock at `start`, posting to `slack`.
 fn collector(
     config: &Path,
@@ -75,7 +79,7 @@ async fn for_boundary_repeat_interval_and_resolution_to_the_millisecond() {
         &dir,
         fake_target(Arc::clone(&page)),
         "2s",
-        "notifiers:\n  repeat_interval: 1m\n",
+        &format!("notifiers:\n  repeat_interval: 1m\n{AT_EVALUATIONS}"),
     );
     let (c, clock) = collector(&config, &dir.join("state.json"), &slack, T0);
     let slack_at = slack_index(&c);
@@ -153,7 +157,7 @@ async fn retry_backoff_retry_after_spacing_and_plain_text_fallback() {
     ]);
     let page = Arc::new(Mutex::new("flag 1\n".to_owned()));
     let dir = temp_dir("timing-retry");
-    let config = write_config(&dir, fake_target(page), "0s", "");
+    let config = write_config(&dir, fake_target(page), "0s", AT_EVALUATIONS);
     let (c, clock) = collector(&config, &dir.join("state.json"), &slack, T0);
     let slack_at = slack_index(&c);
     tick(&c, &clock, &mut TargetSeries::default(), T0).await;
@@ -213,7 +217,7 @@ async fn a_permanent_failure_is_not_retried() {
     slack.script(&[Reply::Status(404, "channel_not_found", None)]);
     let dir = temp_dir("timing-permanent");
     let page = Arc::new(Mutex::new("flag 1\n".to_owned()));
-    let config = write_config(&dir, fake_target(page), "0s", "");
+    let config = write_config(&dir, fake_target(page), "0s", AT_EVALUATIONS);
     let (c, clock) = collector(&config, &dir.join("state.json"), &slack, T0);
     let slack_at = slack_index(&c);
     tick(&c, &clock, &mut TargetSeries::default(), T0).await;
@@ -238,7 +242,7 @@ async fn after_a_restart_a_firing_alert_waits_for_fresh_data_before_it_resolves(
     let slack = Slack::start();
     let page = Arc::new(Mutex::new("flag 1\n".to_owned()));
     let dir = temp_dir("timing-restart");
-    let config = write_config(&dir, fake_target(Arc::clone(&page)), "0s", "");
+    let config = write_config(&dir, fake_target(Arc::clone(&page)), "0s", AT_EVALUATIONS);
     let state_file = dir.join("state.json");
     {
         let (c, clock) = collector(&config, &state_file, &slack, T0);
@@ -333,4 +337,87 @@ async fn grouped_by_alertname_three_jobs_make_one_message_and_a_fourth_one_updat
     assert!(all[1].to_string().contains("*Alerts*\\n4"), "{}", all[1]);
     tick_all(&c, &clock, &mut previous, t + 15_000).await;
     assert_eq!(c.deliver_next(slack_at).await, Step::Idle, "one update");
+}
+
+#[tokio::test]
+async fn groups_are_flushed_on_their_own_timers_between_evaluations() {
+    let slack = Slack::start();
+    let dir = temp_dir("timing-flush");
+    let pages: Vec<_> = ["flag 1\n", "flag 0\n"]
+        .into_iter()
+        .map(|p| Arc::new(Mutex::new(p.to_owned())))
+        .collect();
+    // `write_config`'s rule evaluated every 15 s, two jobs grouped by alert name, and group
+    // timers that are not multiples of 15 s: the first message is due 10 s after the first
+    // evaluation, updates every 25 s after that.
+    write_config(&dir, fake_target(Arc::clone(&pages[0])), "0s", "");
+    let rules = std::fs::read_to_string(dir.join("rules.yml")).unwrap();
+    std::fs::write(
+        dir.join("rules.yml"),
+        rules.replace("interval: 1s", "interval: 15s"),
+    )
+    .unwrap();
+    let mut text = "global:\n  scrape_interval: 15s\n  evaluation_interval: 15s\nrule_files: [rules.yml]\nroute:\n  group_by: [alertname]\n  group_wait: 10s\n  group_interval: 25s\nscrape_configs:\n".to_owned();
+    for (job, page) in ["checkout", "search"].iter().zip(&pages) {
+        let target = fake_target(Arc::clone(page));
+        text.push_str(&format!(
+            "  - job_name: {job}\n    static_configs: [{{ targets: ['{target}'] }}]\n"
+        ));
+    }
+    let config = dir.join("collector.yml");
+    std::fs::write(&config, text).unwrap();
+    let (c, clock) = collector(&config, &dir.join("state.json"), &slack, T0);
+    let slack_at = slack_index(&c);
+    let mut previous: Vec<TargetSeries> = (0..2).map(|_| TargetSeries::default()).collect();
+
+    tick_all(&c, &clock, &mut previous, T0).await;
+    assert_eq!(
+        c.next_flush(),
+        Some(T0 + 10_000),
+        "group_wait, not the next evaluation"
+    );
+    clock.set(T0 + 9_999);
+    c.flush_due(T0 + 9_999).await;
+    assert_eq!(
+        c.deliver_next(slack_at).await,
+        Step::Idle,
+        "before group_wait"
+    );
+    clock.set(T0 + 10_000);
+    c.flush_due(T0 + 10_000).await;
+    assert_eq!(c.deliver_next(slack_at).await, Step::Progress);
+    let first = &slack.wait_delivered(1, std::time::Duration::ZERO)[0];
+    assert_eq!(header(first), "FIRING: Flag — checkout");
+    assert_eq!(
+        c.next_flush(),
+        Some(T0 + 35_000),
+        "group_interval after the flush"
+    );
+
+    // The second job fails at the next evaluation: the update goes out at the group's timer
+    // (35 s), not at the evaluation after it (45 s).
+    *pages[1].lock().unwrap() = "flag 1\n".to_owned();
+    tick_all(&c, &clock, &mut previous, T0 + 15_000).await;
+    tick_all(&c, &clock, &mut previous, T0 + 30_000).await;
+    assert_eq!(
+        c.deliver_next(slack_at).await,
+        Step::Idle,
+        "evaluations do not flush"
+    );
+    clock.set(T0 + 34_999);
+    c.flush_due(T0 + 34_999).await;
+    assert_eq!(c.deliver_next(slack_at).await, Step::Idle);
+    clock.set(T0 + 35_000);
+    c.flush_due(T0 + 35_000).await;
+    assert_eq!(c.deliver_next(slack_at).await, Step::Progress);
+    let all = slack.wait_delivered(2, std::time::Duration::ZERO);
+    assert_eq!(header(&all[1]), "FIRING: Flag — checkout, search");
+    // Due at 60 s, an evaluation's slot: that evaluation flushes it, with what it found.
+    assert_eq!(c.next_flush(), None);
+    *pages[1].lock().unwrap() = "flag 0\n".to_owned();
+    tick_all(&c, &clock, &mut previous, T0 + 45_000).await;
+    tick_all(&c, &clock, &mut previous, T0 + 60_000).await;
+    assert_eq!(c.deliver_next(slack_at).await, Step::Progress);
+    let all = slack.wait_delivered(3, std::time::Duration::ZERO);
+    assert!(all[2].to_string().contains("Resolved"), "{}", all[2]);
 }

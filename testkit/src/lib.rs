@@ -49,6 +49,7 @@ pub fn eventually<T>(
     }
 }
 
-/// A collector `route:` that sends a new group at once and its changes a second later: for the
-/// tests of other things than grouping (Alertmanager's defaults wait 30 s and 5 min).
-pub const PROMPT_ROUTE: &str = "route:\n  group_wait: 0s\n  group_interval: 1s\n";
+/// A collector `route:` that sends a new group at once and its changes 1.5 s later: for the
+/// tests of other things than grouping (Alertmanager's defaults wait 30 s and 5 min). Between
+/// two evaluations of a 1 s group, so the collector's flush timer sends the changes.
+pub const PROMPT_ROUTE: &str = "route:\n  group_wait: 0s\n  group_interval: 1500ms\n";

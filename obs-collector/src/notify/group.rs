@@ -9,8 +9,8 @@
 //! are all muted says nothing. Resolved alerts leave the group once flushed, and an empty group
 //! is forgotten, so an alert that fires again later starts a new group and is announced.
 //!
-//! Flushes run at evaluations (see [`crate::collector`]): alerts change only there, and the
-//! defaults (30 s, 5 min, 4 h) are multiples of the evaluation interval.
+//! A group is flushed when it falls due, on its own timer (see [`crate::collector`]); one that
+//! falls due at an evaluation's slot is flushed by that evaluation, after its alerts are in.
 
 use std::collections::BTreeSet;
 
@@ -151,6 +151,26 @@ impl Log {
             if !group.flushed && started_ms + group_wait <= t {
                 group.next_flush_ms = group.next_flush_ms.min(t);
             }
+        }
+    }
+
+    /// When the group that falls due first is to be flushed.
+    pub fn next_flush_ms(&self) -> Option<i64> {
+        self.groups.values().map(|g| g.next_flush_ms).min()
+    }
+
+    /// Flushes, in time order and each at its own time, every group that falls due before
+    /// `until` (what the live timers do between two evaluations).
+    pub fn flush_before(
+        &mut self,
+        until: i64,
+        policy: &Policy,
+        links: &Links,
+        muted: &dyn Fn(&Labels) -> bool,
+    ) {
+        // A flush moves its group's time on by group_interval (positive) or forgets the group.
+        while let Some(due) = self.next_flush_ms().filter(|&due| due < until) {
+            self.flush(due, policy, links, muted);
         }
     }
 

@@ -166,6 +166,27 @@ fn changes_wait_for_group_interval_and_nothing_new_waits_for_repeat_interval() {
 }
 
 #[test]
+fn between_evaluations_groups_flush_in_time_order_each_at_its_own_time() {
+    let (mut r, mut log, mut p) = (rule(), Log::default(), policy());
+    p.route.group_wait = Duration::from_secs(10);
+    p.route.group_interval = Duration::from_secs(25);
+    firing(&mut r, "api", "a:1", 0.5, 0);
+    log.insert(&r, 0, &p.route, &|_| Vec::new());
+    firing(&mut r, "web", "w:1", 0.5, 5 * S);
+    log.insert(&r, 5 * S, &p.route, &|_| Vec::new());
+    assert_eq!(log.next_flush_ms(), Some(10 * S));
+    // Until 40 s: api at 10 s and 35 s, web at 15 s (its second flush, at 40 s, is not before).
+    log.flush_before(40 * S, &p, &Links::default(), &|_| false);
+    let created: Vec<(i64, &str)> = log
+        .entries
+        .iter()
+        .map(|e| (e.created_ms, e.message.job.as_str()))
+        .collect();
+    assert_eq!(created, [(10 * S, "api"), (15 * S, "web")]);
+    assert_eq!(log.next_flush_ms(), Some(40 * S));
+}
+
+#[test]
 fn resolution_at_the_next_tick_and_flapping_inside_one_says_nothing() {
     let (mut r, mut log, p) = (rule(), Log::default(), policy());
     firing(&mut r, "api", "a:1", 0.5, 0);
