@@ -106,7 +106,8 @@ async fn for_boundary_repeat_interval_and_resolution_to_the_millisecond() {
     assert!(header(&delivered[0]).starts_with("FIRING: Flag — svc"));
 
     // Still firing: repeated by the group's flush (every group_interval, 1 s here, at the
-    // evaluations) once repeat_interval has passed, not by the flush before.
+    // evaluations) once repeat_interval has passed, strictly as Alertmanager's dedup stage
+    // says: not at 1m itself, at the flush after it.
     let fired = T0 + 2_000;
     tick(&c, &clock, &mut previous, fired + 59_000).await;
     assert_eq!(
@@ -117,31 +118,37 @@ async fn for_boundary_repeat_interval_and_resolution_to_the_millisecond() {
     tick(&c, &clock, &mut previous, fired + 60_000).await;
     assert_eq!(
         c.deliver_next(slack_at).await,
+        Step::Idle,
+        "no repeat at 1m itself"
+    );
+    tick(&c, &clock, &mut previous, fired + 61_000).await;
+    assert_eq!(
+        c.deliver_next(slack_at).await,
         Step::Progress,
-        "repeat at 1m"
+        "repeat at the flush after 1m"
     );
     assert_eq!(slack.received().len(), 2);
 
     // Resolved at the next evaluation without the condition; announced once.
     *page.lock().unwrap() = "flag 0\n".to_owned();
-    tick(&c, &clock, &mut previous, fired + 61_000).await;
+    tick(&c, &clock, &mut previous, fired + 62_000).await;
     assert_eq!(state(&c), State::Inactive);
     assert_eq!(c.deliver_next(slack_at).await, Step::Progress);
-    tick(&c, &clock, &mut previous, fired + 62_000).await;
+    tick(&c, &clock, &mut previous, fired + 63_000).await;
     assert_eq!(c.deliver_next(slack_at).await, Step::Idle);
     let all = slack.received();
     assert_eq!(all.len(), 3, "firing, repeat, resolved: {all:#?}");
     // The status page's chart: one point per evaluation, the compared value `flag`.
     let chart = c.chart("t", "Flag");
     let values: Vec<f64> = chart.iter().map(|p| p.1).collect();
-    assert_eq!(values, [1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0]);
-    assert_eq!(chart.last().unwrap().0, fired + 62_000);
+    assert_eq!(values, [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0]);
+    assert_eq!(chart.last().unwrap().0, fired + 63_000);
     assert!(header(&all[2].1).starts_with("RESOLVED: Flag — svc"));
-    // It fired from `fired` until the evaluation at +61 s that found it resolved.
+    // It fired from `fired` until the evaluation at +62 s that found it resolved.
     let text = all[2].1["text"].as_str().unwrap();
-    assert!(text.contains("(fired for 1m 1s)"), "{text}");
+    assert!(text.contains("(fired for 1m 2s)"), "{text}");
     assert!(
-        all[2].1.to_string().contains("*Fired for*\\n1m 1s"),
+        all[2].1.to_string().contains("*Fired for*\\n1m 2s"),
         "{}",
         all[2].1
     );

@@ -87,7 +87,9 @@ impl GroupState {
         if policy.send_resolved && !resolved.is_subset(&self.notified_resolved) {
             return true;
         }
-        t - last >= millis(policy.route.repeat_interval)
+        // Strictly after, as Alertmanager's `entry.Timestamp.Before(now - repeat)`: with flushes
+        // every group_interval, a 4h repeat goes out at the flush after 4h (4h05m by default).
+        t - last > millis(policy.route.repeat_interval)
     }
 }
 

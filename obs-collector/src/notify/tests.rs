@@ -152,17 +152,19 @@ fn changes_wait_for_group_interval_and_nothing_new_waits_for_repeat_interval() {
         sent(&log)[1],
         (Status::Firing, strings(&["a:1", "a:2"]), vec![])
     );
-    // Unchanged: silent until repeat_interval (4 h after the last message), then once.
+    // Unchanged: silent until repeat_interval (4 h after the last message) has passed, then
+    // once, at the next flush (Alertmanager's 4h05m).
     let last = 30 * S + 5 * M;
     let mut t = last + 5 * M;
-    while t < last + 4 * 60 * M {
+    while t <= last + 4 * 60 * M {
         eval(&mut log, &r, t, &p, &|_| false);
         t += 5 * M;
     }
-    assert_eq!(log.entries.len(), 2);
-    eval(&mut log, &r, last + 4 * 60 * M, &p, &|_| false);
+    assert_eq!(log.entries.len(), 2, "not at 4h itself");
     eval(&mut log, &r, last + 4 * 60 * M + 5 * M, &p, &|_| false);
+    eval(&mut log, &r, last + 4 * 60 * M + 10 * M, &p, &|_| false);
     assert_eq!(log.entries.len(), 3, "one repeat");
+    assert_eq!(log.entries[2].created_ms, last + 4 * 60 * M + 5 * M);
 }
 
 #[test]
