@@ -69,16 +69,30 @@ fn ctrl_c_stops_the_demo_and_leaves_no_process_behind() {
     use std::io::{BufRead, BufReader};
     use std::time::Duration;
 
-    let mut demo = Command::new(env!("CARGO_BIN_EXE_demo"))
+    // Alone in a directory, as `cargo run --bin demo` leaves it on a fresh clone: the demo
+    // needs no other binary (it once looked for a `demo-service` next to it).
+    let alone = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo-alone");
+    let _ = std::fs::remove_dir_all(&alone);
+    std::fs::create_dir_all(&alone).unwrap();
+    let bin = alone.join("demo");
+    std::fs::hard_link(env!("CARGO_BIN_EXE_demo"), &bin)
+        .or_else(|_| std::fs::copy(env!("CARGO_BIN_EXE_demo"), &bin).map(drop))
+        .unwrap();
+    let mut demo = Command::new(&bin)
         .env_remove("SLACK_WEBHOOK_URL")
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("run the demo");
     let mut out = BufReader::new(demo.stdout.take().unwrap());
     let mut line = String::new();
     while out.read_line(&mut line).is_ok_and(|n| n > 0) && !line.contains("healthy traffic") {
         line.clear();
+    }
+    if !line.contains("healthy traffic") {
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut demo.stderr.take().unwrap(), &mut err).unwrap();
+        panic!("the demo stopped before its traffic: {err}");
     }
     // The demo service is the demo's child.
     let children =
@@ -89,7 +103,9 @@ fn ctrl_c_stops_the_demo_and_leaves_no_process_behind() {
         .expect("the demo service runs")
         .parse()
         .unwrap();
+    let err = demo.stderr.take().unwrap();
     std::thread::spawn(move || for _ in out.lines() {}); // keep draining stdout
+    std::thread::spawn(move || for _ in BufReader::new(err).lines() {}); // and stderr
     Command::new("kill")
         .args(["-INT", &demo.id().to_string()])
         .status()

@@ -286,7 +286,14 @@ impl CollectorProcess {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap();
+            .unwrap_or_else(|e| {
+                // Another package's binary: `cargo test -p obs-examples` alone does not build it.
+                panic!(
+                    "cannot start {}: {e} (`cargo test --workspace` builds it; alone: \
+                     `cargo build -p obs-collector`)",
+                    bin.display()
+                )
+            });
         let output = Arc::new(Mutex::new(String::new()));
         for pipe in [
             Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,

@@ -26,7 +26,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_SLOW_MS: u64 = 60_000;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let obs = obs::init()?;
     let app = Router::new()
         .route("/users/{id}", get(user))

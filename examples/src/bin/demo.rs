@@ -17,13 +17,29 @@ use obs_collector::config::Config;
 use obs_collector::notify::Outcome;
 use obs_collector::time::rfc3339;
 use obs_collector::{rules, web};
-use obs_testkit::process::{sibling_binary, DemoService};
+use obs_testkit::process::DemoService;
 use obs_testkit::receivers::{hex, Behavior, OtlpReceiver};
 use obs_testkit::traffic;
 
+// The demo service is this very executable started again with `OBS_DEMO_ROLE=service`: it has
+// its own process (its own `obs::init()`, ports and log lines) and `cargo run --bin demo` on a
+// fresh clone needs no other binary built. `demo-service.rs` stays the standalone program.
+#[path = "demo-service.rs"]
+mod demo_service;
+
 const COLLECTOR_ADDR: &str = "127.0.0.1:9465";
+const ROLE: (&str, &str) = ("OBS_DEMO_ROLE", "service");
 
 fn main() -> ExitCode {
+    if std::env::var(ROLE.0).as_deref() == Ok(ROLE.1) {
+        return match demo_service::main() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("demo-service: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -44,8 +60,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let traces = OtlpReceiver::start(Behavior::Ok);
     let otlp_endpoint = traces.endpoint();
     let service = DemoService::start(
-        &sibling_binary("demo-service"),
+        &std::env::current_exe()?,
         &[
+            ROLE,
             ("OTEL_SERVICE_NAME", "demo"),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp_endpoint),
             ("OTEL_BSP_SCHEDULE_DELAY", "500"),
