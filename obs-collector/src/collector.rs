@@ -514,12 +514,15 @@ impl Collector {
     /// to that evaluation, so the alerts it evaluates are in the message (as when the stages
     /// are driven by hand, and whichever task the runtime wakes first).
     async fn flush_loop(self: Arc<Self>) {
+        // Groups already overdue at the start (restored from the state file) are flushed by the
+        // first evaluation, with fresh alerts, not in a burst at past times.
+        let started = self.clock.now_ms();
         loop {
             let changed = self.wake.notified();
             tokio::pin!(changed);
             // Registered before the log is read, so a group made meanwhile still wakes us.
             changed.as_mut().enable();
-            match self.next_flush() {
+            match self.next_flush().filter(|&due| due >= started) {
                 Some(due) => tokio::select! {
                     () = self.clock.sleep_until(due) => self.flush_due(due).await,
                     () = changed => {}

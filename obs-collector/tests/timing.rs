@@ -1,7 +1,8 @@
 //! Timing behaviour on an injected clock: the collector's stages driven step by step in
 //! process ([`Collector::scrape_target`], [`Collector::evaluate`], [`Collector::deliver_next`])
 //! on a [`ManualClock`], with a real metrics target and a Slack stand-in on loopback. Nothing
-//! here sleeps: each boundary is checked one millisecond before and at the moment it passes.
+//! here sleeps (but one test of the spawned tasks, which gives them 300 ms to do what they must
+//! not): each boundary is checked one millisecond before and at the moment it passes.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -427,4 +428,37 @@ async fn groups_are_flushed_on_their_own_timers_between_evaluations() {
     assert_eq!(c.deliver_next(slack_at).await, Step::Progress);
     let all = slack.wait_delivered(3, std::time::Duration::ZERO);
     assert!(all[2].to_string().contains("Resolved"), "{}", all[2]);
+}
+
+// Spawned tasks run on the workers while the test blocks on the Slack stand-in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_an_overdue_group_waits_for_the_first_evaluation() {
+    let slack = Slack::start();
+    let page = Arc::new(Mutex::new("flag 1\n".to_owned()));
+    let dir = temp_dir("timing-overdue");
+    // Flushes between evaluations (61.5 s apart), a repeat after 1 min.
+    let route = "route:\n  group_wait: 0s\n  group_interval: 61500ms\n  repeat_interval: 1m\n";
+    let config = write_config(&dir, fake_target(Arc::clone(&page)), "0s", route);
+    let state_file = dir.join("state.json");
+    {
+        let (c, clock) = collector(&config, &state_file, &slack, T0);
+        tick(&c, &clock, &mut TargetSeries::default(), T0).await;
+        assert_eq!(c.deliver_next(slack_index(&c)).await, Step::Progress);
+    } // the state file: the group, announced at T0, due again at T0 + 61.5 s
+
+    // Back two hours later, every task running on the stopped clock: the overdue group is not
+    // flushed at its past times (that would send a repeat before anything was evaluated).
+    let restart = T0 + 2 * 3_600_000;
+    let (c, clock) = collector(&config, &state_file, &slack, restart);
+    c.spawn();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(slack.received().len(), 1, "nothing before an evaluation");
+    // The first evaluation finds the alert still firing and flushes the group: the repeat.
+    clock.set(restart + 1_000);
+    let all = slack.wait_delivered(2, std::time::Duration::from_secs(5));
+    assert!(
+        header(&all[1]).starts_with("FIRING: Flag — svc"),
+        "{all:#?}"
+    );
+    assert_eq!(c.next_flush(), Some(restart + 1_000 + 61_500));
 }
