@@ -8,8 +8,7 @@
 //!
 //! Each stage's step is a method that takes its time explicitly ([`Collector::scrape_target`],
 //! [`Collector::evaluate`], [`Collector::flush_due`], [`Collector::deliver_next`]), so tests
-//! drive them on a
-//! [`crate::time::ManualClock`] instead of sleeping.
+//! drive them on a [`crate::time::ManualClock`] instead of sleeping.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
