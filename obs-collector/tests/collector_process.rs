@@ -117,10 +117,36 @@ fn a_malformed_page_fails_the_scrape_not_the_process() {
     *page.lock().unwrap() = "flag{oops 1\n<html>".to_owned();
     let html = collector.wait_page("malformed page: line 1", Duration::from_secs(10));
     assert!(html.contains("class=\"badge down\""), "{html}");
+    let listed = || -> serde_json::Value {
+        let body = client::get(collector.addr, "/api/v1/targets").unwrap().body;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["data"]["activeTargets"][0].clone()
+    };
+    let down = listed();
+    assert_eq!(down["health"], "down", "{down}");
+    assert_eq!(down["labels"]["job"], "svc", "{down}");
+    assert_eq!(
+        down["scrapeUrl"],
+        format!("http://{target}/metrics"),
+        "{down}"
+    );
+    assert!(
+        down["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("malformed page: line 1"),
+        "{down}"
+    );
     // Recovers when the page is fixed, and the alert logic sees the new value.
     *page.lock().unwrap() = "flag 2\n".to_owned();
     let firing = collector.wait_alert("firing", Duration::from_secs(10));
     assert_eq!(firing["value"], "2e+00");
+    let up = listed();
+    assert_eq!(
+        (&up["health"], &up["lastError"]),
+        (&"up".into(), &"".into()),
+        "{up}"
+    );
     let metrics = client::get(collector.addr, "/metrics").unwrap().body;
     assert!(
         metrics.contains("obs_collector_scrapes_total{job=\"svc\",result=\"failure\"}"),
@@ -139,7 +165,13 @@ fn a_token_protects_the_pages_and_a_public_bind_without_one_warns() {
         &dir.join("state.json"),
         &[("OBS_COLLECTOR_TOKEN", "c0llect0r-t0ken")],
     );
-    for path in ["/", "/api/v1/alerts", "/api/v1/rules", "/metrics"] {
+    for path in [
+        "/",
+        "/api/v1/alerts",
+        "/api/v1/rules",
+        "/api/v1/targets",
+        "/metrics",
+    ] {
         assert_eq!(
             client::get(collector.addr, path).unwrap().status,
             401,

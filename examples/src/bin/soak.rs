@@ -369,10 +369,7 @@ fn collector(minutes: u64) -> Result<bool> {
     }
     let alive = rss_mib(pid) > 0.0;
     let active = alerts(collector.addr);
-    let page = client::get(collector.addr, "/")
-        .map(|r| r.body)
-        .unwrap_or_default();
-    let up = page.matches("<span class=up>up</span>").count();
+    let up = targets_up(collector.addr);
     let panicked = collector
         .output
         .lock()
@@ -392,6 +389,20 @@ fn collector(minutes: u64) -> Result<bool> {
 }
 
 /// (alertname, state) of every active alert.
+/// How many targets the collector's `/api/v1/targets` lists as up.
+fn targets_up(addr: SocketAddr) -> usize {
+    let Ok(r) = client::get(addr, "/api/v1/targets") else {
+        return 0;
+    };
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+    v["data"]["activeTargets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["health"] == "up")
+        .count()
+}
+
 fn alerts(addr: SocketAddr) -> Vec<(String, String)> {
     let Ok(r) = client::get(addr, "/api/v1/alerts") else {
         return Vec::new();

@@ -88,6 +88,7 @@ pub fn router(collector: Arc<Collector>, obs: Arc<obs::Obs>, access: Access) -> 
         .route("/", get(status_page::page))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/rules", get(rules))
+        .route("/api/v1/targets", get(targets))
         .route("/metrics", get(metrics))
         .route(
             "/api/v2/silences",
@@ -232,6 +233,36 @@ async fn alerts(State(app): State<App>) -> Json<Value> {
         }));
     }
     Json(json!({ "status": "success", "data": { "alerts": all } }))
+}
+
+/// The scrape targets in Prometheus' shape (`activeTargets`; with static configs nothing is
+/// dropped). Empty in remote mode, where the backend scrapes.
+async fn targets(State(app): State<App>) -> Json<Value> {
+    let active: Vec<Value> = app
+        .collector
+        .targets
+        .iter()
+        .map(|t| {
+            let s = t.status.lock().unwrap_or_else(PoisonError::into_inner);
+            let labels = label_map(&s.labels);
+            json!({
+                "discoveredLabels": labels,
+                "labels": labels,
+                "scrapePool": s.job,
+                "scrapeUrl": s.url,
+                "globalUrl": s.url,
+                "lastError": s.last_error.clone().unwrap_or_default(),
+                "lastScrape": s.last_scrape_ms.map(rfc3339).unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
+                "lastScrapeDuration": s.last_duration_s,
+                "health": match s.up {
+                    Some(true) => "up",
+                    Some(false) => "down",
+                    None => "unknown",
+                },
+            })
+        })
+        .collect();
+    Json(json!({ "status": "success", "data": { "activeTargets": active, "droppedTargets": [] } }))
 }
 
 fn health(rule: &Rule) -> &'static str {
