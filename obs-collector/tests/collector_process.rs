@@ -126,6 +126,11 @@ fn a_malformed_page_fails_the_scrape_not_the_process() {
     assert_eq!(down["health"], "down", "{down}");
     assert_eq!(down["labels"]["job"], "svc", "{down}");
     assert_eq!(
+        down["discoveredLabels"]["__address__"],
+        target.to_string(),
+        "{down}"
+    );
+    assert_eq!(
         down["scrapeUrl"],
         format!("http://{target}/metrics"),
         "{down}"

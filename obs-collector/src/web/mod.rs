@@ -244,10 +244,16 @@ async fn targets(State(app): State<App>) -> Json<Value> {
         .iter()
         .map(|t| {
             let s = t.status.lock().unwrap_or_else(PoisonError::into_inner);
-            let labels = label_map(&s.labels);
+            // What a static config "discovers", before relabelling, as Prometheus lists it.
+            let discovered = json!({
+                "__address__": t.target.address,
+                "__metrics_path__": t.job.metrics_path,
+                "__scheme__": t.job.scheme,
+                "job": t.job.name,
+            });
             json!({
-                "discoveredLabels": labels,
-                "labels": labels,
+                "discoveredLabels": discovered,
+                "labels": label_map(&s.labels),
                 "scrapePool": s.job,
                 "scrapeUrl": s.url,
                 "globalUrl": s.url,
