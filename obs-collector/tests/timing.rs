@@ -4,7 +4,7 @@
 //! here sleeps (but one test of the spawned tasks, which gives them 300 ms to do what they must
 //! not): each boundary is checked one millisecond before and at the moment it passes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use obs_collector::collector::{Collector, Step};
@@ -60,6 +60,35 @@ async fn tick_all(c: &Collector, clock: &ManualClock, previous: &mut [TargetSeri
         c.scrape_target(i, p, t).await;
     }
     c.evaluate(0, t).await;
+}
+
+/// A fleet in `dir`: `write_config`'s rule with its group evaluated every `rule_interval`, one
+/// fake target per `(job, first page)` scraped every 15 s, alerts grouped by alert name with
+/// `route`'s further lines. The config's path, and each job's page to change.
+fn fleet(
+    dir: &Path,
+    jobs: &[(&str, &str)],
+    rule_interval: &str,
+    route: &str,
+) -> (PathBuf, Vec<Arc<Mutex<String>>>) {
+    let pages: Vec<_> = jobs
+        .iter()
+        .map(|(_, page)| Arc::new(Mutex::new((*page).to_owned())))
+        .collect();
+    write_config(dir, fake_target(Arc::clone(&pages[0])), "0s", "");
+    let rules = std::fs::read_to_string(dir.join("rules.yml")).unwrap();
+    let rules = rules.replace("interval: 1s", &format!("interval: {rule_interval}"));
+    std::fs::write(dir.join("rules.yml"), rules).unwrap();
+    let mut text = format!("global:\n  scrape_interval: 15s\n  evaluation_interval: 15s\nrule_files: [rules.yml]\nroute:\n  group_by: [alertname]\n{route}scrape_configs:\n");
+    for ((job, _), page) in jobs.iter().zip(&pages) {
+        let target = fake_target(Arc::clone(page));
+        text.push_str(&format!(
+            "  - job_name: {job}\n    static_configs: [{{ targets: ['{target}'] }}]\n"
+        ));
+    }
+    let config = dir.join("collector.yml");
+    std::fs::write(&config, text).unwrap();
+    (config, pages)
 }
 
 /// The state of rule `Flag`.
@@ -295,25 +324,15 @@ async fn after_a_restart_a_firing_alert_waits_for_fresh_data_before_it_resolves(
 async fn grouped_by_alertname_three_jobs_make_one_message_and_a_fourth_one_update() {
     let slack = Slack::start();
     let dir = temp_dir("timing-group");
-    let pages: Vec<_> = ["flag 1\n", "flag 1\n", "flag 1\n", "flag 0\n"]
-        .into_iter()
-        .map(|p| Arc::new(Mutex::new(p.to_owned())))
-        .collect();
-    // `write_config`'s rule, then four jobs instead of one, grouped by alert name only, on
-    // Alertmanager's timing (group_wait 30s, group_interval 5m).
-    write_config(&dir, fake_target(Arc::clone(&pages[0])), "0s", "");
-    let mut text = "global:\n  scrape_interval: 15s\n  evaluation_interval: 15s\nrule_files: [rules.yml]\nroute:\n  group_by: [alertname]\nscrape_configs:\n".to_owned();
-    for (job, page) in ["checkout", "search", "payments", "accounts"]
-        .iter()
-        .zip(&pages)
-    {
-        let target = fake_target(Arc::clone(page));
-        text.push_str(&format!(
-            "  - job_name: {job}\n    static_configs: [{{ targets: ['{target}'] }}]\n"
-        ));
-    }
-    let config = dir.join("collector.yml");
-    std::fs::write(&config, text).unwrap();
+    // Four jobs, three of them failing, on Alertmanager's timing (group_wait 30s,
+    // group_interval 5m).
+    let jobs = [
+        ("checkout", "flag 1\n"),
+        ("search", "flag 1\n"),
+        ("payments", "flag 1\n"),
+        ("accounts", "flag 0\n"),
+    ];
+    let (config, pages) = fleet(&dir, &jobs, "1s", "");
     let (c, clock) = collector(&config, &dir.join("state.json"), &slack, T0);
     let slack_at = slack_index(&c);
     let mut previous: Vec<TargetSeries> = (0..4).map(|_| TargetSeries::default()).collect();
@@ -351,29 +370,12 @@ async fn grouped_by_alertname_three_jobs_make_one_message_and_a_fourth_one_updat
 async fn groups_are_flushed_on_their_own_timers_between_evaluations() {
     let slack = Slack::start();
     let dir = temp_dir("timing-flush");
-    let pages: Vec<_> = ["flag 1\n", "flag 0\n"]
-        .into_iter()
-        .map(|p| Arc::new(Mutex::new(p.to_owned())))
-        .collect();
-    // `write_config`'s rule evaluated every 15 s, two jobs grouped by alert name, and group
-    // timers that are not multiples of 15 s: the first message is due 10 s after the first
-    // evaluation, updates every 25 s after that.
-    write_config(&dir, fake_target(Arc::clone(&pages[0])), "0s", "");
-    let rules = std::fs::read_to_string(dir.join("rules.yml")).unwrap();
-    std::fs::write(
-        dir.join("rules.yml"),
-        rules.replace("interval: 1s", "interval: 15s"),
-    )
-    .unwrap();
-    let mut text = "global:\n  scrape_interval: 15s\n  evaluation_interval: 15s\nrule_files: [rules.yml]\nroute:\n  group_by: [alertname]\n  group_wait: 10s\n  group_interval: 25s\nscrape_configs:\n".to_owned();
-    for (job, page) in ["checkout", "search"].iter().zip(&pages) {
-        let target = fake_target(Arc::clone(page));
-        text.push_str(&format!(
-            "  - job_name: {job}\n    static_configs: [{{ targets: ['{target}'] }}]\n"
-        ));
-    }
-    let config = dir.join("collector.yml");
-    std::fs::write(&config, text).unwrap();
+    // The rule evaluated every 15 s, two jobs, and group timers that are not multiples of
+    // 15 s: the first message is due 10 s after the first evaluation, updates every 25 s
+    // after that.
+    let jobs = [("checkout", "flag 1\n"), ("search", "flag 0\n")];
+    let route = "  group_wait: 10s\n  group_interval: 25s\n";
+    let (config, pages) = fleet(&dir, &jobs, "15s", route);
     let (c, clock) = collector(&config, &dir.join("state.json"), &slack, T0);
     let slack_at = slack_index(&c);
     let mut previous: Vec<TargetSeries> = (0..2).map(|_| TargetSeries::default()).collect();
