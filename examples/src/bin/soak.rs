@@ -396,7 +396,6 @@ fn collector(minutes: u64) -> Result<bool> {
         && last <= warm * 1.2 + 5.0)
 }
 
-/// (alertname, state) of every active alert.
 /// How many targets the collector's `/api/v1/targets` lists as up.
 fn targets_up(addr: SocketAddr) -> usize {
     let Ok(r) = client::get(addr, "/api/v1/targets") else {
@@ -411,6 +410,7 @@ fn targets_up(addr: SocketAddr) -> usize {
         .count()
 }
 
+/// (alertname, state) of every active alert.
 fn alerts(addr: SocketAddr) -> Vec<(String, String)> {
     let Ok(r) = client::get(addr, "/api/v1/alerts") else {
         return Vec::new();

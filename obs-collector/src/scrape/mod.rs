@@ -33,6 +33,17 @@ pub struct TargetStatus {
     pub samples: usize,
 }
 
+impl TargetStatus {
+    /// Prometheus' target health: `up`, `down`, or `unknown` before the first scrape.
+    pub fn health(&self) -> &'static str {
+        match self.up {
+            Some(true) => "up",
+            Some(false) => "down",
+            None => "unknown",
+        }
+    }
+}
+
 /// A target's scrape cache, as Prometheus keeps one: each page line's series text
 /// (`name{labels}`) mapped to its label set and store handle, so a repeated line costs a hash
 /// lookup instead of a label parse. Entries not seen in a scrape get a stale marker. The text

@@ -260,11 +260,7 @@ async fn targets(State(app): State<App>) -> Json<Value> {
                 "lastError": s.last_error.clone().unwrap_or_default(),
                 "lastScrape": s.last_scrape_ms.map(rfc3339).unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
                 "lastScrapeDuration": s.last_duration_s,
-                "health": match s.up {
-                    Some(true) => "up",
-                    Some(false) => "down",
-                    None => "unknown",
-                },
+                "health": s.health(),
             })
         })
         .collect();

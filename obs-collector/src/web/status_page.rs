@@ -165,14 +165,10 @@ pub(super) async fn page(State(app): State<App>) -> Html<String> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let state = match s.up {
-            Some(true) => badge("up", "up"),
-            Some(false) => {
-                down += 1;
-                badge("down", "down")
-            }
-            None => badge("", "unknown"),
-        };
+        let health = s.health();
+        down += usize::from(s.up == Some(false));
+        // Unknown (not scraped yet) gets the plain badge.
+        let state = badge(if s.up.is_some() { health } else { "" }, health);
         let _ = write!(
             targets,
             "<tr><td data-label=job class=nowrap>{}</td><td data-label=instance class=wrap title=\"{}\">{}</td><td data-label=state>{state}</td><td data-label=\"last scrape\">{}</td><td data-label=error class=wrap>{}</td></tr>",
