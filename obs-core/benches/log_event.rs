@@ -98,18 +98,7 @@ fn record(c: &mut Criterion) {
     // Spans exported (to a closed port; nothing is sent here) and a sampled trace active: the
     // record also writes the bucket's exemplar (ids, value, time).
     let exported = obs::test::init_with(obs::Config::new().otlp_endpoint("http://127.0.0.1:9"));
-    let sampled = {
-        use obs::otel::opentelemetry::trace::{
-            SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
-        };
-        obs::otel::opentelemetry::Context::new().with_remote_span_context(SpanContext::new(
-            TraceId::from(0x4bf92f3577b34da6a3ce929d0e0e4736u128),
-            SpanId::from(0x00f067aa0ba902b7u64),
-            TraceFlags::SAMPLED,
-            true,
-            TraceState::NONE,
-        ))
-    };
+    let sampled = obs::test::sampled_context();
     g.bench_function("obs_record_request_with_exemplar", |b| {
         let _active = sampled.clone().attach();
         b.iter(|| record(&exported))

@@ -80,6 +80,33 @@ pub fn init_with(config: Config) -> TestObs {
     }
 }
 
+/// A context inside a sampled trace (a remote parent with fixed ids: trace
+/// `4bf92f3577b34da6a3ce929d0e0e4736`, span `00f067aa0ba902b7`). While it is attached, a
+/// recorded request is one of a sampled trace, as inside `obs.layer()`'s span: with spans
+/// exported, its latency bucket keeps it as the exemplar.
+///
+/// ```
+/// let obs = obs::test::init_with(obs::Config::new().otlp_endpoint("http://127.0.0.1:9"));
+/// {
+///     let _active = obs::test::sampled_context().attach();
+///     obs.record_request(&http::Method::GET, Some("/users/{id}"), 500, std::time::Duration::from_millis(30));
+/// }
+/// let (_, page) = obs.metrics_page("application/openmetrics-text");
+/// assert!(page.contains(r#"# {trace_id="4bf92f3577b34da6a3ce929d0e0e4736",span_id="00f067aa0ba902b7"} 0.03"#));
+/// ```
+pub fn sampled_context() -> opentelemetry::Context {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
+    opentelemetry::Context::new().with_remote_span_context(SpanContext::new(
+        TraceId::from(0x4bf92f3577b34da6a3ce929d0e0e4736u128),
+        SpanId::from(0x00f067aa0ba902b7u64),
+        TraceFlags::SAMPLED,
+        true,
+        TraceState::NONE,
+    ))
+}
+
 /// How long [`capture_workers`] waits for every worker to take its task.
 const RENDEZVOUS_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -6,10 +6,6 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::time::Duration;
 
-use obs::otel::opentelemetry::trace::{
-    SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
-};
-
 struct Counting;
 
 thread_local! {
@@ -34,15 +30,7 @@ static ALLOCATOR: Counting = Counting;
 #[test]
 fn a_record_with_its_exemplar_allocates_nothing() {
     let obs = obs::test::init_with(obs::Config::new().otlp_endpoint("http://127.0.0.1:9"));
-    let sampled =
-        obs::otel::opentelemetry::Context::new().with_remote_span_context(SpanContext::new(
-            TraceId::from(0x4bf92f3577b34da6a3ce929d0e0e4736u128),
-            SpanId::from(0x00f067aa0ba902b7u64),
-            TraceFlags::SAMPLED,
-            true,
-            TraceState::NONE,
-        ));
-    let _active = sampled.attach();
+    let _active = obs::test::sampled_context().attach();
     let method = http::Method::GET;
     let record = || {
         obs.record_request(
