@@ -124,6 +124,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("  rules          alerts/obs-red.rules.yml at demo speed: 10 s windows, for: 10 s\n");
 
     let stop = Arc::new(AtomicBool::new(false));
+    // Listening for Ctrl-C before the traffic starts: from the first phase on, Ctrl-C stops
+    // the demo cleanly (`ctrl_c()` would only listen once first polled, in the select below).
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let driver = {
         let (stop, addr) = (Arc::clone(&stop), service.addr);
         tokio::task::spawn_blocking(move || traffic::drive(addr, &stop))
@@ -135,7 +138,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     });
     tokio::select! {
         done = driver => { done?; }
-        _ = tokio::signal::ctrl_c() => {
+        _ = interrupt.recv() => {
             println!("\nCtrl-C: stopping");
             stop.store(true, Ordering::SeqCst);
         }
