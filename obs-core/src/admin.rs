@@ -11,31 +11,18 @@ use axum::routing::get;
 use axum::Router;
 use tokio::sync::oneshot;
 
-use crate::{Obs, Shared};
+use crate::http::bearer_token_matches;
+use crate::shared::Shared;
 
-impl Obs {
-    /// The admin endpoints as a router, to mount by hand (e.g. with `OBS_ADMIN_ADDR=off`):
-    /// `GET /metrics`, `GET /healthz` (200 while the process runs), `GET /readyz` (200 when
-    /// ready, 503 once shutdown began or after `set_ready(false)`).
-    ///
-    /// ```
-    /// let obs = obs::test::init();
-    /// let admin: axum::Router = obs.admin_router();
-    /// # let _ = admin;
-    /// ```
-    pub fn admin_router(&self) -> Router {
-        router(Arc::clone(&self.shared))
-    }
-}
-
-fn router(shared: Arc<Shared>) -> Router {
+/// The admin endpoints over `shared` (mounted by hand through `Obs::admin_router`).
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
     let metrics = Arc::clone(&shared);
     Router::new()
         .route(
             "/metrics",
             get(move |headers: HeaderMap| async move {
                 if let Some(token) = &metrics.metrics_token {
-                    if !crate::http::bearer_token_matches(&headers, token) {
+                    if !bearer_token_matches(&headers, token) {
                         return (
                             StatusCode::UNAUTHORIZED,
                             [(header::WWW_AUTHENTICATE, "Bearer")],

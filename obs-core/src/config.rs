@@ -19,52 +19,24 @@
 
 use std::net::SocketAddr;
 
-use tracing_subscriber::EnvFilter;
+use crate::env::{bad_value, var, Env, Lookup};
+use crate::logs::{LogConfig, LogSettings};
+use crate::metrics::{MetricsConfig, MetricsSettings};
+use crate::report::{SentryConfig, SentrySettings};
+use crate::resource::Service;
+use crate::trace::{TraceConfig, TraceSettings};
 
-use crate::metrics::names::DURATION_BUCKETS;
+pub use crate::logs::{LogFormat, DEFAULT_LOG_BUFFER_BYTES, DEFAULT_LOG_FILTER};
+pub use crate::metrics::DEFAULT_MAX_LABEL_SETS;
 
 /// The default admin address (`/metrics`, `/healthz`, `/readyz`).
 pub const DEFAULT_ADMIN_ADDR: &str = "0.0.0.0:9464";
-/// The default log filter when `RUST_LOG` is unset or invalid.
-pub const DEFAULT_LOG_FILTER: &str = "info";
-/// Default bound of the log buffer, in bytes. A full buffer drops (and counts) lines, never blocks.
-pub const DEFAULT_LOG_BUFFER_BYTES: usize = 16 * 1024 * 1024;
-/// Default cap on distinct label sets per metric; beyond it routes fold into `_overflow`.
-pub const DEFAULT_MAX_LABEL_SETS: usize = 10_000;
 
-/// How log lines are rendered on stdout (`OBS_LOG_FORMAT`).
-///
-/// ```
-/// assert_eq!("pretty".parse::<obs::LogFormat>(), Ok(obs::LogFormat::Pretty));
-/// assert!("xml".parse::<obs::LogFormat>().is_err());
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum LogFormat {
-    /// One JSON object per line (the default).
-    #[default]
-    Json,
-    /// Human-readable lines for local development.
-    Pretty,
-}
-
-impl std::str::FromStr for LogFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "json" => Ok(LogFormat::Json),
-            "pretty" => Ok(LogFormat::Pretty),
-            _ => Err(r#"expected "json" or "pretty""#.to_owned()),
-        }
-    }
-}
-
-impl LogFormat {
-    fn as_str(self) -> &'static str {
-        match self {
-            LogFormat::Json => "json",
-            LogFormat::Pretty => "pretty",
-        }
-    }
+/// Where code put the admin server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Admin {
+    Off,
+    At(SocketAddr),
 }
 
 /// The builder behind [`crate::init`]. Values set here win over the environment.
@@ -76,19 +48,15 @@ impl LogFormat {
 #[derive(Default)]
 #[must_use]
 pub struct Config {
-    pub(crate) service_name: Option<String>,
-    pub(crate) service_version: Option<String>,
-    pub(crate) log_format: Option<LogFormat>,
-    pub(crate) log_filter: Option<String>,
-    pub(crate) admin_addr: Option<Option<SocketAddr>>,
-    pub(crate) log_buffer_bytes: Option<usize>,
-    pub(crate) buckets: Option<Vec<f64>>,
-    pub(crate) max_label_sets: Option<usize>,
-    pub(crate) metrics_token: Option<String>,
-    pub(crate) trace: crate::trace::TraceConfig,
-    pub(crate) sentry_dsn: Option<String>,
-    pub(crate) sentry_environment: Option<String>,
-    pub(crate) log_bridge: Option<bool>,
+    service_name: Option<String>,
+    service_version: Option<String>,
+    log: LogConfig,
+    metrics: MetricsConfig,
+    trace: TraceConfig,
+    sentry: SentryConfig,
+    /// `None`: as `OBS_ADMIN_ADDR` says.
+    admin: Option<Admin>,
+    metrics_token: Option<String>,
     /// Extra layers for obs' subscriber (`with_layer`).
     pub(crate) layers:
         Vec<Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>>,
@@ -101,15 +69,15 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("service_name", &self.service_name)
             .field("service_version", &self.service_version)
-            .field("log_format", &self.log_format)
-            .field("log_filter", &self.log_filter)
-            .field("admin_addr", &self.admin_addr)
+            .field("log_format", &self.log.format)
+            .field("log_filter", &self.log.filter)
+            .field("admin", &self.admin)
             .field("metrics_token", &set(&self.metrics_token))
             .field(
                 "otlp_endpoint",
-                &self.trace.endpoint.as_deref().map(crate::trace::redact_url),
+                &self.trace.endpoint.as_deref().map(crate::env::redact_url),
             )
-            .field("sentry_dsn", &set(&self.sentry_dsn))
+            .field("sentry_dsn", &set(&self.sentry.dsn))
             .field("extra_layers", &self.layers.len())
             .finish_non_exhaustive()
     }
@@ -151,7 +119,7 @@ impl Config {
     /// let _ = obs::Config::new().log_format(obs::LogFormat::Pretty);
     /// ```
     pub fn log_format(mut self, format: LogFormat) -> Self {
-        self.log_format = Some(format);
+        self.log.format = Some(format);
         self
     }
 
@@ -161,7 +129,7 @@ impl Config {
     /// let _ = obs::Config::new().log_filter("info,hyper=warn");
     /// ```
     pub fn log_filter(mut self, directives: impl Into<String>) -> Self {
-        self.log_filter = Some(directives.into());
+        self.log.filter = Some(directives.into());
         self
     }
 
@@ -172,7 +140,7 @@ impl Config {
     /// let _ = obs::Config::new().admin_addr(([127, 0, 0, 1], 0).into());
     /// ```
     pub fn admin_addr(mut self, addr: SocketAddr) -> Self {
-        self.admin_addr = Some(Some(addr));
+        self.admin = Some(Admin::At(addr));
         self
     }
 
@@ -183,18 +151,19 @@ impl Config {
     /// let _ = obs::Config::new().disable_admin();
     /// ```
     pub fn disable_admin(mut self) -> Self {
-        self.admin_addr = Some(None);
+        self.admin = Some(Admin::Off);
         self
     }
 
-    /// Bounds the log buffer to `bytes` (default 16 MiB). When full, lines are dropped and
-    /// counted in `obs_log_lines_dropped_total`; logging never blocks.
+    /// Bounds the log buffer to `bytes` (default 16 MiB, at least 1 KiB: a smaller bound warns
+    /// and is raised). When full, lines are dropped and counted in
+    /// `obs_log_lines_dropped_total`; logging never blocks.
     ///
     /// ```
     /// let _ = obs::Config::new().log_buffer_bytes(1 << 20);
     /// ```
     pub fn log_buffer_bytes(mut self, bytes: usize) -> Self {
-        self.log_buffer_bytes = Some(bytes.max(1024));
+        self.log.buffer_bytes = Some(bytes);
         self
     }
 
@@ -205,18 +174,19 @@ impl Config {
     /// let _ = obs::Config::new().histogram_buckets(&[0.01, 0.1, 1.0, 2.0, 10.0]);
     /// ```
     pub fn histogram_buckets(mut self, buckets: &[f64]) -> Self {
-        self.buckets = Some(buckets.to_vec());
+        self.metrics.buckets = Some(buckets.to_vec());
         self
     }
 
-    /// Caps the distinct label sets of the request histogram (default 10,000). Beyond it, new
-    /// label sets are recorded with `http_route="_overflow"` and counted.
+    /// Caps the distinct label sets of the request histogram (default 10,000; 0 warns and is
+    /// taken as 1). Beyond it, new label sets are recorded with `http_route="_overflow"` and
+    /// counted.
     ///
     /// ```
     /// let _ = obs::Config::new().max_label_sets(500);
     /// ```
     pub fn max_label_sets(mut self, max: usize) -> Self {
-        self.max_label_sets = Some(max.max(1));
+        self.metrics.max_label_sets = Some(max);
         self
     }
 
@@ -268,7 +238,7 @@ impl Config {
     /// let _ = obs::Config::new().sentry_dsn("https://key@o1.ingest.sentry.io/1");
     /// ```
     pub fn sentry_dsn(mut self, dsn: impl Into<String>) -> Self {
-        self.sentry_dsn = Some(dsn.into());
+        self.sentry.dsn = Some(dsn.into());
         self
     }
 
@@ -279,7 +249,7 @@ impl Config {
     /// let _ = obs::Config::new().sentry_environment("staging");
     /// ```
     pub fn sentry_environment(mut self, environment: impl Into<String>) -> Self {
-        self.sentry_environment = Some(environment.into());
+        self.sentry.environment = Some(environment.into());
         self
     }
 
@@ -314,161 +284,81 @@ impl Config {
     /// # let _ = config;
     /// ```
     pub fn disable_log_bridge(mut self) -> Self {
-        self.log_bridge = Some(false);
+        self.log.bridge = false;
         self
     }
 
-    /// Resolves this configuration against `env`, collecting one warning per bad value.
-    pub(crate) fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> Settings {
-        let mut warnings = Vec::new();
-        let env = |key: &str| env(key).filter(|v| !v.trim().is_empty());
-
-        let mut resource = match env("OTEL_RESOURCE_ATTRIBUTES") {
-            Some(raw) => parse_resource_attributes(&raw, &mut warnings),
-            None => Vec::new(),
-        };
-        let from_resource = |resource: &[(String, String)], key: &str| {
-            resource
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.clone())
-        };
-        let service_name = self
-            .service_name
-            .clone()
-            .or_else(|| env("OTEL_SERVICE_NAME"))
-            .or_else(|| from_resource(&resource, "service.name"))
-            .or_else(executable_name)
-            .unwrap_or_else(|| "unknown_service".to_owned());
-        let service_version = self
-            .service_version
-            .clone()
-            .or_else(|| from_resource(&resource, "service.version"));
-        resource.retain(|(k, _)| k != "service.name" && k != "service.version");
-
-        let log_format = self.log_format.unwrap_or_else(|| {
-            env("OBS_LOG_FORMAT").map_or(LogFormat::Json, |raw| {
-                raw.parse().unwrap_or_else(|why: String| {
-                    warnings.push(bad_value("OBS_LOG_FORMAT", &raw, &why, "json"));
-                    LogFormat::Json
-                })
-            })
-        });
-
-        let (filter_source, filter) = match &self.log_filter {
-            Some(code) => ("code", Some(code.clone())),
-            None => ("RUST_LOG", env("RUST_LOG")),
-        };
-        let log_filter = match filter {
-            Some(raw) => match EnvFilter::builder().parse(&raw) {
-                Ok(_) => raw,
-                Err(why) => {
-                    warnings.push(bad_value(
-                        filter_source,
-                        &raw,
-                        &why.to_string(),
-                        DEFAULT_LOG_FILTER,
-                    ));
-                    DEFAULT_LOG_FILTER.to_owned()
-                }
-            },
-            None => DEFAULT_LOG_FILTER.to_owned(),
-        };
-
-        let default_admin: SocketAddr = DEFAULT_ADMIN_ADDR.parse().expect("valid default");
-        let admin_addr = self
-            .admin_addr
-            .unwrap_or_else(|| match env("OBS_ADMIN_ADDR") {
-                None => Some(default_admin),
-                Some(raw) if raw.trim().eq_ignore_ascii_case("off") => None,
-                Some(raw) => raw.trim().parse().map(Some).unwrap_or_else(|_| {
-                    let why = r#"expected host:port (e.g. 127.0.0.1:9464) or "off""#;
-                    warnings.push(bad_value("OBS_ADMIN_ADDR", &raw, why, DEFAULT_ADMIN_ADDR));
-                    Some(default_admin)
-                }),
-            });
-
-        let buckets = match &self.buckets {
-            Some(b) if valid_buckets(b) => b.clone(),
-            Some(b) => {
-                warnings.push(format!(
-                    "invalid histogram buckets {b:?}: expected finite, strictly ascending values; using the default"
-                ));
-                DURATION_BUCKETS.to_vec()
-            }
-            None => DURATION_BUCKETS.to_vec(),
-        };
-
-        let mut trace = crate::trace::TraceSettings::resolve(&self.trace, &env, &mut warnings);
-        if cfg!(not(feature = "otlp")) && trace.otlp.take().is_some() {
-            warnings.push("an OTLP endpoint is set but obs was built without the `otlp` feature; spans are not exported".to_owned());
-        }
-        let release = service_version
-            .as_ref()
-            .map(|v| format!("{service_name}@{v}"));
-        #[cfg(feature = "sentry")]
-        let sentry = crate::errors::SentrySettings::resolve(
-            self.sentry_dsn.as_deref(),
-            self.sentry_environment.as_deref(),
-            release,
-            &resource,
-            &env,
-            &mut warnings,
+    /// Resolves this configuration against `env`, collecting one warning per bad value: each
+    /// subsystem resolves its own part, this only assembles them.
+    pub(crate) fn resolve(&self, env: Lookup<'_>) -> Settings {
+        let mut env = Env::new(env);
+        let service = Service::resolve(
+            self.service_name.as_deref(),
+            self.service_version.as_deref(),
+            &mut env,
         );
-        #[cfg(not(feature = "sentry"))]
-        let sentry = {
-            let _ = release;
-            if self.sentry_dsn.is_some() || env("SENTRY_DSN").is_some() {
-                warnings.push(
-                    "a Sentry DSN is set but obs was built without the `sentry` feature; Sentry is off"
-                        .to_owned(),
-                );
-            }
-            None
+        let log = LogSettings::resolve(&self.log, &service.name, &mut env);
+        let admin_addr = match self.admin {
+            Some(Admin::Off) => None,
+            Some(Admin::At(addr)) => Some(addr),
+            None => admin_from_env(&mut env),
         };
-
+        let mut trace = TraceSettings::resolve(&self.trace, &mut env);
+        if cfg!(not(feature = "otlp")) && trace.otlp.take().is_some() {
+            env.warn("an OTLP endpoint is set but obs was built without the `otlp` feature; spans are not exported".to_owned());
+        }
+        let metrics = MetricsSettings::resolve(&self.metrics, trace.otlp.is_some(), &mut env);
+        let sentry = SentrySettings::resolve(&self.sentry, &service, &mut env);
+        let metrics_token = self
+            .metrics_token
+            .clone()
+            .or_else(|| env.get(var::OBS_METRICS_TOKEN))
+            .map(|t| t.trim().to_owned());
         Settings {
+            service,
+            log,
+            metrics,
             trace,
             sentry,
-            service_name,
-            service_version,
-            resource,
-            log_format,
-            log_filter,
             admin_addr,
-            log_buffer_bytes: self.log_buffer_bytes.unwrap_or(DEFAULT_LOG_BUFFER_BYTES),
-            buckets,
-            max_label_sets: self.max_label_sets.unwrap_or(DEFAULT_MAX_LABEL_SETS),
-            metrics_token: self
-                .metrics_token
-                .clone()
-                .or_else(|| env("OBS_METRICS_TOKEN"))
-                .map(|t| t.trim().to_owned()),
-            log_bridge: self.log_bridge.unwrap_or(true),
-            warnings,
+            metrics_token,
+            warnings: env.warnings,
         }
     }
+}
+
+/// `OBS_ADMIN_ADDR`: `host:port`, or `off`.
+fn admin_from_env(env: &mut Env<'_>) -> Option<SocketAddr> {
+    let default: SocketAddr = DEFAULT_ADMIN_ADDR.parse().expect("valid default");
+    let Some(raw) = env.get(var::OBS_ADMIN_ADDR) else {
+        return Some(default);
+    };
+    if raw.trim().eq_ignore_ascii_case("off") {
+        return None;
+    }
+    Some(raw.trim().parse().unwrap_or_else(|_| {
+        let why = r#"expected host:port (e.g. 127.0.0.1:9464) or "off""#;
+        env.warn(bad_value(
+            var::OBS_ADMIN_ADDR,
+            &raw,
+            why,
+            DEFAULT_ADMIN_ADDR,
+        ));
+        default
+    }))
 }
 
 /// The effective configuration after precedence and validation (holds secrets: no `Debug`).
 #[derive(Clone)]
 pub(crate) struct Settings {
-    pub service_name: String,
-    pub service_version: Option<String>,
-    /// `OTEL_RESOURCE_ATTRIBUTES` without `service.name`/`service.version`.
-    pub resource: Vec<(String, String)>,
-    pub log_format: LogFormat,
-    pub log_filter: String,
+    pub service: Service,
+    pub log: LogSettings,
+    pub metrics: MetricsSettings,
+    pub trace: TraceSettings,
+    pub sentry: Option<SentrySettings>,
     pub admin_addr: Option<SocketAddr>,
-    pub log_buffer_bytes: usize,
-    pub buckets: Vec<f64>,
-    pub max_label_sets: usize,
     /// Bearer token required on `/metrics` (never logged).
     pub metrics_token: Option<String>,
-    pub trace: crate::trace::TraceSettings,
-    pub sentry: Option<crate::errors::SentrySettings>,
-    /// Whether `log` records are bridged into `tracing` (global forms only).
-    pub log_bridge: bool,
     pub warnings: Vec<String>,
 }
 
@@ -477,76 +367,12 @@ impl Settings {
     pub fn from_env(config: &Config) -> Self {
         config.resolve(&|key| std::env::var(key).ok())
     }
-
-    pub fn log_format_name(&self) -> &'static str {
-        self.log_format.as_str()
-    }
-}
-
-/// One warning line: what, the (escaped, shortened) value, why, and what is used instead.
-pub(crate) fn bad_value(var: &str, raw: &str, why: &str, default: &str) -> String {
-    let mut shown: String = raw.chars().take(64).collect();
-    if shown.len() < raw.len() {
-        shown.push('…');
-    }
-    format!("invalid {var} {shown:?}: {why}; using {default}")
-}
-
-fn valid_buckets(b: &[f64]) -> bool {
-    !b.is_empty() && b.iter().all(|v| v.is_finite()) && b.windows(2).all(|w| w[0] < w[1])
-}
-
-/// `key1=value1,key2=value2` with percent-encoded values (W3C Baggage octets), per the OTel spec.
-fn parse_resource_attributes(raw: &str, warnings: &mut Vec<String>) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for pair in raw.split(',').filter(|p| !p.trim().is_empty()) {
-        match pair.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() => {
-                out.push((k.trim().to_owned(), percent_decode(v.trim())));
-            }
-            _ => warnings.push(bad_value(
-                "OTEL_RESOURCE_ATTRIBUTES entry",
-                pair,
-                "expected key=value",
-                "nothing for this entry",
-            )),
-        }
-    }
-    out
-}
-
-pub(crate) fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (
-            bytes[i],
-            bytes.get(i + 1).copied().and_then(hex),
-            bytes.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn executable_name() -> Option<String> {
-    let exe = std::env::current_exe().ok()?;
-    Some(exe.file_stem()?.to_string_lossy().into_owned())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::semconv::DURATION_BUCKETS;
 
     fn resolve(config: &Config, vars: &[(&str, &str)]) -> Settings {
         let vars: Vec<(String, String)> = vars
@@ -559,12 +385,12 @@ mod tests {
     #[test]
     fn defaults_without_environment() {
         let s = resolve(&Config::new(), &[]);
-        assert_eq!(s.log_format, LogFormat::Json);
-        assert_eq!(s.log_filter, "info");
+        assert_eq!(s.log.format, LogFormat::Json);
+        assert_eq!(s.log.filter, "info");
         assert_eq!(s.admin_addr, Some("0.0.0.0:9464".parse().unwrap()));
-        assert_eq!(s.buckets, DURATION_BUCKETS);
-        assert_eq!(s.max_label_sets, 10_000);
-        assert!(!s.service_name.is_empty());
+        assert_eq!(s.metrics.buckets, DURATION_BUCKETS);
+        assert_eq!(s.metrics.max_label_sets, 10_000);
+        assert!(!s.service.name.is_empty());
         assert!(s.warnings.is_empty(), "{:?}", s.warnings);
     }
 
@@ -579,9 +405,9 @@ mod tests {
                 ("OBS_ADMIN_ADDR", "127.0.0.1:9999"),
             ],
         );
-        assert_eq!(s.service_name, "billing");
-        assert_eq!(s.log_format, LogFormat::Pretty);
-        assert_eq!(s.log_filter, "debug,hyper=warn");
+        assert_eq!(s.service.name, "billing");
+        assert_eq!(s.log.format, LogFormat::Pretty);
+        assert_eq!(s.log.filter, "debug,hyper=warn");
         assert_eq!(s.admin_addr, Some("127.0.0.1:9999".parse().unwrap()));
         assert!(s.warnings.is_empty());
     }
@@ -602,9 +428,9 @@ mod tests {
                 ("OBS_ADMIN_ADDR", "127.0.0.1:1"),
             ],
         );
-        assert_eq!(s.service_name, "from-code");
-        assert_eq!(s.log_format, LogFormat::Json);
-        assert_eq!(s.log_filter, "warn");
+        assert_eq!(s.service.name, "from-code");
+        assert_eq!(s.log.format, LogFormat::Json);
+        assert_eq!(s.log.filter, "warn");
         assert_eq!(s.admin_addr, None);
     }
 
@@ -625,8 +451,8 @@ mod tests {
                 ("OBS_ADMIN_ADDR", "localhost:notaport"),
             ],
         );
-        assert_eq!(s.log_format, LogFormat::Json);
-        assert_eq!(s.log_filter, "info");
+        assert_eq!(s.log.format, LogFormat::Json);
+        assert_eq!(s.log.filter, "info");
         assert_eq!(s.admin_addr, Some("0.0.0.0:9464".parse().unwrap()));
         assert_eq!(s.warnings.len(), 3, "{:?}", s.warnings);
         assert!(s.warnings[0].contains("OBS_LOG_FORMAT") && s.warnings[0].contains("using json"));
@@ -651,10 +477,10 @@ mod tests {
                 "service.name=shop,service.version=2.0,deployment.environment.name=prod%20eu,broken",
             )],
         );
-        assert_eq!(s.service_name, "shop");
-        assert_eq!(s.service_version.as_deref(), Some("2.0"));
+        assert_eq!(s.service.name, "shop");
+        assert_eq!(s.service.version.as_deref(), Some("2.0"));
         assert_eq!(
-            s.resource,
+            s.service.attributes,
             vec![(
                 "deployment.environment.name".to_owned(),
                 "prod eu".to_owned()
@@ -669,13 +495,13 @@ mod tests {
                 ("OTEL_SERVICE_NAME", "cart"),
             ],
         );
-        assert_eq!(s.service_name, "cart");
+        assert_eq!(s.service.name, "cart");
     }
 
     #[test]
     fn bad_buckets_fall_back() {
         let s = resolve(&Config::new().histogram_buckets(&[1.0, 0.5]), &[]);
-        assert_eq!(s.buckets, DURATION_BUCKETS);
+        assert_eq!(s.metrics.buckets, DURATION_BUCKETS);
         assert_eq!(s.warnings.len(), 1);
     }
 }

@@ -1,4 +1,4 @@
-//! The one error type of `obs`.
+//! The errors of `obs`: [`Error`] (init) and [`ParseError`] (a configuration value).
 
 use std::fmt;
 
@@ -35,3 +35,21 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// Why a configuration value did not parse (`"xml".parse::<obs::LogFormat>()`): it says what
+/// was expected. obs itself never fails on one: the environment's bad values become warnings.
+///
+/// ```
+/// let why = "xml".parse::<obs::LogFormat>().unwrap_err();
+/// assert_eq!(why.to_string(), r#"expected "json" or "pretty""#);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseError(pub(crate) &'static str);
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for ParseError {}

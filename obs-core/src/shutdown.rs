@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::Shared;
+use crate::shared::Shared;
 
 /// Resolves when SIGTERM or Ctrl-C (SIGINT) arrives, after `/readyz` turned 503. Get it from
 /// [`crate::Obs::shutdown_signal`]; pass it to axum's `with_graceful_shutdown`, hyper-util's

@@ -22,8 +22,10 @@ use std::time::Duration;
 use tracing::subscriber::DefaultGuard;
 use tracing_subscriber::layer::SubscriberExt;
 
+use crate::config::Config;
 use crate::logs::LineSink;
-use crate::{Config, Obs};
+use crate::obs::Obs;
+use crate::sync::lock;
 
 /// An [`Obs`] whose logs are captured in memory. Derefs to [`Obs`].
 pub struct TestObs {
@@ -39,10 +41,7 @@ struct Capture(Arc<Mutex<Vec<String>>>);
 impl LineSink for Capture {
     fn write_line(&self, line: &[u8]) {
         let line = String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(line)).into_owned();
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(line);
+        lock(&self.0).push(line);
     }
 }
 
@@ -130,7 +129,7 @@ fn capture_workers(dispatch: &tracing::Dispatch) {
         handle.spawn(async move {
             std::mem::forget(tracing::dispatcher::set_default(&dispatch));
             let (count, all) = &*arrived;
-            let mut count = count.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut count = lock(count);
             *count += 1;
             all.notify_all();
             let _ = all.wait_timeout_while(count, RENDEZVOUS_TIMEOUT, |n| *n < workers);
@@ -138,7 +137,7 @@ fn capture_workers(dispatch: &tracing::Dispatch) {
     }
     // Called from a worker itself, one task cannot start until the others time out: bounded.
     let (count, all) = &*arrived;
-    let count = count.lock().unwrap_or_else(PoisonError::into_inner);
+    let count = lock(count);
     let (arrived, _) = all
         .wait_timeout_while(count, RENDEZVOUS_TIMEOUT, |n| *n < workers)
         .unwrap_or_else(PoisonError::into_inner);
@@ -160,11 +159,7 @@ impl TestObs {
     /// assert_eq!(obs.logs().len(), 1);
     /// ```
     pub fn logs(&self) -> Vec<String> {
-        self.lines
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        lock(&self.lines.0).clone()
     }
 
     /// The subscriber, for code running on other threads

@@ -6,6 +6,7 @@
 pub mod browser;
 pub mod client;
 pub mod exposition;
+pub mod floor_plan;
 pub mod process;
 pub mod prometheus;
 pub mod receivers;

@@ -1,53 +1,13 @@
 //! [`ObsBody`]: the response body, which ends a gRPC request when its stream ends.
-//!
-//! Responses are classified with tower-http's classifiers: plain HTTP by its status (5xx is a
-//! failure) when the head is sent; gRPC (`application/grpc*`) by `grpc-status`, from the head
-//! (trailers-only responses, as `Status::internal` produces) or else from the trailers at the
-//! end of the stream, so a gRPC error answered with HTTP 200 still counts as an error.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use http::Response;
 use http_body::{Body, Frame, SizeHint};
-use tower_http::classify::{
-    ClassifiedResponse, ClassifyEos, ClassifyResponse, GrpcEosErrorsAsFailures,
-    GrpcErrorsAsFailures, GrpcFailureClass,
-};
+use tower_http::classify::{ClassifyEos, GrpcEosErrorsAsFailures};
 
-use super::layer::Pending;
-use crate::request::{GrpcCode, Outcome};
-
-/// How a response is classified.
-pub(crate) struct Classify;
-
-impl Classify {
-    /// The outcome now, or the classifier that reads the trailers at the end of the stream.
-    pub fn response<B>(response: &Response<B>) -> Result<Outcome, GrpcEosErrorsAsFailures> {
-        let grpc = response
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-        if !grpc {
-            return Ok(Outcome::Status(response.status().as_u16()));
-        }
-        match GrpcErrorsAsFailures::new().classify_response(response) {
-            ClassifiedResponse::Ready(result) => Ok(grpc_outcome(response.status(), result)),
-            ClassifiedResponse::RequiresEos(eos) => Err(eos),
-        }
-    }
-}
-
-fn grpc_outcome(status: http::StatusCode, result: Result<(), GrpcFailureClass>) -> Outcome {
-    match result {
-        // A 5xx from a proxy in front of a gRPC service is an HTTP failure all the same.
-        Ok(()) => Outcome::Status(status.as_u16()),
-        Err(GrpcFailureClass::Code(code)) => Outcome::Grpc(GrpcCode(code)),
-        Err(GrpcFailureClass::Error(_)) => Outcome::Grpc(GrpcCode(UNKNOWN)),
-    }
-}
-
-const UNKNOWN: std::num::NonZeroI32 = std::num::NonZeroI32::new(2).unwrap();
+use super::finish::{grpc_outcome, InFlight};
+use crate::request::Outcome;
 
 pin_project_lite::pin_project! {
     /// The response body of [`super::ObsService`]: the service's body, unchanged. For a gRPC
@@ -56,20 +16,20 @@ pin_project_lite::pin_project! {
     pub struct ObsBody<B> {
         #[pin]
         inner: Option<B>,
-        eos: Option<(GrpcEosErrorsAsFailures, Pending)>,
+        eos: Option<(GrpcEosErrorsAsFailures, InFlight)>,
     }
 
     impl<B> PinnedDrop for ObsBody<B> {
         fn drop(this: Pin<&mut Self>) {
-            if let Some((_, pending)) = this.project().eos.take() {
-                pending.finish(Outcome::Cancelled);
+            if let Some((_, in_flight)) = this.project().eos.take() {
+                in_flight.finish(Outcome::Cancelled);
             }
         }
     }
 }
 
 impl<B> ObsBody<B> {
-    pub(crate) fn new(inner: B, eos: Option<(GrpcEosErrorsAsFailures, Pending)>) -> Self {
+    pub(crate) fn new(inner: B, eos: Option<(GrpcEosErrorsAsFailures, InFlight)>) -> Self {
         Self {
             inner: Some(inner),
             eos,
@@ -104,12 +64,12 @@ impl<B: Body> Body for ObsBody<B> {
             None => Some(Ok(None)),
         };
         if let Some(ended) = ended {
-            if let Some((eos, pending)) = this.eos.take() {
+            if let Some((eos, in_flight)) = this.eos.take() {
                 let outcome = match ended {
                     Ok(trailers) => grpc_outcome(http::StatusCode::OK, eos.classify_eos(trailers)),
                     Err(()) => Outcome::ServiceError,
                 };
-                pending.finish(outcome);
+                in_flight.finish(outcome);
             }
         }
         Poll::Ready(frame)

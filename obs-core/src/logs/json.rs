@@ -332,7 +332,7 @@ impl<W: LineSink> JsonLayer<W> {
         write_str(line, meta.target());
         // The active span's trace ids (the request's SERVER span or a handler's span), as
         // exported.
-        crate::trace::write_current_ids(line);
+        crate::trace::context::write_current_ids(line);
         line.extend_from_slice(&self.service);
         line.extend_from_slice(rest);
         // Span fields, innermost first; a name already written (by the event or an inner span)

@@ -15,6 +15,7 @@
 
 pub(crate) mod escape;
 mod json;
+mod settings;
 pub(crate) mod timestamp;
 mod writer;
 
@@ -29,6 +30,8 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
 pub use json::{JsonLayer, LineSink};
+pub(crate) use settings::{LogConfig, LogSettings};
+pub use settings::{LogFormat, DEFAULT_LOG_BUFFER_BYTES, DEFAULT_LOG_FILTER};
 pub use writer::LogWriter;
 
 /// `t` as RFC 3339 UTC with microseconds, the format of the `timestamp` field of every line.
@@ -44,25 +47,18 @@ pub fn format_rfc3339(t: std::time::SystemTime) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-use crate::config::{LogFormat, Settings};
-
 /// The log filter (`RUST_LOG`), which also decides which spans are traced.
-pub(crate) fn filter(settings: &Settings) -> RequestScopeFilter {
-    // `resolve` validated the filter; the fallback cannot fail.
-    RequestScopeFilter(
-        EnvFilter::builder()
-            .parse(&settings.log_filter)
-            .unwrap_or_else(|_| EnvFilter::new(crate::config::DEFAULT_LOG_FILTER)),
-    )
+pub(crate) fn filter(settings: &LogSettings) -> RequestScopeFilter {
+    RequestScopeFilter(settings.env_filter())
 }
 
 /// Builds the configured log layer (format) writing to `sink`.
-pub(crate) fn layer<S, W>(settings: &Settings, sink: W) -> Box<dyn Layer<S> + Send + Sync>
+pub(crate) fn layer<S, W>(settings: &LogSettings, sink: W) -> Box<dyn Layer<S> + Send + Sync>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
     W: LineSink + Clone,
 {
-    match settings.log_format {
+    match settings.format {
         LogFormat::Json => JsonLayer::new(sink, &settings.service_name).boxed(),
         LogFormat::Pretty => tracing_subscriber::fmt::layer()
             .with_ansi(io::stdout().is_terminal())
@@ -75,16 +71,14 @@ where
 /// record's), up to the level `RUST_LOG` can let through (`None`: every level). Installed once
 /// per process, by `init()` or `obs::test`, whichever comes first; false when a `log` logger of
 /// someone else's was installed before (it is kept).
-pub(crate) fn install_log_bridge(settings: Option<&Settings>) -> bool {
+pub(crate) fn install_log_bridge(settings: Option<&LogSettings>) -> bool {
     use tracing_log::AsLog;
     static BRIDGED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
     let max = settings
         .and_then(|s| Filter::<tracing_subscriber::Registry>::max_level_hint(&filter(s)))
         .unwrap_or(LevelFilter::TRACE)
         .as_log();
-    let mut bridged = BRIDGED
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut bridged = crate::sync::lock(&BRIDGED);
     if *bridged {
         // Each subscriber filters for itself: the records' level is only ever raised.
         log::set_max_level(max.max(log::max_level()));
@@ -135,7 +129,7 @@ pub(crate) struct RequestScopeFilter(pub EnvFilter);
 
 impl RequestScopeFilter {
     fn is_request_span(meta: &Metadata<'_>) -> bool {
-        crate::http::is_request_span(meta)
+        crate::request::is_request_span(meta)
     }
 }
 

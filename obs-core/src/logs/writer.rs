@@ -6,6 +6,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::json::LineSink;
+use crate::sync::lock;
 
 /// How long the writer lets lines accumulate after a wake-up before writing them.
 const LINGER: Duration = Duration::from_millis(2);
@@ -30,7 +31,7 @@ struct Inner {
 
 impl Inner {
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 }
 
@@ -120,11 +121,7 @@ impl LogWriter {
             state.flush_requested
         };
         self.inner.wake.notify_one();
-        let mut flushed = self
-            .inner
-            .flushed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut flushed = lock(&self.inner.flushed);
         while *flushed < target {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 return false;
@@ -188,7 +185,7 @@ fn run<O: Write>(mut out: O, inner: &Inner) {
         }
         if flush_to > flushed {
             flushed = flush_to;
-            *inner.flushed.lock().unwrap_or_else(PoisonError::into_inner) = flushed;
+            *lock(&inner.flushed) = flushed;
             inner.flushed_cv.notify_all();
         }
         if closed {

@@ -9,8 +9,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use opentelemetry::trace::TraceContextExt;
-
 /// A sampled request's ids, as the exported span has them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SpanIds {
@@ -22,17 +20,13 @@ impl SpanIds {
     /// The ids of the active OpenTelemetry span, when it is sampled (exported); `None`
     /// otherwise, so that no exemplar points at a trace that does not exist.
     pub fn current_sampled() -> Option<Self> {
-        opentelemetry::Context::map_current(|cx| {
-            if !cx.has_active_span() {
-                return None;
-            }
-            let span = cx.span();
-            let sc = span.span_context();
-            (sc.is_valid() && sc.is_sampled()).then(|| SpanIds {
+        crate::trace::context::with_current(|sc| {
+            sc.is_sampled().then(|| SpanIds {
                 trace_id: u128::from_be_bytes(sc.trace_id().to_bytes()),
                 span_id: u64::from_be_bytes(sc.span_id().to_bytes()),
             })
         })
+        .flatten()
     }
 }
 

@@ -16,9 +16,12 @@
 //! ```
 
 mod exemplar;
-pub mod names;
 pub mod openmetrics;
 mod red;
+mod settings;
+
+/// The metric and label names obs emits (also at [`crate::semconv`]).
+pub use crate::semconv as names;
 
 use std::sync::Arc;
 
@@ -26,9 +29,11 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, Gauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
-pub(crate) use red::{ActiveGuard, Red};
+pub(crate) use red::{ActiveGuard, Labels, Red};
+pub use settings::DEFAULT_MAX_LABEL_SETS;
+pub(crate) use settings::{MetricsConfig, MetricsSettings};
 
-use crate::config::Settings;
+use crate::resource::Service;
 
 /// The Content-Type of [`crate::Obs::metrics_text`]: Prometheus text format 0.0.4.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -47,7 +52,7 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(settings: &Settings, drops: Vec<DropCounter>) -> Self {
+    pub fn new(settings: &MetricsSettings, service: &Service, drops: Vec<DropCounter>) -> Self {
         let registry = Registry::new();
         let active = IntGaugeVec::new(
             Opts::new(
@@ -58,14 +63,11 @@ impl Metrics {
         )
         .expect("valid metric");
         let red = Arc::new(Red::new(settings, active.clone()));
-        let mut target_labels = vec![(
-            names::SERVICE_NAME.to_owned(),
-            settings.service_name.clone(),
-        )];
-        if let Some(v) = &settings.service_version {
+        let mut target_labels = vec![(names::SERVICE_NAME.to_owned(), service.name.clone())];
+        if let Some(v) = &service.version {
             target_labels.push((names::SERVICE_VERSION.to_owned(), v.clone()));
         }
-        for (k, v) in &settings.resource {
+        for (k, v) in &service.attributes {
             let name = sanitize_label_name(k);
             if !target_labels.iter().any(|(n, _)| *n == name) {
                 target_labels.push((name, v.clone()));

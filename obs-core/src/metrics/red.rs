@@ -1,9 +1,8 @@
 //! The RED recorder behind `obs.layer()`: one histogram series per label set, bounded.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use prometheus::core::{Collector, Desc};
@@ -12,8 +11,9 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec};
 
 use super::exemplar::{Exemplar, Slot, SpanIds};
 use super::names;
-use crate::config::Settings;
-use crate::request::{Method, Outcome, Scheme};
+use super::settings::MetricsSettings;
+use crate::request::{Method, Outcome, RequestInfo, Scheme};
+use crate::sync::{read, write};
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct Key {
@@ -21,6 +21,25 @@ struct Key {
     scheme: Scheme,
     outcome: Outcome,
     route: Option<Arc<str>>,
+}
+
+/// The labels a request is recorded under: its method, scheme and route template.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Labels<'a> {
+    pub method: Method,
+    pub scheme: Scheme,
+    pub route: Option<&'a str>,
+}
+
+impl<'a> Labels<'a> {
+    /// The labels of a request the middleware handles.
+    pub fn of(info: &'a RequestInfo) -> Self {
+        Self {
+            method: info.method,
+            scheme: info.scheme,
+            route: info.route.as_deref(),
+        }
+    }
 }
 
 /// Requests in flight; decrements when dropped, so a cancelled request cannot leak.
@@ -80,7 +99,7 @@ pub(crate) struct Red {
 }
 
 impl Red {
-    pub fn new(settings: &Settings, active_vec: IntGaugeVec) -> Self {
+    pub fn new(settings: &MetricsSettings, active_vec: IntGaugeVec) -> Self {
         let desc = Desc::new(
             names::HTTP_SERVER_REQUEST_DURATION.to_owned(),
             HELP.to_owned(),
@@ -96,7 +115,7 @@ impl Red {
         Self {
             desc,
             buckets: settings.buckets.clone(),
-            exemplars: settings.trace.otlp.is_some(),
+            exemplars: settings.exemplars,
             origin: Instant::now(),
             wall_offset_ms: AtomicI64::new(epoch_ms(SystemTime::now()) as i64),
             max_label_sets: settings.max_label_sets,
@@ -133,9 +152,7 @@ impl Red {
     /// read the clock already (a clock read costs tens of nanoseconds on some machines).
     pub fn observe(
         &self,
-        method: Method,
-        scheme: Scheme,
-        route: Option<&str>,
+        labels: &Labels<'_>,
         outcome: Outcome,
         secs: f64,
         ended: Option<Instant>,
@@ -145,18 +162,18 @@ impl Red {
         } else {
             None
         };
-        let (route, mut folded) = match route.map(|r| self.intern(r)) {
+        let (route, mut folded) = match labels.route.map(|r| self.intern(r)) {
             Some((r, folded)) => (Some(r), folded),
             None => (None, false),
         };
         let mut key = Key {
-            method,
-            scheme,
+            method: labels.method,
+            scheme: labels.scheme,
             outcome,
             route,
         };
         let recorded = 'read: {
-            let series = self.series.read().unwrap_or_else(PoisonError::into_inner);
+            let series = read(&self.series);
             if let Some(s) = series.get(&key) {
                 s.observe(&self.buckets, secs, exemplar);
                 break 'read true;
@@ -172,7 +189,7 @@ impl Red {
             false
         };
         if !recorded {
-            let mut series = self.series.write().unwrap_or_else(PoisonError::into_inner);
+            let mut series = write(&self.series);
             series
                 .entry(key)
                 .or_insert_with_key(|key| self.series(key))
@@ -186,15 +203,10 @@ impl Red {
     /// The shared `Arc<str>` for a route template, and whether it was folded into `_overflow`
     /// because the cap on distinct routes was reached.
     fn intern(&self, route: &str) -> (Arc<str>, bool) {
-        if let Some(r) = self
-            .routes
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(route)
-        {
+        if let Some(r) = read(&self.routes).get(route) {
             return (Arc::clone(r), false);
         }
-        let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
+        let mut routes = write(&self.routes);
         if let Some(r) = routes.get(route) {
             return (Arc::clone(r), false);
         }
@@ -222,7 +234,7 @@ impl Red {
 
     /// One family holding every series (series differ in which labels they have).
     pub fn collect(&self) -> Option<MetricFamily> {
-        let series = self.series.read().unwrap_or_else(PoisonError::into_inner);
+        let series = read(&self.series);
         let mut family: Option<MetricFamily> = None;
         for s in series.values() {
             for mut f in s.histogram.collect() {
@@ -259,7 +271,7 @@ impl Red {
     pub fn exemplars(&self) -> HashMap<LabelKey, Vec<Option<Exemplar>>> {
         // Once per scrape: the exemplars written from now on follow the wall clock.
         self.resync_wall_clock();
-        let series = self.series.read().unwrap_or_else(PoisonError::into_inner);
+        let series = read(&self.series);
         series
             .iter()
             .filter_map(|(key, s)| {
@@ -315,43 +327,7 @@ const HELP: &str = "Duration of HTTP server requests.";
 
 /// The Fx hash (rustc's): the keys are route templates and small enums chosen by the service,
 /// not by clients, so hash flooding is not a concern and SipHash's cost is not needed.
-type FastHash = BuildHasherDefault<FxHasher>;
-
-#[derive(Default)]
-struct FxHasher(u64);
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
-        }
-        for &b in chunks.remainder() {
-            self.add(u64::from(b));
-        }
-    }
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-    fn write_u16(&mut self, i: u16) {
-        self.add(u64::from(i));
-    }
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-impl FxHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
+type FastHash = rustc_hash::FxBuildHasher;
 
 #[cfg(test)]
 mod tests {
@@ -361,7 +337,7 @@ mod tests {
     fn red_of(config: Config) -> Red {
         let settings = config.resolve(&|_| None);
         let active = IntGaugeVec::new(prometheus::Opts::new("a", "a"), &["m", "s"]).unwrap();
-        Red::new(&settings, active)
+        Red::new(&settings.metrics, active)
     }
 
     fn red(max: usize) -> Red {
@@ -401,14 +377,13 @@ mod tests {
         let red = red(3);
         let get = Method::of(&http::Method::GET);
         for i in 0..10 {
-            red.observe(
-                get,
-                Scheme::Http,
-                Some(&format!("/r{i}")),
-                Outcome::Status(200),
-                0.01,
-                None,
-            );
+            let route = format!("/r{i}");
+            let labels = Labels {
+                method: get,
+                scheme: Scheme::Http,
+                route: Some(&route),
+            };
+            red.observe(&labels, Outcome::Status(200), 0.01, None);
         }
         let family = red.collect().unwrap();
         let routes: HashSet<String> = family
@@ -453,14 +428,12 @@ mod tests {
                 .attach()
         });
         let get = Method::of(&http::Method::GET);
-        red.observe(
-            get,
-            Scheme::Http,
-            Some("/a"),
-            Outcome::Status(500),
-            secs,
-            None,
-        );
+        let labels = Labels {
+            method: get,
+            scheme: Scheme::Http,
+            route: Some("/a"),
+        };
+        red.observe(&labels, Outcome::Status(500), secs, None);
     }
 
     #[test]

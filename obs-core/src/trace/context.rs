@@ -113,25 +113,11 @@ impl fmt::Debug for TraceContext {
     }
 }
 
-crate::http::request_extractor!(
-    TraceContext,
-    |_| TraceContext::current(),
-    "The current span's context: inside `obs.layer()`, the request's (or a handler span's)."
-);
-
 /// Writes the active OpenTelemetry span's `trace_id`, `span_id` and `trace_flags` as JSON
 /// members (`,"trace_id":"..."...`) into `out`; nothing outside a span. tracing-opentelemetry
 /// activates the span's context when a `tracing` span is entered, so these are the exported ids.
 pub(crate) fn write_current_ids(out: &mut Vec<u8>) {
-    opentelemetry::Context::map_current(|cx| {
-        if !cx.has_active_span() {
-            return;
-        }
-        let span = cx.span();
-        let sc = span.span_context();
-        if !sc.is_valid() {
-            return;
-        }
+    with_current(|sc| {
         out.extend_from_slice(b",\"trace_id\":\"");
         crate::ids::write_hex(out, &sc.trace_id().to_bytes());
         out.extend_from_slice(b"\",\"span_id\":\"");
@@ -140,4 +126,18 @@ pub(crate) fn write_current_ids(out: &mut Vec<u8>) {
         crate::ids::write_hex(out, &[sc.trace_flags().to_u8()]);
         out.push(b'"');
     });
+}
+
+/// `f` of the active OpenTelemetry span's context, when there is a valid one: the one reader of
+/// the current ids (the log lines', the exemplars', Sentry's). tracing-opentelemetry activates
+/// a span's context when its `tracing` span is entered, so these are the exported ids.
+pub(crate) fn with_current<R>(f: impl FnOnce(&SpanContext) -> R) -> Option<R> {
+    opentelemetry::Context::map_current(|cx| {
+        if !cx.has_active_span() {
+            return None;
+        }
+        let span = cx.span();
+        let sc = span.span_context();
+        sc.is_valid().then(|| f(sc))
+    })
 }

@@ -44,11 +44,14 @@
 //! # obs.shutdown(std::time::Duration::from_millis(10));
 //! ```
 
-mod context;
+pub(crate) mod context;
 #[cfg(feature = "otlp")]
 mod otlp;
 #[cfg(feature = "otlp")]
 mod processor;
+// Only OTLP export queues work for a thread of obs' own (Sentry's transport has its own).
+#[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+mod queue;
 mod sampler;
 mod settings;
 
@@ -66,13 +69,13 @@ use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
-pub(crate) use context::write_current_ids;
 pub use context::{TraceContext, TRACEPARENT, TRACESTATE};
 pub use sampler::Sampler;
 pub use settings::Protocol;
-pub(crate) use settings::{redact_url, TraceConfig, TraceSettings};
+pub(crate) use settings::{TraceConfig, TraceSettings};
 
-use crate::export::Worker;
+use crate::resource::Service;
+pub(crate) use queue::Worker;
 
 /// The OpenTelemetry side of obs: the SDK tracer provider (with obs' bounded processor when
 /// exporting) and the configured propagators.
@@ -151,22 +154,19 @@ fn propagator(settings: &TraceSettings) -> TextMapCompositePropagator {
 }
 
 /// The OpenTelemetry resource: service name and version, `OTEL_RESOURCE_ATTRIBUTES`, the SDK.
-pub(crate) fn resource(
-    service_name: &str,
-    service_version: Option<&str>,
-    attributes: &[(String, String)],
-) -> Resource {
+pub(crate) fn resource(service: &Service) -> Resource {
     let mut builder = Resource::builder_empty()
         .with_detector(Box::new(
             opentelemetry_sdk::resource::TelemetryResourceDetector,
         ))
-        .with_service_name(service_name.to_owned());
-    if let Some(v) = service_version {
+        .with_service_name(service.name.clone());
+    if let Some(v) = &service.version {
         builder = builder.with_attribute(KeyValue::new("service.version", v.to_owned()));
     }
     builder
         .with_attributes(
-            attributes
+            service
+                .attributes
                 .iter()
                 .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
         )

@@ -12,8 +12,9 @@ use opentelemetry_otlp::{Compression, SpanExporter, WithExportConfig};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
 use opentelemetry_sdk::Resource;
 
-use super::settings::{redact_url, OtlpSettings, Protocol};
-use crate::export::{Inbox, Queue, Worker};
+use super::queue::{Inbox, Queue, Worker};
+use super::settings::{OtlpSettings, Protocol};
+use crate::env::redact_url;
 use crate::throttle::ReportThrottle;
 
 /// Starts the export thread; spans pushed on the queue are exported in batches.

@@ -1,17 +1,17 @@
 //! [`BoundedProcessor`]: the SDK span processor that hands finished spans to obs' export stage.
 //!
 //! The SDK's own `BatchSpanProcessor` sends every span through a channel to its thread; obs
-//! appends it to the shared bounded queue of [`crate::export`] under a short lock and wakes the
+//! appends it to the shared bounded queue of [`super::queue`] under a short lock and wakes the
 //! export thread only when a batch is ready. A full queue drops the span and counts it.
 
 use opentelemetry::Context;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 
-use crate::export::Queue;
+use super::queue::Queue;
 
 /// Queues sampled spans for the export thread. Flushing and shutdown belong to the
-/// [`crate::Obs`] guard, which bounds them by its deadline.
+/// `Obs` guard, which bounds them by its deadline.
 pub(crate) struct BoundedProcessor {
     pub queue: Queue<Vec<SpanData>>,
 }

@@ -72,9 +72,9 @@ impl Sampler {
 }
 
 impl std::str::FromStr for Sampler {
-    type Err = String;
+    type Err = crate::error::ParseError;
     /// The `OTEL_TRACES_SAMPLER` names this SDK implements.
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
         let parent = |root| Sampler::ParentBased(Box::new(root));
         Ok(match s.trim().to_ascii_lowercase().as_str() {
             "always_on" => Sampler::AlwaysOn,
@@ -84,10 +84,9 @@ impl std::str::FromStr for Sampler {
             "parentbased_always_off" => parent(Sampler::AlwaysOff),
             "parentbased_traceidratio" => parent(Sampler::TraceIdRatio(1.0)),
             _ => {
-                return Err(
-                    "expected always_on, always_off, traceidratio or parentbased_(always_on|always_off|traceidratio)"
-                        .to_owned(),
-                )
+                return Err(crate::error::ParseError(
+                    "expected always_on, always_off, traceidratio or parentbased_(always_on|always_off|traceidratio)",
+                ))
             }
         })
     }

@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use super::Sampler;
+use crate::env::{bad_value, key_value_list, redact_url, var, Env};
+use crate::error::ParseError;
 
 /// The OTLP transport (`OTEL_EXPORTER_OTLP_PROTOCOL`).
 ///
@@ -20,13 +22,13 @@ pub enum Protocol {
 }
 
 impl std::str::FromStr for Protocol {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
         match s.trim() {
             "grpc" => Ok(Protocol::Grpc),
             "http/protobuf" => Ok(Protocol::HttpProtobuf),
-            "http/json" => Err("http/json is not supported".to_owned()),
-            _ => Err(r#"expected "grpc" or "http/protobuf""#.to_owned()),
+            "http/json" => Err(ParseError("http/json is not supported")),
+            _ => Err(ParseError(r#"expected "grpc" or "http/protobuf""#)),
         }
     }
 }
@@ -90,41 +92,18 @@ pub(crate) struct TraceConfig {
 }
 
 impl TraceSettings {
-    /// Resolves code settings against the environment, pushing one warning per bad value.
-    pub fn resolve(
-        code: &TraceConfig,
-        env: &dyn Fn(&str) -> Option<String>,
-        warnings: &mut Vec<String>,
-    ) -> Self {
-        fn bad(warnings: &mut Vec<String>, var: &str, raw: &str, why: &str, default: &str) {
-            warnings.push(crate::config::bad_value(var, raw, why, default));
-        }
-        let either = |specific: &str, general: &str| {
-            env(specific)
-                .map(|v| (specific.to_owned(), v))
-                .or_else(|| env(general).map(|v| (general.to_owned(), v)))
-        };
-
-        let disabled = match env("OTEL_SDK_DISABLED") {
-            None => false,
-            Some(raw) => match raw.trim().to_ascii_lowercase().as_str() {
-                "true" => true,
-                "false" => false,
-                _ => {
-                    bad(
-                        warnings,
-                        "OTEL_SDK_DISABLED",
-                        &raw,
-                        "expected true or false",
-                        "false",
-                    );
-                    false
-                }
-            },
-        };
+    /// Resolves code settings against the environment (one warning per bad value).
+    pub fn resolve(code: &TraceConfig, env: &mut Env<'_>) -> Self {
+        let disabled = env.var_or(var::OTEL_SDK_DISABLED, false, "false", |raw| {
+            match raw.trim().to_ascii_lowercase().as_str() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err("expected true or false"),
+            }
+        });
 
         let (mut tracecontext, mut baggage) = (true, true);
-        if let Some(raw) = env("OTEL_PROPAGATORS") {
+        if let Some(raw) = env.get(var::OTEL_PROPAGATORS) {
             let names: Vec<String> = raw
                 .split(',')
                 .map(|n| n.trim().to_ascii_lowercase())
@@ -135,59 +114,45 @@ impl TraceSettings {
                 .iter()
                 .find(|n| !matches!(n.as_str(), "tracecontext" | "baggage" | "none"))
             {
-                bad(
-                    warnings,
-                    "OTEL_PROPAGATORS",
+                env.warn(bad_value(
+                    var::OTEL_PROPAGATORS,
                     &raw,
                     &format!("{unknown:?} is not supported (tracecontext, baggage, none are)"),
                     "the supported entries",
-                );
+                ));
             }
         }
 
         let sampler = code.sampler.clone().unwrap_or_else(|| {
-            let name = env("OTEL_TRACES_SAMPLER");
-            let parsed = name.as_deref().map_or(Ok(Sampler::default()), str::parse);
-            let parsed = parsed.unwrap_or_else(|why| {
-                bad(
-                    warnings,
-                    "OTEL_TRACES_SAMPLER",
-                    name.as_deref().unwrap_or_default(),
-                    &why,
-                    "parentbased_always_on",
-                );
-                Sampler::default()
-            });
+            let parsed = env.var_or(
+                var::OTEL_TRACES_SAMPLER,
+                Sampler::default(),
+                "parentbased_always_on",
+                str::parse,
+            );
             let fallback = parsed.clone();
             parsed
-                .with_arg(env("OTEL_TRACES_SAMPLER_ARG").as_deref())
+                .with_arg(env.get(var::OTEL_TRACES_SAMPLER_ARG).as_deref())
                 .unwrap_or_else(|why| {
-                    warnings.push(format!("{why}; using 1.0"));
+                    env.warn(format!("{why}; using 1.0"));
                     fallback
                 })
         });
 
         let protocol = code.protocol.unwrap_or_else(|| {
-            match either(
-                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-                "OTEL_EXPORTER_OTLP_PROTOCOL",
-            ) {
-                None => Protocol::default(),
-                Some((var, raw)) => raw.parse().unwrap_or_else(|why: String| {
-                    bad(warnings, &var, &raw, &why, "http/protobuf");
-                    Protocol::default()
-                }),
-            }
+            let found = env.either(var::OTLP_TRACES_PROTOCOL, var::OTLP_PROTOCOL);
+            env.parse_or(found, Protocol::default(), "http/protobuf", str::parse)
         });
 
         // A signal-specific endpoint is used as is; the general one is a base URL.
         let endpoint = match &code.endpoint {
-            Some(e) => Some(("code".to_owned(), e.clone(), false)),
-            None => env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-                .map(|e| ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT".to_owned(), e, true))
+            Some(e) => Some(("code", e.clone(), false)),
+            None => env
+                .get(var::OTLP_TRACES_ENDPOINT)
+                .map(|e| (var::OTLP_TRACES_ENDPOINT, e, true))
                 .or_else(|| {
-                    env("OTEL_EXPORTER_OTLP_ENDPOINT")
-                        .map(|e| ("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), e, false))
+                    env.get(var::OTLP_ENDPOINT)
+                        .map(|e| (var::OTLP_ENDPOINT, e, false))
                 }),
         };
         let url = endpoint.and_then(|(var, raw, exact)| {
@@ -197,13 +162,12 @@ impl TraceSettings {
                     .parse::<http::Uri>()
                     .is_ok_and(|u| u.host().is_some());
             if !valid {
-                bad(
-                    warnings,
-                    &var,
+                env.warn(bad_value(
+                    var,
                     &redact_url(trimmed),
                     "expected an http:// or https:// URL",
                     "no trace export",
-                );
+                ));
                 return None;
             }
             let base = trimmed.trim_end_matches('/');
@@ -215,58 +179,28 @@ impl TraceSettings {
             })
         });
 
-        let headers = either(
-            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-            "OTEL_EXPORTER_OTLP_HEADERS",
-        )
-        .map(|(var, raw)| parse_headers(&var, &raw, warnings))
-        .unwrap_or_default();
+        let headers = env
+            .either(var::OTLP_TRACES_HEADERS, var::OTLP_HEADERS)
+            .map(|(var, raw)| parse_headers(var, &raw, &mut env.warnings))
+            .unwrap_or_default();
 
-        let gzip = match either(
-            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
-            "OTEL_EXPORTER_OTLP_COMPRESSION",
-        ) {
-            None => false,
-            Some((var, raw)) => match raw.trim().to_ascii_lowercase().as_str() {
-                "gzip" => true,
-                "none" => false,
-                _ => {
-                    bad(warnings, &var, &raw, r#"expected "gzip" or "none""#, "none");
-                    false
-                }
-            },
-        };
-        let mut millis = |var: &str, general: Option<&str>, default: u64| -> u64 {
-            let found = match general {
-                Some(g) => either(var, g),
-                None => env(var).map(|v| (var.to_owned(), v)),
-            };
-            match found {
-                None => default,
-                Some((var, raw)) => match raw.trim().parse::<u64>() {
-                    Ok(v) if v > 0 => v,
-                    _ => {
-                        bad(
-                            warnings,
-                            &var,
-                            &raw,
-                            "expected a positive integer",
-                            &default.to_string(),
-                        );
-                        default
-                    }
-                },
+        let found = env.either(var::OTLP_TRACES_COMPRESSION, var::OTLP_COMPRESSION);
+        let gzip = env.parse_or(found, false, "none", |raw| {
+            match raw.trim().to_ascii_lowercase().as_str() {
+                "gzip" => Ok(true),
+                "none" => Ok(false),
+                _ => Err(r#"expected "gzip" or "none""#),
             }
-        };
-        let timeout = Duration::from_millis(millis(
-            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
-            Some("OTEL_EXPORTER_OTLP_TIMEOUT"),
-            10_000,
-        ));
-        let max_queue = millis("OTEL_BSP_MAX_QUEUE_SIZE", None, 2048) as usize;
-        let max_batch =
-            (millis("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", None, 512) as usize).min(max_queue);
-        let delay = Duration::from_millis(millis("OTEL_BSP_SCHEDULE_DELAY", None, 5000));
+        });
+        let found = env.either(var::OTLP_TRACES_TIMEOUT, var::OTLP_TIMEOUT);
+        let timeout = Duration::from_millis(env.positive(found, DEFAULT_TIMEOUT_MS));
+        let one = |env: &Env<'_>, name: &'static str| env.get(name).map(|v| (name, v));
+        let found = one(env, var::BSP_MAX_QUEUE_SIZE);
+        let max_queue = env.positive(found, DEFAULT_MAX_QUEUE) as usize;
+        let found = one(env, var::BSP_MAX_EXPORT_BATCH_SIZE);
+        let max_batch = (env.positive(found, DEFAULT_MAX_BATCH) as usize).min(max_queue);
+        let found = one(env, var::BSP_SCHEDULE_DELAY);
+        let delay = Duration::from_millis(env.positive(found, DEFAULT_DELAY_MS));
 
         Self {
             tracecontext,
@@ -286,43 +220,31 @@ impl TraceSettings {
     }
 }
 
+/// `OTEL_EXPORTER_OTLP_TIMEOUT`'s default (the specification's), in milliseconds.
+const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+/// `OTEL_BSP_MAX_QUEUE_SIZE`'s default (the specification's).
+const DEFAULT_MAX_QUEUE: u64 = 2048;
+/// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`'s default (the specification's).
+const DEFAULT_MAX_BATCH: u64 = 512;
+/// `OTEL_BSP_SCHEDULE_DELAY`'s default (the specification's), in milliseconds.
+const DEFAULT_DELAY_MS: u64 = 5000;
+
 /// `key=value,...` with percent-encoded values. Warnings name the key, never the value.
 fn parse_headers(var: &str, raw: &str, warnings: &mut Vec<String>) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for pair in raw.split(',').filter(|p| !p.trim().is_empty()) {
-        let parsed = pair.split_once('=').and_then(|(k, v)| {
-            let (k, v) = (k.trim(), crate::config::percent_decode(v.trim()));
-            let ok = http::HeaderName::from_bytes(k.as_bytes()).is_ok()
-                && http::HeaderValue::from_str(&v).is_ok();
-            ok.then(|| (k.to_owned(), v))
-        });
-        match parsed {
-            Some(h) => out.push(h),
-            None => warnings.push(format!(
-                "invalid {var} entry (value hidden): expected name=value with a valid header name; entry skipped"
-            )),
+    let skipped = || {
+        format!(
+            "invalid {var} entry (value hidden): expected name=value with a valid header name; entry skipped"
+        )
+    };
+    let mut out = key_value_list(raw, |_| warnings.push(skipped()));
+    out.retain(|(k, v)| {
+        let ok = http::HeaderName::from_bytes(k.as_bytes()).is_ok()
+            && http::HeaderValue::from_str(v).is_ok();
+        if !ok {
+            warnings.push(skipped());
         }
-    }
-    out
-}
-
-/// Text for display with every URL's `user:password@` removed (a URL, or an error message
-/// that quotes one).
-pub(crate) fn redact_url(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(scheme) = rest.find("://") {
-        let (head, tail) = rest.split_at(scheme + 3);
-        out.push_str(head);
-        let authority_end = tail
-            .find(|c: char| c == '/' || c.is_whitespace() || c == ')')
-            .unwrap_or(tail.len());
-        match tail[..authority_end].rfind('@') {
-            Some(at) => rest = &tail[at + 1..],
-            None => rest = tail,
-        }
-    }
-    out.push_str(rest);
+        ok
+    });
     out
 }
 
@@ -330,28 +252,15 @@ pub(crate) fn redact_url(text: &str) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn credentials_are_removed_from_urls_and_messages() {
-        assert_eq!(
-            redact_url("https://u:p@host:4318/v1"),
-            "https://host:4318/v1"
-        );
-        assert_eq!(
-            redact_url("error sending request for url (http://key@h/x): refused; see http://ok/y"),
-            "error sending request for url (http://h/x): refused; see http://ok/y"
-        );
-        assert_eq!(redact_url("no url"), "no url");
-    }
-
     fn resolve(vars: &[(&str, &str)]) -> (TraceSettings, Vec<String>) {
-        let mut warnings = Vec::new();
-        let env = |k: &str| {
+        let lookup = |k: &str| {
             vars.iter()
                 .find(|(n, _)| *n == k)
                 .map(|(_, v)| (*v).to_owned())
         };
-        let s = TraceSettings::resolve(&TraceConfig::default(), &env, &mut warnings);
-        (s, warnings)
+        let mut env = Env::new(&lookup);
+        let s = TraceSettings::resolve(&TraceConfig::default(), &mut env);
+        (s, env.warnings)
     }
 
     #[test]

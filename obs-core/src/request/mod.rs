@@ -1,13 +1,28 @@
 //! The neutral request model that logs, metrics, spans and Sentry all read: what the request
-//! is ([`RequestInfo`], [`Method`], [`Scheme`], [`Route`]) and how it ended ([`Outcome`]).
-//! It depends on nothing else in the crate but the label names, so no two of those pieces need
-//! each other.
+//! is ([`RequestInfo`], [`Method`], [`Scheme`], [`Route`], its [`RequestId`] and
+//! [`HttpRoute`]), how it ended ([`Outcome`]), and the `tracing` target of its span. It depends
+//! on nothing else in the crate but the ids and the semantic-convention names, so none of the
+//! pieces that read it needs another.
+
+mod id;
+mod route;
 
 use std::cell::RefCell;
 use std::num::NonZeroI32;
 use std::sync::Arc;
 
-use crate::http::{HttpRoute, RequestId};
+pub use id::{is_valid as is_valid_request_id, RequestId, MAX_REQUEST_ID_LEN, REQUEST_ID_HEADER};
+pub use route::HttpRoute;
+
+use crate::semconv;
+
+/// The `tracing` target of the request span and the "request completed" line.
+pub const TARGET: &str = "obs::http";
+
+/// Whether `meta` is the middleware's request span.
+pub(crate) fn is_request_span(meta: &tracing_core::Metadata<'_>) -> bool {
+    meta.is_span() && meta.target() == TARGET
+}
 
 /// What every piece of obs knows about one request (cheap to build: reference-counted clones).
 pub(crate) struct RequestInfo {
@@ -142,24 +157,24 @@ impl GrpcCode {
             14 => "UNAVAILABLE",
             15 => "DATA_LOSS",
             16 => "UNAUTHENTICATED",
-            _ => crate::metrics::names::ERROR_OTHER,
+            _ => semconv::ERROR_OTHER,
         }
     }
 }
 
 /// A request method, normalised to the known set or `_OTHER`.
 ///
-/// Index into [`crate::metrics::names::KNOWN_METHODS`]; `KNOWN_METHODS.len()` means `_OTHER`.
+/// Index into [`semconv::KNOWN_METHODS`]; `KNOWN_METHODS.len()` means `_OTHER`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Method(u8);
 
 impl Method {
     pub fn of(method: &http::Method) -> Self {
         let s = method.as_str();
-        let i = crate::metrics::names::KNOWN_METHODS
+        let i = semconv::KNOWN_METHODS
             .iter()
             .position(|m| *m == s)
-            .unwrap_or(crate::metrics::names::KNOWN_METHODS.len());
+            .unwrap_or(semconv::KNOWN_METHODS.len());
         Self(i as u8)
     }
 
@@ -169,10 +184,10 @@ impl Method {
     }
 
     pub fn as_str(self) -> &'static str {
-        crate::metrics::names::KNOWN_METHODS
+        semconv::KNOWN_METHODS
             .get(usize::from(self.0))
             .copied()
-            .unwrap_or(crate::metrics::names::METHOD_OTHER)
+            .unwrap_or(semconv::METHOD_OTHER)
     }
 }
 
@@ -231,9 +246,9 @@ impl Outcome {
         match self {
             Outcome::Status(s) if s >= 500 => Some(ErrorType::Status(s)),
             Outcome::Status(_) => None,
-            Outcome::Panic => Some(ErrorType::Kind(crate::metrics::names::ERROR_PANIC)),
-            Outcome::Cancelled => Some(ErrorType::Kind(crate::metrics::names::ERROR_CANCELLED)),
-            Outcome::ServiceError => Some(ErrorType::Kind(crate::metrics::names::ERROR_OTHER)),
+            Outcome::Panic => Some(ErrorType::Kind(semconv::ERROR_PANIC)),
+            Outcome::Cancelled => Some(ErrorType::Kind(semconv::ERROR_CANCELLED)),
+            Outcome::ServiceError => Some(ErrorType::Kind(semconv::ERROR_OTHER)),
             Outcome::Grpc(code) => Some(ErrorType::Kind(code.name())),
         }
     }

@@ -2,6 +2,10 @@
 
 use sentry::types::Dsn;
 
+use super::SentryConfig;
+use crate::env::{var, Env};
+use crate::resource::Service;
+
 /// The Sentry part of the effective configuration (the DSN holds the key: no `Debug`).
 #[derive(Clone)]
 pub(crate) struct SentrySettings {
@@ -21,42 +25,33 @@ impl SentrySettings {
         redacted_dsn(&self.dsn)
     }
 
-    /// `SENTRY_DSN` (or code), `SENTRY_ENVIRONMENT`, `SENTRY_RELEASE`. A bad DSN is a warning
-    /// that does not repeat the DSN.
-    pub fn resolve(
-        code_dsn: Option<&str>,
-        code_environment: Option<&str>,
-        default_release: Option<String>,
-        resource: &[(String, String)],
-        env: &dyn Fn(&str) -> Option<String>,
-        warnings: &mut Vec<String>,
-    ) -> Option<Self> {
-        let (source, raw) = match code_dsn {
-            Some(d) => ("code", d.to_owned()),
-            None => ("SENTRY_DSN", env("SENTRY_DSN")?),
+    /// `SENTRY_DSN` (or code), `SENTRY_ENVIRONMENT`, `SENTRY_RELEASE` (else
+    /// `name@version`). A bad DSN is a warning that does not repeat the DSN.
+    pub fn resolve(code: &SentryConfig, service: &Service, env: &mut Env<'_>) -> Option<Self> {
+        let (source, raw) = match &code.dsn {
+            Some(d) => ("code", d.clone()),
+            None => (var::SENTRY_DSN, env.get(var::SENTRY_DSN)?),
         };
         let dsn = match raw.trim().parse::<Dsn>() {
             Ok(dsn) => dsn,
             Err(why) => {
-                warnings.push(format!(
+                env.warn(format!(
                     "invalid Sentry DSN from {source} (value hidden): {why}; Sentry is off"
                 ));
                 return None;
             }
         };
-        let from_resource = |key: &str| {
-            resource
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.clone())
-        };
-        let environment = code_environment
-            .map(str::to_owned)
-            .or_else(|| env("SENTRY_ENVIRONMENT"))
-            .or_else(|| from_resource("deployment.environment.name"))
-            .or_else(|| from_resource("deployment.environment"))
+        let environment = code
+            .environment
+            .clone()
+            .or_else(|| env.get(var::SENTRY_ENVIRONMENT))
+            .or_else(|| service.attribute("deployment.environment.name"))
+            .or_else(|| service.attribute("deployment.environment"))
             .unwrap_or_else(|| "production".to_owned());
-        let release = env("SENTRY_RELEASE").or(default_release);
+        let release = env.get(var::SENTRY_RELEASE).or_else(|| {
+            let version = service.version.as_ref()?;
+            Some(format!("{}@{version}", service.name))
+        });
         Some(Self {
             dsn,
             environment,
@@ -85,9 +80,14 @@ mod tests {
     use super::*;
 
     fn resolve(dsn: &str) -> (Option<SentrySettings>, Vec<String>) {
-        let mut warnings = Vec::new();
-        let s = SentrySettings::resolve(Some(dsn), None, None, &[], &|_| None, &mut warnings);
-        (s, warnings)
+        let mut env = Env::new(&|_| None);
+        let code = SentryConfig {
+            dsn: Some(dsn.to_owned()),
+            environment: None,
+        };
+        let service = Service::resolve(Some("svc"), None, &mut env);
+        let s = SentrySettings::resolve(&code, &service, &mut env);
+        (s, env.warnings)
     }
 
     #[test]

@@ -92,7 +92,7 @@ where
     fn own(meta: &Metadata<'_>) -> bool {
         matches!(
             meta.target(),
-            crate::http::TARGET | crate::panic::TARGET | super::transport::TARGET
+            crate::request::TARGET | crate::panic::TARGET | super::transport::TARGET
         )
     }
     let errors =
@@ -110,11 +110,7 @@ fn with_trace_context(mut event: Event<'static>) -> Option<Event<'static>> {
     if let Some(info) = crate::request::current() {
         event = super::request::with_request(event, &info);
     }
-    use opentelemetry::trace::TraceContextExt;
-    let ids = opentelemetry::Context::map_current(|cx| {
-        let sc = cx.span().span_context().clone();
-        sc.is_valid().then_some(sc)
-    });
+    let ids = crate::trace::context::with_current(Clone::clone);
     if let Some(sc) = ids {
         event
             .tags

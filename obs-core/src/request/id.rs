@@ -108,12 +108,6 @@ impl fmt::Debug for RequestId {
     }
 }
 
-crate::http::request_extractor!(
-    RequestId,
-    RequestId::for_request,
-    "The id set by `obs.layer()`; without the layer, the request's valid header or a new id."
-);
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,5 @@
-//! The export stage shared by OTLP spans and Sentry events: a bounded queue in front of a
-//! background thread with its own single-threaded tokio runtime.
+//! The OTLP export stage: a bounded queue in front of a background thread with its own
+//! single-threaded tokio runtime (Sentry's transport has a thread and queue of its own).
 //!
 //! The request path only calls [`Queue::push_with`]: a short lock and an append that never
 //! waits; a full queue drops the item and counts it. The worker is woken only when a batch is ready
@@ -10,9 +10,10 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::sync::lock;
 use tokio::sync::Notify;
 
 /// What a queue holds: items appended by the request path, taken whole by the worker.
@@ -42,7 +43,7 @@ struct Shared<B> {
 
 impl<B> Shared<B> {
     fn items(&self) -> MutexGuard<'_, B> {
-        self.items.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.items)
     }
 }
 
@@ -202,11 +203,7 @@ impl Worker {
 
     /// Waits until the worker finished its final flush, or `deadline`; returns whether it did.
     pub fn wait(&self, deadline: Instant) -> bool {
-        let done = self
-            .done
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let done = lock(&self.done).take();
         let Some(rx) = done else { return false };
         let finished = rx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))

@@ -14,5 +14,12 @@ mod transport;
 
 #[cfg(not(feature = "sentry"))]
 pub(crate) use disabled::{Reporter, RequestHub, SentrySettings};
+
+/// What code set (`Config::sentry_dsn`, `Config::sentry_environment`).
+#[derive(Clone, Default)]
+pub(crate) struct SentryConfig {
+    pub dsn: Option<String>,
+    pub environment: Option<String>,
+}
 #[cfg(feature = "sentry")]
 pub(crate) use enabled::{layers, Reporter, RequestHub, SentrySettings};

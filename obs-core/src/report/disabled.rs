@@ -4,12 +4,26 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::SentryConfig;
+use crate::env::{var, Env};
 use crate::request::{Outcome, RequestInfo};
+use crate::resource::Service;
 
 #[derive(Clone)]
 pub(crate) enum SentrySettings {}
 
 impl SentrySettings {
+    /// A DSN set (in code or `SENTRY_DSN`) is a warning: Sentry is off without the feature.
+    pub fn resolve(code: &SentryConfig, _service: &Service, env: &mut Env<'_>) -> Option<Self> {
+        if code.dsn.is_some() || env.get(var::SENTRY_DSN).is_some() {
+            env.warn(
+                "a Sentry DSN is set but obs was built without the `sentry` feature; Sentry is off"
+                    .to_owned(),
+            );
+        }
+        None
+    }
+
     pub fn environment(&self) -> &str {
         match *self {}
     }

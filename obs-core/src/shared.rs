@@ -1,0 +1,20 @@
+//! [`Shared`]: the state the guard, the middleware, the admin server and the shutdown signal
+//! share (one `Arc` of it per `Obs`).
+
+use std::sync::atomic::AtomicBool;
+
+use crate::metrics::Metrics;
+use crate::report::Reporter;
+
+/// State shared by the guard, the middleware, the admin server and the shutdown signal.
+pub(crate) struct Shared {
+    pub metrics: Metrics,
+    pub ready: AtomicBool,
+    /// Bearer token `/metrics` requires (the admin server needs axum).
+    #[cfg(feature = "axum")]
+    pub metrics_token: Option<String>,
+    /// The propagators (`OTEL_PROPAGATORS`) that read a request's incoming context.
+    pub propagator: opentelemetry::propagation::TextMapCompositePropagator,
+    /// Sentry, when on (each request gets a hub of its own).
+    pub sentry: Option<Reporter>,
+}
