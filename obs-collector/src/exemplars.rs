@@ -12,12 +12,84 @@
 //! 3. the most recent first.
 
 use std::cmp::Reverse;
+use std::collections::HashMap;
+use std::ops::Deref;
 
 use promql_parser::label::MatchOp;
 
 use crate::labels::{Labels, NAME};
 pub use crate::promql::Exemplar;
 use crate::promql::{Expr, Selector};
+use crate::rules::{AlertingRule, Group, State};
+
+/// Example traces kept per alert (the first is the one messages link).
+pub const EXAMPLES: usize = 3;
+
+/// How far before an alert became active its examples may be: the longest range its
+/// expression reads (what made it true), at least 5 minutes.
+pub fn window(rule: &AlertingRule) -> i64 {
+    rule.expr.max_range_ms().max(300_000)
+}
+
+/// In remote mode, what to ask the backend's `/api/v1/query_exemplars` for each firing rule of
+/// `group`: its name, the queries selecting where its exemplars are (the histogram buckets
+/// behind its selectors; the whole expression when it has none), and since when.
+pub fn remote_queries(group: &Group) -> Vec<(String, Vec<String>, i64)> {
+    group
+        .alerting_rules()
+        .filter_map(|a| {
+            let since = a
+                .alerts()
+                .filter(|x| x.state == State::Firing)
+                .map(|x| x.active_at)
+                .min()?;
+            let mut queries: Vec<String> = a.expr.selectors().into_iter().map(query).collect();
+            queries.sort();
+            queries.dedup();
+            if queries.is_empty() {
+                queries.push(a.expr_text.clone());
+            }
+            Some((a.name().to_owned(), queries, since - window(a)))
+        })
+        .collect()
+}
+
+/// The example traces of `group`'s firing alerts, by their labels: from `remote`'s exemplars
+/// for a rule that has some, else from `scraped` (the targets' last pages, each behind its
+/// lock), which is read only when an alert needs it, and then once.
+pub fn of_group<G: Deref<Target = Vec<Exemplar>>>(
+    group: &Group,
+    remote: &HashMap<String, Vec<Exemplar>>,
+    scraped: impl FnOnce() -> Vec<G>,
+) -> HashMap<Labels, Vec<String>> {
+    let mut out = HashMap::new();
+    let mut scraped = Some(scraped);
+    let mut pages: Option<Vec<G>> = None;
+    for a in group.alerting_rules() {
+        for alert in a.alerts().filter(|x| x.state == State::Firing) {
+            let since = alert.active_at - window(a);
+            let found = match remote.get(a.name()) {
+                Some(candidates) => for_alert(candidates, &a.expr, &alert.labels, since, EXAMPLES),
+                None => {
+                    let pages =
+                        pages.get_or_insert_with(|| scraped.take().map_or_else(Vec::new, |f| f()));
+                    for_alert(
+                        pages.iter().flat_map(|g| g.iter()),
+                        &a.expr,
+                        &alert.labels,
+                        since,
+                        EXAMPLES,
+                    )
+                }
+            };
+            let traces: Vec<String> = found.into_iter().map(|e| e.trace_id.clone()).collect();
+            if !traces.is_empty() {
+                out.insert(alert.labels.clone(), traces);
+            }
+        }
+    }
+    out
+}
 
 /// A histogram's or counter's name without the suffix of its sample (`_bucket`, `_count`,
 /// `_sum`, `_total`).

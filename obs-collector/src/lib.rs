@@ -11,16 +11,17 @@
 //! | [`links`] | where a message's links go (runbook, dashboard, silence form) | labels |
 //! | [`silence`] | silences: matchers, states, validation | labels |
 //! | [`inhibit`] | inhibition rules | labels, silence |
+//! | [`mute`] | the mute stage (Alertmanager's `Muter`): silences and inhibition asked as one | inhibit, labels, silence |
 //! | [`store`] | the in-memory series | labels |
 //! | [`config`] | the configuration file, its defaults and errors (with the parser's lines) | inhibit, labels, links, silence |
 //! | [`promql`] | the PromQL subset, its evaluator, the [`promql::Querier`] (store or remote API), exemplars | config, labels, store, time, transport |
-//! | [`exemplars`] | example traces: the exemplars behind an alert's numbers | labels, promql |
 //! | [`scrape`] | scraping a target, parsing its page into the store (and its exemplars) | config, labels, promql, store, transport |
 //! | [`rules`] | rule files, the alert state machine, a group's evaluation over a `Querier` | config, labels, promql, store, time |
+//! | [`exemplars`] | example traces: the exemplars behind an alert's numbers, picked per firing alert | labels, promql, rules |
 //! | [`notify`] | grouping into messages, the notification log (queue and retry stage), the notifiers | config, labels, links, rules, time, transport |
 //! | [`backtest`] | replaying the rules over a backend's history (range queries) | config, labels, links, notify, promql, rules, store, time |
 //! | [`state`] | the state file, the [`state::Persister`] thread | labels, notify, rules, silence, store, time |
-//! | [`collector`] | the wiring: the schedule's tasks and each stage's step | all of the above |
+//! | [`collector`] | the wiring: the schedule's tasks and each stage's step; the retry stage (`collector::deliver`) and the self-metrics (`collector::metrics`) in their own files | all of the above |
 //! | [`web`] | the status page, its silence forms, the runbook page, the API, Alertmanager's silence API | collector, config, labels, notify, rules, silence, time |
 #![forbid(unsafe_code)]
 
@@ -32,6 +33,7 @@ pub mod history;
 pub mod inhibit;
 pub mod labels;
 pub mod links;
+pub mod mute;
 pub mod notify;
 pub mod promql;
 pub mod rules;

@@ -65,6 +65,17 @@ pub struct Group {
     pub rules: Vec<Rule>,
 }
 
+impl Group {
+    /// The group's alerting rules, in order (recording rules left out), as Prometheus'
+    /// `Group.AlertingRules()`.
+    pub fn alerting_rules(&self) -> impl Iterator<Item = &AlertingRule> {
+        self.rules.iter().filter_map(|r| match &r.kind {
+            Kind::Alerting(a) => Some(a),
+            Kind::Recording(_) => None,
+        })
+    }
+}
+
 /// Evaluation bookkeeping of one rule.
 #[derive(Debug, Clone, Default)]
 pub struct Health {

@@ -4,8 +4,6 @@
 //! expire` and `amtool alert query` work unchanged. Bad input answers 400 with the reason and
 //! changes nothing; an unknown silence is a 404.
 
-use std::sync::PoisonError;
-
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -149,8 +147,7 @@ pub(super) async fn list_alerts(State(app): State<App>, RawQuery(query): RawQuer
         (flag("active"), flag("silenced"), flag("inhibited"));
     let mut alerts = Vec::new();
     let mutes = app.collector.mutes();
-    for g in &app.collector.groups {
-        let g = g.lock().unwrap_or_else(PoisonError::into_inner);
+    app.collector.for_each_group(|g| {
         for r in &g.rules {
             let Kind::Alerting(a) = &r.kind else { continue };
             for alert in a.alerts().filter(|x| x.state == AlertState::Firing) {
@@ -188,7 +185,7 @@ pub(super) async fn list_alerts(State(app): State<App>, RawQuery(query): RawQuer
                 }));
             }
         }
-    }
+        });
     Json(Value::Array(alerts)).into_response()
 }
 

@@ -1,8 +1,7 @@
 //! HTTP: the status page, Prometheus-compatible `/api/v1/alerts` and `/api/v1/rules`, the
 //! collector's own `/metrics`, and `/-/healthy`, `/-/ready`.
 
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -148,7 +147,7 @@ async fn metrics(State(app): State<App>) -> Response {
 }
 
 async fn ready(State(app): State<App>) -> Response {
-    if app.collector.ready.load(Ordering::SeqCst) {
+    if app.collector.is_ready() {
         (StatusCode::OK, "OK\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
@@ -217,8 +216,7 @@ fn live_alerts(rule: &Rule) -> Vec<&Alert> {
 async fn alerts(State(app): State<App>) -> Json<Value> {
     let mut all = Vec::new();
     let mutes = app.collector.mutes();
-    for g in &app.collector.groups {
-        let g = g.lock().unwrap_or_else(PoisonError::into_inner);
+    app.collector.for_each_group(|g| {
         all.extend(g.rules.iter().flat_map(live_alerts).map(|a| {
             let mut v = alert_json(a);
             let silenced_by = mutes.silenced_by(&a.labels);
@@ -231,7 +229,7 @@ async fn alerts(State(app): State<App>) -> Json<Value> {
             }
             v
         }));
-    }
+    });
     Json(json!({ "status": "success", "data": { "alerts": all } }))
 }
 
@@ -240,10 +238,10 @@ async fn alerts(State(app): State<App>) -> Json<Value> {
 async fn targets(State(app): State<App>) -> Json<Value> {
     let active: Vec<Value> = app
         .collector
-        .targets
+        .targets()
         .iter()
         .map(|t| {
-            let s = t.status.lock().unwrap_or_else(PoisonError::into_inner);
+            let s = &t.status;
             // What a static config "discovers", before relabelling, as Prometheus lists it.
             let discovered = json!({
                 "__address__": t.target.address,
@@ -277,8 +275,7 @@ fn health(rule: &Rule) -> &'static str {
 
 async fn rules(State(app): State<App>) -> Json<Value> {
     let mut groups = Vec::new();
-    for g in &app.collector.groups {
-        let g = g.lock().unwrap_or_else(PoisonError::into_inner);
+    app.collector.for_each_group(|g| {
         let rules: Vec<Value> = g
             .rules
             .iter()
@@ -317,7 +314,7 @@ async fn rules(State(app): State<App>) -> Json<Value> {
             "limit": 0,
             "rules": rules,
         }));
-    }
+        });
     Json(json!({ "status": "success", "data": { "groups": groups } }))
 }
 

@@ -7,7 +7,6 @@
 //! the Dashboard link of messages when no Grafana is set.
 
 use std::fmt::Write as _;
-use std::sync::PoisonError;
 
 use axum::extract::State;
 use axum::response::Html;
@@ -94,8 +93,7 @@ pub(super) async fn page(State(app): State<App>) -> Html<String> {
     let mutes = collector.mutes();
     let (mut firing, mut pending) = (0, 0);
     let mut rules = String::new();
-    for g in &collector.groups {
-        let g = g.lock().unwrap_or_else(PoisonError::into_inner);
+    collector.for_each_group(|g| {
         for r in &g.rules {
             let Kind::Alerting(a) = &r.kind else { continue };
             let state = a.state().as_str();
@@ -147,7 +145,7 @@ pub(super) async fn page(State(app): State<App>) -> Html<String> {
                 "<article class=rule id=\"rule-{name}\"><header><b class=name>{name}</b> {} {health} <small class=wrap>{}</small></header><div class=chart>{}</div>{}</article>",
                 badge(state, state),
                 escape_html(&a.expr_text),
-                chart(&collector.history.points(&g.name, &a.name), a.expr.threshold()),
+                chart(&collector.chart(&g.name, &a.name), a.expr.threshold()),
                 if alerts.is_empty() {
                     String::new()
                 } else {
@@ -156,15 +154,12 @@ pub(super) async fn page(State(app): State<App>) -> Html<String> {
                 name = escape_html(&a.name),
             );
         }
-    }
+        });
     let mut targets = String::new();
     let mut down = 0;
-    for t in &collector.targets {
-        let s = t
-            .status
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+    let all_targets = collector.targets();
+    for t in &all_targets {
+        let s = &t.status;
         let health = s.health();
         down += usize::from(s.up == Some(false));
         // Unknown (not scraped yet) gets the plain badge.
@@ -181,8 +176,7 @@ pub(super) async fn page(State(app): State<App>) -> Html<String> {
     }
     let mut notifications = String::new();
     {
-        let log = collector.log.lock().unwrap_or_else(PoisonError::into_inner);
-        for e in log.entries.iter().rev().take(20) {
+        for e in &collector.recent_notifications(20) {
             let outcome = match &e.outcome {
                 Outcome::Queued => format!(
                     "{} attempt {}{}",
@@ -269,7 +263,7 @@ pub(super) async fn page(State(app): State<App>) -> Html<String> {
          <h2>Notifications</h2><table><tr><th>created</th><th>channel</th><th>message</th><th>outcome</th></tr>{}</table>\
          <h2>Silences</h2><table><tr><th>matchers</th><th>state</th><th>from</th><th>until</th><th>by</th><th>comment</th></tr>{}</table>\
          </body></html>",
-        collector.targets.len(),
+        all_targets.len(),
         empty(&targets, 5, "no targets (remote mode: the backend scrapes)"),
         empty(&notifications, 4, "nothing sent yet"),
         empty(&silences, 6, "no silences: silence an alert above, or with amtool"),

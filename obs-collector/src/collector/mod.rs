@@ -10,20 +10,27 @@
 //! [`Collector::evaluate`], [`Collector::flush_due`], [`Collector::deliver_next`]), so tests
 //! drive them on a [`crate::time::ManualClock`] instead of sleeping.
 
+mod deliver;
+mod metrics;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
-use obs::prometheus::{Histogram, IntCounterVec, IntGauge, Opts, Registry};
+use obs::prometheus::{Histogram, Registry};
+
+use deliver::Delivery;
+pub use deliver::Step;
+pub use metrics::SelfMetrics;
 
 use crate::config::{Config, Job, Target};
 use crate::exemplars::{self, Exemplar};
 use crate::history::History;
-use crate::inhibit;
 use crate::labels::Labels;
 use crate::links::Links;
+use crate::mute::Mutes;
 use crate::notify::{self, Channel, Notifier};
 use crate::promql::remote::Remote;
 use crate::promql::{Local, Querier, Query, QueryFuture};
@@ -38,113 +45,46 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The collector's own metrics, registered in obs's registry (served at its `/metrics`).
-pub struct SelfMetrics {
-    series: IntGauge,
-    samples: IntGauge,
-    store_bytes: IntGauge,
-    scrapes: IntCounterVec,
-    evaluations: IntCounterVec,
-    evaluation_failures: IntCounterVec,
-    notifications: IntCounterVec,
-    remote_query_seconds: Histogram,
-}
-
-impl SelfMetrics {
-    fn new(registry: &Registry) -> Self {
-        let gauge = |name: &str, help: &str| {
-            let g = IntGauge::new(name, help).expect("valid metric");
-            let _ = registry.register(Box::new(g.clone()));
-            g
-        };
-        let counter = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            let _ = registry.register(Box::new(c.clone()));
-            c
-        };
-        Self {
-            series: gauge("obs_collector_series", "Series in the in-memory store."),
-            samples: gauge("obs_collector_samples", "Samples in the in-memory store."),
-            store_bytes: gauge(
-                "obs_collector_store_bytes",
-                "Approximate heap bytes of the in-memory store.",
-            ),
-            scrapes: counter(
-                "obs_collector_scrapes_total",
-                "Scrapes by job and result.",
-                &["job", "result"],
-            ),
-            evaluations: counter(
-                "obs_collector_rule_evaluations_total",
-                "Rule group evaluations.",
-                &["rule_group"],
-            ),
-            evaluation_failures: counter(
-                "obs_collector_rule_evaluation_failures_total",
-                "Rule evaluations that failed (state left unchanged).",
-                &["rule_group"],
-            ),
-            remote_query_seconds: {
-                let h = Histogram::with_opts(obs::prometheus::HistogramOpts::new(
-                    "obs_collector_remote_query_duration_seconds",
-                    "Duration of rule queries sent to the remote backend (remote mode).",
-                ))
-                .expect("valid metric");
-                let _ = registry.register(Box::new(h.clone()));
-                h
-            },
-            notifications: counter(
-                "obs_collector_notifications_total",
-                "Notification attempts by channel and outcome (delivered, retried, failed).",
-                &["channel", "outcome"],
-            ),
-        }
-    }
-}
-
 /// One scrape target with its job and status.
-pub(crate) struct TargetEntry {
-    pub job: Job,
-    pub target: Target,
-    pub status: Mutex<TargetStatus>,
+struct TargetEntry {
+    job: Job,
+    target: Target,
+    status: Mutex<TargetStatus>,
     /// The exemplars of its last page.
-    pub exemplars: Mutex<Vec<Exemplar>>,
+    exemplars: Mutex<Vec<Exemplar>>,
 }
 
-/// A channel with the time of its last send (for its minimum spacing).
-struct Delivery {
-    channel: Channel,
-    last_send_ms: AtomicI64,
+/// A scrape target as the pages and the API show it: its job, its configuration and a copy
+/// of its state.
+pub struct TargetView<'a> {
+    pub job: &'a Job,
+    pub target: &'a Target,
+    pub status: TargetStatus,
 }
 
-/// What [`Collector::deliver_next`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    /// An entry was sent (or given up without sending): call again.
-    Progress,
-    /// The channel's next entry is due at this time.
-    WaitUntil(i64),
-    /// Nothing is queued on the channel.
-    Idle,
-}
-
-/// Everything the tasks and the web server share.
+/// Everything the tasks and the web server share. The web server reads it only through
+/// accessors that copy or visit under the lock (Prometheus' `RulesRetriever`), never its fields.
+///
+/// Lock order: a task that holds several locks takes them in this order, and takes none of
+/// the earlier ones while it holds a later one (each other lock is a leaf, held alone):
+/// `snapshot_lock` -> a `groups` entry -> `store` (a recording rule's write) and the targets'
+/// `exemplars` -> `log` -> `silences` -> `firing` -> `examples`.
 pub struct Collector {
     config: Config,
     store: RwLock<Store>,
-    pub(crate) groups: Vec<Mutex<Group>>,
-    pub(crate) targets: Vec<TargetEntry>,
-    pub(crate) ready: AtomicBool,
+    groups: Vec<Mutex<Group>>,
+    targets: Vec<TargetEntry>,
+    ready: AtomicBool,
     client: reqwest::Client,
     /// The notification log (with every channel's queue).
-    pub(crate) log: Mutex<notify::Log>,
+    log: Mutex<notify::Log>,
     /// The base URLs of messages' links; `external` is this collector's URL (also
     /// Alertmanager's `generatorURL`), from `links.external_url` or else the listen address.
     links: std::sync::OnceLock<Links>,
     /// The status page's chart points.
-    pub(crate) history: History,
+    history: History,
     /// Silences (Alertmanager's API v2 at `/api/v2/silences`).
-    pub(crate) silences: Mutex<Silences>,
+    silences: Mutex<Silences>,
     /// The example traces of the firing alerts, by their labels.
     examples: Mutex<HashMap<Labels, Vec<String>>>,
     /// The firing alerts of each group at its last evaluation: the sources of inhibition.
@@ -265,13 +205,7 @@ impl Collector {
             silences: Mutex::new(silences),
             firing: Mutex::new(vec![Vec::new(); group_count]),
             examples: Mutex::default(),
-            deliveries: channels
-                .into_iter()
-                .map(|channel| Delivery {
-                    channel,
-                    last_send_ms: AtomicI64::new(i64::MIN),
-                })
-                .collect(),
+            deliveries: channels.into_iter().map(Delivery::new).collect(),
             policy,
             wake: tokio::sync::Notify::new(),
             remote,
@@ -411,32 +345,7 @@ impl Collector {
         };
         // Per firing rule: the queries that select where its exemplars are (the histogram
         // buckets behind its selectors; the whole expression when it has no local plan).
-        let firing: Vec<(String, Vec<String>, i64)> = lock(&self.groups[index])
-            .rules
-            .iter()
-            .filter_map(|r| match &r.kind {
-                Kind::Alerting(a) => {
-                    let since = a
-                        .alerts()
-                        .filter(|x| x.state == rules::State::Firing)
-                        .map(|x| x.active_at)
-                        .min()?;
-                    let mut queries: Vec<String> = a
-                        .expr
-                        .selectors()
-                        .into_iter()
-                        .map(exemplars::query)
-                        .collect();
-                    queries.sort();
-                    queries.dedup();
-                    if queries.is_empty() {
-                        queries.push(a.expr_text.clone());
-                    }
-                    Some((a.name().to_owned(), queries, since - example_window(a)))
-                }
-                Kind::Recording(_) => None,
-            })
-            .collect();
+        let firing = exemplars::remote_queries(&lock(&self.groups[index]));
         let mut out: HashMap<String, Vec<Exemplar>> = HashMap::new();
         for (name, queries, since) in firing {
             for query in queries {
@@ -464,7 +373,9 @@ impl Collector {
     ) {
         lock(&self.silences).collect_garbage(t);
         lock(&self.firing)[index] = firing_alerts(&group);
-        let examples = self.example_traces(&group, remote);
+        let examples = exemplars::of_group(&group, remote, || {
+            self.targets.iter().map(|t| lock(&t.exemplars)).collect()
+        });
         let traces = |labels: &Labels| examples.get(labels).cloned().unwrap_or_default();
         let mut log = lock(&self.log);
         let interval = group.interval;
@@ -551,56 +462,6 @@ impl Collector {
         self.wake.notify_waiters();
     }
 
-    /// The example traces of the group's firing alerts, by their labels: from `remote`'s
-    /// exemplars for a rule that has some, else from the targets' last pages.
-    fn example_traces(
-        &self,
-        group: &Group,
-        remote: &HashMap<String, Vec<Exemplar>>,
-    ) -> HashMap<Labels, Vec<String>> {
-        let mut out = HashMap::new();
-        let mut scraped = None;
-        for rule in &group.rules {
-            let Kind::Alerting(a) = &rule.kind else {
-                continue;
-            };
-            for alert in a.alerts().filter(|x| x.state == rules::State::Firing) {
-                let since = alert.active_at - example_window(a);
-                let found: Vec<String> = match remote.get(a.name()) {
-                    Some(candidates) => {
-                        exemplars::for_alert(candidates, &a.expr, &alert.labels, since, EXAMPLES)
-                            .into_iter()
-                            .map(|e| e.trace_id.clone())
-                            .collect()
-                    }
-                    None => {
-                        // Each target's exemplars, locked once per evaluation that needs them.
-                        let guards = scraped.get_or_insert_with(|| {
-                            self.targets
-                                .iter()
-                                .map(|t| lock(&t.exemplars))
-                                .collect::<Vec<_>>()
-                        });
-                        exemplars::for_alert(
-                            guards.iter().flat_map(|g| g.iter()),
-                            &a.expr,
-                            &alert.labels,
-                            since,
-                            EXAMPLES,
-                        )
-                        .into_iter()
-                        .map(|e| e.trace_id.clone())
-                        .collect()
-                    }
-                };
-                if !found.is_empty() {
-                    out.insert(alert.labels.clone(), found);
-                }
-            }
-        }
-        out
-    }
-
     /// The example traces of the firing alert with `labels` (the status page's).
     pub fn examples_of(&self, labels: &Labels) -> Vec<String> {
         lock(&self.examples)
@@ -629,86 +490,6 @@ impl Collector {
         written.await;
     }
 
-    /// The delivery task of channel `index`: sends as [`Collector::deliver_next`] says, sleeps
-    /// on the clock until the next entry is due or a new one is queued.
-    async fn deliver_loop(self: Arc<Self>, index: usize) {
-        loop {
-            let queued = self.wake.notified();
-            tokio::pin!(queued);
-            // Registered before the log is read, so an entry queued meanwhile still wakes us.
-            queued.as_mut().enable();
-            match self.deliver_next(index).await {
-                Step::Progress => {}
-                Step::WaitUntil(t) => {
-                    tokio::select! {
-                        () = self.clock.sleep_until(t) => {}
-                        () = queued => {}
-                    }
-                }
-                Step::Idle => queued.await,
-            }
-        }
-    }
-
-    /// Sends channel `index`'s oldest queued entry if it is due at the clock's time (its retry
-    /// time and the channel's minimum spacing passed), records the outcome in the log (the retry
-    /// stage) and persists it.
-    pub async fn deliver_next(&self, index: usize) -> Step {
-        let delivery = &self.deliveries[index];
-        let channel = &delivery.channel;
-        let name = channel.name();
-        let now = self.clock.now_ms();
-        let Some(entry) = lock(&self.log).next_for(name).cloned() else {
-            return Step::Idle;
-        };
-        let spacing = channel.min_spacing().as_millis() as i64;
-        let due = entry.next_attempt_ms.max(
-            delivery
-                .last_send_ms
-                .load(Ordering::Relaxed)
-                .saturating_add(spacing),
-        );
-        if due > now {
-            return Step::WaitUntil(due);
-        }
-        if !lock(&self.log).ready(entry.id, now) {
-            self.persist(now).await;
-            return Step::Progress;
-        }
-        let result = channel.send(&entry).await;
-        let sent_at = self.clock.now_ms();
-        delivery.last_send_ms.store(sent_at, Ordering::Relaxed);
-        let message = &entry.message;
-        let status = format!("{:?}", message.status).to_lowercase();
-        let outcome = match &result {
-            Ok(()) => {
-                tracing::info!({ channel = name, alertname = %message.alertname, job = %message.job, status = %status }, "notification sent");
-                "delivered"
-            }
-            Err(notify::SendError::Retry { reason, .. }) => {
-                tracing::warn!({ channel = name, alertname = %message.alertname, job = %message.job, error = %reason }, "notification failed; will retry");
-                "retried"
-            }
-            Err(notify::SendError::RejectedBlocks(reason)) if !entry.plain_text => {
-                tracing::warn!({ channel = name, alertname = %message.alertname, error = %reason }, "blocks rejected; retrying as plain text");
-                "retried"
-            }
-            Err(
-                notify::SendError::Permanent(reason) | notify::SendError::RejectedBlocks(reason),
-            ) => {
-                tracing::error!({ channel = name, alertname = %message.alertname, job = %message.job, error = %reason }, "notification failed permanently");
-                "failed"
-            }
-        };
-        self.metrics
-            .notifications
-            .with_label_values(&[name, outcome])
-            .inc();
-        lock(&self.log).record(entry.id, result, sent_at, jitter(sent_at));
-        self.persist(sent_at).await;
-        Step::Progress
-    }
-
     /// Sets the URL this collector is reached at (its listen address) unless
     /// `links.external_url` says otherwise; call it before [`Collector::spawn`]. Without either, messages
     /// carry only absolute links and Alertmanager's `generatorURL` is empty.
@@ -724,6 +505,42 @@ impl Collector {
     /// [`Collector::set_external_url`] is called, and from the first use on, fixed).
     pub fn links(&self) -> &Links {
         self.links.get_or_init(|| self.config.links.clone())
+    }
+
+    /// Calls `f` with each rule group in turn, under that group's lock (take no other lock
+    /// of the collector's before `f` returns, but the ones after `groups` in the lock order).
+    pub fn for_each_group(&self, mut f: impl FnMut(&Group)) {
+        for group in &self.groups {
+            f(&lock(group));
+        }
+    }
+
+    /// The scrape targets, each with a copy of its state.
+    pub fn targets(&self) -> Vec<TargetView<'_>> {
+        self.targets
+            .iter()
+            .map(|t| TargetView {
+                job: &t.job,
+                target: &t.target,
+                status: lock(&t.status).clone(),
+            })
+            .collect()
+    }
+
+    /// Whether the tasks run (`/-/ready`).
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// The notification log's latest `n` entries, newest first.
+    pub fn recent_notifications(&self, n: usize) -> Vec<notify::Entry> {
+        lock(&self.log)
+            .entries
+            .iter()
+            .rev()
+            .take(n)
+            .cloned()
+            .collect()
     }
 
     /// A copy of the notification log: every channel's queue and delivery history.
@@ -775,12 +592,12 @@ impl Collector {
     }
 
     fn mutes_at(&self, t: i64) -> Mutes<'_> {
-        Mutes {
-            silences: lock(&self.silences).clone(),
-            firing: lock(&self.firing).concat(),
-            rules: &self.config.inhibit_rules,
+        Mutes::new(
+            lock(&self.silences).clone(),
+            lock(&self.firing).concat(),
+            &self.config.inhibit_rules,
             t,
-        }
+        )
     }
 
     /// The collector's clock reading.
@@ -808,33 +625,6 @@ impl Collector {
     }
 }
 
-/// What mutes alerts at one moment: the silences then active, and the firing alerts (of every
-/// group's last evaluation) that may inhibit. Notifications and the pages ask the same one.
-pub struct Mutes<'a> {
-    silences: Silences,
-    firing: Vec<Labels>,
-    rules: &'a [inhibit::InhibitRule],
-    t: i64,
-}
-
-impl Mutes<'_> {
-    /// The ids of the active silences that match `labels`.
-    pub fn silenced_by(&self, labels: &Labels) -> Vec<String> {
-        self.silences.silenced_by(labels, self.t)
-    }
-
-    /// The firing alerts that inhibit an alert with `labels`.
-    pub fn inhibited_by(&self, labels: &Labels) -> Vec<&Labels> {
-        inhibit::inhibited_by(self.rules, &self.firing, labels)
-    }
-
-    /// Whether an alert with `labels` sends nothing (silenced or inhibited).
-    pub fn is_muted(&self, labels: &Labels) -> bool {
-        self.silences.is_silenced(labels, self.t)
-            || inhibit::is_inhibited(self.rules, &self.firing, labels)
-    }
-}
-
 /// The remote backend, with each query's duration observed.
 struct Timed<'a>(&'a Remote, &'a Histogram);
 
@@ -851,24 +641,10 @@ impl Querier for Timed<'_> {
     }
 }
 
-/// Example traces kept per alert (the first is the one messages link).
-const EXAMPLES: usize = 3;
-
-/// How far before an alert became active its examples may be: the longest range its
-/// expression reads (what made it true), at least 5 minutes.
-fn example_window(rule: &rules::AlertingRule) -> i64 {
-    rule.expr.max_range_ms().max(300_000)
-}
-
 /// The labels of the group's firing alerts.
 fn firing_alerts(group: &Group) -> Vec<Labels> {
     group
-        .rules
-        .iter()
-        .filter_map(|r| match &r.kind {
-            Kind::Alerting(a) => Some(a),
-            Kind::Recording(_) => None,
-        })
+        .alerting_rules()
         .flat_map(|a| a.alerts().filter(|x| x.state == rules::State::Firing))
         .map(|x| x.labels.clone())
         .collect()
@@ -913,12 +689,4 @@ fn retention_ms(config: &Config, groups: &[Group]) -> i64 {
         .max()
         .unwrap_or(0);
     longest + 2 * millis(config.max_scrape_interval().max(Duration::from_secs(15)))
-}
-
-/// A number in [0, 1) for retry jitter (random per call; `now` only adds to the seed).
-fn jitter(now: i64) -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_i64(now);
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
