@@ -293,7 +293,7 @@ fn run(args: Args) -> ExitCode {
             );
         }
         let app = web::router(Arc::clone(&collector), Arc::clone(&obs), access);
-        let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
+        let server = axum::serve(listener, app).with_graceful_shutdown(obs.shutdown_signal());
         if let Err(e) = server.await {
             tracing::error!("server error: {e}");
         }
@@ -301,18 +301,4 @@ fn run(args: Args) -> ExitCode {
         obs.shutdown(Duration::from_secs(2));
         ExitCode::SUCCESS
     })
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
-    }
-    #[cfg(not(unix))]
-    ctrl_c.await;
 }

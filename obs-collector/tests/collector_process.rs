@@ -259,3 +259,76 @@ fn a_token_protects_the_pages_and_a_public_bind_without_one_warns() {
     let _ = public.wait();
     assert!(warned, "no warning for a public bind without a token");
 }
+
+/// The collector is a service obs instruments: its pages go through `obs.layer()` (request id
+/// echoed, one JSON line per request, its own RED series by route template), its `/metrics` is
+/// negotiated as obs' admin server's is, and SIGTERM stops it through `obs.shutdown_signal()`.
+#[test]
+fn the_collector_serves_through_obs_and_stops_on_sigterm() {
+    let dir = temp_dir("on-obs");
+    let target = fake_target(Arc::new(Mutex::new("flag 0\n".to_owned())));
+    let config = write_config(&dir, target, "8s", "");
+    let collector = Collector::start(&config, &dir.join("state.json"), &[]);
+
+    let page = client::request(
+        collector.addr,
+        "GET",
+        "/api/v1/rules",
+        &[("x-request-id", b"req-42")],
+    )
+    .unwrap();
+    assert_eq!(page.status, 200);
+    assert_eq!(page.request_id(), "req-42");
+    let line = eventually(
+        Duration::from_secs(5),
+        || collector.output.lock().unwrap().clone(),
+        || {
+            let out = collector.output.lock().unwrap();
+            out.lines()
+                .find(|l| l.contains(r#""request_id":"req-42""#) && l.contains("request completed"))
+                .map(str::to_owned)
+        },
+    );
+    assert!(line.contains(r#""http.route":"/api/v1/rules""#), "{line}");
+
+    let accept: &[u8] = b"application/openmetrics-text;version=1.0.0,text/plain;q=0.5";
+    let metrics =
+        client::request(collector.addr, "GET", "/metrics", &[("accept", accept)]).unwrap();
+    assert!(
+        metrics
+            .header("content-type")
+            .is_some_and(|c| c.starts_with("application/openmetrics-text")),
+        "{:?}",
+        metrics.headers
+    );
+    assert!(metrics.body.ends_with("# EOF\n"), "{}", metrics.body);
+    let served = metrics.body.lines().find(|l| {
+        l.starts_with("http_server_request_duration_seconds_count")
+            && l.contains(r#"http_route="/api/v1/rules""#)
+    });
+    assert!(served.is_some(), "{}", metrics.body);
+    assert!(
+        metrics.body.contains("# TYPE obs_collector_series gauge"),
+        "{}",
+        metrics.body
+    );
+    let plain = client::get(collector.addr, "/metrics").unwrap();
+    assert_eq!(
+        plain.header("content-type"),
+        Some(obs::metrics::CONTENT_TYPE)
+    );
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &collector.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    eventually(
+        Duration::from_secs(10),
+        || collector.output.lock().unwrap().clone(),
+        || {
+            let out = collector.output.lock().unwrap();
+            (out.contains("shutdown requested") && out.contains("obs shut down")).then_some(())
+        },
+    );
+}

@@ -1,5 +1,7 @@
 //! HTTP: the status page, Prometheus-compatible `/api/v1/alerts` and `/api/v1/rules`, the
-//! collector's own `/metrics`, and `/-/healthy`, `/-/ready`.
+//! collector's own `/metrics`, and `/-/healthy`, `/-/ready`. Served through `obs.layer()`, as
+//! any service obs instruments: request ids, a JSON line per request, the collector's own RED
+//! metrics, and `/metrics` negotiated as obs' admin server does (OpenMetrics for Prometheus).
 
 use std::sync::Arc;
 
@@ -78,6 +80,7 @@ impl Access {
 /// The router for `--listen`. With credentials in `access`, every page but the probes needs
 /// them.
 pub fn router(collector: Arc<Collector>, obs: Arc<obs::Obs>, access: Access) -> Router {
+    let layer = obs.layer();
     let app = App {
         collector,
         obs,
@@ -115,6 +118,8 @@ pub fn router(collector: Arc<Collector>, obs: Arc<obs::Obs>, access: Access) -> 
         .route("/-/healthy", get(|| async { "OK\n" }))
         .route("/-/ready", get(ready))
         .with_state(app)
+        // Last, so that it sees the matched route templates and answers for every page.
+        .layer(layer)
 }
 
 async fn require_access(
@@ -138,12 +143,13 @@ async fn require_access(
         .into_response()
 }
 
-async fn metrics(State(app): State<App>) -> Response {
-    (
-        [(header::CONTENT_TYPE, obs::metrics::CONTENT_TYPE)],
-        app.obs.metrics_text(),
-    )
-        .into_response()
+async fn metrics(State(app): State<App>, headers: axum::http::HeaderMap) -> Response {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let (content_type, page) = app.obs.metrics_page(accept);
+    ([(header::CONTENT_TYPE, content_type)], page).into_response()
 }
 
 async fn ready(State(app): State<App>) -> Response {
