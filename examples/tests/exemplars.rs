@@ -332,7 +332,7 @@ fn in_remote_mode_the_alerts_name_traces_from_prometheus_exemplars() {
     // The page names each firing alert's current example (a newer exemplar may have replaced
     // the message's by then): a trace that was exported too.
     let on_page: Vec<String> = page
-        .split("example trace <code class=wrap>")
+        .split(r#"example trace <code class="wrap">"#)
         .skip(1)
         .map(|rest| rest[..32].to_owned())
         .collect();

@@ -3,39 +3,35 @@
 //! message's "Silence 1h" link opens (`GET /silences/new?label.alertname=...&for=1h`): the same
 //! form, filled in, for a person to confirm (a link must not change anything by itself).
 
-use std::fmt::Write as _;
-
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
+use maud::{html, Markup, PreEscaped, DOCTYPE};
 
-use super::{alertmanager_api, escape_html, App};
+use super::{alertmanager_api, App};
 use crate::labels::Labels;
 
 /// The silence lengths the forms offer, with their hours.
 const LENGTHS: [(&str, i64); 3] = [("1h", 1), ("4h", 4), ("24h", 24)];
 
 /// The labels a silence form carries, as hidden `label.<name>` fields.
-fn hidden_labels(form: &mut String, labels: &Labels) {
-    for (k, v) in labels.iter() {
-        let _ = write!(
-            form,
-            "<input type=hidden name=\"label.{}\" value=\"{}\">",
-            escape_html(k),
-            escape_html(v)
-        );
+fn hidden_labels(labels: &Labels) -> Markup {
+    html! {
+        @for (k, v) in labels.iter() {
+            input type="hidden" name={ "label." (k) } value=(v);
+        }
     }
 }
 
 /// The "silence 1h / 4h / 24h" form of one alert: a silence matching all its labels.
-pub(super) fn silence_buttons(labels: &Labels) -> String {
-    let mut form = String::from(" <form class=act method=post action=/silences/new>");
-    hidden_labels(&mut form, labels);
-    for (d, _) in LENGTHS {
-        let _ = write!(form, "<button name=for value={d}>silence {d}</button>");
+pub(super) fn silence_buttons(labels: &Labels) -> Markup {
+    html! {
+        " "
+        form.act method="post" action="/silences/new" {
+            (hidden_labels(labels))
+            @for (d, _) in LENGTHS { button name="for" value=(d) { "silence " (d) } }
+        }
     }
-    form.push_str("</form>");
-    form
 }
 
 /// Whether a form post comes from this site (a cross-site page must not create or expire
@@ -149,34 +145,37 @@ pub(super) async fn confirm_page(
         .iter()
         .find(|(k, _)| k == "for")
         .map_or("1h", |(_, v)| v.as_str());
-    let mut page = String::from(
-        "<!doctype html><html><head><meta charset=utf-8><meta name=viewport content=\"width=device-width, initial-scale=1\">\
-         <title>Silence · obs-collector</title><style>body{font:15px/1.5 system-ui,sans-serif;margin:1rem auto;max-width:40rem;padding:0 1rem}\
-         code{background:#f3f4f6;padding:0 .2em;border-radius:3px}button{font-size:1em;margin-right:.5em;padding:.3em .8em}\
-         button.chosen{font-weight:bold}</style></head><body><p><a href=\"/\">← status page</a></p>\
-         <h1>Silence these alerts?</h1><p>Matching every alert with</p><ul>",
-    );
-    for (k, v) in labels.iter() {
-        let _ = write!(
-            page,
-            "<li><code>{}=\"{}\"</code></li>",
-            escape_html(k),
-            escape_html(v)
-        );
-    }
-    page.push_str("</ul><form id=silence method=post action=/silences/new>");
-    hidden_labels(&mut page, &labels);
-    for (d, _) in LENGTHS {
-        let class = if d == chosen {
-            " class=chosen autofocus"
-        } else {
-            ""
-        };
-        let _ = write!(
-            page,
-            "<button name=for value={d}{class}>Silence for {d}</button>"
-        );
-    }
-    page.push_str("</form><p>Silenced alerts send nothing until the silence ends or is expired on the status page.</p></body></html>");
-    Html(page).into_response()
+    let page = html! {
+        (DOCTYPE)
+        html {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { "Silence · obs-collector" }
+                style { (PreEscaped(CONFIRM_STYLE)) }
+            }
+            body {
+                p { a href="/" { "← status page" } }
+                h1 { "Silence these alerts?" }
+                p { "Matching every alert with" }
+                ul { @for (k, v) in labels.iter() { li { code { (k) "=\"" (v) "\"" } } } }
+                form #silence method="post" action="/silences/new" {
+                    (hidden_labels(&labels))
+                    @for (d, _) in LENGTHS {
+                        @if d == chosen {
+                            button name="for" value=(d) class="chosen" autofocus { "Silence for " (d) }
+                        } @else {
+                            button name="for" value=(d) { "Silence for " (d) }
+                        }
+                    }
+                }
+                p { "Silenced alerts send nothing until the silence ends or is expired on the status page." }
+            }
+        }
+    };
+    Html(page.into_string()).into_response()
 }
+
+const CONFIRM_STYLE: &str = "body{font:15px/1.5 system-ui,sans-serif;margin:1rem auto;max-width:40rem;padding:0 1rem}\
+code{background:#f3f4f6;padding:0 .2em;border-radius:3px}button{font-size:1em;margin-right:.5em;padding:.3em .8em}\
+button.chosen{font-weight:bold}";

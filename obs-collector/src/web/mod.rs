@@ -324,22 +324,6 @@ async fn rules(State(app): State<App>) -> Json<Value> {
     Json(json!({ "status": "success", "data": { "groups": groups } }))
 }
 
-/// Escapes text for HTML content and attribute values.
-pub fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,9 +333,5 @@ mod tests {
         assert_eq!(go_e(0.15), "1.5e-01");
         assert_eq!(go_e(1.0), "1e+00");
         assert_eq!(go_e(12345.0), "1.2345e+04");
-        assert_eq!(
-            escape_html("<script>\"&'"),
-            "&lt;script&gt;&quot;&amp;&#39;"
-        );
     }
 }

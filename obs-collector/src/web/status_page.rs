@@ -5,17 +5,25 @@
 //! values (label values, URLs, errors), marked `wrap`, may break where they do not fit. Times
 //! read as "2 min ago" with the exact time on hover. Each rule has an anchor (`#rule-<name>`),
 //! the Dashboard link of messages when no Grafana is set.
+//!
+//! The page is written with maud: its markup is checked when the crate compiles and every
+//! value interpolated into it is escaped by its type (only [`maud::PreEscaped`] is not: the
+//! style sheet and the chart's SVG, both made here from numbers and constants).
 
 use std::fmt::Write as _;
 
 use axum::extract::State;
 use axum::response::Html;
+use maud::{html, Markup, PreEscaped, DOCTYPE};
 
-use super::{escape_html, forms, health, live_alerts, App};
+use super::{forms, health, live_alerts, App};
+use crate::collector::Collector;
 use crate::labels::Labels;
-use crate::notify::{Outcome, Status};
-use crate::rules::Kind;
-use crate::silence::SilenceState;
+use crate::mute::Mutes;
+use crate::notify::{Entry, Outcome, Status};
+use crate::rules::template::{go_float, go_g};
+use crate::rules::{Alert, AlertingRule, Group, Kind, Rule, State as AlertState};
+use crate::silence::{Silence, SilenceState};
 use crate::time::rfc3339;
 
 const STYLE: &str = "\
@@ -66,25 +74,144 @@ pub fn ago(now_ms: i64, t_ms: i64) -> String {
 }
 
 /// A `<time>` that reads as [`ago`] and shows the exact time on hover.
-fn time(now_ms: i64, t_ms: i64) -> String {
+fn time(now_ms: i64, t_ms: i64) -> Markup {
     let exact = rfc3339(t_ms);
-    format!(
-        "<time datetime=\"{exact}\" title=\"{exact}\">{}</time>",
-        ago(now_ms, t_ms)
-    )
+    html! { time datetime=(exact) title=(exact) { (ago(now_ms, t_ms)) } }
 }
 
-fn badge(class: &str, text: &str) -> String {
-    format!("<span class=\"badge {class}\">{}</span>", escape_html(text))
+fn badge(class: &str, text: &str) -> Markup {
+    html! { span class={ "badge " (class) } { (text) } }
 }
 
 /// Label pairs as chips, each on one line where it fits.
-fn labels(l: &Labels) -> String {
-    let chips: String = l
-        .iter()
-        .map(|(k, v)| format!("<code>{}=\"{}\"</code>", escape_html(k), escape_html(v)))
-        .collect();
-    format!("<span class=labels>{chips}</span>")
+fn labels(l: &Labels) -> Markup {
+    html! {
+        span.labels {
+            @for (k, v) in l.iter() { code { (k) "=\"" (v) "\"" } }
+        }
+    }
+}
+
+/// One pending or firing alert of a rule: its labels, state, value, since when, its example
+/// trace, and why it is muted or the buttons that silence it.
+fn alert_item(collector: &Collector, mutes: &Mutes<'_>, now: i64, x: &Alert) -> Markup {
+    let muted = if !mutes.silenced_by(&x.labels).is_empty() {
+        badge("silenced", "silenced")
+    } else if !mutes.inhibited_by(&x.labels).is_empty() {
+        badge("inhibited", "inhibited")
+    } else {
+        forms::silence_buttons(&x.labels)
+    };
+    let example = collector.examples_of(&x.labels).into_iter().next();
+    html! {
+        li {
+            (labels(&x.labels)) " " (badge(x.state.as_str(), x.state.as_str())) " "
+            span.nowrap { "= " (go_float(x.value)) } " "
+            span.nowrap { "since " (time(now, x.active_at)) }
+            @if let Some(id) = &example {
+                " "
+                span {
+                    "example trace "
+                    @match collector.links().trace(id) {
+                        Some(url) => a href=(url) { code.wrap { (id) } },
+                        None => code.wrap { (id) },
+                    }
+                }
+            }
+            (muted)
+        }
+    }
+}
+
+/// One alerting rule: name, state, health, expression, chart and its live alerts.
+fn rule_article(
+    collector: &Collector,
+    mutes: &Mutes<'_>,
+    now: i64,
+    g: &Group,
+    r: &Rule,
+    a: &AlertingRule,
+) -> Markup {
+    let state = a.state().as_str();
+    let alerts = live_alerts(r);
+    html! {
+        article.rule id={ "rule-" (a.name) } {
+            header {
+                b.name { (a.name) } " " (badge(state, state)) " "
+                @match &r.health.last_error {
+                    Some(e) => { (badge("failed", "err")) " " small.wrap { (e) } },
+                    None => (badge(health(r), health(r))),
+                }
+                " " small.wrap { (a.expr_text) }
+            }
+            div.chart { (chart(&collector.chart(&g.name, &a.name), a.expr.threshold())) }
+            @if !alerts.is_empty() {
+                ul { @for x in alerts { (alert_item(collector, mutes, now, x)) } }
+            }
+        }
+    }
+}
+
+/// A table's rows, or one row saying there are none.
+fn rows_or(rows: Vec<Markup>, columns: usize, what: &str) -> Markup {
+    html! {
+        @if rows.is_empty() {
+            tr { td colspan=(columns) class="empty" { (what) } }
+        } @else {
+            @for row in rows { (row) }
+        }
+    }
+}
+
+fn notification_row(now: i64, e: &Entry) -> Markup {
+    let status = match e.message.status {
+        Status::Firing => "firing",
+        Status::Resolved => "resolved",
+    };
+    html! {
+        tr {
+            td data-label="created" { (time(now, e.created_ms)) }
+            td data-label="channel" class="nowrap" { (e.channel) }
+            td data-label="message" {
+                (badge(status, status)) " " b.name { (e.message.alertname) } " "
+                span.wrap { (e.message.job) }
+            }
+            td data-label="outcome" {
+                @match &e.outcome {
+                    Outcome::Queued => {
+                        (badge("queued", "queued")) " attempt " (e.attempts + 1)
+                        @if let Some(r) = &e.last_error { ", last error: " span.wrap { (r) } }
+                    },
+                    Outcome::Delivered { at_ms } => { (badge("delivered", "delivered")) " " (time(now, *at_ms)) },
+                    Outcome::Failed { at_ms, reason } => {
+                        (badge("failed", "failed")) " " (time(now, *at_ms)) ": " span.wrap { (reason) }
+                    },
+                }
+            }
+        }
+    }
+}
+
+fn silence_row(now: i64, s: &Silence) -> Markup {
+    let state = s.state(now);
+    html! {
+        tr {
+            td data-label="matchers" { span.labels { @for m in &s.matchers { code { (m.to_string()) } } } }
+            td data-label="state" {
+                (badge(state.as_str(), state.as_str()))
+                @if state != SilenceState::Expired {
+                    form.act method="post" action="/silences/expire" {
+                        input type="hidden" name="id" value=(s.id);
+                        button { "expire" }
+                    }
+                }
+            }
+            td data-label="from" { (time(now, s.starts_ms)) }
+            td data-label="until" { (time(now, s.ends_ms)) }
+            td data-label="by" class="wrap" { (s.created_by) }
+            td data-label="comment" class="wrap" { (s.comment) }
+        }
+    }
 }
 
 pub(super) async fn page(State(app): State<App>) -> Html<String> {
@@ -92,202 +219,114 @@ pub(super) async fn page(State(app): State<App>) -> Html<String> {
     let now = collector.now_ms();
     let mutes = collector.mutes();
     let (mut firing, mut pending) = (0, 0);
-    let mut rules = String::new();
+    let mut rules = Vec::new();
     collector.for_each_group(|g| {
         for r in &g.rules {
             let Kind::Alerting(a) = &r.kind else { continue };
-            let state = a.state().as_str();
-            let mut alerts = String::new();
             for x in live_alerts(r) {
-                match x.state.as_str() {
-                    "firing" => firing += 1,
+                match x.state {
+                    AlertState::Firing => firing += 1,
                     _ => pending += 1,
                 }
-                let muted = if !mutes.silenced_by(&x.labels).is_empty() {
-                    badge("silenced", "silenced")
-                } else if !mutes.inhibited_by(&x.labels).is_empty() {
-                    badge("inhibited", "inhibited")
-                } else {
-                    forms::silence_buttons(&x.labels)
-                };
-                let example = match collector.examples_of(&x.labels).first() {
-                    Some(id) => {
-                        let id_html = format!("<code class=wrap>{}</code>", escape_html(id));
-                        match collector.links().trace(id) {
-                            Some(url) => format!(
-                                " <span>example trace <a href=\"{}\">{id_html}</a></span>",
-                                escape_html(&url)
-                            ),
-                            None => format!(" <span>example trace {id_html}</span>"),
-                        }
+            }
+            rules.push(rule_article(collector, &mutes, now, g, r, a));
+        }
+    });
+    let targets = collector.targets();
+    let down = targets
+        .iter()
+        .filter(|t| t.status.up == Some(false))
+        .count();
+    let target_rows: Vec<Markup> = targets
+        .iter()
+        .map(|t| {
+            let s = &t.status;
+            let health = s.health();
+            html! {
+                tr {
+                    td data-label="job" class="nowrap" { (s.job) }
+                    td data-label="instance" class="wrap" title=(s.url) { (s.labels.get("instance").unwrap_or_default()) }
+                    // Unknown (not scraped yet) gets the plain badge.
+                    td data-label="state" { (badge(if s.up.is_some() { health } else { "" }, health)) }
+                    td data-label="last scrape" {
+                        @match s.last_scrape_ms { Some(t) => (time(now, t)), None => "never" }
                     }
-                    None => String::new(),
-                };
-                let _ = write!(
-                    alerts,
-                    "<li>{} {} <span class=nowrap>= {}</span> <span class=nowrap>since {}</span>{example}{muted}</li>",
-                    labels(&x.labels),
-                    badge(x.state.as_str(), x.state.as_str()),
-                    escape_html(&crate::rules::template::go_float(x.value)),
-                    time(now, x.active_at),
-                );
-            }
-            let health = match &r.health.last_error {
-                Some(e) => format!(
-                    "{} <small class=wrap>{}</small>",
-                    badge("failed", "err"),
-                    escape_html(e)
-                ),
-                None => badge(health(r), health(r)),
-            };
-            let _ = write!(
-                rules,
-                "<article class=rule id=\"rule-{name}\"><header><b class=name>{name}</b> {} {health} <small class=wrap>{}</small></header><div class=chart>{}</div>{}</article>",
-                badge(state, state),
-                escape_html(&a.expr_text),
-                chart(&collector.chart(&g.name, &a.name), a.expr.threshold()),
-                if alerts.is_empty() {
-                    String::new()
-                } else {
-                    format!("<ul>{alerts}</ul>")
-                },
-                name = escape_html(&a.name),
-            );
-        }
-        });
-    let mut targets = String::new();
-    let mut down = 0;
-    let all_targets = collector.targets();
-    for t in &all_targets {
-        let s = &t.status;
-        let health = s.health();
-        down += usize::from(s.up == Some(false));
-        // Unknown (not scraped yet) gets the plain badge.
-        let state = badge(if s.up.is_some() { health } else { "" }, health);
-        let _ = write!(
-            targets,
-            "<tr><td data-label=job class=nowrap>{}</td><td data-label=instance class=wrap title=\"{}\">{}</td><td data-label=state>{state}</td><td data-label=\"last scrape\">{}</td><td data-label=error class=wrap>{}</td></tr>",
-            escape_html(&s.job),
-            escape_html(&s.url),
-            escape_html(s.labels.get("instance").unwrap_or_default()),
-            s.last_scrape_ms.map_or_else(|| "never".into(), |t| time(now, t)),
-            escape_html(s.last_error.as_deref().unwrap_or_default()),
-        );
-    }
-    let mut notifications = String::new();
-    {
-        for e in &collector.recent_notifications(20) {
-            let outcome = match &e.outcome {
-                Outcome::Queued => format!(
-                    "{} attempt {}{}",
-                    badge("queued", "queued"),
-                    e.attempts + 1,
-                    e.last_error
-                        .as_deref()
-                        .map(|r| format!(
-                            ", last error: <span class=wrap>{}</span>",
-                            escape_html(r)
-                        ))
-                        .unwrap_or_default()
-                ),
-                Outcome::Delivered { at_ms } => {
-                    format!("{} {}", badge("delivered", "delivered"), time(now, *at_ms))
+                    td data-label="error" class="wrap" { (s.last_error.as_deref().unwrap_or_default()) }
                 }
-                Outcome::Failed { at_ms, reason } => format!(
-                    "{} {}: <span class=wrap>{}</span>",
-                    badge("failed", "failed"),
-                    time(now, *at_ms),
-                    escape_html(reason)
-                ),
-            };
-            let status = match e.message.status {
-                Status::Firing => "firing",
-                Status::Resolved => "resolved",
-            };
-            let _ = write!(
-                notifications,
-                "<tr><td data-label=created>{}</td><td data-label=channel class=nowrap>{}</td><td data-label=message>{} <b class=name>{}</b> <span class=wrap>{}</span></td><td data-label=outcome>{outcome}</td></tr>",
-                time(now, e.created_ms),
-                escape_html(&e.channel),
-                badge(status, status),
-                escape_html(&e.message.alertname),
-                escape_html(&e.message.job),
-            );
-        }
-    }
-    let mut silences = String::new();
-    let mut active_silences = 0;
-    for s in collector.silences().iter().rev() {
-        let matchers: String = s
-            .matchers
-            .iter()
-            .map(|m| format!("<code>{}</code>", escape_html(&m.to_string())))
-            .collect();
-        let silence_state = s.state(now);
-        let state = silence_state.as_str();
-        let expire = if silence_state == SilenceState::Expired {
-            String::new()
-        } else {
-            if silence_state == SilenceState::Active {
-                active_silences += 1;
             }
-            format!(
-                "<form class=act method=post action=/silences/expire><input type=hidden name=id value=\"{}\"><button>expire</button></form>",
-                escape_html(&s.id)
-            )
-        };
-        let _ = write!(
-            silences,
-            "<tr><td data-label=matchers><span class=labels>{matchers}</span></td><td data-label=state>{}{expire}</td><td data-label=from>{}</td><td data-label=until>{}</td><td data-label=by class=wrap>{}</td><td data-label=comment class=wrap>{}</td></tr>",
-            badge(state, state),
-            time(now, s.starts_ms),
-            time(now, s.ends_ms),
-            escape_html(&s.created_by),
-            escape_html(&s.comment),
-        );
-    }
-    let empty = |rows: &str, columns: usize, what: &str| {
-        if rows.is_empty() {
-            format!("<tr><td colspan={columns} class=empty>{what}</td></tr>")
-        } else {
-            rows.to_owned()
+        })
+        .collect();
+    let notifications: Vec<Markup> = collector
+        .recent_notifications(20)
+        .iter()
+        .map(|e| notification_row(now, e))
+        .collect();
+    let silences = collector.silences();
+    let active_silences = silences
+        .iter()
+        .filter(|s| s.state(now) == SilenceState::Active)
+        .count();
+    let silence_rows: Vec<Markup> = silences.iter().rev().map(|s| silence_row(now, s)).collect();
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta http-equiv="refresh" content="10";
+                title { "obs-collector" }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                header {
+                    h1 { "obs-collector" }
+                    p.summary {
+                        span { (firing) " firing" }
+                        span { (pending) " pending" }
+                        span { (down) " of " (targets.len()) " targets down" }
+                        span { (active_silences) " active silences" }
+                    }
+                }
+                h2 { "Rules" }
+                @for rule in rules { (rule) }
+                h2 { "Targets" }
+                table {
+                    tr { th { "job" } th { "instance" } th { "state" } th { "last scrape" } th { "error" } }
+                    (rows_or(target_rows, 5, "no targets (remote mode: the backend scrapes)"))
+                }
+                h2 { "Notifications" }
+                table {
+                    tr { th { "created" } th { "channel" } th { "message" } th { "outcome" } }
+                    (rows_or(notifications, 4, "nothing sent yet"))
+                }
+                h2 { "Silences" }
+                table {
+                    tr { th { "matchers" } th { "state" } th { "from" } th { "until" } th { "by" } th { "comment" } }
+                    (rows_or(silence_rows, 6, "no silences: silence an alert above, or with amtool"))
+                }
+            }
         }
     };
-    let page = format!(
-        "<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport content=\"width=device-width, initial-scale=1\">\
-         <meta http-equiv=refresh content=10><title>obs-collector</title><style>{STYLE}</style></head><body>\
-         <header><h1>obs-collector</h1><p class=summary><span>{firing} firing</span><span>{pending} pending</span>\
-         <span>{down} of {} targets down</span><span>{active_silences} active silences</span></p></header>\
-         <h2>Rules</h2>{rules}\
-         <h2>Targets</h2><table><tr><th>job</th><th>instance</th><th>state</th><th>last scrape</th><th>error</th></tr>{}</table>\
-         <h2>Notifications</h2><table><tr><th>created</th><th>channel</th><th>message</th><th>outcome</th></tr>{}</table>\
-         <h2>Silences</h2><table><tr><th>matchers</th><th>state</th><th>from</th><th>until</th><th>by</th><th>comment</th></tr>{}</table>\
-         </body></html>",
-        all_targets.len(),
-        empty(&targets, 5, "no targets (remote mode: the backend scrapes)"),
-        empty(&notifications, 4, "nothing sent yet"),
-        empty(&silences, 6, "no silences: silence an alert above, or with amtool"),
-    );
-    Html(page)
+    Html(page.into_string())
 }
 
 /// A small SVG line chart of `points` with the threshold as a dashed red line; until there are
 /// two points, a line saying data is being collected.
-pub(super) fn chart(points: &[(i64, f64)], threshold: Option<f64>) -> String {
+pub(super) fn chart(points: &[(i64, f64)], threshold: Option<f64>) -> Markup {
     const W: f64 = 320.0;
     const H: f64 = 56.0;
+    let (Some(first), Some(last)) = (points.first(), points.last()) else {
+        return collecting();
+    };
+    if points.len() < 2 {
+        return collecting();
+    }
     let values: Vec<f64> = points
         .iter()
         .map(|p| p.1)
         .filter(|v| v.is_finite())
         .chain(threshold)
         .collect();
-    let (Some(first), Some(last)) = (points.first(), points.last()) else {
-        return "<small class=empty>collecting data: one point per evaluation</small>".into();
-    };
-    if points.len() < 2 {
-        return "<small class=empty>collecting data: one point per evaluation</small>".into();
-    }
     let lo = values.iter().copied().fold(0.0f64, f64::min);
     let hi = values
         .iter()
@@ -298,48 +337,44 @@ pub(super) fn chart(points: &[(i64, f64)], threshold: Option<f64>) -> String {
     let span_t = (last.0 - first.0).max(1) as f64;
     let x = |t: i64| (t - first.0) as f64 / span_t * W;
     let y = |v: f64| H - (v - lo) / (hi - lo) * H;
-    let mut svg = format!("<svg width={W} height={H} viewBox=\"0 0 {W} {H}\" role=img aria-label=\"value over the last hour\" style=\"background:#f6f8fa;border-radius:4px\">");
     // Gaps (no value) split the line into segments.
-    let mut segment = Vec::new();
-    let flush = |segment: &mut Vec<String>, svg: &mut String| {
-        if !segment.is_empty() {
-            let _ = write!(
-                svg,
-                "<polyline fill=none stroke=#0969da stroke-width=1.5 points=\"{}\"/>",
-                segment.join(" ")
-            );
-            segment.clear();
-        }
-    };
+    let mut segments = vec![String::new()];
     for &(t, v) in points {
+        let current = segments.last_mut().expect("one segment at least");
         if v.is_finite() {
-            segment.push(format!("{:.1},{:.1}", x(t), y(v)));
-        } else {
-            flush(&mut segment, &mut svg);
+            if !current.is_empty() {
+                current.push(' ');
+            }
+            let _ = write!(current, "{:.1},{:.1}", x(t), y(v));
+        } else if !current.is_empty() {
+            segments.push(String::new());
         }
     }
-    flush(&mut segment, &mut svg);
-    if let Some(th) = threshold {
-        let _ = write!(
-            svg,
-            "<line x1=0 x2={W} y1={0:.1} y2={0:.1} stroke=#cf222e stroke-dasharray=4 />",
-            y(th)
-        );
-    }
+    segments.retain(|s| !s.is_empty());
     let latest = points
         .iter()
         .rev()
         .find(|p| p.1.is_finite())
-        .map(|p| crate::rules::template::go_g(p.1, 4));
-    let _ = write!(
-        svg,
-        "</svg><small class=nowrap>now {} · threshold {}</small>",
-        latest.unwrap_or_else(|| "-".into()),
-        threshold
-            .map(|t| crate::rules::template::go_g(t, 4))
-            .unwrap_or_else(|| "-".into())
-    );
-    svg
+        .map_or_else(|| "-".into(), |p| go_g(p.1, 4));
+    let shown_threshold = threshold.map_or_else(|| "-".into(), |t| go_g(t, 4));
+    // SVG elements are closed explicitly: inside <svg> the HTML parser nests unclosed ones.
+    html! {
+        svg width=(W) height=(H) viewBox={ "0 0 " (W) " " (H) } role="img"
+            aria-label="value over the last hour" style="background:#f6f8fa;border-radius:4px" {
+            @for segment in &segments {
+                polyline fill="none" stroke="#0969da" stroke-width="1.5" points=(segment) {}
+            }
+            @if let Some(th) = threshold {
+                @let at = format!("{:.1}", y(th));
+                line x1="0" x2=(W) y1=(at) y2=(at) stroke="#cf222e" stroke-dasharray="4" {}
+            }
+        }
+        small.nowrap { "now " (latest) " · threshold " (shown_threshold) }
+    }
+}
+
+fn collecting() -> Markup {
+    html! { small.empty { "collecting data: one point per evaluation" } }
 }
 
 #[cfg(test)]
@@ -349,7 +384,7 @@ mod tests {
     #[test]
     fn chart_draws_gaps_and_the_threshold() {
         let points = [(0, 0.01), (15_000, 0.02), (30_000, f64::NAN), (45_000, 0.2)];
-        let svg = chart(&points, Some(0.05));
+        let svg = chart(&points, Some(0.05)).into_string();
         assert_eq!(
             svg.matches("<polyline").count(),
             2,
@@ -359,8 +394,23 @@ mod tests {
             svg.contains("stroke-dasharray") && svg.contains("now 0.2 · threshold 0.05"),
             "{svg}"
         );
-        assert!(chart(&[], None).contains("collecting data"));
-        assert!(chart(&[(0, 1.0)], None).contains("collecting data"));
+        assert!(chart(&[], None).into_string().contains("collecting data"));
+        assert!(chart(&[(0, 1.0)], None)
+            .into_string()
+            .contains("collecting data"));
+    }
+
+    #[test]
+    fn values_are_escaped_by_type() {
+        let hostile = Labels::from_pairs(&[("job", "<script>\"&'")]);
+        assert_eq!(
+            labels(&hostile).into_string(),
+            r#"<span class="labels"><code>job=&quot;&lt;script&gt;&quot;&amp;'&quot;</code></span>"#
+        );
+        assert_eq!(
+            badge("down\" onclick=\"x", "<b>").into_string(),
+            r#"<span class="badge down&quot; onclick=&quot;x">&lt;b&gt;</span>"#
+        );
     }
 
     #[test]
@@ -369,6 +419,8 @@ mod tests {
         assert_eq!(ago(0, -3_600_000), "1 h ago");
         assert_eq!(ago(0, -3 * 86_400_000), "3 d ago");
         assert_eq!(ago(0, 4 * 3_600_000), "in 4 h");
-        assert!(time(0, 0).contains("title=\"1970-01-01T00:00:00"));
+        assert!(time(0, 0)
+            .into_string()
+            .contains("title=\"1970-01-01T00:00:00"));
     }
 }
