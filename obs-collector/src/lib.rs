@@ -8,6 +8,7 @@
 //! | [`transport`] | what a failed HTTP request is reported as (never its URL) | - |
 //! | [`labels`] | label sets | - |
 //! | [`history`] | the status page's chart points | - |
+//! | [`deploys`] | the deploy log: each instance's version, its changes and restarts | - |
 //! | [`links`] | where a message's links go (runbook, dashboard, silence form) | labels |
 //! | [`silence`] | silences: matchers, states, validation | labels |
 //! | [`inhibit`] | inhibition rules | labels, silence |
@@ -20,14 +21,15 @@
 //! | [`exemplars`] | example traces: the exemplars behind an alert's numbers, picked per firing alert | labels, promql, rules |
 //! | [`notify`] | grouping into messages, the notification log (queue and retry stage), the notifiers | config, labels, links, rules, time, transport |
 //! | [`backtest`] | replaying the rules over a backend's history (range queries) | config, labels, links, notify, promql, rules, store, time |
-//! | [`state`] | the state file, the [`state::Persister`] thread | labels, notify, rules, silence, store, time |
+//! | [`state`] | the state file, the [`state::Persister`] thread | deploys, labels, notify, rules, silence, store, time |
 //! | [`collector`] | the wiring: the schedule's tasks and each stage's step; the retry stage (`collector::deliver`) and the self-metrics (`collector::metrics`) in their own files | all of the above |
-//! | [`web`] | the status page (maud templates), its silence forms, the runbook page, the API, Alertmanager's silence API | collector, config, labels, mute, notify, rules, silence, time |
+//! | [`web`] | the status page (maud templates), its silence forms, the runbook page, the API, Alertmanager's silence API | collector, config, deploys, labels, mute, notify, rules, silence, time |
 #![forbid(unsafe_code)]
 
 pub mod backtest;
 pub mod collector;
 pub mod config;
+pub mod deploys;
 pub mod exemplars;
 pub mod history;
 pub mod inhibit;

@@ -332,3 +332,69 @@ fn the_collector_serves_through_obs_and_stops_on_sigterm() {
         },
     );
 }
+
+/// The deploy log: a new `service_version` on a target's `target_info` is one deploy, a new
+/// `process_start_time_seconds` with the same version is a restart, nothing else is; it is on
+/// `/api/v1/deploys` and the status page, and survives `kill -9` without a deploy being
+/// reported again or invented.
+#[test]
+fn deploys_are_logged_and_survive_kill_9() {
+    let dir = temp_dir("deploys");
+    let page_of = |version: &str, started: f64| {
+        format!(
+            "target_info{{service_name=\"shop\",service_version=\"{version}\"}} 1\nprocess_start_time_seconds {started}\nflag 0\n"
+        )
+    };
+    let page = Arc::new(Mutex::new(page_of("1.0.0", 1000.0)));
+    let target = fake_target(Arc::clone(&page));
+    let config = write_config(&dir, target, "8s", "");
+    let state = dir.join("state.json");
+    let deploys = |c: &common::CollectorProcess| -> Vec<serde_json::Value> {
+        let body = client::get(c.addr, "/api/v1/deploys").unwrap().body;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["data"]["deploys"].as_array().unwrap().clone()
+    };
+
+    let mut first = Collector::start(&config, &state, &[]);
+    // Seen, not deployed: the first sight of an instance is no deploy.
+    eventually(
+        Duration::from_secs(10),
+        || "the target is never scraped".into(),
+        || {
+            let body = client::get(first.addr, "/api/v1/deploys").ok()?.body;
+            body.contains(r#""version":"1.0.0""#).then_some(())
+        },
+    );
+    assert!(deploys(&first).is_empty());
+    *page.lock().unwrap() = page_of("1.1.0", 2000.0);
+    let found = eventually(
+        Duration::from_secs(10),
+        || format!("no deploy: {:?}", deploys(&first)),
+        || deploys(&first).into_iter().next(),
+    );
+    assert_eq!(found["change"], "deploy");
+    assert_eq!(
+        (found["previous"].as_str(), found["version"].as_str()),
+        (Some("1.0.0"), Some("1.1.0"))
+    );
+    assert_eq!(found["job"], "svc");
+    assert_eq!(found["instance"], target.to_string());
+    *page.lock().unwrap() = page_of("1.1.0", 3000.0);
+    eventually(
+        Duration::from_secs(10),
+        || format!("no restart: {:?}", deploys(&first)),
+        || (deploys(&first).first()?["change"] == "restart").then_some(()),
+    );
+    let html = first.wait_page("<h2>Deploys</h2>", Duration::from_secs(5));
+    assert!(html.contains("1.0.0 → <b>1.1.0</b>"), "{html}");
+    first.kill9();
+
+    let second = Collector::start(&config, &state, &[]);
+    assert_eq!(deploys(&second).len(), 2, "kept across kill -9");
+    second.wait_evaluations(3);
+    assert_eq!(
+        deploys(&second).len(),
+        2,
+        "an unchanged target is no new deploy after a restart"
+    );
+}

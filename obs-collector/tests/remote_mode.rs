@@ -280,3 +280,46 @@ fn an_ha_pair_behind_one_alertmanager_notifies_once_per_incident() {
         "two collectors, one alert, one message each way"
     );
 }
+
+/// In remote mode the deploy log comes from the backend's `target_info`: a real Prometheus
+/// scrapes the target, the collector reads what it serves and logs the change of version.
+#[test]
+fn remote_mode_reads_the_deploy_log_from_the_backend() {
+    let dir = temp_dir("remote-deploys");
+    let page_of = |v: &str| {
+        format!("target_info{{service_name=\"shop\",service_version=\"{v}\"}} 1\nprocess_start_time_seconds 1000\nflag 0\n")
+    };
+    let page = Arc::new(Mutex::new(page_of("1.0.0")));
+    let target = fake_target(Arc::clone(&page));
+    std::fs::write(dir.join("rules.yml"), RULES).unwrap();
+    let prom = Prometheus::start(&format!(
+        "global:\n  scrape_interval: 500ms\nscrape_configs:\n  - job_name: shop\n    static_configs: [{{ targets: ['{target}'] }}]\n"
+    ))
+    .unwrap();
+    let remote_cfg = remote_config(&dir, "remote", &format!("http://{}", prom.addr), "");
+    let remote = Collector::start(&remote_cfg, &dir.join("remote.state"), &[]);
+    let deploys = || -> serde_json::Value {
+        let body = client::get(remote.addr, "/api/v1/deploys").unwrap().body;
+        serde_json::from_str(&body).unwrap()
+    };
+    eventually(
+        Duration::from_secs(20),
+        || format!("never read from the backend: {}", deploys()),
+        || {
+            (deploys()["data"]["serving"]["shop"][target.to_string()]["version"] == "1.0.0")
+                .then_some(())
+        },
+    );
+    *page.lock().unwrap() = page_of("1.1.0");
+    let found = eventually(
+        Duration::from_secs(20),
+        || format!("no deploy: {}", deploys()),
+        || deploys()["data"]["deploys"].as_array()?.first().cloned(),
+    );
+    assert_eq!(found["change"], "deploy");
+    assert_eq!(
+        (found["previous"].as_str(), found["version"].as_str()),
+        (Some("1.0.0"), Some("1.1.0"))
+    );
+    assert_eq!(found["job"], "shop");
+}

@@ -12,6 +12,7 @@ use axum::Router;
 use tokio::sync::oneshot;
 
 use crate::http::bearer_token_matches;
+use crate::metrics::accept;
 use crate::shared::Shared;
 
 /// The admin endpoints over `shared` (mounted by hand through `Obs::admin_router`).
@@ -31,11 +32,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
                             .into_response();
                     }
                 }
-                let accept = headers
-                    .get(header::ACCEPT)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default();
-                let (content_type, page) = metrics.metrics.negotiate(accept);
+                let (content_type, page) = metrics.metrics.negotiate(accept(&headers));
                 ([(header::CONTENT_TYPE, content_type)], page).into_response()
             }),
         )

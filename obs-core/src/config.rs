@@ -499,6 +499,40 @@ mod tests {
     }
 
     #[test]
+    fn the_version_and_the_commit_say_what_is_deployed() {
+        let s = resolve(
+            &Config::new(),
+            &[
+                ("SENTRY_RELEASE", "shop@2.1"),
+                ("OBS_VCS_REVISION", " abc123 "),
+            ],
+        );
+        assert_eq!(s.service.version.as_deref(), Some("shop@2.1"));
+        assert_eq!(
+            s.service.attribute("vcs.ref.head.revision").as_deref(),
+            Some("abc123")
+        );
+        // The resource wins over both; code wins over the resource.
+        let env = [
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "service.version=1.2.0,vcs.ref.head.revision=def456",
+            ),
+            ("SENTRY_RELEASE", "shop@2.1"),
+            ("OBS_VCS_REVISION", "abc123"),
+        ];
+        let s = resolve(&Config::new(), &env);
+        assert_eq!(s.service.version.as_deref(), Some("1.2.0"));
+        assert_eq!(
+            s.service.attribute("vcs.ref.head.revision").as_deref(),
+            Some("def456")
+        );
+        let s = resolve(&Config::new().service_version("9.9.9"), &env);
+        assert_eq!(s.service.version.as_deref(), Some("9.9.9"));
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    }
+
+    #[test]
     fn bad_buckets_fall_back() {
         let s = resolve(&Config::new().histogram_buckets(&[1.0, 0.5]), &[]);
         assert_eq!(s.metrics.buckets, DURATION_BUCKETS);

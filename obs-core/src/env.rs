@@ -33,8 +33,8 @@ pub(crate) mod var {
     // Read only with the `sentry` feature (without it, only a DSN is noticed, to warn).
     #[cfg_attr(not(feature = "sentry"), allow(dead_code))]
     pub const SENTRY_ENVIRONMENT: &str = "SENTRY_ENVIRONMENT";
-    #[cfg_attr(not(feature = "sentry"), allow(dead_code))]
     pub const SENTRY_RELEASE: &str = "SENTRY_RELEASE";
+    pub const OBS_VCS_REVISION: &str = "OBS_VCS_REVISION";
 }
 
 /// A lookup of the environment: the process' (`std::env::var`) or a test's slice.

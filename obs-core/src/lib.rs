@@ -34,7 +34,8 @@
 //! | `OBS_METRICS_TOKEN` | bearer token required on `/metrics` | none |
 //! | `OTEL_EXPORTER_OTLP_ENDPOINT`, `_PROTOCOL`, `_HEADERS`, `_TIMEOUT` | OTLP trace export | off |
 //! | `OTEL_TRACES_SAMPLER(_ARG)`, `OTEL_PROPAGATORS`, `OTEL_SDK_DISABLED` | sampling, propagation | `parentbased_always_on`, `tracecontext,baggage`, `false` |
-//! | `SENTRY_DSN`, `SENTRY_ENVIRONMENT`, `SENTRY_RELEASE` | Sentry | off |
+//! | `SENTRY_DSN`, `SENTRY_ENVIRONMENT`, `SENTRY_RELEASE` | Sentry; `SENTRY_RELEASE` is also the version when none is set | off |
+//! | `OBS_VCS_REVISION` | the commit (`vcs.ref.head.revision` on spans, `target_info`) unless the resource has it | none |
 //!
 //! Code wins over the environment: see [`Config`]. For tests, [`test::init`] captures logs and
 //! metrics without touching global state.
@@ -64,7 +65,7 @@
 //! | [`config`] | [`Config`], and `Settings` as the sum of the subsystems' settings | env, logs, metrics, report, resource, trace |
 //! | `shared` | the state the guard, the middleware and the admin server share | metrics, report |
 //! | [`http`] | the middleware: service -> future -> body -> finish; extractors; the bearer-token check | metrics, report, request, semconv, shared, trace |
-//! | `admin` | the admin server (`/metrics`, `/healthz`, `/readyz`) | http, shared |
+//! | `admin` | the admin server (`/metrics`, `/healthz`, `/readyz`) | http, metrics, shared |
 //! | `shutdown` | [`ShutdownSignal`] | shared |
 //! | `obs` | [`Obs`]: building, `init`, `into_layers`, shutdown | admin, config, env, error, http, logs, metrics, panic, report, request, shared, shutdown, sync, trace |
 //! | `test` | [`test::init`]: obs without globals, logs captured | config, logs, obs, sync |

@@ -341,6 +341,20 @@ impl Obs {
         self.shared.metrics.negotiate(accept)
     }
 
+    /// [`Obs::metrics_page`] for a scrape request's headers (its `Accept`), for a `/metrics`
+    /// handler of the service's own router.
+    ///
+    /// ```
+    /// let obs = obs::test::init();
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.insert("accept", "application/openmetrics-text;version=1.0.0".parse().unwrap());
+    /// let (content_type, _) = obs.metrics_response(&headers);
+    /// assert!(content_type.starts_with("application/openmetrics-text"));
+    /// ```
+    pub fn metrics_response(&self, request_headers: &::http::HeaderMap) -> (&'static str, String) {
+        self.metrics_page(metrics::accept(request_headers))
+    }
+
     /// Records one request handled outside `obs.layer()` (a server without tower, a custom
     /// server loop, a queue consumer speaking HTTP semantics) in the same RED metrics, with the
     /// same bounded labels. Give the route template, never the raw path. Called inside a

@@ -1,6 +1,7 @@
 //! The service's identity: `service.name`, `service.version` and the other resource attributes
 //! (`OTEL_RESOURCE_ATTRIBUTES`), which every subsystem reports with (spans' resource,
-//! `target_info`, Sentry's tags and release, the log lines' `service.name`).
+//! `target_info`, Sentry's tags and release, the log lines' `service.name`). One version string
+//! serves all of them, so a deploy is one value to join metrics, traces and Sentry releases on.
 
 use crate::env::{key_value_list, var, Env};
 
@@ -14,7 +15,10 @@ pub(crate) struct Service {
 }
 
 impl Service {
-    /// Code first, then `OTEL_SERVICE_NAME`, the resource attributes, the executable's name.
+    /// The name: code first, then `OTEL_SERVICE_NAME`, the resource attributes, the
+    /// executable's name. The version: code, then the resource's `service.version`, then
+    /// `SENTRY_RELEASE`. The commit (`vcs.ref.head.revision`): the resource's, else
+    /// `OBS_VCS_REVISION`.
     pub fn resolve(name: Option<&str>, version: Option<&str>, env: &mut Env<'_>) -> Self {
         let mut attributes = match env.get(var::OTEL_RESOURCE_ATTRIBUTES) {
             Some(raw) => key_value_list(&raw, |pair| {
@@ -36,7 +40,14 @@ impl Service {
             .unwrap_or_else(|| "unknown_service".to_owned());
         let version = version
             .map(str::to_owned)
-            .or_else(|| attribute("service.version"));
+            .or_else(|| attribute("service.version"))
+            .or_else(|| env.get(var::SENTRY_RELEASE).map(|r| r.trim().to_owned()));
+        let revision = attribute(VCS_REVISION)
+            .is_none()
+            .then(|| env.get(var::OBS_VCS_REVISION));
+        if let Some(revision) = revision.flatten() {
+            attributes.push((VCS_REVISION.to_owned(), revision.trim().to_owned()));
+        }
         attributes.retain(|(k, _)| k != "service.name" && k != "service.version");
         Self {
             name,
@@ -51,6 +62,10 @@ impl Service {
         attribute(&self.attributes, key)
     }
 }
+
+/// The commit a build was made from (OpenTelemetry's `vcs` conventions); on `target_info` as
+/// `vcs_ref_head_revision`.
+const VCS_REVISION: &str = "vcs.ref.head.revision";
 
 fn attribute(attributes: &[(String, String)], key: &str) -> Option<String> {
     attributes

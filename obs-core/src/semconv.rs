@@ -16,6 +16,9 @@ pub const HTTP_SERVER_REQUEST_DURATION: &str = "http_server_request_duration_sec
 pub const HTTP_SERVER_ACTIVE_REQUESTS: &str = "http_server_active_requests";
 /// Gauge (always 1) carrying the service's resource attributes as labels.
 pub const TARGET_INFO: &str = "target_info";
+/// Gauge: when the process started (obs' start), seconds since the epoch, the Prometheus
+/// client convention; a new value is a restart.
+pub const PROCESS_START_TIME_SECONDS: &str = "process_start_time_seconds";
 /// Gauge (always 1) carrying the obs version.
 pub const OBS_BUILD_INFO: &str = "obs_build_info";
 /// Counter of log lines dropped because the log queue was full.
@@ -30,6 +33,7 @@ pub const ALL_METRICS: &[&str] = &[
     HTTP_SERVER_REQUEST_DURATION,
     HTTP_SERVER_ACTIVE_REQUESTS,
     TARGET_INFO,
+    PROCESS_START_TIME_SECONDS,
     OBS_BUILD_INFO,
     OBS_LOG_LINES_DROPPED_TOTAL,
     OBS_SPANS_DROPPED_TOTAL,
@@ -50,6 +54,10 @@ pub const URL_SCHEME: &str = "url_scheme";
 pub const SERVICE_NAME: &str = "service_name";
 /// Label of `target_info`: the service version.
 pub const SERVICE_VERSION: &str = "service_version";
+/// Label of `target_info`: the commit the build was made from (`vcs.ref.head.revision`).
+pub const VCS_REF_HEAD_REVISION: &str = "vcs_ref_head_revision";
+/// Label of `target_info`: the deployment environment (`deployment.environment.name`).
+pub const DEPLOYMENT_ENVIRONMENT_NAME: &str = "deployment_environment_name";
 /// Label of `obs_build_info`: the obs version.
 pub const VERSION: &str = "version";
 
@@ -62,6 +70,8 @@ pub const ALL_LABELS: &[&str] = &[
     URL_SCHEME,
     SERVICE_NAME,
     SERVICE_VERSION,
+    VCS_REF_HEAD_REVISION,
+    DEPLOYMENT_ENVIRONMENT_NAME,
     VERSION,
 ];
 

@@ -26,6 +26,7 @@ pub use deliver::Step;
 pub use metrics::SelfMetrics;
 
 use crate::config::{Config, Job, Target};
+use crate::deploys::DeployLog;
 use crate::exemplars::{self, Exemplar};
 use crate::history::History;
 use crate::labels::Labels;
@@ -68,7 +69,7 @@ pub struct TargetView<'a> {
 /// Lock order: a task that holds several locks takes them in this order, and takes none of
 /// the earlier ones while it holds a later one (each other lock is a leaf, held alone):
 /// `snapshot_lock` -> a `groups` entry -> `store` (a recording rule's write) and the targets'
-/// `exemplars` -> `log` -> `silences` -> `firing` -> `examples`.
+/// `exemplars` -> `log` -> `silences` -> `firing` -> `examples` -> `deploys`.
 pub struct Collector {
     config: Config,
     store: RwLock<Store>,
@@ -85,6 +86,8 @@ pub struct Collector {
     history: History,
     /// Silences (Alertmanager's API v2 at `/api/v2/silences`).
     silences: Mutex<Silences>,
+    /// What each instance serves, and the changes seen (persisted).
+    deploys: Mutex<DeployLog>,
     /// The example traces of the firing alerts, by their labels.
     examples: Mutex<HashMap<Labels, Vec<String>>>,
     /// The firing alerts of each group at its last evaluation: the sources of inhibition.
@@ -122,9 +125,11 @@ impl Collector {
     ) -> Arc<Self> {
         let mut log = notify::Log::default();
         let mut silences = Silences::default();
+        let mut deploys = DeployLog::default();
         match state::load(&state_path) {
             Ok(saved) => {
                 silences = Silences::restore(saved.silences);
+                deploys = saved.deploys;
                 // Two scrape intervals for every target to be scraped again after the restart.
                 let margin = 2 * config.max_scrape_interval();
                 let n = state::restore(&mut groups, saved.alerts, clock.now_ms(), margin);
@@ -203,6 +208,7 @@ impl Collector {
             links: std::sync::OnceLock::new(),
             history: History::default(),
             silences: Mutex::new(silences),
+            deploys: Mutex::new(deploys),
             firing: Mutex::new(vec![Vec::new(); group_count]),
             examples: Mutex::default(),
             deliveries: channels.into_iter().map(Delivery::new).collect(),
@@ -224,6 +230,9 @@ impl Collector {
             tokio::spawn(Arc::clone(self).eval_loop(i));
         }
         tokio::spawn(Arc::clone(self).flush_loop());
+        if self.remote.is_some() {
+            tokio::spawn(Arc::clone(self).remote_deploys_loop());
+        }
         tokio::spawn(Arc::clone(self).housekeeping());
         for i in 0..self.deliveries.len() {
             tokio::spawn(Arc::clone(self).deliver_loop(i));
@@ -257,31 +266,119 @@ impl Collector {
             t,
         )
         .await;
+        let mut deployed = false;
         if result.is_ok() {
             *lock(&entry.exemplars) = std::mem::take(&mut previous.exemplars);
+            let instance = entry.target.labels.get("instance").unwrap_or_default();
+            let version = previous.version.as_deref();
+            let mut deploys = lock(&self.deploys);
+            if let Some(d) =
+                deploys.observe(&entry.job.name, instance, version, previous.started_s, t)
+            {
+                log_deploy(d);
+                deployed = true;
+            }
         }
-        let mut status = lock(&entry.status);
-        status.up = Some(result.is_ok());
-        status.last_scrape_ms = Some(t);
-        status.last_duration_s = started.elapsed().as_secs_f64();
-        let result_label = if result.is_ok() { "success" } else { "failure" };
-        self.metrics
-            .scrapes
-            .with_label_values(&[&entry.job.name, result_label])
-            .inc();
-        match result {
-            Ok(n) => {
-                status.samples = n;
-                status.last_error = None;
-            }
-            Err(e) => {
-                let e = e.to_string();
-                if status.last_error.as_deref() != Some(&e) {
-                    tracing::warn!({ job = %entry.job.name, instance = %entry.target.address, error = %e }, "scrape failed");
+        {
+            let mut status = lock(&entry.status);
+            status.up = Some(result.is_ok());
+            status.last_scrape_ms = Some(t);
+            status.last_duration_s = started.elapsed().as_secs_f64();
+            let result_label = if result.is_ok() { "success" } else { "failure" };
+            self.metrics
+                .scrapes
+                .with_label_values(&[&entry.job.name, result_label])
+                .inc();
+            match result {
+                Ok(n) => {
+                    status.samples = n;
+                    status.last_error = None;
                 }
-                status.samples = 0;
-                status.last_error = Some(e);
+                Err(e) => {
+                    let e = e.to_string();
+                    if status.last_error.as_deref() != Some(&e) {
+                        tracing::warn!({ job = %entry.job.name, instance = %entry.target.address, error = %e }, "scrape failed");
+                    }
+                    status.samples = 0;
+                    status.last_error = Some(e);
+                }
             }
+        }
+        // A deploy is kept as alert state is: on disk before the next one can be missed.
+        if deployed {
+            self.persist(t).await;
+        }
+    }
+
+    /// Remote mode: the backend scrapes, so the deploy log is read from its `target_info` and
+    /// `process_start_time_seconds`, as often as the rules are evaluated (the shortest group
+    /// interval), so the deploy log is as fresh as what the rules read.
+    async fn remote_deploys_loop(self: Arc<Self>) {
+        let every = self
+            .groups
+            .iter()
+            .map(|g| millis(lock(g).interval))
+            .min()
+            .unwrap_or(REMOTE_DEPLOYS_EVERY_MS)
+            .max(1_000);
+        loop {
+            let next = next_slot(self.clock.now_ms(), every, 0);
+            self.clock.sleep_until(next).await;
+            self.read_remote_deploys(next).await;
+        }
+    }
+
+    /// Reads what each instance serves from the remote backend at `t` (two instant queries)
+    /// into the deploy log; persists it when something changed. A failed query changes
+    /// nothing (the next one reads again).
+    pub async fn read_remote_deploys(&self, t: i64) {
+        let Some(remote) = &self.remote else {
+            return;
+        };
+        let vector = |value| match value {
+            Ok(crate::promql::Value::Vector(samples)) => Some(samples),
+            Ok(crate::promql::Value::Scalar(_)) => None,
+            Err(e) => {
+                tracing::debug!({ error = %e }, "deploys not read from the backend");
+                None
+            }
+        };
+        // With its sample's time: after a deploy, the old and the new version's series can both
+        // be within the lookback (OTLP ingestion writes no staleness markers); the newest wins,
+        // as Prometheus' `info()` decides.
+        let Some(infos) = vector(remote.instant("timestamp(target_info)", t).await) else {
+            return;
+        };
+        let starts =
+            vector(remote.instant("process_start_time_seconds", t).await).unwrap_or_default();
+        let key = |l: &Labels| {
+            (
+                l.get("job").unwrap_or_default().to_owned(),
+                l.get("instance").unwrap_or_default().to_owned(),
+            )
+        };
+        let started: HashMap<_, f64> = starts.iter().map(|s| (key(&s.labels), s.value)).collect();
+        let mut newest: HashMap<(String, String), &crate::promql::Sample> = HashMap::new();
+        for info in &infos {
+            let slot = newest.entry(key(&info.labels)).or_insert(info);
+            if info.value > slot.value {
+                *slot = info;
+            }
+        }
+        let mut changed = false;
+        {
+            let mut deploys = lock(&self.deploys);
+            for ((job, instance), info) in &newest {
+                let version = info.labels.get("service_version");
+                let start = started.get(&(job.clone(), instance.clone())).copied();
+                if let Some(d) = deploys.observe(job, instance, version, start, t) {
+                    log_deploy(d);
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            self.persist(t).await;
         }
     }
 
@@ -484,6 +581,7 @@ impl Collector {
                 alerts,
                 notifications: lock(&self.log).clone(),
                 silences: lock(&self.silences).all().cloned().collect(),
+                deploys: lock(&self.deploys).clone(),
             };
             self.persister.save(saved, t)
         };
@@ -541,6 +639,11 @@ impl Collector {
             .take(n)
             .cloned()
             .collect()
+    }
+
+    /// A copy of the deploy log: every instance's version and the changes seen.
+    pub fn deploys(&self) -> DeployLog {
+        lock(&self.deploys).clone()
     }
 
     /// A copy of the notification log: every channel's queue and delivery history.
@@ -639,6 +742,22 @@ impl Querier for Timed<'_> {
             value
         })
     }
+}
+
+/// How often remote mode reads the deploy log from the backend without rule groups.
+const REMOTE_DEPLOYS_EVERY_MS: i64 = 15_000;
+
+fn log_deploy(d: &crate::deploys::Deploy) {
+    tracing::info!(
+        {
+            job = %d.job,
+            instance = %d.instance,
+            change = ?d.change,
+            version = d.version.as_deref().unwrap_or("none"),
+            previous = d.previous.as_deref().unwrap_or("none"),
+        },
+        "deploy seen"
+    );
 }
 
 /// The labels of the group's firing alerts.

@@ -56,7 +56,16 @@ pub struct TargetSeries {
     scrapes: u64,
     /// The exemplars of the last page (OpenMetrics), with a trace id.
     pub exemplars: Vec<Exemplar>,
+    /// What the last page says the target serves: `target_info`'s `service_version`.
+    pub version: Option<String>,
+    /// The last page's `process_start_time_seconds`.
+    pub started_s: Option<f64>,
 }
+
+/// The series that say what a target serves (obs-core's names, the Prometheus conventions).
+const TARGET_INFO: &str = "target_info";
+const SERVICE_VERSION: &str = "service_version";
+const PROCESS_START_TIME: &str = "process_start_time_seconds";
 
 impl TargetSeries {
     fn key(&self, series: &str) -> u64 {
@@ -157,6 +166,8 @@ pub fn ingest(
         }
         let mut fresh = fresh.into_iter().peekable();
         cache.exemplars.clear();
+        cache.version = None;
+        cache.started_s = None;
         for (i, r) in raw.iter().enumerate() {
             let key = cache.key(r.series);
             let entry = match fresh.next_if(|(fi, _)| *fi == i) {
@@ -174,6 +185,14 @@ pub fn ingest(
                 },
             };
             entry.2 = scrape;
+            // A cheap prefix test on the raw line first: two series of a page are these.
+            if r.series.starts_with(TARGET_INFO) && entry.0.get(NAME) == Some(TARGET_INFO) {
+                cache.version = entry.0.get(SERVICE_VERSION).map(str::to_owned);
+            } else if r.series.starts_with(PROCESS_START_TIME)
+                && entry.0.get(NAME) == Some(PROCESS_START_TIME)
+            {
+                cache.started_s = Some(r.value).filter(|v| v.is_finite());
+            }
             if let Some(e) = r.exemplar.and_then(|text| exemplar(&entry.0, text, t)) {
                 cache.exemplars.push(e);
             }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::deploys::DeployLog;
 use crate::notify::Log;
 use crate::rules::{Alert, Group, Kind};
 use crate::silence::Silence;
@@ -34,6 +35,8 @@ struct StateFile {
     notifications: Log,
     #[serde(default)]
     silences: Vec<Silence>,
+    #[serde(default)]
+    deploys: DeployLog,
 }
 
 /// Everything persisted: alert state, the notification log and the silences.
@@ -42,6 +45,7 @@ pub struct Saved {
     pub alerts: Vec<SavedAlert>,
     pub notifications: Log,
     pub silences: Vec<Silence>,
+    pub deploys: DeployLog,
 }
 
 /// Collects the active alerts of `groups`.
@@ -69,6 +73,7 @@ pub fn save(path: &Path, saved: Saved, now_ms: i64) -> std::io::Result<()> {
         alerts: saved.alerts,
         notifications: saved.notifications,
         silences: saved.silences,
+        deploys: saved.deploys,
     };
     let json = serde_json::to_vec(&file).map_err(std::io::Error::other)?;
     let tmp = temp_path(path);
@@ -111,6 +116,7 @@ pub fn load(path: &Path) -> Result<Saved, LoadError> {
         alerts: file.alerts,
         notifications: file.notifications,
         silences: file.silences,
+        deploys: file.deploys,
     })
 }
 

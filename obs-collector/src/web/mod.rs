@@ -91,6 +91,7 @@ pub fn router(collector: Arc<Collector>, obs: Arc<obs::Obs>, access: Access) -> 
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/rules", get(rules))
         .route("/api/v1/targets", get(targets))
+        .route("/api/v1/deploys", get(deploys))
         .route("/metrics", get(metrics))
         .route(
             "/api/v2/silences",
@@ -144,11 +145,7 @@ async fn require_access(
 }
 
 async fn metrics(State(app): State<App>, headers: axum::http::HeaderMap) -> Response {
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let (content_type, page) = app.obs.metrics_page(accept);
+    let (content_type, page) = app.obs.metrics_response(&headers);
     ([(header::CONTENT_TYPE, content_type)], page).into_response()
 }
 
@@ -269,6 +266,29 @@ async fn targets(State(app): State<App>) -> Json<Value> {
         })
         .collect();
     Json(json!({ "status": "success", "data": { "activeTargets": active, "droppedTargets": [] } }))
+}
+
+/// The deploy log, newest first: each change of an instance's version (or restart) with when
+/// the collector saw it, and what every instance serves now.
+async fn deploys(State(app): State<App>) -> Json<Value> {
+    let log = app.collector.deploys();
+    let deploys: Vec<Value> = log
+        .entries()
+        .rev()
+        .map(|d| {
+            json!({
+                "job": d.job,
+                "instance": d.instance,
+                "time": rfc3339(d.at_ms),
+                "change": d.change,
+                "version": d.version,
+                "previous": d.previous,
+            })
+        })
+        .collect();
+    Json(
+        json!({ "status": "success", "data": { "deploys": deploys, "serving": log.serving_all() } }),
+    )
 }
 
 fn health(rule: &Rule) -> &'static str {

@@ -18,6 +18,7 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use super::{forms, health, live_alerts, App};
 use crate::collector::Collector;
+use crate::deploys::{Change, Deploy};
 use crate::labels::Labels;
 use crate::mute::Mutes;
 use crate::notify::{Entry, Outcome, Status};
@@ -36,7 +37,7 @@ th{font-weight:600;color:#57606a;white-space:nowrap}.nowrap,time,.badge,b.name{w
 .labels code{display:inline-block;margin:0 .2em .2em 0;max-width:100%;overflow-wrap:anywhere}\
 .badge{display:inline-block;border-radius:1em;padding:0 .55em;font-size:12px;font-weight:600;background:#eaeef2;color:#57606a}\
 .firing,.down,.failed{background:#ffebe9;color:#cf222e}.pending,.queued{background:#fff8c5;color:#9a6700}\
-.inactive,.up,.ok,.delivered,.resolved{background:#dafbe1;color:#1a7f37}.silenced,.inhibited,.expired{background:#eaeef2;color:#57606a}\
+.deploy,.restart{background:#fbefff;color:#8250df}.inactive,.up,.ok,.delivered,.resolved{background:#dafbe1;color:#1a7f37}.silenced,.inhibited,.expired{background:#eaeef2;color:#57606a}\
 .active{background:#ddf4ff;color:#0969da}\
 .rule{border:1px solid #d0d7de;border-radius:6px;padding:.6rem .8rem;margin-bottom:.7rem}\
 .rule header{display:flex;flex-wrap:wrap;gap:.2rem .6rem;align-items:baseline}.rule ul{margin:.4rem 0 0;padding-left:1.1rem}\
@@ -128,9 +129,8 @@ fn rule_article(
     collector: &Collector,
     mutes: &Mutes<'_>,
     now: i64,
-    g: &Group,
-    r: &Rule,
-    a: &AlertingRule,
+    (g, r, a): (&Group, &Rule, &AlertingRule),
+    deploys: &[Deploy],
 ) -> Markup {
     let state = a.state().as_str();
     let alerts = live_alerts(r);
@@ -144,7 +144,7 @@ fn rule_article(
                 }
                 " " small.wrap { (a.expr_text) }
             }
-            div.chart { (chart(&collector.chart(&g.name, &a.name), a.expr.threshold())) }
+            div.chart { (chart(&collector.chart(&g.name, &a.name), a.expr.threshold(), deploys)) }
             @if !alerts.is_empty() {
                 ul { @for x in alerts { (alert_item(collector, mutes, now, x)) } }
             }
@@ -192,6 +192,23 @@ fn notification_row(now: i64, e: &Entry) -> Markup {
     }
 }
 
+fn deploy_row(now: i64, d: &Deploy) -> Markup {
+    let version = |v: &Option<String>| v.clone().unwrap_or_else(|| "no version".into());
+    html! {
+        tr {
+            td data-label="seen" { (time(now, d.at_ms)) }
+            td data-label="job" class="nowrap" { (d.job) }
+            td data-label="instance" class="wrap" { (d.instance) }
+            td data-label="change" class="wrap" {
+                @match d.change {
+                    Change::Deploy => { (badge("deploy", "deploy")) " " (version(&d.previous)) " → " b { (version(&d.version)) } },
+                    Change::Restart => { (badge("restart", "restart")) " " (version(&d.version)) },
+                }
+            }
+        }
+    }
+}
+
 fn silence_row(now: i64, s: &Silence) -> Markup {
     let state = s.state(now);
     html! {
@@ -219,6 +236,7 @@ pub(super) async fn page(State(app): State<App>) -> Html<String> {
     let now = collector.now_ms();
     let mutes = collector.mutes();
     let (mut firing, mut pending) = (0, 0);
+    let deploy_list: Vec<Deploy> = collector.deploys().entries().cloned().collect();
     let mut rules = Vec::new();
     collector.for_each_group(|g| {
         for r in &g.rules {
@@ -229,7 +247,13 @@ pub(super) async fn page(State(app): State<App>) -> Html<String> {
                     _ => pending += 1,
                 }
             }
-            rules.push(rule_article(collector, &mutes, now, g, r, a));
+            rules.push(rule_article(
+                collector,
+                &mutes,
+                now,
+                (g, r, a),
+                &deploy_list,
+            ));
         }
     });
     let targets = collector.targets();
@@ -267,6 +291,12 @@ pub(super) async fn page(State(app): State<App>) -> Html<String> {
         .filter(|s| s.state(now) == SilenceState::Active)
         .count();
     let silence_rows: Vec<Markup> = silences.iter().rev().map(|s| silence_row(now, s)).collect();
+    let deploy_rows: Vec<Markup> = deploy_list
+        .iter()
+        .rev()
+        .take(20)
+        .map(|d| deploy_row(now, d))
+        .collect();
     let page = html! {
         (DOCTYPE)
         html lang="en" {
@@ -299,6 +329,11 @@ pub(super) async fn page(State(app): State<App>) -> Html<String> {
                     tr { th { "created" } th { "channel" } th { "message" } th { "outcome" } }
                     (rows_or(notifications, 4, "nothing sent yet"))
                 }
+                h2 { "Deploys" }
+                table {
+                    tr { th { "seen" } th { "job" } th { "instance" } th { "change" } }
+                    (rows_or(deploy_rows, 4, "no deploys seen: a new service_version on target_info is one"))
+                }
                 h2 { "Silences" }
                 table {
                     tr { th { "matchers" } th { "state" } th { "from" } th { "until" } th { "by" } th { "comment" } }
@@ -311,8 +346,9 @@ pub(super) async fn page(State(app): State<App>) -> Html<String> {
 }
 
 /// A small SVG line chart of `points` with the threshold as a dashed red line; until there are
-/// two points, a line saying data is being collected.
-pub(super) fn chart(points: &[(i64, f64)], threshold: Option<f64>) -> Markup {
+/// two points, a line saying data is being collected. Each of `deploys` in the chart's time
+/// range is a vertical grey marker (its change on hover).
+pub(super) fn chart(points: &[(i64, f64)], threshold: Option<f64>, deploys: &[Deploy]) -> Markup {
     const W: f64 = 320.0;
     const H: f64 = 56.0;
     let (Some(first), Some(last)) = (points.first(), points.last()) else {
@@ -364,6 +400,12 @@ pub(super) fn chart(points: &[(i64, f64)], threshold: Option<f64>) -> Markup {
             @for segment in &segments {
                 polyline fill="none" stroke="#0969da" stroke-width="1.5" points=(segment) {}
             }
+            @for d in deploys.iter().filter(|d| (first.0..=last.0).contains(&d.at_ms)) {
+                @let at = format!("{:.1}", x(d.at_ms));
+                line.deploy x1=(at) x2=(at) y1="0" y2=(H) stroke="#8c959f" stroke-dasharray="2" {
+                    title { (d.job) " " (d.instance) ": " (d.version.as_deref().unwrap_or("no version")) }
+                }
+            }
             @if let Some(th) = threshold {
                 @let at = format!("{:.1}", y(th));
                 line x1="0" x2=(W) y1=(at) y2=(at) stroke="#cf222e" stroke-dasharray="4" {}
@@ -384,7 +426,19 @@ mod tests {
     #[test]
     fn chart_draws_gaps_and_the_threshold() {
         let points = [(0, 0.01), (15_000, 0.02), (30_000, f64::NAN), (45_000, 0.2)];
-        let svg = chart(&points, Some(0.05)).into_string();
+        let deploy = Deploy {
+            job: "shop".into(),
+            instance: "a:1".into(),
+            at_ms: 20_000,
+            change: Change::Deploy,
+            version: Some("<1.1>".into()),
+            previous: None,
+        };
+        let svg = chart(&points, Some(0.05), &[deploy]).into_string();
+        assert!(
+            svg.contains(r#"class="deploy" x1="142.2""#) && svg.contains("&lt;1.1&gt;"),
+            "{svg}"
+        );
         assert_eq!(
             svg.matches("<polyline").count(),
             2,
@@ -394,8 +448,10 @@ mod tests {
             svg.contains("stroke-dasharray") && svg.contains("now 0.2 · threshold 0.05"),
             "{svg}"
         );
-        assert!(chart(&[], None).into_string().contains("collecting data"));
-        assert!(chart(&[(0, 1.0)], None)
+        assert!(chart(&[], None, &[])
+            .into_string()
+            .contains("collecting data"));
+        assert!(chart(&[(0, 1.0)], None, &[])
             .into_string()
             .contains("collecting data"));
     }

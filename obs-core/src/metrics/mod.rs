@@ -38,6 +38,14 @@ use crate::resource::Service;
 /// The Content-Type of [`crate::Obs::metrics_text`]: Prometheus text format 0.0.4.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// A scrape request's `Accept` header ("" without one), which decides the page's format.
+pub(crate) fn accept(headers: &http::HeaderMap) -> &str {
+    headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
 /// A self-metric counter read at scrape time (drops in the log, span and Sentry queues).
 pub(crate) struct DropCounter {
     pub name: &'static str,
@@ -84,6 +92,7 @@ impl Metrics {
             Box::new(active),
             Box::new(RedCollector(Arc::clone(&red))),
             info(names::TARGET_INFO, "Target metadata.", target_labels),
+            Box::new(start_time()),
             info(
                 names::OBS_BUILD_INFO,
                 "The obs version that instruments this service.",
@@ -146,6 +155,22 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&families, &mut out);
         String::from_utf8(out).unwrap_or_default()
     }
+}
+
+/// `process_start_time_seconds`: now, when obs is built (at the process' start), so that a
+/// scraper sees a restart as a new value.
+fn start_time() -> Gauge {
+    let gauge = Gauge::new(
+        names::PROCESS_START_TIME_SECONDS,
+        "Start time of the process since unix epoch in seconds.",
+    )
+    .expect("valid metric");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    // Whole milliseconds: a restart is a change of more than rounding.
+    gauge.set((now * 1000.0).round() / 1000.0);
+    gauge
 }
 
 /// `a.b-c` -> `a_b_c`: a valid Prometheus label name.
@@ -222,6 +247,35 @@ mod tests {
         );
         assert_eq!(sanitize_label_name("9lives"), "_9lives");
         assert_eq!(sanitize_label_name(""), "_");
+    }
+
+    #[test]
+    fn target_info_says_what_is_deployed_and_the_start_time_is_served() {
+        let obs = crate::test::init_with(
+            crate::Config::new()
+                .service_name("shop")
+                .service_version("1.1.0"),
+        );
+        let page = obs.metrics_text();
+        let info = page
+            .lines()
+            .find(|l| l.starts_with("target_info{"))
+            .unwrap();
+        assert!(
+            info.contains(r#"service_name="shop""#) && info.contains(r#"service_version="1.1.0""#),
+            "{info}"
+        );
+        let started: f64 = page
+            .lines()
+            .find_map(|l| l.strip_prefix("process_start_time_seconds "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!((now - 60.0..=now).contains(&started), "{started} vs {now}");
     }
 
     #[test]

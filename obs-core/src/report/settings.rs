@@ -25,8 +25,9 @@ impl SentrySettings {
         redacted_dsn(&self.dsn)
     }
 
-    /// `SENTRY_DSN` (or code), `SENTRY_ENVIRONMENT`, `SENTRY_RELEASE` (else
-    /// `name@version`). A bad DSN is a warning that does not repeat the DSN.
+    /// `SENTRY_DSN` (or code), `SENTRY_ENVIRONMENT`, `SENTRY_RELEASE` (else the service's
+    /// version: the string on the spans and on `target_info`). A bad DSN is a warning that does
+    /// not repeat the DSN.
     pub fn resolve(code: &SentryConfig, service: &Service, env: &mut Env<'_>) -> Option<Self> {
         let (source, raw) = match &code.dsn {
             Some(d) => ("code", d.clone()),
@@ -48,10 +49,10 @@ impl SentrySettings {
             .or_else(|| service.attribute("deployment.environment.name"))
             .or_else(|| service.attribute("deployment.environment"))
             .unwrap_or_else(|| "production".to_owned());
-        let release = env.get(var::SENTRY_RELEASE).or_else(|| {
-            let version = service.version.as_ref()?;
-            Some(format!("{}@{version}", service.name))
-        });
+        let release = env
+            .get(var::SENTRY_RELEASE)
+            .map(|r| r.trim().to_owned())
+            .or_else(|| service.version.clone());
         Some(Self {
             dsn,
             environment,
@@ -100,6 +101,15 @@ mod tests {
         let (s, w) = resolve("http://k3y@127.0.0.1:9000/7");
         assert_eq!(redacted_dsn(&s.unwrap().dsn), "http://***@127.0.0.1:9000/7");
         assert!(w.is_empty());
+        // The release is the service's version: the string the spans and target_info carry.
+        let mut env = Env::new(&|_| None);
+        let service = Service::resolve(Some("svc"), Some("1.1.0"), &mut env);
+        let code = SentryConfig {
+            dsn: Some("https://k@o1.ingest.sentry.io/1".into()),
+            environment: None,
+        };
+        let s = SentrySettings::resolve(&code, &service, &mut env).unwrap();
+        assert_eq!(s.release.as_deref(), Some("1.1.0"));
         let (s, w) = resolve("https://secretkey@/nohost");
         assert!(s.is_none());
         assert!(

@@ -1,0 +1,255 @@
+//! The deploy log: per job and instance, each change of the version it serves
+//! (`target_info{service_version}`) and each restart (a new `process_start_time_seconds` with
+//! the same version), with the time the collector saw it. It is what says "1.1.0 on 1 of 2
+//! instances since 12:03": the status page's Deploys list and chart markers, `/api/v1/deploys`,
+//! and the alerts' context read it.
+//!
+//! A pure state machine (time passed in), persisted with the alert state, so a collector
+//! restart neither forgets the deploys nor reports every instance as newly deployed, and a
+//! deploy made while the collector was down is seen at the first scrape after it. Bounded: at
+//! most [`MAX_ENTRIES`] entries (the oldest go first: a version flapping every scrape costs
+//! entries, not memory), [`MAX_INSTANCES`] instances, and versions of at most
+//! [`MAX_VERSION_CHARS`] characters.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+/// Entries kept (newest kept).
+pub const MAX_ENTRIES: usize = 1000;
+/// Instances tracked; a new one beyond this is not tracked (its deploys are not logged).
+pub const MAX_INSTANCES: usize = 10_000;
+/// The longest version kept; a longer one is cut (and marked with `…`).
+pub const MAX_VERSION_CHARS: usize = 64;
+
+/// A start time that moved by less than this is the same start (float rounding, clock steps).
+const SAME_START_S: f64 = 1.0;
+
+/// What changed on an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    /// It serves another version.
+    Deploy,
+    /// It restarted, serving the same version.
+    Restart,
+}
+
+/// One change, as seen by the collector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deploy {
+    pub job: String,
+    pub instance: String,
+    /// When the collector saw it (the scrape's time), ms since the epoch.
+    pub at_ms: i64,
+    pub change: Change,
+    /// The version served since then (`None`: the instance names none).
+    pub version: Option<String>,
+    /// The version served before.
+    pub previous: Option<String>,
+}
+
+/// What an instance serves, as last seen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Serving {
+    pub version: Option<String>,
+    /// `process_start_time_seconds`, when served.
+    pub started_s: Option<f64>,
+    /// When it was last seen, ms since the epoch.
+    pub seen_ms: i64,
+}
+
+/// The log, and what each instance serves now.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeployLog {
+    /// Oldest first.
+    entries: VecDeque<Deploy>,
+    /// By job, then instance.
+    serving: BTreeMap<String, BTreeMap<String, Serving>>,
+}
+
+impl DeployLog {
+    /// Records what `instance` of `job` serves at `t`: its version (from `target_info`) and
+    /// start time. The first sight of an instance is remembered, not logged; a change is
+    /// logged and returned.
+    pub fn observe(
+        &mut self,
+        job: &str,
+        instance: &str,
+        version: Option<&str>,
+        started_s: Option<f64>,
+        t: i64,
+    ) -> Option<&Deploy> {
+        let version = version.map(bounded);
+        let tracked: usize = self.serving.values().map(BTreeMap::len).sum();
+        let instances = self.serving.entry(job.to_owned()).or_default();
+        let Some(seen) = instances.get_mut(instance) else {
+            if tracked < MAX_INSTANCES {
+                let serving = Serving {
+                    version,
+                    started_s,
+                    seen_ms: t,
+                };
+                instances.insert(instance.to_owned(), serving);
+            }
+            return None;
+        };
+        let restarted = match (seen.started_s, started_s) {
+            (Some(before), Some(now)) => (now - before).abs() >= SAME_START_S,
+            _ => false,
+        };
+        let change = if seen.version != version {
+            Change::Deploy
+        } else if restarted {
+            Change::Restart
+        } else {
+            seen.seen_ms = t;
+            if started_s.is_some() {
+                seen.started_s = started_s;
+            }
+            return None;
+        };
+        let previous = std::mem::replace(&mut seen.version, version.clone());
+        seen.started_s = started_s.or(seen.started_s);
+        seen.seen_ms = t;
+        if self.entries.len() >= MAX_ENTRIES {
+            self.entries.pop_front();
+        }
+        self.entries.push_back(Deploy {
+            job: job.to_owned(),
+            instance: instance.to_owned(),
+            at_ms: t,
+            change,
+            version,
+            previous,
+        });
+        self.entries.back()
+    }
+
+    /// Every logged change, oldest first.
+    pub fn entries(&self) -> impl DoubleEndedIterator<Item = &Deploy> {
+        self.entries.iter()
+    }
+
+    /// The changes of `job` between `from_ms` and `to_ms` (inclusive), oldest first.
+    pub fn of_job(&self, job: &str, from_ms: i64, to_ms: i64) -> Vec<&Deploy> {
+        self.entries
+            .iter()
+            .filter(|d| d.job == job && (from_ms..=to_ms).contains(&d.at_ms))
+            .collect()
+    }
+
+    /// What every instance serves, by job and instance.
+    pub fn serving_all(&self) -> &BTreeMap<String, BTreeMap<String, Serving>> {
+        &self.serving
+    }
+
+    /// What each instance of `job` serves, by instance.
+    pub fn serving(&self, job: &str) -> Option<&BTreeMap<String, Serving>> {
+        self.serving.get(job)
+    }
+}
+
+/// `version`, cut to [`MAX_VERSION_CHARS`] characters.
+fn bounded(version: &str) -> String {
+    if version.chars().count() <= MAX_VERSION_CHARS {
+        return version.to_owned();
+    }
+    let mut cut: String = version.chars().take(MAX_VERSION_CHARS - 1).collect();
+    cut.push('…');
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_sight_is_remembered_and_changes_are_logged() {
+        let mut log = DeployLog::default();
+        assert!(log
+            .observe("shop", "a:1", Some("1.0.0"), Some(100.0), 1_000)
+            .is_none());
+        assert!(log
+            .observe("shop", "a:1", Some("1.0.0"), Some(100.0), 16_000)
+            .is_none());
+        let deploy = log
+            .observe("shop", "a:1", Some("1.1.0"), Some(200.0), 31_000)
+            .cloned()
+            .unwrap();
+        assert_eq!(
+            deploy,
+            Deploy {
+                job: "shop".into(),
+                instance: "a:1".into(),
+                at_ms: 31_000,
+                change: Change::Deploy,
+                version: Some("1.1.0".into()),
+                previous: Some("1.0.0".into()),
+            }
+        );
+        // A restart with the same version, and one that only rounds differently.
+        let restart = log
+            .observe("shop", "a:1", Some("1.1.0"), Some(300.0), 46_000)
+            .unwrap();
+        assert_eq!(
+            (restart.change, restart.previous.as_deref()),
+            (Change::Restart, Some("1.1.0"))
+        );
+        assert!(log
+            .observe("shop", "a:1", Some("1.1.0"), Some(300.0004), 61_000)
+            .is_none());
+        // Without a start time, only a version change counts.
+        assert!(log
+            .observe("shop", "a:1", Some("1.1.0"), None, 76_000)
+            .is_none());
+        assert_eq!(log.entries().count(), 2);
+        assert_eq!(log.of_job("shop", 40_000, 50_000).len(), 1);
+        assert_eq!(
+            log.serving("shop").unwrap()["a:1"].version.as_deref(),
+            Some("1.1.0")
+        );
+    }
+
+    #[test]
+    fn flapping_and_hostile_versions_stay_bounded() {
+        let mut log = DeployLog::default();
+        log.observe("j", "i", Some("a"), None, 0);
+        for t in 1..=(MAX_ENTRIES as i64 * 3) {
+            let version = if t % 2 == 0 { "a" } else { "b" };
+            assert!(log.observe("j", "i", Some(version), None, t).is_some());
+        }
+        assert_eq!(log.entries().count(), MAX_ENTRIES);
+        assert_eq!(
+            log.entries().next().unwrap().at_ms,
+            2 * MAX_ENTRIES as i64 + 1
+        );
+
+        let huge = "v".repeat(10_000);
+        let deploy = log.observe("j", "i", Some(&huge), None, 1 << 40).unwrap();
+        let shown = deploy.version.as_deref().unwrap();
+        assert_eq!(shown.chars().count(), MAX_VERSION_CHARS);
+        assert!(shown.ends_with('…'));
+        // The same long version again is no change.
+        assert!(log
+            .observe("j", "i", Some(&huge), None, (1 << 40) + 1)
+            .is_none());
+
+        for n in 0..(MAX_INSTANCES + 10) {
+            log.observe("many", &n.to_string(), Some("1"), None, 0);
+        }
+        let tracked: usize = log.serving.values().map(BTreeMap::len).sum();
+        assert_eq!(tracked, MAX_INSTANCES);
+    }
+
+    #[test]
+    fn it_survives_a_round_trip_through_json() {
+        let mut log = DeployLog::default();
+        log.observe("shop", "a:1", Some("1.0.0"), Some(1.5), 0);
+        log.observe("shop", "a:1", None, Some(1.5), 15_000);
+        let json = serde_json::to_string(&log).unwrap();
+        assert!(json.contains(r#""change":"deploy""#), "{json}");
+        let back: DeployLog = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, log);
+    }
+}
