@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::labels::Labels;
 use crate::links::Links;
-use crate::notify::{Log, Policy};
+use crate::notify::{Context, Log, Policy};
 use crate::promql::remote::Remote;
 use crate::promql::{Querier, Query, QueryError, QueryFuture, Sample, Value};
 use crate::rules::{self, Group, Kind, Transition};
@@ -213,7 +213,7 @@ pub async fn run(
         let group = groups[index].lock().unwrap_or_else(|e| e.into_inner());
         for r in &group.rules {
             if let (Kind::Alerting(a), None) = (&r.kind, &r.health.last_error) {
-                log.insert(a, t, &policy.route, &|_| Vec::new());
+                log.insert(a, t, &policy.route, &|_| Context::default());
             }
         }
         log.flush(t, &policy, &links, &unmuted);

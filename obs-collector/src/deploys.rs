@@ -15,6 +15,8 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
+use crate::time::{duration_text, rfc3339};
+
 /// Entries kept (newest kept).
 pub const MAX_ENTRIES: usize = 1000;
 /// Instances tracked; a new one beyond this is not tracked (its deploys are not logged).
@@ -150,6 +152,83 @@ impl DeployLog {
     }
 }
 
+/// How far before an alert's onset its deploy is looked for.
+pub const CONTEXT_WINDOW_MS: i64 = 3_600_000;
+/// Deploys since the onset listed in a context line, at most.
+const CONTEXT_SINCE_MAX: usize = 3;
+
+impl DeployLog {
+    /// The deploy line of an alert of `job` whose condition became true at `onset_ms`, at
+    /// `now_ms`: what the job's instances serve ("1.1.0 on 1 of 2 instances, 1.0.0 on 1"), its
+    /// last deploy in the hour before the onset and how long before it, and the deploys since
+    /// (a rollback shows there). `None` when no instance of the job names a version and
+    /// nothing was deployed: a job that does not say what it serves gets no invented line.
+    pub fn context(&self, job: &str, onset_ms: i64, now_ms: i64) -> Option<String> {
+        let mut parts = Vec::new();
+        if let Some(instances) = self.serving(job) {
+            let mut by_version: BTreeMap<&str, usize> = BTreeMap::new();
+            for s in instances.values() {
+                if let Some(v) = &s.version {
+                    *by_version.entry(v).or_default() += 1;
+                }
+            }
+            let mut counted: Vec<(&str, usize)> = by_version.into_iter().collect();
+            counted.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+            let total = instances.len();
+            let serving: Vec<String> = counted
+                .iter()
+                .map(|(v, n)| format!("{v} on {n} of {total}"))
+                .collect();
+            if !serving.is_empty() {
+                parts.push(format!("serving {}", serving.join(", ")));
+            }
+        }
+        let deploys = self.of_job(job, onset_ms - CONTEXT_WINDOW_MS, now_ms);
+        let shown = |d: &Deploy| d.version.clone().unwrap_or_else(|| "no version".into());
+        if let Some(before) = deploys
+            .iter()
+            .rev()
+            .find(|d| d.at_ms <= onset_ms && d.change == Change::Deploy)
+        {
+            parts.push(format!(
+                "deployed {} on {} at {} UTC, {} before the onset",
+                shown(before),
+                before.instance,
+                clock_time(before.at_ms),
+                duration_text(onset_ms - before.at_ms)
+            ));
+        }
+        let since: Vec<String> = deploys
+            .iter()
+            .filter(|d| d.at_ms > onset_ms)
+            .take(CONTEXT_SINCE_MAX)
+            .map(|d| match d.change {
+                Change::Deploy => format!(
+                    "{} on {} {} after",
+                    shown(d),
+                    d.instance,
+                    duration_text(d.at_ms - onset_ms)
+                ),
+                Change::Restart => format!(
+                    "restart of {} {} after",
+                    d.instance,
+                    duration_text(d.at_ms - onset_ms)
+                ),
+            })
+            .collect();
+        if !since.is_empty() {
+            parts.push(format!("since the onset: {}", since.join(", ")));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+}
+
+/// `HH:MM:SS` of `ms` (UTC): the deploys of a context line are within the hour before it.
+fn clock_time(ms: i64) -> String {
+    let at = rfc3339(ms);
+    at.get(11..19).unwrap_or(&at).to_owned()
+}
+
 /// `version`, cut to [`MAX_VERSION_CHARS`] characters.
 fn bounded(version: &str) -> String {
     if version.chars().count() <= MAX_VERSION_CHARS {
@@ -240,6 +319,32 @@ mod tests {
         }
         let tracked: usize = log.serving.values().map(BTreeMap::len).sum();
         assert_eq!(tracked, MAX_INSTANCES);
+    }
+
+    #[test]
+    fn the_context_line_names_the_canary_and_the_rollback() {
+        let mut log = DeployLog::default();
+        log.observe("shop", "a:1", Some("1.0.0"), None, 0);
+        log.observe("shop", "b:1", Some("1.0.0"), None, 0);
+        // The canary: one of two instances gets 1.1.0, 40 s before the errors start.
+        log.observe("shop", "a:1", Some("1.1.0"), None, 60_000);
+        let onset = 100_000;
+        assert_eq!(
+            log.context("shop", onset, 120_000).unwrap(),
+            "serving 1.0.0 on 1 of 2, 1.1.0 on 1 of 2; deployed 1.1.0 on a:1 at 00:01:00 UTC, 40s before the onset"
+        );
+        // The rollback, while the alert still fires.
+        log.observe("shop", "a:1", Some("1.0.0"), None, 200_000);
+        let line = log.context("shop", onset, 210_000).unwrap();
+        assert!(line.starts_with("serving 1.0.0 on 2 of 2;"), "{line}");
+        assert!(
+            line.ends_with("since the onset: 1.0.0 on a:1 1m 40s after"),
+            "{line}"
+        );
+        // A job that names no version, and one the log never saw: no line.
+        log.observe("batch", "c:1", None, Some(5.0), 0);
+        assert_eq!(log.context("batch", onset, 120_000), None);
+        assert_eq!(log.context("other", onset, 120_000), None);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! | [`transport`] | what a failed HTTP request is reported as (never its URL) | - |
 //! | [`labels`] | label sets | - |
 //! | [`history`] | the status page's chart points | - |
-//! | [`deploys`] | the deploy log: each instance's version, its changes and restarts | - |
+//! | [`deploys`] | the deploy log: each instance's version, its changes and restarts; the alerts' deploy line | time |
 //! | [`links`] | where a message's links go (runbook, dashboard, silence form) | labels |
 //! | [`silence`] | silences: matchers, states, validation | labels |
 //! | [`inhibit`] | inhibition rules | labels, silence |

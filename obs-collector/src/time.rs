@@ -112,6 +112,24 @@ impl Clock for ManualClock {
     }
 }
 
+/// A duration as a person reads it: `45s`, `2m 5s`, `1h 2m`, `3d 4h`.
+///
+/// ```
+/// use obs_collector::time::duration_text;
+/// assert_eq!(duration_text(61_000), "1m 1s");
+/// assert_eq!(duration_text(3_720_000), "1h 2m");
+/// ```
+pub fn duration_text(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    let (d, h, m, s) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
 /// `d` in whole milliseconds, the unit of the collector's timestamps (saturating).
 ///
 /// ```

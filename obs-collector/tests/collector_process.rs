@@ -398,3 +398,52 @@ fn deploys_are_logged_and_survive_kill_9() {
         "an unchanged target is no new deploy after a restart"
     );
 }
+
+/// A firing message says what the job serves and which deploy came before the onset: here a
+/// new version, then the failure.
+#[test]
+fn a_firing_message_names_the_deploy_before_the_onset() {
+    let dir = temp_dir("deploy-line");
+    let page_of = |version: &str, flag: u8| {
+        format!("target_info{{service_version=\"{version}\"}} 1\nflag {flag}\n")
+    };
+    let page = Arc::new(Mutex::new(page_of("1.0.0", 0)));
+    let target = fake_target(Arc::clone(&page));
+    let config = write_config(&dir, target, "1s", "");
+    let collector = Collector::start(&config, &dir.join("state.json"), &[]);
+    eventually(
+        Duration::from_secs(10),
+        || "the target is never scraped".into(),
+        || {
+            let body = client::get(collector.addr, "/api/v1/deploys").ok()?.body;
+            body.contains(r#""version":"1.0.0""#).then_some(())
+        },
+    );
+    *page.lock().unwrap() = page_of("1.1.0", 0);
+    eventually(
+        Duration::from_secs(10),
+        || "no deploy".into(),
+        || {
+            let body = client::get(collector.addr, "/api/v1/deploys").ok()?.body;
+            body.contains(r#""change":"deploy""#).then_some(())
+        },
+    );
+    *page.lock().unwrap() = page_of("1.1.0", 1);
+    let line = eventually(
+        Duration::from_secs(20),
+        || collector.output.lock().unwrap().clone(),
+        || {
+            let out = collector.output.lock().unwrap();
+            out.lines()
+                .find(|l| l.contains("FIRING") && l.contains("Flag"))
+                .map(str::to_owned)
+        },
+    );
+    assert!(
+        line.contains(&format!(
+            "deploy: serving 1.1.0 on 1 of 1; deployed 1.1.0 on {target} at "
+        )),
+        "{line}"
+    );
+    assert!(line.contains(" before the onset"), "{line}");
+}

@@ -473,7 +473,11 @@ impl Collector {
         let examples = exemplars::of_group(&group, remote, || {
             self.targets.iter().map(|t| lock(&t.exemplars)).collect()
         });
-        let traces = |labels: &Labels| examples.get(labels).cloned().unwrap_or_default();
+        let deploys = self.deploy_context(&group, t);
+        let context = |labels: &Labels| notify::Context {
+            example_traces: examples.get(labels).cloned().unwrap_or_default(),
+            deploy: deploys.get(labels).cloned(),
+        };
         let mut log = lock(&self.log);
         let interval = group.interval;
         let links = self.links();
@@ -481,7 +485,7 @@ impl Collector {
         for rule in &mut group.rules {
             // A failed evaluation changed nothing, so it announces nothing.
             if let (Kind::Alerting(a), None) = (&mut rule.kind, &rule.health.last_error) {
-                log.insert(a, t, &self.policy.route, &traces);
+                log.insert(a, t, &self.policy.route, &context);
                 if self.config.notify.alertmanager.is_some() {
                     let alerts = notify::alertmanager::batch(
                         a,
@@ -489,7 +493,7 @@ impl Collector {
                         interval,
                         external,
                         generator_url,
-                        &traces,
+                        &context,
                     );
                     log.dispatch_alerts(a, alerts, t, "alertmanager");
                 }
@@ -505,6 +509,20 @@ impl Collector {
             }
         }
         known.extend(examples);
+    }
+
+    /// The deploy line of each firing alert of `group` that has a `job`, by its labels: what
+    /// the job serves at `t`, its last deploy before the alert's onset and the deploys since.
+    fn deploy_context(&self, group: &Group, t: i64) -> HashMap<Labels, String> {
+        let deploys = lock(&self.deploys);
+        group
+            .alerting_rules()
+            .flat_map(|a| a.alerts().filter(|x| x.state == rules::State::Firing))
+            .filter_map(|x| {
+                let line = deploys.context(x.labels.get("job")?, x.active_at, t)?;
+                Some((x.labels.clone(), line))
+            })
+            .collect()
     }
 
     /// Flushes the notification groups of `log` due at `t`, leaving out the alerts then

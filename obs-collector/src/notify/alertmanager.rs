@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use super::{Entry, Notifier, SendError};
+use super::{Context, Entry, Notifier, SendError};
 use crate::labels::Labels;
 use crate::rules::{AlertingRule, State};
 use crate::time::rfc3339;
@@ -26,7 +26,7 @@ pub fn batch(
     eval_interval: Duration,
     external: &Labels,
     generator_url: &str,
-    examples: &dyn Fn(&Labels) -> Vec<String>,
+    context: &dyn Fn(&Labels) -> Context,
 ) -> Vec<Value> {
     let valid_for = 4 * crate::time::millis(eval_interval).max(RESEND_DELAY_MS);
     let mut out = Vec::new();
@@ -57,8 +57,12 @@ pub fn batch(
             .map(|(k, v)| (k.clone(), v.as_str().into()))
             .collect();
         if a.state == State::Firing {
-            if let Some(id) = examples(&a.labels).into_iter().next() {
+            let context = context(&a.labels);
+            if let Some(id) = context.example_traces.into_iter().next() {
                 annotations.insert("example_trace_id".into(), id.into());
+            }
+            if let Some(deploy) = context.deploy {
+                annotations.insert("deploy".into(), deploy.into());
             }
         }
         out.push(json!({
@@ -140,8 +144,12 @@ mod tests {
             Duration::from_secs(15),
             &ext,
             "http://c/",
-            &|_| vec!["4bf92f3577b34da6a3ce929d0e0e4736".into()],
+            &|_| Context {
+                example_traces: vec!["4bf92f3577b34da6a3ce929d0e0e4736".into()],
+                deploy: Some("serving 1.1.0 on 1 of 2".into()),
+            },
         );
+        assert_eq!(b[0]["annotations"]["deploy"], "serving 1.1.0 on 1 of 2");
         assert_eq!(b.len(), 1);
         assert_eq!(b[0]["labels"]["cluster"], "eu");
         assert_eq!(
@@ -155,7 +163,9 @@ mod tests {
         );
         // The following batches, without example traces.
         let later = |rule: &mut AlertingRule, t| {
-            batch(rule, t, Duration::from_secs(15), &ext, "", &|_| Vec::new())
+            batch(rule, t, Duration::from_secs(15), &ext, "", &|_| {
+                Context::default()
+            })
         };
         assert!(
             later(&mut rule, 30_000).is_empty(),

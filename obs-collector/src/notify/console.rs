@@ -28,6 +28,9 @@ pub fn line(m: &Message) -> String {
         if let Some(id) = m.example_traces.first() {
             s.push_str(&format!(" example trace {id}"));
         }
+        if let Some(deploy) = &m.deploy {
+            s.push_str(&format!(" deploy: {deploy}"));
+        }
         let links: Vec<String> = [
             ("runbook", &m.runbook_url),
             ("dashboard", &m.dashboard_url),
@@ -44,6 +47,9 @@ pub fn line(m: &Message) -> String {
         s.push_str(&format!(" at {}", m.since_text));
         if let Some(ms) = m.fired_for_ms {
             s.push_str(&format!(" after firing for {}", super::duration_text(ms)));
+        }
+        if let Some(deploy) = &m.deploy {
+            s.push_str(&format!(" deploy: {deploy}"));
         }
     }
     s.chars().filter(|c| !c.is_control()).collect()

@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::{AlertInfo, Log, Message, Policy, Status};
+use super::{AlertInfo, Context, Log, Message, Policy, Status};
 use crate::config::Route;
 use crate::labels::Labels;
 use crate::links::Links;
@@ -39,6 +39,9 @@ pub struct GroupAlert {
     /// Trace ids of requests behind its numbers ([`crate::exemplars`]), best first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub example_traces: Vec<String>,
+    /// The deploy line when it was dispatched ([`crate::deploys::DeployLog::context`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<String>,
 }
 
 /// One aggregation group and what its last message said (Alertmanager's notification log
@@ -102,7 +105,7 @@ impl Log {
         rule: &AlertingRule,
         t: i64,
         route: &Route,
-        examples: &dyn Fn(&Labels) -> Vec<String>,
+        context: &dyn Fn(&Labels) -> Context,
     ) {
         let is_firing = |labels: &Labels| {
             rule.active
@@ -132,6 +135,7 @@ impl Log {
                     ..GroupState::default()
                 });
             let started_ms = alert.fired_at.unwrap_or(t);
+            let context = context(&alert.labels);
             let entry = GroupAlert {
                 labels: alert.labels.clone(),
                 value: alert.value,
@@ -139,7 +143,8 @@ impl Log {
                 resolved_ms: None,
                 annotations: alert.annotations.clone(),
                 threshold_text: threshold_text.clone(),
-                example_traces: examples(&alert.labels),
+                example_traces: context.example_traces,
+                deploy: context.deploy,
             };
             match group
                 .alerts
@@ -311,5 +316,6 @@ fn message(
             Status::Resolved => resolved_at.map(|end| end - started),
             Status::Firing => None,
         },
+        deploy: lead.deploy.clone(),
     }
 }

@@ -83,25 +83,22 @@ pub struct Message {
     /// A resolved message: how long the group fired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fired_for_ms: Option<i64>,
+    /// What the job serves, its last deploy before the onset and the deploys since (the lead
+    /// alert's, [`crate::deploys::DeployLog::context`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<String>,
 }
 
-/// A duration as a person reads it: `45s`, `2m 5s`, `1h 2m`, `3d 4h`.
-///
-/// ```
-/// use obs_collector::notify::duration_text;
-/// assert_eq!(duration_text(61_000), "1m 1s");
-/// assert_eq!(duration_text(3_720_000), "1h 2m");
-/// ```
-pub fn duration_text(ms: i64) -> String {
-    let s = ms.max(0) / 1000;
-    let (d, h, m, s) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
-    match (d, h, m) {
-        (0, 0, 0) => format!("{s}s"),
-        (0, 0, _) => format!("{m}m {s}s"),
-        (0, _, _) => format!("{h}h {m}m"),
-        _ => format!("{d}d {h}h"),
-    }
+/// What the collector adds to a firing alert beyond its rule, when it dispatches it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Context {
+    /// Trace ids of requests behind its numbers ([`crate::exemplars`]), best first.
+    pub example_traces: Vec<String>,
+    /// The deploy line ([`crate::deploys::DeployLog::context`]).
+    pub deploy: Option<String>,
 }
+
+pub use crate::time::duration_text;
 
 /// Why a send did not succeed.
 #[derive(Debug, Clone, PartialEq)]
@@ -469,6 +466,7 @@ fn batch_message(rule: &AlertingRule, status: Status, t: i64) -> Message {
         alerts: Vec::new(),
         resolved: Vec::new(),
         fired_for_ms: None,
+        deploy: None,
     }
 }
 

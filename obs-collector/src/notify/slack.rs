@@ -128,6 +128,9 @@ pub fn text(m: &Message) -> String {
     } else if let Some(ms) = m.fired_for_ms {
         t.push_str(&format!(" (fired for {})", super::duration_text(ms)));
     }
+    if let Some(deploy) = &m.deploy {
+        t.push_str(&format!(" (deploy: {deploy})"));
+    }
     let links: String = links(m)
         .iter()
         .map(|(name, url)| format!(" <{}|{name}>", escape(url)))
@@ -215,6 +218,10 @@ pub fn payload(m: &Message) -> Value {
         .map(|f| json!({"type": "mrkdwn", "text": truncate(&f, FIELD_MAX)}))
         .collect();
     blocks.push(json!({"type": "section", "fields": fields}));
+    if let Some(deploy) = &m.deploy {
+        let text = truncate(&format!("*Deploy*\n{}", escape(deploy)), SECTION_MAX);
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": text}}));
+    }
     if !m.alerts.is_empty() {
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": alert_list("Labels", &m.alerts)}}));
     }

@@ -58,7 +58,7 @@ fn immediate() -> Policy {
 /// An evaluation at `t` with the default policy: the rule's alerts join their groups, due
 /// groups flush.
 fn eval(log: &mut Log, r: &AlertingRule, t: i64, policy: &Policy, muted: &dyn Fn(&Labels) -> bool) {
-    log.insert(r, t, &policy.route, &|_| Vec::new());
+    log.insert(r, t, &policy.route, &|_| Context::default());
     log.flush(t, policy, &Links::default(), muted);
 }
 
@@ -173,9 +173,9 @@ fn between_evaluations_groups_flush_in_time_order_each_at_its_own_time() {
     p.route.group_wait = Duration::from_secs(10);
     p.route.group_interval = Duration::from_secs(25);
     firing(&mut r, "api", "a:1", 0.5, 0);
-    log.insert(&r, 0, &p.route, &|_| Vec::new());
+    log.insert(&r, 0, &p.route, &|_| Context::default());
     firing(&mut r, "web", "w:1", 0.5, 5 * S);
-    log.insert(&r, 5 * S, &p.route, &|_| Vec::new());
+    log.insert(&r, 5 * S, &p.route, &|_| Context::default());
     assert_eq!(log.next_flush_ms(), Some(10 * S));
     // Until 40 s: api at 10 s and 35 s, web at 15 s (its second flush, at 40 s, is not before).
     log.flush_before(40 * S, &p, &Links::default(), &|_| false);
@@ -506,7 +506,10 @@ fn slack_buttons_and_colours_by_state() {
     }
     let mut log = Log::default();
     let p = immediate();
-    let example = |_: &Labels| vec!["4bf92f3577b34da6a3ce929d0e0e4736".to_owned()];
+    let example = |_: &Labels| Context {
+        example_traces: vec!["4bf92f3577b34da6a3ce929d0e0e4736".to_owned()],
+        deploy: Some("serving 1.1.0 <!channel> on 1 of 2".to_owned()),
+    };
     log.insert(&r, 0, &p.route, &example);
     log.flush(0, &p, &links, &|_| false);
     resolve(&mut r, "a:1");
@@ -533,6 +536,20 @@ fn slack_buttons_and_colours_by_state() {
         firing
             .to_string()
             .contains("*Example trace*\\n`4bf92f3577b34da6a3ce929d0e0e4736`"),
+        "{firing}"
+    );
+    // The deploy line, escaped for mrkdwn, in the blocks and the fallback text.
+    assert!(
+        firing
+            .to_string()
+            .contains("*Deploy*\\nserving 1.1.0 &lt;!channel&gt; on 1 of 2"),
+        "{firing}"
+    );
+    assert!(
+        firing["text"]
+            .as_str()
+            .unwrap()
+            .contains("(deploy: serving 1.1.0 &lt;!channel&gt;"),
         "{firing}"
     );
     assert_eq!(firing["attachments"][0]["color"], slack::FIRING_COLOUR);
