@@ -44,25 +44,26 @@ fn assert_exactly_own_lines(lines: &[String], test: &str, n: u64) {
     }
 }
 
+/// A test `Obs` on this runtime captures the `n` lines `test`'s spawned tasks log, and only those.
+async fn captures_own_tasks(test: &'static str, n: u64) {
+    let obs = obs::test::init();
+    log_from_tasks(test, n).await;
+    assert_exactly_own_lines(&obs.logs(), test, n);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawned_tasks_of_a_multi_thread_runtime_are_captured() {
-    let obs = obs::test::init();
-    log_from_tasks("multi2", 64).await;
-    assert_exactly_own_lines(&obs.logs(), "multi2", 64);
+    captures_own_tasks("multi2", 64).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_worker_of_a_larger_runtime_is_captured() {
-    let obs = obs::test::init();
-    log_from_tasks("multi4", 64).await;
-    assert_exactly_own_lines(&obs.logs(), "multi4", 64);
+    captures_own_tasks("multi4", 64).await;
 }
 
 #[tokio::test]
 async fn spawned_tasks_of_a_current_thread_runtime_are_captured() {
-    let obs = obs::test::init();
-    log_from_tasks("current", 16).await;
-    assert_exactly_own_lines(&obs.logs(), "current", 16);
+    captures_own_tasks("current", 16).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -296,22 +296,38 @@ mod tests {
         }
     }
 
+    /// [`ingest`] of `page` for [`target`] at `t`.
+    fn scrape_page(
+        store: &mut Store,
+        cache: &mut TargetSeries,
+        t: i64,
+        page: Result<String, ScrapeError>,
+    ) -> Result<usize, ScrapeError> {
+        ingest(store, &target(), cache, t, Duration::ZERO, page)
+    }
+
+    #[test]
+    fn the_page_says_what_the_target_serves() {
+        let mut store = Store::new(600_000);
+        let mut cache = TargetSeries::default();
+        let page = "target_info{service_name=\"shop\",service_version=\"1.1.0\"} 1\n\
+                    target_info_other{service_version=\"x\"} 1\nprocess_start_time_seconds 1.7e9\n";
+        scrape_page(&mut store, &mut cache, 1000, Ok(page.to_owned())).unwrap();
+        assert_eq!(
+            (cache.version.as_deref(), cache.started_s),
+            (Some("1.1.0"), Some(1.7e9))
+        );
+        // A page without them says nothing is known, not what the last one said.
+        scrape_page(&mut store, &mut cache, 2000, Ok("up_other 1\n".to_owned())).unwrap();
+        assert_eq!((cache.version.as_deref(), cache.started_s), (None, None));
+    }
+
     #[test]
     fn failed_scrapes_mark_series_stale_and_write_up() {
         let mut store = Store::new(600_000);
         let mut prev = TargetSeries::default();
         let page = "req_total{code=\"200\",job=\"inner\"} 5\n".to_owned();
-        assert_eq!(
-            ingest(
-                &mut store,
-                &target(),
-                &mut prev,
-                1000,
-                Duration::ZERO,
-                Ok(page)
-            ),
-            Ok(1)
-        );
+        assert_eq!(scrape_page(&mut store, &mut prev, 1000, Ok(page)), Ok(1));
         let series = store.series(Some("req_total")).next().unwrap();
         assert_eq!(
             series.labels.get("exported_job"),
@@ -323,12 +339,10 @@ mod tests {
         let up = |s: &Store, t| s.series(Some("up")).next().unwrap().instant(t, false);
         assert_eq!(up(&store, 1000), Some(1.0));
 
-        assert!(ingest(
+        assert!(scrape_page(
             &mut store,
-            &target(),
             &mut prev,
             2000,
-            Duration::ZERO,
             Err(ScrapeError::Transport("timeout".into()))
         )
         .is_err());
@@ -349,15 +363,7 @@ mod tests {
         let mut store = Store::new(600_000);
         let mut cache = TargetSeries::default();
         let page = "good 1\nbad{x=\"1\"\n".to_owned();
-        let err = ingest(
-            &mut store,
-            &target(),
-            &mut cache,
-            1000,
-            Duration::ZERO,
-            Ok(page),
-        )
-        .unwrap_err();
+        let err = scrape_page(&mut store, &mut cache, 1000, Ok(page)).unwrap_err();
         assert!(
             err.to_string().starts_with("malformed page: line 2"),
             "{err}"
@@ -378,24 +384,8 @@ mod tests {
         let mut store = Store::new(600_000);
         let mut prev = TargetSeries::default();
         let page = |p: &str| Ok(p.to_owned());
-        ingest(
-            &mut store,
-            &target(),
-            &mut prev,
-            1000,
-            Duration::ZERO,
-            page("a 1\nb 1\n"),
-        )
-        .unwrap();
-        ingest(
-            &mut store,
-            &target(),
-            &mut prev,
-            2000,
-            Duration::ZERO,
-            page("a 2\n"),
-        )
-        .unwrap();
+        scrape_page(&mut store, &mut prev, 1000, page("a 1\nb 1\n")).unwrap();
+        scrape_page(&mut store, &mut prev, 2000, page("a 2\n")).unwrap();
         assert_eq!(
             store.series(Some("b")).next().unwrap().instant(2000, false),
             None
@@ -418,15 +408,7 @@ mod tests {
              d_bucket{{le=\"+Inf\"}} 6 # not an exemplar\n\
              d_count 6 # {{traceID=\"abc\"}} 7\n# EOF\n"
         );
-        let n = ingest(
-            &mut store,
-            &target(),
-            &mut prev,
-            1000,
-            Duration::ZERO,
-            Ok(page),
-        )
-        .unwrap();
+        let n = scrape_page(&mut store, &mut prev, 1000, Ok(page)).unwrap();
         assert_eq!(n, 5, "every sample is stored, whatever its exemplar");
         let kept: Vec<(String, f64, i64)> = prev
             .exemplars

@@ -276,7 +276,10 @@ mod tests {
             .unwrap()
             .as_secs_f64();
         // Rounded to the millisecond, so up to half of one after the clock read below.
-        assert!((now - 60.0..=now + 0.001).contains(&started), "{started} vs {now}");
+        assert!(
+            (now - 60.0..=now + 0.001).contains(&started),
+            "{started} vs {now}"
+        );
     }
 
     #[test]
