@@ -117,6 +117,43 @@ impl Links {
         Some(page.into())
     }
 
+    /// `dashboard` (from [`Links::dashboard`]) pinned to an incident: Grafana's `from` and `to`
+    /// (epoch ms) set to `window`, so that the link opened tomorrow still shows the incident.
+    /// The collector's own status page is left as it is (it shows the last hour).
+    ///
+    /// ```
+    /// use obs_collector::links::{base, Links};
+    /// let links = Links { dashboard: Some(base("d", "https://grafana.example/").unwrap()), ..Links::default() };
+    /// let url = links.dashboard(Some("d/obs-red/obs-red?var-job=api&viewPanel=2&from=now-1h"), "A").unwrap();
+    /// assert_eq!(
+    ///     links.pinned(url, (1_000, 2_000)),
+    ///     "https://grafana.example/d/obs-red/obs-red?var-job=api&viewPanel=2&from=1000&to=2000"
+    /// );
+    /// ```
+    pub fn pinned(&self, dashboard: String, (from_ms, to_ms): (i64, i64)) -> String {
+        let Ok(mut url) = Url::parse(&dashboard) else {
+            return dashboard;
+        };
+        let own = self
+            .external
+            .as_ref()
+            .is_some_and(|e| e.origin() == url.origin() && e.path() == url.path());
+        if own {
+            return dashboard;
+        }
+        let kept: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| k != "from" && k != "to")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        url.query_pairs_mut()
+            .clear()
+            .extend_pairs(kept)
+            .append_pair("from", &from_ms.to_string())
+            .append_pair("to", &to_ms.to_string());
+        url.into()
+    }
+
     /// The page of trace `trace_id` (32 hex digits), when `notifiers.trace_url` is set.
     ///
     /// ```

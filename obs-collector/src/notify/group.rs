@@ -217,7 +217,7 @@ impl Log {
                     if !firing.is_empty() || policy.send_resolved {
                         let listed_resolved: &[&GroupAlert] =
                             if policy.send_resolved { &resolved } else { &[] };
-                        let message = message(&group.labels, &firing, listed_resolved, links);
+                        let message = message(&group.labels, &firing, listed_resolved, links, t);
                         self.enqueue(&key, message, t, policy);
                     }
                     group.notified_firing = firing_set;
@@ -235,12 +235,18 @@ impl Log {
     }
 }
 
+/// How much of the time before an incident its dashboard link shows.
+const DASHBOARD_BEFORE_MS: i64 = 3_600_000;
+/// How much of the time after a resolved incident its dashboard link shows.
+const DASHBOARD_AFTER_MS: i64 = 600_000;
+
 /// The message for a group's `firing` and `resolved` alerts (not both empty).
 fn message(
     group: &Labels,
     firing: &[&GroupAlert],
     resolved: &[&GroupAlert],
     links: &Links,
+    t: i64,
 ) -> Message {
     let status = if firing.is_empty() {
         Status::Resolved
@@ -303,10 +309,20 @@ fn message(
         since_text: crate::time::rfc3339(since_ms),
         severity: lead.labels.get("severity").map(str::to_owned),
         runbook_url: links.runbook(annotation("runbook_url").as_deref()),
-        dashboard_url: links.dashboard(
-            annotation("dashboard_url").as_deref(),
-            lead.labels.get("alertname").unwrap_or_default(),
-        ),
+        // Pinned to the incident: an hour before it started, to now while it fires or ten
+        // minutes after its end (Grafana's own alert links use the same window).
+        dashboard_url: links
+            .dashboard(
+                annotation("dashboard_url").as_deref(),
+                lead.labels.get("alertname").unwrap_or_default(),
+            )
+            .map(|url| {
+                let to = match (status, resolved_at) {
+                    (Status::Resolved, Some(end)) => end + DASHBOARD_AFTER_MS,
+                    _ => t,
+                };
+                links.pinned(url, (started - DASHBOARD_BEFORE_MS, to))
+            }),
         silence_url: links.silence(group, 1),
         trace_url: examples.first().and_then(|id| links.trace(id)),
         example_traces: examples,

@@ -577,3 +577,45 @@ fn slack_buttons_and_colours_by_state() {
         "{line}"
     );
 }
+
+#[test]
+fn the_dashboard_link_is_pinned_to_the_incident() {
+    let links = Links {
+        external: Some(crate::links::base("e", "http://obs.example:9465/").unwrap()),
+        dashboard: Some(crate::links::base("d", "https://grafana.example/").unwrap()),
+        ..Links::default()
+    };
+    let mut r = rule();
+    let start = 3 * 60 * M;
+    firing(&mut r, "api", "a:1", 0.5, start);
+    if let Some(a) = r.active.values_mut().next() {
+        a.annotations.push((
+            "dashboard_url".into(),
+            "d/obs-red/obs-red?var-job=api&viewPanel=2".into(),
+        ));
+    }
+    let mut log = Log::default();
+    let p = immediate();
+    let at = start + 2 * M;
+    log.insert(&r, at, &p.route, &|_| Context::default());
+    log.flush(at, &p, &links, &|_| false);
+    resolve(&mut r, "a:1");
+    let end = start + 9 * M;
+    log.insert(&r, end, &p.route, &|_| Context::default());
+    log.flush(end, &p, &links, &|_| false);
+    let urls: Vec<String> = log
+        .entries
+        .iter()
+        .map(|e| e.message.dashboard_url.clone().unwrap())
+        .collect();
+    let base = "https://grafana.example/d/obs-red/obs-red?var-job=api&viewPanel=2";
+    assert_eq!(
+        urls,
+        [
+            // Firing: from an hour before the start to the time of the message.
+            format!("{base}&from={}&to={at}", start - 60 * M),
+            // Resolved: to ten minutes after the end.
+            format!("{base}&from={}&to={}", start - 60 * M, end + 10 * M),
+        ]
+    );
+}
