@@ -196,3 +196,62 @@ fn dashboard_and_rule_queries_return_the_traffics_numbers() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// The dashboard's Deploys annotation (a `target_info` series that was not there one step
+/// before: `unless … offset`, since `changes()` never fires on an info series) against a real
+/// Prometheus: the first sight and each version change make one, a restart with the same
+/// version makes none.
+#[test]
+fn the_deploy_annotation_marks_version_changes_only() {
+    use std::sync::{Arc, Mutex};
+    let page_of = |version: &str, started: u32| {
+        format!("target_info{{service_name=\"shop\",service_version=\"{version}\"}} 1\nprocess_start_time_seconds {started}\n")
+    };
+    let page = Arc::new(Mutex::new(page_of("1.0.0", 1)));
+    let target = obs_testkit::receivers::serve_text(Arc::clone(&page));
+    let prom = Prometheus::start(&format!(
+        "global:\n  scrape_interval: 500ms\nscrape_configs:\n  - job_name: shop\n    static_configs: [{{ targets: ['{target}'] }}]\n"
+    ))
+    .unwrap();
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("dashboards/obs-red.json")).unwrap(),
+    )
+    .unwrap();
+    let annotation = dashboard["annotations"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "Deploys")
+        .expect("a Deploys annotation");
+    // Grafana runs it as a range query with `$__interval` as its step: each step is this.
+    let expr =
+        substitute(annotation["expr"].as_str().unwrap(), "shop").replace("$__interval", "3s");
+    let marked = || -> Vec<String> {
+        let mut versions: Vec<String> = prom
+            .query(&expr)
+            .unwrap()
+            .iter()
+            .map(|s| s["metric"]["service_version"].as_str().unwrap().to_owned())
+            .collect();
+        versions.sort();
+        versions
+    };
+    let wait = |want: &[&str], what: &str| {
+        prom.wait_until(&expr, Duration::from_secs(15), |_| marked() == want)
+            .unwrap_or_else(|e| panic!("{what}: {e}; marked {:?}", marked()));
+    };
+    wait(&["1.0.0"], "the first sight");
+    wait(&[], "a steady version");
+    // A restart with the same version: for two steps, nothing is marked.
+    *page.lock().unwrap() = page_of("1.0.0", 2);
+    let until = std::time::Instant::now() + Duration::from_secs(6);
+    while std::time::Instant::now() < until {
+        assert_eq!(marked(), Vec::<String>::new(), "a restart is no deploy");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    *page.lock().unwrap() = page_of("1.1.0", 3);
+    wait(&["1.1.0"], "the deploy");
+    wait(&[], "after the deploy");
+    *page.lock().unwrap() = page_of("1.0.0", 4);
+    wait(&["1.0.0"], "the rollback");
+}
