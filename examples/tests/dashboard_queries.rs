@@ -24,7 +24,11 @@ fn substitute(expr: &str, job: &str) -> String {
 
 #[test]
 fn dashboard_and_rule_queries_return_the_traffics_numbers() {
-    let demo = DemoService::start(env!("CARGO_BIN_EXE_demo-service").as_ref(), &[]).unwrap();
+    let demo = DemoService::start(
+        env!("CARGO_BIN_EXE_demo-service").as_ref(),
+        &[("OTEL_RESOURCE_ATTRIBUTES", "service.version=1.4.2")],
+    )
+    .unwrap();
     let rules: Vec<String> = ["obs-red.rules.yml", "obs-slo.rules.yml"]
         .iter()
         .map(|f| {
@@ -92,7 +96,7 @@ fn dashboard_and_rule_queries_return_the_traffics_numbers() {
         }
     }
     assert_eq!(
-        ran, 14,
+        ran, 16,
         "every query of every panel, the error panel's exemplar query too"
     );
 
@@ -122,6 +126,24 @@ fn dashboard_and_rule_queries_return_the_traffics_numbers() {
         .unwrap();
     // Only routes that had a 5xx have a ratio (the division needs both sides).
     assert_eq!(by_route, vec![("/fail".to_owned(), 1.0)]);
+    // Split by the version target_info names: the same 20%, under the version served.
+    let by_version = prom
+        .query_by(
+            &substitute(&panel_expr("Error ratio by version", 0), "demo"),
+            "service_version",
+        )
+        .unwrap();
+    assert_eq!(by_version.len(), 1, "{by_version:?}");
+    assert_eq!(by_version[0].0, "1.4.2");
+    assert!((by_version[0].1 - 0.2).abs() < 0.01, "{by_version:?}");
+    let p95_by_version = prom
+        .query_by(
+            &substitute(&panel_expr("Latency p95 by version", 0), "demo"),
+            "service_version",
+        )
+        .unwrap();
+    assert_eq!(p95_by_version.len(), 1, "{p95_by_version:?}");
+    assert_eq!(p95_by_version[0].0, "1.4.2");
     let rate = value(&panel_expr("Request rate", 0));
     let expected_rate = sent as f64 / 40.0;
     assert!(
