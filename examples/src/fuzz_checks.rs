@@ -142,6 +142,7 @@ pub fn slack_message(data: &[u8]) {
         example_traces: vec![next()],
         trace_url: Some(next()),
         deploy: Some(next()).filter(|d| !d.is_empty()),
+        peak_text: Some(next()).filter(|p| !p.is_empty()),
         alerts: (0..usize::from(data.len().is_multiple_of(13)) * 15 + 1)
             .map(|i| AlertInfo {
                 labels: obs_collector::labels::Labels::new(labels.clone()),

@@ -48,6 +48,9 @@ pub fn line(m: &Message) -> String {
         if let Some(ms) = m.fired_for_ms {
             s.push_str(&format!(" after firing for {}", super::duration_text(ms)));
         }
+        if let Some(peak) = &m.peak_text {
+            s.push_str(&format!(" (peak {peak})"));
+        }
         if let Some(deploy) = &m.deploy {
             s.push_str(&format!(" deploy: {deploy}"));
         }

@@ -42,6 +42,9 @@ pub struct GroupAlert {
     /// The deploy line when it was dispatched ([`crate::deploys::DeployLog::context`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploy: Option<String>,
+    /// The highest value it had while firing (its resolution reports it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak: Option<f64>,
 }
 
 /// One aggregation group and what its last message said (Alertmanager's notification log
@@ -136,6 +139,14 @@ impl Log {
                 });
             let started_ms = alert.fired_at.unwrap_or(t);
             let context = context(&alert.labels);
+            let position = group
+                .alerts
+                .binary_search_by(|a| a.labels.cmp(&alert.labels));
+            let before = position.ok().and_then(|i| group.alerts[i].peak);
+            let peak = [before, Some(alert.value).filter(|v| v.is_finite())]
+                .into_iter()
+                .flatten()
+                .reduce(f64::max);
             let entry = GroupAlert {
                 labels: alert.labels.clone(),
                 value: alert.value,
@@ -145,11 +156,9 @@ impl Log {
                 threshold_text: threshold_text.clone(),
                 example_traces: context.example_traces,
                 deploy: context.deploy,
+                peak,
             };
-            match group
-                .alerts
-                .binary_search_by(|a| a.labels.cmp(&alert.labels))
-            {
+            match position {
                 Ok(i) => group.alerts[i] = entry,
                 Err(i) => group.alerts.insert(i, entry),
             }
@@ -298,7 +307,19 @@ fn message(
         alertname: common("alertname"),
         job: common("job"),
         summary: annotation("summary"),
-        description: annotation("description"),
+        // A resolution does not repeat the firing text: its value is the last firing one.
+        description: match status {
+            Status::Firing => annotation("description"),
+            Status::Resolved => None,
+        },
+        peak_text: match status {
+            Status::Resolved => resolved
+                .iter()
+                .filter_map(|a| a.peak)
+                .reduce(f64::max)
+                .map(|v| go_g(v, 4)),
+            Status::Firing => None,
+        },
         value_text: if value.is_nan() {
             "-".into()
         } else {

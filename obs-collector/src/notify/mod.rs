@@ -83,6 +83,9 @@ pub struct Message {
     /// A resolved message: how long the group fired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fired_for_ms: Option<i64>,
+    /// A resolved message: the highest value its alerts had while firing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_text: Option<String>,
     /// What the job serves, its last deploy before the onset and the deploys since (the lead
     /// alert's, [`crate::deploys::DeployLog::context`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -466,6 +469,7 @@ fn batch_message(rule: &AlertingRule, status: Status, t: i64) -> Message {
         alerts: Vec::new(),
         resolved: Vec::new(),
         fired_for_ms: None,
+        peak_text: None,
         deploy: None,
     }
 }

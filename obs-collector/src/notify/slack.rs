@@ -128,6 +128,9 @@ pub fn text(m: &Message) -> String {
     } else if let Some(ms) = m.fired_for_ms {
         t.push_str(&format!(" (fired for {})", super::duration_text(ms)));
     }
+    if let Some(peak) = &m.peak_text {
+        t.push_str(&format!(" (peak {peak})"));
+    }
     if let Some(deploy) = &m.deploy {
         t.push_str(&format!(" (deploy: {deploy})"));
     }
@@ -202,6 +205,9 @@ pub fn payload(m: &Message) -> Value {
     ));
     if let Some(ms) = m.fired_for_ms {
         fields.push(format!("*Fired for*\n{}", super::duration_text(ms)));
+    }
+    if let Some(peak) = &m.peak_text {
+        fields.push(format!("*Peak*\n{}", escape(peak)));
     }
     if let Some(sev) = &m.severity {
         fields.push(format!("*Severity*\n{}", escape(sev)));

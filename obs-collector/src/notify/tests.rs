@@ -226,6 +226,10 @@ fn resolution_at_the_next_tick_and_flapping_inside_one_says_nothing() {
         Some(11 * M - 2 * M),
         "a:2 fired from 2 min to 11 min"
     );
+    // The resolution does not repeat the firing text (its value is the last firing one), and
+    // says the peak instead.
+    assert_eq!(m.description, None);
+    assert!(m.peak_text.is_some());
     assert!(log.groups.is_empty(), "an empty group is forgotten");
     // Firing again later is a new group: announced after group_wait.
     firing(&mut r, "api", "a:1", 0.5, 20 * M);
@@ -617,5 +621,27 @@ fn the_dashboard_link_is_pinned_to_the_incident() {
             // Resolved: to ten minutes after the end.
             format!("{base}&from={}&to={}", start - 60 * M, end + 10 * M),
         ]
+    );
+}
+
+#[test]
+fn the_resolution_reports_the_peak_not_the_last_firing_value() {
+    let mut r = rule();
+    let mut log = Log::default();
+    for (t, value) in [(0, 0.3), (M, 0.9), (2 * M, 0.4)] {
+        firing(&mut r, "api", "a:1", value, 0);
+        step(&mut log, &r, t, &|_| false);
+    }
+    resolve(&mut r, "a:1");
+    step(&mut log, &r, 3 * M, &|_| false);
+    // The group's next flush, a group_interval after its last message.
+    step(&mut log, &r, 10 * M, &|_| false);
+    let resolved = log.entries.last().unwrap();
+    assert_eq!(resolved.message.status, Status::Resolved);
+    assert_eq!(resolved.message.peak_text.as_deref(), Some("0.9"));
+    let text = slack::text(&resolved.message);
+    assert!(
+        text.contains("(peak 0.9)") && !text.contains("api is failing"),
+        "{text}"
     );
 }
