@@ -127,23 +127,21 @@ fn dashboard_and_rule_queries_return_the_traffics_numbers() {
     // Only routes that had a 5xx have a ratio (the division needs both sides).
     assert_eq!(by_route, vec![("/fail".to_owned(), 1.0)]);
     // Split by the version target_info names: the same 20%, under the version served.
-    let by_version = prom
-        .query_by(
-            &substitute(&panel_expr("Error ratio by version", 0), "demo"),
-            "service_version",
-        )
-        .unwrap();
-    assert_eq!(by_version.len(), 1, "{by_version:?}");
-    assert_eq!(by_version[0].0, "1.4.2");
-    assert!((by_version[0].1 - 0.2).abs() < 0.01, "{by_version:?}");
-    let p95_by_version = prom
-        .query_by(
-            &substitute(&panel_expr("Latency p95 by version", 0), "demo"),
-            "service_version",
-        )
-        .unwrap();
-    assert_eq!(p95_by_version.len(), 1, "{p95_by_version:?}");
-    assert_eq!(p95_by_version[0].0, "1.4.2");
+    // Each by-version panel: one series, under the version served.
+    let by_version = |title: &str| {
+        let split = prom
+            .query_by(
+                &substitute(&panel_expr(title, 0), "demo"),
+                "service_version",
+            )
+            .unwrap();
+        assert_eq!(split.len(), 1, "{title}: {split:?}");
+        assert_eq!(split[0].0, "1.4.2", "{title}");
+        split[0].1
+    };
+    let ratio_of_version = by_version("Error ratio by version");
+    assert!((ratio_of_version - 0.2).abs() < 0.01, "{ratio_of_version}");
+    by_version("Latency p95 by version");
     let rate = value(&panel_expr("Request rate", 0));
     let expected_rate = sent as f64 / 40.0;
     assert!(

@@ -11,6 +11,7 @@
 //! entries, not memory), [`MAX_INSTANCES`] instances, and versions of at most
 //! [`MAX_VERSION_CHARS`] characters.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
@@ -82,25 +83,17 @@ impl DeployLog {
         started_s: Option<f64>,
         t: i64,
     ) -> Option<&Deploy> {
+        // Called at every scrape: an instance seen before costs two lookups, no allocation.
         let version = version.map(bounded);
-        let tracked: usize = self.serving.values().map(BTreeMap::len).sum();
-        let instances = self.serving.entry(job.to_owned()).or_default();
-        let Some(seen) = instances.get_mut(instance) else {
-            if tracked < MAX_INSTANCES {
-                let serving = Serving {
-                    version,
-                    started_s,
-                    seen_ms: t,
-                };
-                instances.insert(instance.to_owned(), serving);
-            }
+        let Some(seen) = self.serving.get_mut(job).and_then(|i| i.get_mut(instance)) else {
+            self.remember(job, instance, version.map(Cow::into_owned), started_s, t);
             return None;
         };
         let restarted = match (seen.started_s, started_s) {
             (Some(before), Some(now)) => (now - before).abs() >= SAME_START_S,
             _ => false,
         };
-        let change = if seen.version != version {
+        let change = if seen.version.as_deref() != version.as_deref() {
             Change::Deploy
         } else if restarted {
             Change::Restart
@@ -111,6 +104,7 @@ impl DeployLog {
             }
             return None;
         };
+        let version = version.map(Cow::into_owned);
         let previous = std::mem::replace(&mut seen.version, version.clone());
         seen.started_s = started_s.or(seen.started_s);
         seen.seen_ms = t;
@@ -126,6 +120,35 @@ impl DeployLog {
             previous,
         });
         self.entries.back()
+    }
+
+    /// The first sight of an instance, unless [`MAX_INSTANCES`] are tracked already.
+    fn remember(
+        &mut self,
+        job: &str,
+        instance: &str,
+        version: Option<String>,
+        started_s: Option<f64>,
+        t: i64,
+    ) {
+        let tracked: usize = self.serving.values().map(BTreeMap::len).sum();
+        if tracked >= MAX_INSTANCES {
+            return;
+        }
+        let serving = Serving {
+            version,
+            started_s,
+            seen_ms: t,
+        };
+        self.serving
+            .entry(job.to_owned())
+            .or_default()
+            .insert(instance.to_owned(), serving);
+    }
+
+    /// Every logged change, oldest first, taken out of the log.
+    pub fn into_entries(self) -> Vec<Deploy> {
+        self.entries.into()
     }
 
     /// Every logged change, oldest first.
@@ -229,14 +252,14 @@ fn clock_time(ms: i64) -> String {
     at.get(11..19).unwrap_or(&at).to_owned()
 }
 
-/// `version`, cut to [`MAX_VERSION_CHARS`] characters.
-fn bounded(version: &str) -> String {
+/// `version`, cut to [`MAX_VERSION_CHARS`] characters (borrowed when it fits).
+fn bounded(version: &str) -> Cow<'_, str> {
     if version.chars().count() <= MAX_VERSION_CHARS {
-        return version.to_owned();
+        return Cow::Borrowed(version);
     }
     let mut cut: String = version.chars().take(MAX_VERSION_CHARS - 1).collect();
     cut.push('…');
-    cut
+    Cow::Owned(cut)
 }
 
 #[cfg(test)]

@@ -59,15 +59,18 @@ impl<'a> Env<'a> {
         (self.lookup)(var).filter(|v| !v.trim().is_empty())
     }
 
+    /// The variable's value with its name (what [`Env::parse_or`] takes), as [`Env::get`].
+    pub fn found(&self, var: &'static str) -> Option<(&'static str, String)> {
+        self.get(var).map(|v| (var, v))
+    }
+
     /// The signal-specific variable, else the general one, with the name of the one found.
     pub fn either(
         &self,
         specific: &'static str,
         general: &'static str,
     ) -> Option<(&'static str, String)> {
-        self.get(specific)
-            .map(|v| (specific, v))
-            .or_else(|| self.get(general).map(|v| (general, v)))
+        self.found(specific).or_else(|| self.found(general))
     }
 
     /// `found` parsed by `parse`, `default` when unset; a bad value warns (naming the variable,
@@ -94,12 +97,12 @@ impl<'a> Env<'a> {
     /// [`Env::parse_or`] of one variable.
     pub fn var_or<T, E: Display>(
         &mut self,
-        var: &str,
+        var: &'static str,
         default: T,
         shown_default: &str,
         parse: impl FnOnce(&str) -> Result<T, E>,
     ) -> T {
-        let found = self.get(var).map(|v| (var, v));
+        let found = self.found(var);
         self.parse_or(found, default, shown_default, parse)
     }
 
@@ -215,8 +218,8 @@ mod tests {
         };
         let mut env = Env::new(&lookup);
         assert_eq!(env.get("BLANK"), None);
-        assert_eq!(env.positive(env.get("M").map(|v| ("M", v)), 7), 250);
-        assert_eq!(env.positive(env.get("N").map(|v| ("N", v)), 7), 7);
+        assert_eq!(env.positive(env.found("M"), 7), 250);
+        assert_eq!(env.positive(env.found("N"), 7), 7);
         assert_eq!(
             env.warnings,
             [r#"invalid N "0": expected a positive integer; using 7"#]

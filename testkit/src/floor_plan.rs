@@ -307,7 +307,6 @@ fn references(
     modules: &BTreeSet<Vec<String>>,
 ) -> BTreeSet<Vec<String>> {
     let mut out = BTreeSet::new();
-    let b = text.as_bytes();
     for (at, _) in text.match_indices("::") {
         // The segment before `::` must be a whole word (`crate`, `super`, `self`) that starts
         // the path (not `foo::crate`, not `$crate`).
@@ -319,7 +318,7 @@ fn references(
             continue;
         }
         let before = text[..start].trim_end();
-        if before.ends_with("::") || before.ends_with('$') || (start > 0 && b[start - 1] == b'$') {
+        if before.ends_with("::") || before.ends_with('$') {
             continue;
         }
         let mut base: Vec<String> = match word {

@@ -368,9 +368,10 @@ impl Collector {
         let mut changed = false;
         {
             let mut deploys = lock(&self.deploys);
-            for ((job, instance), info) in &newest {
+            for (key, info) in &newest {
+                let (job, instance) = key;
                 let version = info.labels.get("service_version");
-                let start = started.get(&(job.clone(), instance.clone())).copied();
+                let start = started.get(key).copied();
                 if let Some(d) = deploys.observe(job, instance, version, start, t) {
                     log_deploy(d);
                     changed = true;
@@ -501,12 +502,8 @@ impl Collector {
         }
         self.flush(&mut log, t);
         let mut known = lock(&self.examples);
-        for rule in &group.rules {
-            if let Kind::Alerting(a) = &rule.kind {
-                for alert in a.alerts() {
-                    known.remove(&alert.labels);
-                }
-            }
+        for alert in group.alerting_rules().flat_map(|a| a.alerts()) {
+            known.remove(&alert.labels);
         }
         known.extend(examples);
     }

@@ -236,7 +236,7 @@ pub(super) async fn page(State(app): State<App>) -> Html<String> {
     let now = collector.now_ms();
     let mutes = collector.mutes();
     let (mut firing, mut pending) = (0, 0);
-    let deploy_list: Vec<Deploy> = collector.deploys().entries().cloned().collect();
+    let deploy_list = collector.deploys().into_entries();
     let mut rules = Vec::new();
     collector.for_each_group(|g| {
         for r in &g.rules {

@@ -194,12 +194,11 @@ impl TraceSettings {
         });
         let found = env.either(var::OTLP_TRACES_TIMEOUT, var::OTLP_TIMEOUT);
         let timeout = Duration::from_millis(env.positive(found, DEFAULT_TIMEOUT_MS));
-        let one = |env: &Env<'_>, name: &'static str| env.get(name).map(|v| (name, v));
-        let found = one(env, var::BSP_MAX_QUEUE_SIZE);
+        let found = env.found(var::BSP_MAX_QUEUE_SIZE);
         let max_queue = env.positive(found, DEFAULT_MAX_QUEUE) as usize;
-        let found = one(env, var::BSP_MAX_EXPORT_BATCH_SIZE);
+        let found = env.found(var::BSP_MAX_EXPORT_BATCH_SIZE);
         let max_batch = (env.positive(found, DEFAULT_MAX_BATCH) as usize).min(max_queue);
-        let found = one(env, var::BSP_SCHEDULE_DELAY);
+        let found = env.found(var::BSP_SCHEDULE_DELAY);
         let delay = Duration::from_millis(env.positive(found, DEFAULT_DELAY_MS));
 
         Self {
