@@ -387,6 +387,16 @@ fn deploys_are_logged_and_survive_kill_9() {
     );
     let html = first.wait_page("<h2>Deploys</h2>", Duration::from_secs(5));
     assert!(html.contains("1.0.0 → <b>1.1.0</b>"), "{html}");
+    // The API shows a deploy as soon as it is observed; the file holds it a write later. The
+    // kill comes after the write: what is on disk is what must survive.
+    eventually(
+        Duration::from_secs(10),
+        || "the restart never reaches the state file".into(),
+        || {
+            let saved = std::fs::read_to_string(&state).ok()?;
+            saved.contains(r#""change":"restart""#).then_some(())
+        },
+    );
     first.kill9();
 
     let second = Collector::start(&config, &state, &[]);
