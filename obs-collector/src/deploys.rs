@@ -246,6 +246,33 @@ impl DeployLog {
     }
 }
 
+impl DeployLog {
+    /// How what `job` serves changed between an incident's onset and its end, for its
+    /// resolution: "after the rollback to 1.0.0" when the last deploy in between went back to
+    /// a version served before the onset, "after the deploy of 1.1.1" otherwise; `None` when
+    /// nothing was deployed (the incident ended by itself).
+    pub fn change_during(&self, job: &str, onset_ms: i64, end_ms: i64) -> Option<String> {
+        let last = self
+            .entries
+            .iter()
+            .rev()
+            .filter(|d| d.job == job && d.change == Change::Deploy)
+            .find(|d| (onset_ms..=end_ms).contains(&d.at_ms))?;
+        let version = last.version.as_deref();
+        let served_before = self.entries.iter().any(|d| {
+            d.job == job
+                && d.at_ms <= onset_ms
+                && (d.previous.as_deref() == version || d.version.as_deref() == version)
+        });
+        let shown = version.unwrap_or("no version");
+        Some(if served_before {
+            format!("after the rollback to {shown}")
+        } else {
+            format!("after the deploy of {shown}")
+        })
+    }
+}
+
 /// `HH:MM:SS` of `ms` (UTC): the deploys of a context line are within the hour before it.
 fn clock_time(ms: i64) -> String {
     let at = rfc3339(ms);
@@ -311,6 +338,26 @@ mod tests {
             log.serving("shop").unwrap()["a:1"].version.as_deref(),
             Some("1.1.0")
         );
+    }
+
+    #[test]
+    fn a_resolution_says_whether_it_came_with_a_rollback_or_a_deploy() {
+        let mut log = DeployLog::default();
+        log.observe("shop", "a:1", Some("1.0.0"), None, 0);
+        log.observe("shop", "a:1", Some("1.1.0"), None, 60_000); // the bad canary
+                                                                 // The incident: onset at 100 s.
+        assert_eq!(log.change_during("shop", 100_000, 200_000), None);
+        log.observe("shop", "a:1", Some("1.0.0"), None, 220_000);
+        assert_eq!(
+            log.change_during("shop", 100_000, 240_000).as_deref(),
+            Some("after the rollback to 1.0.0")
+        );
+        log.observe("shop", "a:1", Some("1.1.1"), None, 300_000);
+        assert_eq!(
+            log.change_during("shop", 250_000, 320_000).as_deref(),
+            Some("after the deploy of 1.1.1")
+        );
+        assert_eq!(log.change_during("other", 0, 320_000), None);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use promql_parser::label::MatchOp;
 
 use crate::labels::{Labels, NAME};
 pub use crate::promql::Exemplar;
-use crate::promql::{Expr, Selector};
+use crate::promql::{self, Expr, Selector};
 use crate::rules::{AlertingRule, Group, State};
 
 /// Example traces kept per alert (the first is the one messages link).
@@ -114,20 +114,14 @@ pub fn query(selector: &Selector) -> String {
     let matchers: Vec<String> = selector
         .matchers
         .iter()
-        .map(|m| {
-            let op = match &m.op {
-                MatchOp::Equal => "=",
-                MatchOp::NotEqual => "!=",
-                MatchOp::Re(_) => "=~",
-                MatchOp::NotRe(_) => "!~",
-            };
-            let value = match (&m.op, m.name == NAME) {
-                (MatchOp::Equal, true) if m.value != family(&m.value) => {
-                    format!("{}_bucket", family(&m.value))
-                }
-                _ => m.value.clone(),
-            };
-            format!("{}{op}{value:?}", m.name)
+        .map(|m| match (&m.op, m.name == NAME) {
+            (MatchOp::Equal, true) if m.value != family(&m.value) => {
+                format!(
+                    "{NAME}={}",
+                    promql::quote(&format!("{}_bucket", family(&m.value)))
+                )
+            }
+            _ => promql::matcher_text(m),
         })
         .collect();
     format!("{{{}}}", matchers.join(","))

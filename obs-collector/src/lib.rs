@@ -19,7 +19,8 @@
 //! | [`scrape`] | scraping a target, parsing its page into the store (and its exemplars) | config, labels, promql, store, transport |
 //! | [`rules`] | rule files, the alert state machine, a group's evaluation over a `Querier` | config, labels, promql, store, time |
 //! | [`exemplars`] | example traces: the exemplars behind an alert's numbers, picked per firing alert | labels, promql, rules |
-//! | [`notify`] | grouping into messages, the notification log (queue and retry stage), the notifiers | config, labels, links, rules, time, transport |
+//! | [`incident`] | an alert's context from its rule's data: the routes behind it, its value per served version, its value now | labels, promql, rules, time |
+//! | [`notify`] | grouping into messages, the notification log (queue and retry stage), the notifiers | config, incident, labels, links, rules, time, transport |
 //! | [`backtest`] | replaying the rules over a backend's history (range queries) | config, labels, links, notify, promql, rules, store, time |
 //! | [`state`] | the state file, the [`state::Persister`] thread | deploys, labels, notify, rules, silence, store, time |
 //! | [`collector`] | the wiring: the schedule's tasks and each stage's step; the retry stage (`collector::deliver`) and the self-metrics (`collector::metrics`) in their own files | all of the above |
@@ -32,6 +33,7 @@ pub mod config;
 pub mod deploys;
 pub mod exemplars;
 pub mod history;
+pub mod incident;
 pub mod inhibit;
 pub mod labels;
 pub mod links;

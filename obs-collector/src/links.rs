@@ -118,19 +118,29 @@ impl Links {
     }
 
     /// `dashboard` (from [`Links::dashboard`]) pinned to an incident: Grafana's `from` and `to`
-    /// (epoch ms) set to `window`, so that the link opened tomorrow still shows the incident.
-    /// The collector's own status page is left as it is (it shows the last hour).
+    /// (epoch ms) set to `window`, so that the link opened tomorrow still shows the incident,
+    /// and `var-route` to the route behind it when one is known. The collector's own status
+    /// page is left as it is (it shows the last hour).
     ///
     /// ```
     /// use obs_collector::links::{base, Links};
     /// let links = Links { dashboard: Some(base("d", "https://grafana.example/").unwrap()), ..Links::default() };
     /// let url = links.dashboard(Some("d/obs-red/obs-red?var-job=api&viewPanel=2&from=now-1h"), "A").unwrap();
     /// assert_eq!(
-    ///     links.pinned(url, (1_000, 2_000)),
+    ///     links.pinned(url.clone(), (1_000, 2_000), None),
     ///     "https://grafana.example/d/obs-red/obs-red?var-job=api&viewPanel=2&from=1000&to=2000"
     /// );
+    /// assert_eq!(
+    ///     links.pinned(url, (1_000, 2_000), Some("/users/{id}")),
+    ///     "https://grafana.example/d/obs-red/obs-red?var-job=api&viewPanel=2&from=1000&to=2000&var-route=%2Fusers%2F%7Bid%7D"
+    /// );
     /// ```
-    pub fn pinned(&self, dashboard: String, (from_ms, to_ms): (i64, i64)) -> String {
+    pub fn pinned(
+        &self,
+        dashboard: String,
+        (from_ms, to_ms): (i64, i64),
+        route: Option<&str>,
+    ) -> String {
         let Ok(mut url) = Url::parse(&dashboard) else {
             return dashboard;
         };
@@ -143,14 +153,19 @@ impl Links {
         }
         let kept: Vec<(String, String)> = url
             .query_pairs()
-            .filter(|(k, _)| k != "from" && k != "to")
+            .filter(|(k, _)| k != "from" && k != "to" && (route.is_none() || k != "var-route"))
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
-        url.query_pairs_mut()
+        let mut query = url.query_pairs_mut();
+        query
             .clear()
             .extend_pairs(kept)
             .append_pair("from", &from_ms.to_string())
             .append_pair("to", &to_ms.to_string());
+        if let Some(route) = route {
+            query.append_pair("var-route", route);
+        }
+        drop(query);
         url.into()
     }
 

@@ -130,6 +130,31 @@ pub fn duration_text(ms: i64) -> String {
     }
 }
 
+/// A duration as PromQL writes a range, in the largest unit that divides it: `1m`, `90s`,
+/// `1500ms` (also how a rule's window is shown).
+///
+/// ```
+/// use obs_collector::time::promql_duration;
+/// assert_eq!(promql_duration(60_000), "1m");
+/// assert_eq!(promql_duration(90_000), "90s");
+/// assert_eq!(promql_duration(1_500), "1500ms");
+/// ```
+pub fn promql_duration(ms: i64) -> String {
+    let ms = ms.max(0);
+    let unit = [
+        (86_400_000, "d"),
+        (3_600_000, "h"),
+        (60_000, "m"),
+        (1000, "s"),
+    ]
+    .into_iter()
+    .find(|(size, _)| ms > 0 && ms % size == 0);
+    match unit {
+        Some((size, name)) => format!("{}{name}", ms / size),
+        None => format!("{ms}ms"),
+    }
+}
+
 /// `d` in whole milliseconds, the unit of the collector's timestamps (saturating).
 ///
 /// ```

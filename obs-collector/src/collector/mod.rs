@@ -10,6 +10,7 @@
 //! [`Collector::evaluate`], [`Collector::flush_due`], [`Collector::deliver_next`]), so tests
 //! drive them on a [`crate::time::ManualClock`] instead of sleeping.
 
+mod context;
 mod deliver;
 mod metrics;
 
@@ -69,7 +70,8 @@ pub struct TargetView<'a> {
 /// Lock order: a task that holds several locks takes them in this order, and takes none of
 /// the earlier ones while it holds a later one (each other lock is a leaf, held alone):
 /// `snapshot_lock` -> a `groups` entry -> `store` (a recording rule's write) and the targets'
-/// `exemplars` -> `log` -> `silences` -> `firing` -> `examples` -> `deploys`.
+/// `exemplars` -> `log` -> `silences` -> `firing` -> `examples` -> `deploys` -> an
+/// `incidents` entry.
 pub struct Collector {
     config: Config,
     store: RwLock<Store>,
@@ -90,6 +92,8 @@ pub struct Collector {
     deploys: Mutex<DeployLog>,
     /// The example traces of the firing alerts, by their labels.
     examples: Mutex<HashMap<Labels, Vec<String>>>,
+    /// Per group, the incident contexts read for its alerts ([`context`]).
+    incidents: Vec<Mutex<HashMap<Labels, context::Known>>>,
     /// The firing alerts of each group at its last evaluation: the sources of inhibition.
     firing: Mutex<Vec<Vec<Labels>>>,
     deliveries: Vec<Delivery>,
@@ -211,6 +215,7 @@ impl Collector {
             deploys: Mutex::new(deploys),
             firing: Mutex::new(vec![Vec::new(); group_count]),
             examples: Mutex::default(),
+            incidents: (0..group_count).map(|_| Mutex::default()).collect(),
             deliveries: channels.into_iter().map(Delivery::new).collect(),
             policy,
             wake: tokio::sync::Notify::new(),
@@ -408,6 +413,7 @@ impl Collector {
         };
         let evaluation =
             rules::evaluate(&self.groups[index], t, querier, &self.store, &external).await;
+        self.read_incidents(index, &evaluation, querier, t).await;
         let remote_exemplars = self.remote_exemplars(index, t).await;
         {
             let group = lock(&self.groups[index]);
@@ -475,9 +481,11 @@ impl Collector {
             self.targets.iter().map(|t| lock(&t.exemplars)).collect()
         });
         let deploys = self.deploy_context(&group, t);
+        let incidents = self.incidents_of(index, &group);
         let context = |labels: &Labels| notify::Context {
             example_traces: examples.get(labels).cloned().unwrap_or_default(),
             deploy: deploys.get(labels).cloned(),
+            incident: incidents.get(labels).cloned(),
         };
         let mut log = lock(&self.log);
         let interval = group.interval;

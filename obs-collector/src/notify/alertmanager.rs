@@ -56,13 +56,33 @@ pub fn batch(
             .iter()
             .map(|(k, v)| (k.clone(), v.as_str().into()))
             .collect();
+        let context = context(&a.labels);
         if a.state == State::Firing {
-            let context = context(&a.labels);
             if let Some(id) = context.example_traces.into_iter().next() {
                 annotations.insert("example_trace_id".into(), id.into());
             }
             if let Some(deploy) = context.deploy {
                 annotations.insert("deploy".into(), deploy.into());
+            }
+        }
+        // The incident's context as annotations a template can print: at the onset while it
+        // fires, at the resolution once resolved.
+        if let Some(i) = context.incident {
+            let firing = a.state == State::Firing;
+            let parts = [
+                (
+                    "routes",
+                    Some(i.routes.join("; ")).filter(|r| firing && !r.is_empty()),
+                ),
+                ("by_version", i.by_version.filter(|_| firing)),
+                ("value_now", i.value.filter(|_| !firing)),
+                ("resolved_by", i.change.filter(|_| !firing)),
+                ("window", Some(i.window).filter(|w| !w.is_empty())),
+            ];
+            for (name, value) in parts {
+                if let Some(value) = value {
+                    annotations.insert(name.into(), value.into());
+                }
             }
         }
         out.push(json!({
@@ -147,9 +167,25 @@ mod tests {
             &|_| Context {
                 example_traces: vec!["4bf92f3577b34da6a3ce929d0e0e4736".into()],
                 deploy: Some("serving 1.1.0 on 1 of 2".into()),
+                incident: Some(crate::incident::Incident {
+                    routes: vec!["POST /checkout: 80% of its requests failed".into()],
+                    by_version: Some("1.1.0: 80% errors; 1.0.0: 0.1% errors".into()),
+                    window: "1m".into(),
+                    ..Default::default()
+                }),
             },
         );
         assert_eq!(b[0]["annotations"]["deploy"], "serving 1.1.0 on 1 of 2");
+        assert_eq!(
+            b[0]["annotations"]["routes"],
+            "POST /checkout: 80% of its requests failed"
+        );
+        assert_eq!(
+            b[0]["annotations"]["by_version"],
+            "1.1.0: 80% errors; 1.0.0: 0.1% errors"
+        );
+        assert_eq!(b[0]["annotations"]["window"], "1m");
+        assert!(b[0]["annotations"].get("value_now").is_none());
         assert_eq!(b.len(), 1);
         assert_eq!(b[0]["labels"]["cluster"], "eu");
         assert_eq!(

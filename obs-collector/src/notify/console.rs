@@ -31,6 +31,9 @@ pub fn line(m: &Message) -> String {
         if let Some(deploy) = &m.deploy {
             s.push_str(&format!(" deploy: {deploy}"));
         }
+        for (name, part) in super::context_parts(m) {
+            s.push_str(&format!(" {name}: {part}"));
+        }
         let links: Vec<String> = [
             ("runbook", &m.runbook_url),
             ("dashboard", &m.dashboard_url),
@@ -53,6 +56,9 @@ pub fn line(m: &Message) -> String {
         }
         if let Some(deploy) = &m.deploy {
             s.push_str(&format!(" deploy: {deploy}"));
+        }
+        for (name, part) in super::context_parts(m) {
+            s.push_str(&format!(" {name}: {part}"));
         }
     }
     s.chars().filter(|c| !c.is_control()).collect()

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{AlertInfo, Context, Log, Message, Policy, Status};
 use crate::config::Route;
+use crate::incident::Incident;
 use crate::labels::Labels;
 use crate::links::Links;
 use crate::rules::template::go_g;
@@ -45,6 +46,12 @@ pub struct GroupAlert {
     /// The highest value it had while firing (its resolution reports it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak: Option<f64>,
+    /// Its context read at the onset ([`crate::incident`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<Incident>,
+    /// Its context read when it resolved: the value now, the version change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<Incident>,
 }
 
 /// One aggregation group and what its last message said (Alertmanager's notification log
@@ -102,7 +109,8 @@ impl GroupState {
 impl Log {
     /// Puts `rule`'s firing alerts at `t` into their groups, and marks those of its alerts
     /// that stopped firing resolved (Alertmanager's dispatcher receiving Prometheus' alerts).
-    /// `examples` gives a firing alert's example traces (by its labels).
+    /// `context` gives a firing alert's context (by its labels), and a resolved one's at its
+    /// resolution.
     pub fn insert(
         &mut self,
         rule: &AlertingRule,
@@ -122,6 +130,7 @@ impl Log {
                     && !is_firing(&a.labels)
                 {
                     a.resolved_ms = Some(t);
+                    a.resolution = context(&a.labels).incident;
                 }
             }
         }
@@ -157,6 +166,8 @@ impl Log {
                 example_traces: context.example_traces,
                 deploy: context.deploy,
                 peak,
+                incident: context.incident,
+                resolution: None,
             };
             match position {
                 Ok(i) => group.alerts[i] = entry,
@@ -342,7 +353,8 @@ fn message(
                     (Status::Resolved, Some(end)) => end + DASHBOARD_AFTER_MS,
                     _ => t,
                 };
-                links.pinned(url, (started - DASHBOARD_BEFORE_MS, to))
+                let route = lead.incident.as_ref().and_then(|i| i.top_route.as_deref());
+                links.pinned(url, (started - DASHBOARD_BEFORE_MS, to), route)
             }),
         silence_url: links.silence(group, 1),
         trace_url: examples.first().and_then(|id| links.trace(id)),
@@ -354,5 +366,9 @@ fn message(
             Status::Firing => None,
         },
         deploy: lead.deploy.clone(),
+        incident: match status {
+            Status::Firing => lead.incident.clone(),
+            Status::Resolved => lead.resolution.clone(),
+        },
     }
 }

@@ -19,6 +19,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Route;
+use crate::incident::Incident;
 use crate::labels::Labels;
 use crate::rules::{AlertingRule, State};
 
@@ -90,6 +91,11 @@ pub struct Message {
     /// alert's, [`crate::deploys::DeployLog::context`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploy: Option<String>,
+    /// The lead alert's context ([`crate::incident`]): at its onset in a firing message (the
+    /// routes, the value per version), at its resolution in a resolved one (the value now,
+    /// the version change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<Incident>,
 }
 
 /// What the collector adds to a firing alert beyond its rule, when it dispatches it.
@@ -99,9 +105,44 @@ pub struct Context {
     pub example_traces: Vec<String>,
     /// The deploy line ([`crate::deploys::DeployLog::context`]).
     pub deploy: Option<String>,
+    /// The routes, versions and value behind it ([`crate::incident`]): read at its onset
+    /// while it fires, at its resolution once resolved.
+    pub incident: Option<Incident>,
 }
 
 pub use crate::time::duration_text;
+
+/// The incident's context of `m` as labelled parts, for the one-line renderings (the plain
+/// text, the console): the routes, the value per version and the window of a firing message;
+/// the value now and the version change of a resolved one.
+pub fn context_parts(m: &Message) -> Vec<(&'static str, String)> {
+    let Some(i) = &m.incident else {
+        return Vec::new();
+    };
+    let mut parts = Vec::new();
+    match m.status {
+        Status::Firing => {
+            if !i.routes.is_empty() {
+                parts.push(("routes", i.routes.join("; ")));
+            }
+            if let Some(v) = &i.by_version {
+                parts.push(("by version", v.clone()));
+            }
+            if !i.window.is_empty() {
+                parts.push(("window", i.window.clone()));
+            }
+        }
+        Status::Resolved => {
+            if let Some(v) = &i.value {
+                parts.push(("now", format!("{v} over {}", i.window)));
+            }
+            if let Some(c) = &i.change {
+                parts.push(("resolved", c.clone()));
+            }
+        }
+    }
+    parts
+}
 
 /// Why a send did not succeed.
 #[derive(Debug, Clone, PartialEq)]
@@ -471,6 +512,7 @@ fn batch_message(rule: &AlertingRule, status: Status, t: i64) -> Message {
         fired_for_ms: None,
         peak_text: None,
         deploy: None,
+        incident: None,
     }
 }
 

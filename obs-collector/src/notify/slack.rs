@@ -134,6 +134,9 @@ pub fn text(m: &Message) -> String {
     if let Some(deploy) = &m.deploy {
         t.push_str(&format!(" (deploy: {deploy})"));
     }
+    for (name, part) in super::context_parts(m) {
+        t.push_str(&format!(" ({name}: {part})"));
+    }
     let links: String = links(m)
         .iter()
         .map(|(name, url)| format!(" <{}|{name}>", escape(url)))
@@ -209,6 +212,17 @@ pub fn payload(m: &Message) -> Value {
     if let Some(peak) = &m.peak_text {
         fields.push(format!("*Peak*\n{}", escape(peak)));
     }
+    if let Some(i) = &m.incident {
+        match (m.status, &i.value) {
+            (Status::Resolved, Some(now)) => {
+                fields.push(format!("*Now*\n{} over {}", escape(now), escape(&i.window)));
+            }
+            (Status::Firing, _) if !i.window.is_empty() => {
+                fields.push(format!("*Window*\n{}", escape(&i.window)));
+            }
+            _ => {}
+        }
+    }
     if let Some(sev) = &m.severity {
         fields.push(format!("*Severity*\n{}", escape(sev)));
     }
@@ -224,9 +238,28 @@ pub fn payload(m: &Message) -> Value {
         .map(|f| json!({"type": "mrkdwn", "text": truncate(&f, FIELD_MAX)}))
         .collect();
     blocks.push(json!({"type": "section", "fields": fields}));
-    if let Some(deploy) = &m.deploy {
-        let text = truncate(&format!("*Deploy*\n{}", escape(deploy)), SECTION_MAX);
+    let mut section = |title: &str, body: &str| {
+        let text = truncate(&format!("*{title}*\n{body}"), SECTION_MAX);
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": text}}));
+    };
+    if let Some(i) = m.incident.as_ref().filter(|_| m.status == Status::Firing) {
+        if !i.routes.is_empty() {
+            let lines: Vec<String> = i
+                .routes
+                .iter()
+                .map(|r| format!("• {}", escape(r)))
+                .collect();
+            section("Routes", &lines.join("\n"));
+        }
+        if let Some(v) = &i.by_version {
+            section("By version", &escape(v));
+        }
+    }
+    if let Some(deploy) = &m.deploy {
+        section("Deploy", &escape(deploy));
+    }
+    if let Some(change) = m.incident.as_ref().and_then(|i| i.change.as_ref()) {
+        section("Fix", &escape(change));
     }
     if !m.alerts.is_empty() {
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": alert_list("Labels", &m.alerts)}}));

@@ -513,11 +513,28 @@ fn slack_buttons_and_colours_by_state() {
     let example = |_: &Labels| Context {
         example_traces: vec!["4bf92f3577b34da6a3ce929d0e0e4736".to_owned()],
         deploy: Some("serving 1.1.0 <!channel> on 1 of 2".to_owned()),
+        incident: Some(Incident {
+            routes: vec![
+                "POST /<!channel>: 80% of its requests failed, 100% of the failures".into(),
+            ],
+            by_version: Some("1.1.0: 80% errors; 1.0.0: 0.2% errors".into()),
+            window: "1m".into(),
+            ..Incident::default()
+        }),
     };
     log.insert(&r, 0, &p.route, &example);
     log.flush(0, &p, &links, &|_| false);
     resolve(&mut r, "a:1");
-    log.insert(&r, 5 * M, &p.route, &example);
+    let resolution = |_: &Labels| Context {
+        incident: Some(Incident {
+            value: Some("0.2% errors".into()),
+            window: "1m".into(),
+            change: Some("after the rollback to 1.0.0".into()),
+            ..Incident::default()
+        }),
+        ..Context::default()
+    };
+    log.insert(&r, 5 * M, &p.route, &resolution);
     log.flush(5 * M, &p, &links, &|_| false);
     let [firing, resolved] = [0, 1].map(|i| slack::payload(&log.entries[i].message));
     let buttons = obs_testkit::slack::buttons;
@@ -555,6 +572,34 @@ fn slack_buttons_and_colours_by_state() {
             .unwrap()
             .contains("(deploy: serving 1.1.0 &lt;!channel&gt;"),
         "{firing}"
+    );
+    // The routes and the canary verdict, escaped, in the blocks and the fallback; the
+    // resolution's value now and its fix.
+    let blocks = firing.to_string();
+    assert!(
+        blocks.contains("*Routes*\\n• POST /&lt;!channel&gt;: 80% of its requests failed")
+            && blocks.contains("*By version*\\n1.1.0: 80% errors; 1.0.0: 0.2% errors")
+            && blocks.contains("*Window*\\n1m"),
+        "{firing}"
+    );
+    assert!(!blocks.contains("<!channel>"), "{firing}");
+    let fallback = firing["text"].as_str().unwrap();
+    assert!(
+        fallback.contains("(routes: POST /&lt;!channel&gt;: 80%")
+            && fallback.contains("(by version: 1.1.0: 80% errors"),
+        "{fallback}"
+    );
+    let done = resolved.to_string();
+    assert!(
+        done.contains("*Now*\\n0.2% errors over 1m")
+            && done.contains("*Fix*\\nafter the rollback to 1.0.0")
+            && !done.contains("Routes"),
+        "{resolved}"
+    );
+    let line = console::line(&log.entries[1].message);
+    assert!(
+        line.contains("now: 0.2% errors over 1m resolved: after the rollback to 1.0.0"),
+        "{line}"
     );
     assert_eq!(firing["attachments"][0]["color"], slack::FIRING_COLOUR);
     assert_eq!(resolved["attachments"][0]["color"], slack::RESOLVED_COLOUR);
@@ -601,7 +646,14 @@ fn the_dashboard_link_is_pinned_to_the_incident() {
     let mut log = Log::default();
     let p = immediate();
     let at = start + 2 * M;
-    log.insert(&r, at, &p.route, &|_| Context::default());
+    let routed = |_: &Labels| Context {
+        incident: Some(Incident {
+            top_route: Some("/users/{id}".into()),
+            ..Incident::default()
+        }),
+        ..Context::default()
+    };
+    log.insert(&r, at, &p.route, &routed);
     log.flush(at, &p, &links, &|_| false);
     resolve(&mut r, "a:1");
     let end = start + 9 * M;
@@ -616,10 +668,18 @@ fn the_dashboard_link_is_pinned_to_the_incident() {
     assert_eq!(
         urls,
         [
-            // Firing: from an hour before the start to the time of the message.
-            format!("{base}&from={}&to={at}", start - 60 * M),
-            // Resolved: to ten minutes after the end.
-            format!("{base}&from={}&to={}", start - 60 * M, end + 10 * M),
+            // Firing: from an hour before the start to the time of the message, on the
+            // route behind it.
+            format!(
+                "{base}&from={}&to={at}&var-route=%2Fusers%2F%7Bid%7D",
+                start - 60 * M
+            ),
+            // Resolved: to ten minutes after the end, on the same route.
+            format!(
+                "{base}&from={}&to={}&var-route=%2Fusers%2F%7Bid%7D",
+                start - 60 * M,
+                end + 10 * M
+            ),
         ]
     );
 }

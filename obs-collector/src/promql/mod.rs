@@ -234,6 +234,36 @@ impl Expr {
     }
 }
 
+/// `matcher` as PromQL writes it (`code=~"5.."`), its value quoted as Go reads a string.
+pub fn matcher_text(matcher: &Matcher) -> String {
+    let op = match &matcher.op {
+        MatchOp::Equal => "=",
+        MatchOp::NotEqual => "!=",
+        MatchOp::Re(_) => "=~",
+        MatchOp::NotRe(_) => "!~",
+    };
+    format!("{}{op}{}", matcher.name, quote(&matcher.value))
+}
+
+/// `s` as a PromQL string literal: only `\\`, `"` and line breaks escaped, anything else
+/// (any Unicode) as is, which is what Go's `strconv.Unquote` reads back unchanged.
+pub fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 fn unsupported(what: impl fmt::Display) -> CompileError {
     CompileError(format!("{what} is not supported by obs-collector (supported: selectors, rate, increase, histogram_quantile, sum/avg/min/max/count by|without, arithmetic, comparisons, and/or/unless with on|ignoring)"))
 }
