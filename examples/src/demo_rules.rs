@@ -23,8 +23,9 @@ const DEMO_ROUTE: &str = "route:\n  group_wait: 2s\n  group_interval: 4s\n";
 
 /// Where a demo collector's data comes from.
 pub enum Source {
-    /// It scrapes this `host:port` every second as job `demo`.
-    Scrape(std::net::SocketAddr),
+    /// It scrapes these `host:port`s every second as job `demo` (the instances of one
+    /// service).
+    Scrape(Vec<std::net::SocketAddr>),
     /// Remote mode: this Prometheus-compatible API evaluates the rules.
     Query(std::net::SocketAddr),
 }
@@ -39,9 +40,13 @@ pub fn write_config(dir: &std::path::Path, source: Source) -> std::io::Result<st
         demo_speed(obs_collector::config::DEFAULT_RULES),
     )?;
     let source = match source {
-        Source::Scrape(target) => format!(
-            "scrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: ['{target}']\n"
-        ),
+        Source::Scrape(targets) => {
+            let listed: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+            format!(
+                "scrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: [{}]\n",
+                listed.join(", ")
+            )
+        }
         Source::Query(api) => format!("query:\n  url: http://{api}\n"),
     };
     let config = dir.join("collector.yml");

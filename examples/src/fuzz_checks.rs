@@ -143,6 +143,16 @@ pub fn slack_message(data: &[u8]) {
         trace_url: Some(next()),
         deploy: Some(next()).filter(|d| !d.is_empty()),
         peak_text: Some(next()).filter(|p| !p.is_empty()),
+        incident: Some(obs_collector::incident::Incident {
+            routes: (0..usize::from(data.len() % 5 == 1) * 40)
+                .map(|_| next())
+                .collect(),
+            top_route: Some(next()),
+            by_version: Some(next()),
+            value: Some(next()),
+            window: next(),
+            change: Some(next()),
+        }),
         alerts: (0..usize::from(data.len().is_multiple_of(13)) * 15 + 1)
             .map(|i| AlertInfo {
                 labels: obs_collector::labels::Labels::new(labels.clone()),

@@ -72,7 +72,7 @@ fn service_collector_and_slack_end_to_end() {
     let _ = std::fs::remove_dir_all(&dir);
     let config = obs_examples::demo_rules::write_config(
         &dir,
-        obs_examples::demo_rules::Source::Scrape(admin),
+        obs_examples::demo_rules::Source::Scrape(vec![admin]),
     )
     .unwrap();
     let collector = CollectorProcess::start(

@@ -43,6 +43,8 @@ enum Measure {
     },
     /// The `q`-quantile of the durations, over the selector's matchers.
     Latency { q: f64, all: Vec<Matcher> },
+    /// Anything else: its alerts get the window only, no routes and no versions.
+    Other,
 }
 
 /// How to read an alert's context, from its rule.
@@ -103,11 +105,28 @@ fn matchers_of(expr: &Expr, suffix: &str) -> Option<Vec<Matcher>> {
 }
 
 impl Plan {
-    /// The plan for `rule`'s alerts, when it compares obs' error ratio or a latency quantile
-    /// against a threshold.
+    /// The plan for `rule`'s alerts: routes and versions when it compares obs' error ratio or
+    /// a latency quantile against a threshold, the window only for another rule that reads a
+    /// range, none for one that reads none (`up == 0`).
     pub fn of(rule: &AlertingRule) -> Option<Self> {
-        let (value, _) = rule.expr.compared_value()?;
-        let measure = match value {
+        let compared = rule.expr.compared_value().map(|(value, _)| value);
+        let value = compared.unwrap_or(&rule.expr);
+        let window_ms = value.max_range_ms();
+        let measure = Self::measure(compared).unwrap_or(Measure::Other);
+        if matches!(measure, Measure::Other) && window_ms == 0 {
+            return None;
+        }
+        Some(Self {
+            measure,
+            window_ms,
+            threshold: rule.expr.threshold(),
+            static_labels: rule.labels.iter().map(|(name, _)| name.clone()).collect(),
+        })
+    }
+
+    /// Whether `value` is obs' error ratio or a latency quantile, and over which matchers.
+    fn measure(value: Option<&Expr>) -> Option<Measure> {
+        Some(match value? {
             Expr::Binary {
                 op: BinOp::Div,
                 lhs,
@@ -130,12 +149,6 @@ impl Plan {
                 _ => return None,
             },
             _ => return None,
-        };
-        Some(Self {
-            measure,
-            window_ms: value.max_range_ms(),
-            threshold: rule.expr.threshold(),
-            static_labels: rule.labels.iter().map(|(name, _)| name.clone()).collect(),
         })
     }
 
@@ -167,6 +180,7 @@ impl Plan {
                 vec![query("_count", failed, ""), query("_count", all, "")]
             }
             Measure::Latency { all, .. } => vec![query("_bucket", all, ", le")],
+            Measure::Other => Vec::new(),
         }
     }
 
@@ -470,14 +484,24 @@ mod tests {
                 r#"sum by (instance, http_route, http_request_method, le) (increase(http_server_request_duration_seconds_bucket{job="shop"}[1m]))"#
             ]
         );
+        assert!(Plan::of(&AlertingRule::for_test("U", "up == 0", 0)).is_none());
         for other in [
-            "up == 0",
             "sum by (job) (rate(other_requests_total{code=~\"5..\"}[1m])) / sum by (job) (rate(other_requests_total[1m])) > 0.05",
             // A ratio of obs' series that picks no status code is no error ratio.
             "sum by (job) (rate(http_server_request_duration_seconds_count{http_route=\"/a\"}[1m])) / sum by (job) (rate(http_server_request_duration_seconds_count[1m])) > 0.5",
             "histogram_quantile(0.95, sum by (le) (rate(other_seconds_bucket[1m]))) > 2",
         ] {
-            assert!(Plan::of(&AlertingRule::for_test("O", other, 0)).is_none(), "{other}");
+            // A custom rule: its window, and no query, so no invented route or version.
+            let plan = Plan::of(&AlertingRule::for_test("O", other, 0)).unwrap();
+            assert!(plan.queries(&alert()).is_empty(), "{other}");
+            let incident = plan.read(&[], &versions);
+            assert_eq!(
+                incident,
+                Incident {
+                    window: "1m".into(),
+                    ..Incident::default()
+                }
+            );
         }
     }
 

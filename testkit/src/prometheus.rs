@@ -1,5 +1,5 @@
-//! A real `prometheus` server (Debian package) as a child process, for tests that need
-//! Prometheus' own semantics.
+//! A real `prometheus` server and a real Alertmanager (Debian packages) as child processes,
+//! for tests that need their own semantics.
 //!
 //! ```no_run
 //! let config = "global:\n  scrape_interval: 1s\nscrape_configs: []\n";
@@ -181,5 +181,38 @@ impl Drop for Prometheus {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A real Debian `prometheus-alertmanager` with `config` (YAML), on a free loopback port,
+/// clustering off; killed when dropped.
+pub struct Alertmanager {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Alertmanager {
+    pub fn start(dir: &std::path::Path, config: &str) -> Self {
+        std::fs::write(dir.join("am.yml"), config).unwrap();
+        let addr: SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
+        let child = Command::new("prometheus-alertmanager")
+            .arg(format!("--config.file={}", dir.join("am.yml").display()))
+            .arg(format!("--storage.path={}", dir.join("am-data").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus-alertmanager (Debian package) must be installed");
+        let am = Alertmanager { child, addr };
+        client::wait_ready(addr, Duration::from_secs(20), "alertmanager");
+        am
+    }
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -6,7 +6,9 @@
 //! `DEMO_DOWNSTREAM_URL/users/42` with reqwest-tracing, as services do), `GET /report` (reports
 //! a handled error with the Sentry API and with `error!`), `GET /steps?tag=T` (two warnings,
 //! then an error: breadcrumbs), `GET /legacy` (code on the `log` crate: a `log::warn!` and a
-//! `log::error!`, bridged). Listens on `OBS_DEMO_ADDR`
+//! `log::error!`, bridged), `GET /search?q=` (a fast lookup). `DEMO_FAULT` is what this
+//! build gets wrong, so a deploy can break a route: `errors` (`GET /users/{id}` answers 500 to
+//! 4 requests in 5) or `slow` (`GET /search` takes 3 s). Listens on `OBS_DEMO_ADDR`
 //! (default 127.0.0.1:3000); metrics on the admin address (`OBS_ADMIN_ADDR`, default
 //! 0.0.0.0:9464). SIGTERM or Ctrl-C: stop accepting, drain in-flight requests (at most
 //! `DRAIN_TIMEOUT`), flush the logs, exit.
@@ -24,6 +26,27 @@ use tracing::Instrument;
 const DEFAULT_ADDR: &str = "127.0.0.1:3000";
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_SLOW_MS: u64 = 60_000;
+/// How long `GET /search` takes in a build with the `slow` fault.
+const SLOW_SEARCH: Duration = Duration::from_secs(3);
+
+/// What this build gets wrong (`DEMO_FAULT`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    None,
+    /// `GET /users/{id}` fails for 4 ids in 5.
+    Errors,
+    /// `GET /search` is slow.
+    Slow,
+}
+
+fn fault() -> Fault {
+    static FAULT: std::sync::OnceLock<Fault> = std::sync::OnceLock::new();
+    *FAULT.get_or_init(|| match std::env::var("DEMO_FAULT").as_deref() {
+        Ok("errors") => Fault::Errors,
+        Ok("slow") => Fault::Slow,
+        _ => Fault::None,
+    })
+}
 
 #[tokio::main]
 pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -37,6 +60,7 @@ pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/report", get(report))
         .route("/steps", get(steps))
         .route("/legacy", get(legacy))
+        .route("/search", get(search))
         .layer(obs.layer());
 
     let addr: SocketAddr = match std::env::var("OBS_DEMO_ADDR") {
@@ -73,7 +97,11 @@ pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-async fn user(Path(id): Path<u64>) -> Json<serde_json::Value> {
+async fn user(Path(id): Path<u64>) -> Result<Json<serde_json::Value>, (StatusCode, &'static str)> {
+    if fault() == Fault::Errors && id % 5 != 0 {
+        tracing::error!(user.id = id, "user row could not be decoded");
+        return Err((StatusCode::INTERNAL_SERVER_ERROR, "cannot load user\n"));
+    }
     // A handler's own span: a child of the request's SERVER span in the exported trace, and
     // the `span_id` of the log lines inside it.
     let name = load_user(id)
@@ -84,7 +112,20 @@ async fn user(Path(id): Path<u64>) -> Json<serde_json::Value> {
         ))
         .await;
     tracing::info!(user.id = id, "user loaded");
-    Json(serde_json::json!({ "id": id, "name": name }))
+    Ok(Json(serde_json::json!({ "id": id, "name": name })))
+}
+
+#[derive(Deserialize)]
+struct Search {
+    q: Option<String>,
+}
+
+async fn search(Query(s): Query<Search>) -> Json<serde_json::Value> {
+    if fault() == Fault::Slow {
+        tokio::time::sleep(SLOW_SEARCH).await;
+    }
+    let q = s.q.unwrap_or_default();
+    Json(serde_json::json!({ "q": q, "hits": [] }))
 }
 
 async fn load_user(id: u64) -> String {

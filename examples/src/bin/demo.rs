@@ -74,7 +74,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let config_path = obs_examples::demo_rules::write_config(
         &dir,
-        obs_examples::demo_rules::Source::Scrape(admin),
+        obs_examples::demo_rules::Source::Scrape(vec![admin]),
     )?;
     let env = |k: &str| std::env::var(k).ok();
     let config = Config::load(&config_path, &env)?;

@@ -4,13 +4,10 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-use std::time::Duration;
-
-use obs_testkit::client;
 pub use obs_testkit::process::CollectorProcess;
-use obs_testkit::prometheus::free_port;
+pub use obs_testkit::prometheus::Alertmanager;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_obs-collector");
 
@@ -54,39 +51,6 @@ pub struct Collector;
 impl Collector {
     pub fn start(config: &Path, state: &Path, env: &[(&str, &str)]) -> CollectorProcess {
         CollectorProcess::start(BIN.as_ref(), config, state, env)
-    }
-}
-
-/// A real Debian `prometheus-alertmanager` with `config` (YAML), on a free loopback port,
-/// clustering off; killed when dropped.
-pub struct Alertmanager {
-    child: Child,
-    pub addr: SocketAddr,
-}
-
-impl Alertmanager {
-    pub fn start(dir: &Path, config: &str) -> Self {
-        std::fs::write(dir.join("am.yml"), config).unwrap();
-        let addr: SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
-        let child = Command::new("prometheus-alertmanager")
-            .arg(format!("--config.file={}", dir.join("am.yml").display()))
-            .arg(format!("--storage.path={}", dir.join("am-data").display()))
-            .arg(format!("--web.listen-address={addr}"))
-            .arg("--cluster.listen-address=")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus-alertmanager (Debian package) must be installed");
-        let am = Alertmanager { child, addr };
-        client::wait_ready(addr, Duration::from_secs(20), "alertmanager");
-        am
-    }
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
