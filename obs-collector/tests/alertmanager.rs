@@ -7,7 +7,8 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{fake_target, temp_dir, write_config, Alertmanager, Collector};
+use common::{fake_target, temp_dir, write_config, Collector};
+use obs_testkit::prometheus::Alertmanager;
 use obs_testkit::{client, eventually};
 use serde_json::Value;
 

@@ -193,3 +193,66 @@ fn hostile_label_values_are_escaped_in_slack_and_on_the_page() {
     );
     assert!(!dom.contains("<script>document.title"), "no script element");
 }
+
+/// The incident context with a hostile service: a failing route named `<!channel>`, a 10 KB
+/// version and 10,000 routes. The message names at most three routes, escaped; the version
+/// is cut; the payload stays valid Block Kit.
+#[test]
+fn hostile_routes_and_versions_in_the_incident_context_are_escaped_and_bounded() {
+    let dir = temp_dir("hostile-context");
+    let slack = Slack::start();
+    let version = "9".repeat(10_240);
+    let page_at = move |n: u64| {
+        let count = "http_server_request_duration_seconds_count";
+        let mut page = format!(
+            "target_info{{service_name=\"svc\",service_version=\"{version}\"}} 1\nprocess_start_time_seconds 1000\n\
+             {count}{{http_request_method=\"GET\",http_route=\"<!channel>\",http_response_status_code=\"500\"}} {}\n",
+            n * 50
+        );
+        for i in 0..10_000 {
+            page.push_str(&format!(
+                "{count}{{http_request_method=\"GET\",http_route=\"/r/{i}\",http_response_status_code=\"200\"}} {n}\n"
+            ));
+        }
+        page
+    };
+    let page = Arc::new(Mutex::new(page_at(0)));
+    let target = fake_target(Arc::clone(&page));
+    let grow = Arc::clone(&page);
+    std::thread::spawn(move || {
+        for n in 1.. {
+            std::thread::sleep(Duration::from_millis(500));
+            *grow.lock().unwrap() = page_at(n);
+        }
+    });
+    std::fs::write(
+        dir.join("rules.yml"),
+        "groups:\n  - name: t\n    interval: 1s\n    rules:\n      - alert: Errors\n        expr: (sum by (job) (rate(http_server_request_duration_seconds_count{http_response_status_code=~\"5..\"}[5s])) / sum by (job) (rate(http_server_request_duration_seconds_count[5s]))) > 0.0001\n        labels:\n          severity: page\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("collector.yml"),
+        format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules.yml]\nscrape_configs:\n  - job_name: svc\n    static_configs:\n      - targets: ['{target}']\n{}", obs_testkit::PROMPT_ROUTE),
+    )
+    .unwrap();
+    let _collector = Collector::start(
+        &dir.join("collector.yml"),
+        &dir.join("state.json"),
+        &[("SLACK_WEBHOOK_URL", &slack.url())],
+    );
+    let message = slack.wait_delivered(1, Duration::from_secs(40)).remove(0);
+    assert_block_kit(&message);
+    let raw = message.to_string();
+    assert!(
+        !raw.contains("<!channel>"),
+        "a broadcast reached Slack: {raw}"
+    );
+    assert!(
+        raw.contains("• GET &lt;!channel&gt;: "),
+        "the failing route, escaped: {raw}"
+    );
+    let routes = raw.matches("• GET ").count();
+    assert!((1..=3).contains(&routes), "{routes} routes named: {raw}");
+    assert!(!raw.contains(&"9".repeat(65)), "the version is cut: {raw}");
+    assert!(raw.len() < 40_000, "{} bytes", raw.len());
+}

@@ -10,7 +10,8 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{fake_target, temp_dir, Alertmanager, Collector};
+use common::{fake_target, temp_dir, Collector};
+use obs_testkit::prometheus::Alertmanager;
 use obs_testkit::prometheus::Prometheus;
 use obs_testkit::slack::read_request;
 use obs_testkit::{client, eventually};

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub use obs_testkit::process::CollectorProcess;
-pub use obs_testkit::prometheus::Alertmanager;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_obs-collector");
 
