@@ -254,6 +254,9 @@ fn story(dir: &Path, [a_at, b_at]: [Addrs; 2], mode: Mode, latency: bool) -> Vec
     );
     assert!(text.contains("*Window*\n10s"), "{text}");
     assert_pinned(&firing, "/users/{id}", "2");
+    // The status page shows the same routes under the firing alert.
+    let page = collector.wait_page("by version: 1.1.0: ", Duration::from_secs(10));
+    assert!(page.contains("<li>GET /users/{id}: "), "{page}");
 
     if let Mode::Remote(_, am) = &mode {
         // Alertmanager receives the same context as annotations.

@@ -156,6 +156,15 @@ impl Collector {
     }
 }
 
+impl Collector {
+    /// The onset context of the firing alert with `labels` (the status page's).
+    pub fn incident_of(&self, labels: &Labels) -> Option<Incident> {
+        self.incidents
+            .iter()
+            .find_map(|known| lock(known).get(labels)?.onset.clone())
+    }
+}
+
 /// The instant vector `text` evaluates to at `t`, through `querier`.
 async fn ask(querier: &dyn Querier, text: &str, t: i64) -> Result<Vec<promql::Sample>, String> {
     let expr = promql::compile(text).map_err(|e| e.to_string())?;

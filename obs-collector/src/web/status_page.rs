@@ -104,6 +104,9 @@ fn alert_item(collector: &Collector, mutes: &Mutes<'_>, now: i64, x: &Alert) -> 
         forms::silence_buttons(&x.labels)
     };
     let example = collector.examples_of(&x.labels).into_iter().next();
+    let incident = collector
+        .incident_of(&x.labels)
+        .filter(|_| x.state == crate::rules::State::Firing);
     html! {
         li {
             (labels(&x.labels)) " " (badge(x.state.as_str(), x.state.as_str())) " "
@@ -120,6 +123,16 @@ fn alert_item(collector: &Collector, mutes: &Mutes<'_>, now: i64, x: &Alert) -> 
                 }
             }
             (muted)
+            @if let Some(i) = &incident {
+                @if !i.routes.is_empty() {
+                    ul.routes {
+                        @for r in &i.routes { li { (r) } }
+                    }
+                }
+                @if let Some(v) = &i.by_version {
+                    div.versions { "by version: " (v) }
+                }
+            }
         }
     }
 }
