@@ -1,6 +1,7 @@
-//! The one-command demo end to end (service, collector, console notifications): both alerts
-//! fire and resolve, in order, each firing one names an example trace, and nothing is left
-//! running.
+//! The one-command demo end to end (two service instances, collector, console notifications):
+//! the canary's errors and the slow release's latency fire and resolve, in order; each firing
+//! line names the route, the deploy and an example trace, each resolution the rollback or the
+//! fix; the summary says which deploy broke what; and nothing is left running.
 
 use std::process::Command;
 
@@ -31,6 +32,37 @@ fn the_demo_fires_and_resolves_both_alerts() {
         alerts[0].contains("of requests answered 5xx") && alerts[2].contains("p95 latency"),
         "{stderr}"
     );
+    // What broke and which deploy: the route, the canary's version, the way back.
+    assert!(
+        alerts[0].contains("routes: GET /users/{id}: ")
+            && alerts[0].contains("deployed 1.1.0 on ")
+            && alerts[0].contains("by version: 1.1.0: "),
+        "{}",
+        alerts[0]
+    );
+    assert!(
+        alerts[1].contains("resolved: after the rollback to 1.0.0"),
+        "{}",
+        alerts[1]
+    );
+    assert!(
+        alerts[2].contains("routes: GET /search: p95 ") && alerts[2].contains("1.2.0"),
+        "{}",
+        alerts[2]
+    );
+    assert!(
+        alerts[3].contains("resolved: after the deploy of 1.2.1"),
+        "{}",
+        alerts[3]
+    );
+    let summary = &stdout[stdout.find("\nsummary:").expect("a summary")..];
+    assert!(
+        summary.contains("route    GET /users/{id}: ")
+            && summary.contains("resolved after the rollback to 1.0.0")
+            && summary.contains("route    GET /search: ")
+            && summary.contains("resolved after the deploy of 1.2.1"),
+        "{summary}"
+    );
     // Each firing line names an example trace, and the summary shows what it was: the failing
     // request for the error rate, a slow one for the latency.
     for firing in [alerts[0], alerts[2]] {
@@ -41,7 +73,11 @@ fn the_demo_fires_and_resolves_both_alerts() {
         .filter(|l| l.trim_start().starts_with("example trace "))
         .collect();
     assert_eq!(examples.len(), 2, "{stdout}");
-    assert!(examples[0].contains(": GET /fail,"), "{}", examples[0]);
+    assert!(
+        examples[0].contains(": GET /users/{id},"),
+        "{}",
+        examples[0]
+    );
     let slow_ms: u64 = examples[1]
         .rsplit(", ")
         .next()

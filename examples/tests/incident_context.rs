@@ -8,90 +8,18 @@
 //! rollback resolves it, and the resolution says so, with the value now. Then 1.2.0 on both
 //! makes `GET /search` slow: named with its p95; 1.2.1 fixes it ("after the deploy of 1.2.1").
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use obs_testkit::process::{sibling_binary, CollectorProcess, DemoService};
-use obs_testkit::prometheus::{free_port, Alertmanager, Prometheus};
+use obs_examples::rollout::{steady_traffic, Build, Instance};
+use obs_testkit::process::{sibling_binary, CollectorProcess};
+use obs_testkit::prometheus::{Alertmanager, Prometheus};
 use obs_testkit::slack::{assert_block_kit, buttons, header, Slack};
 use serde_json::Value;
 
 const DASHBOARD: &str = "http://grafana.example/";
-
-/// One instance's fixed addresses, so that a restart is the same instance.
-#[derive(Clone, Copy)]
-struct Addrs {
-    app: SocketAddr,
-    admin: SocketAddr,
-}
-
-impl Addrs {
-    fn free() -> Self {
-        let port = || -> SocketAddr { ([127, 0, 0, 1], free_port().unwrap()).into() };
-        Self {
-            app: port(),
-            admin: port(),
-        }
-    }
-}
-
-/// Starts (or restarts, on the same addresses) an instance serving `version` with `fault`.
-fn deploy(at: Addrs, version: &str, fault: &str) -> DemoService {
-    let (app, admin) = (at.app.to_string(), at.admin.to_string());
-    let resource = format!("service.version={version}");
-    let demo = DemoService::start(
-        env!("CARGO_BIN_EXE_demo-service").as_ref(),
-        &[
-            ("OBS_DEMO_ADDR", &app),
-            ("OBS_ADMIN_ADDR", &admin),
-            ("OTEL_SERVICE_NAME", "demo"),
-            ("OTEL_RESOURCE_ATTRIBUTES", &resource),
-            ("DEMO_FAULT", fault),
-            ("OTEL_TRACES_EXPORTER", "none"),
-        ],
-    )
-    .unwrap();
-    demo.discard_output();
-    demo
-}
-
-/// Stops `old` as a deploy does (SIGTERM, drained), then starts its successor.
-fn redeploy(old: DemoService, at: Addrs, version: &str, fault: &str) -> DemoService {
-    let mut old = old;
-    old.terminate().unwrap();
-    old.wait_exit(Duration::from_secs(10));
-    deploy(at, version, fault)
-}
-
-/// Steady traffic to each instance until `stop`: `GET /users/{id}` ten times a second and
-/// six loops of `GET /search` five times a second (a slow build makes them 3 s each).
-fn traffic(instances: &[Addrs], stop: &Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
-    let mut threads = Vec::new();
-    for at in instances {
-        let mut loops: Vec<(String, u64)> = vec![("/users/".into(), 100)];
-        loops.extend((0..6).map(|_| ("/search?q=shoes".to_owned(), 200)));
-        for (path, pause_ms) in loops {
-            let (stop, addr) = (Arc::clone(stop), at.app);
-            threads.push(std::thread::spawn(move || {
-                let mut i: u64 = 1;
-                while !stop.load(Ordering::Relaxed) {
-                    let target = if path.ends_with('/') {
-                        format!("{path}{i}")
-                    } else {
-                        path.clone()
-                    };
-                    let _ = obs_testkit::client::get(addr, &target);
-                    i += 1;
-                    std::thread::sleep(Duration::from_millis(pause_ms));
-                }
-            }));
-        }
-    }
-    threads
-}
 
 /// Every text of a Slack message's blocks, one per line.
 fn texts(m: &Value) -> String {
@@ -184,7 +112,7 @@ enum Mode<'a> {
 }
 
 /// The collector's configuration in `dir`, over the two instances, `mode`'s way.
-fn collector_config(dir: &Path, instances: &[Addrs], mode: &Mode) -> std::path::PathBuf {
+fn collector_config(dir: &Path, instances: &[&Instance], mode: &Mode) -> std::path::PathBuf {
     use obs_examples::demo_rules::{write_config, Source};
     let source = match mode {
         Mode::Scrape => Source::Scrape(instances.iter().map(|i| i.admin).collect()),
@@ -205,11 +133,12 @@ fn collector_config(dir: &Path, instances: &[Addrs], mode: &Mode) -> std::path::
 
 /// The canary story (and, with `latency`, the slow version's) on two instances at these
 /// addresses, against `mode`; returns the Slack messages.
-fn story(dir: &Path, [a_at, b_at]: [Addrs; 2], mode: Mode, latency: bool) -> Vec<Value> {
-    let mut a = deploy(a_at, "1.0.0", "");
-    let mut b = deploy(b_at, "1.0.0", "");
+fn story(dir: &Path, [mut a, mut b]: [Instance; 2], mode: Mode, latency: bool) -> Vec<Value> {
+    let build = |version, fault| Build { version, fault };
+    a.deploy(build("1.0.0", "")).unwrap();
+    b.deploy(build("1.0.0", "")).unwrap();
     let slack = Slack::start();
-    let config = collector_config(dir, &[a_at, b_at], &mode);
+    let config = collector_config(dir, &[&a, &b], &mode);
     let collector = CollectorProcess::start(
         &sibling_binary("obs-collector"),
         &config,
@@ -217,10 +146,10 @@ fn story(dir: &Path, [a_at, b_at]: [Addrs; 2], mode: Mode, latency: bool) -> Vec
         &[("SLACK_WEBHOOK_URL", &slack.url())],
     );
     let stop = Arc::new(AtomicBool::new(false));
-    let threads = traffic(&[a_at, b_at], &stop);
+    let threads = steady_traffic(&[a.app, b.app], &stop);
     // Healthy: the windows fill and the collector sees what each instance serves.
     match &mode {
-        Mode::Scrape => drop(collector.wait_page(&a_at.admin.to_string(), Duration::from_secs(20))),
+        Mode::Scrape => drop(collector.wait_page(&a.admin.to_string(), Duration::from_secs(20))),
         Mode::Remote(prom, _) => drop(
             prom.wait_until("count(target_info) == 2", Duration::from_secs(20), |r| {
                 !r.is_empty()
@@ -231,9 +160,9 @@ fn story(dir: &Path, [a_at, b_at]: [Addrs; 2], mode: Mode, latency: bool) -> Vec
     std::thread::sleep(Duration::from_secs(8));
 
     // The canary: instance b as 1.1.0, whose GET /users/{id} fails 4 times in 5.
-    b = redeploy(b, b_at, "1.1.0", "errors");
+    b.deploy(build("1.1.0", "errors")).unwrap();
     let (firing, text) = message(&slack, 0, "FIRING: HighErrorRate — demo");
-    let b_instance = b_at.admin.to_string();
+    let b_instance = b.admin.to_string();
     assert!(
         text.contains("*Routes*\n• GET /users/{id}: ") && text.contains("of its requests failed"),
         "the failing route: {text}"
@@ -283,7 +212,7 @@ fn story(dir: &Path, [a_at, b_at]: [Addrs; 2], mode: Mode, latency: bool) -> Vec
     }
 
     // The rollback: the resolution says so, with the value now (not the last firing one).
-    b = redeploy(b, b_at, "1.0.0", "");
+    b.deploy(build("1.0.0", "")).unwrap();
     let (_, text) = message(&slack, 1, "RESOLVED: HighErrorRate — demo");
     assert!(
         text.contains("*Fix*\nafter the rollback to 1.0.0"),
@@ -295,8 +224,8 @@ fn story(dir: &Path, [a_at, b_at]: [Addrs; 2], mode: Mode, latency: bool) -> Vec
 
     if latency {
         // 1.2.0 on both: GET /search takes 3 s.
-        a = redeploy(a, a_at, "1.2.0", "slow");
-        b = redeploy(b, b_at, "1.2.0", "slow");
+        a.deploy(build("1.2.0", "slow")).unwrap();
+        b.deploy(build("1.2.0", "slow")).unwrap();
         let (firing, text) = message(&slack, 2, "FIRING: HighLatencyP95 — demo");
         assert!(
             text.contains("*Routes*\n• GET /search: p95 ")
@@ -314,8 +243,8 @@ fn story(dir: &Path, [a_at, b_at]: [Addrs; 2], mode: Mode, latency: bool) -> Vec
         assert!(text.contains("serving 1.2.0 on 2 of 2"), "{text}");
         assert_pinned(&firing, "/search", "3");
         // The fix: 1.2.1 on both.
-        a = redeploy(a, a_at, "1.2.1", "");
-        b = redeploy(b, b_at, "1.2.1", "");
+        a.deploy(build("1.2.1", "")).unwrap();
+        b.deploy(build("1.2.1", "")).unwrap();
         let (_, text) = message(&slack, 3, "RESOLVED: HighLatencyP95 — demo");
         assert!(text.contains("*Fix*\nafter the deploy of 1.2.1"), "{text}");
         assert!(text.contains("*Now*\np95 "), "{text}");
@@ -326,6 +255,16 @@ fn story(dir: &Path, [a_at, b_at]: [Addrs; 2], mode: Mode, latency: bool) -> Vec
     }
     drop((a, b, collector));
     slack.wait_delivered(0, Duration::ZERO)
+}
+
+/// Two instances of job `demo`, not started.
+fn instances() -> [Instance; 2] {
+    let bin = env!("CARGO_BIN_EXE_demo-service");
+    let env = [
+        ("OTEL_SERVICE_NAME", "demo"),
+        ("OTEL_TRACES_EXPORTER", "none"),
+    ];
+    [0, 1].map(|_| Instance::new(bin.as_ref(), &env).unwrap())
 }
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
@@ -364,7 +303,7 @@ fn wait_am_alert(am: &Alertmanager, name: &str) -> Value {
 #[test]
 fn the_alerts_name_the_route_and_the_deploy_that_broke_them() {
     let dir = temp_dir("scrape");
-    let messages = story(&dir, [Addrs::free(), Addrs::free()], Mode::Scrape, true);
+    let messages = story(&dir, instances(), Mode::Scrape, true);
     let headers: Vec<String> = messages.iter().map(header).collect();
     assert_eq!(
         headers,
@@ -382,7 +321,7 @@ fn the_alerts_name_the_route_and_the_deploy_that_broke_them() {
 #[test]
 fn remote_mode_gives_the_same_context_and_alertmanager_gets_it() {
     let dir = temp_dir("remote");
-    let instances = [Addrs::free(), Addrs::free()];
+    let instances = instances();
     let listed: Vec<String> = instances.iter().map(|i| format!("'{}'", i.admin)).collect();
     let prom = Prometheus::start(&format!(
         "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: [{}]\n",

@@ -213,10 +213,24 @@ impl DeployLog {
             .rev()
             .find(|d| d.at_ms <= onset_ms && d.change == Change::Deploy)
         {
+            // A release to several instances is one deploy: named by how many, timed by the
+            // last of them.
+            let mut instances: Vec<&str> = deploys
+                .iter()
+                .filter(|d| {
+                    d.at_ms <= onset_ms && d.change == Change::Deploy && d.version == before.version
+                })
+                .map(|d| d.instance.as_str())
+                .collect();
+            instances.sort_unstable();
+            instances.dedup();
+            let on = match instances.len() {
+                1 => before.instance.clone(),
+                n => format!("{n} instances, the last"),
+            };
             parts.push(format!(
-                "deployed {} on {} at {} UTC, {} before the onset",
+                "deployed {} on {on} at {} UTC, {} before the onset",
                 shown(before),
-                before.instance,
                 clock_time(before.at_ms),
                 duration_text(onset_ms - before.at_ms)
             ));
@@ -410,6 +424,14 @@ mod tests {
         assert!(
             line.ends_with("since the onset: 1.0.0 on a:1 1m 40s after"),
             "{line}"
+        );
+        // A release to both instances is one deploy, timed by the last.
+        log.observe("shop", "a:1", Some("1.2.0"), None, 300_000);
+        log.observe("shop", "b:1", Some("1.2.0"), None, 305_000);
+        let line = log.context("shop", 320_000, 330_000).unwrap();
+        assert_eq!(
+            line,
+            "serving 1.2.0 on 2 of 2; deployed 1.2.0 on 2 instances, the last at 00:05:05 UTC, 15s before the onset"
         );
         // A job that names no version, and one the log never saw: no line.
         log.observe("batch", "c:1", None, Some(5.0), 0);

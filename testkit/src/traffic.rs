@@ -1,6 +1,7 @@
 //! The demo's traffic: healthy -> 30% errors -> healthy -> 20% of requests at 3 s -> healthy,
 //! at 20 requests per second, so that `HighErrorRate` and then `HighLatencyP95` go pending, fire
-//! and resolve under the demo-speed rules. Used by the demo and the end-to-end test.
+//! and resolve under the demo-speed rules. Used by the end-to-end test (the demo tells a story
+//! of deploys instead: `obs_examples::rollout`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

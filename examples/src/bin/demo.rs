@@ -1,11 +1,14 @@
 //! The one-command demo: `cargo run --release -p obs-examples --bin demo`.
 //!
-//! Starts the demo service (instrumented with `obs::init()` and `obs.layer()`) and, in this
-//! process, obs-collector scraping it with the default rules at demo speed (10 s windows instead
-//! of 1 minute, see `obs_examples::demo_rules`). Then it drives traffic through healthy ->
-//! 30% errors -> healthy -> 20% of requests at 3 s -> healthy, so `HighErrorRate` and
-//! `HighLatencyP95` go pending, fire and resolve within about two minutes. Alerts are printed
-//! on the console, or posted to Slack when `SLACK_WEBHOOK_URL` is set. Ctrl-C stops everything.
+//! Starts two instances of the demo service (instrumented with `obs::init()` and
+//! `obs.layer()`, job `demo`) and, in this process, obs-collector scraping them with the
+//! default rules at demo speed (10 s windows instead of 1 minute, see
+//! `obs_examples::demo_rules`). Under steady traffic it then deploys as a team does: a canary
+//! of 1.1.0 whose `GET /users/{id}` fails (`HighErrorRate` names the route, the version and the
+//! deploy), its rollback (the resolution says so), a release 1.2.0 whose `GET /search` is slow
+//! (`HighLatencyP95` names it), and the fix, 1.2.1; about two minutes. A summary says which
+//! deploy broke what. Alerts are printed on the console, or posted to Slack when
+//! `SLACK_WEBHOOK_URL` is set. Ctrl-C stops everything.
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,12 +17,11 @@ use std::time::Duration;
 
 use obs_collector::collector::Collector;
 use obs_collector::config::Config;
-use obs_collector::notify::Outcome;
-use obs_collector::time::rfc3339;
+use obs_collector::notify::{Outcome, Status};
+use obs_collector::time::{duration_text, rfc3339};
 use obs_collector::{rules, web};
-use obs_testkit::process::DemoService;
+use obs_examples::rollout::{steady_traffic, Build, Instance};
 use obs_testkit::receivers::{hex, Behavior, OtlpReceiver};
-use obs_testkit::traffic;
 
 // The demo service is this very executable started again with `OBS_DEMO_ROLE=service`: it has
 // its own process (its own `obs::init()`, ports and log lines) and `cargo run --bin demo` on a
@@ -59,22 +61,21 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // service's latency buckets carry exemplars and the alerts name example traces.
     let traces = OtlpReceiver::start(Behavior::Ok);
     let otlp_endpoint = traces.endpoint();
-    let service = DemoService::start(
-        &std::env::current_exe()?,
-        &[
-            ROLE,
-            ("OTEL_SERVICE_NAME", "demo"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp_endpoint),
-            ("OTEL_BSP_SCHEDULE_DELAY", "500"),
-        ],
-    )?;
-    let admin = service
-        .admin
-        .ok_or("the demo service has no admin address")?;
+    let env = [
+        ROLE,
+        ("OTEL_SERVICE_NAME", "demo"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "500"),
+    ];
+    let exe = std::env::current_exe()?;
+    let mut shop = [Instance::new(&exe, &env)?, Instance::new(&exe, &env)?];
+    for instance in &mut shop {
+        instance.deploy(STABLE)?;
+    }
 
     let config_path = obs_examples::demo_rules::write_config(
         &dir,
-        obs_examples::demo_rules::Source::Scrape(vec![admin]),
+        obs_examples::demo_rules::Source::Scrape(shop.iter().map(|i| i.admin).collect()),
     )?;
     let env = |k: &str| std::env::var(k).ok();
     let config = Config::load(&config_path, &env)?;
@@ -104,11 +105,14 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("obs demo\n========");
     println!(
-        "  service        http://{}/users/1   (JSON logs below, with request and trace ids)",
-        service.addr
+        "  service        job demo: two instances, http://{}/users/1 and http://{}/users/1",
+        shop[0].app, shop[1].app
     );
-    println!("  its metrics    http://{admin}/metrics");
-    println!("  collector      http://{status_page}/   (status page: targets, rules, charts, notifications)");
+    println!(
+        "  their metrics  http://{}/metrics, http://{}/metrics",
+        shop[0].admin, shop[1].admin
+    );
+    println!("  collector      http://{status_page}/   (status page: targets, rules, charts, deploys, notifications)");
     println!("  dashboard      dashboards/obs-red.json (import into Grafana, see README)");
     println!(
         "  traces         exported to a local OTLP stand-in; each alert names an example trace"
@@ -127,25 +131,33 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // Listening for Ctrl-C before the traffic starts: from the first phase on, Ctrl-C stops
     // the demo cleanly (`ctrl_c()` would only listen once first polled, in the select below).
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-    let driver = {
-        let (stop, addr) = (Arc::clone(&stop), service.addr);
-        tokio::task::spawn_blocking(move || traffic::drive(addr, &stop))
-    };
-    let shown = tokio::spawn(show_logs(service));
+    let traffic = steady_traffic(&[shop[0].app, shop[1].app], &stop);
     let watched = tokio::task::spawn_blocking({
         let stop = Arc::clone(&stop);
         move || watch_alerts(status_page, &stop)
     });
+    let mut told = tokio::task::spawn_blocking({
+        let (stop, collector) = (Arc::clone(&stop), Arc::clone(&collector));
+        move || {
+            let told = tell(&mut shop, &collector, &stop);
+            drop(shop); // the instances stop here, also on Ctrl-C
+            told
+        }
+    });
     tokio::select! {
-        done = driver => { done?; }
+        done = &mut told => { done??; }
         _ = interrupt.recv() => {
             println!("\nCtrl-C: stopping");
             stop.store(true, Ordering::SeqCst);
+            // The story stops at its next step and its instances with it.
+            let _ = told.await;
         }
     }
-    shown.abort();
     stop.store(true, Ordering::SeqCst);
     let _ = watched.await;
+    for t in traffic {
+        let _ = t.join();
+    }
     let log = collector.notifications();
     println!("\nnotifications:");
     for e in &log.entries {
@@ -180,26 +192,147 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             println!("           example trace {id}: {what}");
         }
     }
+    summary(&log);
     obs.shutdown(Duration::from_secs(1));
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(()) // the demo service is killed when `service` is dropped (in `show_logs`)
+    Ok(())
 }
 
-/// Prints one of the service's JSON log lines every 15 s, so the ids can be seen.
-async fn show_logs(service: DemoService) {
-    let mut seen = 0;
-    loop {
-        tokio::time::sleep(Duration::from_secs(15)).await;
-        let lines = service.lines();
-        if let Some(line) = lines
-            .iter()
-            .skip(seen)
+/// The first build: what both instances serve at the start.
+const STABLE: Build = Build {
+    version: "1.0.0",
+    fault: "",
+};
+
+/// The story, told as a team lives it: a canary that breaks a route, its rollback, a release
+/// that makes another route slow, the fix. Each step waits for the collector's message
+/// (at most [`STEP_TIMEOUT`]); returns early on `stop`.
+fn tell(
+    shop: &mut [Instance; 2],
+    collector: &Collector,
+    stop: &AtomicBool,
+) -> Result<(), std::io::Error> {
+    let started = std::time::Instant::now();
+    let say = |what: &str| println!("[{:>3}s] {what}", started.elapsed().as_secs());
+    say("1.0.0 on both instances, healthy traffic");
+    if !pause(Duration::from_secs(15), stop) {
+        return Ok(());
+    }
+    if let Some(line) = shop[0].service.as_ref().and_then(|s| {
+        s.lines()
+            .into_iter()
             .rev()
             .find(|l| l.contains("request completed"))
-        {
-            println!("  service log: {line}");
+    }) {
+        println!("  service log: {line}");
+    }
+    let canary = Build {
+        version: "1.1.0",
+        fault: "errors",
+    };
+    say(&format!(
+        "deploy 1.1.0 as a canary on {} (its GET /users/{{id}} fails 4 times in 5)",
+        shop[1].admin
+    ));
+    shop[1].deploy(canary)?;
+    if !wait_message(collector, "HighErrorRate", Status::Firing, stop) {
+        return Ok(());
+    }
+    say(&format!(
+        "the alert names the route and the version: roll {} back to 1.0.0",
+        shop[1].admin
+    ));
+    shop[1].deploy(STABLE)?;
+    if !wait_message(collector, "HighErrorRate", Status::Resolved, stop) {
+        return Ok(());
+    }
+    say("release 1.2.0 on both instances (its GET /search takes 3 s)");
+    let slow = Build {
+        version: "1.2.0",
+        fault: "slow",
+    };
+    for instance in shop.iter_mut() {
+        instance.deploy(slow)?;
+    }
+    if !wait_message(collector, "HighLatencyP95", Status::Firing, stop) {
+        return Ok(());
+    }
+    say("the alert names GET /search: release the fix, 1.2.1, on both instances");
+    let fixed = Build {
+        version: "1.2.1",
+        fault: "",
+    };
+    for instance in shop.iter_mut() {
+        instance.deploy(fixed)?;
+    }
+    wait_message(collector, "HighLatencyP95", Status::Resolved, stop);
+    say("done");
+    Ok(())
+}
+
+/// How long one step waits for its message.
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Sleeps `d` unless `stop`; whether it slept the whole time.
+fn pause(d: Duration, stop: &AtomicBool) -> bool {
+    let until = std::time::Instant::now() + d;
+    while std::time::Instant::now() < until {
+        if stop.load(Ordering::SeqCst) {
+            return false;
         }
-        seen = lines.len();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    true
+}
+
+/// Waits until a `status` message of `alertname` is delivered (or sent to the console);
+/// false on `stop` or after [`STEP_TIMEOUT`].
+fn wait_message(collector: &Collector, alertname: &str, status: Status, stop: &AtomicBool) -> bool {
+    let until = std::time::Instant::now() + STEP_TIMEOUT;
+    while std::time::Instant::now() < until && !stop.load(Ordering::SeqCst) {
+        let delivered = collector.notifications().entries.iter().any(|e| {
+            e.message.alertname == alertname
+                && e.message.status == status
+                && matches!(e.outcome, Outcome::Delivered { .. })
+        });
+        if delivered {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+/// What broke, which deploy did it, and how it was found and fixed, from the messages sent.
+fn summary(log: &obs_collector::notify::Log) {
+    println!("\nsummary:");
+    let mut said = std::collections::HashSet::new();
+    for e in &log.entries {
+        let m = &e.message;
+        if !said.insert((m.alertname.clone(), m.status)) {
+            continue; // one channel's message is enough
+        }
+        let incident = m.incident.clone().unwrap_or_default();
+        match m.status {
+            Status::Firing => {
+                println!("  {} fired at {}", m.alertname, m.since_text);
+                for route in &incident.routes {
+                    println!("    route    {route}");
+                }
+                if let Some(v) = &incident.by_version {
+                    println!("    versions {v}");
+                }
+                if let Some(d) = &m.deploy {
+                    println!("    deploy   {d}");
+                }
+            }
+            Status::Resolved => {
+                let fired = m.fired_for_ms.map(duration_text).unwrap_or_default();
+                let change = incident.change.unwrap_or_else(|| "by itself".into());
+                let now = incident.value.unwrap_or_default();
+                println!("    resolved {change}, after {fired} (now {now})");
+            }
+        }
     }
 }
 
