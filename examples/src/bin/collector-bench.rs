@@ -4,8 +4,17 @@
 //!
 //! ```text
 //! cargo build --release -p obs-collector -p obs-examples
-//! ./target/release/collector-bench [--targets 1000] [--warmup 60] [--measure 120]
+//! ./target/release/collector-bench [--targets 1000] [--warmup 60] [--measure 120] \
+//!     [--incident] [--collector PATH]
 //! ```
+//!
+//! Every target says what it serves (`target_info`, `process_start_time_seconds`). With
+//! `--incident`, from 20 s to 200 s after the start the odd targets serve 1.1.0 and answer
+//! every `/login` with a 500: `HighErrorRate` fires (about 2.5 min in) and resolves after the
+//! rollback (about 4.5 min in), so a measurement of 60 + 240 s covers both transitions and
+//! their incident context, whose time the collector's
+//! `obs_collector_incident_context_duration_seconds` reports (printed at the end).
+//! `--collector` runs another obs-collector binary (a previous build) on the same fleet.
 //!
 //! The fleet is one HTTP server on `0.0.0.0:PORT`; target `i` is `127.0.X.Y:PORT` (all of
 //! 127/8 is loopback), so each target is a distinct address as in a real fleet.
@@ -44,6 +53,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         flag("--warmup", 60),
         flag("--measure", 120),
     );
+    let incident = args.iter().any(|a| a == "--incident");
+    let collector_bin = args
+        .iter()
+        .position(|a| a == "--collector")
+        .and_then(|i| args.get(i + 1))
+        .map_or_else(
+            || obs_testkit::process::sibling_binary("obs-collector"),
+            PathBuf::from,
+        );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -54,7 +72,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let start = Instant::now();
         let app = Router::new().route(
             "/metrics",
-            get(move || async move { page(start.elapsed().as_secs_f64()) }),
+            get(move |headers: axum::http::HeaderMap| async move {
+                // Which target was scraped: the address in its Host header (127.0.X.Y).
+                let host = headers
+                    .get(axum::http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or_default();
+                let odd = host
+                    .split(':')
+                    .next()
+                    .and_then(|ip| ip.rsplit('.').next())
+                    .and_then(|octet| octet.parse::<u8>().ok())
+                    .is_some_and(|o| o % 2 == 1);
+                let elapsed = start.elapsed().as_secs_f64();
+                let broken = incident && odd && (20.0..200.0).contains(&elapsed);
+                page(elapsed, broken)
+            }),
         );
         tokio::spawn(async move { axum::serve(listener, app).await });
         Ok::<_, std::io::Error>(port)
@@ -75,13 +108,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     std::fs::write(dir.join("config.yml"), &config)?;
 
-    let collector_bin = obs_testkit::process::sibling_binary("obs-collector");
+    let listen: SocketAddr = ([127, 0, 0, 1], obs_testkit::prometheus::free_port()?).into();
     let collector = Measured::spawn(
         "obs-collector",
         Command::new(&collector_bin)
             .arg("--config")
             .arg(dir.join("config.yml"))
-            .args(["--listen", "127.0.0.1:0", "--state-file"])
+            .args(["--listen", &listen.to_string(), "--state-file"])
             .arg(dir.join("state.json"))
             .envs(
                 std::env::vars()
@@ -97,7 +130,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ([127, 0, 0, 1], obs_testkit::prometheus::free_port()?).into(),
         ),
     )?;
-    eprintln!("{targets} targets x 100 series; warming up {warmup}s, then measuring {measure}s");
+    eprintln!("{targets} targets x 102 series; warming up {warmup}s, then measuring {measure}s");
     std::thread::sleep(Duration::from_secs(warmup));
     let start = [collector.cpu_seconds()?, prometheus.cpu_seconds()?];
     std::thread::sleep(Duration::from_secs(measure));
@@ -115,24 +148,63 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             100.0 * cpu / measure as f64
         );
     }
+    // The context stage's time, from the collector's own metrics (absent in builds before it).
+    let own = obs_testkit::client::get(listen, "/metrics")
+        .map(|r| r.body)
+        .unwrap_or_default();
+    let read = |name: &str| -> Option<f64> {
+        own.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))?
+            .rsplit(' ')
+            .next()?
+            .parse()
+            .ok()
+    };
+    let family = "obs_collector_incident_context_duration_seconds";
+    if let (Some(sum), Some(count)) = (
+        read(&format!("{family}_sum")),
+        read(&format!("{family}_count")),
+    ) {
+        let within = |le: &str| read(&format!("{family}_bucket{{le=\"{le}\"}}")).unwrap_or(0.0);
+        println!(
+            "incident context: {count} readings, {:.1} ms on average, {} within 0.1 s, {} within 1 s",
+            1000.0 * sum / count.max(1.0),
+            within("0.1"),
+            within("1")
+        );
+    }
+    let firing = obs_testkit::client::get(listen, "/api/v1/alerts")
+        .map(|r| r.body)
+        .unwrap_or_default();
+    println!("alerts at the end: {firing}");
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
-/// One target's page: 5 routes x (16 buckets + sum + count) + 10 gauges = 100 series.
-fn page(elapsed: f64) -> String {
+/// One target's page: what it serves (2 series), then 5 routes x (16 buckets + sum + count)
+/// and 10 gauges (100 series); `broken`: it serves 1.1.0 and its `/login` answers 500.
+fn page(elapsed: f64, broken: bool) -> String {
     let mut out = String::with_capacity(16 * 1024);
+    let version = if broken { "1.1.0" } else { "1.0.0" };
+    out.push_str(&format!(
+        "target_info{{service_name=\"fleet\",service_version=\"{version}\"}} 1\nprocess_start_time_seconds 1800000000\n"
+    ));
     out.push_str("# TYPE http_server_request_duration_seconds histogram\n");
     for (r, route) in ROUTES.iter().enumerate() {
         let total = elapsed * (10.0 + r as f64);
+        let code = if broken && *route == "/login" {
+            "500"
+        } else {
+            "200"
+        };
         for (i, le) in LES.iter().enumerate() {
             let share = ((i + 1) as f64 / LES.len() as f64).min(1.0);
             out.push_str(&format!(
-                "http_server_request_duration_seconds_bucket{{http_request_method=\"GET\",http_route=\"{route}\",http_response_status_code=\"200\",url_scheme=\"http\",le=\"{le}\"}} {}\n",
+                "http_server_request_duration_seconds_bucket{{http_request_method=\"GET\",http_route=\"{route}\",http_response_status_code=\"{code}\",url_scheme=\"http\",le=\"{le}\"}} {}\n",
                 (total * share).floor()
             ));
         }
-        let labels = format!("http_request_method=\"GET\",http_route=\"{route}\",http_response_status_code=\"200\",url_scheme=\"http\"");
+        let labels = format!("http_request_method=\"GET\",http_route=\"{route}\",http_response_status_code=\"{code}\",url_scheme=\"http\"");
         out.push_str(&format!(
             "http_server_request_duration_seconds_sum{{{labels}}} {}\n",
             total * 0.05

@@ -46,6 +46,7 @@ impl Collector {
         if wanted.is_empty() {
             return;
         }
+        let _timer = self.metrics.context_seconds.start_timer();
         let mut read = Vec::with_capacity(wanted.len());
         for w in wanted {
             let mut answers = Vec::new();

@@ -14,6 +14,7 @@ pub struct SelfMetrics {
     pub(super) evaluation_failures: IntCounterVec,
     pub(super) notifications: IntCounterVec,
     pub(super) remote_query_seconds: Histogram,
+    pub(super) context_seconds: Histogram,
 }
 
 impl SelfMetrics {
@@ -27,6 +28,12 @@ impl SelfMetrics {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
             let _ = registry.register(Box::new(c.clone()));
             c
+        };
+        let histogram = |name: &str, help: &str| {
+            let h = Histogram::with_opts(obs::prometheus::HistogramOpts::new(name, help))
+                .expect("valid metric");
+            let _ = registry.register(Box::new(h.clone()));
+            h
         };
         Self {
             series: gauge("obs_collector_series", "Series in the in-memory store."),
@@ -50,15 +57,14 @@ impl SelfMetrics {
                 "Rule evaluations that failed (state left unchanged).",
                 &["rule_group"],
             ),
-            remote_query_seconds: {
-                let h = Histogram::with_opts(obs::prometheus::HistogramOpts::new(
-                    "obs_collector_remote_query_duration_seconds",
-                    "Duration of rule queries sent to the remote backend (remote mode).",
-                ))
-                .expect("valid metric");
-                let _ = registry.register(Box::new(h.clone()));
-                h
-            },
+            remote_query_seconds: histogram(
+                "obs_collector_remote_query_duration_seconds",
+                "Duration of rule queries sent to the remote backend (remote mode).",
+            ),
+            context_seconds: histogram(
+                "obs_collector_incident_context_duration_seconds",
+                "Time an evaluation spent reading its alerts' incident context (routes, versions) at their transitions, before the messages are queued.",
+            ),
             notifications: counter(
                 "obs_collector_notifications_total",
                 "Notification attempts by channel and outcome (delivered, retried, failed).",
@@ -82,6 +88,7 @@ mod tests {
             .with_label_values(&["slack", "retried"])
             .inc();
         metrics.remote_query_seconds.observe(0.1);
+        metrics.context_seconds.observe(0.01);
         let names: Vec<String> = registry
             .gather()
             .iter()
@@ -94,6 +101,7 @@ mod tests {
             "obs_collector_scrapes_total",
             "obs_collector_notifications_total",
             "obs_collector_remote_query_duration_seconds",
+            "obs_collector_incident_context_duration_seconds",
         ] {
             assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
         }
