@@ -124,6 +124,12 @@ impl Plan {
         })
     }
 
+    /// Whether the rule reads obs' RED histogram (an error ratio or a latency quantile): only
+    /// then do its alerts get routes, versions and the deploy line.
+    pub fn reads_red(&self) -> bool {
+        !matches!(self.measure, Measure::Other)
+    }
+
     /// Whether `value` is obs' error ratio or a latency quantile, and over which matchers.
     fn measure(value: Option<&Expr>) -> Option<Measure> {
         Some(match value? {
@@ -493,7 +499,7 @@ mod tests {
         ] {
             // A custom rule: its window, and no query, so no invented route or version.
             let plan = Plan::of(&AlertingRule::for_test("O", other, 0)).unwrap();
-            assert!(plan.queries(&alert()).is_empty(), "{other}");
+            assert!(!plan.reads_red() && plan.queries(&alert()).is_empty(), "{other}");
             let incident = plan.read(&[], &versions);
             assert_eq!(
                 incident,

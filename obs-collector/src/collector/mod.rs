@@ -30,6 +30,7 @@ use crate::config::{Config, Job, Target};
 use crate::deploys::DeployLog;
 use crate::exemplars::{self, Exemplar};
 use crate::history::History;
+use crate::incident::Plan;
 use crate::labels::Labels;
 use crate::links::Links;
 use crate::mute::Mutes;
@@ -516,12 +517,15 @@ impl Collector {
         known.extend(examples);
     }
 
-    /// The deploy line of each firing alert of `group` that has a `job`, by its labels: what
-    /// the job serves at `t`, its last deploy before the alert's onset and the deploys since.
+    /// The deploy line of each firing alert of `group` that has a `job` and whose rule reads
+    /// obs' RED histogram, by its labels: what the job serves at `t`, its last deploy before
+    /// the alert's onset and the deploys since. Another rule's alert gets none: nothing ties
+    /// it to a deploy.
     fn deploy_context(&self, group: &Group, t: i64) -> HashMap<Labels, String> {
         let deploys = lock(&self.deploys);
         group
             .alerting_rules()
+            .filter(|a| Plan::of(a).is_some_and(|p| p.reads_red()))
             .flat_map(|a| a.alerts().filter(|x| x.state == rules::State::Firing))
             .filter_map(|x| {
                 let line = deploys.context(x.labels.get("job")?, x.active_at, t)?;
