@@ -113,6 +113,51 @@ impl fmt::Debug for TraceContext {
     }
 }
 
+/// Puts the current span's context into `carrier` (any string map: a job's headers, a message's
+/// attributes) as the installed propagators write it (`OTEL_PROPAGATORS`: `traceparent`,
+/// `tracestate`, `baggage`), so that the work it carries continues this trace. Nothing is
+/// written outside a span, or before [`crate::init`] installed the propagators.
+///
+/// ```no_run
+/// use std::collections::HashMap;
+/// let obs = obs::init()?;
+/// let span = tracing::info_span!("enqueue welcome email");
+/// let _entered = span.enter();
+/// let mut headers: HashMap<String, String> = HashMap::new();
+/// obs::trace::inject(&mut headers);
+/// assert!(headers.contains_key("traceparent"));
+/// # Ok::<(), obs::Error>(())
+/// ```
+pub fn inject(carrier: &mut dyn opentelemetry::propagation::Injector) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let cx = tracing::Span::current().context();
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, carrier));
+}
+
+/// The context `carrier` names (what [`inject`] wrote, or another OpenTelemetry producer's),
+/// for a consumer's span: its parent (`OpenTelemetrySpanExt::set_parent`) or a link. A missing
+/// or malformed `traceparent` gives a context without a remote span (`TraceContextExt::span`'s
+/// context is not valid): the consumer starts a new trace.
+///
+/// ```no_run
+/// use std::collections::HashMap;
+/// use obs::otel::opentelemetry::trace::TraceContextExt;
+/// use obs::otel::tracing_opentelemetry::OpenTelemetrySpanExt;
+/// let obs = obs::init()?;
+/// let headers = HashMap::from([(
+///     "traceparent".to_owned(),
+///     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned(),
+/// )]);
+/// let producer = obs::trace::extract(&headers);
+/// assert!(producer.span().span_context().is_valid());
+/// let span = tracing::info_span!("process welcome email", otel.kind = "consumer");
+/// let _ = span.set_parent(producer); // the job's span continues the producer's trace
+/// # Ok::<(), obs::Error>(())
+/// ```
+pub fn extract(carrier: &dyn opentelemetry::propagation::Extractor) -> opentelemetry::Context {
+    opentelemetry::global::get_text_map_propagator(|p| p.extract(carrier))
+}
+
 /// Writes the active OpenTelemetry span's `trace_id`, `span_id` and `trace_flags` as JSON
 /// members (`,"trace_id":"..."...`) into `out`; nothing outside a span. tracing-opentelemetry
 /// activates the span's context when a `tracing` span is entered, so these are the exported ids.

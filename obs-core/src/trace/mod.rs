@@ -22,6 +22,10 @@
 //! # let _ = app;
 //! ```
 //!
+//! Work that leaves the request (a job on a queue, a message) carries the trace in its own
+//! headers: [`inject`] writes the current context into any string map and [`extract`] reads it
+//! back for the consumer's span.
+//!
 //! The middleware continues an incoming `traceparent` (with `tracestate` and `baggage`) and opens
 //! the request's SERVER span (`GET /users/{id}`); spans that handlers open with `tracing` become
 //! its children, and `otel.name`, `otel.kind`, `otel.status_code` fields are honoured. The ids
@@ -69,7 +73,7 @@ use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
-pub use context::{TraceContext, TRACEPARENT, TRACESTATE};
+pub use context::{extract, inject, TraceContext, TRACEPARENT, TRACESTATE};
 pub use sampler::Sampler;
 pub use settings::Protocol;
 pub(crate) use settings::{TraceConfig, TraceSettings};
