@@ -295,12 +295,7 @@ fn clock_time(ms: i64) -> String {
 
 /// `version`, cut to [`MAX_VERSION_CHARS`] characters (borrowed when it fits).
 fn bounded(version: &str) -> Cow<'_, str> {
-    if version.chars().count() <= MAX_VERSION_CHARS {
-        return Cow::Borrowed(version);
-    }
-    let mut cut: String = version.chars().take(MAX_VERSION_CHARS - 1).collect();
-    cut.push('…');
-    Cow::Owned(cut)
+    crate::text::cut(version, MAX_VERSION_CHARS)
 }
 
 #[cfg(test)]

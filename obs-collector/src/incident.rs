@@ -11,6 +11,7 @@
 //! the breakdown is done here, so one query (latency) or two (errors) per alert and transition
 //! answer the routes, the versions and the value.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use obs::semconv::{
@@ -24,6 +25,7 @@ use crate::promql::functions::bucket_quantile;
 use crate::promql::{self, BinOp, Expr, Sample};
 use crate::rules::template::go_g;
 use crate::rules::AlertingRule;
+use crate::text::cut;
 use crate::time::promql_duration;
 
 /// Routes named behind an alert, at most.
@@ -218,19 +220,12 @@ fn route_of(labels: &Labels) -> (String, Option<String>) {
     );
     let template = labels.get(HTTP_ROUTE);
     let shown = cut(template.unwrap_or("(no route)"), ROUTE_CHARS);
-    let raw = template
-        .filter(|t| t.chars().count() <= ROUTE_CHARS)
-        .map(str::to_owned);
+    // A template shown whole (not cut) is the one a dashboard variable can select.
+    let raw = match (&shown, template) {
+        (Cow::Borrowed(whole), Some(_)) => Some((*whole).to_owned()),
+        _ => None,
+    };
     (format!("{method} {shown}").trim_start().to_owned(), raw)
-}
-
-fn cut(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_owned();
-    }
-    let mut out: String = s.chars().take(max - 1).collect();
-    out.push('…');
-    out
 }
 
 /// `x` (a ratio) as a percentage.

@@ -8,7 +8,8 @@
 //! | [`transport`] | what a failed HTTP request is reported as (never its URL) | - |
 //! | [`labels`] | label sets | - |
 //! | [`history`] | the status page's chart points | - |
-//! | [`deploys`] | the deploy log: each instance's version, its changes and restarts; the alerts' deploy line | time |
+//! | [`text`] | bounded text: a value cut to a number of characters, marked | - |
+//! | [`deploys`] | the deploy log: each instance's version, its changes and restarts; the alerts' deploy line | text, time |
 //! | [`links`] | where a message's links go (runbook, dashboard, silence form) | labels |
 //! | [`silence`] | silences: matchers, states, validation | labels |
 //! | [`inhibit`] | inhibition rules | labels, silence |
@@ -19,8 +20,8 @@
 //! | [`scrape`] | scraping a target, parsing its page into the store (and its exemplars) | config, labels, promql, store, transport |
 //! | [`rules`] | rule files, the alert state machine, a group's evaluation over a `Querier` | config, labels, promql, store, time |
 //! | [`exemplars`] | example traces: the exemplars behind an alert's numbers, picked per firing alert | labels, promql, rules |
-//! | [`incident`] | an alert's context from its rule's data: the routes behind it, its value per served version, its value now | labels, promql, rules, time |
-//! | [`notify`] | grouping into messages, the notification log (queue and retry stage), the notifiers | config, incident, labels, links, rules, time, transport |
+//! | [`incident`] | an alert's context from its rule's data: the routes behind it, its value per served version, its value now | labels, promql, rules, text, time |
+//! | [`notify`] | grouping into messages, the notification log (queue and retry stage), the notifiers | config, incident, labels, links, rules, text, time, transport |
 //! | [`backtest`] | replaying the rules over a backend's history (range queries) | config, labels, links, notify, promql, rules, store, time |
 //! | [`state`] | the state file, the [`state::Persister`] thread | deploys, labels, notify, rules, silence, store, time |
 //! | [`collector`] | the wiring: the schedule's tasks and each stage's step; the retry stage (`collector::deliver`) and the self-metrics (`collector::metrics`) in their own files | all of the above |
@@ -45,6 +46,7 @@ pub mod scrape;
 pub mod silence;
 pub mod state;
 pub mod store;
+pub mod text;
 pub mod time;
 pub mod transport;
 pub mod web;

@@ -226,46 +226,58 @@ fn tell(
     }) {
         println!("  service log: {line}");
     }
-    let canary = Build {
-        version: "1.1.0",
-        fault: "errors",
-    };
-    say(&format!(
-        "deploy 1.1.0 as a canary on {} (its GET /users/{{id}} fails 4 times in 5)",
-        shop[1].admin
-    ));
-    shop[1].deploy(canary)?;
-    if !wait_message(collector, "HighErrorRate", Status::Firing, stop) {
-        return Ok(());
+    let canary = shop[1].admin.to_string();
+    // Each step: what is said, which instances get which build, the message it leads to.
+    let steps: [(String, &[usize], Build, &str, Status); 4] = [
+        (
+            format!(
+                "deploy 1.1.0 as a canary on {canary} (its GET /users/{{id}} fails 4 times in 5)"
+            ),
+            &[1],
+            Build {
+                version: "1.1.0",
+                fault: "errors",
+            },
+            "HighErrorRate",
+            Status::Firing,
+        ),
+        (
+            format!("the alert names the route and the version: roll {canary} back to 1.0.0"),
+            &[1],
+            STABLE,
+            "HighErrorRate",
+            Status::Resolved,
+        ),
+        (
+            "release 1.2.0 on both instances (its GET /search takes 3 s)".to_owned(),
+            &[0, 1],
+            Build {
+                version: "1.2.0",
+                fault: "slow",
+            },
+            "HighLatencyP95",
+            Status::Firing,
+        ),
+        (
+            "the alert names GET /search: release the fix, 1.2.1, on both instances".to_owned(),
+            &[0, 1],
+            Build {
+                version: "1.2.1",
+                fault: "",
+            },
+            "HighLatencyP95",
+            Status::Resolved,
+        ),
+    ];
+    for (what, instances, build, alertname, status) in steps {
+        say(&what);
+        for &i in instances {
+            shop[i].deploy(build)?;
+        }
+        if !wait_message(collector, alertname, status, stop) {
+            return Ok(());
+        }
     }
-    say(&format!(
-        "the alert names the route and the version: roll {} back to 1.0.0",
-        shop[1].admin
-    ));
-    shop[1].deploy(STABLE)?;
-    if !wait_message(collector, "HighErrorRate", Status::Resolved, stop) {
-        return Ok(());
-    }
-    say("release 1.2.0 on both instances (its GET /search takes 3 s)");
-    let slow = Build {
-        version: "1.2.0",
-        fault: "slow",
-    };
-    for instance in shop.iter_mut() {
-        instance.deploy(slow)?;
-    }
-    if !wait_message(collector, "HighLatencyP95", Status::Firing, stop) {
-        return Ok(());
-    }
-    say("the alert names GET /search: release the fix, 1.2.1, on both instances");
-    let fixed = Build {
-        version: "1.2.1",
-        fault: "",
-    };
-    for instance in shop.iter_mut() {
-        instance.deploy(fixed)?;
-    }
-    wait_message(collector, "HighLatencyP95", Status::Resolved, stop);
     say("done");
     Ok(())
 }

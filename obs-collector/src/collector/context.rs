@@ -48,20 +48,19 @@ impl Collector {
         }
         let _timer = self.metrics.context_seconds.start_timer();
         let mut read = Vec::with_capacity(wanted.len());
-        for w in wanted {
-            let mut answers = Vec::new();
-            for text in w.plan.queries(&w.labels) {
-                match ask(querier, &text, t).await {
+        'alerts: for w in wanted {
+            let queries = w.plan.queries(&w.labels);
+            let mut answers = Vec::with_capacity(queries.len());
+            for text in &queries {
+                match ask(querier, text, t).await {
                     Ok(samples) => answers.push(samples),
                     Err(e) => {
                         tracing::debug!({ query = %text, error = %e }, "no incident context");
-                        break;
+                        continue 'alerts;
                     }
                 }
             }
-            if answers.len() == w.plan.queries(&w.labels).len() {
-                read.push((w, answers));
-            }
+            read.push((w, answers));
         }
         let mut done = Vec::with_capacity(read.len());
         {
@@ -108,21 +107,26 @@ impl Collector {
         {
             let known = lock(&self.incidents[index]);
             for rule in group.alerting_rules() {
-                let Some(plan) = Plan::of(rule) else { continue };
+                // The plan is read off the rule only when one of its alerts needs it.
+                let mut plan = None;
                 for alert in rule.alerts() {
                     let is_resolved = resolved.contains(&&alert.labels);
                     // A new firing (also one that fires again after resolving) reads anew.
                     let needs_onset = alert.state == State::Firing
                         && (fired.contains(&&alert.labels)
                             || known.get(&alert.labels).is_none_or(|k| k.onset.is_none()));
-                    if is_resolved || needs_onset {
-                        wanted.push(Wanted {
-                            plan: plan.clone(),
-                            labels: alert.labels.clone(),
-                            onset_ms: alert.active_at,
-                            resolved: is_resolved,
-                        });
+                    if !(is_resolved || needs_onset) {
+                        continue;
                     }
+                    let Some(plan) = plan.get_or_insert_with(|| Plan::of(rule)) else {
+                        break; // a rule that reads no range: no context to read
+                    };
+                    wanted.push(Wanted {
+                        plan: plan.clone(),
+                        labels: alert.labels.clone(),
+                        onset_ms: alert.active_at,
+                        resolved: is_resolved,
+                    });
                 }
             }
         }

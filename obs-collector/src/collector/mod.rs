@@ -525,7 +525,11 @@ impl Collector {
         let deploys = lock(&self.deploys);
         group
             .alerting_rules()
-            .filter(|a| Plan::of(a).is_some_and(|p| p.reads_red()))
+            // The plan is read off a rule only when it has firing alerts.
+            .filter(|a| {
+                a.alerts().any(|x| x.state == rules::State::Firing)
+                    && Plan::of(a).is_some_and(|p| p.reads_red())
+            })
             .flat_map(|a| a.alerts().filter(|x| x.state == rules::State::Firing))
             .filter_map(|x| {
                 let line = deploys.context(x.labels.get("job")?, x.active_at, t)?;

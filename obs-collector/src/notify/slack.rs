@@ -57,12 +57,7 @@ pub fn escape(s: &str) -> String {
 
 /// At most `max` characters, with an ellipsis when cut.
 pub fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_owned();
-    }
-    let mut out: String = s.chars().take(max - 1).collect();
-    out.push('…');
-    out
+    crate::text::cut(s, max).into_owned()
 }
 
 /// A label value inside inline code (no formatting applies there); backticks replaced.
