@@ -21,6 +21,15 @@ const REPLACEMENTS: [(&str, &str); 6] = [
 /// would not fit a one-minute demo.
 const DEMO_ROUTE: &str = "route:\n  group_wait: 2s\n  group_interval: 4s\n";
 
+/// The Slack headers of one full pass through the demo's incidents, in order: each alert
+/// fires once and resolves once, for job `demo`.
+pub const STORY_HEADERS: [&str; 4] = [
+    "FIRING: HighErrorRate — demo",
+    "RESOLVED: HighErrorRate — demo",
+    "FIRING: HighLatencyP95 — demo",
+    "RESOLVED: HighLatencyP95 — demo",
+];
+
 /// Where a demo collector's data comes from.
 pub enum Source {
     /// It scrapes these `host:port`s every second as job `demo` (the instances of one

@@ -119,15 +119,7 @@ fn service_collector_and_slack_end_to_end() {
         assert_block_kit(m);
     }
     let headers: Vec<String> = messages.iter().map(header).collect();
-    assert_eq!(
-        headers,
-        [
-            "FIRING: HighErrorRate — demo",
-            "RESOLVED: HighErrorRate — demo",
-            "FIRING: HighLatencyP95 — demo",
-            "RESOLVED: HighLatencyP95 — demo",
-        ]
-    );
+    assert_eq!(headers, obs_examples::demo_rules::STORY_HEADERS);
     let error_rate = value_field(&messages[0]);
     assert!(
         (0.2..=0.45).contains(&error_rate),

@@ -307,12 +307,7 @@ fn the_alerts_name_the_route_and_the_deploy_that_broke_them() {
     let headers: Vec<String> = messages.iter().map(header).collect();
     assert_eq!(
         headers,
-        [
-            "FIRING: HighErrorRate — demo",
-            "RESOLVED: HighErrorRate — demo",
-            "FIRING: HighLatencyP95 — demo",
-            "RESOLVED: HighLatencyP95 — demo",
-        ],
+        obs_examples::demo_rules::STORY_HEADERS,
         "one message each way per incident"
     );
 }

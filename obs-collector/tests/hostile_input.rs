@@ -12,7 +12,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{chromium, fake_target, temp_dir, Collector, BIN};
+use common::{chromium, fake_target, temp_dir, write_config_with_rules, Collector, BIN};
 use obs_testkit::slack::{assert_block_kit, Slack};
 use obs_testkit::{client, eventually};
 
@@ -155,23 +155,7 @@ fn hostile_label_values_are_escaped_in_slack_and_on_the_page() {
     );
     let page = Arc::new(Mutex::new(format!("flag{{evil=\"{evil}\"}} 1\n")));
     let target = fake_target(Arc::clone(&page));
-    std::fs::write(
-        dir.join("rules.yml"),
-        "groups:\n  - name: t\n    interval: 1s\n    rules:\n      - alert: Evil\n        expr: flag > 0\n        annotations:\n          summary: '{{ $labels.evil }}'\n          description: 'value {{ $value }} for {{ $labels.evil }}'\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("collector.yml"),
-        format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules.yml]\nscrape_configs:\n  - job_name: svc\n    static_configs:\n      - targets: ['{target}']\n{}", obs_testkit::PROMPT_ROUTE),
-    )
-    .unwrap();
-    let collector = Collector::start(
-        &dir.join("collector.yml"),
-        &dir.join("state.json"),
-        &[("SLACK_WEBHOOK_URL", &slack.url())],
-    );
-    let message = slack.wait_delivered(1, Duration::from_secs(20)).remove(0);
-    assert_block_kit(&message);
+    let (collector, message) = first_message(&dir, target, &slack, "groups:\n  - name: t\n    interval: 1s\n    rules:\n      - alert: Evil\n        expr: flag > 0\n        annotations:\n          summary: '{{ $labels.evil }}'\n          description: 'value {{ $value }} for {{ $labels.evil }}'\n", 20);
     let raw = message.to_string();
     for ping in ["<!channel>", "<@U123>", "<script>"] {
         assert!(!raw.contains(ping), "{ping} reached Slack unescaped: {raw}");
@@ -225,23 +209,7 @@ fn hostile_routes_and_versions_in_the_incident_context_are_escaped_and_bounded()
             *grow.lock().unwrap() = page_at(n);
         }
     });
-    std::fs::write(
-        dir.join("rules.yml"),
-        "groups:\n  - name: t\n    interval: 1s\n    rules:\n      - alert: Errors\n        expr: (sum by (job) (rate(http_server_request_duration_seconds_count{http_response_status_code=~\"5..\"}[5s])) / sum by (job) (rate(http_server_request_duration_seconds_count[5s]))) > 0.0001\n        labels:\n          severity: page\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("collector.yml"),
-        format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules.yml]\nscrape_configs:\n  - job_name: svc\n    static_configs:\n      - targets: ['{target}']\n{}", obs_testkit::PROMPT_ROUTE),
-    )
-    .unwrap();
-    let _collector = Collector::start(
-        &dir.join("collector.yml"),
-        &dir.join("state.json"),
-        &[("SLACK_WEBHOOK_URL", &slack.url())],
-    );
-    let message = slack.wait_delivered(1, Duration::from_secs(40)).remove(0);
-    assert_block_kit(&message);
+    let (_collector, message) = first_message(&dir, target, &slack, "groups:\n  - name: t\n    interval: 1s\n    rules:\n      - alert: Errors\n        expr: (sum by (job) (rate(http_server_request_duration_seconds_count{http_response_status_code=~\"5..\"}[5s])) / sum by (job) (rate(http_server_request_duration_seconds_count[5s]))) > 0.0001\n        labels:\n          severity: page\n", 40);
     let raw = message.to_string();
     assert!(
         !raw.contains("<!channel>"),
@@ -255,4 +223,26 @@ fn hostile_routes_and_versions_in_the_incident_context_are_escaped_and_bounded()
     assert!((1..=3).contains(&routes), "{routes} routes named: {raw}");
     assert!(!raw.contains(&"9".repeat(65)), "the version is cut: {raw}");
     assert!(raw.len() < 40_000, "{} bytes", raw.len());
+}
+
+/// A collector with `rules` over `target`, and the first message it delivered to `slack`
+/// (valid Block Kit).
+fn first_message(
+    dir: &std::path::Path,
+    target: std::net::SocketAddr,
+    slack: &Slack,
+    rules: &str,
+    within_secs: u64,
+) -> (obs_testkit::process::CollectorProcess, serde_json::Value) {
+    let config = write_config_with_rules(dir, target, rules, "");
+    let collector = Collector::start(
+        &config,
+        &dir.join("state.json"),
+        &[("SLACK_WEBHOOK_URL", &slack.url())],
+    );
+    let message = slack
+        .wait_delivered(1, Duration::from_secs(within_secs))
+        .remove(0);
+    assert_block_kit(&message);
+    (collector, message)
 }

@@ -16,11 +16,7 @@ use common::{fake_target, temp_dir, write_config, Collector};
 fn firing_then_resolved_with_retries_and_fallbacks_and_no_secret_leaks() {
     let slack = Slack::start();
     // firing: 500, then 429 (Retry-After 2), then 400 invalid_blocks, then plain text 200.
-    slack.script(&[
-        Reply::Status(500, "internal_error", None),
-        Reply::Status(429, "rate_limited", Some(2)),
-        Reply::Status(400, "invalid_blocks", None),
-    ]);
+    slack.script(&common::RETRIES_THEN_PLAIN_TEXT);
     let page = Arc::new(Mutex::new("flag 1\n".to_owned()));
     let target = fake_target(Arc::clone(&page));
     let dir = temp_dir("main");

@@ -187,11 +187,7 @@ async fn for_boundary_repeat_interval_and_resolution_to_the_millisecond() {
 #[tokio::test]
 async fn retry_backoff_retry_after_spacing_and_plain_text_fallback() {
     let slack = Slack::start();
-    slack.script(&[
-        Reply::Status(500, "internal_error", None),
-        Reply::Status(429, "rate_limited", Some(2)),
-        Reply::Status(400, "invalid_blocks", None),
-    ]);
+    slack.script(&common::RETRIES_THEN_PLAIN_TEXT);
     let page = Arc::new(Mutex::new("flag 1\n".to_owned()));
     let dir = temp_dir("timing-retry");
     let config = write_config(&dir, fake_target(page), "0s", AT_EVALUATIONS);

@@ -89,6 +89,14 @@ async fn log_records_are_captured_with_their_target_and_the_span_fields() {
     );
 }
 
+fn two_workers() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// The one test of this binary that installs obs globally; it logs from threads of its own
 /// while the others run, and none of its lines may reach their captures.
 #[test]
@@ -98,11 +106,7 @@ fn a_global_obs_in_the_same_binary_takes_no_line_of_the_tests() {
     let noise = {
         let stop = Arc::clone(&stop);
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
+            let rt = two_workers();
             rt.block_on(async {
                 while !stop.load(Ordering::Relaxed) {
                     tokio::spawn(async { tracing::info!(test = "global", "global noise") });
@@ -112,11 +116,7 @@ fn a_global_obs_in_the_same_binary_takes_no_line_of_the_tests() {
         })
     };
     // Captures made while the global is set see only their own lines too.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = two_workers();
     rt.block_on(async {
         let capture = obs::test::init();
         log_from_tasks("beside-global", 32).await;

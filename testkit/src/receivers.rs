@@ -126,10 +126,10 @@ impl OtlpReceiver {
     pub fn start(behavior: Behavior) -> Self {
         let shared = Shared::<OtlpRequest>::new(behavior);
         let app = Router::new()
-            .route("/v1/traces", post(otlp_http))
+            .route(OTLP_HTTP_PATH, post(otlp))
             .route(
                 "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-                post(otlp_grpc),
+                post(otlp),
             )
             .with_state(Arc::clone(&shared));
         Self {
@@ -188,67 +188,62 @@ impl OtlpReceiver {
     }
 }
 
-async fn otlp_http(
+/// The two OTLP transports on one handler: they share the recording and differ in framing,
+/// in how a bad request is refused and in how a failure is answered.
+async fn otlp(
     State(shared): State<Arc<Shared<OtlpRequest>>>,
+    uri: axum::http::Uri,
     version: axum::http::Version,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let behavior = shared.behavior();
-    if behavior == Behavior::Discard {
+    let grpc = uri.path() != OTLP_HTTP_PATH;
+    if !grpc && behavior == Behavior::Discard {
         return StatusCode::OK.into_response();
     }
-    if headers.get("content-type").map(|v| v.as_bytes()) != Some(b"application/x-protobuf") {
-        return (
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "expected application/x-protobuf",
-        )
-            .into_response();
-    }
-    let Ok(decoded) = ExportTraceServiceRequest::decode(body) else {
-        return (StatusCode::BAD_REQUEST, "undecodable protobuf").into_response();
+    let decoded = if grpc {
+        // gRPC framing: compressed flag (0), big-endian length, message.
+        let framed = body.len() >= 5
+            && body[0] == 0
+            && u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize == body.len() - 5;
+        match framed.then(|| ExportTraceServiceRequest::decode(&body[5..]).ok()) {
+            Some(Some(decoded)) => decoded,
+            _ => return grpc_reply(3, "malformed request"), // INVALID_ARGUMENT
+        }
+    } else {
+        if headers.get("content-type").map(|v| v.as_bytes()) != Some(b"application/x-protobuf") {
+            return (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "expected application/x-protobuf",
+            )
+                .into_response();
+        }
+        let Ok(decoded) = ExportTraceServiceRequest::decode(body) else {
+            return (StatusCode::BAD_REQUEST, "undecodable protobuf").into_response();
+        };
+        decoded
     };
     shared.push(OtlpRequest {
-        protocol: "http/protobuf",
-        version,
-        headers,
-        body: decoded,
-    });
-    answer(behavior, || {
-        // ExportTraceServiceResponse {} is empty: an empty protobuf body.
-        ([("content-type", "application/x-protobuf")], Vec::new()).into_response()
-    })
-    .await
-}
-
-async fn otlp_grpc(
-    State(shared): State<Arc<Shared<OtlpRequest>>>,
-    version: axum::http::Version,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let behavior = shared.behavior();
-    // gRPC framing: compressed flag (0), big-endian length, message.
-    let framed = body.len() >= 5
-        && body[0] == 0
-        && u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize == body.len() - 5;
-    let decoded = framed
-        .then(|| ExportTraceServiceRequest::decode(&body[5..]).ok())
-        .flatten();
-    let Some(decoded) = decoded else {
-        return grpc_reply(3, "malformed request"); // INVALID_ARGUMENT
-    };
-    shared.push(OtlpRequest {
-        protocol: "grpc",
+        protocol: if grpc { "grpc" } else { "http/protobuf" },
         version,
         headers,
         body: decoded,
     });
     match behavior {
-        Behavior::Status(_) => grpc_reply(14, "unavailable"), // UNAVAILABLE
-        other => answer(other, || grpc_reply(0, "")).await,
+        Behavior::Status(_) if grpc => grpc_reply(14, "unavailable"), // UNAVAILABLE
+        other if grpc => answer(other, || grpc_reply(0, "")).await,
+        // ExportTraceServiceResponse {} is empty: an empty protobuf body.
+        other => {
+            answer(other, || {
+                ([("content-type", "application/x-protobuf")], Vec::new()).into_response()
+            })
+            .await
+        }
     }
 }
+
+const OTLP_HTTP_PATH: &str = "/v1/traces";
 
 /// A unary gRPC response: an empty message, then `grpc-status` in the trailers.
 fn grpc_reply(code: u32, message: &str) -> Response {

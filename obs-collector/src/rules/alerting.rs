@@ -357,13 +357,7 @@ mod tests {
         );
         assert_eq!(
             states,
-            [
-                Some(Pending),
-                Some(Firing),
-                Some(Firing),
-                Some(Firing),
-                Some(Inactive)
-            ]
+            [Pending, Firing, Firing, Firing, Inactive].map(Some)
         );
         // Condition back during keep_firing_for: stays firing, timer cleared.
         let mut r = rule(15, 30);
@@ -380,14 +374,7 @@ mod tests {
         );
         assert_eq!(
             states,
-            [
-                Some(Pending),
-                Some(Firing),
-                Some(Firing),
-                Some(Firing),
-                Some(Firing),
-                Some(Firing)
-            ]
+            [Pending, Firing, Firing, Firing, Firing, Firing].map(Some)
         );
     }
 

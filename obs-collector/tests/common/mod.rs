@@ -21,15 +21,30 @@ pub fn temp_dir(name: &str) -> PathBuf {
 /// A metrics endpoint whose page the test controls.
 pub use obs_testkit::receivers::serve_text as fake_target;
 
+/// Slack's replies to a first message that the retry stage must get through: a 500, a 429 with
+/// `Retry-After: 2`, then `invalid_blocks`, which only the plain-text fallback passes.
+pub const RETRIES_THEN_PLAIN_TEXT: [obs_testkit::slack::Reply; 3] = [
+    obs_testkit::slack::Reply::Status(500, "internal_error", None),
+    obs_testkit::slack::Reply::Status(429, "rate_limited", Some(2)),
+    obs_testkit::slack::Reply::Status(400, "invalid_blocks", None),
+];
+
 /// Writes `collector.yml` (job `svc` scraping `target` every second) and `rules.yml` (alert
 /// `Flag`: `flag > 0` for `for_`), plus `extra` appended to the configuration (and
 /// [`obs_testkit::PROMPT_ROUTE`] unless `extra` has a route).
 pub fn write_config(dir: &Path, target: SocketAddr, for_: &str, extra: &str) -> PathBuf {
-    std::fs::write(
-        dir.join("rules.yml"),
-        format!("groups:\n  - name: t\n    interval: 1s\n    rules:\n      - alert: Flag\n        expr: flag > 0\n        for: {for_}\n        labels:\n          severity: page\n        annotations:\n          summary: The flag is up.\n          description: 'flag is {{{{ $value }}}} on {{{{ $labels.instance }}}}'\n          runbook_url: https://runbooks.example/flag\n"),
-    )
-    .unwrap();
+    let rules = format!("groups:\n  - name: t\n    interval: 1s\n    rules:\n      - alert: Flag\n        expr: flag > 0\n        for: {for_}\n        labels:\n          severity: page\n        annotations:\n          summary: The flag is up.\n          description: 'flag is {{{{ $value }}}} on {{{{ $labels.instance }}}}'\n          runbook_url: https://runbooks.example/flag\n");
+    write_config_with_rules(dir, target, &rules, extra)
+}
+
+/// [`write_config`] with `rules` as the whole of `rules.yml`.
+pub fn write_config_with_rules(
+    dir: &Path,
+    target: SocketAddr,
+    rules: &str,
+    extra: &str,
+) -> PathBuf {
+    std::fs::write(dir.join("rules.yml"), rules).unwrap();
     let config = dir.join("collector.yml");
     let route = if extra.contains("route:") {
         ""
