@@ -11,6 +11,7 @@ use tracing_subscriber::Layer;
 use crate::config::{Config, Settings};
 use crate::error::Error;
 use crate::http::ObsLayer;
+use crate::job::Job;
 use crate::logs::{self, LineSink, LogWriter};
 use crate::metrics::{self, Labels, Metrics};
 use crate::shared::Shared;
@@ -207,6 +208,7 @@ impl Obs {
             metrics_token: settings.metrics_token.clone(),
             propagator: pipeline.propagator,
             sentry,
+            warned_malformed_parent: AtomicBool::new(false),
         });
         // One filter (RUST_LOG) for spans, log lines and Sentry: what is not logged is not
         // traced or reported either, and disabled callsites cost nothing.
@@ -264,6 +266,26 @@ impl Obs {
     /// ```
     pub fn layer(&self) -> ObsLayer {
         ObsLayer::new(Arc::clone(&self.shared))
+    }
+
+    /// A job (a unit of work that is not an HTTP request) named `name`, the queue or task type
+    /// (`messaging.destination.name`): [`Job::run`] runs its future with a span, `job_id` and
+    /// `job_name` on its log lines, `messaging_process_duration_seconds` and its own Sentry hub.
+    /// See [`crate::job`].
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let obs = obs::test::init();
+    /// let failed = obs
+    ///     .job("charge_card")
+    ///     .run(async { Err::<(), _>("card declined") })
+    ///     .await;
+    /// assert!(failed.is_err());
+    /// assert!(obs.metrics_text().contains(r#"error_type="&str""#));
+    /// # });
+    /// ```
+    pub fn job(&self, name: impl Into<std::borrow::Cow<'static, str>>) -> Job {
+        Job::new(Arc::clone(&self.shared), name.into())
     }
 
     /// The admin endpoints as a router, to mount by hand (e.g. with `OBS_ADMIN_ADDR=off`):

@@ -25,8 +25,11 @@ pub const OBS_BUILD_INFO: &str = "obs_build_info";
 pub const OBS_LOG_LINES_DROPPED_TOTAL: &str = "obs_log_lines_dropped_total";
 /// Counter of spans dropped because the export queue was full or the exporter failed.
 pub const OBS_SPANS_DROPPED_TOTAL: &str = "obs_spans_dropped_total";
-/// Counter of requests recorded under `http_route="_overflow"` because the label-set cap was hit.
+/// Counter of requests and jobs recorded under `_overflow` (`http_route`,
+/// `messaging_destination_name`) because the label-set cap was hit.
 pub const OBS_METRICS_OVERFLOW_TOTAL: &str = "obs_metrics_overflow_total";
+/// Histogram of job durations in seconds (`obs.job(..)`; semconv `messaging.process.duration`).
+pub const MESSAGING_PROCESS_DURATION: &str = "messaging_process_duration_seconds";
 
 /// Every metric name above, for contract checks.
 pub const ALL_METRICS: &[&str] = &[
@@ -38,6 +41,7 @@ pub const ALL_METRICS: &[&str] = &[
     OBS_LOG_LINES_DROPPED_TOTAL,
     OBS_SPANS_DROPPED_TOTAL,
     OBS_METRICS_OVERFLOW_TOTAL,
+    MESSAGING_PROCESS_DURATION,
 ];
 
 /// Label: the HTTP method, one of [`KNOWN_METHODS`] or [`METHOD_OTHER`].
@@ -60,6 +64,12 @@ pub const VCS_REF_HEAD_REVISION: &str = "vcs_ref_head_revision";
 pub const DEPLOYMENT_ENVIRONMENT_NAME: &str = "deployment_environment_name";
 /// Label of `obs_build_info`: the obs version.
 pub const VERSION: &str = "version";
+/// Label of jobs: the messaging system (`redis`, `kafka`, ...; `obs` unless the job says).
+pub const MESSAGING_SYSTEM: &str = "messaging_system";
+/// Label of jobs: the job's name (the queue or task type), folded into `_overflow` past the cap.
+pub const MESSAGING_DESTINATION_NAME: &str = "messaging_destination_name";
+/// Label of jobs: the operation, always `process`.
+pub const MESSAGING_OPERATION_NAME: &str = "messaging_operation_name";
 
 /// Every label name obs emits (besides resource attributes on `target_info`).
 pub const ALL_LABELS: &[&str] = &[
@@ -73,6 +83,9 @@ pub const ALL_LABELS: &[&str] = &[
     VCS_REF_HEAD_REVISION,
     DEPLOYMENT_ENVIRONMENT_NAME,
     VERSION,
+    MESSAGING_SYSTEM,
+    MESSAGING_DESTINATION_NAME,
+    MESSAGING_OPERATION_NAME,
 ];
 
 /// The methods kept as they are; any other becomes [`METHOD_OTHER`].
@@ -90,6 +103,13 @@ pub const ERROR_PANIC: &str = "panic";
 pub const ERROR_CANCELLED: &str = "cancelled";
 /// `error_type` of a request whose inner service returned an error instead of a response.
 pub const ERROR_OTHER: &str = "_OTHER";
+
+/// Job-duration buckets in seconds: the request buckets, then up to 10 minutes (an email or a
+/// report takes seconds to minutes, not milliseconds).
+pub const JOB_DURATION_BUCKETS: [f64; 19] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.0, 2.5, 5.0, 7.5, 10.0, 30.0,
+    60.0, 300.0, 600.0,
+];
 
 /// Request-duration buckets in seconds: the OpenTelemetry set plus `2`, so that the default
 /// "p95 above 2 s" alert is decided on a bucket boundary instead of interpolated.

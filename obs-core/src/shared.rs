@@ -1,5 +1,5 @@
-//! [`Shared`]: the state the guard, the middleware, the admin server and the shutdown signal
-//! share (one `Arc` of it per `Obs`).
+//! [`Shared`]: the state the guard, the middleware, jobs, the admin server and the shutdown
+//! signal share (one `Arc` of it per `Obs`).
 
 use std::sync::atomic::AtomicBool;
 
@@ -17,4 +17,6 @@ pub(crate) struct Shared {
     pub propagator: opentelemetry::propagation::TextMapCompositePropagator,
     /// Sentry, when on (each request gets a hub of its own).
     pub sentry: Option<Reporter>,
+    /// Whether a job's malformed `traceparent` was said already (it is said once).
+    pub warned_malformed_parent: AtomicBool,
 }

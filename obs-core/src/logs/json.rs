@@ -122,11 +122,15 @@ impl SpanVisitor<'_> {
 }
 
 /// The log key of a span field: `otel.*` fields are instructions to tracing-opentelemetry (span
-/// name, kind, status), not data; the span attribute `request.id` is the lines' `request_id`; a
-/// name the line itself uses (`message` included) keeps its value under `field.<name>`.
+/// name, kind, status), not data; the span attribute `request.id` is the lines' `request_id`,
+/// a job's `messaging.message.id` and `messaging.destination.name` their `job_id` and
+/// `job_name`; a name the line itself uses (`message` included) keeps its value under
+/// `field.<name>`.
 fn log_key(name: &'static str) -> Option<&'static str> {
     match name {
         "request.id" => Some("request_id"),
+        "messaging.message.id" => Some("job_id"),
+        "messaging.destination.name" => Some("job_name"),
         "message" => Some("field.message"),
         n if n.starts_with("otel.") => None,
         n => Some(unreserved(n)),

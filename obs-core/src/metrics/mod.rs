@@ -16,6 +16,7 @@
 //! ```
 
 mod exemplar;
+mod jobs;
 pub mod openmetrics;
 mod red;
 mod settings;
@@ -29,6 +30,7 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, Gauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
+pub(crate) use jobs::Jobs;
 pub(crate) use red::{ActiveGuard, Labels, Red};
 pub use settings::DEFAULT_MAX_LABEL_SETS;
 pub(crate) use settings::{MetricsConfig, MetricsSettings};
@@ -57,6 +59,7 @@ pub(crate) struct DropCounter {
 pub(crate) struct Metrics {
     pub registry: Registry,
     pub red: Arc<Red>,
+    pub jobs: Arc<Jobs>,
 }
 
 impl Metrics {
@@ -71,6 +74,7 @@ impl Metrics {
         )
         .expect("valid metric");
         let red = Arc::new(Red::new(settings, active.clone()));
+        let jobs = Arc::new(Jobs::new(settings.max_label_sets, red.overflow_counter()));
         let mut target_labels = vec![(names::SERVICE_NAME.to_owned(), service.name.clone())];
         if let Some(v) = &service.version {
             target_labels.push((names::SERVICE_VERSION.to_owned(), v.clone()));
@@ -91,6 +95,7 @@ impl Metrics {
         let mut collectors: Vec<Box<dyn Collector>> = vec![
             Box::new(active),
             Box::new(RedCollector(Arc::clone(&red))),
+            Box::new(JobsCollector(Arc::clone(&jobs))),
             info(names::TARGET_INFO, "Target metadata.", target_labels),
             Box::new(start_time()),
             info(
@@ -109,7 +114,11 @@ impl Metrics {
         for c in collectors {
             registry.register(c).expect("obs metric names are unique");
         }
-        Self { registry, red }
+        Self {
+            registry,
+            red,
+            jobs,
+        }
     }
 
     /// obs' registry and the process' default one (`prometheus::register_*!`), sorted by
@@ -200,6 +209,18 @@ impl Collector for RedCollector {
     }
     fn collect(&self) -> Vec<MetricFamily> {
         self.0.collect().into_iter().collect()
+    }
+}
+
+/// Exposes the job histograms (only failures have `error_type`).
+struct JobsCollector(Arc<Jobs>);
+
+impl Collector for JobsCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![self.0.desc()]
+    }
+    fn collect(&self) -> Vec<MetricFamily> {
+        self.0.collect()
     }
 }
 

@@ -109,7 +109,7 @@ impl Red {
         .expect("valid metric");
         let overflow = IntCounter::new(
             names::OBS_METRICS_OVERFLOW_TOTAL,
-            "Requests recorded under http_route=\"_overflow\" because the label-set cap was reached.",
+            "Requests and jobs recorded under http_route or messaging_destination_name \"_overflow\" because the label-set cap was reached.",
         )
         .expect("valid metric");
         Self {

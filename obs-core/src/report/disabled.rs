@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::SentryConfig;
 use crate::env::{var, Env};
-use crate::request::{Outcome, RequestInfo};
+use crate::request::{JobInfo, JobOutcome, Outcome, RequestInfo};
 use crate::resource::Service;
 
 #[derive(Clone)]
@@ -44,6 +44,10 @@ impl Reporter {
         match *self {}
     }
 
+    pub fn job_hub(&self, _info: Arc<JobInfo>) -> JobHub {
+        match *self {}
+    }
+
     pub fn close(&self, _timeout: Duration) -> bool {
         match *self {}
     }
@@ -57,6 +61,18 @@ impl RequestHub {
     }
 
     pub fn finish(&self, _outcome: Outcome) {
+        match *self {}
+    }
+}
+
+pub(crate) enum JobHub {}
+
+impl JobHub {
+    pub fn run<R>(&self, _f: impl FnOnce() -> R) -> R {
+        match *self {}
+    }
+
+    pub fn finish(&self, _outcome: JobOutcome, _error: Option<&str>) {
         match *self {}
     }
 }

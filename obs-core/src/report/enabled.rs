@@ -67,6 +67,11 @@ impl Reporter {
         RequestHub::new(&self.hub, info)
     }
 
+    /// A new hub for one job, on top of the reporter's.
+    pub fn job_hub(&self, info: Arc<crate::request::JobInfo>) -> super::JobHub {
+        super::JobHub::new(&self.hub, info)
+    }
+
     /// Sends what is queued, returning within `timeout` whether all was sent: the crate's transport can block on
     /// a hanging Sentry (its shutdown waits for the request in flight), so it is closed from a
     /// thread of its own and left behind at the deadline.
@@ -92,7 +97,10 @@ where
     fn own(meta: &Metadata<'_>) -> bool {
         matches!(
             meta.target(),
-            crate::request::TARGET | crate::panic::TARGET | super::transport::TARGET
+            crate::request::TARGET
+                | crate::request::JOB_TARGET
+                | crate::panic::TARGET
+                | super::transport::TARGET
         )
     }
     let errors =
@@ -105,10 +113,13 @@ where
 
 /// Every event gets the active OpenTelemetry span's trace context and a `trace_id` tag, so
 /// Sentry links it to the trace and to the log lines, and, captured while a request is polled,
-/// that request's tags, method and path.
+/// that request's tags, method and path (a job's: its id, name and system).
 fn with_trace_context(mut event: Event<'static>) -> Option<Event<'static>> {
     if let Some(info) = crate::request::current() {
         event = super::request::with_request(event, &info);
+    }
+    if let Some(info) = crate::request::current_job() {
+        event = super::job::with_job(event, &info);
     }
     let ids = crate::trace::context::with_current(Clone::clone);
     if let Some(sc) = ids {

@@ -1,10 +1,13 @@
-//! Sentry error capture (`SENTRY_DSN`): the reporter, the per-request hub and the transport;
+//! Sentry error capture (`SENTRY_DSN`): the reporter, the per-request and per-job hubs and the
+//! transport;
 //! documented on [`crate::sentry`].
 
 #[cfg(not(feature = "sentry"))]
 mod disabled;
 #[cfg(feature = "sentry")]
 mod enabled;
+#[cfg(feature = "sentry")]
+mod job;
 #[cfg(feature = "sentry")]
 mod request;
 #[cfg(feature = "sentry")]
@@ -13,7 +16,7 @@ mod settings;
 mod transport;
 
 #[cfg(not(feature = "sentry"))]
-pub(crate) use disabled::{Reporter, RequestHub, SentrySettings};
+pub(crate) use disabled::{JobHub, Reporter, RequestHub, SentrySettings};
 
 /// What code set (`Config::sentry_dsn`, `Config::sentry_environment`).
 #[derive(Clone, Default)]
@@ -23,3 +26,5 @@ pub(crate) struct SentryConfig {
 }
 #[cfg(feature = "sentry")]
 pub(crate) use enabled::{layers, Reporter, RequestHub, SentrySettings};
+#[cfg(feature = "sentry")]
+pub(crate) use job::JobHub;

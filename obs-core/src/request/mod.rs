@@ -1,10 +1,11 @@
 //! The neutral request model that logs, metrics, spans and Sentry all read: what the request
 //! is ([`RequestInfo`], [`Method`], [`Scheme`], [`Route`], its [`RequestId`] and
-//! [`HttpRoute`]), how it ended ([`Outcome`]), and the `tracing` target of its span. It depends
-//! on nothing else in the crate but the ids and the semantic-convention names, so none of the
-//! pieces that read it needs another.
+//! [`HttpRoute`]), how it ended ([`Outcome`]), and the `tracing` target of its span; the same
+//! for a job (`job`: [`JobInfo`], [`JobOutcome`]). It depends on nothing else in the crate but
+//! the ids and the semantic-convention names, so none of the pieces that read it needs another.
 
 mod id;
+mod job;
 mod route;
 
 use std::cell::RefCell;
@@ -12,6 +13,10 @@ use std::num::NonZeroI32;
 use std::sync::Arc;
 
 pub use id::{is_valid as is_valid_request_id, RequestId, MAX_REQUEST_ID_LEN, REQUEST_ID_HEADER};
+#[cfg(feature = "sentry")]
+pub(crate) use job::current_job;
+pub use job::MAX_JOB_TEXT_LEN;
+pub(crate) use job::{bounded, JobInfo, JobOutcome, JobPolling, JOB_TARGET};
 pub use route::HttpRoute;
 
 use crate::semconv;
@@ -19,9 +24,10 @@ use crate::semconv;
 /// The `tracing` target of the request span and the "request completed" line.
 pub const TARGET: &str = "obs::http";
 
-/// Whether `meta` is the middleware's request span.
+/// Whether `meta` is the middleware's request span or a job's span (`obs.job(..)`): the spans
+/// whose fields every line inside them carries.
 pub(crate) fn is_request_span(meta: &tracing_core::Metadata<'_>) -> bool {
-    meta.is_span() && meta.target() == TARGET
+    meta.is_span() && matches!(meta.target(), TARGET | JOB_TARGET)
 }
 
 /// What every piece of obs knows about one request (cheap to build: reference-counted clones).
