@@ -97,7 +97,15 @@ mod tests {
         .unwrap();
         assert_eq!(groups[0].interval, std::time::Duration::from_secs(2));
         let names: Vec<&str> = groups[0].rules.iter().map(|r| r.name()).collect();
-        assert_eq!(names, ["HighErrorRate", "HighLatencyP95", "TargetDown"]);
+        assert_eq!(
+            names,
+            [
+                "HighErrorRate",
+                "HighLatencyP95",
+                "HighJobFailureRate",
+                "TargetDown"
+            ]
+        );
         // Same expressions but for the windows.
         let strip = |t: &str| {
             t.lines()

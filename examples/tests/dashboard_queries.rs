@@ -81,7 +81,7 @@ fn dashboard_and_rule_queries_return_the_traffics_numbers() {
     .unwrap();
     let mut ran = 0;
     for panel in dashboard["panels"].as_array().unwrap() {
-        for target in panel["targets"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
             let expr = substitute(target["expr"].as_str().unwrap(), "demo");
             let result = prom
                 .query(&expr)

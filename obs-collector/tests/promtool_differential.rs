@@ -109,6 +109,25 @@ fn latency(
     out
 }
 
+/// A job counter of job `worker`: `runs(i)` runs of `name` per step ending in `error_type`.
+fn jobs(
+    name: &'static str,
+    error_type: Option<&'static str>,
+    runs: impl Fn(usize) -> f64,
+    steps: usize,
+) -> Series {
+    let mut labels = vec![
+        ("job", "worker".to_owned()),
+        ("messaging_destination_name", name.to_owned()),
+    ];
+    labels.extend(error_type.map(|e| ("error_type", e.to_owned())));
+    Series {
+        name: "messaging_process_duration_seconds_count",
+        labels,
+        values: counter(runs, steps),
+    }
+}
+
 fn scenarios() -> Vec<Scenario> {
     let steps = 60; // 15 minutes
     let between = |a: usize, b: usize| move |i: usize| (a..b).contains(&i);
@@ -184,6 +203,34 @@ fn scenarios() -> Vec<Scenario> {
                 }
                 s
             },
+        },
+        Scenario {
+            name: "one job name failing, one cancelled at a deploy, one below the guard",
+            steps,
+            series: vec![
+                jobs("send_email", None, |_| 8.0, steps),
+                jobs(
+                    "send_email",
+                    Some("smtp::Error"),
+                    |i| f64::from(u8::from(between(8, 40)(i))),
+                    steps,
+                ),
+                jobs(
+                    "send_email",
+                    Some("panic"),
+                    |i| f64::from(u8::from(between(8, 40)(i))),
+                    steps,
+                ),
+                jobs("charge_card", None, |_| 8.0, steps),
+                jobs(
+                    "charge_card",
+                    Some("cancelled"),
+                    |i| if between(8, 40)(i) { 4.0 } else { 0.0 },
+                    steps,
+                ),
+                jobs("digest", None, |_| 1.0, steps),
+                jobs("digest", Some("db::Error"), |_| 1.0, steps),
+            ],
         },
         Scenario {
             name: "target down",

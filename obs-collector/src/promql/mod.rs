@@ -419,7 +419,7 @@ mod tests {
                 n += 1;
             }
         }
-        assert_eq!(n, 3);
+        assert_eq!(n, 4);
     }
 
     #[test]
@@ -449,7 +449,7 @@ mod tests {
             .iter()
             .map(|r| compile(r["expr"].as_str().unwrap()).unwrap().threshold())
             .collect();
-        assert_eq!(got, [Some(0.05), Some(2.0), Some(0.0)]);
+        assert_eq!(got, [Some(0.05), Some(2.0), Some(0.05), Some(0.0)]);
     }
 
     #[test]

@@ -320,7 +320,15 @@ mod tests {
         assert_eq!(groups.len(), 1);
         assert_eq!(groups[0].interval, Duration::from_secs(15));
         let names: Vec<&str> = groups[0].rules.iter().map(Rule::name).collect();
-        assert_eq!(names, ["HighErrorRate", "HighLatencyP95", "TargetDown"]);
+        assert_eq!(
+            names,
+            [
+                "HighErrorRate",
+                "HighLatencyP95",
+                "HighJobFailureRate",
+                "TargetDown"
+            ]
+        );
         let Kind::Alerting(a) = &groups[0].rules[0].kind else {
             panic!()
         };
