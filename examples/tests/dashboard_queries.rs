@@ -49,17 +49,31 @@ fn dashboard_and_rule_queries_return_the_traffics_numbers() {
     );
     let prom = Prometheus::start(&config).unwrap();
 
-    // 40 s of steady traffic: 4 of 5 requests succeed on /users/{id}, 1 fails on /fail.
+    // 40 s of steady traffic: 4 of 5 requests succeed, 1 fails on /fail. Of the successes,
+    // 1 in 8 is a signup (202), whose welcome email is a job (in this process, without
+    // Redis); 1 signup in 4 bounces.
     let addr = demo.addr;
     let deadline = std::time::Instant::now() + Duration::from_secs(40);
     let mut sent = 0;
+    let mut signups = 0;
     while std::time::Instant::now() < deadline {
-        let path = if sent % 5 == 4 {
-            "/fail".to_owned()
+        if sent % 10 == 0 {
+            let email = if signups % 4 == 0 {
+                "bounce@example.com"
+            } else {
+                "ada@example.com"
+            };
+            let r = client::post(addr, "/signup", &[], email.as_bytes()).unwrap();
+            assert_eq!(r.status, 202);
+            signups += 1;
         } else {
-            format!("/users/{sent}")
-        };
-        client::get(addr, &path).unwrap();
+            let path = if sent % 5 == 4 {
+                "/fail".to_owned()
+            } else {
+                format!("/users/{sent}")
+            };
+            client::get(addr, &path).unwrap();
+        }
         sent += 1;
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -96,7 +110,7 @@ fn dashboard_and_rule_queries_return_the_traffics_numbers() {
         }
     }
     assert_eq!(
-        ran, 16,
+        ran, 19,
         "every query of every panel, the error panel's exemplar query too"
     );
 
@@ -168,6 +182,18 @@ fn dashboard_and_rule_queries_return_the_traffics_numbers() {
     };
     assert!((class("5xx") / (class("2xx") + class("5xx")) - 0.2).abs() < 0.01);
     assert_eq!(value(&panel_expr("Targets up", 0)), 1.0);
+    let job_rate = value(&panel_expr("Job rate by name", 0));
+    let expected_jobs = f64::from(signups) / 40.0;
+    assert!(
+        (job_rate - expected_jobs).abs() / expected_jobs < 0.3,
+        "job rate {job_rate}/s vs about {expected_jobs}/s"
+    );
+    let job_failures = value(&panel_expr("Job failure ratio by name", 0));
+    assert!(
+        (job_failures - 0.25).abs() < 0.1,
+        "job failure ratio {job_failures}: 1 signup in 4 bounces"
+    );
+    assert!(value(&panel_expr("Job duration p95 by name", 0)) > 0.0);
 
     // Every variable's values include the demo.
     for (label, matcher) in [
@@ -207,10 +233,17 @@ fn dashboard_and_rule_queries_return_the_traffics_numbers() {
         prom.query(rule["query"].as_str().unwrap()).unwrap();
         n += 1;
     }
-    assert_eq!(n, 9);
+    assert_eq!(n, 10);
     // 20% errors with more than 10 requests a minute: HighErrorRate is at least pending.
     prom.wait_until(
         "ALERTS{alertname=\"HighErrorRate\",job=\"demo\"}",
+        Duration::from_secs(10),
+        |r| !r.is_empty(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    // 1 job in 4 failing, more than 10 a minute: HighJobFailureRate too, for the job's name.
+    prom.wait_until(
+        "ALERTS{alertname=\"HighJobFailureRate\",job=\"demo\",messaging_destination_name=\"send_welcome_email\"}",
         Duration::from_secs(10),
         |r| !r.is_empty(),
     )

@@ -77,25 +77,35 @@ impl DemoService {
     /// Starts `bin` with `env` (on top of `OBS_DEMO_ADDR` and `OBS_ADMIN_ADDR` set to free
     /// loopback ports unless `env` sets them) and waits until it listens.
     pub fn start(bin: &Path, env: &[(&str, &str)]) -> io::Result<Self> {
-        let mut demo = Self::spawn(bin, env)?;
-        let Some(listening) =
-            demo.wait_for(|l| l.contains("demo-service listening"), START_TIMEOUT)
-        else {
-            return Err(io::Error::other(format!(
-                "demo-service did not start; output: {:?}",
-                demo.lines()
-            )));
-        };
+        let (mut demo, listening) = Self::start_until(bin, env, "demo-service listening")?;
         demo.addr = value_after(&listening, "listen.addr")
             .and_then(|a| a.parse().ok())
             .ok_or_else(|| io::Error::other(format!("no listen.addr in {listening}")))?;
-        demo.admin = value_after(&listening, "metrics.url").and_then(|u| {
+        Ok(demo)
+    }
+
+    /// Starts `bin` as [`DemoService::start`] does, for a process without an application port
+    /// (a worker): waits for a line containing `ready`, reads the admin address from its
+    /// `metrics.url`, and returns the line too.
+    pub fn start_until(
+        bin: &Path,
+        env: &[(&str, &str)],
+        ready: &str,
+    ) -> io::Result<(Self, String)> {
+        let mut demo = Self::spawn(bin, env)?;
+        let Some(line) = demo.wait_for(|l| l.contains(ready), START_TIMEOUT) else {
+            return Err(io::Error::other(format!(
+                "{bin:?} did not say {ready:?}; output: {:?}",
+                demo.lines()
+            )));
+        };
+        demo.admin = value_after(&line, "metrics.url").and_then(|u| {
             u.strip_prefix("http://")?
                 .strip_suffix("/metrics")?
                 .parse()
                 .ok()
         });
-        Ok(demo)
+        Ok((demo, line))
     }
 
     /// Starts a service that listens on `PORT` (a free loopback port is given) and logs only
@@ -261,6 +271,80 @@ fn value_after(line: &str, key: &str) -> Option<String> {
         .find(|c: char| c == '"' || c == ',' || c.is_whitespace() || c == '}')
         .unwrap_or(rest.len());
     Some(rest[..end].to_owned())
+}
+
+/// A Redis server (Debian's `redis-server`) on a free loopback port, without persistence;
+/// killed when dropped.
+pub struct RedisServer {
+    child: Child,
+    /// `redis://127.0.0.1:port`.
+    pub url: String,
+}
+
+impl RedisServer {
+    /// Starts `redis-server` and waits until it answers `PING`.
+    pub fn start() -> io::Result<Self> {
+        let port = free_port()?;
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                io::Error::other(format!("redis-server (apt-get install redis-server): {e}"))
+            })?;
+        let server = Self {
+            child,
+            url: format!("redis://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if server
+                .command(&["PING"])
+                .is_ok_and(|r| r.starts_with("+PONG"))
+            {
+                return Ok(server);
+            }
+            if Instant::now() >= deadline {
+                return Err(io::Error::other("redis-server did not answer PING"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends one command (RESP) and returns the first line of the reply (`:3`, `+PONG`).
+    pub fn command(&self, args: &[&str]) -> io::Result<String> {
+        use std::io::Write;
+        let addr: SocketAddr = self.url["redis://".len()..]
+            .parse()
+            .map_err(io::Error::other)?;
+        let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        let mut request = format!("*{}\r\n", args.len());
+        for a in args {
+            request.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        stream.write_all(request.as_bytes())?;
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line)?;
+        Ok(line.trim_end().to_owned())
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// obs-collector as a child process (`bin`), with its stdout and stderr captured; killed when

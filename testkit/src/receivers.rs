@@ -463,6 +463,42 @@ pub fn refused_endpoint() -> String {
     format!("http://{addr}")
 }
 
+/// A downstream HTTP service that answers every request 200 and keeps its headers (the mail
+/// provider a job calls, to see the `traceparent` it sent).
+pub struct HttpRecorder {
+    addr: SocketAddr,
+    shared: Arc<Shared<HeaderMap>>,
+}
+
+impl HttpRecorder {
+    /// Starts a recorder on a loopback port.
+    pub fn start() -> Self {
+        let shared = Shared::<HeaderMap>::new(Behavior::Ok);
+        let app = Router::new()
+            .fallback(
+                |State(shared): State<Arc<Shared<HeaderMap>>>, headers: HeaderMap| async move {
+                    shared.push(headers);
+                    StatusCode::OK
+                },
+            )
+            .with_state(Arc::clone(&shared));
+        Self {
+            addr: serve(app),
+            shared,
+        }
+    }
+
+    /// Its base URL, `http://127.0.0.1:port`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The headers of every request so far.
+    pub fn requests(&self) -> Vec<HeaderMap> {
+        self.shared.all()
+    }
+}
+
 /// A metrics target serving `page` (which the caller may change) as Prometheus text.
 pub fn serve_text(page: Arc<Mutex<String>>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");

@@ -6,7 +6,9 @@
 //! `DEMO_DOWNSTREAM_URL/users/42` with reqwest-tracing, as services do), `GET /report` (reports
 //! a handled error with the Sentry API and with `error!`), `GET /steps?tag=T` (two warnings,
 //! then an error: breadcrumbs), `GET /legacy` (code on the `log` crate: a `log::warn!` and a
-//! `log::error!`, bridged), `GET /search?q=` (a fast lookup). `DEMO_FAULT` is what this
+//! `log::error!`, bridged), `GET /search?q=` (a fast lookup), `POST /signup` (body: the
+//! address; answers 202 at once and leaves the welcome email to a job: on the Redis queue at
+//! `REDIS_URL` for the `worker`, else run in this process). `DEMO_FAULT` is what this
 //! build gets wrong, so a deploy can break a route: `errors` (`GET /users/{id}` answers 500 to
 //! 4 requests in 5) or `slow` (`GET /search` takes 3 s). Listens on `OBS_DEMO_ADDR`
 //! (default 127.0.0.1:3000); metrics on the admin address (`OBS_ADMIN_ADDR`, default
@@ -16,10 +18,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::{Path, Query};
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
+use obs_examples::jobs::{self, WELCOME_EMAIL};
+use obs_examples::queue::{Envelope, Queue};
 use serde::Deserialize;
 use tracing::Instrument;
 
@@ -50,7 +56,17 @@ fn fault() -> Fault {
 
 #[tokio::main]
 pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let obs = obs::init()?;
+    let obs = Arc::new(obs::init()?);
+    let queue = match std::env::var("REDIS_URL") {
+        Ok(url) => Some(Queue::connect(&url).await?),
+        Err(_) => None,
+    };
+    let signups = Router::new()
+        .route("/signup", post(signup))
+        .with_state(Signups {
+            obs: Arc::clone(&obs),
+            queue,
+        });
     let app = Router::new()
         .route("/users/{id}", get(user))
         .route("/fail", get(fail))
@@ -61,6 +77,7 @@ pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/steps", get(steps))
         .route("/legacy", get(legacy))
         .route("/search", get(search))
+        .merge(signups)
         .layer(obs.layer());
 
     let addr: SocketAddr = match std::env::var("OBS_DEMO_ADDR") {
@@ -95,6 +112,37 @@ pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!("demo-service stopped");
     obs.shutdown(Duration::from_secs(5));
     Ok(())
+}
+
+/// Where signups' jobs go.
+#[derive(Clone)]
+struct Signups {
+    obs: Arc<obs::Obs>,
+    queue: Option<Queue>,
+}
+
+/// Answers at once; the welcome email is a job, on the queue or in a task of this process.
+async fn signup(State(s): State<Signups>, email: String) -> (StatusCode, String) {
+    let payload = serde_json::json!({ "email": email.trim() });
+    match &s.queue {
+        Some(queue) => match queue.enqueue(WELCOME_EMAIL, payload).await {
+            Ok(id) => (StatusCode::ACCEPTED, format!("queued {id}\n")),
+            Err(e) => {
+                tracing::error!(error = %e, "the job queue is unreachable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "try again later\n".to_owned(),
+                )
+            }
+        },
+        None => {
+            let job = Envelope::new(WELCOME_EMAIL, payload);
+            let id = job.id.clone();
+            let obs = Arc::clone(&s.obs);
+            tokio::spawn(async move { jobs::run(&obs, "tokio", job).await });
+            (StatusCode::ACCEPTED, format!("started {id}\n"))
+        }
+    }
 }
 
 async fn user(Path(id): Path<u64>) -> Result<Json<serde_json::Value>, (StatusCode, &'static str)> {
