@@ -3,7 +3,10 @@
 //!   obs's `JsonLayer` vs `tracing_subscriber::fmt().json()`, both writing to `io::sink()`;
 //! - one RED record: `Obs::record_request` vs a plain `prometheus::HistogramVec` observe, and
 //!   with spans exported inside a sampled trace (the bucket's exemplar written too);
-//! - the whole middleware on an in-process service (no network): bare vs `obs.layer()`.
+//! - the whole middleware on an in-process service (no network): bare vs `obs.layer()`;
+//! - one job: a bare ready future vs the same under `obs.job(..).run(..)`, with obs' log line
+//!   only (as the middleware case) and with the test obs' whole subscriber (spans built by
+//!   tracing-opentelemetry, no exporter).
 //!
 //! Run: `cargo bench -p obs-rs --bench log_event`
 
@@ -160,5 +163,28 @@ fn middleware(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, log_event, record, middleware);
+async fn job_body() -> Result<u64, std::io::Error> {
+    Ok(black_box(42))
+}
+
+fn job(c: &mut Criterion) {
+    let test = obs::test::init();
+    let sink = tracing_subscriber::registry()
+        .with(JsonLayer::new(std::io::sink(), "bench").with_filter(LevelFilter::INFO));
+    let mut g = c.benchmark_group("job");
+    g.bench_function("bare", |b| b.iter(|| ready(job_body()).unwrap()));
+    tracing::subscriber::with_default(sink, || {
+        g.bench_function("obs_job", |b| {
+            b.iter(|| ready(test.job("send_email").system("redis").run(job_body())).unwrap())
+        });
+    });
+    tracing::dispatcher::with_default(&test.dispatch(), || {
+        g.bench_function("obs_job_with_spans", |b| {
+            b.iter(|| ready(test.job("send_email").system("redis").run(job_body())).unwrap())
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, log_event, record, middleware, job);
 criterion_main!(benches);
