@@ -54,10 +54,7 @@ async fn perform(job: Envelope) -> Result<(), JobError> {
         return Err(JobError::Bounced);
     }
     if let Ok(mail) = std::env::var("DEMO_MAIL_URL") {
-        let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-            .with(reqwest_tracing::TracingMiddleware::default())
-            .build();
-        let response = client
+        let response = crate::outgoing::traced_client()
             .post(&mail)
             .body(to.to_owned())
             .timeout(Duration::from_secs(2))

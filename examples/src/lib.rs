@@ -5,5 +5,6 @@
 pub mod demo_rules;
 pub mod fuzz_checks;
 pub mod jobs;
+pub mod outgoing;
 pub mod queue;
 pub mod rollout;

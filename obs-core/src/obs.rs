@@ -268,6 +268,19 @@ impl Obs {
         ObsLayer::new(Arc::clone(&self.shared))
     }
 
+    /// The middleware for actix-web 4 (feature `actix`): `App::new().wrap(obs.actix())` gives
+    /// what [`Obs::layer`] gives a tower service. See [`crate::actix`].
+    ///
+    /// ```
+    /// let obs = obs::test::init();
+    /// let app = actix_web::App::new().wrap(obs.actix());
+    /// # let _ = app;
+    /// ```
+    #[cfg(feature = "actix")]
+    pub fn actix(&self) -> crate::actix::ObsActix {
+        crate::actix::ObsActix::new(Arc::clone(&self.shared))
+    }
+
     /// A job (a unit of work that is not an HTTP request) named `name`, the queue or task type
     /// (`messaging.destination.name`): [`Job::run`] runs its future with a span, `job_id` and
     /// `job_name` on its log lines, `messaging_process_duration_seconds` and its own Sentry hub.

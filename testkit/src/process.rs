@@ -77,16 +77,17 @@ impl DemoService {
     /// Starts `bin` with `env` (on top of `OBS_DEMO_ADDR` and `OBS_ADMIN_ADDR` set to free
     /// loopback ports unless `env` sets them) and waits until it listens.
     pub fn start(bin: &Path, env: &[(&str, &str)]) -> io::Result<Self> {
-        let (mut demo, listening) = Self::start_until(bin, env, "demo-service listening")?;
-        demo.addr = value_after(&listening, "listen.addr")
-            .and_then(|a| a.parse().ok())
-            .ok_or_else(|| io::Error::other(format!("no listen.addr in {listening}")))?;
+        let (demo, listening) = Self::start_until(bin, env, "demo-service listening")?;
+        if demo.addr.port() == 0 {
+            return Err(io::Error::other(format!("no listen.addr in {listening}")));
+        }
         Ok(demo)
     }
 
-    /// Starts `bin` as [`DemoService::start`] does, for a process without an application port
-    /// (a worker): waits for a line containing `ready`, reads the admin address from its
-    /// `metrics.url`, and returns the line too.
+    /// Starts `bin` as [`DemoService::start`] does, for another service (whose start line is
+    /// another) or a process without an application port (a worker): waits for a line
+    /// containing `ready`, reads the application address from its `listen.addr` (if any) and
+    /// the admin address from its `metrics.url`, and returns the line too.
     pub fn start_until(
         bin: &Path,
         env: &[(&str, &str)],
@@ -99,6 +100,9 @@ impl DemoService {
                 demo.lines()
             )));
         };
+        if let Some(addr) = value_after(&line, "listen.addr").and_then(|a| a.parse().ok()) {
+            demo.addr = addr;
+        }
         demo.admin = value_after(&line, "metrics.url").and_then(|u| {
             u.strip_prefix("http://")?
                 .strip_suffix("/metrics")?

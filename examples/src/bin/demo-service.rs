@@ -224,10 +224,7 @@ async fn checkout() -> Result<String, StatusCode> {
     .entered();
     drop(_audit);
     tracing::info!("reserving stock");
-    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(reqwest_tracing::TracingMiddleware::default())
-        .build();
-    let response = client
+    let response = obs_examples::outgoing::traced_client()
         .get(format!("{downstream}/users/42"))
         .send()
         .await

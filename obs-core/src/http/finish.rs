@@ -105,6 +105,12 @@ impl InFlight {
         self.info.id.header_value()
     }
 
+    /// The request's id as text, for another framework's header type.
+    #[cfg(feature = "actix")]
+    pub(crate) fn request_id_str(&self) -> &str {
+        self.info.id.as_str()
+    }
+
     /// Runs `f` inside the request's span and Sentry hub.
     pub(crate) fn within<R>(&self, f: impl FnOnce() -> R) -> R {
         let _entered = self.span.enter();

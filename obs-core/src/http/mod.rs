@@ -33,6 +33,11 @@ mod service;
 pub use auth::{bearer_token_matches, constant_time_eq};
 pub use body::ObsBody;
 pub use future::ResponseFuture;
+// What another framework's middleware (`crate::actix`) shares with this one.
+#[cfg(feature = "actix")]
+pub(crate) use finish::InFlight;
+#[cfg(feature = "actix")]
+pub(crate) use service::request_span;
 pub use service::{ObsLayer, ObsService};
 // The request's values live with the request model; they are the middleware's public face.
 pub use crate::request::{

@@ -65,10 +65,10 @@ pub struct ObsService<S> {
     shared: Arc<Shared>,
 }
 
-/// The request's `tracing` span, which tracing-opentelemetry makes the SERVER span: `otel.*`
-/// fields name it, the others are its attributes and every log line's fields (`otel.*` are not
-/// logged, `request.id` is logged as `request_id`).
-fn request_span(info: &RequestInfo, method: &http::Method) -> Span {
+/// The request's `tracing` span (`method`: as the client sent it), which tracing-opentelemetry
+/// makes the SERVER span: `otel.*` fields name it, the others are its attributes and every log
+/// line's fields (`otel.*` are not logged, `request.id` is logged as `request_id`).
+pub(crate) fn request_span(info: &RequestInfo, method: &str) -> Span {
     let span = tracing::info_span!(
         target: TARGET,
         "request",
@@ -85,7 +85,7 @@ fn request_span(info: &RequestInfo, method: &http::Method) -> Span {
         error.r#type = Empty,
     );
     if info.method.as_str() == semconv::METHOD_OTHER {
-        span.record("http.request.method_original", method.as_str());
+        span.record("http.request.method_original", method);
     }
     span
 }
@@ -120,7 +120,7 @@ where
         let start = Instant::now();
         let id = RequestId::for_request(req.headers());
         let info = Arc::new(RequestInfo::of(&req, id.clone()));
-        let span = request_span(&info, req.method());
+        let span = request_span(&info, req.method().as_str());
         // The incoming `traceparent`/`tracestate`/`baggage` (as `OTEL_PROPAGATORS` says), or
         // none: a server span never inherits whatever context the thread had.
         let parent = self

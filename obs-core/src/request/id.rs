@@ -77,8 +77,13 @@ impl RequestId {
 
     /// Reads the request's `x-request-id`, or makes a new id.
     pub(crate) fn for_request(headers: &http::HeaderMap) -> Self {
-        Self::from_incoming(headers.get(REQUEST_ID_HEADER).map(HeaderValue::as_bytes))
-            .unwrap_or_else(Self::generate)
+        Self::or_new(headers.get(REQUEST_ID_HEADER).map(HeaderValue::as_bytes))
+    }
+
+    /// The incoming `x-request-id` (its bytes, from any framework's headers) if valid, else a
+    /// new id.
+    pub(crate) fn or_new(incoming: Option<&[u8]>) -> Self {
+        Self::from_incoming(incoming).unwrap_or_else(Self::generate)
     }
 }
 

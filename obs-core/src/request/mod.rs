@@ -176,7 +176,11 @@ pub(crate) struct Method(u8);
 
 impl Method {
     pub fn of(method: &http::Method) -> Self {
-        let s = method.as_str();
+        Self::named(method.as_str())
+    }
+
+    /// The method named `s` (another framework's method type, as text).
+    pub fn named(s: &str) -> Self {
         let i = semconv::KNOWN_METHODS
             .iter()
             .position(|m| *m == s)
@@ -206,7 +210,12 @@ pub(crate) enum Scheme {
 
 impl Scheme {
     pub fn of(uri: &http::Uri) -> Self {
-        if uri.scheme() == Some(&http::uri::Scheme::HTTPS) {
+        Self::named(uri.scheme_str())
+    }
+
+    /// The scheme a request's URI names (another framework's URI type, as text).
+    pub fn named(scheme: Option<&str>) -> Self {
+        if scheme == Some("https") {
             Scheme::Https
         } else {
             Scheme::Http
