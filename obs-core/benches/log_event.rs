@@ -186,5 +186,39 @@ fn job(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, log_event, record, middleware, job);
+/// The actix middleware on an in-process app (`cargo bench -p obs-rs --features actix`): bare
+/// vs `obs.actix()`, to set beside `middleware_in_process` (axum's `obs.layer()`).
+#[cfg(feature = "actix")]
+fn actix(c: &mut Criterion) {
+    use actix_web::dev::Service as _;
+    use actix_web::{test, web, App};
+    let obs = obs::test::init();
+    let sink = tracing_subscriber::registry()
+        .with(JsonLayer::new(std::io::sink(), "bench").with_filter(LevelFilter::INFO));
+    let system = actix_web::rt::System::new();
+    let route = || web::get().to(|| async { "hello" });
+    let bare = system.block_on(test::init_service(App::new().route("/users/{id}", route())));
+    let with_obs = system.block_on(test::init_service(
+        App::new().wrap(obs.actix()).route("/users/{id}", route()),
+    ));
+    let req = || {
+        test::TestRequest::get()
+            .uri("/users/42")
+            .insert_header(("x-request-id", "abc-123"))
+            .to_request()
+    };
+    tracing::subscriber::with_default(sink, || {
+        let mut g = c.benchmark_group("actix_in_process");
+        g.bench_function("bare", |b| b.iter(|| ready(bare.call(req())).unwrap()));
+        g.bench_function("obs_actix", |b| {
+            b.iter(|| ready(with_obs.call(req())).unwrap())
+        });
+        g.finish();
+    });
+}
+
+#[cfg(not(feature = "actix"))]
+fn actix(_: &mut Criterion) {}
+
+criterion_group!(benches, log_event, record, middleware, job, actix);
 criterion_main!(benches);

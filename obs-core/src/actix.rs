@@ -83,8 +83,11 @@ pub struct ObsActixService<S> {
     shared: Arc<Shared>,
 }
 
-/// The request model of an actix request (whose `http` types are of `http` 0.2).
-fn request_info(req: &ServiceRequest, id: RequestId) -> RequestInfo {
+/// The request model of an actix request (whose `http` types are of `http` 0.2); the host is
+/// copied only for Sentry's request URL.
+fn request_info(req: &ServiceRequest, id: RequestId, sentry: bool) -> RequestInfo {
+    #[cfg(not(feature = "sentry"))]
+    let _ = sentry;
     let uri = req.uri();
     RequestInfo {
         id,
@@ -102,6 +105,7 @@ fn request_info(req: &ServiceRequest, id: RequestId) -> RequestInfo {
             .authority()
             .map(|a| a.as_str().as_bytes())
             .or_else(|| req.headers().get("host").map(HeaderValue::as_bytes))
+            .filter(|_| sentry)
             .and_then(|h| http::HeaderValue::from_bytes(h).ok()),
     }
 }
@@ -136,7 +140,7 @@ where
                 .get(REQUEST_ID_HEADER)
                 .map(HeaderValue::as_bytes),
         );
-        let info = Arc::new(request_info(&req, id.clone()));
+        let info = Arc::new(request_info(&req, id.clone(), self.shared.sentry.is_some()));
         let span = request_span(&info, req.method().as_str());
         let parent = self.shared.propagator.extract(&ActixHeaders(req.headers()));
         let _ = span.set_parent(parent);

@@ -2,7 +2,7 @@
 //! run, interleaved, server pinned to CPU 0 and `wrk` to CPU 1.
 //!
 //! ```text
-//! cargo run --release -p obs-examples --bin load-bench -- [--rounds 3] [--seconds 5] [--connections 32]
+//! cargo run --release -p obs-examples --bin load-bench -- [--rounds 3] [--seconds 5] [--connections 32] [--only obs,actix-obs]
 //! ```
 //!
 //! Variants (each a separate server process, stdout to /dev/null):
@@ -18,7 +18,13 @@
 //!   INFO), tracing-subscriber
 //!   `fmt().json()`, tracing-opentelemetry with the SDK's batch span processor and
 //!   opentelemetry-otlp (same endpoint, `always_on`), sentry-tracing's default layer, and a
-//!   `prometheus` RED middleware (histogram by method, route, status).
+//!   `prometheus` RED middleware (histogram by method, route, status);
+//! - `actix-bare`, `actix-obs`, `actix-obs-full`, `actix-peer`: the same on actix-web 4 (one
+//!   worker): no middleware; `obs.actix()` as `obs` and as `obs-full`; and the actix peer as
+//!   the crates' docs set it up: tracing-actix-web's `TracingLogger` (its `opentelemetry_0_32`
+//!   feature), actix-web-prom's `PrometheusMetrics`, sentry-actix's `Sentry`, on the peer's
+//!   subscriber, exporter and Sentry client above. An actix variant's overhead is against
+//!   `actix-bare`.
 //!
 //! Prints a Markdown table: median requests/s, the overhead per request against `bare`
 //! (`1e6/rps_variant - 1e6/rps_bare` microseconds) computed per round, median over rounds, and
@@ -32,7 +38,7 @@ use axum::routing::get;
 use axum::Router;
 use obs_testkit::receivers::{Behavior, OtlpReceiver, SentryReceiver};
 
-const VARIANTS: [&str; 7] = [
+const VARIANTS: [&str; 11] = [
     "bare",
     "obs",
     "obs-logs-off",
@@ -40,12 +46,16 @@ const VARIANTS: [&str; 7] = [
     "obs-sentry",
     "obs-full",
     "peer",
+    "actix-bare",
+    "actix-obs",
+    "actix-obs-full",
+    "actix-peer",
 ];
 
 /// The environment of each variant's server.
 fn variant_env(name: &str, otlp: &str, dsn: &str) -> Vec<(&'static str, String)> {
     match name {
-        "obs" => vec![("RUST_LOG", "info".into())],
+        "obs" | "actix-obs" => vec![("RUST_LOG", "info".into())],
         "obs-logs-off" => vec![("RUST_LOG", "off".into())],
         "obs-otlp" => vec![
             ("RUST_LOG", "info".into()),
@@ -54,7 +64,7 @@ fn variant_env(name: &str, otlp: &str, dsn: &str) -> Vec<(&'static str, String)>
             ("OTEL_TRACES_SAMPLER", "always_on".into()),
         ],
         "obs-sentry" => vec![("RUST_LOG", "info".into()), ("SENTRY_DSN", dsn.into())],
-        "obs-full" | "peer" => vec![
+        "obs-full" | "peer" | "actix-obs-full" | "actix-peer" => vec![
             ("RUST_LOG", "info".into()),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.into()),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".into()),
@@ -77,6 +87,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     };
+    // `--only a,b`: just these variants (their bare ones are added).
+    let only: Option<Vec<String>> = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(|list| list.split(',').map(str::to_owned).collect());
+    let chosen = |name: &str| {
+        only.as_ref()
+            .is_none_or(|o| name == "bare" || name == "actix-bare" || o.iter().any(|v| v == name))
+    };
     let (rounds, seconds, connections) = (
         flag("--rounds", 3),
         flag("--seconds", 5),
@@ -89,6 +109,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut peak_rss = [0u64; VARIANTS.len()];
     for round in 1..=rounds {
         for (i, name) in VARIANTS.iter().enumerate() {
+            if !chosen(name) {
+                continue;
+            }
             let env = variant_env(name, &otlp.endpoint(), &sentry.dsn("benchkey"));
             let server = Server::start(&exe, name, &env)?;
             let rps = wrk(server.addr, seconds, connections)?;
@@ -103,14 +126,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     // Overhead per request against bare: from the medians, and per round against the bare run
     // of the same round (back to back, so slow phases of the machine hit both), median of those.
-    let bare = &results[0].1;
+    // An actix variant's bare is actix-bare.
+    let axum_bare = results[0].1.clone();
+    let actix_bare = results[VARIANTS.iter().position(|v| *v == "actix-bare").unwrap()]
+        .1
+        .clone();
     println!("| variant | median req/s | rounds (req/s) | overhead from medians (us) | overhead, median of rounds (us) | peak RSS (MiB) |");
     println!("|---|---:|---|---:|---:|---:|");
     for ((name, rps), rss) in results.iter().zip(peak_rss) {
+        if rps.is_empty() {
+            continue;
+        }
+        let bare = if name.starts_with("actix") {
+            &actix_bare
+        } else {
+            &axum_bare
+        };
         let runs: Vec<String> = rps.iter().map(|r| format!("{r:.0}")).collect();
         let paired: Vec<f64> = rps
             .iter()
-            .zip(bare)
+            .zip(bare.iter())
             .map(|(v, b)| 1e6 / v - 1e6 / b)
             .collect();
         let from_medians = 1e6 / median(rps) - 1e6 / median(bare);
@@ -211,6 +246,9 @@ impl Drop for Server {
 
 /// The server side: a one-thread runtime serving `GET /users/{id}`.
 fn serve(variant: &str, addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
+    if variant.starts_with("actix") {
+        return actix_web::rt::System::new().block_on(serve_actix(variant, addr));
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -219,8 +257,8 @@ fn serve(variant: &str, addr: SocketAddr) -> Result<(), Box<dyn std::error::Erro
         let (app, _obs, _peer) = match variant {
             "bare" => (app, None, None),
             "peer" => {
-                let (app, guard) = peer::assemble(app)?;
-                (app, None, Some(guard))
+                let guard = peer::install()?;
+                (peer::layers(app)?, None, Some(guard))
             }
             _ => {
                 let obs = obs::init()?;
@@ -231,6 +269,55 @@ fn serve(variant: &str, addr: SocketAddr) -> Result<(), Box<dyn std::error::Erro
         axum::serve(listener, app).await?;
         Ok(())
     })
+}
+
+/// The actix server side: one worker serving `GET /users/{id}`.
+async fn serve_actix(variant: &str, addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
+    use actix_web::{web, App, HttpServer};
+    async fn user() -> &'static str {
+        "ok"
+    }
+    match variant {
+        "actix-bare" => {
+            HttpServer::new(|| App::new().route("/users/{id}", web::get().to(user)))
+                .workers(1)
+                .bind(addr)?
+                .run()
+                .await?
+        }
+        "actix-peer" => {
+            let _guard = peer::install()?;
+            let prometheus = actix_web_prom::PrometheusMetricsBuilder::new("api")
+                .endpoint("/metrics")
+                .build()
+                .map_err(|e| e.to_string())?;
+            HttpServer::new(move || {
+                App::new()
+                    .wrap(prometheus.clone())
+                    .wrap(sentry_actix::Sentry::new())
+                    .wrap(tracing_actix_web::TracingLogger::default())
+                    .route("/users/{id}", web::get().to(user))
+            })
+            .workers(1)
+            .bind(addr)?
+            .run()
+            .await?
+        }
+        _ => {
+            let obs = obs::init()?;
+            let middleware = obs.actix();
+            HttpServer::new(move || {
+                App::new()
+                    .wrap(middleware.clone())
+                    .route("/users/{id}", web::get().to(user))
+            })
+            .workers(1)
+            .bind(addr)?
+            .run()
+            .await?
+        }
+    }
+    Ok(())
 }
 
 /// The peer assembly, as the crates' documentation shows it.
@@ -279,8 +366,9 @@ mod peer {
         response
     }
 
-    /// Installs the peer stack from `OTEL_EXPORTER_OTLP_ENDPOINT` and `SENTRY_DSN`.
-    pub fn assemble(app: Router) -> Result<(Router, Guard), Box<dyn std::error::Error>> {
+    /// Installs the peer's subscriber, exporter and Sentry client from
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` and `SENTRY_DSN` (shared by the axum and actix peers).
+    pub fn install() -> Result<Guard, Box<dyn std::error::Error>> {
         let exporter = SpanExporter::builder().with_http().build()?;
         let provider = SdkTracerProvider::builder()
             .with_span_processor(BatchSpanProcessor::builder(exporter, Tokio).build())
@@ -297,6 +385,14 @@ mod peer {
             .with(obs::otel::tracing_opentelemetry::layer().with_tracer(provider.tracer("peer")))
             .with(sentry_layer)
             .try_init()?;
+        Ok(Guard {
+            _sentry: sentry,
+            _provider: provider,
+        })
+    }
+
+    /// The axum peer's middleware stack over `app`, with its RED histogram.
+    pub fn layers(app: Router) -> Result<Router, Box<dyn std::error::Error>> {
         let histogram = HistogramVec::new(
             HistogramOpts::new("http_server_request_duration_seconds", "Request duration."),
             &[
@@ -307,7 +403,7 @@ mod peer {
         )?;
         prometheus::register(Box::new(histogram.clone()))?;
         let _ = RED.set(histogram);
-        let app = app
+        Ok(app
             .layer(from_fn(red))
             // At INFO, as services configure it to get a span and a line per request (the
             // defaults are DEBUG, which `info` filters out: no span, no line, nothing exported).
@@ -317,13 +413,6 @@ mod peer {
                     .on_response(DefaultOnResponse::new().level(Level::INFO)),
             )
             .layer(PropagateRequestIdLayer::x_request_id())
-            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
-        Ok((
-            app,
-            Guard {
-                _sentry: sentry,
-                _provider: provider,
-            },
-        ))
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid)))
     }
 }
