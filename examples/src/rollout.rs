@@ -71,7 +71,8 @@ impl Instance {
     }
 }
 
-/// Steady traffic to each of `apps` until `stop`: `GET /users/{id}` ten times a second and six
+/// Steady traffic to each of `apps` until `stop`: `GET /users/{id}` ten times a second,
+/// `GET /accounts/{id}` (three statements on the service's database) twice a second, and six
 /// loops of `GET /search` five times a second each (a slow build makes them 3 s); failed
 /// connections (an instance being redeployed) are retried at the next turn.
 pub fn steady_traffic(
@@ -80,14 +81,17 @@ pub fn steady_traffic(
 ) -> Vec<std::thread::JoinHandle<()>> {
     let mut threads = Vec::new();
     for &addr in apps {
-        let mut loops: Vec<(&str, u64)> = vec![("/users/", 100)];
+        // Accounts read the service's database: their traces show its statements.
+        let mut loops: Vec<(&str, u64)> = vec![("/users/", 100), ("/accounts/", 500)];
         loops.extend((0..6).map(|_| ("/search?q=shoes", 200)));
         for (path, pause_ms) in loops {
             let stop = Arc::clone(stop);
             threads.push(std::thread::spawn(move || {
                 let mut i: u64 = 1;
                 while !stop.load(Ordering::Relaxed) {
-                    let target = if path.ends_with('/') {
+                    let target = if path == "/accounts/" {
+                        format!("{path}{}", i % 10 + 1) // the ten accounts there are
+                    } else if path.ends_with('/') {
                         format!("{path}{i}")
                     } else {
                         path.to_owned()

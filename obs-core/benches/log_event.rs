@@ -6,7 +6,9 @@
 //! - the whole middleware on an in-process service (no network): bare vs `obs.layer()`;
 //! - one job: a bare ready future vs the same under `obs.job(..).run(..)`, with obs' log line
 //!   only (as the middleware case) and with the test obs' whole subscriber (spans built by
-//!   tracing-opentelemetry, no exporter).
+//!   tracing-opentelemetry, no exporter);
+//! - one sqlx statement event: ignored, turned into the DB metric, and into the metric and a
+//!   CLIENT span (exported).
 //!
 //! Run: `cargo bench -p obs-rs --bench log_event`
 
@@ -182,7 +184,56 @@ fn job(c: &mut Criterion) {
         g.bench_function("obs_job_with_spans", |b| {
             b.iter(|| ready(test.job("send_email").system("redis").run(job_body())).unwrap())
         });
+        // The floor under it: one span of the same subscriber, entered once, and one line.
+        g.bench_function("one_span_and_line_with_spans", |b| {
+            b.iter(|| {
+                let span = tracing::info_span!("job", otel.kind = "consumer");
+                span.in_scope(|| tracing::info!("job completed"));
+            })
+        });
     });
+    g.finish();
+}
+
+/// One statement event as sqlx writes it (`sqlx::query`, DEBUG, `RUST_LOG` at INFO).
+fn sqlx_event() {
+    let elapsed = Duration::from_micros(420);
+    tracing::event!(
+        target: "sqlx::query",
+        tracing::Level::DEBUG,
+        summary = "SELECT id, name FROM …",
+        db.statement = "\n\nSELECT id, name FROM users WHERE id = $1\n",
+        rows_affected = 0u64,
+        rows_returned = 1u64,
+        ?elapsed,
+        elapsed_secs = elapsed.as_secs_f64(),
+    );
+}
+
+/// A sqlx statement event: ignored (`disable_sqlx`), turned into a metric (spans not
+/// exported), into a metric and a CLIENT span (exported to a receiver that discards).
+fn sqlx(c: &mut Criterion) {
+    let receiver =
+        obs_testkit::receivers::OtlpReceiver::start(obs_testkit::receivers::Behavior::Discard);
+    let off = obs::test::init_with(obs::Config::new().disable_sqlx());
+    let metric = obs::test::init_with(obs::Config::new().db_system("postgresql"));
+    let span = obs::test::init_with(
+        obs::Config::new()
+            .db_system("postgresql")
+            .otlp_endpoint(receiver.endpoint()),
+    );
+    let mut g = c.benchmark_group("sqlx_event");
+    for (name, obs) in [
+        ("ignored", &off),
+        ("metric", &metric),
+        ("span_and_metric", &span),
+    ] {
+        tracing::dispatcher::with_default(&obs.dispatch(), || {
+            let request = tracing::info_span!("request");
+            let _entered = request.enter();
+            g.bench_function(name, |b| b.iter(sqlx_event));
+        });
+    }
     g.finish();
 }
 
@@ -191,18 +242,21 @@ fn job(c: &mut Criterion) {
 #[cfg(feature = "actix")]
 fn actix(c: &mut Criterion) {
     use actix_web::dev::Service as _;
-    use actix_web::{test, web, App};
+    use actix_web::test as actix_test;
+    use actix_web::{web, App};
     let obs = obs::test::init();
     let sink = tracing_subscriber::registry()
         .with(JsonLayer::new(std::io::sink(), "bench").with_filter(LevelFilter::INFO));
     let system = actix_web::rt::System::new();
     let route = || web::get().to(|| async { "hello" });
-    let bare = system.block_on(test::init_service(App::new().route("/users/{id}", route())));
-    let with_obs = system.block_on(test::init_service(
+    let bare = system.block_on(actix_test::init_service(
+        App::new().route("/users/{id}", route()),
+    ));
+    let with_obs = system.block_on(actix_test::init_service(
         App::new().wrap(obs.actix()).route("/users/{id}", route()),
     ));
     let req = || {
-        test::TestRequest::get()
+        actix_test::TestRequest::get()
             .uri("/users/42")
             .insert_header(("x-request-id", "abc-123"))
             .to_request()
@@ -220,5 +274,5 @@ fn actix(c: &mut Criterion) {
 #[cfg(not(feature = "actix"))]
 fn actix(_: &mut Criterion) {}
 
-criterion_group!(benches, log_event, record, middleware, job, actix);
+criterion_group!(benches, log_event, record, middleware, job, sqlx, actix);
 criterion_main!(benches);

@@ -57,6 +57,10 @@ pub struct Config {
     /// `None`: as `OBS_ADMIN_ADDR` says.
     admin: Option<Admin>,
     metrics_token: Option<String>,
+    /// `disable_sqlx`.
+    sqlx_off: bool,
+    /// `db_system`.
+    db_system: Option<String>,
     /// Extra layers for obs' subscriber (`with_layer`).
     pub(crate) layers:
         Vec<Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>>,
@@ -288,6 +292,32 @@ impl Config {
         self
     }
 
+    /// Names the database sqlx talks to, for its spans and `db_client_operation_duration_seconds`
+    /// (`db.system.name`: `postgresql`, `sqlite`, `mysql`, ...; sqlx's events do not say it).
+    /// Default `other_sql`.
+    ///
+    /// ```
+    /// let config = obs::Config::new().db_system("postgresql");
+    /// # let _ = config;
+    /// ```
+    pub fn db_system(mut self, system: impl Into<String>) -> Self {
+        self.db_system = Some(system.into());
+        self
+    }
+
+    /// Leaves sqlx's `sqlx::query` events alone: by default each becomes a CLIENT span under
+    /// the current span (when spans are exported) and an observation of
+    /// `db_client_operation_duration_seconds`, whatever `RUST_LOG` says about `sqlx`.
+    ///
+    /// ```
+    /// let config = obs::Config::new().disable_sqlx();
+    /// # let _ = config;
+    /// ```
+    pub fn disable_sqlx(mut self) -> Self {
+        self.sqlx_off = true;
+        self
+    }
+
     /// Resolves this configuration against `env`, collecting one warning per bad value: each
     /// subsystem resolves its own part, this only assembles them.
     pub(crate) fn resolve(&self, env: Lookup<'_>) -> Settings {
@@ -314,6 +344,14 @@ impl Config {
             .clone()
             .or_else(|| env.get(var::OBS_METRICS_TOKEN))
             .map(|t| t.trim().to_owned());
+        let db = DbSettings {
+            sqlx: !self.sqlx_off,
+            system: self
+                .db_system
+                .as_deref()
+                .unwrap_or(DEFAULT_DB_SYSTEM)
+                .into(),
+        };
         Settings {
             service,
             log,
@@ -322,6 +360,7 @@ impl Config {
             sentry,
             admin_addr,
             metrics_token,
+            db,
             warnings: env.warnings,
         }
     }
@@ -359,7 +398,20 @@ pub(crate) struct Settings {
     pub admin_addr: Option<SocketAddr>,
     /// Bearer token required on `/metrics` (never logged).
     pub metrics_token: Option<String>,
+    pub db: DbSettings,
     pub warnings: Vec<String>,
+}
+
+/// The `db.system.name` of sqlx's queries unless `Config::db_system` names one (semconv's
+/// fallback for an SQL database).
+pub const DEFAULT_DB_SYSTEM: &str = "other_sql";
+
+/// What to make of sqlx's query events (code only: no variable).
+#[derive(Clone)]
+pub(crate) struct DbSettings {
+    /// Whether `sqlx::query` events become spans and observations.
+    pub sqlx: bool,
+    pub system: std::sync::Arc<str>,
 }
 
 impl Settings {

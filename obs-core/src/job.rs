@@ -244,7 +244,7 @@ impl Running {
         self.shared
             .metrics
             .jobs
-            .observe(&self.info.system, &self.info.name, error_type, secs);
+            .observe([&self.info.system, &self.info.name], error_type, secs);
         if let Some(ty) = error_type {
             self.span.record("error.type", ty);
             self.span.record("otel.status_code", "ERROR");

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tracing_subscriber::Layer;
 
 use crate::config::{Config, Settings};
+use crate::db::DbLayer;
 use crate::error::Error;
 use crate::http::ObsLayer;
 use crate::job::Job;
@@ -201,6 +202,11 @@ impl Obs {
         let sentry_layers = None::<tracing_subscriber::layer::Identity>;
 
         let otel_layer = pipeline.provider_layer();
+        // sqlx's statements as spans only when spans leave the process.
+        let db_tracer = (!workers.is_empty()).then(|| {
+            use opentelemetry::trace::TracerProvider as _;
+            pipeline.provider.tracer("obs.db")
+        });
         let shared = Arc::new(Shared {
             metrics: Metrics::new(&settings.metrics, &settings.service, counters),
             ready: AtomicBool::new(true),
@@ -212,10 +218,15 @@ impl Obs {
         });
         // One filter (RUST_LOG) for spans, log lines and Sentry: what is not logged is not
         // traced or reported either, and disabled callsites cost nothing.
+        let db_layer = settings.db.sqlx.then(|| {
+            DbLayer::new(&settings.db, Arc::clone(&shared.metrics.db), db_tracer).filtered()
+        });
         let layers = otel_layer
             .and_then(logs::layer(&settings.log, sink))
             .and_then(sentry_layers)
-            .with_filter(logs::filter(&settings.log));
+            .with_filter(logs::filter(&settings.log))
+            // sqlx's statements whatever the log filter says (the layer filters for itself).
+            .and_then(db_layer);
         let obs = Obs {
             shared,
             writer,

@@ -30,6 +30,9 @@ pub const OBS_SPANS_DROPPED_TOTAL: &str = "obs_spans_dropped_total";
 pub const OBS_METRICS_OVERFLOW_TOTAL: &str = "obs_metrics_overflow_total";
 /// Histogram of job durations in seconds (`obs.job(..)`; semconv `messaging.process.duration`).
 pub const MESSAGING_PROCESS_DURATION: &str = "messaging_process_duration_seconds";
+/// Histogram of database operation durations in seconds, from sqlx's query events (semconv
+/// `db.client.operation.duration`).
+pub const DB_CLIENT_OPERATION_DURATION: &str = "db_client_operation_duration_seconds";
 
 /// Every metric name above, for contract checks.
 pub const ALL_METRICS: &[&str] = &[
@@ -42,6 +45,7 @@ pub const ALL_METRICS: &[&str] = &[
     OBS_SPANS_DROPPED_TOTAL,
     OBS_METRICS_OVERFLOW_TOTAL,
     MESSAGING_PROCESS_DURATION,
+    DB_CLIENT_OPERATION_DURATION,
 ];
 
 /// Label: the HTTP method, one of [`KNOWN_METHODS`] or [`METHOD_OTHER`].
@@ -70,6 +74,13 @@ pub const MESSAGING_SYSTEM: &str = "messaging_system";
 pub const MESSAGING_DESTINATION_NAME: &str = "messaging_destination_name";
 /// Label of jobs: the operation, always `process`.
 pub const MESSAGING_OPERATION_NAME: &str = "messaging_operation_name";
+/// Label of database calls: the database (`postgresql`, `sqlite`, ...; `other_sql` unless
+/// `Config::db_system` says).
+pub const DB_SYSTEM_NAME: &str = "db_system_name";
+/// Label of database calls: the statement's operation (`SELECT`, `INSERT`, ...; `_OTHER`).
+pub const DB_OPERATION_NAME: &str = "db_operation_name";
+/// Label of database calls: the table the statement names, when it can be read; absent else.
+pub const DB_COLLECTION_NAME: &str = "db_collection_name";
 
 /// Every label name obs emits (besides resource attributes on `target_info`).
 pub const ALL_LABELS: &[&str] = &[
@@ -86,6 +97,9 @@ pub const ALL_LABELS: &[&str] = &[
     MESSAGING_SYSTEM,
     MESSAGING_DESTINATION_NAME,
     MESSAGING_OPERATION_NAME,
+    DB_SYSTEM_NAME,
+    DB_OPERATION_NAME,
+    DB_COLLECTION_NAME,
 ];
 
 /// The methods kept as they are; any other becomes [`METHOD_OTHER`].
@@ -109,6 +123,11 @@ pub const ERROR_OTHER: &str = "_OTHER";
 pub const JOB_DURATION_BUCKETS: [f64; 19] = [
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.0, 2.5, 5.0, 7.5, 10.0, 30.0,
     60.0, 300.0, 600.0,
+];
+
+/// Database-call buckets in seconds: the OpenTelemetry advice for `db.client.operation.duration`.
+pub const DB_DURATION_BUCKETS: [f64; 14] = [
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0,
 ];
 
 /// Request-duration buckets in seconds: the OpenTelemetry set plus `2`, so that the default

@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use actix_web::dev::Service;
-use actix_web::{test, web, App, HttpResponse};
+use actix_web::test as actix_test; // not `test`: with actix' `macros`, that is its attribute
+use actix_web::{web, App, HttpResponse};
 
 fn count(page: &str, labels: &str) -> u64 {
     let prefix = format!("http_server_request_duration_seconds_count{{{labels}}} ");
@@ -19,7 +20,7 @@ fn count(page: &str, labels: &str) -> u64 {
 fn errors_are_counted_with_their_status_and_dropped_futures_as_cancelled() {
     let obs = obs::test::init();
     actix_web::rt::System::new().block_on(async {
-        let app = test::init_service(
+        let app = actix_test::init_service(
             App::new()
                 .wrap(obs.actix())
                 .route(
@@ -37,15 +38,15 @@ fn errors_are_counted_with_their_status_and_dropped_futures_as_cancelled() {
                 ),
         )
         .await;
-        let req = test::TestRequest::get()
+        let req = actix_test::TestRequest::get()
             .uri("/orders/7")
             .insert_header(("x-request-id", "order-7"))
             .to_request();
-        let response = test::call_service(&app, req).await;
+        let response = actix_test::call_service(&app, req).await;
         assert_eq!(response.status(), 502);
         assert_eq!(response.headers().get("x-request-id").unwrap(), "order-7");
 
-        let slow = app.call(test::TestRequest::get().uri("/slow").to_request());
+        let slow = app.call(actix_test::TestRequest::get().uri("/slow").to_request());
         let raced = actix_web::rt::time::timeout(Duration::from_millis(50), slow).await;
         assert!(raced.is_err(), "the future is dropped before its response");
     });

@@ -351,6 +351,122 @@ impl Drop for RedisServer {
     }
 }
 
+/// A PostgreSQL server (Debian's `postgresql`) in a fresh data directory on a free loopback
+/// port, trusting local connections; run as `nobody` when the tests run as root (PostgreSQL
+/// refuses root). Stopped and removed when dropped.
+pub struct PostgresServer {
+    child: Child,
+    dir: PathBuf,
+    /// How to stop it: `pg_ctl stop` as the user it runs as (killing `runuser` would leave
+    /// the server behind).
+    stop: Command,
+    /// `postgres://obs@127.0.0.1:port/postgres`.
+    pub url: String,
+}
+
+impl PostgresServer {
+    /// Initialises a cluster and starts it; waits until it accepts connections.
+    pub fn start() -> io::Result<Self> {
+        let bin = postgres_bin()?;
+        let port = free_port()?;
+        let dir = std::env::temp_dir().join(format!("obs-pg-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let root = Command::new("id")
+            .arg("-u")
+            .output()?
+            .stdout
+            .starts_with(b"0");
+        let as_user = |program: PathBuf| {
+            if root {
+                let mut cmd = Command::new("runuser");
+                cmd.args(["-u", "nobody", "--"]).arg(program);
+                cmd
+            } else {
+                Command::new(program)
+            }
+        };
+        if root {
+            Command::new("chown")
+                .args(["nobody:nogroup"])
+                .arg(&dir)
+                .status()?;
+        }
+        let data = dir.join("data");
+        let init = as_user(bin.join("initdb"))
+            .args(["-U", "obs", "--auth=trust", "-D"])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()?;
+        if !init.status.success() {
+            return Err(io::Error::other(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&init.stderr)
+            )));
+        }
+        let child = as_user(bin.join("postgres"))
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-p",
+                &port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-k",
+            ])
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let mut stop = as_user(bin.join("pg_ctl"));
+        stop.args(["stop", "-m", "immediate", "-D"])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let server = Self {
+            child,
+            dir,
+            stop,
+            url: format!("postgres://obs@127.0.0.1:{port}/postgres"),
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        while std::net::TcpStream::connect(addr).is_err() {
+            if Instant::now() >= deadline {
+                return Err(io::Error::other("postgres did not listen"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(server)
+    }
+}
+
+/// The newest `/usr/lib/postgresql/<version>/bin`.
+fn postgres_bin() -> io::Result<PathBuf> {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .map_err(|e| io::Error::other(format!("PostgreSQL (apt-get install postgresql): {e}")))?
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+        .filter(|(_, bin)| bin.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .map(|(_, bin)| bin)
+        .ok_or_else(|| io::Error::other("no /usr/lib/postgresql/*/bin/initdb"))
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        let _ = self.stop.status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// obs-collector as a child process (`bin`), with its stdout and stderr captured; killed when
 /// dropped.
 pub struct CollectorProcess {

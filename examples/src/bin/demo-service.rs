@@ -8,7 +8,9 @@
 //! then an error: breadcrumbs), `GET /legacy` (code on the `log` crate: a `log::warn!` and a
 //! `log::error!`, bridged), `GET /search?q=` (a fast lookup), `POST /signup` (body: the
 //! address; answers 202 at once and leaves the welcome email to a job: on the Redis queue at
-//! `REDIS_URL` for the `worker`, else run in this process). `DEMO_FAULT` is what this
+//! `REDIS_URL` for the `worker`, else run in this process), `GET /accounts/{id}?note=N` (three
+//! statements through sqlx on the users' database, `DATABASE_URL`: a SQLite file of its own by
+//! default, or PostgreSQL). `DEMO_FAULT` is what this
 //! build gets wrong, so a deploy can break a route: `errors` (`GET /users/{id}` answers 500 to
 //! 4 requests in 5) or `slow` (`GET /search` takes 3 s). Listens on `OBS_DEMO_ADDR`
 //! (default 127.0.0.1:3000); metrics on the admin address (`OBS_ADMIN_ADDR`, default
@@ -56,7 +58,17 @@ fn fault() -> Fault {
 
 #[tokio::main]
 pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let obs = Arc::new(obs::init()?);
+    let database = std::env::var("DATABASE_URL").unwrap_or_else(|_| {
+        let file = std::env::temp_dir().join(format!("obs-demo-{}.db", std::process::id()));
+        format!("sqlite://{}?mode=rwc", file.display())
+    });
+    let system = if database.starts_with("postgres") {
+        "postgresql"
+    } else {
+        "sqlite"
+    };
+    let obs = Arc::new(obs::Config::new().db_system(system).init()?);
+    let users = users_db(&database).await?;
     let queue = match std::env::var("REDIS_URL") {
         Ok(url) => Some(Queue::connect(&url).await?),
         Err(_) => None,
@@ -67,6 +79,9 @@ pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
             obs: Arc::clone(&obs),
             queue,
         });
+    let accounts = Router::new()
+        .route("/accounts/{id}", get(account))
+        .with_state(users.clone());
     let app = Router::new()
         .route("/users/{id}", get(user))
         .route("/fail", get(fail))
@@ -78,6 +93,7 @@ pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/legacy", get(legacy))
         .route("/search", get(search))
         .merge(signups)
+        .merge(accounts)
         .layer(obs.layer());
 
     let addr: SocketAddr = match std::env::var("OBS_DEMO_ADDR") {
@@ -110,8 +126,87 @@ pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     tracing::info!("demo-service stopped");
+    users.close().await;
+    if let Some(file) = database
+        .strip_prefix("sqlite://")
+        .and_then(|rest| rest.strip_suffix("?mode=rwc"))
+        .filter(|_| std::env::var_os("DATABASE_URL").is_none())
+    {
+        let _ = std::fs::remove_file(file);
+    }
     obs.shutdown(Duration::from_secs(5));
     Ok(())
+}
+
+/// The users' database: its tables, and ten users.
+async fn users_db(url: &str) -> Result<sqlx::AnyPool, sqlx::Error> {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::pool::PoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect(url)
+        .await?;
+    for statement in [
+        "CREATE TABLE IF NOT EXISTS users (id BIGINT PRIMARY KEY, name TEXT NOT NULL, note TEXT)",
+        "CREATE TABLE IF NOT EXISTS orders (id BIGINT PRIMARY KEY, user_id BIGINT NOT NULL, total BIGINT NOT NULL)",
+    ] {
+        sqlx::query(statement).execute(&pool).await?;
+    }
+    for id in 1..=10_i64 {
+        sqlx::query("INSERT INTO users (id, name) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+            .bind(id)
+            .bind(format!("user-{id}"))
+            .execute(&pool)
+            .await?;
+        sqlx::query("INSERT INTO orders (id, user_id, total) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")
+            .bind(id)
+            .bind(id)
+            .bind(id * 100)
+            .execute(&pool)
+            .await?;
+    }
+    Ok(pool)
+}
+
+#[derive(Deserialize)]
+struct Note {
+    note: Option<String>,
+}
+
+/// Three statements: the user, their orders, the note written back (a bound parameter, never
+/// in a span or a line).
+async fn account(
+    State(db): State<sqlx::AnyPool>,
+    Path(id): Path<i64>,
+    Query(q): Query<Note>,
+) -> Result<Json<serde_json::Value>, StatusCode> {
+    use sqlx::Row;
+    let failed = |e: sqlx::Error| {
+        tracing::error!(error = %e, "the users' database failed");
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    let user = sqlx::query("SELECT id, name FROM users WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&db)
+        .await
+        .map_err(failed)?
+        .ok_or(StatusCode::NOT_FOUND)?;
+    let name: String = user.try_get("name").map_err(failed)?;
+    let orders: i64 = sqlx::query("SELECT COUNT(*) AS n FROM orders WHERE user_id = $1")
+        .bind(id)
+        .fetch_one(&db)
+        .await
+        .and_then(|row| row.try_get("n"))
+        .map_err(failed)?;
+    sqlx::query("UPDATE users SET note = $1 WHERE id = $2")
+        .bind(q.note.unwrap_or_default())
+        .bind(id)
+        .execute(&db)
+        .await
+        .map_err(failed)?;
+    Ok(Json(
+        serde_json::json!({ "id": id, "name": name, "orders": orders }),
+    ))
 }
 
 /// Where signups' jobs go.

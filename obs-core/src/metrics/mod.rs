@@ -15,8 +15,8 @@
 //! assert!(obs.metrics_text().contains("jobs_done_total 1"));
 //! ```
 
+mod bounded;
 mod exemplar;
-mod jobs;
 pub mod openmetrics;
 mod red;
 mod settings;
@@ -30,7 +30,7 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, Gauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
-pub(crate) use jobs::Jobs;
+pub(crate) use bounded::Bounded;
 pub(crate) use red::{ActiveGuard, Labels, Red};
 pub use settings::DEFAULT_MAX_LABEL_SETS;
 pub(crate) use settings::{MetricsConfig, MetricsSettings};
@@ -59,7 +59,10 @@ pub(crate) struct DropCounter {
 pub(crate) struct Metrics {
     pub registry: Registry,
     pub red: Arc<Red>,
-    pub jobs: Arc<Jobs>,
+    /// `obs.job(..)` runs.
+    pub jobs: Arc<Bounded<2>>,
+    /// sqlx's queries.
+    pub db: Arc<Bounded<3>>,
 }
 
 impl Metrics {
@@ -74,7 +77,9 @@ impl Metrics {
         )
         .expect("valid metric");
         let red = Arc::new(Red::new(settings, active.clone()));
-        let jobs = Arc::new(Jobs::new(settings.max_label_sets, red.overflow_counter()));
+        let max = settings.max_label_sets;
+        let jobs = Arc::new(Bounded::new(&bounded::JOBS, max, red.overflow_counter()));
+        let db = Arc::new(Bounded::new(&bounded::DB, max, red.overflow_counter()));
         let mut target_labels = vec![(names::SERVICE_NAME.to_owned(), service.name.clone())];
         if let Some(v) = &service.version {
             target_labels.push((names::SERVICE_VERSION.to_owned(), v.clone()));
@@ -95,7 +100,8 @@ impl Metrics {
         let mut collectors: Vec<Box<dyn Collector>> = vec![
             Box::new(active),
             Box::new(RedCollector(Arc::clone(&red))),
-            Box::new(JobsCollector(Arc::clone(&jobs))),
+            Box::new(BoundedCollector(Arc::clone(&jobs))),
+            Box::new(BoundedCollector(Arc::clone(&db))),
             info(names::TARGET_INFO, "Target metadata.", target_labels),
             Box::new(start_time()),
             info(
@@ -118,6 +124,7 @@ impl Metrics {
             registry,
             red,
             jobs,
+            db,
         }
     }
 
@@ -212,10 +219,10 @@ impl Collector for RedCollector {
     }
 }
 
-/// Exposes the job histograms (only failures have `error_type`).
-struct JobsCollector(Arc<Jobs>);
+/// Exposes a bounded histogram (jobs, database calls).
+struct BoundedCollector<const N: usize>(Arc<Bounded<N>>);
 
-impl Collector for JobsCollector {
+impl<const N: usize> Collector for BoundedCollector<N> {
     fn desc(&self) -> Vec<&Desc> {
         vec![self.0.desc()]
     }

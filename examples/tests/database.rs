@@ -1,0 +1,129 @@
+//! The database in the trace: demo-service's `GET /accounts/{id}` runs three statements
+//! through sqlx, on its own SQLite file and on a real PostgreSQL (Debian's, started here as an
+//! unprivileged user). Decoded from OTLP: three CLIENT spans under the SERVER span, named and
+//! attributed by the database conventions; the note (a bound parameter) is nowhere in the
+//! spans, the log lines or `/metrics`; the DB histogram counts the three; `RUST_LOG=info` (sqlx
+//! logs statements at DEBUG) changes none of it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use obs_testkit::client;
+use obs_testkit::process::{DemoService, PostgresServer};
+use obs_testkit::receivers::{attributes, display, Behavior, OtlpReceiver, Span};
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+
+const NOTE: &str = "SECRETNOTE4711";
+
+fn attrs(span: &Span) -> HashMap<String, String> {
+    attributes(&span.attributes)
+        .into_iter()
+        .map(|(k, v)| (k, display(&v)))
+        .collect()
+}
+
+/// The `_count`s of `db_client_operation_duration_seconds`, by their label set.
+fn db_counts(page: &str) -> HashMap<String, u64> {
+    page.lines()
+        .filter_map(|l| l.strip_prefix("db_client_operation_duration_seconds_count{"))
+        .filter_map(|l| {
+            let (labels, n) = l.rsplit_once("} ")?;
+            Some((labels.to_owned(), n.parse().ok()?))
+        })
+        .collect()
+}
+
+fn three_statements_are_three_client_spans(database: Option<&str>, system: &str) {
+    let otlp = OtlpReceiver::start(Behavior::Ok);
+    let endpoint = otlp.endpoint();
+    let mut env = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ("RUST_LOG", "info"),
+    ];
+    if let Some(url) = database {
+        env.push(("DATABASE_URL", url));
+    }
+    let service = DemoService::start(env!("CARGO_BIN_EXE_demo-service").as_ref(), &env).unwrap();
+    let before = db_counts(
+        &client::get(service.admin.unwrap(), "/metrics")
+            .unwrap()
+            .body,
+    );
+    let r = client::get(service.addr, &format!("/accounts/3?note={NOTE}")).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("\"orders\":1"), "{}", r.body);
+    let page = client::get(service.admin.unwrap(), "/metrics")
+        .unwrap()
+        .body;
+    let after = db_counts(&page);
+
+    // The histogram: one more of each of the three.
+    let grew: u64 = after
+        .iter()
+        .map(|(labels, n)| n - before.get(labels).copied().unwrap_or(0))
+        .sum();
+    assert_eq!(grew, 3, "{page}");
+    for (op, table) in [
+        ("SELECT", "users"),
+        ("SELECT", "orders"),
+        ("UPDATE", "users"),
+    ] {
+        let labels = format!(
+            r#"db_collection_name="{table}",db_operation_name="{op}",db_system_name="{system}""#
+        );
+        assert!(after.contains_key(&labels), "{labels} not in {page}");
+    }
+
+    // The spans: three CLIENT children of the request's SERVER span, in order, inside it.
+    let spans = otlp.wait_for_spans(4, Duration::from_secs(10));
+    let server = spans
+        .iter()
+        .find(|s| s.name == "GET /accounts/{id}")
+        .unwrap_or_else(|| panic!("no server span: {spans:#?}"));
+    assert_eq!(server.kind, SpanKind::Server as i32);
+    let mut queries: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.parent_span_id == server.span_id && s.kind == SpanKind::Client as i32)
+        .collect();
+    queries.sort_by_key(|s| s.start_time_unix_nano);
+    let names: Vec<&str> = queries.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["SELECT users", "SELECT orders", "UPDATE users"],
+        "{spans:#?}"
+    );
+    for q in &queries {
+        assert_eq!(q.trace_id, server.trace_id);
+        assert!(q.start_time_unix_nano >= server.start_time_unix_nano);
+        assert!(q.end_time_unix_nano <= server.end_time_unix_nano);
+        assert!(q.end_time_unix_nano >= q.start_time_unix_nano);
+        let a = attrs(q);
+        assert_eq!(a["db.system.name"], system);
+        assert_eq!(a["db.query.summary"], q.name);
+        assert!(!a.contains_key("db.query.text") && !a.contains_key("db.statement"));
+    }
+    let first = attrs(queries[0]);
+    assert_eq!(first["db.operation.name"], "SELECT");
+    assert_eq!(first["db.collection.name"], "users");
+    assert_eq!(first["db.response.returned_rows"], "1");
+    assert_eq!(attrs(queries[2])["db.operation.name"], "UPDATE");
+
+    // The bound note is nowhere: not in a span, a log line or /metrics.
+    let lines = service.stop_json();
+    let everything = format!("{spans:?}{lines:?}{page}");
+    assert!(!everything.contains(NOTE), "a parameter value leaked");
+    // RUST_LOG=info: sqlx's DEBUG statement lines are read, not written.
+    assert!(!lines.iter().any(|l| l["target"] == "sqlx::query"));
+}
+
+#[test]
+fn sqlite_statements_are_client_spans_under_the_request() {
+    three_statements_are_three_client_spans(None, "sqlite");
+}
+
+#[test]
+fn postgresql_statements_are_client_spans_under_the_request() {
+    let postgres = PostgresServer::start().expect("PostgreSQL (Debian's postgresql package)");
+    three_statements_are_three_client_spans(Some(&postgres.url), "postgresql");
+}
