@@ -96,16 +96,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(groups[0].interval, std::time::Duration::from_secs(2));
-        let names: Vec<&str> = groups[0].rules.iter().map(|r| r.name()).collect();
-        assert_eq!(
-            names,
-            [
-                "HighErrorRate",
-                "HighLatencyP95",
-                "HighJobFailureRate",
-                "TargetDown"
-            ]
-        );
+        // The same rules as shipped, in the same order.
+        let shipped = obs_collector::rules::load(
+            "obs-red.rules.yml",
+            original,
+            std::time::Duration::from_secs(15),
+            false,
+        )
+        .unwrap();
+        let names = |g: &obs_collector::rules::Group| -> Vec<String> {
+            g.rules.iter().map(|r| r.name().to_owned()).collect()
+        };
+        assert_eq!(names(&groups[0]), names(&shipped[0]));
+        assert_eq!(groups[0].rules.len(), 4);
         // Same expressions but for the windows.
         let strip = |t: &str| {
             t.lines()

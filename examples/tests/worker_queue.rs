@@ -97,6 +97,15 @@ fn a_signup_crosses_redis_into_the_worker_in_one_trace() {
     )
     .unwrap();
 
+    // A process without routes of its own still has obs' admin server: the probes answer.
+    for probe in ["/healthz", "/readyz"] {
+        assert_eq!(
+            client::get(worker.admin.unwrap(), probe).unwrap().status,
+            200,
+            "{probe}"
+        );
+    }
+
     let traceparent = format!("00-{TRACE}-{PARENT}-01");
     let sent = signup(&service, "ada@example.com", Some(&traceparent));
     let bounced = signup(&service, "bounce@example.com", None);

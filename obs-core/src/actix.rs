@@ -36,10 +36,9 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpMessage, HttpResponse, ResponseError};
-use opentelemetry::propagation::{Extractor, TextMapPropagator};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
+use opentelemetry::propagation::Extractor;
 
-use crate::http::{request_span, InFlight};
+use crate::http::{begin, InFlight};
 use crate::request::{
     HttpRoute, Method, Outcome, RequestId, RequestInfo, Route, Scheme, REQUEST_ID_HEADER,
 };
@@ -141,17 +140,9 @@ where
                 .map(HeaderValue::as_bytes),
         );
         let info = Arc::new(request_info(&req, id.clone(), self.shared.sentry.is_some()));
-        let span = request_span(&info, req.method().as_str());
-        let parent = self.shared.propagator.extract(&ActixHeaders(req.headers()));
-        let _ = span.set_parent(parent);
-        let hub = self
-            .shared
-            .sentry
-            .as_ref()
-            .map(|reporter| reporter.request_hub(Arc::clone(&info)));
+        let headers = ActixHeaders(req.headers());
+        let in_flight = begin(&self.shared, start, info, req.method().as_str(), &headers);
         req.extensions_mut().insert(id);
-        let red = Arc::clone(&self.shared.metrics.red);
-        let in_flight = InFlight::new(red, start, info, span, hub);
         let inner =
             in_flight.within(|| catch_unwind(AssertUnwindSafe(|| self.service.call(req))).ok());
         ActixFuture {

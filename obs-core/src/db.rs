@@ -2,8 +2,9 @@
 //! its text, the rows, how long it took) and opens no span. This layer reads those events,
 //! whatever `RUST_LOG` says about `sqlx`, and turns each into:
 //!
-//! - a CLIENT span under the current span (the request's, a handler's, a job's), started at
-//!   the event's time minus the statement's duration, with the database conventions:
+//! - a CLIENT span under the current span (the request's, a handler's, a job's; none outside
+//!   any span), started at the event's time minus the statement's duration, with the database
+//!   conventions:
 //!   `db.system.name` (from `Config::db_system`), `db.operation.name` (`SELECT`, ...),
 //!   `db.collection.name` (the table, when the statement names one plainly),
 //!   `db.query.summary` (`SELECT users`, also the span's name) and
@@ -20,7 +21,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use opentelemetry::trace::{Span as _, SpanKind, Tracer as _};
+use opentelemetry::trace::{Span as _, SpanKind, TraceContextExt as _, Tracer as _};
 use opentelemetry::KeyValue;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::filter::{FilterFn, LevelFilter};
@@ -140,7 +141,10 @@ impl DbLayer {
             None,
             elapsed.as_secs_f64(),
         );
-        let Some(tracer) = &self.tracer else {
+        // A span only under a span: a statement outside any request or job (a migration at
+        // start-up) would be a trace of its own per statement.
+        let parent = opentelemetry::Context::current();
+        let Some(tracer) = self.tracer.as_ref().filter(|_| parent.has_active_span()) else {
             return;
         };
         let summary = match &table {
@@ -160,7 +164,6 @@ impl DbLayer {
         }
         // The current span (activated by tracing-opentelemetry when its `tracing` span was
         // entered) is the parent.
-        let parent = opentelemetry::Context::current();
         let mut span = tracer
             .span_builder(summary)
             .with_kind(SpanKind::Client)

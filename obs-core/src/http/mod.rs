@@ -37,7 +37,7 @@ pub use future::ResponseFuture;
 #[cfg(feature = "actix")]
 pub(crate) use finish::InFlight;
 #[cfg(feature = "actix")]
-pub(crate) use service::request_span;
+pub(crate) use service::begin;
 pub use service::{ObsLayer, ObsService};
 // The request's values live with the request model; they are the middleware's public face.
 pub use crate::request::{

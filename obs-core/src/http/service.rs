@@ -68,7 +68,7 @@ pub struct ObsService<S> {
 /// The request's `tracing` span (`method`: as the client sent it), which tracing-opentelemetry
 /// makes the SERVER span: `otel.*` fields name it, the others are its attributes and every log
 /// line's fields (`otel.*` are not logged, `request.id` is logged as `request_id`).
-pub(crate) fn request_span(info: &RequestInfo, method: &str) -> Span {
+fn request_span(info: &RequestInfo, method: &str) -> Span {
     let span = tracing::info_span!(
         target: TARGET,
         "request",
@@ -88,6 +88,27 @@ pub(crate) fn request_span(info: &RequestInfo, method: &str) -> Span {
         span.record("http.request.method_original", method);
     }
     span
+}
+
+/// A request's start, whatever the framework: its SERVER span, continuing the context the
+/// `headers` carry, its Sentry hub, and the in-flight record that finishes it. `method`: as
+/// the client sent it.
+pub(crate) fn begin(
+    shared: &Shared,
+    start: Instant,
+    info: Arc<RequestInfo>,
+    method: &str,
+    headers: &dyn opentelemetry::propagation::Extractor,
+) -> InFlight {
+    let span = request_span(&info, method);
+    // The incoming `traceparent`/`tracestate`/`baggage` (as `OTEL_PROPAGATORS` says), or none:
+    // a server span never inherits whatever context the thread had.
+    let _ = span.set_parent(shared.propagator.extract(headers));
+    let hub = shared
+        .sentry
+        .as_ref()
+        .map(|reporter| reporter.request_hub(Arc::clone(&info)));
+    InFlight::new(Arc::clone(&shared.metrics.red), start, info, span, hub)
 }
 
 /// `GET /users/{id}`; `GET` without a route; `HTTP` for an unknown method (semconv).
@@ -120,22 +141,9 @@ where
         let start = Instant::now();
         let id = RequestId::for_request(req.headers());
         let info = Arc::new(RequestInfo::of(&req, id.clone()));
-        let span = request_span(&info, req.method().as_str());
-        // The incoming `traceparent`/`tracestate`/`baggage` (as `OTEL_PROPAGATORS` says), or
-        // none: a server span never inherits whatever context the thread had.
-        let parent = self
-            .shared
-            .propagator
-            .extract(&HeaderExtractor(req.headers()));
-        let _ = span.set_parent(parent);
-        let hub = self
-            .shared
-            .sentry
-            .as_ref()
-            .map(|reporter| reporter.request_hub(Arc::clone(&info)));
+        let headers = HeaderExtractor(req.headers());
+        let in_flight = begin(&self.shared, start, info, req.method().as_str(), &headers);
         req.extensions_mut().insert(id);
-        let red = &self.shared.metrics.red;
-        let in_flight = InFlight::new(Arc::clone(red), start, info, span, hub);
         let inner =
             in_flight.within(|| catch_unwind(AssertUnwindSafe(|| self.inner.call(req))).ok());
         ResponseFuture::new(inner, in_flight)
