@@ -229,7 +229,7 @@ impl Running {
     /// Runs `f` inside the job's span and hub, with the job as the thread's current one.
     fn within<R>(&self, f: impl FnOnce() -> R) -> R {
         let _entered = self.span.enter();
-        let _polling = JobPolling::enter(&self.info);
+        let _polling = JobPolling::job(&self.info);
         match &self.hub {
             Some(hub) => hub.run(f),
             None => f(),

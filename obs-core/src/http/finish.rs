@@ -114,7 +114,7 @@ impl InFlight {
     /// Runs `f` inside the request's span and Sentry hub.
     pub(crate) fn within<R>(&self, f: impl FnOnce() -> R) -> R {
         let _entered = self.span.enter();
-        let _polling = Polling::enter(&self.info);
+        let _polling = Polling::request(&self.info);
         match &self.hub {
             Some(hub) => hub.run(f),
             None => f(),

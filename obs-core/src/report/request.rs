@@ -1,5 +1,5 @@
-//! A request's own Sentry hub: what `sentry::capture_*` and the `sentry-tracing` layers see
-//! while the request's future is polled.
+//! A request's own Sentry hub (and the hub type jobs share): what `sentry::capture_*` and the
+//! `sentry-tracing` layers see while the request's future is polled.
 
 use std::sync::Arc;
 
@@ -8,26 +8,32 @@ use sentry::{Hub, Level};
 
 use crate::request::{Outcome, RequestInfo};
 
-/// One request's hub: its breadcrumbs and scope changes are the request's own.
-pub(crate) struct RequestHub {
-    hub: Arc<Hub>,
-    info: Arc<RequestInfo>,
+/// One unit of work's hub (a request's, a job's): its breadcrumbs and scope changes are its
+/// own.
+pub(crate) struct UnitHub<T> {
+    pub(super) hub: Arc<Hub>,
+    pub(super) info: Arc<T>,
 }
 
-impl RequestHub {
-    pub fn new(base: &Arc<Hub>, info: Arc<RequestInfo>) -> Self {
+/// A request's hub.
+pub(crate) type RequestHub = UnitHub<RequestInfo>;
+
+impl<T> UnitHub<T> {
+    pub fn new(base: &Arc<Hub>, info: Arc<T>) -> Self {
         // No scope of its own until something adds a breadcrumb or a tag: configuring one per
-        // request would copy the process' scope. The request's tags are added where events
-        // are processed (`with_request`, from the request being polled).
+        // unit would copy the process' scope. The unit's tags are added where events are
+        // processed (`with_request`, `with_job`, from the unit being polled).
         let hub = Arc::new(Hub::new_from_top(base));
         Self { hub, info }
     }
 
-    /// Runs `f` (one poll of the request) with this hub as the thread's current hub.
+    /// Runs `f` (one poll of the unit) with this hub as the thread's current hub.
     pub fn run<R>(&self, f: impl FnOnce() -> R) -> R {
         Hub::run(Arc::clone(&self.hub), f)
     }
+}
 
+impl RequestHub {
     /// After the response: a server error that produced no Sentry event yet gets one, so every
     /// server error is in Sentry exactly once (grouped by route, not under one message).
     pub fn finish(&self, outcome: Outcome) {

@@ -69,19 +69,12 @@ pub(crate) fn current_job() -> Option<Arc<JobInfo>> {
     CURRENT.with(|c| c.borrow().clone())
 }
 
-/// Makes a job the thread's current one until dropped, then restores the previous one.
-pub(crate) struct JobPolling(Option<Arc<JobInfo>>);
+/// The job being polled, as the thread's current one.
+pub(crate) type JobPolling = super::Scoped<JobInfo>;
 
 impl JobPolling {
-    pub(crate) fn enter(info: &Arc<JobInfo>) -> Self {
-        Self(CURRENT.with(|c| c.replace(Some(Arc::clone(info)))))
-    }
-}
-
-impl Drop for JobPolling {
-    fn drop(&mut self) {
-        let previous = self.0.take();
-        let _ours = CURRENT.with(|c| c.replace(previous));
+    pub(crate) fn job(info: &Arc<JobInfo>) -> Self {
+        super::Scoped::enter(&CURRENT, info)
     }
 }
 

@@ -85,21 +85,34 @@ pub(crate) fn is_polling() -> bool {
     CURRENT.with(|c| c.borrow().is_some())
 }
 
-/// Makes a request the thread's current one until dropped, then restores the previous one
-/// (requests nest when one service calls another in process).
-pub(crate) struct Polling(Option<Arc<RequestInfo>>);
+/// Makes a unit of work (a request, a job) the thread's current one of its kind until dropped,
+/// then restores the previous one (they nest when one service calls another in process).
+pub(crate) struct Scoped<T: 'static> {
+    key: &'static std::thread::LocalKey<RefCell<Option<Arc<T>>>>,
+    previous: Option<Arc<T>>,
+}
 
-impl Polling {
-    pub(crate) fn enter(info: &Arc<RequestInfo>) -> Self {
-        Self(CURRENT.with(|c| c.replace(Some(Arc::clone(info)))))
+impl<T: 'static> Scoped<T> {
+    fn enter(key: &'static std::thread::LocalKey<RefCell<Option<Arc<T>>>>, info: &Arc<T>) -> Self {
+        let previous = key.with(|c| c.replace(Some(Arc::clone(info))));
+        Self { key, previous }
     }
 }
 
-impl Drop for Polling {
+impl<T: 'static> Drop for Scoped<T> {
     fn drop(&mut self) {
-        let previous = self.0.take();
-        // The request's own reference is dropped outside the borrow.
-        let _ours = CURRENT.with(|c| c.replace(previous));
+        let previous = self.previous.take();
+        // The unit's own reference is dropped outside the borrow.
+        let _ours = self.key.with(|c| c.replace(previous));
+    }
+}
+
+/// The request being polled, as the thread's current one.
+pub(crate) type Polling = Scoped<RequestInfo>;
+
+impl Polling {
+    pub(crate) fn request(info: &Arc<RequestInfo>) -> Self {
+        Scoped::enter(&CURRENT, info)
     }
 }
 
