@@ -66,6 +66,23 @@ pub fn write_config(dir: &std::path::Path, source: Source) -> std::io::Result<st
     Ok(config)
 }
 
+/// A demo-speed collector (the `obs-collector` binary next to the running one) scraping
+/// `targets` as job `demo`, with its files in a fresh temporary folder named by `tag`, and
+/// `env` (`SLACK_WEBHOOK_URL`, say); returns it and the folder (the caller's to remove).
+pub fn start_collector(
+    tag: &str,
+    targets: Vec<std::net::SocketAddr>,
+    env: &[(&str, &str)],
+) -> std::io::Result<(obs_testkit::process::CollectorProcess, std::path::PathBuf)> {
+    let dir = std::env::temp_dir().join(format!("obs-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = write_config(&dir, Source::Scrape(targets))?;
+    let bin = obs_testkit::process::sibling_binary("obs-collector");
+    let collector =
+        obs_testkit::process::CollectorProcess::start(&bin, &config, &dir.join("state.json"), env);
+    Ok((collector, dir))
+}
+
 /// `rules` with demo-speed durations.
 pub fn demo_speed(rules: &str) -> String {
     REPLACEMENTS

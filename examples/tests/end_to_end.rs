@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use obs_testkit::process::{sibling_binary, CollectorProcess, DemoService};
+use obs_testkit::process::{sibling_binary, DemoService};
 use obs_testkit::receivers::{hex, Behavior, OtlpReceiver, SentryReceiver};
 use obs_testkit::slack::{assert_block_kit, header, Slack};
 use obs_testkit::traffic;
@@ -68,19 +68,12 @@ fn service_collector_and_slack_end_to_end() {
     .unwrap();
     let admin = service.admin.expect("admin address");
 
-    let dir = std::env::temp_dir().join(format!("obs-e2e-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let config = obs_examples::demo_rules::write_config(
-        &dir,
-        obs_examples::demo_rules::Source::Scrape(vec![admin]),
+    let (collector, dir) = obs_examples::demo_rules::start_collector(
+        "e2e",
+        vec![admin],
+        &[("SLACK_WEBHOOK_URL", &slack.url())],
     )
     .unwrap();
-    let collector = CollectorProcess::start(
-        &collector_bin,
-        &config,
-        &dir.join("state.json"),
-        &[("SLACK_WEBHOOK_URL", &slack.url())],
-    );
 
     let sent = traffic::drive(service.addr, &AtomicBool::new(false));
     let messages = slack.wait_delivered(4, Duration::from_secs(60));

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use obs_testkit::client;
-use obs_testkit::process::{sibling_binary, CollectorProcess, DemoService, RedisServer};
+use obs_testkit::process::{DemoService, RedisServer};
 use obs_testkit::receivers::{
     attributes, display, hex, Behavior, HttpRecorder, OtlpReceiver, SentryReceiver, Span,
 };
@@ -276,7 +276,6 @@ fn a_signup_crosses_redis_into_the_worker_in_one_trace() {
 
 #[test]
 fn a_failing_job_name_fires_high_job_failure_rate() {
-    let collector_bin = sibling_binary("obs-collector");
     let redis = RedisServer::start().expect("redis-server (Debian's redis-server package)");
     let slack = Slack::start();
     let service = DemoService::start(
@@ -290,19 +289,12 @@ fn a_failing_job_name_fires_high_job_failure_rate() {
         "worker waiting for jobs",
     )
     .unwrap();
-    let dir = std::env::temp_dir().join(format!("obs-jobs-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let config = obs_examples::demo_rules::write_config(
-        &dir,
-        obs_examples::demo_rules::Source::Scrape(vec![worker.admin.unwrap()]),
+    let (_collector, dir) = obs_examples::demo_rules::start_collector(
+        "jobs",
+        vec![worker.admin.unwrap()],
+        &[("SLACK_WEBHOOK_URL", &slack.url())],
     )
     .unwrap();
-    let _collector = CollectorProcess::start(
-        &collector_bin,
-        &config,
-        &dir.join("state.json"),
-        &[("SLACK_WEBHOOK_URL", &slack.url())],
-    );
     // 1 signup in 3 bounces, 10 a second, until the alert fires (demo speed: 10 s windows).
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut i = 0;
@@ -329,4 +321,5 @@ fn a_failing_job_name_fires_high_job_failure_rate() {
     assert_eq!(header(&firing), "FIRING: HighJobFailureRate — demo");
     assert!(text.contains("send_welcome_email jobs failed"), "{text}");
     assert!(text.contains("messaging_destination_name"), "{text}");
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -118,6 +118,12 @@ fn record(c: &mut Criterion) {
     g.finish();
 }
 
+/// obs' JSON layer at INFO writing to `io::sink()`: lines formatted, then discarded.
+fn json_sink() -> impl tracing::Subscriber + Send + Sync {
+    tracing_subscriber::registry()
+        .with(JsonLayer::new(std::io::sink(), "bench").with_filter(LevelFilter::INFO))
+}
+
 /// Polls a future that completes without waiting (the services below never pend).
 fn ready<F: std::future::Future>(f: F) -> F::Output {
     let mut f = std::pin::pin!(f);
@@ -145,8 +151,7 @@ impl Service<Request<String>> for Hello {
 fn middleware(c: &mut Criterion) {
     let test = obs::test::init();
     // Logs (one "request completed" line per request) are formatted and discarded.
-    let sink = tracing_subscriber::registry()
-        .with(JsonLayer::new(std::io::sink(), "bench").with_filter(LevelFilter::INFO));
+    let sink = json_sink();
     let mut bare = Hello;
     let mut with_obs = test.layer().layer(Hello);
     let req = || {
@@ -171,8 +176,7 @@ async fn job_body() -> Result<u64, std::io::Error> {
 
 fn job(c: &mut Criterion) {
     let test = obs::test::init();
-    let sink = tracing_subscriber::registry()
-        .with(JsonLayer::new(std::io::sink(), "bench").with_filter(LevelFilter::INFO));
+    let sink = json_sink();
     let mut g = c.benchmark_group("job");
     g.bench_function("bare", |b| b.iter(|| ready(job_body()).unwrap()));
     tracing::subscriber::with_default(sink, || {
@@ -245,8 +249,7 @@ fn actix(c: &mut Criterion) {
     use actix_web::test as actix_test;
     use actix_web::{web, App};
     let obs = obs::test::init();
-    let sink = tracing_subscriber::registry()
-        .with(JsonLayer::new(std::io::sink(), "bench").with_filter(LevelFilter::INFO));
+    let sink = json_sink();
     let system = actix_web::rt::System::new();
     let route = || web::get().to(|| async { "hello" });
     let bare = system.block_on(actix_test::init_service(
