@@ -40,6 +40,12 @@
 //! Code wins over the environment: see [`Config`]. For tests, [`test::init`] captures logs and
 //! metrics without touching global state.
 //!
+//! Beyond tower servers: `obs.actix()` is the same middleware for actix-web 4 (feature
+//! `actix`); [`Obs::job`] wraps a unit of work that is not a request (a job from a queue) with
+//! its span, log fields, metric and Sentry hub ([`job`]); sqlx's statement events become CLIENT
+//! spans and `db_client_operation_duration_seconds` ([`Config::db_system`],
+//! [`Config::disable_sqlx`]).
+//!
 //! ## Floor plan
 //!
 //! Each module owns one thing and imports only the modules its row names, all of them listed
