@@ -272,6 +272,9 @@ fn a_signup_crosses_redis_into_the_worker_in_one_trace() {
         })
         .count();
     assert_eq!(malformed, 1, "said once");
+    // The addresses (the jobs' payloads) are in no line of the worker and no Sentry event.
+    let said = format!("{lines:?}{events:?}");
+    assert!(!said.contains("@example.com"), "a job's payload leaked");
 }
 
 #[test]
