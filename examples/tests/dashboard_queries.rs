@@ -110,7 +110,7 @@ fn dashboard_and_rule_queries_return_the_traffics_numbers() {
         }
     }
     assert_eq!(
-        ran, 19,
+        ran, 21,
         "every query of every panel, the error panel's exemplar query too"
     );
 
@@ -194,6 +194,21 @@ fn dashboard_and_rule_queries_return_the_traffics_numbers() {
         "job failure ratio {job_failures}: 1 signup in 4 bounces"
     );
     assert!(value(&panel_expr("Job duration p95 by name", 0)) > 0.0);
+    // The service's start-up statements on its SQLite file: ten rows inserted into each table.
+    let mut inserts = prom
+        .query_by(
+            &substitute(
+                "sum by (db_collection_name) (db_client_operation_duration_seconds_count{job=~\"$job\", db_operation_name=\"INSERT\"})",
+                "demo",
+            ),
+            "db_collection_name",
+        )
+        .unwrap();
+    inserts.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        inserts,
+        vec![("orders".to_owned(), 10.0), ("users".to_owned(), 10.0)]
+    );
 
     // Every variable's values include the demo.
     for (label, matcher) in [

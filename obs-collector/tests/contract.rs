@@ -158,6 +158,7 @@ fn every_name_in_dashboards_and_alerts_is_one_obs_emits() {
     for suffix in ["_bucket", "_sum", "_count"] {
         metrics.insert(format!("{}{suffix}", names::HTTP_SERVER_REQUEST_DURATION));
         metrics.insert(format!("{}{suffix}", names::MESSAGING_PROCESS_DURATION));
+        metrics.insert(format!("{}{suffix}", names::DB_CLIENT_OPERATION_DURATION));
     }
     metrics.insert("up".into()); // written by the scraper, Prometheus' or obs-collector's
     metrics.extend(recorded);
