@@ -75,13 +75,16 @@ pub(crate) struct DbLayer {
     operations: Vec<Arc<str>>,
     other: Arc<str>,
     none: Arc<str>,
-    /// Table names seen, shared by their series (bounded by the histogram's cap).
+    /// Table names seen, shared by their series; at most `max_tables` are kept.
     tables: RwLock<HashSet<Arc<str>, rustc_hash::FxBuildHasher>>,
+    max_tables: usize,
 }
 
 impl DbLayer {
+    /// `max_tables`: the label-set cap, past which the histogram folds new tables anyway.
     pub fn new(
         settings: &DbSettings,
+        max_tables: usize,
         histogram: Arc<Bounded<3>>,
         tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
     ) -> Self {
@@ -93,6 +96,7 @@ impl DbLayer {
             other: Arc::from(semconv::METHOD_OTHER),
             none: Arc::from(""),
             tables: RwLock::default(),
+            max_tables,
         }
     }
 
@@ -114,7 +118,12 @@ impl DbLayer {
             return Arc::clone(t);
         }
         let table: Arc<str> = Arc::from(name);
-        write(&self.tables).insert(Arc::clone(&table));
+        let mut tables = write(&self.tables);
+        // Past the cap a name is used once, not kept: statements may name tables without end
+        // (one per tenant, per day), and the histogram folds them into `_overflow` anyway.
+        if tables.len() < self.max_tables {
+            tables.insert(Arc::clone(&table));
+        }
         table
     }
 
@@ -302,6 +311,28 @@ mod tests {
         assert_eq!(read("BEGIN"), (Some("BEGIN"), None));
         assert_eq!(read("frobnicate the database"), (None, None));
         assert_eq!(read(""), (None, None));
+    }
+
+    #[test]
+    fn the_tables_kept_are_bounded() {
+        let overflow = prometheus::IntCounter::new("o", "o").unwrap();
+        let histogram = Arc::new(Bounded::new(&crate::metrics::DB, 50, overflow));
+        let settings = DbSettings {
+            sqlx: true,
+            system: Arc::from("postgresql"),
+        };
+        let layer = DbLayer::new(&settings, 50, histogram, None);
+        for i in 0..10_000 {
+            let query = Query {
+                summary: format!("SELECT * FROM events_{i}"),
+                elapsed_secs: 0.001,
+                ..Query::default()
+            };
+            layer.record(&query);
+        }
+        assert_eq!(crate::sync::read(&layer.tables).len(), 50);
+        // A name kept before the cap is still shared.
+        assert!(crate::sync::read(&layer.tables).contains("events_0"));
     }
 
     #[test]

@@ -167,18 +167,15 @@ impl Job {
             system: Arc::from(bounded(&self.system)),
         });
         let span = job_span(&info);
-        match self.producer {
-            Producer::None => {
-                // Never the context the thread happens to have: a job starts its own trace.
-                let _ = span.set_parent(opentelemetry::Context::new());
-            }
-            Producer::Parent(cx) => {
-                let _ = span.set_parent(cx);
-            }
-            Producer::Link(sc) => {
-                let _ = span.set_parent(opentelemetry::Context::new());
-                span.add_link(sc);
-            }
+        // The producer's context, or none: never the context the thread happens to have.
+        let (parent, link) = match self.producer {
+            Producer::Parent(cx) => (cx, None),
+            Producer::Link(sc) => (opentelemetry::Context::new(), Some(sc)),
+            Producer::None => (opentelemetry::Context::new(), None),
+        };
+        let _ = span.set_parent(parent);
+        if let Some(sc) = link {
+            span.add_link(sc);
         }
         let hub = self
             .shared

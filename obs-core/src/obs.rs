@@ -219,7 +219,8 @@ impl Obs {
         // One filter (RUST_LOG) for spans, log lines and Sentry: what is not logged is not
         // traced or reported either, and disabled callsites cost nothing.
         let db_layer = settings.db.sqlx.then(|| {
-            DbLayer::new(&settings.db, Arc::clone(&shared.metrics.db), db_tracer).filtered()
+            let max = settings.metrics.max_label_sets;
+            DbLayer::new(&settings.db, max, Arc::clone(&shared.metrics.db), db_tracer).filtered()
         });
         let layers = otel_layer
             .and_then(logs::layer(&settings.log, sink))

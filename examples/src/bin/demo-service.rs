@@ -58,10 +58,14 @@ fn fault() -> Fault {
 
 #[tokio::main]
 pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let database = std::env::var("DATABASE_URL").unwrap_or_else(|_| {
-        let file = std::env::temp_dir().join(format!("obs-demo-{}.db", std::process::id()));
-        format!("sqlite://{}?mode=rwc", file.display())
-    });
+    // Without `DATABASE_URL`, a SQLite file of this process' own, removed at the end.
+    let own_file = std::env::var_os("DATABASE_URL")
+        .is_none()
+        .then(|| std::env::temp_dir().join(format!("obs-demo-{}.db", std::process::id())));
+    let database = match &own_file {
+        Some(file) => format!("sqlite://{}?mode=rwc", file.display()),
+        None => std::env::var("DATABASE_URL")?,
+    };
     let system = if database.starts_with("postgres") {
         "postgresql"
     } else {
@@ -127,11 +131,7 @@ pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     tracing::info!("demo-service stopped");
     users.close().await;
-    if let Some(file) = database
-        .strip_prefix("sqlite://")
-        .and_then(|rest| rest.strip_suffix("?mode=rwc"))
-        .filter(|_| std::env::var_os("DATABASE_URL").is_none())
-    {
+    if let Some(file) = own_file {
         let _ = std::fs::remove_file(file);
     }
     obs.shutdown(Duration::from_secs(5));

@@ -31,6 +31,8 @@ use prometheus::proto::{Counter, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, Gauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 pub(crate) use bounded::Bounded;
+#[cfg(test)]
+pub(crate) use bounded::DB;
 pub(crate) use red::{ActiveGuard, Labels, Red};
 pub use settings::DEFAULT_MAX_LABEL_SETS;
 pub(crate) use settings::{MetricsConfig, MetricsSettings};
