@@ -3,6 +3,7 @@
 //! request that was answered must have its log line, its span and (5xx) its Sentry event
 //! delivered, and the process must exit 0 within the deadline, also when the backends hang.
 
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,8 +39,11 @@ fn traffic(
 ) -> std::thread::JoinHandle<Vec<Answered>> {
     std::thread::spawn(move || {
         let mut answered = Vec::new();
-        let mut i = 1u64;
-        while !stop.load(Ordering::Relaxed) {
+        obs_testkit::traffic::every(Duration::from_millis(5), |i| {
+            if stop.load(Ordering::Relaxed) {
+                return ControlFlow::Break(());
+            }
+            let i = i + 1;
             let path = if i.is_multiple_of(10) {
                 "/users/0".to_owned()
             } else {
@@ -52,9 +56,8 @@ fn traffic(
                     request_id: r.request_id(),
                 });
             }
-            i += 1;
-            std::thread::sleep(Duration::from_millis(5));
-        }
+            ControlFlow::Continue(())
+        });
         answered
     })
 }
@@ -77,19 +80,22 @@ fn terminate_and_time_readyz(service: &DemoService) -> Duration {
     }
 }
 
-/// A deploy of `readme-service` (with `env`): steady traffic for `warmup`, then SIGTERM.
+/// A deploy of `readme-service` (with `env`): steady traffic until it served `warmup`
+/// requests, then SIGTERM.
 /// `/readyz` must answer 503 within 100 ms and the process exit 0 within `wait`; returns the
 /// exited service, every answered request and the time from the signal to the exit.
 fn deploy(
     env: &[(&str, &str)],
-    warmup: Duration,
+    warmup: u64,
     wait: Duration,
 ) -> (DemoService, Vec<Answered>, Duration) {
     let mut service =
         DemoService::start_on_port(env!("CARGO_BIN_EXE_readme-service").as_ref(), env).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let load = traffic(service.addr, Arc::clone(&stop));
-    std::thread::sleep(warmup);
+    service.wait_metric("http_server_request_duration_seconds_count", |n| {
+        n >= warmup as f64
+    });
     let to_503 = terminate_and_time_readyz(&service);
     let signalled = Instant::now();
     let status = service.wait_exit(wait);
@@ -120,7 +126,7 @@ fn sigterm_under_traffic_loses_nothing() {
             ("OTEL_BSP_SCHEDULE_DELAY", "200"),
             ("SENTRY_DSN", &sentry.dsn("k")),
         ],
-        Duration::from_millis(1500),
+        150,
         DEADLINE + Duration::from_secs(2),
     );
 
@@ -192,7 +198,7 @@ fn sigterm_with_hanging_backends_exits_within_the_deadline_and_counts_the_drops(
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
             ("SENTRY_DSN", &sentry.dsn("k")),
         ],
-        Duration::from_millis(1000),
+        100,
         DEADLINE + Duration::from_secs(5),
     );
     assert!(
@@ -218,4 +224,75 @@ fn sigterm_with_hanging_backends_exits_within_the_deadline_and_counts_the_drops(
             .iter()
             .any(|l| l.contains(&a.request_id) && l.contains("request completed")));
     }
+}
+
+/// What a Kubernetes readiness probe sees over a service's life: a start-up that takes 2 s
+/// before the port is bound (demo-service's `DEMO_STARTUP_DELAY_MS`, a migration) is 503
+/// while the admin server already answers; 200 only once the port accepts; 503 from SIGTERM
+/// until the exit. The service does nothing for it: its server polls `obs.shutdown_signal()`.
+#[test]
+fn readyz_is_200_only_while_the_service_serves() {
+    use obs_testkit::prometheus::free_port;
+    let (app_port, admin_port) = (free_port().unwrap(), free_port().unwrap());
+    let (app, admin) = (
+        format!("127.0.0.1:{app_port}"),
+        format!("127.0.0.1:{admin_port}"),
+    );
+    let (mut service, _) = DemoService::start_until(
+        env!("CARGO_BIN_EXE_demo-service").as_ref(),
+        &[
+            ("OBS_DEMO_ADDR", &app),
+            ("OBS_ADMIN_ADDR", &admin),
+            ("DEMO_STARTUP_DELAY_MS", "2000"),
+        ],
+        "obs initialized",
+    )
+    .unwrap();
+    let (app, admin): (std::net::SocketAddr, std::net::SocketAddr) =
+        (app.parse().unwrap(), admin.parse().unwrap());
+    let accepts = || std::net::TcpStream::connect(app).is_ok();
+    let ready = || client::get(admin, "/readyz").unwrap().status;
+
+    // Start-up: the probe answers, and says 503, until the port accepts.
+    let mut starting = 0;
+    obs_testkit::eventually(
+        Duration::from_secs(20),
+        || "never ready".into(),
+        || {
+            let status = ready();
+            // Read after the probe: a port that accepts now accepted when the probe said 200.
+            let accepting = accepts();
+            match status {
+                200 => {
+                    assert!(accepting, "/readyz said 200 before the port accepted");
+                    Some(())
+                }
+                503 => {
+                    starting += 1;
+                    None
+                }
+                other => panic!("/readyz answered {other}"),
+            }
+        },
+    );
+    assert!(
+        starting >= 3,
+        "the 2 s start-up was seen as 503 ({starting} probes)"
+    );
+    assert_eq!(client::get(admin, "/healthz").unwrap().status, 200);
+    assert_eq!(client::get(app, "/users/1").unwrap().status, 200);
+
+    // Serving, then SIGTERM: 503 from then on, while the admin server still answers.
+    service.terminate().unwrap();
+    obs_testkit::eventually(
+        Duration::from_secs(5),
+        || "/readyz never turned 503".into(),
+        || (ready() == 503).then_some(()),
+    );
+    while let Ok(r) = client::get(admin, "/readyz") {
+        assert_eq!(r.status, 503, "ready again after SIGTERM");
+    }
+    assert!(service
+        .wait_exit(Duration::from_secs(15))
+        .is_some_and(|s| s.success()));
 }

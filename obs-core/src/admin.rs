@@ -2,7 +2,6 @@
 //! counted in the RED metrics nor exposed with the public routes.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::http::{header, HeaderMap, StatusCode};
@@ -40,7 +39,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(
             "/readyz",
             get(move || async move {
-                if shared.ready.load(Ordering::SeqCst) {
+                if shared.ready.is_ready() {
                     (StatusCode::OK, "ready\n").into_response()
                 } else {
                     (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()

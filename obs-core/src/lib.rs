@@ -70,13 +70,14 @@
 //! | [`metrics`] | the RED recorder, exemplars, OpenMetrics, its settings | env, request, resource, semconv, sync, trace::context |
 //! | [`config`] | [`Config`], and `Settings` as the sum of the subsystems' settings | env, logs, metrics, report, resource, trace |
 //! | `db` | sqlx's `sqlx::query` events as CLIENT spans and `db_client_operation_duration_seconds` | config, metrics, semconv, sync |
-//! | `shared` | the state the guard, the middleware and the admin server share | metrics, report |
+//! | `readiness` | what `/readyz` says: starting, ready, not ready, draining | - |
+//! | `shared` | the state the guard, the middleware and the admin server share | metrics, readiness, report |
 //! | [`http`] | the middleware: service -> future -> body -> finish; extractors; the bearer-token check | metrics, report, request, semconv, shared, trace |
 //! | `actix` | `obs.actix()`: the middleware for actix-web (feature `actix`), on `http`'s span and in-flight record | http, request, shared |
 //! | [`job`] | [`job::Job`]: a unit of work that is not a request (span, log fields, metric, hub, producer's trace) | ids, report, request, shared, trace |
 //! | `admin` | the admin server (`/metrics`, `/healthz`, `/readyz`) | http, metrics, shared |
 //! | `shutdown` | [`ShutdownSignal`] | shared |
-//! | `obs` | [`Obs`]: building, `init`, `into_layers`, shutdown | actix, admin, config, db, env, error, http, job, logs, metrics, panic, report, request, shared, shutdown, sync, trace |
+//! | `obs` | [`Obs`]: building, `init`, `into_layers`, shutdown | actix, admin, config, db, env, error, http, job, logs, metrics, panic, readiness, report, request, shared, shutdown, sync, trace |
 //! | `test` | [`test::init`]: obs without globals, logs captured | config, logs, obs, sync |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -96,6 +97,7 @@ pub mod logs;
 pub mod metrics;
 mod obs;
 mod panic;
+mod readiness;
 mod report;
 mod request;
 mod resource;

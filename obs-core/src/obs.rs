@@ -15,6 +15,7 @@ use crate::http::ObsLayer;
 use crate::job::Job;
 use crate::logs::{self, LineSink, LogWriter};
 use crate::metrics::{self, Labels, Metrics};
+use crate::readiness::Readiness;
 use crate::shared::Shared;
 use crate::shutdown::ShutdownSignal;
 use crate::sync::lock;
@@ -209,7 +210,7 @@ impl Obs {
         });
         let shared = Arc::new(Shared {
             metrics: Metrics::new(&settings.metrics, &settings.service, counters),
-            ready: AtomicBool::new(true),
+            ready: Readiness::default(),
             #[cfg(feature = "axum")]
             metrics_token: settings.metrics_token.clone(),
             propagator: pipeline.propagator,
@@ -436,21 +437,31 @@ impl Obs {
         true
     }
 
-    /// Marks the service ready or not for `/readyz` (ready from the start; not ready once
-    /// [`Obs::shutdown`] begins).
+    /// Marks the service ready or not for `/readyz`.
+    ///
+    /// A service starts not ready (503) and becomes ready when its server first polls
+    /// [`Obs::shutdown_signal`], which axum's `with_graceful_shutdown` and the actix pattern
+    /// in the README do once they serve: a service that follows the README needs no call. A
+    /// service of another shape (a worker, a hand-made accept loop) says `set_ready(true)` once
+    /// it does its work. `set_ready(false)` (warming caches, a lost dependency) holds until
+    /// `set_ready(true)`, whatever the signal's first poll. Once shutdown began (the signal or
+    /// [`Obs::shutdown`]), `/readyz` answers 503 for good and this call changes nothing.
     ///
     /// ```
     /// let obs = obs::test::init();
     /// obs.set_ready(false); // e.g. while warming caches
+    /// obs.set_ready(true); // warm: take traffic
     /// ```
     pub fn set_ready(&self, ready: bool) {
-        self.shared.ready.store(ready, Ordering::SeqCst);
+        self.shared.ready.set(ready);
     }
 
     /// A future that resolves when the process is asked to stop (SIGTERM, which Kubernetes,
-    /// systemd and `docker stop` send, or Ctrl-C), for a server's graceful shutdown. `/readyz`
-    /// answers 503 from the moment the signal arrives, so a load balancer stops sending while
-    /// the server finishes the requests in flight; then call [`Obs::shutdown`] to flush.
+    /// systemd and `docker stop` send, or Ctrl-C), for a server's graceful shutdown. Its first
+    /// poll, which a server makes once it serves, turns `/readyz` to 200 (see
+    /// [`Obs::set_ready`]); it answers 503 from the moment the signal arrives, so a load
+    /// balancer stops sending while the server finishes the requests in flight; then call
+    /// [`Obs::shutdown`] to flush.
     ///
     /// ```no_run
     /// # async fn run(app: axum::Router) -> std::io::Result<()> {
@@ -488,7 +499,7 @@ impl Obs {
         // a hanging backend cannot cost the service its logs too.
         let deadline = started + timeout - (timeout / 10).min(LOG_FLUSH_RESERVE);
         let log_deadline = started + timeout;
-        self.set_ready(false);
+        self.shared.ready.drain();
         // Spans and Sentry events flush in parallel, then the log lines (which may include
         // their failure reports). The admin server answers until then: `/readyz` says 503
         // rather than refusing connections, and a last scrape sees the final counts.

@@ -4,12 +4,14 @@
 use std::sync::atomic::AtomicBool;
 
 use crate::metrics::Metrics;
+use crate::readiness::Readiness;
 use crate::report::Reporter;
 
 /// State shared by the guard, the middleware, the admin server and the shutdown signal.
 pub(crate) struct Shared {
     pub metrics: Metrics,
-    pub ready: AtomicBool,
+    /// What `/readyz` says.
+    pub ready: Readiness,
     /// Bearer token `/metrics` requires (the admin server needs axum).
     #[cfg(feature = "axum")]
     pub metrics_token: Option<String>,

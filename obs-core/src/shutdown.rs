@@ -1,13 +1,13 @@
 //! The deploy signal: SIGTERM (what Kubernetes, systemd and `docker stop` send) or Ctrl-C.
 //!
-//! [`crate::Obs::shutdown_signal`] is a future for a server's graceful shutdown. It turns
+//! [`crate::Obs::shutdown_signal`] is a future for a server's graceful shutdown. A server
+//! polls it first once it serves, which turns `/readyz` to 200 (`crate::readiness`). It turns
 //! `/readyz` to 503 the moment the signal arrives (a load balancer stops sending new requests
 //! while the in-flight ones finish), then resolves; the server drains and the service calls
 //! [`crate::Obs::shutdown`], which flushes logs, spans and Sentry events within its deadline.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -22,6 +22,8 @@ use crate::shared::Shared;
 #[must_use = "a signal future does nothing unless awaited"]
 pub struct ShutdownSignal {
     inner: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// Until the first poll: the server is not serving yet.
+    starting: Option<Arc<Shared>>,
 }
 
 impl ShutdownSignal {
@@ -29,26 +31,30 @@ impl ShutdownSignal {
         let listening = tokio::runtime::Handle::try_current()
             .ok()
             .map(|_| Signals::listen());
+        let starting = Some(Arc::clone(&shared));
         let inner = Box::pin(async move {
             let signals = match listening {
                 Some(signals) => signals,
                 None => Signals::listen(),
             };
             let name = signals.recv().await;
-            shared.ready.store(false, Ordering::SeqCst);
+            shared.ready.drain();
             tracing::info!(
                 target: "obs",
                 signal = name,
                 "shutdown requested: /readyz answers 503, finishing in-flight requests"
             );
         });
-        Self { inner }
+        Self { inner, starting }
     }
 }
 
 impl Future for ShutdownSignal {
     type Output = ();
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(shared) = self.starting.take() {
+            shared.ready.serving();
+        }
         self.inner.as_mut().poll(cx)
     }
 }

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
@@ -24,10 +24,8 @@ fn app(obs: &obs::Obs) -> Router {
         .route("/panic", get(panics))
         .route(
             "/slow",
-            get(|| async {
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                "slow"
-            }),
+            // Never answers: the client goes away first.
+            get(std::future::pending::<&'static str>),
         )
         .layer(obs.layer())
 }
@@ -232,32 +230,27 @@ async fn a_cancelled_request_is_recorded_and_leaves_no_active_request() {
         s
     })
     .await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while active(&obs.metrics_text()) != Some(1.0) {
-        assert!(Instant::now() < deadline, "the request never became active");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    obs_testkit::eventually_async(
+        Duration::from_secs(5),
+        || "the request never became active".into(),
+        || (active(&obs.metrics_text()) == Some(1.0)).then_some(()),
+    )
+    .await;
     // The client goes away mid-handler.
     stream.flush().unwrap();
     drop(stream);
-    let deadline = Instant::now() + Duration::from_secs(4);
-    loop {
-        let page = obs.metrics_text();
-        if active(&page) == Some(0.0) {
-            let cancelled = labels("GET", Some("/slow"), None, Some("cancelled"));
-            assert_eq!(
-                sample(&page, DURATION_COUNT, &cancelled),
-                Some(1.0),
-                "{page}"
-            );
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "cancellation was not observed: {page}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let page = obs_testkit::eventually_async(
+        Duration::from_secs(4),
+        || format!("cancellation was not observed: {}", obs.metrics_text()),
+        || Some(obs.metrics_text()).filter(|page| active(page) == Some(0.0)),
+    )
+    .await;
+    let cancelled = labels("GET", Some("/slow"), None, Some("cancelled"));
+    assert_eq!(
+        sample(&page, DURATION_COUNT, &cancelled),
+        Some(1.0),
+        "{page}"
+    );
     let completed = obs
         .logs()
         .into_iter()
@@ -308,6 +301,15 @@ async fn admin_requests_are_not_counted_and_the_page_passes_promtool() {
     let obs = obs::test::init();
     let addr = obs_testkit::serve(app(&obs)).await;
     let admin = obs_testkit::serve(obs.admin_router()).await;
+    let readyz = move || async move {
+        blocking(move || client::get(admin, "/readyz").unwrap().status).await
+    };
+    assert_eq!(readyz().await, 503, "not ready before the server serves");
+    // A server polls its shutdown future once it serves: that is what makes it ready.
+    let mut signal = obs.shutdown_signal();
+    let not_yet = tokio::time::timeout(Duration::ZERO, &mut signal).await;
+    assert!(not_yet.is_err(), "no signal came");
+    assert_eq!(readyz().await, 200, "ready once serving");
     let page = blocking(move || {
         client::get(addr, "/users/1").unwrap();
         client::get(addr, "/fail").unwrap();

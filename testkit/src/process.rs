@@ -41,6 +41,8 @@ struct Lines {
     stderr: Mutex<String>,
     /// Read but do not keep further lines (long runs).
     discard: std::sync::atomic::AtomicBool,
+    /// stdout reached its end: every line the process wrote is in `lines`.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 /// A `kB` field of `/proc/PID/status` (`VmRSS`, `VmHWM`...), in KiB; `None` once the process
@@ -75,13 +77,27 @@ pub struct DemoService {
 
 impl DemoService {
     /// Starts `bin` with `env` (on top of `OBS_DEMO_ADDR` and `OBS_ADMIN_ADDR` set to free
-    /// loopback ports unless `env` sets them) and waits until it listens.
+    /// loopback ports unless `env` sets them) and waits until it listens and, with an admin
+    /// server, until `/readyz` says it serves (as a Kubernetes readiness probe waits).
     pub fn start(bin: &Path, env: &[(&str, &str)]) -> io::Result<Self> {
         let (demo, listening) = Self::start_until(bin, env, "demo-service listening")?;
         if demo.addr.port() == 0 {
             return Err(io::Error::other(format!("no listen.addr in {listening}")));
         }
+        demo.wait_ready()?;
         Ok(demo)
+    }
+
+    /// Waits until `/readyz` answers 200, at most [`START_TIMEOUT`] (at once without an admin
+    /// server).
+    pub fn wait_ready(&self) -> io::Result<()> {
+        let Some(admin) = self.admin else {
+            return Ok(());
+        };
+        within_start_timeout(
+            || "/readyz never answered 200".into(),
+            || client::get(admin, "/readyz").is_ok_and(|r| r.status == 200),
+        )
     }
 
     /// Starts `bin` as [`DemoService::start`] does, for another service (whose start line is
@@ -125,15 +141,8 @@ impl DemoService {
             .wait_for(|l| l.contains("obs initialized"), START_TIMEOUT)
             .ok_or_else(|| io::Error::other(format!("no start line: {:?}", demo.lines())))?;
         demo.admin = value_after(&started, "admin.addr").and_then(|a| a.parse().ok());
-        let deadline = Instant::now() + START_TIMEOUT;
-        while std::net::TcpStream::connect(demo.addr).is_err() {
-            if Instant::now() >= deadline {
-                return Err(io::Error::other(format!(
-                    "{bin:?} never listened on {port}"
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_listening(demo.addr, &format!("{bin:?}"))?;
+        demo.wait_ready()?;
         Ok(demo)
     }
 
@@ -173,6 +182,10 @@ impl DemoService {
                 sink.lines.lock().unwrap().push(line);
                 sink.grew.notify_all();
             }
+            // Under the lock, so that a waiter cannot miss the notification.
+            let _lines = sink.lines.lock().unwrap();
+            sink.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+            sink.grew.notify_all();
         });
         Ok(DemoService {
             child,
@@ -245,18 +258,53 @@ impl DemoService {
         }
     }
 
-    /// Waits for the process to exit, at most `timeout`.
+    /// Waits for the process to exit, at most `timeout`, and for its last stdout line to be
+    /// read.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
+        let status = loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                // Let the reader thread take the last lines.
-                std::thread::sleep(Duration::from_millis(100));
-                return Some(status);
+                break status;
+            }
+            if Instant::now() >= deadline {
+                return None;
             }
             std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut lines = self.lines.lines.lock().unwrap();
+        while !self.lines.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            lines = self.lines.grew.wait_timeout(lines, left).unwrap().0;
         }
-        None
+        Some(status)
+    }
+
+    /// The sum of a metric's samples on the admin server's `/metrics` (`None` while it does
+    /// not answer).
+    pub fn metric_sum(&self, name: &str) -> Option<f64> {
+        let admin = self.admin.expect("the admin server (/metrics)");
+        let page = client::get(admin, "/metrics").ok()?.body;
+        Some(
+            page.lines()
+                .filter(|l| l.split(['{', ' ']).next() == Some(name))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum(),
+        )
+    }
+
+    /// Waits until the sum of `name`'s samples satisfies `done` (see [`DemoService::metric_sum`]).
+    pub fn wait_metric(&self, name: &str, done: impl Fn(f64) -> bool) {
+        crate::eventually(
+            START_TIMEOUT,
+            || format!("{name} never got there (last {:?})", self.metric_sum(name)),
+            || self.metric_sum(name).filter(|v| done(*v)).map(drop),
+        );
+    }
+
+    /// Waits until `n` requests are in flight (obs' `http_server_active_requests`): a test's
+    /// slow requests have arrived.
+    pub fn wait_in_flight(&self, n: u64) {
+        self.wait_metric("http_server_active_requests", |v| v == n as f64);
     }
 }
 
@@ -265,6 +313,30 @@ impl Drop for DemoService {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Waits until `addr` accepts connections, at most [`START_TIMEOUT`]; `what` names the
+/// server in the error.
+fn wait_listening(addr: SocketAddr, what: &str) -> io::Result<()> {
+    within_start_timeout(
+        || format!("{what} never listened on {addr}"),
+        || std::net::TcpStream::connect(addr).is_ok(),
+    )
+}
+
+/// Polls `done` every 20 ms, at most [`START_TIMEOUT`]; the error says what never happened.
+fn within_start_timeout(
+    never: impl FnOnce() -> String,
+    mut done: impl FnMut() -> bool,
+) -> io::Result<()> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    while !done() {
+        if Instant::now() >= deadline {
+            return Err(io::Error::other(never()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
 }
 
 /// The value following `key` in a JSON (`"key":"value"`) or pretty (`key=value`) log line.
@@ -281,6 +353,7 @@ fn value_after(line: &str, key: &str) -> Option<String> {
 /// killed when dropped.
 pub struct RedisServer {
     child: Child,
+    addr: SocketAddr,
     /// `redis://127.0.0.1:port`.
     pub url: String,
 }
@@ -306,32 +379,27 @@ impl RedisServer {
             .map_err(|e| {
                 io::Error::other(format!("redis-server (apt-get install redis-server): {e}"))
             })?;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let server = Self {
             child,
-            url: format!("redis://127.0.0.1:{port}"),
+            addr,
+            url: format!("redis://{addr}"),
         };
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if server
-                .command(&["PING"])
-                .is_ok_and(|r| r.starts_with("+PONG"))
-            {
-                return Ok(server);
-            }
-            if Instant::now() >= deadline {
-                return Err(io::Error::other("redis-server did not answer PING"));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        within_start_timeout(
+            || "redis-server did not answer PING".into(),
+            || {
+                server
+                    .command(&["PING"])
+                    .is_ok_and(|r| r.starts_with("+PONG"))
+            },
+        )?;
+        Ok(server)
     }
 
     /// Sends one command (RESP) and returns the first line of the reply (`:3`, `+PONG`).
     pub fn command(&self, args: &[&str]) -> io::Result<String> {
         use std::io::Write;
-        let addr: SocketAddr = self.url["redis://".len()..]
-            .parse()
-            .map_err(io::Error::other)?;
-        let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
+        let mut stream = std::net::TcpStream::connect_timeout(&self.addr, Duration::from_secs(1))?;
         stream.set_read_timeout(Some(Duration::from_secs(2)))?;
         let mut request = format!("*{}\r\n", args.len());
         for a in args {
@@ -431,14 +499,7 @@ impl PostgresServer {
             stop,
             url: format!("postgres://obs@127.0.0.1:{port}/postgres"),
         };
-        let deadline = Instant::now() + START_TIMEOUT;
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        while std::net::TcpStream::connect(addr).is_err() {
-            if Instant::now() >= deadline {
-                return Err(io::Error::other("postgres did not listen"));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_listening(([127, 0, 0, 1], port).into(), "postgres")?;
         Ok(server)
     }
 }

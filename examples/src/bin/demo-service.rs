@@ -10,7 +10,8 @@
 //! address; answers 202 at once and leaves the welcome email to a job: on the Redis queue at
 //! `REDIS_URL` for the `worker`, else run in this process), `GET /accounts/{id}?note=N` (three
 //! statements through sqlx on the users' database, `DATABASE_URL`: a SQLite file of its own by
-//! default, or PostgreSQL). `DEMO_FAULT` is what this
+//! default, or PostgreSQL). `DEMO_STARTUP_DELAY_MS` makes the start-up that much longer (a
+//! migration): `/readyz` answers 503 until the server serves. `DEMO_FAULT` is what this
 //! build gets wrong, so a deploy can break a route: `errors` (`GET /users/{id}` answers 500 to
 //! 4 requests in 5) or `slow` (`GET /search` takes 3 s). Listens on `OBS_DEMO_ADDR`
 //! (default 127.0.0.1:3000); metrics on the admin address (`OBS_ADMIN_ADDR`, default
@@ -72,6 +73,14 @@ pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "sqlite"
     };
     let obs = Arc::new(obs::Config::new().db_system(system).init()?);
+    // A slow start-up (a long migration, a cache to warm), `DEMO_STARTUP_DELAY_MS`: `/readyz`
+    // answers 503 until the server below serves.
+    if let Some(ms) = std::env::var("DEMO_STARTUP_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
     let users = users_db(&database).await?;
     let queue = match std::env::var("REDIS_URL") {
         Ok(url) => Some(Queue::connect(&url).await?),

@@ -21,6 +21,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let obs = Arc::new(obs::init()?);
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     let queue = Queue::connect(&url).await?;
+    // No server polls obs' signal here: the worker says itself that it works.
+    obs.set_ready(true);
     tracing::info!(
         { metrics.url = %obs.admin_addr().map_or_else(|| "off".to_owned(), |a| format!("http://{a}/metrics")) },
         "worker waiting for jobs"
