@@ -54,9 +54,11 @@ fn dashboard_and_rule_queries_return_the_traffics_numbers() {
     // Redis); 1 signup in 4 bounces.
     let addr = demo.addr;
     let deadline = std::time::Instant::now() + Duration::from_secs(40);
-    let mut sent = 0;
     let mut signups = 0;
-    while std::time::Instant::now() < deadline {
+    let sent = obs_testkit::traffic::every(Duration::from_millis(20), |sent| {
+        if std::time::Instant::now() >= deadline {
+            return std::ops::ControlFlow::Break(sent);
+        }
         if sent % 10 == 0 {
             let email = if signups % 4 == 0 {
                 "bounce@example.com"
@@ -74,9 +76,8 @@ fn dashboard_and_rule_queries_return_the_traffics_numbers() {
             };
             client::get(addr, &path).unwrap();
         }
-        sent += 1;
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        std::ops::ControlFlow::Continue(())
+    });
     // Until a scrape has seen every request sent.
     prom.wait_until(
         r#"sum(http_server_request_duration_seconds_count{job="demo"})"#,
@@ -84,7 +85,7 @@ fn dashboard_and_rule_queries_return_the_traffics_numbers() {
         |r| {
             r.first()
                 .and_then(|s| s["value"][1].as_str()?.parse::<f64>().ok())
-                .is_some_and(|n| n >= f64::from(sent))
+                .is_some_and(|n| n >= sent as f64)
         },
     )
     .unwrap();
@@ -312,11 +313,17 @@ fn the_deploy_annotation_marks_version_changes_only() {
     wait(&[], "a steady version");
     // A restart with the same version: for two steps, nothing is marked.
     *page.lock().unwrap() = page_of("1.0.0", 2);
-    let until = std::time::Instant::now() + Duration::from_secs(6);
-    while std::time::Instant::now() < until {
-        assert_eq!(marked(), Vec::<String>::new(), "a restart is no deploy");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    // Until Prometheus has scraped only the restarted process for 7 s (more than two steps).
+    prom.wait_until(
+        r#"min_over_time(process_start_time_seconds{job="shop"}[7s]) == 2"#,
+        Duration::from_secs(20),
+        |r| {
+            assert_eq!(marked(), Vec::<String>::new(), "a restart is no deploy");
+            !r.is_empty()
+        },
+    )
+    .unwrap();
+    assert_eq!(marked(), Vec::<String>::new(), "a restart is no deploy");
     *page.lock().unwrap() = page_of("1.1.0", 3);
     wait(&["1.1.0"], "the deploy");
     wait(&[], "after the deploy");

@@ -239,20 +239,15 @@ fn rust_log_warn_keeps_request_ids_on_the_lines_it_lets_through() {
         &[("x-request-id", b"info-test")],
     )
     .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let lines = demo.lines();
-    assert!(
+    // Every line, flushed by the exit.
+    let lines = demo.stop_json();
+    let of_info = |message: &str| {
         lines
             .iter()
-            .any(|l| l.contains("user loaded") && l.contains("info-test")),
-        "demo_service=info passes"
-    );
-    assert!(
-        !lines
-            .iter()
-            .any(|l| l.contains("request completed") && l.contains("info-test")),
-        "{lines:#?}"
-    );
+            .any(|l| l["message"] == message && l["request_id"] == "info-test")
+    };
+    assert!(of_info("user loaded"), "demo_service=info passes");
+    assert!(!of_info("request completed"), "{lines:#?}");
 }
 
 #[test]
@@ -306,7 +301,7 @@ fn sigterm_drains_in_flight_requests_flushes_and_exits() {
     let addr = demo.addr;
     // One request in flight that finishes during the drain...
     let short = std::thread::spawn(move || client::get(addr, "/slow?ms=1000"));
-    std::thread::sleep(Duration::from_millis(200));
+    demo.wait_in_flight(1);
     let t = Instant::now();
     demo.terminate().unwrap();
     let status = demo
@@ -344,7 +339,7 @@ fn a_request_longer_than_the_drain_timeout_does_not_block_exit() {
     let mut demo = start(&[]);
     let addr = demo.addr;
     let _stuck = std::thread::spawn(move || client::get(addr, "/slow?ms=60000"));
-    std::thread::sleep(Duration::from_millis(200));
+    demo.wait_in_flight(1);
     let t = Instant::now();
     demo.terminate().unwrap();
     demo.wait_exit(Duration::from_secs(20)).expect("exits");

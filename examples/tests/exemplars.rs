@@ -277,20 +277,20 @@ fn in_remote_mode_the_alerts_name_traces_from_prometheus_exemplars() {
     let clients: Vec<_> = (0..5)
         .map(|c| {
             let stop = std::sync::Arc::clone(&stop);
+            let period = Duration::from_millis(if c == 0 { 100 } else { 0 });
             std::thread::spawn(move || {
-                let mut i = 0u64;
-                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                obs_testkit::traffic::every(period, |i| {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        return std::ops::ControlFlow::Break(());
+                    }
                     let path = match (c, i.is_multiple_of(2)) {
                         (0, true) => "/fail",
                         (0, false) => "/users/1",
                         _ => "/slow?ms=2500",
                     };
                     let _ = client::get(addr, path);
-                    i += 1;
-                    if c == 0 {
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                }
+                    std::ops::ControlFlow::Continue(())
+                })
             })
         })
         .collect();

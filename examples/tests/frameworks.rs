@@ -234,10 +234,10 @@ fn sentry_gets_the_requests_errors_and_panics_once(fw: Framework) {
         200,
         "and the service goes on"
     );
+    // The exit flushes Sentry: every event the service sent has arrived.
+    let lines = service.stop_json();
     let events = sentry.wait_for_events(2, Duration::from_secs(10));
-    std::thread::sleep(Duration::from_millis(500));
-    let events_later = sentry.wait_for_events(3, Duration::from_millis(1));
-    assert_eq!(events_later.len(), 2, "one event each: {events_later:#?}");
+    assert_eq!(events.len(), 2, "one event each: {events:#?}");
     let of = |r: &client::Response| {
         events
             .iter()
@@ -256,7 +256,6 @@ fn sentry_gets_the_requests_errors_and_panics_once(fw: Framework) {
         panic["exception"].to_string().contains("simulated panic"),
         "{panic}"
     );
-    let lines = service.stop_json();
     let panic_line = lines
         .iter()
         .find(|l| {
@@ -273,7 +272,7 @@ fn sigterm_drains_in_flight_requests(fw: Framework) {
     let slow: Vec<_> = (0..5)
         .map(|_| std::thread::spawn(move || client::get(addr, "/slow?ms=1500").unwrap()))
         .collect();
-    std::thread::sleep(Duration::from_millis(400));
+    service.wait_in_flight(5);
     let lines = service.stop_json(); // SIGTERM, then a clean exit
     for r in slow {
         let r = r.join().unwrap();
@@ -298,24 +297,23 @@ fn a_request_the_client_abandons_is_counted_as_the_framework_ends_it(fw: Framewo
     stream
         .write_all(b"GET /slow?ms=1500 HTTP/1.1\r\nhost: x\r\n\r\n")
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    service.wait_in_flight(1);
     drop(stream); // the client goes away before the answer
     let series = if fw.drops_abandoned {
         r#"error_type="cancelled",http_request_method="GET",http_route="/slow",url_scheme="http""#
     } else {
         r#"http_request_method="GET",http_response_status_code="200",http_route="/slow",url_scheme="http""#
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let page = loop {
-        let page = client::get(service.admin.unwrap(), "/metrics")
+    let page = || {
+        client::get(service.admin.unwrap(), "/metrics")
             .unwrap()
-            .body;
-        if count(&page, series) == 1 || std::time::Instant::now() > deadline {
-            break page;
-        }
-        std::thread::sleep(Duration::from_millis(50));
+            .body
     };
-    assert_eq!(count(&page, series), 1, "{page}");
+    let page = obs_testkit::eventually(
+        Duration::from_secs(5),
+        || format!("{series} never counted: {}", page()),
+        || Some(page()).filter(|p| count(p, series) == 1),
+    );
     let total: u64 = page
         .lines()
         .filter(|l| l.starts_with("http_server_request_duration_seconds_count"))

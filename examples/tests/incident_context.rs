@@ -157,7 +157,7 @@ fn story(dir: &Path, [mut a, mut b]: [Instance; 2], mode: Mode, latency: bool) -
             .unwrap(),
         ),
     }
-    std::thread::sleep(Duration::from_secs(8));
+    collector.wait_evaluations(4);
 
     // The canary: instance b as 1.1.0, whose GET /users/{id} fails 4 times in 5.
     b.deploy(build("1.1.0", "errors")).unwrap();
@@ -276,28 +276,25 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
 
 /// The first alert named `name` Alertmanager holds that carries the incident's routes.
 fn wait_am_alert(am: &Alertmanager, name: &str) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    let alerts = || -> Value {
         let body = obs_testkit::client::get(am.addr, "/api/v2/alerts")
             .map(|r| r.body)
             .unwrap_or_default();
-        let alerts: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-        let found = alerts.as_array().and_then(|a| {
-            a.iter()
+        serde_json::from_str(&body).unwrap_or(Value::Null)
+    };
+    obs_testkit::eventually(
+        Duration::from_secs(30),
+        || format!("Alertmanager has no {name} with routes: {}", alerts()),
+        || {
+            alerts()
+                .as_array()?
+                .iter()
                 .find(|x| {
                     x["labels"]["alertname"] == name && x["annotations"]["routes"].is_string()
                 })
                 .cloned()
-        });
-        if let Some(alert) = found {
-            return alert;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "Alertmanager has no {name} with routes: {body}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        },
+    )
 }
 
 #[test]

@@ -123,8 +123,16 @@ fn no_secret_appears_in_anything_the_processes_write_or_serve() {
         || "Slack was not tried twice".into(),
         || (slack.received().len() >= 2).then_some(()),
     );
-    std::thread::sleep(Duration::from_secs(1));
     let auth: &[(&str, &[u8])] = &[("authorization", b"Bearer COLLECTORTOKENSECRET")];
+    // The refusal is recorded once its answer is read.
+    obs_testkit::eventually(
+        Duration::from_secs(10),
+        || "the refusal is not on the status page".into(),
+        || {
+            let page = client::request(collector.addr, "GET", "/", auth).ok()?.body;
+            page.contains("no_service").then_some(())
+        },
+    );
     for path in ["/", "/api/v1/alerts", "/api/v1/rules", "/metrics"] {
         let r = client::request(collector.addr, "GET", path, auth).unwrap();
         assert_eq!(r.status, 200, "{path}");

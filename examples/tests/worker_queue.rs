@@ -47,14 +47,6 @@ fn runs(worker: &DemoService, error_type: Option<&str>) -> u64 {
         .map_or(0, |v| v.parse().unwrap())
 }
 
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn attrs(span: &Span) -> HashMap<String, String> {
     attributes(&span.attributes)
         .into_iter()
@@ -110,9 +102,15 @@ fn a_signup_crosses_redis_into_the_worker_in_one_trace() {
     let sent = signup(&service, "ada@example.com", Some(&traceparent));
     let bounced = signup(&service, "bounce@example.com", None);
     let panicked = signup(&service, "panic@example.com", None);
-    wait_until("three runs", || {
-        runs(&worker, None) + runs(&worker, Some(ERROR_TYPE)) + runs(&worker, Some("panic")) == 3
-    });
+    obs_testkit::eventually(
+        WAIT,
+        || "three runs".into(),
+        || {
+            (runs(&worker, None) + runs(&worker, Some(ERROR_TYPE)) + runs(&worker, Some("panic"))
+                == 3)
+                .then_some(())
+        },
+    );
     assert_eq!(runs(&worker, None), 1);
     assert_eq!(runs(&worker, Some(ERROR_TYPE)), 1);
     assert_eq!(
@@ -135,7 +133,11 @@ fn a_signup_crosses_redis_into_the_worker_in_one_trace() {
             Some(':')
         );
     }
-    wait_until("the malformed jobs", || runs(&worker, None) == 3);
+    obs_testkit::eventually(
+        WAIT,
+        || "the malformed jobs".into(),
+        || (runs(&worker, None) == 3).then_some(()),
+    );
 
     // The trace: request -> enqueue -> job -> the mail provider.
     let spans = otlp.wait_for_spans(6, WAIT);
@@ -300,8 +302,7 @@ fn a_failing_job_name_fires_high_job_failure_rate() {
     .unwrap();
     // 1 signup in 3 bounces, 10 a second, until the alert fires (demo speed: 10 s windows).
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut i = 0;
-    let firing = loop {
+    let firing = obs_testkit::traffic::every(Duration::from_millis(100), |i| {
         assert!(Instant::now() < deadline, "HighJobFailureRate did not fire");
         let email = if i % 3 == 0 {
             "bounce@example.com".to_owned()
@@ -309,17 +310,16 @@ fn a_failing_job_name_fires_high_job_failure_rate() {
             format!("u{i}@example.com")
         };
         signup(&service, &email, None);
-        i += 1;
-        std::thread::sleep(Duration::from_millis(100));
-        if let Some(m) = slack
+        match slack
             .received()
             .into_iter()
             .map(|(_, m, _)| m)
             .find(|m| header(m).starts_with("FIRING: HighJobFailureRate"))
         {
-            break m;
+            Some(m) => std::ops::ControlFlow::Break(m),
+            None => std::ops::ControlFlow::Continue(()),
         }
-    };
+    });
     let text = firing.to_string();
     assert_eq!(header(&firing), "FIRING: HighJobFailureRate — demo");
     assert!(text.contains("send_welcome_email jobs failed"), "{text}");

@@ -55,9 +55,21 @@ fn a_backtest_replays_what_prometheus_evaluated_live() {
     ))
     .unwrap();
     let start = now_ms();
-    std::thread::sleep(Duration::from_secs(3));
+    // A quiet start: Prometheus scraped the flag down a few times.
+    prom.wait_until(
+        "count_over_time(flag[1m]) >= 4",
+        Duration::from_secs(20),
+        |r| !r.is_empty(),
+    )
+    .unwrap();
     *page.lock().unwrap() = "flag 1\n".to_owned();
-    std::thread::sleep(Duration::from_secs(8));
+    // The incident: Prometheus has had the alert firing for a few evaluations.
+    prom.wait_until(
+        r#"count_over_time(ALERTS{alertname="Flag",alertstate="firing"}[1m]) >= 4"#,
+        Duration::from_secs(30),
+        |r| !r.is_empty(),
+    )
+    .unwrap();
     *page.lock().unwrap() = "flag 0\n".to_owned();
     // Resolved in Prometheus: its ALERTS series has stopped.
     prom.wait_until(
@@ -66,12 +78,17 @@ fn a_backtest_replays_what_prometheus_evaluated_live() {
         <[Value]>::is_empty,
     )
     .unwrap();
-    std::thread::sleep(Duration::from_secs(2));
-    let end = now_ms();
     let samples = prometheus_firing_samples(&prom);
     let (prom_fired, prom_last) = (samples[0], *samples.last().unwrap());
     // The evaluation after the last firing one found it resolved.
     let prom_resolved = prom_last + 1_000;
+    // The range ends two evaluations after that, whenever the wait above returned.
+    let end = prom_resolved + 2_000;
+    obs_testkit::eventually(
+        Duration::from_secs(10),
+        || "the clock stopped".into(),
+        || (now_ms() >= end).then_some(()),
+    );
 
     let url = format!("http://{}", prom.addr);
     let (start_s, end_s) = (
@@ -158,7 +175,7 @@ fn a_backtest_replays_what_prometheus_evaluated_live() {
         ),
         (
             vec!["--start", &start_s, "--end", &end_s, "--format", "xml"],
-            "text or json",
+            "[possible values: text, json]",
         ),
     ] {
         let mut all = vec!["--config", config_arg, "--from", &url];

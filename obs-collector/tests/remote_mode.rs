@@ -90,7 +90,11 @@ fn remote_mode_scrape_mode_and_prometheus_fire_and_resolve_together() {
     let local = Collector::start(&local_cfg, &dir.join("local.state"), &[]);
     let remote_cfg = remote_config(&dir, "remote", &format!("http://{}", prom.addr), "");
     let remote = Collector::start(&remote_cfg, &dir.join("remote.state"), &[]);
-    std::thread::sleep(Duration::from_secs(3));
+    // All three have seen the flag down before it goes up.
+    prom.wait_until("flag == 0", Duration::from_secs(10), |r| !r.is_empty())
+        .unwrap();
+    local.wait_evaluations(1);
+    remote.wait_evaluations(1);
 
     *page.lock().unwrap() = "flag 1\n".to_owned();
     let times = [
@@ -152,7 +156,8 @@ fn fake_api(mode: Arc<Mutex<&'static str>>) -> SocketAddr {
                         r#"{"status":"error","errorType":"execution","error":"query timed out in expression evaluation"}"#
                     }
                     "slow" => {
-                        std::thread::sleep(Duration::from_secs(5));
+                        // Never answers: holds the connection until the client gives up.
+                        let _ = s.read_to_end(&mut Vec::new());
                         return;
                     }
                     _ => return, // "down": hang up
@@ -250,7 +255,8 @@ fn an_ha_pair_behind_one_alertmanager_notifies_once_per_incident() {
         &dir.join("b.state"),
         &[],
     );
-    std::thread::sleep(Duration::from_secs(2));
+    a.wait_evaluations(1);
+    b.wait_evaluations(1);
 
     *page.lock().unwrap() = "flag 1\n".to_owned();
     firing_active_at(a.addr, Duration::from_secs(20));
@@ -273,7 +279,9 @@ fn an_ha_pair_behind_one_alertmanager_notifies_once_per_incident() {
                 .then_some(())
         },
     );
-    std::thread::sleep(Duration::from_secs(3));
+    // Nothing more: two more evaluations of each dispatched whatever they would send.
+    a.wait_evaluations(2);
+    b.wait_evaluations(2);
     let seen = notifications.lock().unwrap().clone();
     assert_eq!(
         seen,

@@ -158,7 +158,7 @@ fn a_message_being_retried_when_the_process_dies_is_delivered_after_restart_once
     );
     first.kill9();
     let attempts_before = slack.received().len();
-    let _second = Collector::start(
+    let second = Collector::start(
         &write_config(&dir, target, "0s", ""),
         &dir.join("state.json"),
         &[("SLACK_WEBHOOK_URL", &slack.url())],
@@ -166,7 +166,8 @@ fn a_message_being_retried_when_the_process_dies_is_delivered_after_restart_once
     let delivered = slack.wait_delivered(1, Duration::from_secs(30));
     assert_eq!(delivered.len(), 1);
     assert!(header(&delivered[0]).starts_with("FIRING: Flag — svc"));
-    std::thread::sleep(Duration::from_secs(3));
+    // Nothing more: three more evaluations dispatched whatever they would send.
+    second.wait_evaluations(3);
     let total = slack.received();
     assert_eq!(
         total.iter().filter(|r| r.2 == Some(200)).count(),

@@ -103,18 +103,28 @@ fn two_workers() -> tokio::runtime::Runtime {
 fn a_global_obs_in_the_same_binary_takes_no_line_of_the_tests() {
     let obs = obs::Config::new().disable_admin().init().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
+    let noisy = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let noise = {
-        let stop = Arc::clone(&stop);
+        let (stop, noisy) = (Arc::clone(&stop), Arc::clone(&noisy));
         std::thread::spawn(move || {
             let rt = two_workers();
             rt.block_on(async {
+                let mut every_ms = tokio::time::interval(Duration::from_millis(1));
                 while !stop.load(Ordering::Relaxed) {
+                    every_ms.tick().await;
                     tokio::spawn(async { tracing::info!(test = "global", "global noise") });
-                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    noisy.fetch_add(1, Ordering::Relaxed);
                 }
             });
         })
     };
+    let noise_logged = || noisy.load(Ordering::Relaxed);
+    // The noise is under way before the capture and still after it.
+    obs_testkit::eventually(
+        Duration::from_secs(5),
+        || "no noise".into(),
+        || (noise_logged() > 0).then_some(()),
+    );
     // Captures made while the global is set see only their own lines too.
     let rt = two_workers();
     rt.block_on(async {
@@ -122,7 +132,12 @@ fn a_global_obs_in_the_same_binary_takes_no_line_of_the_tests() {
         log_from_tasks("beside-global", 32).await;
         assert_exactly_own_lines(&capture.logs(), "beside-global", 32);
     });
-    std::thread::sleep(Duration::from_millis(300));
+    let during = noise_logged();
+    obs_testkit::eventually(
+        Duration::from_secs(5),
+        || "the noise stopped".into(),
+        || (noise_logged() > during).then_some(()),
+    );
     stop.store(true, Ordering::Relaxed);
     noise.join().unwrap();
     obs.shutdown(Duration::from_secs(2));

@@ -50,6 +50,35 @@ pub fn eventually<T>(
     }
 }
 
+/// [`eventually`] for a test whose runtime also serves what it waits for (a current-thread
+/// runtime): polls `probe` every 10 ms without blocking the runtime.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let ready = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+/// let set = std::sync::Arc::clone(&ready);
+/// tokio::spawn(async move { set.store(true, std::sync::atomic::Ordering::SeqCst) });
+/// obs_testkit::eventually_async(std::time::Duration::from_secs(1), || "never set".into(), || {
+///     ready.load(std::sync::atomic::Ordering::SeqCst).then_some(())
+/// })
+/// .await;
+/// # });
+/// ```
+pub async fn eventually_async<T>(
+    timeout: std::time::Duration,
+    what: impl Fn() -> String,
+    mut probe: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", what());
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// A collector `route:` that sends a new group at once and its changes 1.5 s later: for the
 /// tests of other things than grouping (Alertmanager's defaults wait 30 s and 5 min). Between
 /// two evaluations of a 1 s group, so the collector's flush timer sends the changes.

@@ -4,6 +4,7 @@
 //! of deploys instead: `obs_examples::rollout`).
 
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -91,4 +92,26 @@ pub fn drive(addr: SocketAddr, stop: &AtomicBool) -> Vec<Sent> {
         sent.len()
     );
     sent
+}
+
+/// Paced background traffic: calls `step(0)`, `step(1)`, ... one every `period` until a step
+/// breaks, and returns what it broke with. A pace, not a wait: a test that needs something to
+/// have happened waits for that condition ([`crate::eventually`]).
+///
+/// ```
+/// use std::ops::ControlFlow;
+/// let sent = obs_testkit::traffic::every(std::time::Duration::ZERO, |i| {
+///     if i == 3 { ControlFlow::Break(i) } else { ControlFlow::Continue(()) }
+/// });
+/// assert_eq!(sent, 3);
+/// ```
+pub fn every<T>(period: Duration, mut step: impl FnMut(u64) -> ControlFlow<T>) -> T {
+    let mut i = 0;
+    loop {
+        if let ControlFlow::Break(value) = step(i) {
+            return value;
+        }
+        i += 1;
+        std::thread::sleep(period);
+    }
 }
