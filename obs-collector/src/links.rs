@@ -27,6 +27,30 @@ pub struct Links {
 /// The placeholder of `notifiers.trace_url`.
 pub const TRACE_ID: &str = "{{ trace_id }}";
 
+/// A link setting that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkError {
+    /// Not an absolute http:// or https:// URL.
+    NotHttp { setting: String, value: String },
+    /// A `notifiers.trace_url` without [`TRACE_ID`].
+    NoTraceId { value: String },
+}
+
+impl std::fmt::Display for LinkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotHttp { setting, value } => {
+                write!(f, "{setting} {value:?} is not an http:// or https:// URL")
+            }
+            Self::NoTraceId { value } => {
+                write!(f, "notifiers.trace_url {value:?} has no {TRACE_ID}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for LinkError {}
+
 /// A `notifiers.trace_url` setting: http(s), with [`TRACE_ID`] where the id goes.
 ///
 /// ```
@@ -34,16 +58,21 @@ pub const TRACE_ID: &str = "{{ trace_id }}";
 /// assert!(obs_collector::links::trace_template("http://jaeger:16686/trace/").is_err());
 /// # let _ = t;
 /// ```
-pub fn trace_template(text: &str) -> Result<String, String> {
+pub fn trace_template(text: &str) -> Result<String, LinkError> {
     let text = text.trim();
     let probe = text.replace(TRACE_ID, "0af7651916cd43dd8448eb211c80319c");
     if !text.contains(TRACE_ID) {
-        return Err(format!("notifiers.trace_url {text:?} has no {TRACE_ID}"));
+        return Err(LinkError::NoTraceId {
+            value: text.to_owned(),
+        });
     }
     absolute(&probe)
         .filter(|u| u.has_host())
         .map(|_| text.to_owned())
-        .ok_or_else(|| format!("notifiers.trace_url {text:?} is not an http:// or https:// URL"))
+        .ok_or_else(|| LinkError::NotHttp {
+            setting: "notifiers.trace_url".into(),
+            value: text.to_owned(),
+        })
 }
 
 /// A base URL setting: http(s), and a directory (a trailing `/` added), so that relative
@@ -54,11 +83,14 @@ pub fn trace_template(text: &str) -> Result<String, String> {
 /// assert_eq!(base.join("d/obs-red").unwrap().as_str(), "https://grafana.example.com/g/d/obs-red");
 /// assert!(obs_collector::links::base("links.dashboard", "grafana:3000").is_err());
 /// ```
-pub fn base(setting: &str, text: &str) -> Result<Url, String> {
+pub fn base(setting: &str, text: &str) -> Result<Url, LinkError> {
     let mut url = Url::parse(text.trim())
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
-        .ok_or_else(|| format!("{setting} {text:?} is not an http:// or https:// URL"))?;
+        .ok_or_else(|| LinkError::NotHttp {
+            setting: setting.to_owned(),
+            value: text.to_owned(),
+        })?;
     if !url.path().ends_with('/') {
         url.set_path(&format!("{}/", url.path()));
     }

@@ -18,110 +18,107 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::{Parser, Subcommand, ValueEnum};
 use obs_collector::config::{Config, ConfigError};
 use obs_collector::{collector, rules, web};
 
-const DEFAULT_LISTEN: &str = "127.0.0.1:9465";
-const DEFAULT_STATE_FILE: &str = "obs-collector.state.json";
-const USAGE: &str = "usage: obs-collector [--config FILE] [--listen ADDR] [--state-file PATH]\n       obs-collector check FILE\n       obs-collector backtest [--config FILE] [--from URL] --start T --end T [--rule NAME] [--format text|json]\n         (T: RFC 3339 or Unix seconds; --from defaults to the config's query.url)";
+/// Scrapes services' metrics, evaluates Prometheus alert rules with Prometheus' semantics,
+/// and notifies. Without --config it scrapes 127.0.0.1:9464 every 15 s as job `app` with the
+/// shipped rules.
+#[derive(Parser)]
+#[command(
+    name = "obs-collector",
+    version,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: Args,
+}
 
+/// Running the collector (no subcommand).
+#[derive(clap::Args)]
 struct Args {
+    /// The configuration file (Prometheus' layout).
+    #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Where the status page, the API and /metrics listen.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9465")]
     listen: SocketAddr,
+    /// Alert state and the notification log, kept across restarts.
+    #[arg(long, value_name = "PATH", default_value = "obs-collector.state.json")]
     state_file: PathBuf,
 }
 
+#[derive(Subcommand)]
 enum Command {
-    Run(Args),
-    Check(PathBuf),
+    /// Checks a configuration and its rule files, as `promtool check config` does.
+    Check {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Replays the rules over a range of a Prometheus-compatible backend's history.
     Backtest(BacktestArgs),
 }
 
+#[derive(clap::Args)]
 struct BacktestArgs {
+    /// The configuration whose rules are replayed (default: the shipped rules).
+    #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// The backend (default: the configuration's query.url).
+    #[arg(long, value_name = "URL")]
     from: Option<String>,
-    start_ms: i64,
-    end_ms: i64,
+    /// RFC 3339 or Unix seconds.
+    #[arg(long, value_name = "T")]
+    start: Timestamp,
+    /// RFC 3339 or Unix seconds.
+    #[arg(long, value_name = "T")]
+    end: Timestamp,
+    /// Only this alerting rule.
+    #[arg(long, value_name = "NAME")]
     rule: Option<String>,
-    json: bool,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
 }
 
-/// A time as the Prometheus API takes it: RFC 3339 or Unix seconds.
-fn parse_time(flag: &str, v: &str) -> Result<i64, String> {
-    obs_collector::time::parse_rfc3339(v)
-        .or_else(|| {
-            v.parse::<f64>()
-                .ok()
-                .filter(|s| s.is_finite())
-                .map(|s| (s * 1000.0).round() as i64)
-        })
-        .ok_or_else(|| format!("{flag} {v:?} is neither RFC 3339 nor Unix seconds"))
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
 }
 
-fn parse_backtest(args: &[String]) -> Result<Command, String> {
-    let (mut config, mut from, mut start, mut end, mut rule, mut json) =
-        (None, None, None, None, None, false);
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--config" => config = Some(value()?.into()),
-            "--from" => from = Some(value()?.clone()),
-            "--start" => start = Some(parse_time(flag, value()?)?),
-            "--end" => end = Some(parse_time(flag, value()?)?),
-            "--rule" => rule = Some(value()?.clone()),
-            "--format" => {
-                json = match value()?.as_str() {
-                    "json" => true,
-                    "text" => false,
-                    other => return Err(format!("--format {other:?}: text or json")),
-                }
-            }
-            other => return Err(format!("backtest: unknown argument {other:?}")),
-        }
+/// A time as the Prometheus API takes it (RFC 3339 or Unix seconds), in milliseconds.
+#[derive(Clone, Copy)]
+struct Timestamp(i64);
+
+/// A time that is neither RFC 3339 nor Unix seconds.
+#[derive(Debug)]
+struct BadTime(String);
+
+impl std::fmt::Display for BadTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} is neither RFC 3339 nor Unix seconds", self.0)
     }
-    Ok(Command::Backtest(BacktestArgs {
-        config,
-        from,
-        start_ms: start.ok_or("backtest needs --start")?,
-        end_ms: end.ok_or("backtest needs --end")?,
-        rule,
-        json,
-    }))
 }
 
-fn parse_args(args: &[String]) -> Result<Command, String> {
-    if args.first().map(String::as_str) == Some("backtest") {
-        return parse_backtest(&args[1..]);
+impl std::error::Error for BadTime {}
+
+impl std::str::FromStr for Timestamp {
+    type Err = BadTime;
+    fn from_str(v: &str) -> Result<Self, BadTime> {
+        obs_collector::time::parse_rfc3339(v)
+            .or_else(|| {
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite())
+                    .map(|s| (s * 1000.0).round() as i64)
+            })
+            .map(Timestamp)
+            .ok_or_else(|| BadTime(v.to_owned()))
     }
-    if args.first().map(String::as_str) == Some("check") {
-        return match args {
-            [_, file] => Ok(Command::Check(file.into())),
-            _ => Err("check takes exactly one FILE".into()),
-        };
-    }
-    let mut out = Args {
-        config: None,
-        listen: DEFAULT_LISTEN.parse().expect("valid"),
-        state_file: DEFAULT_STATE_FILE.into(),
-    };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--config" => out.config = Some(value()?.into()),
-            "--listen" => {
-                let v = value()?;
-                out.listen = v
-                    .parse()
-                    .map_err(|_| format!("--listen {v:?} is not host:port"))?;
-            }
-            "--state-file" => out.state_file = value()?.into(),
-            "-h" | "--help" => return Err(String::new()),
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    Ok(Command::Run(out))
 }
 
 /// Loads the configuration and its rules.
@@ -140,17 +137,10 @@ fn load(path: Option<&PathBuf>) -> Result<(Config, Vec<rules::Group>), ConfigErr
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match parse_args(&args) {
-        Err(e) if e.is_empty() => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("obs-collector: {e}\n{USAGE}");
-            ExitCode::from(2)
-        }
-        Ok(Command::Check(file)) => match load(Some(&file)) {
+    // Usage errors exit 2 with clap's message; --help and --version exit 0.
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Check { file }) => match load(Some(&file)) {
             Ok((config, groups)) => {
                 let targets: usize = config.jobs.iter().map(|j| j.targets.len()).sum();
                 let rules: usize = groups.iter().map(|g| g.rules.len()).sum();
@@ -166,8 +156,8 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Ok(Command::Run(args)) => run(args),
-        Ok(Command::Backtest(args)) => backtest(args),
+        Some(Command::Backtest(args)) => backtest(args),
+        None => run(cli.run),
     }
 }
 
@@ -209,12 +199,12 @@ fn backtest(args: BacktestArgs) -> ExitCode {
         &config,
         groups,
         &backend,
-        args.start_ms,
-        args.end_ms,
+        args.start.0,
+        args.end.0,
         args.rule.as_deref(),
     ));
     match report {
-        Ok(report) if args.json => {
+        Ok(report) if args.format == Format::Json => {
             println!(
                 "{}",
                 serde_json::to_string_pretty(&report).expect("a report is JSON")

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use super::{lock, Collector};
 use crate::incident::{Incident, Plan};
 use crate::labels::Labels;
-use crate::promql::{self, Querier, Query, Value};
+use crate::promql::{self, Querier, Query, QueryError, Value};
 use crate::rules::{Evaluation, State, Transition};
 
 /// What is known of one alert's incident.
@@ -171,8 +171,8 @@ impl Collector {
 }
 
 /// The instant vector `text` evaluates to at `t`, through `querier`.
-async fn ask(querier: &dyn Querier, text: &str, t: i64) -> Result<Vec<promql::Sample>, String> {
-    let expr = promql::compile(text).map_err(|e| e.to_string())?;
+async fn ask(querier: &dyn Querier, text: &str, t: i64) -> Result<Vec<promql::Sample>, QueryError> {
+    let expr = promql::compile(text).map_err(|e| QueryError::Eval(e.to_string()))?;
     match querier
         .query(
             Query {
@@ -185,6 +185,6 @@ async fn ask(querier: &dyn Querier, text: &str, t: i64) -> Result<Vec<promql::Sa
     {
         Ok(Value::Vector(samples)) => Ok(samples),
         Ok(Value::Scalar(_)) => Err("a scalar, not a vector".into()),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e),
     }
 }

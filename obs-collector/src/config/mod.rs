@@ -213,7 +213,9 @@ struct RawLinks {
 impl RawLinks {
     fn resolve(self) -> Result<Links, Invalid> {
         let parse = |setting: &str, text: Option<String>| {
-            text.map(|t| crate::links::base(setting, &t)).transpose()
+            text.map(|t| crate::links::base(setting, &t))
+                .transpose()
+                .map_err(|e| Invalid(e.to_string()))
         };
         Ok(Links {
             external: parse("links.external_url", self.external_url)?,
@@ -630,7 +632,7 @@ impl Config {
         let mut rule_files = Vec::new();
         for pattern in &raw.rule_files {
             let (at, pattern) = (line(pattern), &pattern.value);
-            let paths = expand_glob(&dir.join(pattern)).map_err(|m| err(at, m))?;
+            let paths = expand_glob(&dir.join(pattern)).map_err(|m| err(at, m.to_string()))?;
             for p in paths {
                 let text = read_bounded(&p).map_err(|e| err(at, format!("rule file {e}")))?;
                 rule_files.push((p.display().to_string(), text));
@@ -644,7 +646,9 @@ impl Config {
         // `notifiers.repeat_interval` is where the setting was before the route.
         let legacy_repeat = notifiers.repeat_interval.map(|d| d.0);
         let trace_url = match &notifiers.trace_url {
-            Some(t) => Some(crate::links::trace_template(t).map_err(|m| err(notifiers_line, m))?),
+            Some(t) => Some(
+                crate::links::trace_template(t).map_err(|m| err(notifiers_line, m.to_string()))?,
+            ),
             None => None,
         };
         let notify =
@@ -747,7 +751,7 @@ fn parse_size(s: &str) -> Result<u64, Invalid> {
 }
 
 /// Supports `*` in the file-name part only (`rules/*.yml`), as most Prometheus configs use.
-fn expand_glob(pattern: &Path) -> Result<Vec<PathBuf>, String> {
+fn expand_glob(pattern: &Path) -> Result<Vec<PathBuf>, Invalid> {
     let name = pattern
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -757,8 +761,8 @@ fn expand_glob(pattern: &Path) -> Result<Vec<PathBuf>, String> {
     }
     let dir = pattern.parent().unwrap_or(Path::new("."));
     let (prefix, suffix) = name.split_once('*').unwrap_or((&name, ""));
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| Invalid(format!("cannot list {}: {e}", dir.display())))?;
     let mut out: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())

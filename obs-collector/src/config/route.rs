@@ -133,10 +133,8 @@ mod tests {
     use crate::config::Config;
     use std::path::Path;
 
-    fn parse(text: &str) -> Result<Route, String> {
-        Config::parse(text, "c.yml", Path::new("."), &|_| None)
-            .map(|c| c.route)
-            .map_err(|e| e.to_string())
+    fn parse(text: &str) -> Result<Route, crate::config::ConfigError> {
+        Config::parse(text, "c.yml", Path::new("."), &|_| None).map(|c| c.route)
     }
 
     #[test]
@@ -195,7 +193,7 @@ mod tests {
                 "set twice",
             ),
         ] {
-            let e = parse(text).unwrap_err();
+            let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(expected), "{text:?}: {e}");
         }
     }

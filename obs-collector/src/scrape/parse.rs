@@ -19,8 +19,71 @@ pub struct Sample {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
     pub line: usize,
-    pub reason: String,
+    pub reason: Malformed,
 }
+
+impl std::error::Error for ParseError {}
+
+/// What is wrong with a line, a series or an exemplar (a [`ParseError`] adds the line). The
+/// texts it quotes are cut to 80 characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Malformed {
+    MetricName(String),
+    UnterminatedLabelSet(String),
+    NoSpaceBeforeValue(String),
+    MissingValue(String),
+    Value(String),
+    Timestamp(String),
+    AfterTimestamp(String),
+    AfterLabels(String),
+    LabelName(String),
+    /// No `=` after this label's name.
+    NoEquals(String),
+    /// No `"` opening this label's value.
+    NoQuote(String),
+    UnterminatedValue(String),
+    Escape {
+        label: String,
+        found: Option<char>,
+    },
+    DuplicateLabel(String),
+    /// Neither `,` nor `}` after this label.
+    NoSeparator(String),
+    ContentAfterEof,
+    ExemplarStart(String),
+    ExemplarValue(String),
+    ExemplarTimestamp(String),
+}
+
+impl fmt::Display for Malformed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MetricName(t) => write!(f, "invalid metric name in {t:?}"),
+            Self::UnterminatedLabelSet(t) => write!(f, "unterminated label set in {t:?}"),
+            Self::NoSpaceBeforeValue(t) => write!(f, "expected a space before the value in {t:?}"),
+            Self::MissingValue(t) => write!(f, "missing value in {t:?}"),
+            Self::Value(t) => write!(f, "invalid value {t:?}"),
+            Self::Timestamp(t) => write!(f, "invalid timestamp {t:?}"),
+            Self::AfterTimestamp(t) => write!(f, "unexpected {t:?} after the timestamp"),
+            Self::AfterLabels(t) => write!(f, "unexpected {t:?} after the labels"),
+            Self::LabelName(t) => write!(f, "invalid label name at {t:?}"),
+            Self::NoEquals(name) => write!(f, "expected = after label {name}"),
+            Self::NoQuote(name) => write!(f, "expected \" to open the value of {name}"),
+            Self::UnterminatedValue(name) => write!(f, "unterminated value of label {name}"),
+            Self::Escape { label, found } => {
+                write!(f, "invalid escape {found:?} in label {label}")
+            }
+            Self::DuplicateLabel(name) => write!(f, "duplicate label {name}"),
+            Self::NoSeparator(name) => write!(f, "expected , or }} after label {name}"),
+            Self::ContentAfterEof => f.write_str("content after # EOF"),
+            Self::ExemplarStart(t) => write!(f, "an exemplar starts with {{: {t:?}"),
+            Self::ExemplarValue(t) => write!(f, "an exemplar without a value: {t:?}"),
+            Self::ExemplarTimestamp(t) => write!(f, "invalid exemplar timestamp {t:?}"),
+        }
+    }
+}
+
+impl std::error::Error for Malformed {}
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -45,13 +108,13 @@ pub fn parse_raw(page: &str) -> Result<Vec<RawSample<'_>>, ParseError> {
     let mut saw_eof = false;
     for (i, raw) in page.split('\n').enumerate() {
         let line = raw.strip_suffix('\r').unwrap_or(raw);
-        let err = |reason: String| ParseError {
+        let err = |reason: Malformed| ParseError {
             line: i + 1,
             reason,
         };
         if saw_eof {
             if !line.is_empty() {
-                return Err(err("content after # EOF".into()));
+                return Err(err(Malformed::ContentAfterEof));
             }
             continue;
         }
@@ -95,23 +158,20 @@ pub fn parse(page: &str) -> Result<Vec<Sample>, ParseError> {
 }
 
 /// `name{labels} value [timestamp] [# exemplar]` -> (`name{labels}`, value, exemplar).
-fn split_sample(line: &str) -> Result<(&str, f64, Option<&str>), String> {
+fn split_sample(line: &str) -> Result<(&str, f64, Option<&str>), Malformed> {
     let name_end = line.find(|c: char| !is_name_char(c)).unwrap_or(line.len());
     if name_end == 0 {
-        return Err(format!("invalid metric name in {:?}", shorten(line)));
+        return Err(Malformed::MetricName(shorten(line)));
     }
     let mut end = name_end;
     if line[name_end..].starts_with('{') {
         end = closing_brace(line, name_end + 1)
-            .ok_or_else(|| format!("unterminated label set in {:?}", shorten(line)))?
+            .ok_or_else(|| Malformed::UnterminatedLabelSet(shorten(line)))?
             + 1;
     }
     let (series, rest) = line.split_at(end);
     if !rest.starts_with([' ', '\t']) {
-        return Err(format!(
-            "expected a space before the value in {:?}",
-            shorten(line)
-        ));
+        return Err(Malformed::NoSpaceBeforeValue(shorten(line)));
     }
     // Exemplar (OpenMetrics) after " # ": kept as text, parsed by who wants it.
     let (rest, exemplar) = match rest.split_once(" # ") {
@@ -121,34 +181,34 @@ fn split_sample(line: &str) -> Result<(&str, f64, Option<&str>), String> {
     let mut fields = rest.split_ascii_whitespace();
     let value = fields
         .next()
-        .ok_or_else(|| format!("missing value in {:?}", shorten(line)))?;
-    let value = parse_value(value).ok_or_else(|| format!("invalid value {value:?}"))?;
+        .ok_or_else(|| Malformed::MissingValue(shorten(line)))?;
+    let value = parse_value(value).ok_or_else(|| Malformed::Value(shorten(value)))?;
     if let Some(ts) = fields.next() {
         ts.parse::<f64>()
-            .map_err(|_| format!("invalid timestamp {ts:?}"))?;
+            .map_err(|_| Malformed::Timestamp(shorten(ts)))?;
     }
     if let Some(extra) = fields.next() {
-        return Err(format!("unexpected {extra:?} after the timestamp"));
+        return Err(Malformed::AfterTimestamp(shorten(extra)));
     }
     Ok((series, value, exemplar))
 }
 
 /// An OpenMetrics exemplar: `{trace_id="…",span_id="…"} value [timestamp]` -> (labels, value,
 /// timestamp in seconds).
-pub fn parse_exemplar(text: &str) -> Result<(LabelPairs, f64, Option<f64>), String> {
+pub fn parse_exemplar(text: &str) -> Result<(LabelPairs, f64, Option<f64>), Malformed> {
     let after = text
         .strip_prefix('{')
-        .ok_or_else(|| format!("an exemplar starts with {{: {:?}", shorten(text)))?;
+        .ok_or_else(|| Malformed::ExemplarStart(shorten(text)))?;
     let (labels, rest) = parse_labels(after)?;
     let mut fields = rest.split_ascii_whitespace();
     let value = fields
         .next()
         .and_then(parse_value)
-        .ok_or_else(|| format!("an exemplar without a value: {:?}", shorten(text)))?;
+        .ok_or_else(|| Malformed::ExemplarValue(shorten(text)))?;
     let timestamp = match fields.next() {
         Some(ts) => Some(
             ts.parse::<f64>()
-                .map_err(|_| format!("invalid exemplar timestamp {ts:?}"))?,
+                .map_err(|_| Malformed::ExemplarTimestamp(shorten(ts)))?,
         ),
         None => None,
     };
@@ -171,19 +231,19 @@ fn closing_brace(s: &str, from: usize) -> Option<usize> {
 }
 
 /// Parses `name{a="b",...}` into the name and labels (page order).
-pub fn parse_series(series: &str) -> Result<(String, LabelPairs), String> {
+pub fn parse_series(series: &str) -> Result<(String, LabelPairs), Malformed> {
     let name_end = series
         .find(|c: char| !is_name_char(c))
         .unwrap_or(series.len());
     let name = &series[..name_end];
     if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
-        return Err(format!("invalid metric name in {:?}", shorten(series)));
+        return Err(Malformed::MetricName(shorten(series)));
     }
     let labels = match series[name_end..].strip_prefix('{') {
         Some(after) => {
             let (labels, rest) = parse_labels(after)?;
             if !rest.is_empty() {
-                return Err(format!("unexpected {:?} after the labels", shorten(rest)));
+                return Err(Malformed::AfterLabels(shorten(rest)));
             }
             labels
         }
@@ -196,7 +256,7 @@ pub fn parse_series(series: &str) -> Result<(String, LabelPairs), String> {
 pub type LabelPairs = Vec<(String, String)>;
 
 /// Parses `a="b",c="d"}` (after the `{`); returns the labels and what follows the `}`.
-fn parse_labels(mut s: &str) -> Result<(LabelPairs, &str), String> {
+fn parse_labels(mut s: &str) -> Result<(LabelPairs, &str), Malformed> {
     let mut labels: Vec<(String, String)> = Vec::new();
     loop {
         s = s.trim_start_matches([' ', '\t']);
@@ -206,45 +266,45 @@ fn parse_labels(mut s: &str) -> Result<(LabelPairs, &str), String> {
         let end = s.find(|c: char| !is_label_char(c)).unwrap_or(s.len());
         let name = &s[..end];
         if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
-            return Err(format!("invalid label name at {:?}", shorten(s)));
+            return Err(Malformed::LabelName(shorten(s)));
         }
         s = s[end..].trim_start_matches([' ', '\t']);
         s = s
             .strip_prefix('=')
-            .ok_or_else(|| format!("expected = after label {name}"))?;
+            .ok_or_else(|| Malformed::NoEquals(name.to_owned()))?;
         s = s.trim_start_matches([' ', '\t']);
         s = s
             .strip_prefix('"')
-            .ok_or_else(|| format!("expected \" to open the value of {name}"))?;
+            .ok_or_else(|| Malformed::NoQuote(name.to_owned()))?;
         let mut value = String::new();
         let mut chars = s.char_indices();
         let close = loop {
             match chars.next() {
-                None => return Err(format!("unterminated value of label {name}")),
+                None => return Err(Malformed::UnterminatedValue(name.to_owned())),
                 Some((i, '"')) => break i,
                 Some((_, '\\')) => match chars.next() {
                     Some((_, '\\')) => value.push('\\'),
                     Some((_, '"')) => value.push('"'),
                     Some((_, 'n')) => value.push('\n'),
                     other => {
-                        return Err(format!(
-                            "invalid escape {:?} in label {name}",
-                            other.map(|(_, c)| c)
-                        ))
+                        return Err(Malformed::Escape {
+                            label: name.to_owned(),
+                            found: other.map(|(_, c)| c),
+                        })
                     }
                 },
                 Some((_, c)) => value.push(c),
             }
         };
         if labels.iter().any(|(n, _)| n == name) {
-            return Err(format!("duplicate label {name}"));
+            return Err(Malformed::DuplicateLabel(name.to_owned()));
         }
         labels.push((name.to_owned(), value));
         s = s[close + 1..].trim_start_matches([' ', '\t']);
         if let Some(after) = s.strip_prefix(',') {
             s = after;
         } else if !s.starts_with('}') {
-            return Err(format!("expected , or }} after label {name}"));
+            return Err(Malformed::NoSeparator(name.to_owned()));
         }
     }
 }
