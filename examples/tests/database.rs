@@ -94,6 +94,7 @@ fn three_statements_are_three_client_spans(database: Option<&str>, system: &str)
         .map(|(_, n)| n)
         .sum();
     assert_eq!(grew.values().sum::<u64>(), own + setup, "{page}");
+    eprintln!("{system}: the request's 3 statements, and {setup} connection set-up statement(s)");
 
     // The spans: three CLIENT children of the request's SERVER span, in order, inside it.
     // The SERVER span ends after its children, so they were exported with it or before.
