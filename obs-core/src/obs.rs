@@ -456,6 +456,19 @@ impl Obs {
         self.shared.ready.set(ready);
     }
 
+    /// What `/readyz` answers now (`true`: 200), for a probe served by a server of the
+    /// service's own (see [`Obs::set_ready`]).
+    ///
+    /// ```
+    /// let obs = obs::test::init();
+    /// assert!(!obs.is_ready(), "nothing serves yet");
+    /// obs.set_ready(true);
+    /// assert!(obs.is_ready());
+    /// ```
+    pub fn is_ready(&self) -> bool {
+        self.shared.ready.is_ready()
+    }
+
     /// A future that resolves when the process is asked to stop (SIGTERM, which Kubernetes,
     /// systemd and `docker stop` send, or Ctrl-C), for a server's graceful shutdown. Its first
     /// poll, which a server makes once it serves, turns `/readyz` to 200 (see

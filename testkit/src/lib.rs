@@ -42,12 +42,27 @@ pub fn eventually<T>(
 ) -> T {
     let deadline = std::time::Instant::now() + timeout;
     loop {
-        if let Some(value) = probe() {
+        if let Some(value) = probe_before(deadline, &what, &mut probe) {
             return value;
         }
-        assert!(std::time::Instant::now() < deadline, "{}", what());
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// One probe of a wait: its value, or `None` to probe again; panics with `what()` once past
+/// `deadline`.
+fn probe_before<T>(
+    deadline: std::time::Instant,
+    what: &impl Fn() -> String,
+    probe: &mut impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let value = probe();
+    assert!(
+        value.is_some() || std::time::Instant::now() < deadline,
+        "{}",
+        what()
+    );
+    value
 }
 
 /// [`eventually`] for a test whose runtime also serves what it waits for (a current-thread
@@ -71,10 +86,9 @@ pub async fn eventually_async<T>(
 ) -> T {
     let deadline = std::time::Instant::now() + timeout;
     loop {
-        if let Some(value) = probe() {
+        if let Some(value) = probe_before(deadline, &what, &mut probe) {
             return value;
         }
-        assert!(std::time::Instant::now() < deadline, "{}", what());
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
