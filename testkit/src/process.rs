@@ -88,7 +88,7 @@ impl DemoService {
         Ok(demo)
     }
 
-    /// Waits until `/readyz` answers 200, at most [`START_TIMEOUT`] (at once without an admin
+    /// Waits until `/readyz` answers 200, at most 20 s (at once without an admin
     /// server).
     pub fn wait_ready(&self) -> io::Result<()> {
         let Some(admin) = self.admin else {
