@@ -8,7 +8,6 @@ use std::time::Duration;
 use obs_testkit::client;
 use obs_testkit::process::DemoService;
 use obs_testkit::receivers::{hex, Behavior, OtlpReceiver};
-use serde_json::Value;
 
 fn check(compose: &str) {
     let otlp = OtlpReceiver::start(Behavior::Ok);
@@ -34,9 +33,10 @@ fn check(compose: &str) {
         "{}",
         metrics.body
     );
+    // Both outputs read to their end: the exit closed them.
+    let (lines, stderr) = service.stop_json_and_stderr();
+    // The exit flushed every span.
     let spans = otlp.wait_for_spans(1, Duration::from_secs(10));
-    let stderr_before_stop = service.stderr();
-    let lines: Vec<Value> = service.stop_json();
 
     // obs' JSON lines, with the request's ids.
     let loaded = lines
@@ -56,7 +56,7 @@ fn check(compose: &str) {
         .unwrap_or_else(|| panic!("{spans:#?}"));
     assert_eq!(hex(&span.trace_id), loaded["trace_id"].as_str().unwrap());
     // The service's own layer: the same event, inside obs' request span.
-    let text = stderr_before_stop;
+    let text = stderr;
     let own = text
         .lines()
         .find(|l| l.contains("user loaded"))

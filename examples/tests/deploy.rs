@@ -282,7 +282,11 @@ fn readyz_is_200_only_while_the_service_serves() {
     assert_eq!(client::get(admin, "/healthz").unwrap().status, 200);
     assert_eq!(client::get(app, "/users/1").unwrap().status, 200);
 
-    // Serving, then SIGTERM: 503 from then on, while the admin server still answers.
+    // Serving, then SIGTERM with a request in flight: 503 while it drains (the admin server
+    // answers until the process ends), never 200 again.
+    service.admin = Some(admin);
+    let slow = std::thread::spawn(move || client::get(app, "/slow?ms=1500").unwrap().status);
+    service.wait_in_flight(1);
     service.terminate().unwrap();
     obs_testkit::eventually(
         Duration::from_secs(5),
@@ -292,6 +296,11 @@ fn readyz_is_200_only_while_the_service_serves() {
     while let Ok(r) = client::get(admin, "/readyz") {
         assert_eq!(r.status, 503, "ready again after SIGTERM");
     }
+    assert_eq!(
+        slow.join().unwrap(),
+        200,
+        "the request in flight was drained"
+    );
     assert!(service
         .wait_exit(Duration::from_secs(15))
         .is_some_and(|s| s.success()));

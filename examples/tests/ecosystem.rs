@@ -61,9 +61,10 @@ fn reqwest_tracing_and_the_opentelemetry_api_continue_the_request_trace() {
     assert!(r.body.contains("downstream answered 200"), "{r:?}");
     // SERVER, checkout.reserve, price.lookup, audit.write, the CLIENT span, the downstream SERVER
     // and its db.query child.
-    let spans = otlp.wait_for_spans(7, WAIT);
     let up_lines = upstream.stop_json();
     let down_lines = downstream.stop_json();
+    // Both exits flushed every span.
+    let spans = otlp.wait_for_spans(7, WAIT);
 
     let find = |name: &str| -> &Span {
         spans.iter().find(|s| s.name == name).unwrap_or_else(|| {

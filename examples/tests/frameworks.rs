@@ -192,7 +192,11 @@ fn traceparent_is_continued_and_propagated(fw: Framework) {
     let tp = format!("00-{trace}-{parent}-01");
     let r = get_with(&service, "/checkout", &[("traceparent", tp.as_bytes())]);
     assert_eq!(r.status, 200, "{}", r.body);
-    let spans = otlp.wait_for_spans(2, Duration::from_secs(10));
+    // The SERVER span ends last: its CLIENT child was exported with it or before.
+    let spans = otlp.wait_for_span(
+        |s| s.kind == SpanKind::Server as i32,
+        Duration::from_secs(10),
+    );
     let server = spans
         .iter()
         .find(|s| s.kind == SpanKind::Server as i32)

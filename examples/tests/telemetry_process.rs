@@ -50,8 +50,9 @@ fn errors_and_panics_reach_sentry_and_share_the_trace() {
     let ok = client::get(demo.addr, "/users/7").unwrap();
     assert_eq!(ok.status, 200);
     let events = sentry.wait_for_events(2, WAIT);
-    let spans = otlp.wait_for_spans(4, WAIT);
+    // The exit flushed every span.
     let lines = demo.stop_json();
+    let spans = otlp.wait_for_spans(4, WAIT);
 
     // Exactly one event per server error, none for the 200.
     assert_eq!(events.len(), 2, "{events:#?}");
@@ -198,8 +199,8 @@ fn otel_variables_the_sdk_does_not_read_are_honoured() {
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
     ]);
     let r = client::request(demo.addr, "GET", "/users/1", tp).unwrap();
-    let spans = otlp.wait_for_spans(2, WAIT);
     let lines = demo.stop_json();
+    let spans = otlp.wait_for_spans(2, WAIT);
     let log = line(&lines, &r.request_id(), "request completed");
     assert_eq!(log["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
     let server = spans.iter().find(|s| s.name == "GET /users/{id}").unwrap();

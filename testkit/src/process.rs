@@ -41,8 +41,20 @@ struct Lines {
     stderr: Mutex<String>,
     /// Read but do not keep further lines (long runs).
     discard: std::sync::atomic::AtomicBool,
-    /// stdout reached its end: every line the process wrote is in `lines`.
-    closed: std::sync::atomic::AtomicBool,
+    /// How many of stdout and stderr reached their end (2: everything the process wrote is
+    /// in `lines` and `stderr`).
+    closed: std::sync::atomic::AtomicU8,
+}
+
+impl Lines {
+    /// One of the two pipes reached its end.
+    fn pipe_closed(&self) {
+        // Under the lock, so that a waiter cannot miss the notification.
+        let _lines = self.lines.lock().unwrap();
+        self.closed
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.grew.notify_all();
+    }
 }
 
 /// A `kB` field of `/proc/PID/status` (`VmRSS`, `VmHWM`...), in KiB; `None` once the process
@@ -171,6 +183,7 @@ impl DemoService {
                 eprint!("{text}"); // still visible in test output
                 sink.stderr.lock().unwrap().push_str(&text);
             }
+            sink.pipe_closed();
         });
         let sink = Arc::clone(&lines);
         std::thread::spawn(move || {
@@ -182,10 +195,7 @@ impl DemoService {
                 sink.lines.lock().unwrap().push(line);
                 sink.grew.notify_all();
             }
-            // Under the lock, so that a waiter cannot miss the notification.
-            let _lines = sink.lines.lock().unwrap();
-            sink.closed.store(true, std::sync::atomic::Ordering::SeqCst);
-            sink.grew.notify_all();
+            sink.pipe_closed();
         });
         Ok(DemoService {
             child,
@@ -232,17 +242,24 @@ impl DemoService {
 
     /// Sends SIGTERM, asserts a clean exit within 15 s, and returns every stdout line parsed
     /// as JSON (panics on one that is not).
-    pub fn stop_json(mut self) -> Vec<serde_json::Value> {
+    pub fn stop_json(self) -> Vec<serde_json::Value> {
+        self.stop_json_and_stderr().0
+    }
+
+    /// [`DemoService::stop_json`], and all the process wrote to stderr.
+    pub fn stop_json_and_stderr(mut self) -> (Vec<serde_json::Value>, String) {
         self.terminate().expect("SIGTERM sent");
         assert!(
             self.wait_exit(Duration::from_secs(15))
                 .is_some_and(|s| s.success()),
             "demo-service did not exit cleanly"
         );
-        self.lines()
+        let lines = self
+            .lines()
             .iter()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-            .collect()
+            .collect();
+        (lines, self.stderr())
     }
 
     /// Sends SIGTERM.
@@ -272,7 +289,7 @@ impl DemoService {
             std::thread::sleep(Duration::from_millis(20));
         };
         let mut lines = self.lines.lines.lock().unwrap();
-        while !self.lines.closed.load(std::sync::atomic::Ordering::SeqCst) {
+        while self.lines.closed.load(std::sync::atomic::Ordering::SeqCst) < 2 {
             let left = deadline.checked_duration_since(Instant::now())?;
             lines = self.lines.grew.wait_timeout(lines, left).unwrap().0;
         }
@@ -537,8 +554,9 @@ pub struct CollectorProcess {
 }
 
 impl CollectorProcess {
-    /// Starts `bin --config config --listen <free port> --state-file state` and waits until
-    /// it is ready.
+    /// Starts `bin --config config --listen <free port> --state-file state --storage.path
+    /// <state with the extension .data>` (beside the state file, so a restart with the same
+    /// state finds its samples) and waits until it is ready.
     pub fn start(bin: &Path, config: &Path, state: &Path, env: &[(&str, &str)]) -> Self {
         let addr: SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
         let mut child = Command::new(bin)
@@ -546,6 +564,8 @@ impl CollectorProcess {
             .arg(config)
             .args(["--listen", &addr.to_string(), "--state-file"])
             .arg(state)
+            .arg("--storage.path")
+            .arg(state.with_extension("data"))
             .env_remove("SLACK_WEBHOOK_URL")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())

@@ -175,6 +175,20 @@ impl OtlpReceiver {
         out
     }
 
+    /// Waits until a span matching `pred` arrived, then returns every span so far: for a span
+    /// that ends after the ones a test also reads (a SERVER span after its children), which
+    /// were then exported with it or before. Panics after `timeout`.
+    pub fn wait_for_span(&self, pred: impl Fn(&Span) -> bool, timeout: Duration) -> Vec<Span> {
+        crate::eventually(
+            timeout,
+            || format!("no such span in {:#?}", self.spans()),
+            || {
+                let spans: Vec<Span> = self.spans().into_iter().map(|(_, s)| s).collect();
+                spans.iter().any(&pred).then_some(spans)
+            },
+        )
+    }
+
     /// Waits until `n` spans arrived (or `timeout`), then returns them all.
     pub fn wait_for_spans(&self, n: usize, timeout: Duration) -> Vec<Span> {
         let deadline = Instant::now() + timeout;

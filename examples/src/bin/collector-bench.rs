@@ -116,6 +116,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .arg(dir.join("config.yml"))
             .args(["--listen", &listen.to_string(), "--state-file"])
             .arg(dir.join("state.json"))
+            .arg("--storage.path")
+            .arg(dir.join("data"))
             .envs(
                 std::env::vars()
                     .filter(|(k, _)| k.starts_with("BENCH_COLLECTOR_"))
