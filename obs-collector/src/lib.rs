@@ -14,7 +14,7 @@
 //! | [`silence`] | silences: matchers, states, validation | labels |
 //! | [`inhibit`] | inhibition rules | labels, silence |
 //! | [`mute`] | the mute stage (Alertmanager's `Muter`): silences and inhibition asked as one | inhibit, labels, silence |
-//! | [`store`] | the in-memory series | labels |
+//! | [`store`] | the head (the in-memory series) and its write-ahead log on disk (`store::wal`) | labels |
 //! | [`config`] | the configuration file, its defaults and errors (with the parser's lines) | inhibit, labels, links, silence |
 //! | [`promql`] | the PromQL subset, its evaluator, the [`promql::Querier`] (store or remote API), exemplars | config, labels, store, time, transport |
 //! | [`scrape`] | scraping a target, parsing its page into the store (and its exemplars) | config, labels, promql, store, transport |

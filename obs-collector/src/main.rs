@@ -50,6 +50,14 @@ struct Args {
     /// Alert state and the notification log, kept across restarts.
     #[arg(long, value_name = "PATH", default_value = "obs-collector.state.json")]
     state_file: PathBuf,
+    /// Where the samples are kept on disk (the head's write-ahead log, in `wal/`), so that a
+    /// restart finds them.
+    #[arg(
+        long = "storage.path",
+        value_name = "DIR",
+        default_value = "obs-collector-data"
+    )]
+    storage_path: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -274,6 +282,29 @@ fn run(args: Args) -> ExitCode {
             "obs-collector started"
         );
         collector.set_external_url(&format!("http://{}/", listener.local_addr().unwrap_or(args.listen)));
+        // History on disk is worth a warning, never the alerts: without it the collector runs
+        // in memory, as before.
+        match collector.open_storage(&args.storage_path) {
+            Ok(replay) => {
+                for aside in &replay.set_aside {
+                    tracing::error!({ file = %aside.display() }, "a write-ahead log segment does not check out: set aside, the rest was replayed");
+                }
+                tracing::info!(
+                    {
+                        storage.path = %args.storage_path.display(),
+                        wal.segments = replay.segments,
+                        wal.records = replay.records,
+                        wal.torn_tails = replay.torn_tails,
+                        wal.orphan_samples = replay.orphan_samples,
+                    },
+                    "storage opened"
+                );
+            }
+            Err(e) => tracing::error!(
+                { storage.path = %args.storage_path.display() },
+                "cannot keep samples on disk ({e}): running in memory, a restart starts empty"
+            ),
+        }
         collector.spawn();
         let access = web::Access::from_env(&|k| std::env::var(k).ok());
         if access.is_open() && !args.listen.ip().is_loopback() {

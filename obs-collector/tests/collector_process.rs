@@ -9,7 +9,7 @@ use obs_testkit::{client, eventually};
 
 mod common;
 
-use common::{fake_target, temp_dir, write_config, Collector, BIN};
+use common::{fake_target, temp_dir, write_config, write_config_with_rules, Collector, BIN};
 
 /// Runs the binary with `args`: (exit code, stdout, stderr).
 fn run(args: &[&str]) -> (Option<i32>, String, String) {
@@ -105,6 +105,43 @@ fn alert_state_survives_kill_9() {
         "fired {:?} after the restart: the timer restarted instead of continuing",
         restarted_at.elapsed()
     );
+}
+
+/// The head's samples survive `kill -9`: they are in the write-ahead log under
+/// `--storage.path`. The restarted collector scrapes once an hour, so a rule over the last hour
+/// sees two samples or more only if the ones from before the kill were replayed; the same
+/// restart with an empty storage path sees one, and nothing fires.
+#[test]
+fn samples_survive_kill_9_in_the_write_ahead_log() {
+    let dir = temp_dir("wal-kill9");
+    let target = fake_target(Arc::new(Mutex::new("flag 1\n".to_owned())));
+    let rules = "groups:\n  - name: t\n    interval: 1s\n    rules:\n      - alert: Remembered\n        expr: increase(flag[1h]) == 0\n";
+    let config = write_config_with_rules(&dir, target, rules, "");
+    let state = dir.join("state.json");
+    let mut first = Collector::start(&config, &state, &[]);
+    // A few scrapes, each committed to the log as it is taken.
+    first.wait_alert("firing", Duration::from_secs(10));
+    first.wait_evaluations(3);
+    first.kill9();
+
+    let hourly = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("scrape_interval: 1s", "scrape_interval: 1h");
+    std::fs::write(&config, hourly).unwrap();
+    let second = Collector::start(&config, &state, &[]);
+    let replayed = second.wait_alert("firing", Duration::from_secs(10));
+    assert_eq!(replayed["labels"]["alertname"], "Remembered");
+    let output = second.output.lock().unwrap().clone();
+    let opened = output
+        .lines()
+        .find(|l| l.contains("storage opened"))
+        .unwrap_or_else(|| panic!("no storage line: {output}"));
+    assert!(!opened.contains(r#""wal.records":0"#), "{opened}");
+
+    // Without the log: one sample in the last hour, no increase, no alert.
+    let forgetful = Collector::start(&config, &dir.join("other-state.json"), &[]);
+    forgetful.wait_evaluations(3);
+    assert!(forgetful.alerts().is_empty(), "{:?}", forgetful.alerts());
 }
 
 #[test]

@@ -2,13 +2,15 @@
 //! remote queries and notification attempts, in obs' registry (served at the collector's
 //! `/metrics` with its RED metrics).
 
-use obs::prometheus::{Histogram, IntCounterVec, IntGauge, Opts, Registry};
+use obs::prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// The collector's own metrics, registered in obs's registry (served at its `/metrics`).
 pub struct SelfMetrics {
     pub(super) series: IntGauge,
     pub(super) samples: IntGauge,
     pub(super) store_bytes: IntGauge,
+    pub(super) log_bytes: IntGauge,
+    pub(super) log_write_failures: IntCounter,
     pub(super) scrapes: IntCounterVec,
     pub(super) evaluations: IntCounterVec,
     pub(super) evaluation_failures: IntCounterVec,
@@ -42,6 +44,19 @@ impl SelfMetrics {
                 "obs_collector_store_bytes",
                 "Approximate heap bytes of the in-memory store.",
             ),
+            log_bytes: gauge(
+                "obs_collector_wal_bytes",
+                "Bytes of the write-ahead log on disk (--storage.path).",
+            ),
+            log_write_failures: {
+                let c = IntCounter::new(
+                    "obs_collector_wal_write_failures_total",
+                    "Writes to the write-ahead log that failed (a full disk): those samples stay in memory only.",
+                )
+                .expect("valid metric");
+                let _ = registry.register(Box::new(c.clone()));
+                c
+            },
             scrapes: counter(
                 "obs_collector_scrapes_total",
                 "Scrapes by job and result.",
@@ -98,6 +113,8 @@ mod tests {
             "obs_collector_series",
             "obs_collector_samples",
             "obs_collector_store_bytes",
+            "obs_collector_wal_bytes",
+            "obs_collector_wal_write_failures_total",
             "obs_collector_scrapes_total",
             "obs_collector_notifications_total",
             "obs_collector_remote_query_duration_seconds",

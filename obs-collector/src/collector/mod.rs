@@ -734,6 +734,23 @@ impl Collector {
         )
     }
 
+    /// Keeps the head on disk in `dir` (its write-ahead log): replays what the log holds
+    /// into the store, so that rules evaluate over the samples from before a restart, and
+    /// logs every sample from now on. Call before [`Collector::spawn`].
+    pub fn open_storage(
+        &self,
+        dir: &std::path::Path,
+    ) -> std::io::Result<crate::store::wal::Replay> {
+        let mut store = self.store.write().unwrap_or_else(PoisonError::into_inner);
+        let (opened, replay) = Store::open(
+            &dir.join("wal"),
+            store.range_retention_ms(),
+            self.clock.now_ms(),
+        )?;
+        *store = opened;
+        Ok(replay)
+    }
+
     /// The collector's clock reading.
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
@@ -752,6 +769,10 @@ impl Collector {
                 self.metrics.series.set(store.series_count() as i64);
                 self.metrics.samples.set(store.sample_count() as i64);
                 self.metrics.store_bytes.set(store.memory_bytes() as i64);
+                self.metrics.log_bytes.set(store.log_bytes() as i64);
+                self.metrics
+                    .log_write_failures
+                    .inc_by(store.log_failures() - self.metrics.log_write_failures.get());
             }
             let next = self.clock.now_ms() + 15_000;
             self.clock.sleep_until(next).await;

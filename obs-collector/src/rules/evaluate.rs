@@ -106,7 +106,9 @@ pub async fn evaluate(
             None => match &mut lock(group).rules[index].kind {
                 Kind::Recording(r) => {
                     let mut store = store.write().unwrap_or_else(PoisonError::into_inner);
-                    r.eval(t, &mut store)
+                    let recorded = r.eval(t, &mut store);
+                    store.commit();
+                    recorded
                 }
                 Kind::Alerting(_) => Ok(()),
             },

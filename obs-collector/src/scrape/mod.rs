@@ -282,7 +282,10 @@ pub async fn scrape_once(
     let mut store = store
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    ingest(&mut store, target, previous, t, duration, result)
+    let ingested = ingest(&mut store, target, previous, t, duration, result);
+    // The scrape's samples (and its `up`) reach the log in one write.
+    store.commit();
+    ingested
 }
 
 #[cfg(test)]

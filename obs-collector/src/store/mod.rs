@@ -1,4 +1,5 @@
-//! The in-memory time-series store: one bounded ring of samples per series.
+//! The time-series store's head: one bounded ring of samples per series, in memory, and its
+//! write-ahead log ([`wal`]) on disk, so that a restart finds the head as it was.
 //!
 //! A series keeps the samples its longest rule range needs (plus a margin) and always its
 //! newest sample, which instant selectors look back to for up to 5 minutes; a series whose
@@ -6,10 +7,19 @@
 //! A series that disappears from its target gets a stale marker, as in Prometheus, so instant
 //! queries stop returning it at once.
 
+pub mod wal;
+
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::io;
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::labels::Labels;
+use wal::{Record, Replay, Wal};
+
+/// How often the log starts a new segment (the oldest are deleted once the head no longer
+/// covers them).
+const LOG_SEGMENT_MS: i64 = 3_600_000;
 
 /// Prometheus' StaleNaN: a NaN with a specific payload, distinct from an ordinary NaN value.
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
@@ -55,6 +65,10 @@ pub struct Store {
     next_id: u64,
     /// Prometheus 2.x selection: ranges and the lookback closed on the left too.
     pub left_closed: bool,
+    /// The write-ahead log, when the head is kept on disk.
+    log: Option<Wal>,
+    /// Writes to the log that failed (a full disk): the head kept those samples.
+    log_failures: u64,
 }
 
 impl Store {
@@ -70,7 +84,74 @@ impl Store {
             samples: 0,
             next_id: 0,
             left_closed: false,
+            log: None,
+            log_failures: 0,
         }
+    }
+
+    /// A store whose head is logged in `dir`: what the log holds is replayed first (samples
+    /// older than the head keeps are dropped as they arrive), then appends are logged.
+    pub fn open(dir: &Path, range_retention_ms: i64, now_ms: i64) -> io::Result<(Self, Replay)> {
+        let mut store = Self::new(range_retention_ms);
+        // A segment's ids are its process' own: each segment defines every id it uses.
+        let mut ids: HashMap<u64, SeriesRef> = HashMap::new();
+        let (mut log, replay) = Wal::open(dir, now_ms, |record| match record {
+            Record::Series { id, labels } => {
+                let labels = store.intern_labels(&labels);
+                ids.insert(id, store.get_or_create(&labels));
+            }
+            Record::Samples { t, samples } => {
+                // Nothing is removed during the replay: every handle stays valid.
+                for (id, v) in samples {
+                    if let Some(&r) = ids.get(&id) {
+                        store.append_ref(r, t, v);
+                    }
+                }
+            }
+        })?;
+        store.compact(now_ms);
+        // The new segment stands alone: it starts with every series the head holds.
+        for series in store.slots.iter().flatten() {
+            log.series(series.id, &series.labels);
+        }
+        log.commit()?;
+        store.log = Some(log);
+        Ok((store, replay))
+    }
+
+    /// `labels` with their strings shared with the store's.
+    fn intern_labels(&mut self, labels: &Labels) -> Labels {
+        let pairs = labels
+            .iter()
+            .map(|(k, v)| (self.intern(k), self.intern(v)))
+            .collect();
+        Labels::from_arcs(pairs)
+    }
+
+    /// Writes what the log took since the last call (a scrape's samples: one write). A
+    /// failure (a full disk) is counted and the samples stay in the head; the next commit
+    /// tries again with its own.
+    pub fn commit(&mut self) {
+        if let Some(log) = &mut self.log {
+            if log.commit().is_err() {
+                self.log_failures += 1;
+            }
+        }
+    }
+
+    /// How long series keep their samples.
+    pub fn range_retention_ms(&self) -> i64 {
+        self.range_retention_ms
+    }
+
+    /// Log writes that failed so far.
+    pub fn log_failures(&self) -> u64 {
+        self.log_failures
+    }
+
+    /// Bytes the log holds on disk (0 without one).
+    pub fn log_bytes(&self) -> u64 {
+        self.log.as_ref().map_or(0, Wal::disk_bytes)
     }
 
     /// The shared copy of `s`.
@@ -109,6 +190,9 @@ impl Store {
         self.index.insert(labels.clone(), slot);
         let name = self.intern(labels.name().unwrap_or_default());
         self.by_name.entry(name).or_default().push(slot);
+        if let Some(log) = &mut self.log {
+            log.series(id, labels);
+        }
         SeriesRef { slot, id }
     }
 
@@ -135,6 +219,9 @@ impl Store {
         }
         series.samples.push_back((t, v));
         self.samples += 1;
+        if let Some(log) = &mut self.log {
+            log.sample(series.id, t, v);
+        }
         let cutoff = t - self.range_retention_ms;
         while series.samples.len() > 1
             && series.samples.front().is_some_and(|&(st, _)| st <= cutoff)
@@ -185,6 +272,16 @@ impl Store {
             self.free.push(slot);
         }
         self.interner.retain(|s| Arc::strong_count(s) > 1);
+        self.commit();
+        if let Some(log) = &mut self.log {
+            if now - log.segment_started_ms() >= LOG_SEGMENT_MS {
+                // The head covers samples from `gone_before` on: older segments can go.
+                let live = self.slots.iter().flatten().map(|s| (s.id, &s.labels));
+                if log.rotate(now, gone_before, live).is_err() {
+                    self.log_failures += 1;
+                }
+            }
+        }
     }
 
     /// Series whose name is `name` (all series when `None`).
@@ -325,6 +422,35 @@ mod tests {
             1,
             "a removed slot is reused cleanly"
         );
+    }
+
+    #[test]
+    fn an_opened_store_finds_its_head_again_after_a_restart() {
+        let dir = std::env::temp_dir().join(format!("obs-store-reopen-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let minute = 60_000;
+        {
+            let (mut s, replay) = Store::open(&dir, 10 * minute, 0).unwrap();
+            assert_eq!(replay.records, 0);
+            for i in 0..20 {
+                s.append(&up(), i * 15_000, i as f64);
+                s.commit(); // one scrape
+            }
+            s.append(&up(), 20 * 15_000, 99.0); // never committed: a kill before the write
+        } // dropped without a shutdown, as kill -9 leaves it
+        let (s, replay) = Store::open(&dir, 10 * minute, 20 * 15_000).unwrap();
+        assert_eq!(replay.torn_tails, 0);
+        let series = s.series(Some("up")).next().expect("the series is back");
+        let samples: Vec<(i64, f64)> = series.samples.iter().copied().collect();
+        assert_eq!(samples.len(), 20, "{samples:?}");
+        assert_eq!(samples[19], (19 * 15_000, 19.0));
+        assert_eq!(s.log_failures(), 0);
+        assert!(s.log_bytes() > 0);
+        drop(s);
+        // A third start finds the same: the second wrote the series into its own segment.
+        let (s, _) = Store::open(&dir, 10 * minute, 20 * 15_000).unwrap();
+        assert_eq!(s.sample_count(), 20);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -1,0 +1,511 @@
+//! The write-ahead log: every series and sample the head takes, in order, so that a restart
+//! (a deploy, a crash, `kill -9`) replays what the head held instead of starting empty.
+//!
+//! The log is a folder of segments named by their number (`00000001`, ...). A segment is a
+//! sequence of records, each `[payload length: u32 LE][CRC-32 of the payload: u32 LE][payload]`,
+//! and starts with a series record for every series the head holds, so that a segment never
+//! needs an older one and the oldest can be deleted once the head no longer covers them.
+//! Payloads:
+//!
+//! - `1` series: `ref` (varint), the label count (varint), then each name and value
+//!   (varint length, bytes);
+//! - `2` samples: the time in ms (zigzag varint), the sample count (varint), then per sample
+//!   `ref` (varint) and the value's bits (u64 LE): a scrape is one record, one time.
+//!
+//! Records are written with one `write` per scrape: a process killed at any moment leaves
+//! whole records in the page cache and, at worst, one torn record at the end, which the
+//! replay drops. A record whose CRC does not match before the end (a flipped byte) ends that
+//! segment's replay; the segment is renamed `*.corrupt` and the newer ones are still read.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::labels::Labels;
+
+const SERIES: u8 = 1;
+const SAMPLES: u8 = 2;
+/// A record larger than this is corruption, not data (a scrape has at most a few MB).
+const MAX_RECORD: usize = 256 << 20;
+
+/// What a replay found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Replay {
+    pub segments: usize,
+    pub records: usize,
+    /// A torn record at a segment's end (the last write of a killed process): dropped.
+    pub torn_tails: usize,
+    /// Segments renamed `*.corrupt` after a record that does not check out.
+    pub set_aside: Vec<PathBuf>,
+    /// Samples naming a series their segment never defined (after corruption): skipped.
+    pub orphan_samples: usize,
+}
+
+/// One decoded record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    Series { id: u64, labels: Labels },
+    Samples { t: i64, samples: Vec<(u64, f64)> },
+}
+
+/// The open log: appends go to the newest segment.
+#[derive(Debug)]
+pub struct Wal {
+    dir: PathBuf,
+    file: File,
+    segment: u64,
+    /// Records encoded since the last [`Wal::commit`].
+    pending: Vec<u8>,
+    /// The samples record being built: its time and the samples so far.
+    batch: Option<(i64, Vec<(u64, f64)>)>,
+    /// Numbers of the segments on disk, oldest first, with the time each one was started.
+    segments: Vec<(u64, i64)>,
+}
+
+impl Wal {
+    /// Replays every segment in `dir` (made if missing) through `apply`, then opens a new
+    /// segment for appends, started at `now_ms`.
+    pub fn open(
+        dir: &Path,
+        now_ms: i64,
+        mut apply: impl FnMut(Record),
+    ) -> io::Result<(Self, Replay)> {
+        fs::create_dir_all(dir)?;
+        let mut numbers: Vec<u64> = fs::read_dir(dir)?
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect();
+        numbers.sort_unstable();
+        let mut replay = Replay::default();
+        let mut segments = Vec::with_capacity(numbers.len() + 1);
+        for &n in &numbers {
+            let path = segment_path(dir, n);
+            let bytes = fs::read(&path)?;
+            replay.segments += 1;
+            let mut defined = HashSet::new();
+            let mut first_t = None;
+            let outcome = read_records(&bytes, |record| {
+                replay.records += 1;
+                match &record {
+                    Record::Series { id, .. } => {
+                        defined.insert(*id);
+                    }
+                    Record::Samples { t, samples } => {
+                        first_t.get_or_insert(*t);
+                        let orphans = samples.iter().filter(|(id, _)| !defined.contains(id));
+                        replay.orphan_samples += orphans.count();
+                    }
+                }
+                apply(record);
+            });
+            match outcome {
+                End::Clean => segments.push((n, first_t.unwrap_or(now_ms))),
+                End::Torn => {
+                    replay.torn_tails += 1;
+                    segments.push((n, first_t.unwrap_or(now_ms)));
+                }
+                End::Corrupt => {
+                    let aside = path.with_extension("corrupt");
+                    fs::rename(&path, &aside)?;
+                    replay.set_aside.push(aside);
+                }
+            }
+        }
+        let segment = numbers.last().map_or(1, |n| n + 1);
+        let file = create_segment(dir, segment)?;
+        segments.push((segment, now_ms));
+        let wal = Self {
+            dir: dir.to_path_buf(),
+            file,
+            segment,
+            pending: Vec::new(),
+            batch: None,
+            segments,
+        };
+        Ok((wal, replay))
+    }
+
+    /// Logs a new series.
+    pub fn series(&mut self, id: u64, labels: &Labels) {
+        self.close_batch();
+        let mut payload = vec![SERIES];
+        put_varint(&mut payload, id);
+        put_varint(&mut payload, labels.len() as u64);
+        for (name, value) in labels.iter() {
+            put_bytes(&mut payload, name.as_bytes());
+            put_bytes(&mut payload, value.as_bytes());
+        }
+        frame(&mut self.pending, &payload);
+    }
+
+    /// Logs a sample (samples of one time go into one record).
+    pub fn sample(&mut self, id: u64, t: i64, v: f64) {
+        if self.batch.as_ref().is_some_and(|(bt, _)| *bt != t) {
+            self.close_batch();
+        }
+        self.batch
+            .get_or_insert_with(|| (t, Vec::new()))
+            .1
+            .push((id, v));
+    }
+
+    /// Writes what was logged since the last commit, in one write. On failure (a full disk)
+    /// it is dropped and the error returned: the head keeps the samples, the log misses them.
+    pub fn commit(&mut self) -> io::Result<()> {
+        self.close_batch();
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let result = self.file.write_all(&self.pending);
+        self.pending.clear();
+        result
+    }
+
+    /// Starts a new segment at `now_ms` beginning with `live` (every series the head holds),
+    /// and deletes the segments that hold only samples older than `keep_from_ms`.
+    pub fn rotate<'a>(
+        &mut self,
+        now_ms: i64,
+        keep_from_ms: i64,
+        live: impl Iterator<Item = (u64, &'a Labels)>,
+    ) -> io::Result<()> {
+        self.commit()?;
+        self.file.sync_data()?;
+        let next = self.segment + 1;
+        self.file = create_segment(&self.dir, next)?;
+        self.segment = next;
+        self.segments.push((next, now_ms));
+        for (id, labels) in live {
+            self.series(id, labels);
+        }
+        self.commit()?;
+        // A segment's samples end where the next one starts.
+        while self.segments.len() > 1 && self.segments[1].1 <= keep_from_ms {
+            let (old, _) = self.segments.remove(0);
+            fs::remove_file(segment_path(&self.dir, old))?;
+        }
+        Ok(())
+    }
+
+    /// When the newest segment was started.
+    pub fn segment_started_ms(&self) -> i64 {
+        self.segments.last().map_or(0, |s| s.1)
+    }
+
+    /// Bytes on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        self.segments
+            .iter()
+            .filter_map(|(n, _)| fs::metadata(segment_path(&self.dir, *n)).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    fn close_batch(&mut self) {
+        if let Some((t, samples)) = self.batch.take() {
+            let mut payload = Vec::with_capacity(samples.len() * 10 + 12);
+            payload.push(SAMPLES);
+            put_varint(&mut payload, zigzag(t));
+            put_varint(&mut payload, samples.len() as u64);
+            for (id, v) in samples {
+                put_varint(&mut payload, id);
+                payload.extend_from_slice(&v.to_bits().to_le_bytes());
+            }
+            frame(&mut self.pending, &payload);
+        }
+    }
+}
+
+fn segment_path(dir: &Path, n: u64) -> PathBuf {
+    dir.join(format!("{n:08}"))
+}
+
+fn create_segment(dir: &Path, n: u64) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(segment_path(dir, n))?;
+    // The new name must survive a crash too.
+    File::open(dir)?.sync_all()?;
+    Ok(file)
+}
+
+fn frame(out: &mut Vec<u8>, payload: &[u8]) {
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// How a segment's bytes ended.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    Clean,
+    /// The last record is cut short: a write the process did not finish.
+    Torn,
+    /// A record does not check out (CRC, framing or contents) with more bytes after it.
+    Corrupt,
+}
+
+/// Calls `each` on the records of a segment, in order, up to where they stop checking out.
+fn read_records(mut bytes: &[u8], mut each: impl FnMut(Record)) -> End {
+    while !bytes.is_empty() {
+        if bytes.len() < 8 {
+            return End::Torn;
+        }
+        let len = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
+        if len > MAX_RECORD {
+            return End::Corrupt;
+        }
+        let Some(payload) = bytes.get(8..8 + len) else {
+            return End::Torn;
+        };
+        if crc32fast::hash(payload) != crc {
+            // The last record, cut and padded by the file system, or a flipped byte.
+            return if bytes.len() == 8 + len {
+                End::Torn
+            } else {
+                End::Corrupt
+            };
+        }
+        match decode(payload) {
+            Some(record) => each(record),
+            None => return End::Corrupt,
+        }
+        bytes = &bytes[8 + len..];
+    }
+    End::Clean
+}
+
+fn decode(payload: &[u8]) -> Option<Record> {
+    let (&kind, mut rest) = payload.split_first()?;
+    match kind {
+        SERIES => {
+            let id = get_varint(&mut rest)?;
+            let n = usize::try_from(get_varint(&mut rest)?).ok()?;
+            let mut pairs = Vec::with_capacity(n.min(64));
+            for _ in 0..n {
+                let name = String::from_utf8(get_bytes(&mut rest)?.to_vec()).ok()?;
+                let value = String::from_utf8(get_bytes(&mut rest)?.to_vec()).ok()?;
+                pairs.push((name, value));
+            }
+            rest.is_empty().then(|| Record::Series {
+                id,
+                labels: Labels::new(pairs),
+            })
+        }
+        SAMPLES => {
+            let t = unzigzag(get_varint(&mut rest)?);
+            let n = usize::try_from(get_varint(&mut rest)?).ok()?;
+            let mut samples = Vec::with_capacity(n.min(rest.len() / 9 + 1));
+            for _ in 0..n {
+                let id = get_varint(&mut rest)?;
+                let (bits, tail) = rest.split_first_chunk::<8>()?;
+                rest = tail;
+                samples.push((id, f64::from_bits(u64::from_le_bytes(*bits))));
+            }
+            rest.is_empty().then_some(Record::Samples { t, samples })
+        }
+        _ => None,
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(bytes: &mut &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&b, rest) = bytes.split_first()?;
+        *bytes = rest;
+        v |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_varint(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+fn get_bytes<'a>(bytes: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let n = usize::try_from(get_varint(bytes)?).ok()?;
+    let (b, rest) = (bytes.get(..n)?, bytes.get(n..)?);
+    *bytes = rest;
+    Some(b)
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("obs-wal-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    fn up(job: &str) -> Labels {
+        Labels::from_pairs(&[("__name__", "up"), ("job", job)])
+    }
+
+    fn replay(d: &Path) -> (Vec<Record>, Replay) {
+        let mut records = Vec::new();
+        let (_, report) = Wal::open(d, 0, |r| records.push(r)).unwrap();
+        (records, report)
+    }
+
+    /// A log with two series and three scrapes, committed.
+    fn written(d: &Path) {
+        let (mut wal, report) = Wal::open(d, 0, |_| {}).unwrap();
+        assert_eq!(report, Replay::default());
+        wal.series(1, &up("a"));
+        wal.series(2, &up("b"));
+        for t in [1_000, 2_000, 3_000] {
+            wal.sample(1, t, t as f64);
+            wal.sample(2, t, f64::NAN);
+        }
+        wal.commit().unwrap();
+    }
+
+    #[test]
+    fn what_was_committed_is_replayed_in_order() {
+        let d = dir("roundtrip");
+        written(&d);
+        let (records, report) = replay(&d);
+        assert_eq!(report.records, 5);
+        assert_eq!(report.torn_tails + report.set_aside.len(), 0);
+        assert_eq!(
+            records[0],
+            Record::Series {
+                id: 1,
+                labels: up("a")
+            }
+        );
+        let Record::Samples { t, samples } = &records[4] else {
+            panic!("{records:?}")
+        };
+        assert_eq!(*t, 3_000);
+        assert_eq!(samples[0], (1, 3_000.0));
+        assert!(samples[1].1.is_nan(), "values keep their bits");
+        // Each open starts a segment of its own.
+        let segments = fs::read_dir(&d).unwrap().count();
+        assert_eq!(segments, 2);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_torn_last_record_is_dropped_and_the_rest_kept() {
+        let d = dir("torn");
+        written(&d);
+        let first = segment_path(&d, 1);
+        let bytes = fs::read(&first).unwrap();
+        for cut in 1..20 {
+            fs::write(&first, &bytes[..bytes.len() - cut]).unwrap();
+            let (records, report) = replay(&d);
+            assert_eq!(
+                records.len(),
+                4,
+                "cut {cut}: the last scrape is lost, not the others"
+            );
+            assert_eq!(report.torn_tails, 1);
+            assert!(report.set_aside.is_empty());
+            // Replaying made new (empty) segments: the test reads only the first.
+            for entry in fs::read_dir(&d).unwrap().flatten() {
+                if entry.path() != first {
+                    fs::remove_file(entry.path()).unwrap();
+                }
+            }
+        }
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_flipped_byte_sets_the_segment_aside_and_later_segments_are_read() {
+        let d = dir("flipped");
+        written(&d);
+        // A second process' segment, after the first.
+        let (mut wal, _) = Wal::open(&d, 0, |_| {}).unwrap();
+        wal.series(7, &up("c"));
+        wal.sample(7, 9_000, 1.0);
+        wal.commit().unwrap();
+        drop(wal);
+        let first = segment_path(&d, 1);
+        let mut bytes = fs::read(&first).unwrap();
+        bytes[20] ^= 0x40;
+        fs::write(&first, &bytes).unwrap();
+        let (records, report) = replay(&d);
+        assert_eq!(report.set_aside, [first.with_extension("corrupt")]);
+        assert!(first.with_extension("corrupt").exists() && !first.exists());
+        assert!(
+            records.contains(&Record::Samples {
+                t: 9_000,
+                samples: vec![(7, 1.0)]
+            }),
+            "{records:?}"
+        );
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn rotation_restates_the_series_and_deletes_what_the_head_no_longer_covers() {
+        let d = dir("rotate");
+        let (mut wal, _) = Wal::open(&d, 0, |_| {}).unwrap();
+        let a = up("a");
+        wal.series(1, &a);
+        wal.sample(1, 1_000, 1.0);
+        wal.rotate(10_000, 0, [(1, &a)].into_iter()).unwrap();
+        wal.sample(1, 11_000, 2.0);
+        wal.commit().unwrap();
+        assert_eq!(fs::read_dir(&d).unwrap().count(), 2);
+        // The head now keeps samples from 10 s on: the first segment holds only older ones.
+        wal.rotate(20_000, 10_000, [(1, &a)].into_iter()).unwrap();
+        drop(wal);
+        let (records, _) = replay(&d);
+        assert_eq!(
+            records,
+            [
+                Record::Series {
+                    id: 1,
+                    labels: a.clone()
+                },
+                Record::Samples {
+                    t: 11_000,
+                    samples: vec![(1, 2.0)]
+                },
+                Record::Series { id: 1, labels: a },
+            ]
+        );
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn varints_and_zigzag_round_trip() {
+        for v in [0, 1, 127, 128, 300, u64::MAX] {
+            let mut b = Vec::new();
+            put_varint(&mut b, v);
+            assert_eq!(get_varint(&mut b.as_slice()), Some(v));
+        }
+        for v in [0, -1, 1, i64::MIN, i64::MAX, 1_765_000_000_000] {
+            assert_eq!(unzigzag(zigzag(v)), v);
+        }
+        assert_eq!(get_varint(&mut [0x80u8; 11].as_slice()), None);
+    }
+}
