@@ -25,7 +25,7 @@
 //! | [`backtest`] | replaying the rules over a backend's history (range queries) | config, labels, links, notify, promql, rules, store, time |
 //! | [`state`] | the state file, the [`state::Persister`] thread | deploys, labels, notify, rules, silence, store, time |
 //! | [`collector`] | the wiring: the schedule's tasks and each stage's step; the retry stage (`collector::deliver`) and the self-metrics (`collector::metrics`) in their own files | all of the above |
-//! | [`web`] | the status page (maud templates), its silence forms, the runbook page, the API, Alertmanager's silence API | collector, config, deploys, labels, mute, notify, rules, silence, time |
+//! | [`web`] | the status page (maud templates), its silence forms, the runbook page, the API (with Prometheus' query API), Alertmanager's silence API | collector, config, deploys, labels, mute, notify, promql, rules, silence, time |
 #![forbid(unsafe_code)]
 
 pub mod backtest;

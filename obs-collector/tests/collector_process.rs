@@ -128,8 +128,50 @@ fn samples_survive_kill_9_in_the_write_ahead_log() {
         .unwrap()
         .replace("scrape_interval: 1s", "scrape_interval: 1h");
     std::fs::write(&config, hourly).unwrap();
+    let killed_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     let second = Collector::start(&config, &state, &[]);
     let replayed = second.wait_alert("firing", Duration::from_secs(10));
+    // The samples from before the kill, through Prometheus' query API (GET and POST form).
+    let range = client::get(
+        second.addr,
+        &format!(
+            "/api/v1/query_range?query=flag&start={}&end={}&step=1s",
+            (killed_ms - 60_000) as f64 / 1000.0,
+            killed_ms as f64 / 1000.0
+        ),
+    )
+    .unwrap();
+    assert_eq!(range.status, 200, "{}", range.body);
+    let v: serde_json::Value = serde_json::from_str(&range.body).unwrap();
+    assert_eq!(v["data"]["resultType"], "matrix", "{v}");
+    let points = v["data"]["result"][0]["values"].as_array().unwrap();
+    assert!(points.len() >= 3, "{v}");
+    assert!(points.iter().all(|p| p[1] == "1"), "{v}");
+    assert_eq!(v["data"]["result"][0]["metric"]["job"], "svc");
+    let instant = client::post(
+        second.addr,
+        "/api/v1/query",
+        &[("content-type", b"application/x-www-form-urlencoded")],
+        b"query=sum+by+(job)+(flag)",
+    )
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&instant.body).unwrap();
+    assert_eq!(v["data"]["resultType"], "vector", "{v}");
+    assert_eq!(v["data"]["result"][0]["value"][1], "1", "{v}");
+    assert_eq!(
+        v["data"]["result"][0]["metric"],
+        serde_json::json!({"job": "svc"})
+    );
+    let refused = client::get(second.addr, "/api/v1/query?query=flag[").unwrap();
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused.body.contains(r#""errorType":"bad_data""#),
+        "{}",
+        refused.body
+    );
     assert_eq!(replayed["labels"]["alertname"], "Remembered");
     let output = second.output.lock().unwrap().clone();
     let opened = output
@@ -142,6 +184,107 @@ fn samples_survive_kill_9_in_the_write_ahead_log() {
     let forgetful = Collector::start(&config, &dir.join("other-state.json"), &[]);
     forgetful.wait_evaluations(3);
     assert!(forgetful.alerts().is_empty(), "{:?}", forgetful.alerts());
+}
+
+/// `/api/v1/query` and `/api/v1/query_range` against a real Prometheus scraping the same page:
+/// the same result types, label sets, timestamps and values for the same question at the
+/// same time (a page whose values do not move, so both stores hold the same values).
+#[test]
+fn the_query_api_answers_as_prometheus_does() {
+    use obs_testkit::prometheus::Prometheus;
+    let dir = temp_dir("query-api");
+    let page = "flag{route=\"/a\"} 1\nflag{route=\"/b\"} 3\nc_total{route=\"/a\"} 10\n";
+    let target = fake_target(Arc::new(Mutex::new(page.to_owned())));
+    let config = write_config_with_rules(&dir, target, "groups: []\n", "");
+    let collector = Collector::start(&config, &dir.join("state.json"), &[]);
+    let prom = Prometheus::start(&format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: svc\n    static_configs: [{{ targets: ['{target}'] }}]\n"
+    ))
+    .unwrap();
+    prom.wait_until(
+        "count_over_time(flag[1m]) >= 6",
+        Duration::from_secs(20),
+        |r| r.len() == 2,
+    )
+    .unwrap();
+    eventually(
+        Duration::from_secs(20),
+        || "the collector has not scraped".into(),
+        || {
+            let body = client::get(collector.addr, "/api/v1/query?query=count(flag)")
+                .ok()?
+                .body;
+            body.contains(r#""2"]"#).then_some(())
+        },
+    );
+    // Both have held the page for a few seconds: ask about the second before last.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let at = (now - 2.0).floor();
+    let ask = |addr: std::net::SocketAddr, path: &str| -> serde_json::Value {
+        let r = client::get(addr, path).unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        // Series in one order for both (Prometheus sorts a vector by nothing in particular).
+        if let Some(result) = v["data"]["result"].as_array_mut() {
+            result.sort_by_key(|s| s["metric"].to_string());
+        }
+        v
+    };
+    for query in [
+        "flag",
+        "sum by (job) (flag)",
+        "flag > 2",
+        "flag * 2 + 1",
+        "rate(c_total[5s])",
+        "count(flag)",
+        "42",
+    ] {
+        let q: String = serde_urlencoded::to_string([("query", query)]).unwrap();
+        let instant = format!("/api/v1/query?{q}&time={at}");
+        assert_eq!(
+            ask(collector.addr, &instant),
+            ask(prom.addr, &instant),
+            "{query} at {at}"
+        );
+        let range = format!("/api/v1/query_range?{q}&start={}&end={at}&step=1", at - 1.0);
+        assert_eq!(
+            ask(collector.addr, &range),
+            ask(prom.addr, &range),
+            "{query} from {} to {at}",
+            at - 1.0
+        );
+    }
+    // Errors: Prometheus' types and codes.
+    for (path, code, error_type) in [
+        ("/api/v1/query?query=flag[", 400, "bad_data"),
+        (
+            "/api/v1/query_range?query=flag&start=2&end=1&step=1",
+            400,
+            "bad_data",
+        ),
+        (
+            "/api/v1/query_range?query=flag&start=0&end=100000&step=1",
+            400,
+            "bad_data",
+        ),
+        (
+            "/api/v1/query_range?query=flag&start=0&end=1&step=0",
+            400,
+            "bad_data",
+        ),
+    ] {
+        let ours = client::get(collector.addr, path).unwrap();
+        let theirs = client::get(prom.addr, path).unwrap();
+        assert_eq!((ours.status, theirs.status), (code, code), "{path}");
+        for body in [&ours.body, &theirs.body] {
+            assert!(
+                body.contains(&format!(r#""errorType":"{error_type}""#)),
+                "{path}: {body}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -751,6 +751,23 @@ impl Collector {
         Ok(replay)
     }
 
+    /// Evaluates `expr` at `t` over the store, as the query API asks. The store is read for
+    /// this one evaluation: a range query, one evaluation per step, lets scrapes in between.
+    /// In remote mode the collector holds no samples: an error says where they are.
+    pub fn query_at(
+        &self,
+        expr: &crate::promql::Expr,
+        t: i64,
+    ) -> Result<crate::promql::Value, crate::promql::QueryError> {
+        if self.remote.is_some() {
+            return Err(crate::promql::QueryError::Eval(
+                "remote mode: this collector keeps no samples; query the backend it evaluates against (query.url)".into(),
+            ));
+        }
+        let store = self.store.read().unwrap_or_else(PoisonError::into_inner);
+        crate::promql::eval(expr, &store, t)
+    }
+
     /// The collector's clock reading.
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()

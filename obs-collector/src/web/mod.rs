@@ -1,4 +1,5 @@
-//! HTTP: the status page, Prometheus-compatible `/api/v1/alerts` and `/api/v1/rules`, the
+//! HTTP: the status page, Prometheus-compatible `/api/v1/alerts`, `/api/v1/rules`,
+//! `/api/v1/query` and `/api/v1/query_range` (`query_api`), the
 //! collector's own `/metrics`, and `/-/healthy`, `/-/ready`. Served through `obs.layer()`, as
 //! any service obs instruments: request ids, a JSON line per request, the collector's own RED
 //! metrics, and `/metrics` negotiated as obs' admin server does (OpenMetrics for Prometheus).
@@ -14,6 +15,7 @@ use serde_json::{json, Map, Value};
 
 mod alertmanager_api;
 mod forms;
+mod query_api;
 pub mod runbook;
 pub mod status_page;
 
@@ -92,6 +94,14 @@ pub fn router(collector: Arc<Collector>, obs: Arc<obs::Obs>, access: Access) -> 
         .route("/api/v1/rules", get(rules))
         .route("/api/v1/targets", get(targets))
         .route("/api/v1/deploys", get(deploys))
+        .route(
+            "/api/v1/query",
+            get(query_api::instant).post(query_api::instant),
+        )
+        .route(
+            "/api/v1/query_range",
+            get(query_api::range).post(query_api::range),
+        )
         .route("/metrics", get(metrics))
         .route(
             "/api/v2/silences",

@@ -1,0 +1,276 @@
+//! Prometheus' query API over the collector's store: `/api/v1/query` (instant) and
+//! `/api/v1/query_range`, with Prometheus' parameters (GET query strings or POST form bodies,
+//! times as RFC 3339 or Unix seconds, steps as durations or seconds), result shapes
+//! (`vector`, `scalar`, `matrix`; values as strings) and errors (`bad_data` 400, `execution`
+//! 422). It answers the PromQL the collector evaluates (the rules' subset) over what the store
+//! holds; anything else is refused with its name, never answered with a different number.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value as Json_};
+
+use super::alertmanager_api::url_pairs;
+use super::App;
+use crate::labels::Labels;
+use crate::promql::{self, QueryError, Value};
+
+/// Prometheus' limit on the points of one series in a range query.
+const MAX_POINTS: i64 = 11_000;
+
+/// A request that cannot be answered as asked: `bad_data`, 400.
+#[derive(Debug)]
+struct BadData(String);
+
+/// The parameters, from the query string and (POST) the form body; the body wins, as in
+/// Prometheus' `r.FormValue`.
+fn params(query: Option<&str>, body: &[u8]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    out.extend(url_pairs(query.unwrap_or_default()));
+    out.extend(url_pairs(&String::from_utf8_lossy(body)));
+    out
+}
+
+/// A time parameter: RFC 3339 or Unix seconds, in milliseconds.
+fn time(params: &BTreeMap<String, String>, name: &str) -> Result<Option<i64>, BadData> {
+    let Some(text) = params.get(name) else {
+        return Ok(None);
+    };
+    crate::time::parse_rfc3339(text)
+        .or_else(|| {
+            text.parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite())
+                .map(|s| (s * 1000.0).round() as i64)
+        })
+        .map(Some)
+        .ok_or_else(|| {
+            BadData(format!(
+                "invalid parameter \"{name}\": cannot parse {text:?} to a valid timestamp"
+            ))
+        })
+}
+
+/// The step: a duration (`15s`) or seconds (`15`, `0.5`), in milliseconds.
+fn step(text: &str) -> Result<i64, BadData> {
+    let ms = match text.parse::<f64>() {
+        Ok(s) if s.is_finite() => (s * 1000.0).round() as i64,
+        _ => crate::config::parse_duration(text)
+            .map(|d| d.as_millis() as i64)
+            .map_err(|_| {
+                BadData(format!(
+                    "invalid parameter \"step\": cannot parse {text:?} to a valid duration"
+                ))
+            })?,
+    };
+    if ms <= 0 {
+        return Err(BadData(
+            "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+        ));
+    }
+    Ok(ms)
+}
+
+/// `GET|POST /api/v1/query`: `query`, `time` (default now).
+pub(super) async fn instant(
+    State(app): State<App>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let answer = (|| {
+        let params = params(query.as_deref(), &body);
+        let text = params
+            .get("query")
+            .ok_or_else(|| BadData("invalid parameter \"query\": no query given".into()))?;
+        let t = time(&params, "time")?.unwrap_or_else(|| app.collector.now_ms());
+        let expr = promql::compile(text).map_err(|e| BadData(e.to_string()))?;
+        Ok((expr, t))
+    })();
+    let (expr, t) = match answer {
+        Ok(asked) => asked,
+        Err(BadData(message)) => return error(StatusCode::BAD_REQUEST, "bad_data", &message),
+    };
+    match app.collector.query_at(&expr, t) {
+        Ok(Value::Scalar(v)) => success(json!({
+            "resultType": "scalar",
+            "result": point(t, v),
+        })),
+        Ok(Value::Vector(samples)) => success(json!({
+            "resultType": "vector",
+            "result": samples.iter().map(|s| json!({
+                "metric": metric(&s.labels),
+                "value": point(t, s.value),
+            })).collect::<Vec<_>>(),
+        })),
+        Err(e) => execution_error(&e),
+    }
+}
+
+/// `GET|POST /api/v1/query_range`: `query`, `start`, `end`, `step`.
+pub(super) async fn range(
+    State(app): State<App>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let asked = (|| {
+        let params = params(query.as_deref(), &body);
+        let text = params
+            .get("query")
+            .ok_or_else(|| BadData("invalid parameter \"query\": no query given".into()))?;
+        let required = |name: &str| {
+            time(&params, name)?
+                .ok_or_else(|| BadData(format!("invalid parameter \"{name}\": missing")))
+        };
+        let (start, end) = (required("start")?, required("end")?);
+        if end < start {
+            return Err(BadData(
+                "end timestamp must not be before start time".into(),
+            ));
+        }
+        let step = step(params.get("step").map_or("", String::as_str))?;
+        if (end - start) / step > MAX_POINTS {
+            return Err(BadData(format!(
+                "exceeded maximum resolution of {MAX_POINTS} points per timeseries. Try decreasing the query resolution (?step=XX)"
+            )));
+        }
+        let expr = promql::compile(text).map_err(|e| BadData(e.to_string()))?;
+        Ok((expr, start, end, step))
+    })();
+    let (expr, start, end, step) = match asked {
+        Ok(asked) => asked,
+        Err(BadData(message)) => return error(StatusCode::BAD_REQUEST, "bad_data", &message),
+    };
+    // One series per label set, its points in time order; a scalar is one series without
+    // labels, as Prometheus returns it.
+    let mut series: BTreeMap<String, (Json_, Vec<Json_>)> = BTreeMap::new();
+    let mut t = start;
+    while t <= end {
+        match app.collector.query_at(&expr, t) {
+            Ok(Value::Scalar(v)) => {
+                let entry = series
+                    .entry(String::new())
+                    .or_insert((json!({}), Vec::new()));
+                entry.1.push(point(t, v));
+            }
+            Ok(Value::Vector(samples)) => {
+                for s in samples {
+                    let entry = series
+                        .entry(s.labels.to_string())
+                        .or_insert_with(|| (metric(&s.labels), Vec::new()));
+                    entry.1.push(point(t, s.value));
+                }
+            }
+            Err(e) => return execution_error(&e),
+        }
+        t += step;
+    }
+    success(json!({
+        "resultType": "matrix",
+        "result": series.into_values().map(|(metric, values)| json!({
+            "metric": metric,
+            "values": values,
+        })).collect::<Vec<_>>(),
+    }))
+}
+
+fn metric(labels: &Labels) -> Json_ {
+    Json_::Object(
+        labels
+            .iter()
+            .map(|(k, v)| (k.to_owned(), Json_::String(v.to_owned())))
+            .collect(),
+    )
+}
+
+/// `[seconds, "value"]`, both as Prometheus writes them: the time the shortest way (`12`,
+/// `12.5`), the value as a string.
+fn point(t_ms: i64, v: f64) -> Json_ {
+    let t = if t_ms % 1000 == 0 {
+        json!(t_ms / 1000)
+    } else {
+        json!(t_ms as f64 / 1000.0)
+    };
+    json!([t, format_value(v)])
+}
+
+/// Go's `strconv.FormatFloat(v, 'f', -1, 64)`, as Prometheus writes sample values.
+fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        format!("{v}")
+    }
+}
+
+fn success(data: Json_) -> Response {
+    Json(json!({ "status": "success", "data": data })).into_response()
+}
+
+fn error(status: StatusCode, error_type: &str, message: &str) -> Response {
+    (
+        status,
+        Json(json!({ "status": "error", "errorType": error_type, "error": message })),
+    )
+        .into_response()
+}
+
+fn execution_error(e: &QueryError) -> Response {
+    error(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "execution",
+        &e.to_string(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_from_the_query_string_and_the_form_body() {
+        let p = params(Some("query=up&time=1"), b"time=2&step=15s");
+        assert_eq!(p["query"], "up");
+        assert_eq!(p["time"], "2", "the body wins");
+        assert_eq!(time(&p, "time").unwrap(), Some(2_000));
+        assert_eq!(
+            time(&params(Some("time=1970-01-01T00:00:01.5Z"), b""), "time").unwrap(),
+            Some(1_500)
+        );
+        assert!(time(&params(Some("time=soon"), b""), "time").is_err());
+        assert_eq!(time(&p, "start").unwrap(), None);
+    }
+
+    #[test]
+    fn steps_as_durations_or_seconds() {
+        assert_eq!(step("15s").unwrap(), 15_000);
+        assert_eq!(step("1m30s").unwrap(), 90_000);
+        assert_eq!(step("0.5").unwrap(), 500);
+        assert_eq!(step("60").unwrap(), 60_000);
+        assert!(step("0").is_err());
+        assert!(step("-1").is_err());
+        assert!(step("fast").is_err());
+    }
+
+    #[test]
+    fn values_are_written_as_prometheus_writes_them() {
+        for (v, text) in [
+            (1.0, "1"),
+            (0.1, "0.1"),
+            (1e-7, "0.0000001"),
+            (1_765_000_000.5, "1765000000.5"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+            (f64::NAN, "NaN"),
+        ] {
+            assert_eq!(format_value(v), text);
+        }
+        assert_eq!(point(1_500, 2.0).to_string(), r#"[1.5,"2"]"#);
+        assert_eq!(point(2_000, 2.0).to_string(), r#"[2,"2"]"#);
+    }
+}
