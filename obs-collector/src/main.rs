@@ -58,6 +58,14 @@ struct Args {
         default_value = "obs-collector-data"
     )]
     storage_path: PathBuf,
+    /// At most this many series in memory: new ones beyond are refused and counted
+    /// (obs_collector_series_refused_total), and the status page says so.
+    #[arg(
+        long = "storage.max-series",
+        value_name = "N",
+        default_value_t = obs_collector::store::DEFAULT_MAX_SERIES
+    )]
+    max_series: usize,
 }
 
 #[derive(Subcommand)]
@@ -282,6 +290,7 @@ fn run(args: Args) -> ExitCode {
             "obs-collector started"
         );
         collector.set_external_url(&format!("http://{}/", listener.local_addr().unwrap_or(args.listen)));
+        collector.set_max_series(args.max_series);
         // History on disk is worth a warning, never the alerts: without it the collector runs
         // in memory, as before.
         match collector.open_storage(&args.storage_path) {

@@ -287,6 +287,73 @@ fn the_query_api_answers_as_prometheus_does() {
     }
 }
 
+/// A label that takes a new value on every scrape (12,000 new series a minute) is bounded by
+/// `--storage.max-series`, not by the machine: the series stop at the limit, the refusals
+/// are counted and the status page says so, and the rules are still evaluated.
+#[test]
+fn churning_labels_stop_at_the_series_limit() {
+    let dir = temp_dir("churn");
+    let page = Arc::new(Mutex::new(String::new()));
+    let churn = |scrape: u64| -> String {
+        (0..200)
+            .map(|i| format!("churn{{request_id=\"{scrape}-{i}\"}} 1\n"))
+            .collect()
+    };
+    *page.lock().unwrap() = churn(0);
+    let target = fake_target(Arc::clone(&page));
+    let config = write_config(&dir, target, "0s", "");
+    let collector = obs_testkit::process::CollectorProcess::start_with_args(
+        BIN.as_ref(),
+        &config,
+        &dir.join("state.json"),
+        &[],
+        &["--storage.max-series", "1000"],
+    );
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let changing = {
+        let (page, stop) = (Arc::clone(&page), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            obs_testkit::traffic::every(Duration::from_millis(1000), |i| {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    return std::ops::ControlFlow::Break(());
+                }
+                *page.lock().unwrap() = churn(i + 1);
+                std::ops::ControlFlow::Continue(())
+            })
+        })
+    };
+    let warned = collector.wait_page("The series limit is reached", Duration::from_secs(30));
+    assert!(warned.contains("at most 1000 series"), "{warned}");
+    let count = |query: &str| -> f64 {
+        let q = serde_urlencoded::to_string([("query", query)]).unwrap();
+        let body = client::get(collector.addr, &format!("/api/v1/query?{q}"))
+            .unwrap()
+            .body;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["data"]["result"][0]["value"][1]
+            .as_str()
+            .map_or(0.0, |s| s.parse().unwrap())
+    };
+    let held = count("count(churn)");
+    assert!(held > 0.0 && held <= 1000.0, "{held} churn series held");
+    eventually(
+        Duration::from_secs(30),
+        || "the refusals are not counted on /metrics".into(),
+        || {
+            let metrics = client::get(collector.addr, "/metrics").ok()?.body;
+            let refused = metrics
+                .lines()
+                .find(|l| l.starts_with("obs_collector_series_refused_total "))?;
+            (refused.rsplit(' ').next()?.parse::<f64>().ok()? > 0.0).then_some(())
+        },
+    );
+    // Scraping and the rules go on: the target is up, the rule keeps being evaluated.
+    collector.wait_evaluations(2);
+    assert_eq!(count("up"), 1.0);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    changing.join().unwrap();
+}
+
 #[test]
 fn a_malformed_page_fails_the_scrape_not_the_process() {
     let dir = temp_dir("malformed");

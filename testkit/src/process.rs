@@ -558,6 +558,17 @@ impl CollectorProcess {
     /// <state with the extension .data>` (beside the state file, so a restart with the same
     /// state finds its samples) and waits until it is ready.
     pub fn start(bin: &Path, config: &Path, state: &Path, env: &[(&str, &str)]) -> Self {
+        Self::start_with_args(bin, config, state, env, &[])
+    }
+
+    /// [`CollectorProcess::start`] with `args` added to the command line.
+    pub fn start_with_args(
+        bin: &Path,
+        config: &Path,
+        state: &Path,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Self {
         let addr: SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
         let mut child = Command::new(bin)
             .arg("--config")
@@ -566,6 +577,7 @@ impl CollectorProcess {
             .arg(state)
             .arg("--storage.path")
             .arg(state.with_extension("data"))
+            .args(args)
             .env_remove("SLACK_WEBHOOK_URL")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())

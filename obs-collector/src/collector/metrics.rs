@@ -10,6 +10,8 @@ pub struct SelfMetrics {
     pub(super) samples: IntGauge,
     pub(super) store_bytes: IntGauge,
     pub(super) log_bytes: IntGauge,
+    pub(super) max_series: IntGauge,
+    pub(super) refused_series: IntCounter,
     pub(super) log_write_failures: IntCounter,
     pub(super) scrapes: IntCounterVec,
     pub(super) evaluations: IntCounterVec,
@@ -25,6 +27,11 @@ impl SelfMetrics {
             let g = IntGauge::new(name, help).expect("valid metric");
             let _ = registry.register(Box::new(g.clone()));
             g
+        };
+        let total = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            let _ = registry.register(Box::new(c.clone()));
+            c
         };
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
@@ -44,19 +51,22 @@ impl SelfMetrics {
                 "obs_collector_store_bytes",
                 "Approximate heap bytes of the in-memory store.",
             ),
+            max_series: gauge(
+                "obs_collector_series_limit",
+                "At most this many series are kept (--storage.max-series).",
+            ),
+            refused_series: total(
+                "obs_collector_series_refused_total",
+                "Samples of new series refused because the series limit was reached.",
+            ),
             log_bytes: gauge(
                 "obs_collector_wal_bytes",
                 "Bytes of the write-ahead log on disk (--storage.path).",
             ),
-            log_write_failures: {
-                let c = IntCounter::new(
-                    "obs_collector_wal_write_failures_total",
-                    "Writes to the write-ahead log that failed (a full disk): those samples stay in memory only.",
-                )
-                .expect("valid metric");
-                let _ = registry.register(Box::new(c.clone()));
-                c
-            },
+            log_write_failures: total(
+                "obs_collector_wal_write_failures_total",
+                "Writes to the write-ahead log that failed (a full disk): those samples stay in memory only.",
+            ),
             scrapes: counter(
                 "obs_collector_scrapes_total",
                 "Scrapes by job and result.",
@@ -115,6 +125,8 @@ mod tests {
             "obs_collector_store_bytes",
             "obs_collector_wal_bytes",
             "obs_collector_wal_write_failures_total",
+            "obs_collector_series_limit",
+            "obs_collector_series_refused_total",
             "obs_collector_scrapes_total",
             "obs_collector_notifications_total",
             "obs_collector_remote_query_duration_seconds",

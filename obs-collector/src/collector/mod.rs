@@ -742,13 +742,29 @@ impl Collector {
         dir: &std::path::Path,
     ) -> std::io::Result<crate::store::wal::Replay> {
         let mut store = self.store.write().unwrap_or_else(PoisonError::into_inner);
-        let (opened, replay) = Store::open(
+        let max_series = store.max_series();
+        let (mut opened, replay) = Store::open(
             &dir.join("wal"),
             store.range_retention_ms(),
+            max_series,
             self.clock.now_ms(),
         )?;
+        opened.set_max_series(max_series);
         *store = opened;
         Ok(replay)
+    }
+
+    /// Holds at most `max` series (`--storage.max-series`): new series beyond are refused and
+    /// counted, and the status page says so.
+    pub fn set_max_series(&self, max: usize) {
+        let mut store = self.store.write().unwrap_or_else(PoisonError::into_inner);
+        store.set_max_series(max);
+    }
+
+    /// The series limit and the new series it refused since the start.
+    pub fn series_limit(&self) -> (usize, u64) {
+        let store = self.store.read().unwrap_or_else(PoisonError::into_inner);
+        (store.max_series(), store.refused_series())
     }
 
     /// Evaluates `expr` at `t` over the store, as the query API asks. The store is read for
@@ -787,6 +803,10 @@ impl Collector {
                 self.metrics.samples.set(store.sample_count() as i64);
                 self.metrics.store_bytes.set(store.memory_bytes() as i64);
                 self.metrics.log_bytes.set(store.log_bytes() as i64);
+                self.metrics.max_series.set(store.max_series() as i64);
+                self.metrics
+                    .refused_series
+                    .inc_by(store.refused_series() - self.metrics.refused_series.get());
                 self.metrics
                     .log_write_failures
                     .inc_by(store.log_failures() - self.metrics.log_write_failures.get());

@@ -173,6 +173,9 @@ pub fn ingest(
             let entry = match fresh.next_if(|(fi, _)| *fi == i) {
                 Some((_, labels)) => {
                     let handle = store.get_or_create(&labels);
+                    if handle.is_refused() {
+                        continue; // the series limit: not cached, so the next scrape asks again
+                    }
                     cache
                         .cache
                         .entry(key)
@@ -197,6 +200,7 @@ pub fn ingest(
                 cache.exemplars.push(e);
             }
             if !store.append_ref(entry.1, t, r.value) {
+                // Removed since (stale for long): made again, or refused at the limit.
                 entry.1 = store.get_or_create(&entry.0);
                 store.append_ref(entry.1, t, r.value);
             }

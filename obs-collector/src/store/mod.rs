@@ -52,6 +52,23 @@ pub struct SeriesRef {
     id: u64,
 }
 
+impl SeriesRef {
+    /// No series: the store was at its series limit. Appending through it does nothing.
+    const REFUSED: Self = Self {
+        slot: usize::MAX,
+        id: 0,
+    };
+
+    /// Whether the store refused to create the series (its limit was reached).
+    pub fn is_refused(self) -> bool {
+        self == Self::REFUSED
+    }
+}
+
+/// The default of [`Store::set_max_series`]: at about 1.4 KB a series in memory, some 700 MB
+/// before the limit holds.
+pub const DEFAULT_MAX_SERIES: usize = 500_000;
+
 /// All series, with indexes by label set and by metric name.
 #[derive(Debug)]
 pub struct Store {
@@ -65,6 +82,11 @@ pub struct Store {
     next_id: u64,
     /// Prometheus 2.x selection: ranges and the lookback closed on the left too.
     pub left_closed: bool,
+    /// At most this many series: a label that churns (a request id, a timestamp in a label)
+    /// is bounded here rather than by the machine's memory.
+    max_series: usize,
+    /// New series refused since the start because the limit was reached.
+    refused_series: u64,
     /// The write-ahead log, when the head is kept on disk.
     log: Option<Wal>,
     /// Writes to the log that failed (a full disk): the head kept those samples.
@@ -84,6 +106,8 @@ impl Store {
             samples: 0,
             next_id: 0,
             left_closed: false,
+            max_series: DEFAULT_MAX_SERIES,
+            refused_series: 0,
             log: None,
             log_failures: 0,
         }
@@ -91,8 +115,14 @@ impl Store {
 
     /// A store whose head is logged in `dir`: what the log holds is replayed first (samples
     /// older than the head keeps are dropped as they arrive), then appends are logged.
-    pub fn open(dir: &Path, range_retention_ms: i64, now_ms: i64) -> io::Result<(Self, Replay)> {
+    pub fn open(
+        dir: &Path,
+        range_retention_ms: i64,
+        max_series: usize,
+        now_ms: i64,
+    ) -> io::Result<(Self, Replay)> {
         let mut store = Self::new(range_retention_ms);
+        store.set_max_series(max_series);
         // A segment's ids are its process' own: each segment defines every id it uses.
         let mut ids: HashMap<u64, SeriesRef> = HashMap::new();
         let (mut log, replay) = Wal::open(dir, now_ms, |record| match record {
@@ -139,6 +169,22 @@ impl Store {
         }
     }
 
+    /// Holds at most `max` series from now on (new ones beyond are refused and counted;
+    /// existing ones are kept until they go stale).
+    pub fn set_max_series(&mut self, max: usize) {
+        self.max_series = max;
+    }
+
+    /// The series limit.
+    pub fn max_series(&self) -> usize {
+        self.max_series
+    }
+
+    /// New series refused since the start because the limit was reached.
+    pub fn refused_series(&self) -> u64 {
+        self.refused_series
+    }
+
     /// How long series keep their samples.
     pub fn range_retention_ms(&self) -> i64 {
         self.range_retention_ms
@@ -164,11 +210,16 @@ impl Store {
         shared
     }
 
-    /// The series for `labels`, created if needed.
+    /// The series for `labels`, created if needed; [`SeriesRef::is_refused`] when it would be
+    /// new and the store holds [`Store::set_max_series`] series already (counted).
     pub fn get_or_create(&mut self, labels: &Labels) -> SeriesRef {
         if let Some(&slot) = self.index.get(labels) {
             let id = self.slots[slot].as_ref().map_or(0, |s| s.id);
             return SeriesRef { slot, id };
+        }
+        if self.index.len() >= self.max_series {
+            self.refused_series += 1;
+            return SeriesRef::REFUSED;
         }
         self.next_id += 1;
         let id = self.next_id;
@@ -430,7 +481,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let minute = 60_000;
         {
-            let (mut s, replay) = Store::open(&dir, 10 * minute, 0).unwrap();
+            let (mut s, replay) = Store::open(&dir, 10 * minute, DEFAULT_MAX_SERIES, 0).unwrap();
             assert_eq!(replay.records, 0);
             for i in 0..20 {
                 s.append(&up(), i * 15_000, i as f64);
@@ -438,7 +489,7 @@ mod tests {
             }
             s.append(&up(), 20 * 15_000, 99.0); // never committed: a kill before the write
         } // dropped without a shutdown, as kill -9 leaves it
-        let (s, replay) = Store::open(&dir, 10 * minute, 20 * 15_000).unwrap();
+        let (s, replay) = Store::open(&dir, 10 * minute, DEFAULT_MAX_SERIES, 20 * 15_000).unwrap();
         assert_eq!(replay.torn_tails, 0);
         let series = s.series(Some("up")).next().expect("the series is back");
         let samples: Vec<(i64, f64)> = series.samples.iter().copied().collect();
@@ -448,9 +499,82 @@ mod tests {
         assert!(s.log_bytes() > 0);
         drop(s);
         // A third start finds the same: the second wrote the series into its own segment.
-        let (s, _) = Store::open(&dir, 10 * minute, 20 * 15_000).unwrap();
+        let (s, _) = Store::open(&dir, 10 * minute, DEFAULT_MAX_SERIES, 20 * 15_000).unwrap();
         assert_eq!(s.sample_count(), 20);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_full_disk_is_counted_the_head_keeps_its_samples_and_logging_resumes() {
+        let dir = std::env::temp_dir().join(format!("obs-store-full-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (mut s, _) = Store::open(&dir, 600_000, DEFAULT_MAX_SERIES, 0).unwrap();
+        s.append(&up(), 1_000, 1.0);
+        s.commit();
+        // The disk fills up: every write fails with ENOSPC, as /dev/full does.
+        let log = s.log.as_mut().unwrap();
+        let real = log.swap_file(
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open("/dev/full")
+                .unwrap(),
+        );
+        // A series first seen while the disk is full: its definition must not be lost.
+        let other = Labels::from_pairs(&[("__name__", "up"), ("job", "other")]);
+        s.append(&up(), 2_000, 2.0);
+        s.append(&other, 2_000, 20.0);
+        s.commit();
+        assert_eq!(s.log_failures(), 1);
+        assert_eq!(
+            s.sample_count(),
+            3,
+            "the head kept the samples the log could not"
+        );
+        // Space again: the next scrape is logged.
+        s.log.as_mut().unwrap().swap_file(real);
+        s.append(&up(), 3_000, 3.0);
+        s.append(&other, 3_000, 30.0);
+        s.commit();
+        assert_eq!(s.log_failures(), 1);
+        drop(s);
+        let (s, replay) = Store::open(&dir, 600_000, DEFAULT_MAX_SERIES, 3_000).unwrap();
+        assert_eq!(replay.orphan_samples, 0);
+        let kept = |job: &str| -> Vec<(i64, f64)> {
+            let series = s
+                .series(Some("up"))
+                .find(|x| x.labels.get("job") == Some(job));
+            series.unwrap().samples.iter().copied().collect()
+        };
+        assert_eq!(
+            kept("a"),
+            [(1_000, 1.0), (3_000, 3.0)],
+            "what failed is missing, nothing else"
+        );
+        assert_eq!(kept("other"), [(3_000, 30.0)]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_series_limit_refuses_new_series_and_frees_up_as_old_ones_go() {
+        let mut s = Store::new(60_000);
+        s.set_max_series(3);
+        let churn = |i: usize| Labels::from_pairs(&[("__name__", "req"), ("id", &i.to_string())]);
+        for i in 0..10 {
+            s.append(&churn(i), 1_000, 1.0);
+        }
+        assert_eq!(s.series_count(), 3);
+        assert_eq!(s.refused_series(), 7);
+        assert!(s.get_or_create(&churn(99)).is_refused());
+        // A series already held still takes samples at the limit.
+        let held = s.get_or_create(&churn(0));
+        assert!(!held.is_refused());
+        assert!(s.append_ref(held, 2_000, 2.0));
+        assert!(!s.append_ref(SeriesRef::REFUSED, 2_000, 2.0));
+        // Once the old ones are gone, new ones are taken again.
+        s.compact(2_000 + LOOKBACK_MS + 60_000);
+        assert_eq!(s.series_count(), 0);
+        s.append(&churn(42), 3_000_000, 1.0);
+        assert_eq!(s.series_count(), 1);
     }
 
     #[test]

@@ -55,7 +55,14 @@ pub struct Wal {
     dir: PathBuf,
     file: File,
     segment: u64,
-    /// Records encoded since the last [`Wal::commit`].
+    /// The segment's length after the last write that succeeded.
+    written: u64,
+    /// A write failed part-way: the segment is cut back to `written` before the next one.
+    dirty: bool,
+    /// Series records not yet written. They outlive a failed write: the samples after it
+    /// refer to them.
+    pending_series: Vec<u8>,
+    /// Samples records encoded since the last [`Wal::commit`].
     pending: Vec<u8>,
     /// The samples record being built: its time and the samples so far.
     batch: Option<(i64, Vec<(u64, f64)>)>,
@@ -119,6 +126,9 @@ impl Wal {
             dir: dir.to_path_buf(),
             file,
             segment,
+            written: 0,
+            dirty: false,
+            pending_series: Vec::new(),
             pending: Vec::new(),
             batch: None,
             segments,
@@ -128,7 +138,6 @@ impl Wal {
 
     /// Logs a new series.
     pub fn series(&mut self, id: u64, labels: &Labels) {
-        self.close_batch();
         let mut payload = vec![SERIES];
         put_varint(&mut payload, id);
         put_varint(&mut payload, labels.len() as u64);
@@ -136,7 +145,7 @@ impl Wal {
             put_bytes(&mut payload, name.as_bytes());
             put_bytes(&mut payload, value.as_bytes());
         }
-        frame(&mut self.pending, &payload);
+        frame(&mut self.pending_series, &payload);
     }
 
     /// Logs a sample (samples of one time go into one record).
@@ -150,16 +159,35 @@ impl Wal {
             .push((id, v));
     }
 
-    /// Writes what was logged since the last commit, in one write. On failure (a full disk)
-    /// it is dropped and the error returned: the head keeps the samples, the log misses them.
+    /// Writes what was logged since the last commit, in one write, series first. On failure
+    /// (a full disk) the samples are dropped and the error returned: the head keeps them, the
+    /// log misses them. The series are kept for the next write, and what a failed write left
+    /// of a record is cut off, so that the records after it still replay.
     pub fn commit(&mut self) -> io::Result<()> {
         self.close_batch();
-        if self.pending.is_empty() {
+        if self.pending_series.is_empty() && self.pending.is_empty() {
             return Ok(());
         }
-        let result = self.file.write_all(&self.pending);
-        self.pending.clear();
-        result
+        let samples = std::mem::take(&mut self.pending);
+        if self.dirty {
+            self.file.set_len(self.written)?;
+            self.dirty = false;
+        }
+        let mut bytes = std::mem::take(&mut self.pending_series);
+        let series_len = bytes.len();
+        bytes.extend_from_slice(&samples);
+        match self.file.write_all(&bytes) {
+            Ok(()) => {
+                self.written += bytes.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                bytes.truncate(series_len);
+                self.pending_series = bytes;
+                self.dirty = self.file.set_len(self.written).is_err();
+                Err(e)
+            }
+        }
     }
 
     /// Starts a new segment at `now_ms` beginning with `live` (every series the head holds),
@@ -175,6 +203,8 @@ impl Wal {
         let next = self.segment + 1;
         self.file = create_segment(&self.dir, next)?;
         self.segment = next;
+        self.written = 0;
+        self.dirty = false;
         self.segments.push((next, now_ms));
         for (id, labels) in live {
             self.series(id, labels);
@@ -200,6 +230,12 @@ impl Wal {
             .filter_map(|(n, _)| fs::metadata(segment_path(&self.dir, *n)).ok())
             .map(|m| m.len())
             .sum()
+    }
+
+    /// Writes go to `file` from now on; returns the one they went to (a test's full disk).
+    #[cfg(test)]
+    pub(super) fn swap_file(&mut self, file: File) -> File {
+        std::mem::replace(&mut self.file, file)
     }
 
     fn close_batch(&mut self) {

@@ -31,6 +31,7 @@ const STYLE: &str = "\
 *{box-sizing:border-box}body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:80rem;padding:1rem;color:#1f2328}\
 h1{font-size:1.4rem;margin:0 0 .3rem}h2{font-size:1.1rem;margin:1.6rem 0 .5rem}\
 .summary{display:flex;flex-wrap:wrap;gap:.2rem .9rem;margin:0}.summary span{white-space:nowrap}\
+.warning{background:#fff8c5;border:1px solid #d4a72c;border-radius:6px;margin:.6rem 0 0;padding:.4rem .6rem}\
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #d0d7de;padding:.35rem .5rem;text-align:left;vertical-align:top}\
 th{font-weight:600;color:#57606a;white-space:nowrap}.nowrap,time,.badge,b.name{white-space:nowrap}\
 .wrap{overflow-wrap:anywhere}code{font:12px ui-monospace,monospace;background:#f6f8fa;border-radius:4px;padding:0 .25em}\
@@ -304,6 +305,7 @@ pub(super) async fn page(State(app): State<App>) -> Html<String> {
         .filter(|s| s.state(now) == SilenceState::Active)
         .count();
     let silence_rows: Vec<Markup> = silences.iter().rev().map(|s| silence_row(now, s)).collect();
+    let (max_series, refused_series) = collector.series_limit();
     let deploy_rows: Vec<Markup> = deploy_list
         .iter()
         .rev()
@@ -328,6 +330,15 @@ pub(super) async fn page(State(app): State<App>) -> Html<String> {
                         span { (pending) " pending" }
                         span { (down) " of " (targets.len()) " targets down" }
                         span { (active_silences) " active silences" }
+                    }
+                    @if refused_series > 0 {
+                        p.warning {
+                            "The series limit is reached: " (refused_series)
+                            " samples of new series were refused since the start (at most "
+                            (max_series) " series, --storage.max-series). A label that takes a new value "
+                            "on every scrape (an id, a time) makes new series without end: "
+                            "see obs_collector_series_refused_total."
+                        }
                     }
                 }
                 h2 { "Rules" }
