@@ -14,7 +14,7 @@
 //! | [`silence`] | silences: matchers, states, validation | labels |
 //! | [`inhibit`] | inhibition rules | labels, silence |
 //! | [`mute`] | the mute stage (Alertmanager's `Muter`): silences and inhibition asked as one | inhibit, labels, silence |
-//! | [`store`] | the head (the in-memory series) and its write-ahead log on disk (`store::wal`) | labels |
+//! | [`store`] | the time-series store: the head, its write-ahead log, blocks on disk (layout, compressed columns, the set and its retention), compaction and downsampling, the [`store::querier::Select`] readers use | labels |
 //! | [`config`] | the configuration file, its defaults and errors (with the parser's lines) | inhibit, labels, links, silence |
 //! | [`promql`] | the PromQL subset, its evaluator, the [`promql::Querier`] (store or remote API), exemplars | config, labels, store, time, transport |
 //! | [`scrape`] | scraping a target, parsing its page into the store (and its exemplars) | config, labels, promql, store, transport |
@@ -22,6 +22,7 @@
 //! | [`exemplars`] | example traces: the exemplars behind an alert's numbers, picked per firing alert | labels, promql, rules |
 //! | [`incident`] | an alert's context from its rule's data: the routes behind it, its value per served version, its value now | labels, promql, rules, text, time |
 //! | [`notify`] | grouping into messages, the notification log (queue and retry stage), the notifiers | config, incident, labels, links, rules, text, time, transport |
+//! | [`import`] | reading an OpenMetrics file with timestamps (promtool's backfill input) into series for the store | labels, scrape, store |
 //! | [`backtest`] | replaying the rules over a backend's history (range queries) | config, labels, links, notify, promql, rules, store, time |
 //! | [`state`] | the state file, the [`state::Persister`] thread | deploys, labels, notify, rules, silence, store, time |
 //! | [`collector`] | the wiring: the schedule's tasks and each stage's step; the retry stage (`collector::deliver`) and the self-metrics (`collector::metrics`) in their own files | all of the above |
@@ -34,6 +35,7 @@ pub mod config;
 pub mod deploys;
 pub mod exemplars;
 pub mod history;
+pub mod import;
 pub mod incident;
 pub mod inhibit;
 pub mod labels;

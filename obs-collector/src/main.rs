@@ -4,6 +4,7 @@
 //! ```text
 //! obs-collector [--config FILE] [--listen ADDR] [--state-file PATH]
 //! obs-collector check FILE
+//! obs-collector import FILE [--storage.path DIR]
 //! obs-collector backtest [--config FILE] [--from URL] --start T --end T [--rule NAME] [--format text|json]
 //! ```
 //!
@@ -50,14 +51,8 @@ struct Args {
     /// Alert state and the notification log, kept across restarts.
     #[arg(long, value_name = "PATH", default_value = "obs-collector.state.json")]
     state_file: PathBuf,
-    /// Where the samples are kept on disk (the head's write-ahead log, in `wal/`), so that a
-    /// restart finds them.
-    #[arg(
-        long = "storage.path",
-        value_name = "DIR",
-        default_value = "obs-collector-data"
-    )]
-    storage_path: PathBuf,
+    #[command(flatten)]
+    storage: Storage,
     /// At most this many series in memory: new ones beyond are refused and counted
     /// (obs_collector_series_refused_total), and the status page says so.
     #[arg(
@@ -66,6 +61,65 @@ struct Args {
         default_value_t = obs_collector::store::DEFAULT_MAX_SERIES
     )]
     max_series: usize,
+}
+
+/// Where and how long history is kept.
+#[derive(clap::Args)]
+struct Storage {
+    /// Where history is kept: blocks in `blocks/`, the head's write-ahead log in `wal/`.
+    #[arg(
+        long = "storage.path",
+        value_name = "DIR",
+        default_value = "obs-collector-data"
+    )]
+    path: PathBuf,
+    /// Blocks that end longer ago are deleted (Prometheus' units: 35d, 12w, 1y).
+    #[arg(long = "storage.retention", value_name = "DURATION", default_value = "35d", value_parser = duration_ms)]
+    retention: i64,
+    /// The oldest blocks are deleted while history takes more (512MB, 10GB; 0: no limit).
+    #[arg(long = "storage.retention-size", value_name = "SIZE", default_value = "0", value_parser = size_bytes)]
+    retention_size: u64,
+    /// Raw samples are kept this long, then downsampled to one every 5 minutes.
+    #[arg(long = "storage.raw-retention", value_name = "DURATION", default_value = "8d", value_parser = duration_ms)]
+    raw_retention: i64,
+}
+
+impl Storage {
+    fn retention(&self) -> obs_collector::store::compact::Retention {
+        obs_collector::store::compact::Retention {
+            time_ms: self.retention,
+            bytes: self.retention_size,
+            raw_ms: self.raw_retention,
+        }
+    }
+}
+
+fn duration_ms(v: &str) -> Result<i64, String> {
+    obs_collector::config::parse_duration(v)
+        .map(|d| d.as_millis() as i64)
+        .map_err(|e| e.to_string())
+}
+
+/// Prometheus' byte units (base 2): B, KB, MB, GB, TB, PB.
+fn size_bytes(v: &str) -> Result<u64, String> {
+    let units = [
+        ("PB", 5),
+        ("TB", 4),
+        ("GB", 3),
+        ("MB", 2),
+        ("KB", 1),
+        ("B", 0),
+    ];
+    let (number, power) = units
+        .iter()
+        .find_map(|(u, p)| v.strip_suffix(u).map(|n| (n, *p)))
+        .unwrap_or((v, 0));
+    number
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1024u64.pow(power)))
+        .ok_or_else(|| format!("{v:?} is not a size such as 512MB or 10GB"))
 }
 
 #[derive(Subcommand)]
@@ -77,6 +131,14 @@ enum Command {
     },
     /// Replays the rules over a range of a Prometheus-compatible backend's history.
     Backtest(BacktestArgs),
+    /// Imports OpenMetrics text with timestamps (what `promtool tsdb create-blocks-from
+    /// openmetrics` reads) into the history; run it while the collector is stopped.
+    Import {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        #[command(flatten)]
+        storage: Storage,
+    },
 }
 
 #[derive(clap::Args)]
@@ -173,7 +235,47 @@ fn main() -> ExitCode {
             }
         },
         Some(Command::Backtest(args)) => backtest(args),
+        Some(Command::Import { file, storage }) => import(&file, &storage),
         None => run(cli.run),
+    }
+}
+
+/// Exit 0 when imported, 1 when the file or the store cannot be read or written (nothing is
+/// imported then).
+fn import(file: &std::path::Path, storage: &Storage) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("obs-collector: cannot read {}: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let series = match obs_collector::import::read(&text) {
+        Ok(series) => series,
+        Err(e) => {
+            eprintln!("obs-collector: {}: {e}; nothing imported", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let samples: usize = series.iter().map(|(_, s)| s.len()).sum();
+    let count = series.len();
+    let imported = obs_collector::store::blocks::Blocks::open(&storage.path, storage.retention())
+        .map_err(|e| e.to_string())
+        .and_then(|mut blocks| blocks.import(series).map_err(|e| e.to_string()));
+    match imported {
+        Ok(blocks) => {
+            println!(
+                "{}: {samples} samples of {count} series imported into {} ({} blocks)",
+                file.display(),
+                storage.path.display(),
+                blocks.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("obs-collector: {e}; nothing imported");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -293,14 +395,14 @@ fn run(args: Args) -> ExitCode {
         collector.set_max_series(args.max_series);
         // History on disk is worth a warning, never the alerts: without it the collector runs
         // in memory, as before.
-        match collector.open_storage(&args.storage_path) {
+        match collector.open_storage(&args.storage.path, args.storage.retention()) {
             Ok(replay) => {
                 for aside in &replay.set_aside {
                     tracing::error!({ file = %aside.display() }, "a write-ahead log segment does not check out: set aside, the rest was replayed");
                 }
                 tracing::info!(
                     {
-                        storage.path = %args.storage_path.display(),
+                        storage.path = %args.storage.path.display(),
                         wal.segments = replay.segments,
                         wal.records = replay.records,
                         wal.torn_tails = replay.torn_tails,
@@ -310,7 +412,7 @@ fn run(args: Args) -> ExitCode {
                 );
             }
             Err(e) => tracing::error!(
-                { storage.path = %args.storage_path.display() },
+                { storage.path = %args.storage.path.display() },
                 "cannot keep samples on disk ({e}): running in memory, a restart starts empty"
             ),
         }

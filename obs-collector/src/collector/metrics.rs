@@ -4,6 +4,8 @@
 
 use obs::prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
+use crate::store::Store;
+
 /// The collector's own metrics, registered in obs's registry (served at its `/metrics`).
 pub struct SelfMetrics {
     pub(super) series: IntGauge,
@@ -13,6 +15,15 @@ pub struct SelfMetrics {
     pub(super) max_series: IntGauge,
     pub(super) refused_series: IntCounter,
     pub(super) log_write_failures: IntCounter,
+    blocks: IntGauge,
+    blocks_bytes: IntGauge,
+    oldest: IntGauge,
+    retention_seconds: IntGauge,
+    retention_bytes: IntGauge,
+    blocks_set_aside: IntGauge,
+    block_write_failures: IntCounter,
+    block_read_errors: IntCounter,
+    blocks_deleted: IntCounter,
     pub(super) scrapes: IntCounterVec,
     pub(super) evaluations: IntCounterVec,
     pub(super) evaluation_failures: IntCounterVec,
@@ -67,6 +78,42 @@ impl SelfMetrics {
                 "obs_collector_wal_write_failures_total",
                 "Writes to the write-ahead log that failed (a full disk): those samples stay in memory only.",
             ),
+            blocks: gauge(
+                "obs_collector_blocks",
+                "Blocks of history on disk.",
+            ),
+            blocks_bytes: gauge(
+                "obs_collector_blocks_bytes",
+                "Bytes of the blocks of history on disk (the write-ahead log apart).",
+            ),
+            oldest: gauge(
+                "obs_collector_history_oldest_timestamp_seconds",
+                "Start of the oldest block of history (0: none yet).",
+            ),
+            retention_seconds: gauge(
+                "obs_collector_history_retention_seconds",
+                "How long history is kept (--storage.retention).",
+            ),
+            retention_bytes: gauge(
+                "obs_collector_history_retention_bytes",
+                "At most this many bytes of history are kept (--storage.retention-size; 0: no limit).",
+            ),
+            blocks_set_aside: gauge(
+                "obs_collector_blocks_set_aside",
+                "Files found at start that were not whole blocks, renamed *.corrupt.",
+            ),
+            block_write_failures: total(
+                "obs_collector_block_write_failures_total",
+                "Blocks that could not be written (a full disk): the samples stay in the head and the write is tried again.",
+            ),
+            block_read_errors: total(
+                "obs_collector_block_read_errors_total",
+                "Reads of a block that failed (a file damaged after start): those series' samples were missing from a query.",
+            ),
+            blocks_deleted: total(
+                "obs_collector_blocks_deleted_total",
+                "Blocks deleted by retention (time or size).",
+            ),
             scrapes: counter(
                 "obs_collector_scrapes_total",
                 "Scrapes by job and result.",
@@ -99,6 +146,35 @@ impl SelfMetrics {
     }
 }
 
+impl SelfMetrics {
+    /// Reads the store's figures (under its lock, at housekeeping).
+    pub(super) fn observe_store(&self, store: &Store) {
+        let to =
+            |counter: &IntCounter, total: u64| counter.inc_by(total.saturating_sub(counter.get()));
+        self.series.set(store.series_count() as i64);
+        self.samples.set(store.sample_count() as i64);
+        self.store_bytes.set(store.memory_bytes() as i64);
+        self.log_bytes.set(store.log_bytes() as i64);
+        self.max_series.set(store.max_series() as i64);
+        to(&self.refused_series, store.refused_series());
+        to(&self.log_write_failures, store.log_failures());
+        if let Some(disk) = store.disk() {
+            let blocks = disk.all();
+            self.blocks.set(blocks.len() as i64);
+            self.blocks_bytes.set(disk.bytes() as i64);
+            let oldest = blocks.iter().map(|b| b.meta().min_t).min().unwrap_or(0);
+            self.oldest.set(oldest / 1000);
+            let retention = disk.retention();
+            self.retention_seconds.set(retention.time_ms / 1000);
+            self.retention_bytes.set(retention.bytes as i64);
+            self.blocks_set_aside.set(disk.set_aside().len() as i64);
+            to(&self.block_write_failures, disk.write_failures());
+            to(&self.block_read_errors, disk.read_errors());
+            to(&self.blocks_deleted, disk.deleted());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +190,11 @@ mod tests {
             .inc();
         metrics.remote_query_seconds.observe(0.1);
         metrics.context_seconds.observe(0.01);
+        let dir = std::env::temp_dir().join(format!("obs-metrics-{}", std::process::id()));
+        let (store, _) = Store::open(&dir, 60_000, 10, Default::default(), 0).unwrap();
+        metrics.observe_store(&store);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
         let names: Vec<String> = registry
             .gather()
             .iter()
@@ -127,6 +208,15 @@ mod tests {
             "obs_collector_wal_write_failures_total",
             "obs_collector_series_limit",
             "obs_collector_series_refused_total",
+            "obs_collector_blocks",
+            "obs_collector_blocks_bytes",
+            "obs_collector_history_oldest_timestamp_seconds",
+            "obs_collector_history_retention_seconds",
+            "obs_collector_history_retention_bytes",
+            "obs_collector_blocks_set_aside",
+            "obs_collector_block_write_failures_total",
+            "obs_collector_block_read_errors_total",
+            "obs_collector_blocks_deleted_total",
             "obs_collector_scrapes_total",
             "obs_collector_notifications_total",
             "obs_collector_remote_query_duration_seconds",

@@ -734,24 +734,41 @@ impl Collector {
         )
     }
 
-    /// Keeps the head on disk in `dir` (its write-ahead log): replays what the log holds
-    /// into the store, so that rules evaluate over the samples from before a restart, and
-    /// logs every sample from now on. Call before [`Collector::spawn`].
+    /// Keeps history in `dir`: the blocks (kept as `retention` says) and the head's
+    /// write-ahead log, replayed into the store so that rules evaluate over the samples from
+    /// before a restart, and every sample logged from now on. Call before
+    /// [`Collector::spawn`].
     pub fn open_storage(
         &self,
         dir: &std::path::Path,
-    ) -> std::io::Result<crate::store::wal::Replay> {
+        retention: crate::store::compact::Retention,
+    ) -> Result<crate::store::wal::Replay, crate::store::blocks::OpenError> {
         let mut store = self.store.write().unwrap_or_else(PoisonError::into_inner);
         let max_series = store.max_series();
-        let (mut opened, replay) = Store::open(
-            &dir.join("wal"),
+        let (opened, replay) = Store::open(
+            dir,
             store.range_retention_ms(),
             max_series,
+            retention,
             self.clock.now_ms(),
         )?;
-        opened.set_max_series(max_series);
         *store = opened;
         Ok(replay)
+    }
+
+    /// What the store keeps on disk, for the status page: its blocks' range and bytes, its
+    /// retention, and the files set aside at start.
+    pub fn history(&self) -> Option<HistoryStatus> {
+        let store = self.store.read().unwrap_or_else(PoisonError::into_inner);
+        let disk = store.disk()?;
+        let blocks = disk.all();
+        Some(HistoryStatus {
+            oldest_ms: blocks.iter().map(|b| b.meta().min_t).min(),
+            blocks: blocks.len(),
+            bytes: disk.bytes() + store.log_bytes(),
+            retention: disk.retention(),
+            set_aside: disk.set_aside().to_vec(),
+        })
     }
 
     /// Holds at most `max` series (`--storage.max-series`): new series beyond are refused and
@@ -781,7 +798,7 @@ impl Collector {
             ));
         }
         let store = self.store.read().unwrap_or_else(PoisonError::into_inner);
-        crate::promql::eval(expr, &store, t)
+        crate::promql::eval(expr, &*store, t)
     }
 
     /// The collector's clock reading.
@@ -796,25 +813,60 @@ impl Collector {
 
     async fn housekeeping(self: Arc<Self>) {
         loop {
-            {
+            let job = {
                 let mut store = self.store.write().unwrap_or_else(PoisonError::into_inner);
                 store.compact(self.clock.now_ms());
-                self.metrics.series.set(store.series_count() as i64);
-                self.metrics.samples.set(store.sample_count() as i64);
-                self.metrics.store_bytes.set(store.memory_bytes() as i64);
-                self.metrics.log_bytes.set(store.log_bytes() as i64);
-                self.metrics.max_series.set(store.max_series() as i64);
-                self.metrics
-                    .refused_series
-                    .inc_by(store.refused_series() - self.metrics.refused_series.get());
-                self.metrics
-                    .log_write_failures
-                    .inc_by(store.log_failures() - self.metrics.log_write_failures.get());
+                let job = store.plan(self.clock.now_ms());
+                self.metrics.observe_store(&store);
+                job
+            };
+            // Blocks are written without the store's lock: scrapes and rules go on meanwhile.
+            if let Some(job) = job {
+                let (kind, meta) = (job.kind(), job.meta());
+                let finished = tokio::task::spawn_blocking(move || job.run()).await;
+                let written = finished.is_ok_and(|finished| {
+                    let mut store = self.store.write().unwrap_or_else(PoisonError::into_inner);
+                    let outcome = store.finish(finished);
+                    self.metrics.observe_store(&store);
+                    match outcome {
+                        Ok(meta) => {
+                            tracing::debug!(
+                                { block.kind = kind, block.min_t = meta.min_t, block.max_t = meta.max_t },
+                                "block written"
+                            );
+                            true
+                        }
+                        Err(e) => {
+                            tracing::error!(
+                                { block.kind = kind, block.min_t = meta.min_t, block.max_t = meta.max_t },
+                                "cannot write a block ({e}): the samples stay where they are and it is tried again"
+                            );
+                            false
+                        }
+                    }
+                });
+                if written {
+                    // More may be due (after a long stop, or an import): go on at once.
+                    tokio::task::yield_now().await;
+                    continue;
+                }
             }
             let next = self.clock.now_ms() + 15_000;
             self.clock.sleep_until(next).await;
         }
     }
+}
+
+/// What the store keeps on disk (see [`Collector::history`]).
+#[derive(Debug, Clone)]
+pub struct HistoryStatus {
+    /// The oldest block's start.
+    pub oldest_ms: Option<i64>,
+    pub blocks: usize,
+    /// Blocks and the head's log.
+    pub bytes: u64,
+    pub retention: crate::store::compact::Retention,
+    pub set_aside: Vec<crate::store::blocks::SetAside>,
 }
 
 /// The remote backend, with each query's duration observed.

@@ -6,7 +6,7 @@ use super::error::QueryError;
 use super::functions::{bucket_quantile, extrapolated_rate};
 use super::{AggOp, BinOp, Expr, Grouping, Matching, Selector};
 use crate::labels::{Labels, NAME};
-use crate::store::{Series, Store};
+use crate::store::querier::{self, Select};
 
 /// One element of an instant vector.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,50 +22,54 @@ pub enum Value {
     Vector(Vec<Sample>),
 }
 
-/// Evaluates `expr` at `t` (milliseconds).
-pub fn eval(expr: &Expr, store: &Store, t: i64) -> Result<Value, QueryError> {
+/// Evaluates `expr` at `t` (milliseconds) over what `store` holds (the head and the blocks).
+pub fn eval(expr: &Expr, store: &dyn Select, t: i64) -> Result<Value, QueryError> {
     evaluate(expr, store, t)
 }
 
-fn evaluate(expr: &Expr, store: &Store, t: i64) -> Result<Value, QueryError> {
+fn evaluate(expr: &Expr, store: &dyn Select, t: i64) -> Result<Value, QueryError> {
     Ok(match expr {
         Expr::Number(n) => Value::Scalar(*n),
         Expr::Remote => {
             return Err("this expression is only evaluated by a remote backend (query.url)".into())
         }
-        Expr::Selector(sel) => Value::Vector(
-            matching_series(store, sel)
-                .filter_map(|s| {
-                    s.instant(t - sel.offset_ms, store.left_closed)
-                        .map(|value| Sample {
-                            labels: s.labels.clone(),
-                            value,
-                        })
-                })
-                .collect(),
-        ),
+        Expr::Selector(sel) => {
+            let at = t - sel.offset_ms;
+            let (min_t, max_t) = querier::lookback_window(at);
+            let mut out = Vec::new();
+            select(store, sel, min_t, max_t, &mut |labels, samples| {
+                if let Some(value) = querier::instant(samples, at, store.left_closed()) {
+                    out.push(Sample {
+                        labels: labels.clone(),
+                        value,
+                    });
+                }
+            });
+            Value::Vector(out)
+        }
         Expr::Rate {
             selector,
             range_ms,
             per_second,
         } => {
             let at = t - selector.offset_ms;
-            Value::Vector(
-                matching_series(store, selector)
-                    .filter_map(|s| {
-                        let value = extrapolated_rate(
-                            &s.range(at, *range_ms, store.left_closed),
-                            at,
-                            *range_ms,
-                            *per_second,
-                        )?;
-                        Some(Sample {
-                            labels: s.labels.without_name(),
+            let mut out = Vec::new();
+            select(
+                store,
+                selector,
+                at - range_ms,
+                at,
+                &mut |labels, samples| {
+                    let window = querier::range(samples, at, *range_ms, store.left_closed());
+                    if let Some(value) = extrapolated_rate(&window, at, *range_ms, *per_second) {
+                        out.push(Sample {
+                            labels: labels.without_name(),
                             value,
-                        })
-                    })
-                    .collect(),
-            )
+                        });
+                    }
+                },
+            );
+            Value::Vector(out)
         }
         Expr::HistogramQuantile { q, v } => {
             let Value::Scalar(q) = evaluate(q, store, t)? else {
@@ -116,15 +120,20 @@ fn vector(v: Value, what: &str) -> Result<Vec<Sample>, QueryError> {
     }
 }
 
-fn matching_series<'a>(
-    store: &'a Store,
-    sel: &'a Selector,
-) -> impl Iterator<Item = &'a Series> + 'a {
-    store.series(sel.name.as_deref()).filter(move |s| {
+/// The series `sel` matches, with their samples in `[min_t, max_t]`.
+fn select(
+    store: &dyn Select,
+    sel: &Selector,
+    min_t: i64,
+    max_t: i64,
+    each: &mut querier::Visit,
+) {
+    let keep = |labels: &Labels| {
         sel.matchers
             .iter()
-            .all(|m| m.is_match(s.labels.get(&m.name).unwrap_or("")))
-    })
+            .all(|m| m.is_match(labels.get(&m.name).unwrap_or("")))
+    };
+    store.select(sel.name.as_deref(), &keep, min_t, max_t, each);
 }
 
 fn histogram_quantile(q: f64, samples: Vec<Sample>) -> Vec<Sample> {
@@ -362,6 +371,7 @@ fn set_op(op: BinOp, lhs: Vec<Sample>, rhs: Vec<Sample>, matching: &Matching) ->
 mod tests {
     use super::super::compile;
     use super::*;
+    use crate::store::Store;
 
     const S: i64 = 1000;
 

@@ -31,7 +31,7 @@ pub struct Local<'s>(pub &'s RwLock<Store>);
 impl Querier for Local<'_> {
     fn query<'a>(&'a self, query: Query<'a>, t_ms: i64) -> QueryFuture<'a> {
         let store = self.0.read().unwrap_or_else(PoisonError::into_inner);
-        let value = eval(query.expr, &store, t_ms);
+        let value = eval(query.expr, &*store, t_ms);
         Box::pin(std::future::ready(value))
     }
 }

@@ -99,6 +99,9 @@ pub struct RawSample<'a> {
     pub line: usize,
     /// An OpenMetrics exemplar after ` # `, unparsed ([`parse_exemplar`]).
     pub exemplar: Option<&'a str>,
+    /// The sample's own timestamp, as written (seconds in OpenMetrics, ms in Prometheus' text
+    /// format): a scrape ignores it, an import needs it.
+    pub timestamp: Option<f64>,
 }
 
 /// Splits a page into sample lines, validating everything but the label contents (checked
@@ -128,12 +131,13 @@ pub fn parse_raw(page: &str) -> Result<Vec<RawSample<'_>>, ParseError> {
             }
             continue;
         }
-        let (series, value, exemplar) = split_sample(trimmed).map_err(err)?;
+        let (series, value, timestamp, exemplar) = split_sample(trimmed).map_err(err)?;
         out.push(RawSample {
             series,
             value,
             line: i + 1,
             exemplar,
+            timestamp,
         });
     }
     Ok(out)
@@ -157,8 +161,11 @@ pub fn parse(page: &str) -> Result<Vec<Sample>, ParseError> {
         .collect()
 }
 
-/// `name{labels} value [timestamp] [# exemplar]` -> (`name{labels}`, value, exemplar).
-fn split_sample(line: &str) -> Result<(&str, f64, Option<&str>), Malformed> {
+/// A sample line's parts: `name{labels}`, value, timestamp, exemplar.
+type Split<'a> = (&'a str, f64, Option<f64>, Option<&'a str>);
+
+/// `name{labels} value [timestamp] [# exemplar]` -> its [`Split`].
+fn split_sample(line: &str) -> Result<Split<'_>, Malformed> {
     let name_end = line.find(|c: char| !is_name_char(c)).unwrap_or(line.len());
     if name_end == 0 {
         return Err(Malformed::MetricName(shorten(line)));
@@ -183,14 +190,19 @@ fn split_sample(line: &str) -> Result<(&str, f64, Option<&str>), Malformed> {
         .next()
         .ok_or_else(|| Malformed::MissingValue(shorten(line)))?;
     let value = parse_value(value).ok_or_else(|| Malformed::Value(shorten(value)))?;
-    if let Some(ts) = fields.next() {
-        ts.parse::<f64>()
-            .map_err(|_| Malformed::Timestamp(shorten(ts)))?;
-    }
+    let timestamp = match fields.next() {
+        Some(ts) => Some(
+            ts.parse::<f64>()
+                .ok()
+                .filter(|t| t.is_finite())
+                .ok_or_else(|| Malformed::Timestamp(shorten(ts)))?,
+        ),
+        None => None,
+    };
     if let Some(extra) = fields.next() {
         return Err(Malformed::AfterTimestamp(shorten(extra)));
     }
-    Ok((series, value, exemplar))
+    Ok((series, value, timestamp, exemplar))
 }
 
 /// An OpenMetrics exemplar: `{trace_id="…",span_id="…"} value [timestamp]` -> (labels, value,

@@ -1,21 +1,39 @@
-//! The time-series store's head: one bounded ring of samples per series, in memory, and its
-//! write-ahead log ([`wal`]) on disk, so that a restart finds the head as it was.
+//! The time-series store, divided as Prometheus' `tsdb/`: the head (this file: one bounded
+//! ring of samples per series, in memory), its write-ahead log ([`wal`]), the blocks on disk
+//! ([`block`]: a file's layout and index; [`chunk`]: the compressed columns; [`blocks`]: the
+//! set of them, its lock and retention), compaction and downsampling ([`compact`]), and what
+//! readers see ([`querier::Select`], over the head and the blocks alike).
 //!
-//! A series keeps the samples its longest rule range needs (plus a margin) and always its
-//! newest sample, which instant selectors look back to for up to 5 minutes; a series whose
-//! newest sample is older than that is removed. Label strings are interned, label sets shared.
-//! A series that disappears from its target gets a stale marker, as in Prometheus, so instant
-//! queries stop returning it at once.
+//! Without a directory the head is all there is: a series keeps the samples its longest rule
+//! range needs (plus a margin). With one, the head is cut into a block every few minutes and
+//! keeps only the part of the rules' ranges that is recent; older ranges read blocks. A series
+//! always keeps its newest sample, which instant selectors look back to for up to 5 minutes; a
+//! series whose newest sample is older than that (and in a block) leaves the head. Label
+//! strings are interned, label sets shared. A series that disappears from its target gets a
+//! stale marker, as in Prometheus, so instant queries stop returning it at once.
 
+pub mod block;
+pub mod blocks;
+pub mod chunk;
+pub mod compact;
+mod encoding;
+pub mod querier;
 pub mod wal;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::labels::Labels;
+use block::{Block, Meta, Samples};
+use blocks::{Blocks, Finished, Job, OpenError};
+use compact::{cut_window, Retention};
+use querier::{merge, Select};
 use wal::{Record, Replay, Wal};
+
+/// With blocks on disk, the head keeps at most this much of a rule's range in memory (beyond,
+/// the range is read from blocks).
+const HEAD_KEEP_MS: i64 = 10 * 60_000;
 
 /// How often the log starts a new segment (the oldest are deleted once the head no longer
 /// covers them).
@@ -91,6 +109,8 @@ pub struct Store {
     log: Option<Wal>,
     /// Writes to the log that failed (a full disk): the head kept those samples.
     log_failures: u64,
+    /// The blocks on disk, when history is kept.
+    disk: Option<Blocks>,
 }
 
 impl Store {
@@ -110,22 +130,26 @@ impl Store {
             refused_series: 0,
             log: None,
             log_failures: 0,
+            disk: None,
         }
     }
 
-    /// A store whose head is logged in `dir`: what the log holds is replayed first (samples
-    /// older than the head keeps are dropped as they arrive), then appends are logged.
+    /// A store kept in `root`: its blocks (`root/blocks`, kept as `retention` says) and its
+    /// head's log (`root/wal`), replayed first (samples older than the head keeps are dropped
+    /// as they arrive), then appends are logged.
     pub fn open(
-        dir: &Path,
+        root: &Path,
         range_retention_ms: i64,
         max_series: usize,
+        retention: Retention,
         now_ms: i64,
-    ) -> io::Result<(Self, Replay)> {
+    ) -> Result<(Self, Replay), OpenError> {
         let mut store = Self::new(range_retention_ms);
         store.set_max_series(max_series);
+        store.disk = Some(Blocks::open(root, retention)?);
         // A segment's ids are its process' own: each segment defines every id it uses.
         let mut ids: HashMap<u64, SeriesRef> = HashMap::new();
-        let (mut log, replay) = Wal::open(dir, now_ms, |record| match record {
+        let (mut log, replay) = Wal::open(&root.join("wal"), now_ms, |record| match record {
             Record::Series { id, labels } => {
                 let labels = store.intern_labels(&labels);
                 ids.insert(id, store.get_or_create(&labels));
@@ -147,6 +171,65 @@ impl Store {
         log.commit()?;
         store.log = Some(log);
         Ok((store, replay))
+    }
+
+    /// The blocks on disk, when history is kept.
+    pub fn disk(&self) -> Option<&Blocks> {
+        self.disk.as_ref()
+    }
+
+    /// Samples older than this leave the head (but a series' newest): what the rules' ranges
+    /// need, and with blocks, no more than [`HEAD_KEEP_MS`] and nothing not yet in a block.
+    fn head_cutoff(&self, t: i64) -> i64 {
+        match &self.disk {
+            None => t - self.range_retention_ms,
+            // Samples at or after `persisted` are not in a block yet.
+            Some(d) => (t - self.range_retention_ms.min(HEAD_KEEP_MS))
+                .min(d.persisted_ms().map_or(i64::MIN, |p| p - 1)),
+        }
+    }
+
+    /// The work on blocks due at `now` (deleting what retention drops is done here): the head's
+    /// next window to write, else a merge or downsampling. Run the job without the store's
+    /// lock, then give its outcome to [`Store::finish`].
+    pub fn plan(&mut self, now: i64) -> Option<Job> {
+        let log_bytes = self.log_bytes();
+        let disk = self.disk.as_mut()?;
+        disk.apply_retention(now, log_bytes);
+        loop {
+            let head_min_t = self
+                .slots
+                .iter()
+                .flatten()
+                .filter_map(|s| s.samples.front().map(|f| f.0))
+                .min();
+            let Some(meta) = cut_window(disk.persisted_ms(), head_min_t, now) else {
+                return disk.plan_rewrite(now);
+            };
+            let series: Vec<(Labels, Samples)> = self
+                .slots
+                .iter()
+                .flatten()
+                .filter_map(|s| {
+                    let window = s.window(meta.min_t, meta.max_t - 1);
+                    (!window.is_empty()).then(|| (s.labels.clone(), window))
+                })
+                .collect();
+            if !series.is_empty() {
+                return Some(disk.cut(meta, series));
+            }
+            disk.skip_to(meta.max_t);
+        }
+    }
+
+    /// Installs a job's outcome; the error says why a block could not be written (counted;
+    /// the head keeps the samples and the cut is tried again).
+    pub fn finish(&mut self, finished: Finished) -> Result<Meta, block::BlockError> {
+        let disk = self
+            .disk
+            .as_mut()
+            .expect("a job comes from a store with blocks");
+        disk.finish(finished)
     }
 
     /// `labels` with their strings shared with the store's.
@@ -251,6 +334,7 @@ impl Store {
     /// Timestamps must not go backwards within a series; older samples are ignored, as
     /// Prometheus rejects out-of-order samples.
     pub fn append_ref(&mut self, r: SeriesRef, t: i64, v: f64) -> bool {
+        let cutoff = self.head_cutoff(t);
         let Some(series) = self
             .slots
             .get_mut(r.slot)
@@ -273,7 +357,6 @@ impl Store {
         if let Some(log) = &mut self.log {
             log.sample(series.id, t, v);
         }
-        let cutoff = t - self.range_retention_ms;
         while series.samples.len() > 1
             && series.samples.front().is_some_and(|&(st, _)| st <= cutoff)
         {
@@ -295,8 +378,14 @@ impl Store {
     /// Drops old samples, series whose newest sample is beyond the lookback, and unused
     /// interned strings.
     pub fn compact(&mut self, now: i64) {
-        let cutoff = now - self.range_retention_ms;
-        let gone_before = now - LOOKBACK_MS - self.range_retention_ms;
+        let cutoff = self.head_cutoff(now);
+        let persisted = self
+            .disk
+            .as_ref()
+            .map_or(i64::MAX, |d| d.persisted_ms().unwrap_or(i64::MIN));
+        // Gone from the head once beyond the lookback, the rules' ranges, and in a block.
+        let gone_before =
+            (now - LOOKBACK_MS - self.range_retention_ms).min(persisted.saturating_sub(1));
         let mut removed = Vec::new();
         for (slot, entry) in self.slots.iter_mut().enumerate() {
             let Some(series) = entry else { continue };
@@ -326,7 +415,8 @@ impl Store {
         self.commit();
         if let Some(log) = &mut self.log {
             if now - log.segment_started_ms() >= LOG_SEGMENT_MS {
-                // The head covers samples from `gone_before` on: older segments can go.
+                // The head covers samples from `gone_before` on, and the blocks what is older
+                // than `persisted`: older segments can go.
                 let live = self.slots.iter().flatten().map(|s| (s.id, &s.labels));
                 if log.rotate(now, gone_before, live).is_err() {
                     self.log_failures += 1;
@@ -371,33 +461,85 @@ impl Store {
 }
 
 impl Series {
-    /// The value an instant selector sees at `t`: the newest sample in `(t - lookback, t]`
-    /// (`[t - lookback, t]` when `left_closed`, as Prometheus 2.x), unless it is a stale marker.
+    /// The value an instant selector sees at `t` (see [`querier::instant`]).
     pub fn instant(&self, t: i64, left_closed: bool) -> Option<f64> {
         let end = self.samples.partition_point(|&(st, _)| st <= t);
-        let &(st, v) = self.samples.get(end.checked_sub(1)?)?;
-        let inside = if left_closed {
-            st >= t - LOOKBACK_MS
-        } else {
-            st > t - LOOKBACK_MS
-        };
-        (inside && !is_stale(v)).then_some(v)
+        querier::visible(*self.samples.get(end.checked_sub(1)?)?, t, left_closed)
     }
 
-    /// Samples in the left-open range `(t - range, t]` (closed `[t - range, t]` when
-    /// `left_closed`, as Prometheus 2.x), stale markers skipped.
-    pub fn range(&self, t: i64, range_ms: i64, left_closed: bool) -> Vec<(i64, f64)> {
-        let start = if left_closed {
-            self.samples.partition_point(|&(st, _)| st < t - range_ms)
-        } else {
-            self.samples.partition_point(|&(st, _)| st <= t - range_ms)
+    /// The samples with `min_t <= t <= max_t`.
+    pub fn window(&self, min_t: i64, max_t: i64) -> Vec<(i64, f64)> {
+        let start = self.samples.partition_point(|&(st, _)| st < min_t);
+        let end = self.samples.partition_point(|&(st, _)| st <= max_t);
+        self.samples.range(start..end.max(start)).copied().collect()
+    }
+}
+
+impl Select for Store {
+    fn left_closed(&self) -> bool {
+        self.left_closed
+    }
+
+    fn select(
+        &self,
+        name: Option<&str>,
+        keep: &dyn Fn(&Labels) -> bool,
+        min_t: i64,
+        max_t: i64,
+        each: &mut querier::Visit,
+    ) {
+        let blocks: Vec<&Arc<Block>> = self
+            .disk
+            .iter()
+            .flat_map(|d| d.overlapping(min_t, max_t))
+            .collect();
+        if blocks.is_empty() {
+            // The usual case (a rule's recent range): the head alone.
+            for s in self.series(name).filter(|s| keep(&s.labels)) {
+                let window = s.window(min_t, max_t);
+                if !window.is_empty() {
+                    each(&s.labels, &window);
+                }
+            }
+            return;
+        }
+        let mut found: Vec<(Labels, Vec<(i64, f64)>)> = Vec::new();
+        let mut at: HashMap<Labels, usize> = HashMap::new();
+        let mut add = |labels: &Labels, samples: Vec<(i64, f64)>| {
+            let i = *at.entry(labels.clone()).or_insert_with(|| {
+                found.push((labels.clone(), Vec::new()));
+                found.len() - 1
+            });
+            found[i].1.extend(samples);
         };
-        let end = self.samples.partition_point(|&(st, _)| st <= t);
-        self.samples
-            .range(start..end)
-            .copied()
-            .filter(|&(_, v)| !is_stale(v))
-            .collect()
+        for b in blocks {
+            let mut times = HashMap::new();
+            for (i, labels) in b.series(name) {
+                if !keep(labels) {
+                    continue;
+                }
+                match b.samples(i, &mut times) {
+                    Ok(mut samples) => {
+                        samples.retain(|&(t, _)| t >= min_t && t <= max_t);
+                        add(labels, samples);
+                    }
+                    Err(_) => {
+                        if let Some(d) = &self.disk {
+                            d.count_read_error();
+                        }
+                    }
+                }
+            }
+        }
+        for s in self.series(name).filter(|s| keep(&s.labels)) {
+            add(&s.labels, s.window(min_t, max_t));
+        }
+        for (labels, mut samples) in found {
+            merge(&mut samples);
+            if !samples.is_empty() {
+                each(&labels, &samples);
+            }
+        }
     }
 }
 
@@ -431,17 +573,17 @@ mod tests {
             "a stale marker ends the series at once"
         );
         assert_eq!(
-            series.range(20_000, 60_000, false),
+            querier::range(&series.window(i64::MIN, i64::MAX), 20_000, 60_000, false),
             vec![(0, 1.0), (10_000, 2.0)],
             "range skips stale markers"
         );
         assert_eq!(
-            series.range(10_000, 10_000, false),
+            querier::range(&series.window(i64::MIN, i64::MAX), 10_000, 10_000, false),
             vec![(10_000, 2.0)],
             "range is left-open"
         );
         assert_eq!(
-            series.range(10_000, 10_000, true),
+            querier::range(&series.window(i64::MIN, i64::MAX), 10_000, 10_000, true),
             vec![(0, 1.0), (10_000, 2.0)],
             "2.x: closed"
         );
@@ -481,7 +623,14 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let minute = 60_000;
         {
-            let (mut s, replay) = Store::open(&dir, 10 * minute, DEFAULT_MAX_SERIES, 0).unwrap();
+            let (mut s, replay) = Store::open(
+                &dir,
+                10 * minute,
+                DEFAULT_MAX_SERIES,
+                Retention::default(),
+                0,
+            )
+            .unwrap();
             assert_eq!(replay.records, 0);
             for i in 0..20 {
                 s.append(&up(), i * 15_000, i as f64);
@@ -489,7 +638,14 @@ mod tests {
             }
             s.append(&up(), 20 * 15_000, 99.0); // never committed: a kill before the write
         } // dropped without a shutdown, as kill -9 leaves it
-        let (s, replay) = Store::open(&dir, 10 * minute, DEFAULT_MAX_SERIES, 20 * 15_000).unwrap();
+        let (s, replay) = Store::open(
+            &dir,
+            10 * minute,
+            DEFAULT_MAX_SERIES,
+            Retention::default(),
+            20 * 15_000,
+        )
+        .unwrap();
         assert_eq!(replay.torn_tails, 0);
         let series = s.series(Some("up")).next().expect("the series is back");
         let samples: Vec<(i64, f64)> = series.samples.iter().copied().collect();
@@ -499,7 +655,14 @@ mod tests {
         assert!(s.log_bytes() > 0);
         drop(s);
         // A third start finds the same: the second wrote the series into its own segment.
-        let (s, _) = Store::open(&dir, 10 * minute, DEFAULT_MAX_SERIES, 20 * 15_000).unwrap();
+        let (s, _) = Store::open(
+            &dir,
+            10 * minute,
+            DEFAULT_MAX_SERIES,
+            Retention::default(),
+            20 * 15_000,
+        )
+        .unwrap();
         assert_eq!(s.sample_count(), 20);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -508,7 +671,8 @@ mod tests {
     fn a_full_disk_is_counted_the_head_keeps_its_samples_and_logging_resumes() {
         let dir = std::env::temp_dir().join(format!("obs-store-full-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let (mut s, _) = Store::open(&dir, 600_000, DEFAULT_MAX_SERIES, 0).unwrap();
+        let (mut s, _) =
+            Store::open(&dir, 600_000, DEFAULT_MAX_SERIES, Retention::default(), 0).unwrap();
         s.append(&up(), 1_000, 1.0);
         s.commit();
         // The disk fills up: every write fails with ENOSPC, as /dev/full does.
@@ -537,7 +701,14 @@ mod tests {
         s.commit();
         assert_eq!(s.log_failures(), 1);
         drop(s);
-        let (s, replay) = Store::open(&dir, 600_000, DEFAULT_MAX_SERIES, 3_000).unwrap();
+        let (s, replay) = Store::open(
+            &dir,
+            600_000,
+            DEFAULT_MAX_SERIES,
+            Retention::default(),
+            3_000,
+        )
+        .unwrap();
         assert_eq!(replay.orphan_samples, 0);
         let kept = |job: &str| -> Vec<(i64, f64)> {
             let series = s
@@ -591,5 +762,126 @@ mod tests {
             0,
             "a stale marker alone creates nothing"
         );
+    }
+
+    /// What the collector's housekeeping does at `now`: compact the head, run the block jobs.
+    fn housekeeping(s: &mut Store, now: i64) {
+        s.compact(now);
+        while let Some(job) = s.plan(now) {
+            s.finish(job.run()).unwrap();
+        }
+    }
+
+    /// `got` equals `want`, or the first difference (not the whole of both).
+    fn same(got: &[Vec<(i64, f64)>], want: &[(i64, f64)]) {
+        assert_eq!(got.len(), 1, "one series");
+        let first = got[0].iter().zip(want).position(|(g, w)| g != w);
+        assert!(
+            got[0].len() == want.len() && first.is_none(),
+            "{} samples for {}; first difference at {first:?}: {:?}",
+            got[0].len(),
+            want.len(),
+            first.map(|i| (got[0][i], want[i]))
+        );
+    }
+
+    fn everything(s: &Store, name: &str) -> Vec<Vec<(i64, f64)>> {
+        let mut out = Vec::new();
+        s.select(
+            Some(name),
+            &|_| true,
+            i64::MIN,
+            i64::MAX,
+            &mut |_, samples| out.push(samples.to_vec()),
+        );
+        out
+    }
+
+    #[test]
+    fn history_goes_to_blocks_the_head_stays_small_and_a_restart_reads_it_all() {
+        let dir = std::env::temp_dir().join(format!("obs-store-history-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (mut s, _) =
+            Store::open(&dir, 90_000, DEFAULT_MAX_SERIES, Retention::default(), 0).unwrap();
+        let steps = 5 * 3600 / 15; // five hours at 15 s
+        let mut max_head = 0;
+        for i in 0..steps {
+            let t = i * 15_000;
+            s.append(&up(), t, i as f64);
+            s.commit();
+            housekeeping(&mut s, t);
+            max_head = max_head.max(s.sample_count());
+        }
+        let expected: Vec<(i64, f64)> = (0..steps).map(|i| (i * 15_000, i as f64)).collect();
+        same(&everything(&s, "up"), &expected);
+        assert!(
+            max_head <= 24,
+            "the head held {max_head} samples: at most ~6 minutes"
+        );
+        let disk = s.disk().unwrap();
+        let windows: Vec<(i64, i64)> = disk
+            .all()
+            .iter()
+            .map(|b| (b.meta().min_t, b.meta().max_t))
+            .collect();
+        assert_eq!(
+            windows[0],
+            (0, 7_200_000),
+            "two hours of head blocks merged: {windows:?}"
+        );
+        assert_eq!(windows[1], (7_200_000, 14_400_000));
+        // A rule's recent range reads the head only; an old one reads a block.
+        let mut seen = Vec::new();
+        s.select(Some("up"), &|_| true, 3_600_000, 3_660_000, &mut |_, w| {
+            seen.extend_from_slice(w)
+        });
+        assert_eq!(seen, expected[240..=244]);
+        drop(s);
+        let now = (steps - 1) * 15_000;
+        let (s, _) =
+            Store::open(&dir, 90_000, DEFAULT_MAX_SERIES, Retention::default(), now).unwrap();
+        same(&everything(&s, "up"), &expected);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn old_blocks_are_downsampled_then_deleted() {
+        let dir = std::env::temp_dir().join(format!("obs-store-retention-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let day = 24 * 3_600_000;
+        let retention = Retention {
+            time_ms: 3 * day,
+            bytes: 0,
+            raw_ms: day,
+        };
+        let counter = Labels::from_pairs(&[("__name__", "req_total")]);
+        let raw: Vec<(i64, f64)> = (0..4 * day / 60_000)
+            .map(|i| (i * 60_000, i as f64))
+            .collect();
+        {
+            let mut blocks = Blocks::open(&dir, retention).unwrap();
+            let written = blocks.import([(counter.clone(), raw.clone())]).unwrap();
+            assert_eq!(written.len(), 4, "one block per day");
+        }
+        let (mut s, _) = Store::open(&dir, 90_000, DEFAULT_MAX_SERIES, retention, 0).unwrap();
+        housekeeping(&mut s, 4 * day + 3_600_000);
+        let metas: Vec<Meta> = s.disk().unwrap().all().iter().map(|b| b.meta()).collect();
+        let res: Vec<(i64, i64)> = metas
+            .iter()
+            .map(|m| (m.min_t / day, m.resolution_ms))
+            .collect();
+        assert_eq!(
+            res,
+            [(1, 300_000), (2, 300_000), (3, 0)],
+            "day 0 gone, days 1-2 at 5 minutes"
+        );
+        let kept = &everything(&s, "req_total")[0];
+        assert_eq!(
+            kept.first(),
+            Some(&(day + 4 * 60_000, (day / 60_000 + 4) as f64))
+        );
+        assert_eq!(kept.len(), 2 * 288 + day as usize / 60_000);
+        assert_eq!(s.disk().unwrap().deleted(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -22,6 +22,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use super::encoding::{frame, get_labels, get_varint, put_labels, put_varint, unzigzag, zigzag};
 use crate::labels::Labels;
 
 const SERIES: u8 = 1;
@@ -140,11 +141,7 @@ impl Wal {
     pub fn series(&mut self, id: u64, labels: &Labels) {
         let mut payload = vec![SERIES];
         put_varint(&mut payload, id);
-        put_varint(&mut payload, labels.len() as u64);
-        for (name, value) in labels.iter() {
-            put_bytes(&mut payload, name.as_bytes());
-            put_bytes(&mut payload, value.as_bytes());
-        }
+        put_labels(&mut payload, labels);
         frame(&mut self.pending_series, &payload);
     }
 
@@ -267,12 +264,6 @@ fn create_segment(dir: &Path, n: u64) -> io::Result<File> {
     Ok(file)
 }
 
-fn frame(out: &mut Vec<u8>, payload: &[u8]) {
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-    out.extend_from_slice(payload);
-}
-
 /// How a segment's bytes ended.
 #[derive(Debug, PartialEq, Eq)]
 enum End {
@@ -319,17 +310,8 @@ fn decode(payload: &[u8]) -> Option<Record> {
     match kind {
         SERIES => {
             let id = get_varint(&mut rest)?;
-            let n = usize::try_from(get_varint(&mut rest)?).ok()?;
-            let mut pairs = Vec::with_capacity(n.min(64));
-            for _ in 0..n {
-                let name = String::from_utf8(get_bytes(&mut rest)?.to_vec()).ok()?;
-                let value = String::from_utf8(get_bytes(&mut rest)?.to_vec()).ok()?;
-                pairs.push((name, value));
-            }
-            rest.is_empty().then(|| Record::Series {
-                id,
-                labels: Labels::new(pairs),
-            })
+            let labels = get_labels(&mut rest)?;
+            rest.is_empty().then_some(Record::Series { id, labels })
         }
         SAMPLES => {
             let t = unzigzag(get_varint(&mut rest)?);
@@ -345,47 +327,6 @@ fn decode(payload: &[u8]) -> Option<Record> {
         }
         _ => None,
     }
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn get_varint(bytes: &mut &[u8]) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let (&b, rest) = bytes.split_first()?;
-        *bytes = rest;
-        v |= u64::from(b & 0x7f) << shift;
-        if b < 0x80 {
-            return Some(v);
-        }
-    }
-    None
-}
-
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    put_varint(out, b.len() as u64);
-    out.extend_from_slice(b);
-}
-
-fn get_bytes<'a>(bytes: &mut &'a [u8]) -> Option<&'a [u8]> {
-    let n = usize::try_from(get_varint(bytes)?).ok()?;
-    let (b, rest) = (bytes.get(..n)?, bytes.get(n..)?);
-    *bytes = rest;
-    Some(b)
-}
-
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
 #[cfg(test)]
@@ -530,18 +471,5 @@ mod tests {
             ]
         );
         let _ = fs::remove_dir_all(&d);
-    }
-
-    #[test]
-    fn varints_and_zigzag_round_trip() {
-        for v in [0, 1, 127, 128, 300, u64::MAX] {
-            let mut b = Vec::new();
-            put_varint(&mut b, v);
-            assert_eq!(get_varint(&mut b.as_slice()), Some(v));
-        }
-        for v in [0, -1, 1, i64::MIN, i64::MAX, 1_765_000_000_000] {
-            assert_eq!(unzigzag(zigzag(v)), v);
-        }
-        assert_eq!(get_varint(&mut [0x80u8; 11].as_slice()), None);
     }
 }

@@ -1,0 +1,451 @@
+//! Blocks: the samples of a time range, written once, read many times, as Prometheus' `tsdb/`
+//! persists its head. A block is one file, `blocks/<min>-<max>-<resolution>.block` (times in
+//! ms, `max` exclusive, resolution 0 for raw samples), laid out as
+//!
+//! ```text
+//! "OBSBLK1\n"
+//! column frames: [length: u32 LE][CRC-32: u32 LE][pco column]...    (see `chunk`)
+//! index frame:   the same framing around the index below
+//! footer:        [index frame offset: u64 LE]"OBSEND1\n"
+//! ```
+//!
+//! The index (varints): min, max (zigzag), resolution, the timestamp columns (offset, length
+//! of each frame), then per series its labels, its timestamp column and its value column
+//! (offset, length). A block is written to `*.tmp`, synced and renamed, so a crash leaves
+//! either no block or a whole one. Opening a block reads its index and checks every column's
+//! CRC; a block that does not check out is renamed `*.corrupt` by the store and the rest is
+//! served.
+
+use std::collections::hash_map::Entry as Slot;
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::chunk::{self, Undecodable};
+use super::encoding::{
+    frame, get_labels, get_varint, put_labels, put_varint, unframe, unzigzag, zigzag,
+};
+use crate::labels::Labels;
+
+const MAGIC: &[u8; 8] = b"OBSBLK1\n";
+const END: &[u8; 8] = b"OBSEND1\n";
+/// A column frame larger than this is corruption (a day of one series at 1 s is ~1 MB).
+const MAX_FRAME: u32 = 64 << 20;
+
+/// The time range a block covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Meta {
+    /// First millisecond covered.
+    pub min_t: i64,
+    /// First millisecond not covered.
+    pub max_t: i64,
+    /// 0 for raw samples; else the downsampling step in ms.
+    pub resolution_ms: i64,
+}
+
+impl Meta {
+    /// The block's file name; `n` tells apart blocks of the same range (an import over
+    /// existing data), which compaction then merges.
+    fn file_name(&self, n: u32) -> String {
+        let (min, max, res) = (self.min_t, self.max_t, self.resolution_ms);
+        match n {
+            0 => format!("{min}-{max}-{res}.block"),
+            n => format!("{min}-{max}-{res}.{n}.block"),
+        }
+    }
+
+    /// The meta a block's file name states, if it is a block's name.
+    pub fn from_file_name(name: &str) -> Option<Self> {
+        let stem = name.strip_suffix(".block")?;
+        let stem = match stem.split_once('.') {
+            Some((stem, n)) => n.parse::<u32>().is_ok().then_some(stem)?,
+            None => stem,
+        };
+        let mut parts = stem.split('-');
+        let meta = Self {
+            min_t: parts.next()?.parse().ok()?,
+            max_t: parts.next()?.parse().ok()?,
+            resolution_ms: parts.next()?.parse().ok()?,
+        };
+        parts.next().is_none().then_some(meta)
+    }
+}
+
+/// Why a block cannot be read.
+#[derive(Debug)]
+pub enum BlockError {
+    Io(io::Error),
+    /// The file is not a whole block: `what` says where it stops checking out.
+    Corrupt {
+        what: String,
+    },
+    Undecodable(Undecodable),
+}
+
+impl fmt::Display for BlockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io(e) => write!(f, "cannot read the block: {e}"),
+            Self::Corrupt { what } => write!(f, "the block does not check out: {what}"),
+            Self::Undecodable(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for BlockError {}
+
+impl From<io::Error> for BlockError {
+    fn from(e: io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+fn corrupt(what: impl Into<String>) -> BlockError {
+    BlockError::Corrupt { what: what.into() }
+}
+
+/// Where a column's frame is in the file.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    offset: u64,
+    len: u32,
+}
+
+#[derive(Debug)]
+struct Entry {
+    labels: Labels,
+    times: usize,
+    values: Span,
+}
+
+/// An open block: its index in memory, its columns read on demand.
+#[derive(Debug)]
+pub struct Block {
+    path: PathBuf,
+    file: File,
+    meta: Meta,
+    bytes: u64,
+    times: Vec<Span>,
+    series: Vec<Entry>,
+    by_name: HashMap<String, Vec<usize>>,
+}
+
+/// Samples of one series, in time order.
+pub type Samples = Vec<(i64, f64)>;
+
+/// Writes a block of `series` (each sorted by time, none empty) into `dir`, atomically.
+pub fn write(
+    dir: &Path,
+    meta: Meta,
+    series: impl IntoIterator<Item = (Labels, Samples)>,
+) -> io::Result<PathBuf> {
+    fs::create_dir_all(dir)?;
+    let path = (0..)
+        .map(|n| dir.join(meta.file_name(n)))
+        .find(|p| !p.exists())
+        .expect("a free name");
+    let tmp = path.with_extension("tmp");
+    let mut out = io::BufWriter::new(File::create(&tmp)?);
+    out.write_all(MAGIC)?;
+    let mut offset = MAGIC.len() as u64;
+    let mut put = |out: &mut io::BufWriter<File>, column: &[u8]| -> io::Result<Span> {
+        let mut framed = Vec::with_capacity(column.len() + 8);
+        frame(&mut framed, column);
+        out.write_all(&framed)?;
+        let span = Span {
+            offset,
+            len: column.len() as u32,
+        };
+        offset += framed.len() as u64;
+        Ok(span)
+    };
+    let mut time_columns: HashMap<Vec<i64>, usize> = HashMap::new();
+    let mut times = Vec::new();
+    let mut index_series = Vec::new();
+    for (labels, samples) in series {
+        let (ts, vs): (Vec<i64>, Vec<f64>) = samples.into_iter().unzip();
+        let t = match time_columns.get(&ts) {
+            Some(&t) => t,
+            None => {
+                times.push(put(&mut out, &chunk::encode_times(&ts))?);
+                time_columns.insert(ts, times.len() - 1);
+                times.len() - 1
+            }
+        };
+        let values = put(&mut out, &chunk::encode_values(&vs))?;
+        index_series.push((labels, t, values));
+    }
+    let mut index = Vec::new();
+    put_varint(&mut index, zigzag(meta.min_t));
+    put_varint(&mut index, zigzag(meta.max_t));
+    put_varint(&mut index, meta.resolution_ms as u64);
+    put_varint(&mut index, times.len() as u64);
+    for span in &times {
+        put_varint(&mut index, span.offset);
+        put_varint(&mut index, u64::from(span.len));
+    }
+    put_varint(&mut index, index_series.len() as u64);
+    for (labels, t, span) in &index_series {
+        put_labels(&mut index, labels);
+        put_varint(&mut index, *t as u64);
+        put_varint(&mut index, span.offset);
+        put_varint(&mut index, u64::from(span.len));
+    }
+    let index_at = offset;
+    let mut framed = Vec::with_capacity(index.len() + 8);
+    frame(&mut framed, &index);
+    out.write_all(&framed)?;
+    out.write_all(&index_at.to_le_bytes())?;
+    out.write_all(END)?;
+    let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+    file.sync_all()?;
+    fs::rename(&tmp, &path)?;
+    File::open(dir)?.sync_all()?;
+    Ok(path)
+}
+
+impl Block {
+    /// Opens the block at `path`, checking its index and every column's CRC.
+    pub fn open(path: &Path) -> Result<Self, BlockError> {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let named = Meta::from_file_name(name).ok_or_else(|| corrupt("not a block's name"))?;
+        let file = File::open(path)?;
+        let bytes = file.metadata()?.len();
+        if bytes < (MAGIC.len() + 16) as u64 {
+            return Err(corrupt(format!("{bytes} bytes: shorter than a block")));
+        }
+        let mut head = [0; 8];
+        file.read_exact_at(&mut head, 0)?;
+        let mut footer = [0; 16];
+        file.read_exact_at(&mut footer, bytes - 16)?;
+        if &head != MAGIC || &footer[8..] != END {
+            return Err(corrupt("no block header or footer (a truncated file?)"));
+        }
+        let index_at = u64::from_le_bytes(footer[..8].try_into().expect("8 bytes"));
+        if index_at >= bytes - 16 {
+            return Err(corrupt("the footer points past the file"));
+        }
+        let mut index = vec![0; (bytes - 16 - index_at) as usize];
+        file.read_exact_at(&mut index, index_at)?;
+        let mut rest = index.as_slice();
+        let payload = unframe(&mut rest).ok_or_else(|| corrupt("the index's CRC"))?;
+        let mut block = Self::parse_index(payload, path, file, bytes)
+            .ok_or_else(|| corrupt("the index does not parse"))?;
+        if block.meta != named {
+            return Err(corrupt("the index and the file name disagree"));
+        }
+        let spans = block
+            .times
+            .iter()
+            .chain(block.series.iter().map(|e| &e.values));
+        if spans
+            .clone()
+            .any(|s| s.offset + 8 + u64::from(s.len) > index_at)
+        {
+            return Err(corrupt("a column points past the columns"));
+        }
+        for span in spans {
+            block.column(*span)?;
+        }
+        block.series.shrink_to_fit();
+        Ok(block)
+    }
+
+    fn parse_index(mut b: &[u8], path: &Path, file: File, bytes: u64) -> Option<Self> {
+        let meta = Meta {
+            min_t: unzigzag(get_varint(&mut b)?),
+            max_t: unzigzag(get_varint(&mut b)?),
+            resolution_ms: i64::try_from(get_varint(&mut b)?).ok()?,
+        };
+        let span = |b: &mut &[u8]| -> Option<Span> {
+            let offset = get_varint(b)?;
+            let len = u32::try_from(get_varint(b)?)
+                .ok()
+                .filter(|&l| l <= MAX_FRAME)?;
+            Some(Span { offset, len })
+        };
+        let n = usize::try_from(get_varint(&mut b)?).ok()?;
+        let mut times = Vec::with_capacity(n.min(b.len()));
+        for _ in 0..n {
+            times.push(span(&mut b)?);
+        }
+        let n = usize::try_from(get_varint(&mut b)?).ok()?;
+        let mut series = Vec::with_capacity(n.min(b.len()));
+        let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
+        for i in 0..n {
+            let labels = get_labels(&mut b)?;
+            let t = usize::try_from(get_varint(&mut b)?)
+                .ok()
+                .filter(|&t| t < times.len())?;
+            let values = span(&mut b)?;
+            by_name
+                .entry(labels.name().unwrap_or_default().to_owned())
+                .or_default()
+                .push(i);
+            series.push(Entry {
+                labels,
+                times: t,
+                values,
+            });
+        }
+        b.is_empty().then(|| Self {
+            path: path.to_path_buf(),
+            file,
+            meta,
+            bytes,
+            times,
+            series,
+            by_name,
+        })
+    }
+
+    /// Reads and checks a column's frame.
+    fn column(&self, span: Span) -> Result<Vec<u8>, BlockError> {
+        let mut framed = vec![0; span.len as usize + 8];
+        self.file.read_exact_at(&mut framed, span.offset)?;
+        let mut rest = framed.as_slice();
+        unframe(&mut rest).ok_or_else(|| corrupt(format!("the column at byte {}", span.offset)))?;
+        framed.drain(..8);
+        Ok(framed)
+    }
+
+    pub fn meta(&self) -> Meta {
+        self.meta
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes on disk.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    pub fn series_count(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Indexes of the series named `name` (every series when `None`), with their labels.
+    pub fn series(&self, name: Option<&str>) -> Vec<(usize, &Labels)> {
+        match name {
+            Some(n) => self
+                .by_name
+                .get(n)
+                .into_iter()
+                .flatten()
+                .map(|&i| (i, &self.series[i].labels))
+                .collect(),
+            None => self.series.iter().map(|e| &e.labels).enumerate().collect(),
+        }
+    }
+
+    /// The samples of series `i`. `times` caches decoded timestamp columns: the series of one
+    /// target share theirs.
+    pub fn samples(
+        &self,
+        i: usize,
+        times: &mut HashMap<usize, Vec<i64>>,
+    ) -> Result<Samples, BlockError> {
+        let entry = &self.series[i];
+        let ts = match times.entry(entry.times) {
+            Slot::Occupied(known) => known.into_mut(),
+            Slot::Vacant(new) => {
+                let column = self.column(self.times[entry.times])?;
+                new.insert(chunk::decode_times(&column).map_err(BlockError::Undecodable)?)
+            }
+        };
+        let vs =
+            chunk::decode_values(&self.column(entry.values)?).map_err(BlockError::Undecodable)?;
+        if vs.len() != ts.len() {
+            return Err(corrupt(
+                "a value column and its timestamps differ in length",
+            ));
+        }
+        Ok(ts.iter().copied().zip(vs).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("obs-block-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    fn series(job: &str, n: i64) -> (Labels, Samples) {
+        let labels = Labels::from_pairs(&[("__name__", "up"), ("job", job)]);
+        (labels, (0..n).map(|i| (i * 15_000, i as f64)).collect())
+    }
+
+    const META: Meta = Meta {
+        min_t: 0,
+        max_t: 7_200_000,
+        resolution_ms: 0,
+    };
+
+    #[test]
+    fn a_block_round_trips_and_shares_timestamp_columns() {
+        let d = dir("round-trip");
+        let path = write(
+            &d,
+            META,
+            [series("a", 480), series("b", 480), series("c", 3)],
+        )
+        .unwrap();
+        let block = Block::open(&path).unwrap();
+        assert_eq!(block.meta(), META);
+        assert_eq!(block.times.len(), 2, "a and b share one timestamp column");
+        let found = block.series(Some("up"));
+        assert_eq!(found.len(), 3);
+        let mut cache = HashMap::new();
+        let (i, labels) = found[1];
+        assert_eq!(labels.get("job"), Some("b"));
+        assert_eq!(block.samples(i, &mut cache).unwrap(), series("b", 480).1);
+        assert!(block.series(Some("down")).is_empty());
+        assert!(!d.join(META.file_name(0)).with_extension("tmp").exists());
+        let again = write(&d, META, [series("a", 2)]).unwrap();
+        assert_eq!(
+            again,
+            d.join("0-7200000-0.1.block"),
+            "a second block of the same range"
+        );
+        assert_eq!(Block::open(&again).unwrap().meta(), META);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn truncation_and_flipped_bytes_are_caught_at_open() {
+        let d = dir("damage");
+        let path = write(&d, META, [series("a", 480), series("b", 100)]).unwrap();
+        let whole = fs::read(&path).unwrap();
+        for (what, bytes) in [
+            ("truncated in the middle", whole[..whole.len() / 2].to_vec()),
+            ("empty", Vec::new()),
+            ("a flipped byte in a column", {
+                let mut b = whole.clone();
+                b[40] ^= 0x10;
+                b
+            }),
+            ("a flipped byte in the index", {
+                let mut b = whole.clone();
+                let at = b.len() - 30;
+                b[at] ^= 0x10;
+                b
+            }),
+        ] {
+            fs::write(&path, &bytes).unwrap();
+            assert!(Block::open(&path).is_err(), "{what}: not caught");
+        }
+        assert!(Meta::from_file_name("0-1-0.block").is_some());
+        assert!(Meta::from_file_name("0-1.block").is_none());
+        assert!(Meta::from_file_name("0-1-0.x.block").is_none());
+        let _ = fs::remove_dir_all(&d);
+    }
+}

@@ -1,0 +1,73 @@
+//! Chunk encoding: a block keeps each series' values, and each distinct run of timestamps,
+//! as one column compressed by pco (pcodec).
+//!
+//! Why pco rather than a Gorilla encoder written here: on the RED histograms obs serves,
+//! scraped every 15 s for a day, pco's columns take 0.4-0.7 bytes a sample where Gorilla's
+//! XOR/delta-of-delta takes 1.37 on average (the Gorilla paper; Prometheus 1-2), and pco is
+//! kept (34 releases, 1.x); the only Gorilla crate (tsz) is not. The series of one target
+//! share their timestamps, so a block stores each distinct timestamp column once.
+
+use std::fmt;
+
+use pco::standalone::{simple_compress, simple_decompress};
+use pco::ChunkConfig;
+
+/// A column that does not decode (its bytes passed their checksum, so this is a bug or a
+/// file written by something else).
+#[derive(Debug)]
+pub struct Undecodable(String);
+
+impl fmt::Display for Undecodable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a column does not decode: {}", self.0)
+    }
+}
+
+impl std::error::Error for Undecodable {}
+
+/// Compresses timestamps (milliseconds, ascending).
+pub fn encode_times(times: &[i64]) -> Vec<u8> {
+    simple_compress(times, &ChunkConfig::default()).expect("pco compresses any i64 column")
+}
+
+/// Compresses values, bit for bit (stale markers keep their payload).
+pub fn encode_values(values: &[f64]) -> Vec<u8> {
+    simple_compress(values, &ChunkConfig::default()).expect("pco compresses any f64 column")
+}
+
+pub fn decode_times(bytes: &[u8]) -> Result<Vec<i64>, Undecodable> {
+    simple_decompress(bytes).map_err(|e| Undecodable(e.to_string()))
+}
+
+pub fn decode_values(bytes: &[u8]) -> Result<Vec<f64>, Undecodable> {
+    simple_decompress(bytes).map_err(|e| Undecodable(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::STALE_NAN_BITS;
+
+    #[test]
+    fn columns_round_trip_bit_for_bit() {
+        let times: Vec<i64> = (0..500)
+            .map(|i| 1_700_000_000_000 + i * 15_000 + i % 3)
+            .collect();
+        let mut values: Vec<f64> = (0..500).map(|i| (i * 7) as f64 + 0.25).collect();
+        values[10] = f64::from_bits(STALE_NAN_BITS);
+        values[11] = f64::NAN;
+        values[12] = f64::INFINITY;
+        values[13] = -0.0;
+        assert_eq!(decode_times(&encode_times(&times)).unwrap(), times);
+        let back = decode_values(&encode_values(&values)).unwrap();
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&back), bits(&values));
+        assert_eq!(decode_times(&encode_times(&[])).unwrap(), Vec::<i64>::new());
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(decode_values(&[0xff; 40]).is_err());
+        assert!(decode_times(&[]).is_err());
+    }
+}

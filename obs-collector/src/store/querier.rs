@@ -1,0 +1,114 @@
+//! [`Select`]: what the evaluator reads, and all it reads (Prometheus' `storage.Querier`):
+//! series and their samples over a time range, whether the head or the blocks on disk hold
+//! them. The lookback and range rules are here too, on plain slices of samples, so that every
+//! source answers them alike.
+
+use super::{is_stale, LOOKBACK_MS};
+use crate::labels::Labels;
+
+/// What [`Select::select`] calls per series: its labels and its samples.
+pub type Visit<'a> = dyn FnMut(&Labels, &[(i64, f64)]) + 'a;
+
+/// A source of series.
+pub trait Select {
+    /// Whether ranges and the lookback are closed on the left (Prometheus 2.x).
+    fn left_closed(&self) -> bool;
+
+    /// Calls `each` once per series named `name` (every series when `None`) that `keep`
+    /// accepts and that has samples in `[min_t, max_t]`, with those samples in time order
+    /// (stale markers included, one sample per timestamp).
+    fn select(
+        &self,
+        name: Option<&str>,
+        keep: &dyn Fn(&Labels) -> bool,
+        min_t: i64,
+        max_t: i64,
+        each: &mut Visit,
+    );
+}
+
+/// The window an instant selector at `t` reads.
+pub fn lookback_window(t: i64) -> (i64, i64) {
+    (t - LOOKBACK_MS, t)
+}
+
+/// The value an instant selector sees at `t` among `samples` (sorted): the newest sample in
+/// `(t - lookback, t]` (`[t - lookback, t]` when `left_closed`, as Prometheus 2.x), unless it
+/// is a stale marker.
+pub fn instant(samples: &[(i64, f64)], t: i64, left_closed: bool) -> Option<f64> {
+    let end = samples.partition_point(|&(st, _)| st <= t);
+    visible(*samples.get(end.checked_sub(1)?)?, t, left_closed)
+}
+
+/// Whether the newest sample at or before `t` is seen by an instant selector at `t`.
+pub fn visible((st, v): (i64, f64), t: i64, left_closed: bool) -> Option<f64> {
+    let inside = if left_closed {
+        st >= t - LOOKBACK_MS
+    } else {
+        st > t - LOOKBACK_MS
+    };
+    (inside && !is_stale(v)).then_some(v)
+}
+
+/// The samples in the left-open range `(t - range, t]` (closed `[t - range, t]` when
+/// `left_closed`, as Prometheus 2.x), stale markers skipped.
+pub fn range(samples: &[(i64, f64)], t: i64, range_ms: i64, left_closed: bool) -> Vec<(i64, f64)> {
+    let start = if left_closed {
+        samples.partition_point(|&(st, _)| st < t - range_ms)
+    } else {
+        samples.partition_point(|&(st, _)| st <= t - range_ms)
+    };
+    let end = samples.partition_point(|&(st, _)| st <= t);
+    samples[start..end.max(start)]
+        .iter()
+        .copied()
+        .filter(|&(_, v)| !is_stale(v))
+        .collect()
+}
+
+/// Sorts samples gathered from several sources by time and keeps one per timestamp (the
+/// first given: sources are given oldest block first, the head last).
+pub fn merge(samples: &mut Vec<(i64, f64)>) {
+    if !samples.is_sorted_by_key(|s| s.0) {
+        samples.sort_by_key(|s| s.0);
+    }
+    samples.dedup_by_key(|s| s.0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookback_and_range_on_slices() {
+        let s = [
+            (0, 1.0),
+            (10_000, 2.0),
+            (20_000, f64::from_bits(super::super::STALE_NAN_BITS)),
+        ];
+        assert_eq!(instant(&s, 9_999, false), Some(1.0));
+        assert_eq!(instant(&s, 10_000, false), Some(2.0));
+        assert_eq!(
+            instant(&s, 20_000, false),
+            None,
+            "a stale marker hides the series"
+        );
+        assert_eq!(instant(&s, -1, false), None);
+        assert_eq!(instant(&s[..1], LOOKBACK_MS, false), None, "left-open");
+        assert_eq!(
+            instant(&s[..1], LOOKBACK_MS, true),
+            Some(1.0),
+            "left-closed"
+        );
+        assert_eq!(
+            range(&s, 20_000, 10_000, false),
+            [],
+            "left-open; the stale marker skipped"
+        );
+        assert_eq!(range(&s, 20_000, 10_000, true), [(10_000, 2.0)]);
+        assert_eq!(range(&s, 20_000, 20_000, true), [(0, 1.0), (10_000, 2.0)]);
+        let mut m = vec![(2, 2.0), (1, 1.0), (2, 9.0), (3, 3.0)];
+        merge(&mut m);
+        assert_eq!(m, [(1, 1.0), (2, 2.0), (3, 3.0)]);
+    }
+}
