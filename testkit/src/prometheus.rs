@@ -79,9 +79,33 @@ impl Prometheus {
 
     /// [`Prometheus::start`] with more flags (`--enable-feature=exemplar-storage`).
     pub fn start_with(config: &str, flags: &[&str]) -> io::Result<Self> {
+        Self::start_backfilled(config, flags, &[])
+    }
+
+    /// [`Prometheus::start_with`] over the blocks `promtool tsdb create-blocks-from
+    /// openmetrics` makes of each of `openmetrics` (files with timestamps), as a backfill does.
+    pub fn start_backfilled(
+        config: &str,
+        flags: &[&str],
+        openmetrics: &[PathBuf],
+    ) -> io::Result<Self> {
         let dir =
             std::env::temp_dir().join(format!("obs-prom-{}-{}", std::process::id(), free_port()?));
         std::fs::create_dir_all(&dir)?;
+        for file in openmetrics {
+            let out = Command::new("promtool")
+                .args(["tsdb", "create-blocks-from", "openmetrics", "-q"])
+                .arg(file)
+                .arg(dir.join("data"))
+                .output()?;
+            if !out.status.success() {
+                return Err(io::Error::other(format!(
+                    "promtool could not backfill {}: {}",
+                    file.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                )));
+            }
+        }
         std::fs::write(dir.join("prometheus.yml"), config)?;
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
         let child = command(&dir.join("prometheus.yml"), &dir.join("data"), addr)

@@ -2,7 +2,9 @@
 //! remote queries and notification attempts, in obs' registry (served at the collector's
 //! `/metrics` with its RED metrics).
 
-use obs::prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use obs::prometheus::{
+    Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 use crate::store::Store;
 
@@ -15,7 +17,7 @@ pub struct SelfMetrics {
     pub(super) max_series: IntGauge,
     pub(super) refused_series: IntCounter,
     pub(super) log_write_failures: IntCounter,
-    blocks: IntGauge,
+    blocks: IntGaugeVec,
     blocks_bytes: IntGauge,
     oldest: IntGauge,
     retention_seconds: IntGauge,
@@ -78,10 +80,15 @@ impl SelfMetrics {
                 "obs_collector_wal_write_failures_total",
                 "Writes to the write-ahead log that failed (a full disk): those samples stay in memory only.",
             ),
-            blocks: gauge(
-                "obs_collector_blocks",
-                "Blocks of history on disk.",
-            ),
+            blocks: {
+                let opts = Opts::new(
+                    "obs_collector_blocks",
+                    "Blocks of history on disk, by resolution (raw, or the downsampling step).",
+                );
+                let g = IntGaugeVec::new(opts, &["resolution"]).expect("valid metric");
+                let _ = registry.register(Box::new(g.clone()));
+                g
+            },
             blocks_bytes: gauge(
                 "obs_collector_blocks_bytes",
                 "Bytes of the blocks of history on disk (the write-ahead log apart).",
@@ -160,7 +167,16 @@ impl SelfMetrics {
         to(&self.log_write_failures, store.log_failures());
         if let Some(disk) = store.disk() {
             let blocks = disk.all();
-            self.blocks.set(blocks.len() as i64);
+            for (resolution, step) in [
+                ("raw", 0),
+                ("5m", crate::store::compact::DOWNSAMPLE_STEP_MS),
+            ] {
+                let n = blocks
+                    .iter()
+                    .filter(|b| b.meta().resolution_ms == step)
+                    .count();
+                self.blocks.with_label_values(&[resolution]).set(n as i64);
+            }
             self.blocks_bytes.set(disk.bytes() as i64);
             let oldest = blocks.iter().map(|b| b.meta().min_t).min().unwrap_or(0);
             self.oldest.set(oldest / 1000);

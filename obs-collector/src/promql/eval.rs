@@ -121,13 +121,7 @@ fn vector(v: Value, what: &str) -> Result<Vec<Sample>, QueryError> {
 }
 
 /// The series `sel` matches, with their samples in `[min_t, max_t]`.
-fn select(
-    store: &dyn Select,
-    sel: &Selector,
-    min_t: i64,
-    max_t: i64,
-    each: &mut querier::Visit,
-) {
+fn select(store: &dyn Select, sel: &Selector, min_t: i64, max_t: i64, each: &mut querier::Visit) {
     let keep = |labels: &Labels| {
         sel.matchers
             .iter()
