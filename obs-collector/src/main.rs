@@ -400,6 +400,10 @@ fn run(args: Args) -> ExitCode {
                 for aside in &replay.set_aside {
                     tracing::error!({ file = %aside.display() }, "a write-ahead log segment does not check out: set aside, the rest was replayed");
                 }
+                let history = collector.history();
+                for aside in history.iter().flat_map(|h| &h.set_aside) {
+                    tracing::error!({ file = %aside.path.display(), reason = %aside.reason }, "a block does not check out: set aside, the rest is served");
+                }
                 tracing::info!(
                     {
                         storage.path = %args.storage.path.display(),
@@ -407,6 +411,7 @@ fn run(args: Args) -> ExitCode {
                         wal.records = replay.records,
                         wal.torn_tails = replay.torn_tails,
                         wal.orphan_samples = replay.orphan_samples,
+                        blocks = history.as_ref().map_or(0, |h| h.blocks),
                     },
                     "storage opened"
                 );

@@ -31,17 +31,17 @@ const LABELS: &str =
     r#"job="shop",instance="shop-1:9464",http_request_method="GET",http_route="/users/{id}""#;
 const LES: [&str; 5] = ["0.1", "0.25", "0.5", "1", "+Inf"];
 
-/// The samples, minute by minute up to `end_s`, as OpenMetrics lines (no header, no EOF),
-/// one chunk per day.
-fn days_of_samples(end_s: i64) -> Vec<String> {
-    let minutes = DAYS * DAY_S / 60;
+/// `days` of samples, minute by minute up to `end_s`, as OpenMetrics lines (no header, no
+/// EOF), one chunk per day.
+fn days_of_samples(end_s: i64, days: i64) -> Vec<String> {
+    let minutes = days * DAY_S / 60;
     let start = end_s - minutes * 60;
     let (mut buckets, mut sum) = ([0u64; 5], 0.0f64);
-    let mut days = Vec::new();
+    let mut chunks = Vec::new();
     let mut day = String::new();
     for i in 0..minutes {
         if i > 0 && i % (DAY_S / 60) == 0 {
-            days.push(std::mem::take(&mut day));
+            chunks.push(std::mem::take(&mut day));
         }
         if i == 20 * DAY_S / 60 + 333 {
             // The service restarted: its counters start again from 0.
@@ -73,12 +73,19 @@ fn days_of_samples(end_s: i64) -> Vec<String> {
         day.push_str(&format!("{FAMILY}_count{{{LABELS}}} {} {t}\n", buckets[4]));
         day.push_str(&format!("{FAMILY}_sum{{{LABELS}}} {sum:.4} {t}\n"));
     }
-    days.push(day);
-    days
+    chunks.push(day);
+    chunks
 }
 
 fn openmetrics(body: &str) -> String {
     format!("# TYPE {FAMILY} histogram\n{body}# EOF\n")
+}
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 fn import(file: &Path, storage: &Path) -> (Option<i32>, String) {
@@ -166,12 +173,9 @@ fn largest_difference(query: &str, ours: &Matrix, theirs: &Matrix) -> f64 {
 #[test]
 fn thirty_five_days_imported_answer_as_prometheus_does() {
     let dir = temp_dir("history");
-    let now_s = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now_s = now_s();
     let end = now_s / 60 * 60 - 60;
-    let days = days_of_samples(end);
+    let days = days_of_samples(end, DAYS);
     let whole = dir.join("35d.om");
     std::fs::write(&whole, openmetrics(&days.concat())).unwrap();
     let per_day: Vec<_> = days
@@ -277,5 +281,223 @@ fn thirty_five_days_imported_answer_as_prometheus_does() {
     eprintln!(
         "downsampled vs raw, largest relative difference: {}",
         report.join("; ")
+    );
+}
+
+/// Damage at rest: a block cut in the middle, a block with a flipped byte, and a "block" that
+/// cannot be read as a file. The collector starts, sets each aside (renamed `*.corrupt`), says
+/// so (an ERROR line, a self-metric, the status page) and serves the intact days.
+#[test]
+fn damaged_blocks_are_set_aside_and_the_rest_is_served() {
+    let dir = temp_dir("damaged-blocks");
+    let end = now_s() / 60 * 60 - 60;
+    let file = dir.join("4d.om");
+    std::fs::write(&file, openmetrics(&days_of_samples(end, 4).concat())).unwrap();
+    let storage = dir.join("state.data");
+    assert_eq!(import(&file, &storage).0, Some(0));
+    let blocks_dir = storage.join("blocks");
+    let mut blocks: Vec<_> = std::fs::read_dir(&blocks_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    blocks.sort();
+    assert!(
+        blocks.len() >= 4,
+        "4 days of samples, one block per UTC day: {blocks:?}"
+    );
+    let truncated = &blocks[1];
+    let bytes = std::fs::read(truncated).unwrap();
+    std::fs::write(truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let flipped = &blocks[2];
+    let mut bytes = std::fs::read(flipped).unwrap();
+    bytes[100] ^= 0x20;
+    std::fs::write(flipped, bytes).unwrap();
+    let unreadable = blocks_dir.join("1000-2000-0.block");
+    std::fs::create_dir(&unreadable).unwrap();
+
+    let target = fake_target(Arc::new(Mutex::new("other 1\n".to_owned())));
+    let config = write_config_with_rules(&dir, target, "groups: []\n", "");
+    let collector = Collector::start(&config, &dir.join("state.json"), &[]);
+    let metrics = client::get(collector.addr, "/metrics").unwrap().body;
+    assert!(
+        metrics.contains("obs_collector_blocks_set_aside 3"),
+        "{metrics}"
+    );
+    for damaged in [truncated, flipped, &unreadable] {
+        assert!(!damaged.exists(), "{} still in place", damaged.display());
+        let aside = damaged.with_extension("corrupt");
+        assert!(aside.exists(), "{} not set aside", aside.display());
+        let name = aside.file_name().unwrap().to_str().unwrap().to_owned();
+        let page = client::get(collector.addr, "/").unwrap().body;
+        assert!(page.contains(&name), "the status page does not name {name}");
+    }
+    eventually(
+        Duration::from_secs(5),
+        || format!("not 3 ERROR lines: {}", collector.output.lock().unwrap()),
+        || {
+            let said = collector.output.lock().unwrap();
+            (said.matches("a block does not check out").count() == 3).then_some(())
+        },
+    );
+    // The intact days answer; the damaged ones are missing, not made up.
+    let count = |t: i64| {
+        let q = format!("/api/v1/query?query={FAMILY}_count&time={t}");
+        let body = client::get(collector.addr, &q).unwrap().body;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["data"]["result"].as_array().unwrap().len()
+    };
+    let day_of = |path: &Path| -> i64 {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        name.split('-').next().unwrap().parse::<i64>().unwrap() / 1000
+    };
+    assert_eq!(count(day_of(&blocks[3]) + 43_200), 1, "an intact day");
+    assert_eq!(count(day_of(truncated) + 43_200), 0, "a day set aside");
+}
+
+/// A tmpfs mounted for one test, unmounted (lazily: the collector may still hold files) at
+/// the end.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Self {
+        std::fs::create_dir_all(at).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "this test mounts a small tmpfs to fill a disk (it needs root, as CI runs): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A sample value from a `/metrics` page (0 when absent).
+fn metric(page: &str, series: &str) -> f64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A disk that fills up (a 1 MiB tmpfs, nearly full from the start): history writes fail and
+/// are counted, scraping and alerting go on, the head keeps the samples; once space is freed
+/// the log resumes, and what was logged after that survives `kill -9`.
+#[test]
+fn a_full_disk_stops_history_not_scraping_or_alerting() {
+    let dir = temp_dir("full-disk");
+    let disk = dir.join("disk");
+    let _tmpfs = Tmpfs::mount(&disk, "1m");
+    let ballast = disk.join("ballast");
+    std::fs::write(&ballast, vec![0u8; 960 << 10]).unwrap();
+    let page = Arc::new(Mutex::new(String::new()));
+    let scrape_page = |n: u64| -> String {
+        let load: String = (0..2000)
+            .map(|i| format!("load{{i=\"{i}\"}} {}\n", n * 7 + i))
+            .collect();
+        format!("flag 1\nround {n}\n{load}")
+    };
+    *page.lock().unwrap() = scrape_page(0);
+    let target = fake_target(Arc::clone(&page));
+    let config = common::write_config(&dir, target, "0s", "");
+    let state = disk.join("state.json");
+    let mut collector = Collector::start(&config, &state, &[]);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let rounds = {
+        let (page, stop) = (Arc::clone(&page), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                n += 1;
+                *page.lock().unwrap() = scrape_page(n);
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        })
+    };
+    let page_of = |c: &common::CollectorProcess| client::get(c.addr, "/metrics").unwrap().body;
+    let failures = eventually(
+        Duration::from_secs(30),
+        || "the full disk never failed a write".into(),
+        || {
+            let f = metric(
+                &page_of(&collector),
+                "obs_collector_wal_write_failures_total",
+            );
+            (f >= 3.0).then_some(f)
+        },
+    );
+    // Scraping and rules go on, and the head keeps what the log could not.
+    let scraped = |c: &common::CollectorProcess| {
+        metric(
+            &page_of(c),
+            "obs_collector_scrapes_total{job=\"svc\",result=\"success\"}",
+        )
+    };
+    let before = scraped(&collector);
+    eventually(
+        Duration::from_secs(10),
+        || "scraping stopped on a full disk".into(),
+        || (scraped(&collector) >= before + 2.0).then_some(()),
+    );
+    collector.wait_alert("firing", Duration::from_secs(10));
+    let round_now = |c: &common::CollectorProcess| -> f64 {
+        let body = client::get(c.addr, "/api/v1/query?query=round")
+            .unwrap()
+            .body;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["data"]["result"][0]["value"][1]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(round_now(&collector) > 0.0);
+    // Space again: the log resumes (its failures stop growing) and takes the new samples.
+    std::fs::remove_file(&ballast).unwrap();
+    let resumed_at = eventually(
+        Duration::from_secs(20),
+        || "the log never resumed".into(),
+        || {
+            let a = metric(
+                &page_of(&collector),
+                "obs_collector_wal_write_failures_total",
+            );
+            collector.wait_evaluations(3);
+            let b = metric(
+                &page_of(&collector),
+                "obs_collector_wal_write_failures_total",
+            );
+            (a == b && b >= failures).then(|| round_now(&collector))
+        },
+    );
+    collector.wait_evaluations(2);
+    let killed_at = now_s();
+    collector.kill9();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    rounds.join().unwrap();
+    // After the restart, samples from after the space came back are there (asked at the time
+    // of the kill: what the new process scrapes comes later).
+    let collector = Collector::start(&config, &state, &[]);
+    let logged: f64 = {
+        let q = format!("/api/v1/query?query=round&time={killed_at}");
+        let body = client::get(collector.addr, &q).unwrap().body;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["data"]["result"][0]["value"][1]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(
+        logged >= resumed_at,
+        "the log kept samples up to round {logged}, the space came back at round {resumed_at}"
     );
 }

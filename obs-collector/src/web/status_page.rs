@@ -306,6 +306,7 @@ pub(super) async fn page(State(app): State<App>) -> Html<String> {
         .count();
     let silence_rows: Vec<Markup> = silences.iter().rev().map(|s| silence_row(now, s)).collect();
     let (max_series, refused_series) = collector.series_limit();
+    let history = collector.history();
     let deploy_rows: Vec<Markup> = deploy_list
         .iter()
         .rev()
@@ -353,6 +354,8 @@ pub(super) async fn page(State(app): State<App>) -> Html<String> {
                     tr { th { "created" } th { "channel" } th { "message" } th { "outcome" } }
                     (rows_or(notifications, 4, "nothing sent yet"))
                 }
+                h2 { "History" }
+                (history_section(now, history.as_ref()))
                 h2 { "Deploys" }
                 table {
                     tr { th { "seen" } th { "job" } th { "instance" } th { "change" } }
@@ -367,6 +370,33 @@ pub(super) async fn page(State(app): State<App>) -> Html<String> {
         }
     };
     Html(page.into_string())
+}
+
+/// What is kept on disk: since when, how much, for how long; files set aside at start.
+fn history_section(now: i64, history: Option<&crate::collector::HistoryStatus>) -> Markup {
+    let Some(h) = history else {
+        return html! { p { "Not kept: the collector runs in memory (no --storage.path could be opened, or remote mode)." } };
+    };
+    let size = match h.retention.bytes {
+        0 => String::new(),
+        b => format!(" or {} MiB", b >> 20),
+    };
+    html! {
+        p {
+            @match h.oldest_ms {
+                Some(t) => { "Since " (time(now, t)) }
+                None => { "No block yet (the first is written 5 minutes after the first scrape)" }
+            }
+            ": " (h.blocks) " blocks, " (format!("{:.1}", h.bytes as f64 / 1_048_576.0)) " MiB on disk. Kept "
+            (crate::time::duration_text(h.retention.time_ms)) (size) "; raw samples for "
+            (crate::time::duration_text(h.retention.raw_ms)) ", then one every 5 minutes."
+        }
+        @for aside in &h.set_aside {
+            p.warning {
+                "Set aside at start, not served: " code { (aside.path.display().to_string()) } " (" (aside.reason) ")."
+            }
+        }
+    }
 }
 
 /// A small SVG line chart of `points` with the threshold as a dashed red line; until there are
