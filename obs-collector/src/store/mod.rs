@@ -884,4 +884,42 @@ mod tests {
         assert_eq!(s.disk().unwrap().deleted(), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn a_block_that_cannot_be_written_is_counted_and_written_later_with_nothing_lost() {
+        let dir = std::env::temp_dir().join(format!("obs-store-nowrite-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (mut s, _) =
+            Store::open(&dir, 90_000, DEFAULT_MAX_SERIES, Retention::default(), 0).unwrap();
+        // The blocks' folder becomes a file: every block write fails, as on a full disk.
+        let blocks = dir.join("blocks");
+        std::fs::remove_dir(&blocks).unwrap();
+        std::fs::write(&blocks, "").unwrap();
+        let mut failures = 0;
+        for i in 0..(20 * 60 / 15) {
+            let t = i * 15_000;
+            s.append(&up(), t, i as f64);
+            s.compact(t);
+            if let Some(job) = s.plan(t) {
+                failures += usize::from(s.finish(job.run()).is_err());
+            }
+        }
+        assert!(failures >= 3, "{failures} failed writes");
+        assert_eq!(s.disk().unwrap().write_failures(), failures as u64);
+        assert_eq!(s.sample_count(), 80, "the head kept all 20 minutes");
+        // Space again: the head's windows are written one after another.
+        std::fs::remove_file(&blocks).unwrap();
+        std::fs::create_dir(&blocks).unwrap();
+        housekeeping(&mut s, 20 * 60_000);
+        assert_eq!(s.disk().unwrap().all().len(), 3);
+        s.compact(20 * 60_000);
+        assert!(
+            s.sample_count() <= 24,
+            "{} samples in the head",
+            s.sample_count()
+        );
+        let expected: Vec<(i64, f64)> = (0..80).map(|i| (i * 15_000, i as f64)).collect();
+        same(&everything(&s, "up"), &expected);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
