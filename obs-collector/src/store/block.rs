@@ -124,6 +124,8 @@ struct Entry {
 /// An open block: its index in memory, its columns read on demand.
 #[derive(Debug)]
 pub struct Block {
+    /// Unique in the process (caches of decoded series key on it).
+    id: u64,
     path: PathBuf,
     file: File,
     meta: Meta,
@@ -291,7 +293,9 @@ impl Block {
                 values,
             });
         }
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         b.is_empty().then(|| Self {
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             path: path.to_path_buf(),
             file,
             meta,
@@ -314,6 +318,11 @@ impl Block {
 
     pub fn meta(&self) -> Meta {
         self.meta
+    }
+
+    /// This open block's number in the process.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     pub fn path(&self) -> &Path {

@@ -11,7 +11,8 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::block::{self, Block, BlockError, Meta, Samples};
 use super::compact::{self, Retention};
@@ -36,8 +37,20 @@ pub struct Blocks {
     write_failures: u64,
     deleted: u64,
     set_aside: Vec<SetAside>,
+    decoded: Mutex<Decoded>,
     _lock: File,
 }
+
+/// Series recently decoded from blocks: a range query asks for the same block's series at
+/// every step. Bounded: cleared when it holds [`DECODED_SAMPLES`].
+#[derive(Debug, Default)]
+struct Decoded {
+    series: HashMap<(u64, usize), Arc<Samples>>,
+    samples: usize,
+}
+
+/// At most this many decoded samples are kept (16 bytes each: 32 MiB).
+const DECODED_SAMPLES: usize = 2 << 20;
 
 /// Why a storage directory cannot be opened.
 #[derive(Debug)]
@@ -115,6 +128,7 @@ impl Blocks {
             write_failures: 0,
             deleted: 0,
             set_aside,
+            decoded: Mutex::default(),
             _lock: lock,
         })
     }
@@ -175,8 +189,27 @@ impl Blocks {
         self.read_errors.load(Ordering::Relaxed)
     }
 
-    pub(super) fn count_read_error(&self) {
-        self.read_errors.fetch_add(1, Ordering::Relaxed);
+    /// The samples of `block`'s series `i`, decoded once for a while (see [`Decoded`]); a read
+    /// that fails is counted.
+    pub fn samples(&self, block: &Block, i: usize) -> Option<Arc<Samples>> {
+        let key = (block.id(), i);
+        let decoded = self.decoded.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(found) = decoded.series.get(&key) {
+            return Some(Arc::clone(found));
+        }
+        drop(decoded);
+        let Ok(samples) = block.samples(i, &mut HashMap::new()) else {
+            self.read_errors.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        let samples = Arc::new(samples);
+        let mut decoded = self.decoded.lock().unwrap_or_else(PoisonError::into_inner);
+        if decoded.samples + samples.len() > DECODED_SAMPLES {
+            *decoded = Decoded::default();
+        }
+        decoded.samples += samples.len();
+        decoded.series.insert(key, Arc::clone(&samples));
+        Some(samples)
     }
 
     /// Blocks deleted by retention since the start.

@@ -512,22 +512,16 @@ impl Select for Store {
             });
             found[i].1.extend(samples);
         };
+        let disk = self.disk.as_ref().expect("blocks come from a store with a disk");
         for b in blocks {
-            let mut times = HashMap::new();
             for (i, labels) in b.series(name) {
                 if !keep(labels) {
                     continue;
                 }
-                match b.samples(i, &mut times) {
-                    Ok(mut samples) => {
-                        samples.retain(|&(t, _)| t >= min_t && t <= max_t);
-                        add(labels, samples);
-                    }
-                    Err(_) => {
-                        if let Some(d) = &self.disk {
-                            d.count_read_error();
-                        }
-                    }
+                if let Some(samples) = disk.samples(b, i) {
+                    let from = samples.partition_point(|s| s.0 < min_t);
+                    let to = samples.partition_point(|s| s.0 <= max_t);
+                    add(labels, samples[from..to.max(from)].to_vec());
                 }
             }
         }
