@@ -501,3 +501,56 @@ fn a_full_disk_stops_history_not_scraping_or_alerting() {
         "the log kept samples up to round {logged}, the space came back at round {resumed_at}"
     );
 }
+
+/// The status page shows the past: with three days imported for job `shop`, its request rate,
+/// 5xx ratio and p95, and the default rules' charts, are drawn over 24 h, 7 d and 30 d from
+/// the store (the last hour from the evaluations).
+#[test]
+fn the_status_page_charts_the_past_from_history() {
+    let dir = temp_dir("status-past");
+    let end = now_s() / 60 * 60 - 60;
+    let file = dir.join("3d.om");
+    std::fs::write(&file, openmetrics(&days_of_samples(end, 3).concat())).unwrap();
+    assert_eq!(import(&file, &dir.join("state.data")).0, Some(0));
+    let target = fake_target(Arc::new(Mutex::new("other 1\n".to_owned())));
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../alerts/obs-red.rules.yml");
+    let config = dir.join("collector.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: ['{}']\nscrape_configs:\n  - job_name: shop\n    static_configs:\n      - targets: ['{target}']\n{}",
+            rules.display(),
+            obs_testkit::PROMPT_ROUTE
+        ),
+    )
+    .unwrap();
+    let collector = Collector::start(&config, &dir.join("state.json"), &[]);
+    let charts_of = |page: &str, id: &str| -> usize {
+        let at = page
+            .find(id)
+            .unwrap_or_else(|| panic!("{id} not on the page"));
+        let article = &page[at..page[at..].find("</article>").unwrap() + at];
+        article.matches("<polyline").count()
+    };
+    for range in ["24h", "7d", "30d"] {
+        let started = std::time::Instant::now();
+        let page = client::get(collector.addr, &format!("/?range={range}"))
+            .unwrap()
+            .body;
+        eprintln!("/?range={range}: {:?}", started.elapsed());
+        assert!(
+            page.contains(&format!("<b>{range}</b>")),
+            "{range} is not the range shown"
+        );
+        // Three charts for the job, each with a line drawn from the imported days.
+        assert_eq!(
+            charts_of(&page, "<b class=\"name\">shop</b>") >= 3,
+            true,
+            "{range}: {page}"
+        );
+        assert!(
+            charts_of(&page, "id=\"rule-HighLatencyP95\"") >= 1,
+            "{range}: no p95 rule chart"
+        );
+    }
+}

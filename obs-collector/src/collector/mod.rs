@@ -692,6 +692,31 @@ impl Collector {
         })
     }
 
+    /// `expr` over `[from, to]`, at `points + 1` evenly spaced times, from the store, each
+    /// range widened to the step (so a 30-day chart reads every sample once, downsampled days
+    /// included); a point is the worst of the vector (`above`: the largest), NaN for none.
+    /// `None` in remote mode (the backend holds the history).
+    pub fn chart_over(
+        &self,
+        expr: &crate::promql::Expr,
+        above: bool,
+        (from, to): (i64, i64),
+        points: i64,
+    ) -> Option<Vec<(i64, f64)>> {
+        if self.remote.is_some() {
+            return None;
+        }
+        let step = ((to - from) / points.max(1)).max(1);
+        let widened = expr.widened(step);
+        let value = |t| crate::rules::chart_point(self.query_at(&widened, t), above);
+        Some(
+            (0..=points)
+                .map(|i| from + i * step)
+                .map(|t| (t, value(t).unwrap_or(f64::NAN)))
+                .collect(),
+        )
+    }
+
     /// The status page's chart points of rule `rule` of group `group`, oldest first.
     pub fn chart(&self, group: &str, rule: &str) -> Vec<(i64, f64)> {
         self.history.points(group, rule)

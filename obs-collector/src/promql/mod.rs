@@ -223,6 +223,44 @@ impl Expr {
         }
     }
 
+    /// The expression with every range at least `min_range_ms` long, so that evaluated at
+    /// steps of that length it reads every sample once (as Grafana's `$__rate_interval`).
+    pub fn widened(&self, min_range_ms: i64) -> Expr {
+        let w = |e: &Expr| Box::new(e.widened(min_range_ms));
+        match self {
+            Expr::Rate {
+                selector,
+                range_ms,
+                per_second,
+            } => Expr::Rate {
+                selector: selector.clone(),
+                range_ms: (*range_ms).max(min_range_ms),
+                per_second: *per_second,
+            },
+            Expr::HistogramQuantile { q, v } => Expr::HistogramQuantile { q: w(q), v: w(v) },
+            Expr::Aggregate { op, grouping, expr } => Expr::Aggregate {
+                op: *op,
+                grouping: grouping.clone(),
+                expr: w(expr),
+            },
+            Expr::Binary {
+                op,
+                lhs,
+                rhs,
+                matching,
+                return_bool,
+            } => Expr::Binary {
+                op: *op,
+                lhs: w(lhs),
+                rhs: w(rhs),
+                matching: matching.clone(),
+                return_bool: *return_bool,
+            },
+            Expr::Neg(e) => Expr::Neg(w(e)),
+            Expr::Number(_) | Expr::Selector(_) | Expr::Remote => self.clone(),
+        }
+    }
+
     /// Whether the expression yields a vector (alerting and recording rules need one).
     pub fn is_vector(&self) -> bool {
         match self {

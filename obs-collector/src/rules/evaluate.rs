@@ -24,7 +24,9 @@ pub struct Evaluation {
 
 /// The point charted against a rule's threshold from its compared expression's value: the
 /// worst series (highest when the alert fires above the threshold, lowest when below).
-fn chart_point(value: Result<Value, QueryError>, above: bool) -> Option<f64> {
+/// The point a chart shows for an alert's compared value: the worst of the vector (the largest
+/// when the alert fires above its threshold).
+pub fn chart_point(value: Result<Value, QueryError>, above: bool) -> Option<f64> {
     match value {
         Ok(Value::Vector(v)) => worst(&v, above),
         Ok(Value::Scalar(v)) => Some(v),

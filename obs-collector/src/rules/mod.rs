@@ -19,7 +19,7 @@ use crate::promql::{self, Expr, Value};
 use crate::store::{self, Store};
 pub use alerting::{Alert, AlertingRule, State, Transition};
 pub use error::RuleError;
-pub use evaluate::{evaluate, Evaluation};
+pub use evaluate::{chart_point, evaluate, Evaluation};
 use serde_saphyr::Spanned;
 use template::Template;
 

@@ -7,11 +7,11 @@
 //! collector, or an import while the collector runs, is refused rather than interleaved.
 
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::block::{self, Block, BlockError, Meta, Samples};

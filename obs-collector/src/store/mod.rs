@@ -512,7 +512,10 @@ impl Select for Store {
             });
             found[i].1.extend(samples);
         };
-        let disk = self.disk.as_ref().expect("blocks come from a store with a disk");
+        let disk = self
+            .disk
+            .as_ref()
+            .expect("blocks come from a store with a disk");
         for b in blocks {
             for (i, labels) in b.series(name) {
                 if !keep(labels) {
@@ -914,6 +917,45 @@ mod tests {
         );
         let expected: Vec<(i64, f64)> = (0..80).map(|i| (i * 15_000, i as f64)).collect();
         same(&everything(&s, "up"), &expected);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_size_limit_deletes_the_oldest_blocks_first() {
+        let dir = std::env::temp_dir().join(format!("obs-store-size-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let day = 24 * 3_600_000;
+        let counter = Labels::from_pairs(&[("__name__", "req_total")]);
+        let raw: Vec<(i64, f64)> = (0..4 * day / 60_000)
+            .map(|i| (i * 60_000, i as f64))
+            .collect();
+        let mut blocks = Blocks::open(&dir, Retention::default()).unwrap();
+        blocks.import([(counter, raw)]).unwrap();
+        let sizes: Vec<u64> = blocks.all().iter().map(|b| b.bytes()).collect();
+        // Room for the two newest days only.
+        let limit = sizes[2] + sizes[3] + 10;
+        drop(blocks);
+        let retention = Retention {
+            bytes: limit,
+            ..Retention::default()
+        };
+        let (mut s, _) = Store::open(&dir, 90_000, DEFAULT_MAX_SERIES, retention, 4 * day).unwrap();
+        let log = s.log_bytes();
+        housekeeping(&mut s, 4 * day);
+        let left: Vec<i64> = s
+            .disk()
+            .unwrap()
+            .all()
+            .iter()
+            .map(|b| b.meta().min_t / day)
+            .collect();
+        let expected: &[i64] = if log + sizes[2] + sizes[3] <= limit {
+            &[2, 3]
+        } else {
+            &[3]
+        };
+        assert_eq!(left, expected, "the oldest went first ({log} bytes of log)");
+        assert!(s.disk().unwrap().bytes() + s.log_bytes() <= limit);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -12,7 +12,9 @@
 
 use std::fmt::Write as _;
 
-use axum::extract::State;
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
 use axum::response::Html;
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
@@ -144,8 +146,16 @@ fn rule_article(
     mutes: &Mutes<'_>,
     now: i64,
     (g, r, a): (&Group, &Rule, &AlertingRule),
-    deploys: &[Deploy],
+    (range, deploys): (Range, &[Deploy]),
 ) -> Markup {
+    // The last hour is what the evaluations charted; longer ranges are read from the store.
+    let points = match (range, a.expr.compared_value()) {
+        (Range::Hour, _) | (_, None) => None,
+        (_, Some((compared, above))) => {
+            collector.chart_over(compared, above, (now - range.ms(), now), CHART_POINTS)
+        }
+    }
+    .unwrap_or_else(|| collector.chart(&g.name, &a.name));
     let state = a.state().as_str();
     let alerts = live_alerts(r);
     html! {
@@ -158,7 +168,7 @@ fn rule_article(
                 }
                 " " small.wrap { (a.expr_text) }
             }
-            div.chart { (chart(&collector.chart(&g.name, &a.name), a.expr.threshold(), deploys)) }
+            div.chart { (chart(&points, a.expr.threshold(), deploys)) }
             @if !alerts.is_empty() {
                 ul { @for x in alerts { (alert_item(collector, mutes, now, x)) } }
             }
@@ -245,9 +255,13 @@ fn silence_row(now: i64, s: &Silence) -> Markup {
     }
 }
 
-pub(super) async fn page(State(app): State<App>) -> Html<String> {
+pub(super) async fn page(
+    State(app): State<App>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Html<String> {
     let collector = &app.collector;
     let now = collector.now_ms();
+    let range = Range::from_param(params.get("range").map(String::as_str));
     let mutes = collector.mutes();
     let (mut firing, mut pending) = (0, 0);
     let deploy_list = collector.deploys().into_entries();
@@ -266,7 +280,7 @@ pub(super) async fn page(State(app): State<App>) -> Html<String> {
                 &mutes,
                 now,
                 (g, r, a),
-                &deploy_list,
+                (range, &deploy_list),
             ));
         }
     });
@@ -342,6 +356,9 @@ pub(super) async fn page(State(app): State<App>) -> Html<String> {
                         }
                     }
                 }
+                (range_links(range))
+                h2 { "Services" }
+                (services(collector, now, range, &targets, &deploy_list))
                 h2 { "Rules" }
                 @for rule in rules { (rule) }
                 h2 { "Targets" }
@@ -366,10 +383,140 @@ pub(super) async fn page(State(app): State<App>) -> Html<String> {
                     tr { th { "matchers" } th { "state" } th { "from" } th { "until" } th { "by" } th { "comment" } }
                     (rows_or(silence_rows, 6, "no silences: silence an alert above, or with amtool"))
                 }
+                script { (PreEscaped(LOCAL_TIMES)) }
             }
         }
     };
     Html(page.into_string())
+}
+
+/// Points per chart: an hour at 15 s, 30 days at 3 h.
+const CHART_POINTS: i64 = 240;
+
+/// Rewrites every `<time datetime>`'s hover text (and a `.local` one's text) in the reader's
+/// time zone; without script the page shows UTC.
+const LOCAL_TIMES: &str = "for(const e of document.querySelectorAll('time[datetime]')){const d=new Date(e.getAttribute('datetime'));if(isNaN(d))continue;const s=d.toLocaleString();e.title=s;if(e.classList.contains('local'))e.textContent=s;}";
+
+/// The range the status page's charts show (`?range=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Range {
+    Hour,
+    Day,
+    Week,
+    Month,
+}
+
+impl Range {
+    const ALL: [Range; 4] = [Range::Hour, Range::Day, Range::Week, Range::Month];
+
+    fn from_param(p: Option<&str>) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|r| Some(r.param()) == p)
+            .unwrap_or(Range::Hour)
+    }
+
+    fn param(self) -> &'static str {
+        match self {
+            Range::Hour => "1h",
+            Range::Day => "24h",
+            Range::Week => "7d",
+            Range::Month => "30d",
+        }
+    }
+
+    fn ms(self) -> i64 {
+        const H: i64 = 3_600_000;
+        match self {
+            Range::Hour => H,
+            Range::Day => 24 * H,
+            Range::Week => 7 * 24 * H,
+            Range::Month => 30 * 24 * H,
+        }
+    }
+}
+
+fn range_links(range: Range) -> Markup {
+    html! {
+        p.ranges {
+            "Charts over the last "
+            @for r in Range::ALL {
+                @if r == range { b { (r.param()) } } @else { a href={ "?range=" (r.param()) } { (r.param()) } }
+                " "
+            }
+        }
+    }
+}
+
+/// A chart's title and its points (`None`: the backend holds them).
+type Drawn = (&'static str, Option<Vec<(i64, f64)>>);
+
+/// A label value as PromQL quotes it.
+fn quoted(v: &str) -> String {
+    format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Per job: request rate, error ratio and p95 over the range, from the store, with the job's
+/// deploys marked. In remote mode the backend holds them (Grafana reads it).
+fn services(
+    collector: &Collector,
+    now: i64,
+    range: Range,
+    targets: &[crate::collector::TargetView<'_>],
+    deploys: &[Deploy],
+) -> Markup {
+    let mut jobs: Vec<&str> = targets.iter().map(|t| t.status.job.as_str()).collect();
+    jobs.sort_unstable();
+    jobs.dedup();
+    let count = "http_server_request_duration_seconds_count";
+    let charts: Vec<(&str, Vec<Drawn>)> = jobs
+        .iter()
+        .map(|&job| {
+            let j = format!("job={}", quoted(job));
+            let queries = [
+                ("requests/s", format!("sum(rate({count}{{{j}}}[1m]))")),
+                (
+                    "5xx ratio",
+                    // No 5xx series at all is a ratio of 0, not no ratio.
+                    format!("(sum(rate({count}{{{j},http_response_status_code=~\"5..\"}}[1m])) or sum(rate({count}{{{j}}}[1m])) * 0) / sum(rate({count}{{{j}}}[1m]))"),
+                ),
+                (
+                    "p95 (s)",
+                    format!("histogram_quantile(0.95, sum by (le) (rate(http_server_request_duration_seconds_bucket{{{j}}}[1m])))"),
+                ),
+            ];
+            let drawn = queries
+                .into_iter()
+                .map(|(what, q)| {
+                    let points = crate::promql::compile(&q).ok().and_then(|e| {
+                        collector.chart_over(&e, true, (now - range.ms(), now), CHART_POINTS)
+                    });
+                    (what, points)
+                })
+                .collect();
+            (job, drawn)
+        })
+        .collect();
+    html! {
+        @if jobs.is_empty() {
+            p { "No jobs scraped (remote mode: the backend holds the services' history; Grafana reads it)." }
+        }
+        @for (job, drawn) in &charts {
+            @let marks: Vec<Deploy> = deploys.iter().filter(|d| d.job == *job).cloned().collect();
+            article.rule {
+                header { b.name { (job) } }
+                @for (what, points) in drawn {
+                    div.chart {
+                        small { (what) } " "
+                        @match points {
+                            Some(p) => (chart(p, None, &marks)),
+                            None => small { "kept by the backend (remote mode)" },
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// What is kept on disk: since when, how much, for how long; files set aside at start.
@@ -450,7 +597,7 @@ pub(super) fn chart(points: &[(i64, f64)], threshold: Option<f64>, deploys: &[De
     // SVG elements are closed explicitly: inside <svg> the HTML parser nests unclosed ones.
     html! {
         svg width=(W) height=(H) viewBox={ "0 0 " (W) " " (H) } role="img"
-            aria-label="value over the last hour" style="background:#f6f8fa;border-radius:4px" {
+            aria-label="value over time" style="background:#f6f8fa;border-radius:4px" {
             @for segment in &segments {
                 polyline fill="none" stroke="#0969da" stroke-width="1.5" points=(segment) {}
             }
@@ -465,7 +612,11 @@ pub(super) fn chart(points: &[(i64, f64)], threshold: Option<f64>, deploys: &[De
                 line x1="0" x2=(W) y1=(at) y2=(at) stroke="#cf222e" stroke-dasharray="4" {}
             }
         }
-        small.nowrap { "now " (latest) " · threshold " (shown_threshold) }
+        small.nowrap {
+            time.local datetime=(rfc3339(first.0)) { (rfc3339(first.0)) } " to "
+            time.local datetime=(rfc3339(last.0)) { (rfc3339(last.0)) }
+            " · latest " (latest) " · threshold " (shown_threshold)
+        }
     }
 }
 
@@ -499,7 +650,7 @@ mod tests {
             "the gap splits the line: {svg}"
         );
         assert!(
-            svg.contains("stroke-dasharray") && svg.contains("now 0.2 · threshold 0.05"),
+            svg.contains("stroke-dasharray") && svg.contains("latest 0.2 · threshold 0.05"),
             "{svg}"
         );
         assert!(chart(&[], None, &[])
