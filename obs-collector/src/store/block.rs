@@ -5,19 +5,22 @@
 //! ```text
 //! "OBSBLK1\n"
 //! column frames: [length: u32 LE][CRC-32: u32 LE][pco column]...    (see `chunk`)
+//! series frames: the same framing, one per metric name: its series
 //! index frame:   the same framing around the index below
 //! footer:        [index frame offset: u64 LE]"OBSEND1\n"
 //! ```
 //!
-//! The index (varints): min, max (zigzag), resolution, the timestamp columns (offset, length
-//! of each frame), then per series its labels, its timestamp column and its value column
-//! (offset, length). A block is written to `*.tmp`, synced and renamed, so a crash leaves
-//! either no block or a whole one. Opening a block reads its index and checks every column's
-//! CRC; a block that does not check out is renamed `*.corrupt` by the store and the rest is
-//! served.
+//! A series frame (varints) lists a metric name's series: per series its labels, its
+//! timestamp column and its value column (offset, length). The index: min, max (zigzag),
+//! resolution, the timestamp columns (offset, length of each frame), and per metric name where
+//! its series frame is. Only the index stays in memory (the names and a few numbers a block):
+//! the series are read from disk when a query names them, so memory does not grow with the
+//! history kept. A block is written to `*.tmp`, synced and renamed, so a crash leaves either no
+//! block or a whole one. Opening a block reads every frame and checks its CRC; a block that
+//! does not check out is renamed `*.corrupt` by the store and the rest is served.
 
 use std::collections::hash_map::Entry as Slot;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -26,7 +29,8 @@ use std::path::{Path, PathBuf};
 
 use super::chunk::{self, Undecodable};
 use super::encoding::{
-    frame, get_labels, get_varint, put_labels, put_varint, unframe, unzigzag, zigzag,
+    frame, get_bytes, get_labels, get_varint, put_bytes, put_labels, put_varint, unframe, unzigzag,
+    zigzag,
 };
 use crate::labels::Labels;
 
@@ -114,11 +118,19 @@ struct Span {
     len: u32,
 }
 
-#[derive(Debug)]
-struct Entry {
-    labels: Labels,
+/// A series of a block: its labels and where its columns are.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub labels: Labels,
     times: usize,
     values: Span,
+}
+
+impl Entry {
+    /// The series' place in its block (unique in the block).
+    pub fn key(&self) -> u64 {
+        self.values.offset
+    }
 }
 
 /// An open block: its index in memory, its columns read on demand.
@@ -131,8 +143,8 @@ pub struct Block {
     meta: Meta,
     bytes: u64,
     times: Vec<Span>,
-    series: Vec<Entry>,
-    by_name: HashMap<String, Vec<usize>>,
+    /// Each metric name's series frame.
+    names: HashMap<String, Span>,
 }
 
 /// Samples of one series, in time order.
@@ -166,7 +178,7 @@ pub fn write(
     };
     let mut time_columns: HashMap<Vec<i64>, usize> = HashMap::new();
     let mut times = Vec::new();
-    let mut index_series = Vec::new();
+    let mut by_name: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     for (labels, samples) in series {
         let (ts, vs): (Vec<i64>, Vec<f64>) = samples.into_iter().unzip();
         let t = match time_columns.get(&ts) {
@@ -178,7 +190,17 @@ pub fn write(
             }
         };
         let values = put(&mut out, &chunk::encode_values(&vs))?;
-        index_series.push((labels, t, values));
+        let frame = by_name
+            .entry(labels.name().unwrap_or_default().to_owned())
+            .or_default();
+        put_labels(frame, &labels);
+        put_varint(frame, t as u64);
+        put_varint(frame, values.offset);
+        put_varint(frame, u64::from(values.len));
+    }
+    let mut names = Vec::with_capacity(by_name.len());
+    for (name, frame) in by_name {
+        names.push((name, put(&mut out, &frame)?));
     }
     let mut index = Vec::new();
     put_varint(&mut index, zigzag(meta.min_t));
@@ -189,10 +211,9 @@ pub fn write(
         put_varint(&mut index, span.offset);
         put_varint(&mut index, u64::from(span.len));
     }
-    put_varint(&mut index, index_series.len() as u64);
-    for (labels, t, span) in &index_series {
-        put_labels(&mut index, labels);
-        put_varint(&mut index, *t as u64);
+    put_varint(&mut index, names.len() as u64);
+    for (name, span) in &names {
+        put_bytes(&mut index, name.as_bytes());
         put_varint(&mut index, span.offset);
         put_varint(&mut index, u64::from(span.len));
     }
@@ -234,25 +255,26 @@ impl Block {
         file.read_exact_at(&mut index, index_at)?;
         let mut rest = index.as_slice();
         let payload = unframe(&mut rest).ok_or_else(|| corrupt("the index's CRC"))?;
-        let mut block = Self::parse_index(payload, path, file, bytes)
+        let block = Self::parse_index(payload, path, file, bytes)
             .ok_or_else(|| corrupt("the index does not parse"))?;
         if block.meta != named {
             return Err(corrupt("the index and the file name disagree"));
         }
-        let spans = block
-            .times
-            .iter()
-            .chain(block.series.iter().map(|e| &e.values));
-        if spans
-            .clone()
-            .any(|s| s.offset + 8 + u64::from(s.len) > index_at)
-        {
-            return Err(corrupt("a column points past the columns"));
+        let inside = |s: &Span| s.offset + 8 + u64::from(s.len) <= index_at;
+        if !block.times.iter().chain(block.names.values()).all(inside) {
+            return Err(corrupt("a frame points past the columns"));
         }
-        for span in spans {
-            block.column(*span)?;
+        for span in &block.times {
+            block.frame(*span)?;
         }
-        block.series.shrink_to_fit();
+        for name in block.names.keys() {
+            for entry in block.entries(name)? {
+                if !inside(&entry.values) {
+                    return Err(corrupt("a column points past the columns"));
+                }
+                block.frame(entry.values)?;
+            }
+        }
         Ok(block)
     }
 
@@ -275,23 +297,10 @@ impl Block {
             times.push(span(&mut b)?);
         }
         let n = usize::try_from(get_varint(&mut b)?).ok()?;
-        let mut series = Vec::with_capacity(n.min(b.len()));
-        let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
-        for i in 0..n {
-            let labels = get_labels(&mut b)?;
-            let t = usize::try_from(get_varint(&mut b)?)
-                .ok()
-                .filter(|&t| t < times.len())?;
-            let values = span(&mut b)?;
-            by_name
-                .entry(labels.name().unwrap_or_default().to_owned())
-                .or_default()
-                .push(i);
-            series.push(Entry {
-                labels,
-                times: t,
-                values,
-            });
+        let mut names = HashMap::with_capacity(n.min(b.len()));
+        for _ in 0..n {
+            let name = String::from_utf8(get_bytes(&mut b)?.to_vec()).ok()?;
+            names.insert(name, span(&mut b)?);
         }
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         b.is_empty().then(|| Self {
@@ -301,13 +310,12 @@ impl Block {
             meta,
             bytes,
             times,
-            series,
-            by_name,
+            names,
         })
     }
 
-    /// Reads and checks a column's frame.
-    fn column(&self, span: Span) -> Result<Vec<u8>, BlockError> {
+    /// Reads and checks a frame.
+    fn frame(&self, span: Span) -> Result<Vec<u8>, BlockError> {
         let mut framed = vec![0; span.len as usize + 8];
         self.file.read_exact_at(&mut framed, span.offset)?;
         let mut rest = framed.as_slice();
@@ -334,41 +342,57 @@ impl Block {
         self.bytes
     }
 
-    pub fn series_count(&self) -> usize {
-        self.series.len()
+    /// The metric names of the block's series.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.keys().map(String::as_str)
     }
 
-    /// Indexes of the series named `name` (every series when `None`), with their labels.
-    pub fn series(&self, name: Option<&str>) -> Vec<(usize, &Labels)> {
-        match name {
-            Some(n) => self
-                .by_name
-                .get(n)
-                .into_iter()
-                .flatten()
-                .map(|&i| (i, &self.series[i].labels))
-                .collect(),
-            None => self.series.iter().map(|e| &e.labels).enumerate().collect(),
+    /// The series named `name` (none when the block has no such name), read from disk.
+    pub fn entries(&self, name: &str) -> Result<Vec<Entry>, BlockError> {
+        let Some(&span) = self.names.get(name) else {
+            return Ok(Vec::new());
+        };
+        let frame = self.frame(span)?;
+        let mut b = frame.as_slice();
+        let mut entries = Vec::new();
+        while !b.is_empty() {
+            let entry = (|| {
+                let labels = get_labels(&mut b)?;
+                let times = usize::try_from(get_varint(&mut b)?)
+                    .ok()
+                    .filter(|&t| t < self.times.len())?;
+                let offset = get_varint(&mut b)?;
+                let len = u32::try_from(get_varint(&mut b)?)
+                    .ok()
+                    .filter(|&l| l <= MAX_FRAME)?;
+                Some(Entry {
+                    labels,
+                    times,
+                    values: Span { offset, len },
+                })
+            })()
+            .ok_or_else(|| corrupt(format!("the series of {name:?} do not parse")))?;
+            entries.push(entry);
         }
+        Ok(entries)
     }
 
-    /// The samples of series `i`. `times` caches decoded timestamp columns: the series of one
-    /// target share theirs.
+    /// The samples of `entry` (one of this block's). `times` caches decoded timestamp
+    /// columns: the series of one target share theirs.
     pub fn samples(
         &self,
-        i: usize,
+        entry: &Entry,
         times: &mut HashMap<usize, Vec<i64>>,
     ) -> Result<Samples, BlockError> {
-        let entry = &self.series[i];
         let ts = match times.entry(entry.times) {
             Slot::Occupied(known) => known.into_mut(),
             Slot::Vacant(new) => {
-                let column = self.column(self.times[entry.times])?;
+                let column = self.frame(self.times[entry.times])?;
                 new.insert(chunk::decode_times(&column).map_err(BlockError::Undecodable)?)
             }
         };
         let vs =
-            chunk::decode_values(&self.column(entry.values)?).map_err(BlockError::Undecodable)?;
+            chunk::decode_values(&self.frame(entry.values)?).map_err(BlockError::Undecodable)?;
         if vs.len() != ts.len() {
             return Err(corrupt(
                 "a value column and its timestamps differ in length",
@@ -411,13 +435,16 @@ mod tests {
         let block = Block::open(&path).unwrap();
         assert_eq!(block.meta(), META);
         assert_eq!(block.times.len(), 2, "a and b share one timestamp column");
-        let found = block.series(Some("up"));
+        let found = block.entries("up").unwrap();
         assert_eq!(found.len(), 3);
         let mut cache = HashMap::new();
-        let (i, labels) = found[1];
-        assert_eq!(labels.get("job"), Some("b"));
-        assert_eq!(block.samples(i, &mut cache).unwrap(), series("b", 480).1);
-        assert!(block.series(Some("down")).is_empty());
+        assert_eq!(found[1].labels.get("job"), Some("b"));
+        assert_eq!(
+            block.samples(&found[1], &mut cache).unwrap(),
+            series("b", 480).1
+        );
+        assert!(block.entries("down").unwrap().is_empty());
+        assert_eq!(block.names().collect::<Vec<_>>(), ["up"]);
         assert!(!d.join(META.file_name(0)).with_extension("tmp").exists());
         let again = write(&d, META, [series("a", 2)]).unwrap();
         assert_eq!(

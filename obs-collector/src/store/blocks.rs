@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::block::{self, Block, BlockError, Meta, Samples};
+use super::block::{self, Block, BlockError, Entry, Meta, Samples};
 use super::compact::{self, Retention};
 use crate::labels::Labels;
 
@@ -41,16 +41,20 @@ pub struct Blocks {
     _lock: File,
 }
 
-/// Series recently decoded from blocks: a range query asks for the same block's series at
-/// every step. Bounded: cleared when it holds [`DECODED_SAMPLES`].
+/// What was recently read from blocks: a range query asks for the same block's series at
+/// every step. Bounded: each map is cleared when it holds its limit.
 #[derive(Debug, Default)]
 struct Decoded {
-    series: HashMap<(u64, usize), Arc<Samples>>,
+    entries: HashMap<(u64, String), Arc<Vec<Entry>>>,
+    entry_count: usize,
+    series: HashMap<(u64, u64), Arc<Samples>>,
     samples: usize,
 }
 
 /// At most this many decoded samples are kept (16 bytes each: 32 MiB).
 const DECODED_SAMPLES: usize = 2 << 20;
+/// At most this many series' labels are kept (a few hundred bytes each: about 40 MiB).
+const DECODED_ENTRIES: usize = 128 << 10;
 
 /// Why a storage directory cannot be opened.
 #[derive(Debug)]
@@ -189,27 +193,52 @@ impl Blocks {
         self.read_errors.load(Ordering::Relaxed)
     }
 
-    /// The samples of `block`'s series `i`, decoded once for a while (see [`Decoded`]); a read
+    /// The series of `block` named `name`, read once for a while (see [`Decoded`]); a read
     /// that fails is counted.
-    pub fn samples(&self, block: &Block, i: usize) -> Option<Arc<Samples>> {
-        let key = (block.id(), i);
-        let decoded = self.decoded.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(found) = decoded.series.get(&key) {
+    pub fn entries(&self, block: &Block, name: &str) -> Option<Arc<Vec<Entry>>> {
+        let key = (block.id(), name.to_owned());
+        if let Some(found) = self.decoded().entries.get(&key) {
             return Some(Arc::clone(found));
         }
-        drop(decoded);
-        let Ok(samples) = block.samples(i, &mut HashMap::new()) else {
+        let Ok(entries) = block.entries(name) else {
+            self.read_errors.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        let entries = Arc::new(entries);
+        let mut decoded = self.decoded();
+        if decoded.entry_count + entries.len() > DECODED_ENTRIES {
+            decoded.entries.clear();
+            decoded.entry_count = 0;
+        }
+        decoded.entry_count += entries.len();
+        decoded.entries.insert(key, Arc::clone(&entries));
+        Some(entries)
+    }
+
+    /// The samples of `entry`, one of `block`'s series, decoded once for a while; a read that
+    /// fails is counted.
+    pub fn samples(&self, block: &Block, entry: &Entry) -> Option<Arc<Samples>> {
+        let key = (block.id(), entry.key());
+        if let Some(found) = self.decoded().series.get(&key) {
+            return Some(Arc::clone(found));
+        }
+        let Ok(samples) = block.samples(entry, &mut HashMap::new()) else {
             self.read_errors.fetch_add(1, Ordering::Relaxed);
             return None;
         };
         let samples = Arc::new(samples);
-        let mut decoded = self.decoded.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut decoded = self.decoded();
         if decoded.samples + samples.len() > DECODED_SAMPLES {
-            *decoded = Decoded::default();
+            decoded.series.clear();
+            decoded.samples = 0;
         }
         decoded.samples += samples.len();
         decoded.series.insert(key, Arc::clone(&samples));
         Some(samples)
+    }
+
+    fn decoded(&self) -> std::sync::MutexGuard<'_, Decoded> {
+        self.decoded.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Blocks deleted by retention since the start.

@@ -13,11 +13,12 @@
 //!   several steps see the same increase as over the raw samples (see [`downsample`]).
 //! - Blocks that end before the retention time go, then the oldest until the size fits.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::block::{self, Block, BlockError, Meta, Samples};
+use super::block::{self, Block, BlockError, Entry, Meta, Samples};
 use super::querier::merge;
 use crate::labels::Labels;
 
@@ -172,36 +173,49 @@ pub fn downsample(labels: &Labels, samples: &[(i64, f64)], step: i64) -> Samples
 /// Writes `meta`'s block from `sources` (series merged by labels; downsampled when `meta` has
 /// a resolution) into `dir` and opens it.
 pub fn rewrite(dir: &Path, meta: Meta, sources: &[Arc<Block>]) -> Result<Block, BlockError> {
-    let mut order: Vec<Labels> = Vec::new();
-    let mut at: HashMap<Labels, Vec<(usize, usize)>> = HashMap::new();
-    for (s, b) in sources.iter().enumerate() {
-        for (i, labels) in b.series(None) {
-            let places = at.entry(labels.clone()).or_insert_with(|| {
-                order.push(labels.clone());
-                Vec::new()
-            });
-            places.push((s, i));
-        }
-    }
-    let mut failed = None;
-    let mut caches: Vec<HashMap<usize, Vec<i64>>> = vec![HashMap::new(); sources.len()];
-    let series = order.into_iter().filter_map(|labels| {
-        let mut samples = Vec::new();
-        for &(s, i) in &at[&labels] {
-            match sources[s].samples(i, &mut caches[s]) {
-                Ok(found) => samples.extend(found),
-                Err(e) => failed = Some(e),
+    // One metric name at a time, and one copy of each label set: memory stays near what one
+    // name's series take, however many blocks are merged.
+    let mut names: Vec<&str> = sources.iter().flat_map(|b| b.names()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let failed = RefCell::new(None);
+    let caches = RefCell::new(vec![HashMap::new(); sources.len()]);
+    let series = names.into_iter().flat_map(|name| {
+        let mut order: Vec<Labels> = Vec::new();
+        let mut at: HashMap<Labels, Vec<(usize, Entry)>> = HashMap::new();
+        for (s, b) in sources.iter().enumerate() {
+            match b.entries(name) {
+                Ok(entries) => {
+                    for e in entries {
+                        if !at.contains_key(&e.labels) {
+                            order.push(e.labels.clone());
+                        }
+                        at.entry(e.labels.clone()).or_default().push((s, e));
+                    }
+                }
+                Err(e) => *failed.borrow_mut() = Some(e),
             }
         }
-        merge(&mut samples);
-        samples.retain(|&(t, _)| t >= meta.min_t && t < meta.max_t);
-        if meta.resolution_ms > 0 {
-            samples = downsample(&labels, &samples, meta.resolution_ms);
-        }
-        (!samples.is_empty()).then_some((labels, samples))
+        // Lazily, series by series: a name's samples are never all in memory at once.
+        let (failed, caches) = (&failed, &caches);
+        order.into_iter().filter_map(move |labels| {
+            let mut samples = Vec::new();
+            for (s, e) in &at[&labels] {
+                match sources[*s].samples(e, &mut caches.borrow_mut()[*s]) {
+                    Ok(found) => samples.extend(found),
+                    Err(e) => *failed.borrow_mut() = Some(e),
+                }
+            }
+            merge(&mut samples);
+            samples.retain(|&(t, _)| t >= meta.min_t && t < meta.max_t);
+            if meta.resolution_ms > 0 {
+                samples = downsample(&labels, &samples, meta.resolution_ms);
+            }
+            (!samples.is_empty()).then_some((labels, samples))
+        })
     });
     let path = block::write(dir, meta, series)?;
-    if let Some(e) = failed {
+    if let Some(e) = failed.into_inner() {
         let _ = std::fs::remove_file(&path);
         return Err(e);
     }

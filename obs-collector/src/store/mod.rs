@@ -111,6 +111,10 @@ pub struct Store {
     log_failures: u64,
     /// The blocks on disk, when history is kept.
     disk: Option<Blocks>,
+    /// The head holds every sample after this time that the collector took (older ones left
+    /// it for blocks): a range that starts later needs no block. `i64::MIN` until a sample
+    /// leaves.
+    head_from: i64,
 }
 
 impl Store {
@@ -131,6 +135,7 @@ impl Store {
             log: None,
             log_failures: 0,
             disk: None,
+            head_from: i64::MIN,
         }
     }
 
@@ -335,6 +340,7 @@ impl Store {
     /// Prometheus rejects out-of-order samples.
     pub fn append_ref(&mut self, r: SeriesRef, t: i64, v: f64) -> bool {
         let cutoff = self.head_cutoff(t);
+        self.head_from = self.head_from.max(cutoff);
         let Some(series) = self
             .slots
             .get_mut(r.slot)
@@ -379,6 +385,7 @@ impl Store {
     /// interned strings.
     pub fn compact(&mut self, now: i64) {
         let cutoff = self.head_cutoff(now);
+        self.head_from = self.head_from.max(cutoff);
         let persisted = self
             .disk
             .as_ref()
@@ -491,6 +498,8 @@ impl Select for Store {
         let blocks: Vec<&Arc<Block>> = self
             .disk
             .iter()
+            // Before the head first drops a sample it is complete from nothing on.
+            .filter(|_| self.head_from == i64::MIN || min_t <= self.head_from)
             .flat_map(|d| d.overlapping(min_t, max_t))
             .collect();
         if blocks.is_empty() {
@@ -517,14 +526,20 @@ impl Select for Store {
             .as_ref()
             .expect("blocks come from a store with a disk");
         for b in blocks {
-            for (i, labels) in b.series(name) {
-                if !keep(labels) {
+            let names: Vec<&str> = match name {
+                Some(n) => vec![n],
+                None => b.names().collect(),
+            };
+            for n in names {
+                let Some(entries) = disk.entries(b, n) else {
                     continue;
-                }
-                if let Some(samples) = disk.samples(b, i) {
-                    let from = samples.partition_point(|s| s.0 < min_t);
-                    let to = samples.partition_point(|s| s.0 <= max_t);
-                    add(labels, samples[from..to.max(from)].to_vec());
+                };
+                for entry in entries.iter().filter(|e| keep(&e.labels)) {
+                    if let Some(samples) = disk.samples(b, entry) {
+                        let from = samples.partition_point(|s| s.0 < min_t);
+                        let to = samples.partition_point(|s| s.0 <= max_t);
+                        add(&entry.labels, samples[from..to.max(from)].to_vec());
+                    }
                 }
             }
         }
