@@ -264,10 +264,11 @@ fn thirty_five_days_imported_answer_as_prometheus_does() {
     let coarse_from = end - DAYS * DAY_S + DAY_S;
     let mut report = Vec::new();
     for (query, bound) in [
-        (format!("rate({FAMILY}_count[1h])"), 0.05),
-        (p95("1h"), 0.05),
-        (format!("increase({FAMILY}_count[1d])"), 0.01),
-        (format!("rate({FAMILY}_count[1h] offset 7d)"), 0.05),
+        // Measured: 0.75%, 0.40%, 0.14%, 0.75% (the README states them).
+        (format!("rate({FAMILY}_count[1h])"), 0.02),
+        (p95("1h"), 0.02),
+        (format!("increase({FAMILY}_count[1d])"), 0.005),
+        (format!("rate({FAMILY}_count[1h] offset 7d)"), 0.02),
     ] {
         let ours = range(collector.addr, &query, coarse_from, coarse_to, 3600);
         let theirs = range(prom.addr, &query, coarse_from, coarse_to, 3600);

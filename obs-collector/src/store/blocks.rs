@@ -193,7 +193,7 @@ impl Blocks {
         self.read_errors.load(Ordering::Relaxed)
     }
 
-    /// The series of `block` named `name`, read once for a while (see [`Decoded`]); a read
+    /// The series of `block` named `name`, read once for a while (a bounded cache); a read
     /// that fails is counted.
     pub fn entries(&self, block: &Block, name: &str) -> Option<Arc<Vec<Entry>>> {
         let key = (block.id(), name.to_owned());

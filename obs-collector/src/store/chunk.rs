@@ -1,10 +1,10 @@
 //! Chunk encoding: a block keeps each series' values, and each distinct run of timestamps,
 //! as one column compressed by pco (pcodec).
 //!
-//! Why pco rather than a Gorilla encoder written here: on the RED histograms obs serves,
-//! scraped every 15 s for a day, pco's columns take 0.4-0.7 bytes a sample where Gorilla's
-//! XOR/delta-of-delta takes 1.37 on average (the Gorilla paper; Prometheus 1-2), and pco is
-//! kept (34 releases, 1.x); the only Gorilla crate (tsz) is not. The series of one target
+//! Why pco rather than a Gorilla encoder written here: 35 days of a RED histogram scraped every
+//! minute take 0.57 bytes a sample in blocks (indexes included; BENCHMARKS.md), where Gorilla's
+//! XOR/delta-of-delta averages 1.37 (its paper; Prometheus 1-2), and pco is kept (1.x, 34
+//! releases) while the one Gorilla crate (tsz) is not. The series of one target
 //! share their timestamps, so a block stores each distinct timestamp column once.
 
 use std::fmt;
