@@ -82,20 +82,33 @@ fn the_status_page_reads_well_at_1280_and_390_px_and_its_forms_work() {
                 "{needle:?} not on the page at {width}px:\n{text}"
             );
         }
+        // Relative times read "... ago" with the exact time on hover; a chart's ends read as
+        // times. Both in the reader's time zone (the page's script), from UTC `datetime`s.
         let times = browser
-            .eval("[...document.querySelectorAll('time')].map(t => [t.textContent, t.title])")
+            .eval("[...document.querySelectorAll('time')].map(t => [t.textContent, t.title, t.getAttribute('datetime'), t.className])")
             .unwrap();
         let times = times.as_array().unwrap();
         assert!(!times.is_empty());
+        assert!(
+            times.iter().any(|t| t[3] == "local"),
+            "no chart times: {times:?}"
+        );
         for t in times {
-            assert!(
-                t[0].as_str().unwrap().ends_with("ago") || t[0] == "just now",
-                "{t}"
+            let (text, title, utc) = (
+                t[0].as_str().unwrap(),
+                t[1].as_str().unwrap(),
+                t[2].as_str().unwrap(),
             );
+            assert!(utc.ends_with('Z'), "{t}");
             assert!(
-                t[1].as_str().unwrap().ends_with('Z'),
-                "the exact time on hover: {t}"
+                !title.ends_with('Z') && title.contains(':'),
+                "local time on hover: {t}"
             );
+            if t[3] == "local" {
+                assert_eq!(text, title, "{t}");
+            } else {
+                assert!(text.ends_with("ago") || text == "just now", "{t}");
+            }
         }
         let svg = browser
             .eval("document.querySelectorAll('#rule-Flag svg polyline').length")

@@ -44,7 +44,7 @@ th{font-weight:600;color:#57606a;white-space:nowrap}.nowrap,time,.badge,b.name{w
 .active{background:#ddf4ff;color:#0969da}\
 .rule{border:1px solid #d0d7de;border-radius:6px;padding:.6rem .8rem;margin-bottom:.7rem}\
 .rule header{display:flex;flex-wrap:wrap;gap:.2rem .6rem;align-items:baseline}.rule ul{margin:.4rem 0 0;padding-left:1.1rem}\
-.rule li{margin-bottom:.3rem}.chart{margin-top:.4rem}svg{width:100%;max-width:320px;height:auto;display:block}\
+.rule li{margin-bottom:.3rem}.chart{margin-top:.4rem}small.span{display:block;color:#57606a}svg{width:100%;max-width:320px;height:auto;display:block}\
 .empty{color:#57606a;font-style:italic}small{color:#57606a}\
 form.act{display:inline-flex;gap:.3rem;margin:0 0 0 .3rem;vertical-align:baseline}form.act button{font-size:12px;white-space:nowrap}\
 :target{outline:2px solid #0969da}\
@@ -612,10 +612,11 @@ pub(super) fn chart(points: &[(i64, f64)], threshold: Option<f64>, deploys: &[De
                 line x1="0" x2=(W) y1=(at) y2=(at) stroke="#cf222e" stroke-dasharray="4" {}
             }
         }
-        small.nowrap {
+        small.nowrap { "latest " (latest) " · threshold " (shown_threshold) }
+        // On a phone the two times take a line of their own.
+        small.span {
             time.local datetime=(rfc3339(first.0)) { (rfc3339(first.0)) } " to "
             time.local datetime=(rfc3339(last.0)) { (rfc3339(last.0)) }
-            " · latest " (latest) " · threshold " (shown_threshold)
         }
     }
 }
