@@ -424,14 +424,14 @@ fn a_full_disk_stops_history_not_scraping_or_alerting() {
         })
     };
     let page_of = |c: &common::CollectorProcess| client::get(c.addr, "/metrics").unwrap().body;
+    let wal_failures = |c: &common::CollectorProcess| {
+        metric(&page_of(c), "obs_collector_wal_write_failures_total")
+    };
     let failures = eventually(
         Duration::from_secs(30),
         || "the full disk never failed a write".into(),
         || {
-            let f = metric(
-                &page_of(&collector),
-                "obs_collector_wal_write_failures_total",
-            );
+            let f = wal_failures(&collector);
             (f >= 3.0).then_some(f)
         },
     );
@@ -467,15 +467,9 @@ fn a_full_disk_stops_history_not_scraping_or_alerting() {
         Duration::from_secs(20),
         || "the log never resumed".into(),
         || {
-            let a = metric(
-                &page_of(&collector),
-                "obs_collector_wal_write_failures_total",
-            );
+            let a = wal_failures(&collector);
             collector.wait_evaluations(3);
-            let b = metric(
-                &page_of(&collector),
-                "obs_collector_wal_write_failures_total",
-            );
+            let b = wal_failures(&collector);
             (a == b && b >= failures).then(|| round_now(&collector))
         },
     );

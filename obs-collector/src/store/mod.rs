@@ -563,6 +563,13 @@ mod tests {
         Labels::from_pairs(&[("__name__", "up"), ("job", "a")])
     }
 
+    /// An empty directory of this test's own.
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("obs-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
     #[test]
     fn instant_lookback_and_staleness() {
         let mut s = Store::new(10 * 60_000);
@@ -631,8 +638,7 @@ mod tests {
 
     #[test]
     fn an_opened_store_finds_its_head_again_after_a_restart() {
-        let dir = std::env::temp_dir().join(format!("obs-store-reopen-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = scratch("reopen");
         let minute = 60_000;
         {
             let (mut s, replay) = Store::open(
@@ -681,8 +687,7 @@ mod tests {
 
     #[test]
     fn a_full_disk_is_counted_the_head_keeps_its_samples_and_logging_resumes() {
-        let dir = std::env::temp_dir().join(format!("obs-store-full-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = scratch("full");
         let (mut s, _) =
             Store::open(&dir, 600_000, DEFAULT_MAX_SERIES, Retention::default(), 0).unwrap();
         s.append(&up(), 1_000, 1.0);
@@ -811,8 +816,7 @@ mod tests {
 
     #[test]
     fn history_goes_to_blocks_the_head_stays_small_and_a_restart_reads_it_all() {
-        let dir = std::env::temp_dir().join(format!("obs-store-history-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = scratch("history");
         let (mut s, _) =
             Store::open(&dir, 90_000, DEFAULT_MAX_SERIES, Retention::default(), 0).unwrap();
         let steps = 5 * 3600 / 15; // five hours at 15 s
@@ -858,8 +862,7 @@ mod tests {
 
     #[test]
     fn old_blocks_are_downsampled_then_deleted() {
-        let dir = std::env::temp_dir().join(format!("obs-store-retention-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = scratch("retention");
         let day = 24 * 3_600_000;
         let retention = Retention {
             time_ms: 3 * day,
@@ -899,8 +902,7 @@ mod tests {
 
     #[test]
     fn a_block_that_cannot_be_written_is_counted_and_written_later_with_nothing_lost() {
-        let dir = std::env::temp_dir().join(format!("obs-store-nowrite-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = scratch("nowrite");
         let (mut s, _) =
             Store::open(&dir, 90_000, DEFAULT_MAX_SERIES, Retention::default(), 0).unwrap();
         // The blocks' folder becomes a file: every block write fails, as on a full disk.
@@ -937,8 +939,7 @@ mod tests {
 
     #[test]
     fn the_size_limit_deletes_the_oldest_blocks_first() {
-        let dir = std::env::temp_dir().join(format!("obs-store-size-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = scratch("size");
         let day = 24 * 3_600_000;
         let counter = Labels::from_pairs(&[("__name__", "req_total")]);
         let raw: Vec<(i64, f64)> = (0..4 * day / 60_000)
