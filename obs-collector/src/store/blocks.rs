@@ -260,12 +260,13 @@ impl Blocks {
         }
     }
 
-    /// A job writing the head's window `meta` from `series`.
-    pub fn cut(&self, meta: Meta, series: Vec<(Labels, Samples)>) -> Job {
+    /// A job writing part of the head's window `meta` from `series`; `resume` is the head's
+    /// slot where the next part starts (`None`: this part ends the window).
+    pub fn cut(&self, meta: Meta, series: Vec<(Labels, Samples)>, resume: Option<usize>) -> Job {
         Job {
             dir: self.dir.clone(),
             meta,
-            work: Work::Cut(series),
+            work: Work::Cut(series, resume),
         }
     }
 
@@ -325,7 +326,7 @@ impl Blocks {
     }
 
     /// Installs what a job wrote: the new block in, the blocks it replaces out (their files
-    /// deleted), and for a cut of the head, the mark moved past it.
+    /// deleted), and for the last part of a cut of the head, the mark moved past it.
     pub fn finish(&mut self, finished: Finished) -> Result<Meta, BlockError> {
         let block = match finished.result {
             Ok(block) => block,
@@ -335,7 +336,7 @@ impl Blocks {
             }
         };
         let meta = block.meta();
-        if finished.cut {
+        if finished.cut == Some(None) {
             if let Err(e) = self.mark_persisted(meta.max_t) {
                 // Without the mark a restart would cut the window again: harmless (merged).
                 self.write_failures += 1;
@@ -355,7 +356,7 @@ impl Blocks {
 }
 
 enum Work {
-    Cut(Vec<(Labels, Samples)>),
+    Cut(Vec<(Labels, Samples)>, Option<usize>),
     Rewrite(Vec<Arc<Block>>),
 }
 
@@ -369,9 +370,17 @@ pub struct Job {
 
 /// A job's outcome.
 pub struct Finished {
-    cut: bool,
+    /// For a cut of the head: where its next part starts (`None`: the window is done).
+    cut: Option<Option<usize>>,
     replaces: Vec<Arc<Block>>,
     result: Result<Block, BlockError>,
+}
+
+impl Finished {
+    /// For a cut of the head that was written: where its next part starts.
+    pub fn cut_resume(&self) -> Option<Option<usize>> {
+        self.cut.filter(|_| self.result.is_ok())
+    }
 }
 
 impl Job {
@@ -382,7 +391,7 @@ impl Job {
     /// What the job does, for a log line.
     pub fn kind(&self) -> &'static str {
         match (&self.work, self.meta.resolution_ms) {
-            (Work::Cut(_), _) => "head block",
+            (Work::Cut(..), _) => "head block",
             (Work::Rewrite(_), 0) => "merge",
             (Work::Rewrite(_), _) => "downsampling",
         }
@@ -390,15 +399,15 @@ impl Job {
 
     pub fn run(self) -> Finished {
         match self.work {
-            Work::Cut(series) => Finished {
-                cut: true,
+            Work::Cut(series, resume) => Finished {
+                cut: Some(resume),
                 replaces: Vec::new(),
                 result: block::write(&self.dir, self.meta, series)
                     .map_err(BlockError::Io)
                     .and_then(|path| Block::open(&path)),
             },
             Work::Rewrite(sources) => Finished {
-                cut: false,
+                cut: None,
                 result: compact::rewrite(&self.dir, self.meta, &sources),
                 replaces: sources,
             },

@@ -35,6 +35,9 @@ use wal::{Record, Replay, Wal};
 /// the range is read from blocks).
 const HEAD_KEEP_MS: i64 = 10 * 60_000;
 
+/// A head block is written in parts of at most this many series.
+const CUT_PART: usize = 20_000;
+
 /// How often the log starts a new segment (the oldest are deleted once the head no longer
 /// covers them).
 const LOG_SEGMENT_MS: i64 = 3_600_000;
@@ -115,6 +118,8 @@ pub struct Store {
     /// it for blocks): a range that starts later needs no block. `i64::MIN` until a sample
     /// leaves.
     head_from: i64,
+    /// The head's slot where the next part of the window being cut starts.
+    cut_next: usize,
 }
 
 impl Store {
@@ -136,6 +141,7 @@ impl Store {
             log_failures: 0,
             disk: None,
             head_from: i64::MIN,
+            cut_next: 0,
         }
     }
 
@@ -211,18 +217,26 @@ impl Store {
             let Some(meta) = cut_window(disk.persisted_ms(), head_min_t, now) else {
                 return disk.plan_rewrite(now);
             };
-            let series: Vec<(Labels, Samples)> = self
-                .slots
-                .iter()
-                .flatten()
-                .filter_map(|s| {
-                    let window = s.window(meta.min_t, meta.max_t - 1);
-                    (!window.is_empty()).then(|| (s.labels.clone(), window))
-                })
-                .collect();
-            if !series.is_empty() {
-                return Some(disk.cut(meta, series));
+            // In parts of at most CUT_PART series: a part's copy of the head is what a cut
+            // adds to memory while it is written.
+            let mut series: Vec<(Labels, Samples)> = Vec::new();
+            let mut resume = None;
+            for (slot, s) in self.slots.iter().enumerate().skip(self.cut_next) {
+                if series.len() == CUT_PART {
+                    resume = Some(slot);
+                    break;
+                }
+                let Some(s) = s else { continue };
+                let window = s.window(meta.min_t, meta.max_t - 1);
+                if !window.is_empty() {
+                    series.push((s.labels.clone(), window));
+                }
             }
+            if !series.is_empty() {
+                return Some(disk.cut(meta, series, resume));
+            }
+            // Nothing (left) in the window: it is done.
+            self.cut_next = 0;
             disk.skip_to(meta.max_t);
         }
     }
@@ -230,11 +244,16 @@ impl Store {
     /// Installs a job's outcome; the error says why a block could not be written (counted;
     /// the head keeps the samples and the cut is tried again).
     pub fn finish(&mut self, finished: Finished) -> Result<Meta, block::BlockError> {
+        let resume = finished.cut_resume();
         let disk = self
             .disk
             .as_mut()
             .expect("a job comes from a store with blocks");
-        disk.finish(finished)
+        let done = disk.finish(finished);
+        if let (Ok(_), Some(resume)) = (&done, resume) {
+            self.cut_next = resume.unwrap_or(0);
+        }
+        done
     }
 
     /// `labels` with their strings shared with the store's.
@@ -972,6 +991,48 @@ mod tests {
         };
         assert_eq!(left, expected, "the oldest went first ({log} bytes of log)");
         assert!(s.disk().unwrap().bytes() + s.log_bytes() <= limit);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_large_head_is_cut_in_parts_and_nothing_is_missed() {
+        let dir = scratch("parts");
+        let (mut s, _) =
+            Store::open(&dir, 60_000, DEFAULT_MAX_SERIES, Retention::default(), 0).unwrap();
+        let n = CUT_PART + CUT_PART / 4;
+        let labels: Vec<Labels> = (0..n)
+            .map(|i| Labels::from_pairs(&[("__name__", "up"), ("i", &i.to_string())]))
+            .collect();
+        for t in (0..=6).map(|m| m * 60_000) {
+            for (i, l) in labels.iter().enumerate() {
+                s.append(l, t, i as f64);
+            }
+            s.commit();
+        }
+        housekeeping(&mut s, 6 * 60_000);
+        let metas: Vec<Meta> = s.disk().unwrap().all().iter().map(|b| b.meta()).collect();
+        assert_eq!(metas.len(), 2, "two parts of one window: {metas:?}");
+        assert_eq!(metas[0], metas[1]);
+        assert_eq!(
+            s.disk().unwrap().persisted_ms(),
+            Some(compact::HEAD_BLOCK_MS)
+        );
+        // Every series' samples of the window, once, from the two parts (the head no longer
+        // holds them).
+        s.compact(6 * 60_000);
+        assert_eq!(s.sample_count(), 2 * n);
+        let mut seen = 0;
+        s.select(
+            Some("up"),
+            &|_| true,
+            0,
+            compact::HEAD_BLOCK_MS - 1,
+            &mut |_, w| {
+                assert_eq!(w.len(), 5);
+                seen += 1;
+            },
+        );
+        assert_eq!(seen, n);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
