@@ -837,6 +837,7 @@ impl Collector {
     }
 
     async fn housekeeping(self: Arc<Self>) {
+        let writer = BlockWriter::start();
         loop {
             let job = {
                 let mut store = self.store.write().unwrap_or_else(PoisonError::into_inner);
@@ -848,8 +849,8 @@ impl Collector {
             // Blocks are written without the store's lock: scrapes and rules go on meanwhile.
             if let Some(job) = job {
                 let (kind, meta) = (job.kind(), job.meta());
-                let finished = tokio::task::spawn_blocking(move || job.run()).await;
-                let written = finished.is_ok_and(|finished| {
+                let finished = writer.run(job).await;
+                let written = finished.is_some_and(|finished| {
                     let mut store = self.store.write().unwrap_or_else(PoisonError::into_inner);
                     let outcome = store.finish(finished);
                     self.metrics.observe_store(&store);
@@ -879,6 +880,38 @@ impl Collector {
             let next = self.clock.now_ms() + 15_000;
             self.clock.sleep_until(next).await;
         }
+    }
+}
+
+/// Block jobs run on one thread of their own, one at a time: what a job allocates stays in one
+/// allocator arena (on the blocking pool, each thread kept its own, and the collector's memory
+/// grew with the threads a cut happened to use).
+struct BlockWriter(std::sync::mpsc::Sender<BlockJob>);
+
+type BlockJob = (
+    crate::store::blocks::Job,
+    tokio::sync::oneshot::Sender<crate::store::blocks::Finished>,
+);
+
+impl BlockWriter {
+    fn start() -> Self {
+        let (jobs, queue) = std::sync::mpsc::channel::<BlockJob>();
+        std::thread::Builder::new()
+            .name("obs-collector-blocks".into())
+            .spawn(move || {
+                // Ends when the housekeeping task (the sender) goes.
+                for (job, reply) in queue {
+                    let _ = reply.send(job.run());
+                }
+            })
+            .expect("a thread for writing blocks");
+        Self(jobs)
+    }
+
+    async fn run(&self, job: crate::store::blocks::Job) -> Option<crate::store::blocks::Finished> {
+        let (reply, finished) = tokio::sync::oneshot::channel();
+        self.0.send((job, reply)).ok()?;
+        finished.await.ok()
     }
 }
 
