@@ -5,7 +5,7 @@
 //! - The head is cut into a block every [`HEAD_BLOCK_MS`] (aligned), a grace period after the
 //!   window ends (30 s); the head then keeps about 5 minutes of samples, as much memory as
 //!   a rule range of that length needed before.
-//! - Blocks are merged into 2-hour, then 1-day blocks once their window is complete: bigger
+//! - Blocks are merged into 30-minute, 2-hour, then 1-day blocks once their window is complete: bigger
 //!   columns compress better, and a 35-day query opens 35 files rather than 5,000.
 //! - Raw blocks older than [`Retention::raw_ms`] are downsampled to [`DOWNSAMPLE_STEP_MS`]:
 //!   per step, a series keeps its last sample, and a counter (`_total`, `_count`, `_sum`,
@@ -27,7 +27,9 @@ pub const HEAD_BLOCK_MS: i64 = 5 * 60_000;
 /// How long after a head window ends it is cut (a late scrape or rule evaluation lands first).
 pub const CUT_GRACE_MS: i64 = 30_000;
 /// Merged block lengths, smallest first.
-pub const LEVELS: [i64; 2] = [2 * 3_600_000, 24 * 3_600_000];
+/// Each merge reads at most 12 blocks of a window (times the parts a head window was cut in),
+/// which bounds what a merge holds: one metric name's series of those blocks.
+pub const LEVELS: [i64; 3] = [30 * 60_000, 2 * 3_600_000, 24 * 3_600_000];
 /// The resolution of downsampled blocks (as Thanos' first level).
 pub const DOWNSAMPLE_STEP_MS: i64 = 5 * 60_000;
 
