@@ -414,3 +414,21 @@ impl Job {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_holder_of_a_directory_is_refused_until_the_first_goes() {
+        let dir = std::env::temp_dir().join(format!("obs-blocks-lock-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let first = Blocks::open(&dir, Retention::default()).unwrap();
+        let second = Blocks::open(&dir, Retention::default()).unwrap_err();
+        assert!(matches!(second, OpenError::InUse(_)), "{second}");
+        assert!(second.to_string().contains("in use by another process"));
+        drop(first);
+        assert!(Blocks::open(&dir, Retention::default()).is_ok());
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
