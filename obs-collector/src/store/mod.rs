@@ -495,9 +495,33 @@ impl Series {
 
     /// The samples with `min_t <= t <= max_t`.
     pub fn window(&self, min_t: i64, max_t: i64) -> Vec<(i64, f64)> {
+        self.window_in(min_t, max_t, &mut Vec::new()).to_vec()
+    }
+
+    /// [`Series::window`] as a slice of the ring, without a copy unless the window wraps
+    /// around its end (then copied into `scratch`): what every rule evaluation reads.
+    fn window_in<'a>(
+        &'a self,
+        min_t: i64,
+        max_t: i64,
+        scratch: &'a mut Vec<(i64, f64)>,
+    ) -> &'a [(i64, f64)] {
         let start = self.samples.partition_point(|&(st, _)| st < min_t);
-        let end = self.samples.partition_point(|&(st, _)| st <= max_t);
-        self.samples.range(start..end.max(start)).copied().collect()
+        let end = self
+            .samples
+            .partition_point(|&(st, _)| st <= max_t)
+            .max(start);
+        let (front, back) = self.samples.as_slices();
+        let split = front.len();
+        if end <= split {
+            &front[start..end]
+        } else if start >= split {
+            &back[start - split..end - split]
+        } else {
+            scratch.clear();
+            scratch.extend(self.samples.range(start..end));
+            scratch
+        }
     }
 }
 
@@ -523,10 +547,11 @@ impl Select for Store {
             .collect();
         if blocks.is_empty() {
             // The usual case (a rule's recent range): the head alone.
+            let mut scratch = Vec::new();
             for s in self.series(name).filter(|s| keep(&s.labels)) {
-                let window = s.window(min_t, max_t);
+                let window = s.window_in(min_t, max_t, &mut scratch);
                 if !window.is_empty() {
-                    each(&s.labels, &window);
+                    each(&s.labels, window);
                 }
             }
             return;
@@ -625,6 +650,42 @@ mod tests {
             vec![(0, 1.0), (10_000, 2.0)],
             "2.x: closed"
         );
+    }
+
+    #[test]
+    fn windows_read_the_ring_where_it_wraps_around() {
+        let mut s = Store::new(60_000);
+        let wraps = |s: &Store| {
+            !s.series(Some("up"))
+                .next()
+                .unwrap()
+                .samples
+                .as_slices()
+                .1
+                .is_empty()
+        };
+        let mut i = 0;
+        while i < 4 || !wraps(&s) {
+            assert!(i < 1000, "the ring never wrapped");
+            s.append(&up(), i * 15_000, i as f64);
+            i += 1;
+        }
+        let series = s.series(Some("up")).next().unwrap();
+        let held: Vec<(i64, f64)> = series.samples.iter().copied().collect();
+        assert_eq!(held.len(), 4);
+        let (front, back) = series.samples.as_slices();
+        assert!(!front.is_empty() && !back.is_empty(), "{front:?} {back:?}");
+        for from in 0..4 {
+            for to in from..4 {
+                let (min_t, max_t) = (held[from].0, held[to].0);
+                assert_eq!(
+                    series.window(min_t, max_t),
+                    held[from..=to],
+                    "{from}..={to}"
+                );
+            }
+        }
+        assert!(series.window(0, 1).is_empty());
     }
 
     #[test]
