@@ -76,8 +76,9 @@ struct Storage {
     /// Blocks that end longer ago are deleted (Prometheus' units: 35d, 12w, 1y).
     #[arg(long = "storage.retention", value_name = "DURATION", default_value = "35d", value_parser = duration_ms)]
     retention: i64,
-    /// The oldest blocks are deleted while history takes more (512MB, 10GB; 0: no limit).
-    #[arg(long = "storage.retention-size", value_name = "SIZE", default_value = "0", value_parser = size_bytes)]
+    /// The oldest blocks are deleted while history takes more (512MB, 10GB: Prometheus'
+    /// units, as body_size_limit; 0: no limit).
+    #[arg(long = "storage.retention-size", value_name = "SIZE", default_value = "0", value_parser = obs_collector::config::parse_size)]
     retention_size: u64,
     /// Raw samples are kept this long, then downsampled to one every 5 minutes.
     #[arg(long = "storage.raw-retention", value_name = "DURATION", default_value = "8d", value_parser = duration_ms)]
@@ -98,28 +99,6 @@ fn duration_ms(v: &str) -> Result<i64, String> {
     obs_collector::config::parse_duration(v)
         .map(|d| d.as_millis() as i64)
         .map_err(|e| e.to_string())
-}
-
-/// Prometheus' byte units (base 2): B, KB, MB, GB, TB, PB.
-fn size_bytes(v: &str) -> Result<u64, String> {
-    let units = [
-        ("PB", 5),
-        ("TB", 4),
-        ("GB", 3),
-        ("MB", 2),
-        ("KB", 1),
-        ("B", 0),
-    ];
-    let (number, power) = units
-        .iter()
-        .find_map(|(u, p)| v.strip_suffix(u).map(|n| (n, *p)))
-        .unwrap_or((v, 0));
-    number
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(1024u64.pow(power)))
-        .ok_or_else(|| format!("{v:?} is not a size such as 512MB or 10GB"))
 }
 
 #[derive(Subcommand)]

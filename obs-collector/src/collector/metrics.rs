@@ -182,7 +182,8 @@ impl SelfMetrics {
             self.oldest.set(oldest / 1000);
             let retention = disk.retention();
             self.retention_seconds.set(retention.time_ms / 1000);
-            self.retention_bytes.set(retention.bytes as i64);
+            let limit = Some(retention.bytes).filter(|&b| b != u64::MAX);
+            self.retention_bytes.set(limit.unwrap_or(0) as i64);
             self.blocks_set_aside.set(disk.set_aside().len() as i64);
             to(&self.block_write_failures, disk.write_failures());
             to(&self.block_read_errors, disk.read_errors());

@@ -729,8 +729,9 @@ fn valid_address(t: &str) -> bool {
     }
 }
 
-/// `10MB`, `512KiB`... as Prometheus' `body_size_limit` (base 1024 as in Prometheus' units).
-fn parse_size(s: &str) -> Result<u64, Invalid> {
+/// `10MB`, `512KiB`... as Prometheus' `body_size_limit` and `--storage.tsdb.retention.size`
+/// (base 1024 as in Prometheus' units); `0` is no limit (`u64::MAX`).
+pub fn parse_size(s: &str) -> Result<u64, Invalid> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let n: u64 = s[..split]
@@ -741,7 +742,9 @@ fn parse_size(s: &str) -> Result<u64, Invalid> {
         "KB" | "KiB" => 1 << 10,
         "MB" | "MiB" => 1 << 20,
         "GB" | "GiB" => 1 << 30,
-        other => return Err(format!("invalid size unit {other:?} (B, KB, MB, GB)").into()),
+        "TB" | "TiB" => 1 << 40,
+        "PB" | "PiB" => 1 << 50,
+        other => return Err(format!("invalid size unit {other:?} (B, KB, MB, GB, TB, PB)").into()),
     };
     if n == 0 {
         return Ok(u64::MAX); // 0 means no limit, as in Prometheus

@@ -41,7 +41,7 @@ pub struct Retention {
     /// Blocks that end this long before now are deleted (`--storage.retention`).
     pub time_ms: i64,
     /// The oldest blocks are deleted while history takes more bytes (`--storage.retention-size`;
-    /// 0: no limit).
+    /// `u64::MAX`: no limit, what `config::parse_size` makes of `0`).
     pub bytes: u64,
     /// Raw samples are kept this long, then downsampled (`--storage.raw-retention`).
     pub raw_ms: i64,
@@ -53,7 +53,7 @@ impl Default for Retention {
     fn default() -> Self {
         Self {
             time_ms: 35 * DAY_MS,
-            bytes: 0,
+            bytes: u64::MAX,
             raw_ms: 8 * DAY_MS,
         }
     }
@@ -139,7 +139,7 @@ pub fn expired(
     let mut gone = Vec::new();
     for i in order {
         let too_old = blocks[i].meta().max_t <= now - retention.time_ms;
-        let too_big = retention.bytes > 0 && total > retention.bytes;
+        let too_big = total > retention.bytes;
         if !(too_old || too_big) {
             break;
         }

@@ -946,7 +946,7 @@ mod tests {
         let day = 24 * 3_600_000;
         let retention = Retention {
             time_ms: 3 * day,
-            bytes: 0,
+            bytes: u64::MAX,
             raw_ms: day,
         };
         let counter = Labels::from_pairs(&[("__name__", "req_total")]);

@@ -525,7 +525,7 @@ fn history_section(now: i64, history: Option<&crate::collector::HistoryStatus>) 
         return html! { p { "Not kept: the collector runs in memory (no --storage.path could be opened, or remote mode)." } };
     };
     let size = match h.retention.bytes {
-        0 => String::new(),
+        u64::MAX => String::new(),
         b => format!(" or {} MiB", b >> 20),
     };
     html! {
