@@ -451,11 +451,6 @@ fn range_links(range: Range) -> Markup {
 /// A chart's title and its points (`None`: the backend holds them).
 type Drawn = (&'static str, Option<Vec<(i64, f64)>>);
 
-/// A label value as PromQL quotes it.
-fn quoted(v: &str) -> String {
-    format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
 /// Per job: request rate, error ratio and p95 over the range, from the store, with the job's
 /// deploys marked. In remote mode the backend holds them (Grafana reads it).
 fn services(
@@ -472,7 +467,7 @@ fn services(
     let charts: Vec<(&str, Vec<Drawn>)> = jobs
         .iter()
         .map(|&job| {
-            let j = format!("job={}", quoted(job));
+            let j = format!("job={}", crate::promql::quote(job));
             let queries = [
                 ("requests/s", format!("sum(rate({count}{{{j}}}[1m]))")),
                 (
