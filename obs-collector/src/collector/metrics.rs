@@ -178,8 +178,7 @@ impl SelfMetrics {
                 self.blocks.with_label_values(&[resolution]).set(n as i64);
             }
             self.blocks_bytes.set(disk.bytes() as i64);
-            let oldest = blocks.iter().map(|b| b.meta().min_t).min().unwrap_or(0);
-            self.oldest.set(oldest / 1000);
+            self.oldest.set(disk.oldest_ms().unwrap_or(0) / 1000);
             let retention = disk.retention();
             self.retention_seconds.set(retention.time_ms / 1000);
             let limit = Some(retention.bytes).filter(|&b| b != u64::MAX);

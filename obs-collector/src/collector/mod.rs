@@ -788,7 +788,7 @@ impl Collector {
         let disk = store.disk()?;
         let blocks = disk.all();
         Some(HistoryStatus {
-            oldest_ms: blocks.iter().map(|b| b.meta().min_t).min(),
+            oldest_ms: disk.oldest_ms(),
             blocks: blocks.len(),
             bytes: disk.bytes() + store.log_bytes(),
             retention: disk.retention(),

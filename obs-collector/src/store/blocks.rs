@@ -42,19 +42,51 @@ pub struct Blocks {
 }
 
 /// What was recently read from blocks: a range query asks for the same block's series at
-/// every step. Bounded: each map is cleared when it holds its limit.
-#[derive(Debug, Default)]
+/// every step.
+#[derive(Debug)]
 struct Decoded {
-    entries: HashMap<(u64, String), Arc<Vec<Entry>>>,
-    entry_count: usize,
-    series: HashMap<(u64, u64), Arc<Samples>>,
-    samples: usize,
+    /// A block's series of a metric name; weighed by series (a few hundred bytes each: at most
+    /// about 40 MiB).
+    entries: Bounded<(u64, String), Vec<Entry>>,
+    /// A series' samples; weighed by samples (16 bytes each: at most 32 MiB).
+    series: Bounded<(u64, u64), Samples>,
 }
 
-/// At most this many decoded samples are kept (16 bytes each: 32 MiB).
-const DECODED_SAMPLES: usize = 2 << 20;
-/// At most this many series' labels are kept (a few hundred bytes each: about 40 MiB).
-const DECODED_ENTRIES: usize = 128 << 10;
+impl Default for Decoded {
+    fn default() -> Self {
+        Self {
+            entries: Bounded::new(128 << 10),
+            series: Bounded::new(2 << 20),
+        }
+    }
+}
+
+/// A map that is cleared when what it holds would weigh more than its limit.
+#[derive(Debug)]
+struct Bounded<K, V> {
+    map: HashMap<K, Arc<V>>,
+    weight: usize,
+    limit: usize,
+}
+
+impl<K: std::hash::Hash + Eq, V> Bounded<K, V> {
+    fn new(limit: usize) -> Self {
+        Self {
+            map: HashMap::new(),
+            weight: 0,
+            limit,
+        }
+    }
+
+    fn insert(&mut self, key: K, value: Arc<V>, weight: usize) {
+        if self.weight + weight > self.limit {
+            self.map.clear();
+            self.weight = 0;
+        }
+        self.weight += weight;
+        self.map.insert(key, value);
+    }
+}
 
 /// Why a storage directory cannot be opened.
 #[derive(Debug)]
@@ -117,7 +149,7 @@ impl Blocks {
                 _ => {}
             }
         }
-        list.sort_by_key(|b| (b.meta().min_t, b.meta().resolution_ms));
+        sort(&mut list);
         let mark = root.join("head");
         let persisted_ms = fs::read_to_string(&mark)
             .ok()
@@ -158,6 +190,11 @@ impl Blocks {
         }
     }
 
+    /// Where the oldest block starts.
+    pub fn oldest_ms(&self) -> Option<i64> {
+        self.list.first().map(|b| b.meta().min_t)
+    }
+
     /// The blocks holding samples in `[min_t, max_t]`, oldest first.
     pub fn overlapping(&self, min_t: i64, max_t: i64) -> impl Iterator<Item = &Arc<Block>> {
         self.list
@@ -196,45 +233,44 @@ impl Blocks {
     /// The series of `block` named `name`, read once for a while (a bounded cache); a read
     /// that fails is counted.
     pub fn entries(&self, block: &Block, name: &str) -> Option<Arc<Vec<Entry>>> {
-        let key = (block.id(), name.to_owned());
-        if let Some(found) = self.decoded().entries.get(&key) {
-            return Some(Arc::clone(found));
-        }
-        let Ok(entries) = block.entries(name) else {
-            self.read_errors.fetch_add(1, Ordering::Relaxed);
-            return None;
-        };
-        let entries = Arc::new(entries);
-        let mut decoded = self.decoded();
-        if decoded.entry_count + entries.len() > DECODED_ENTRIES {
-            decoded.entries.clear();
-            decoded.entry_count = 0;
-        }
-        decoded.entry_count += entries.len();
-        decoded.entries.insert(key, Arc::clone(&entries));
-        Some(entries)
+        self.cached(
+            |d| &mut d.entries,
+            (block.id(), name.to_owned()),
+            || block.entries(name),
+            Vec::len,
+        )
     }
 
     /// The samples of `entry`, one of `block`'s series, decoded once for a while; a read that
     /// fails is counted.
     pub fn samples(&self, block: &Block, entry: &Entry) -> Option<Arc<Samples>> {
-        let key = (block.id(), entry.key());
-        if let Some(found) = self.decoded().series.get(&key) {
+        self.cached(
+            |d| &mut d.series,
+            (block.id(), entry.key()),
+            || block.samples(entry, &mut HashMap::new()),
+            Vec::len,
+        )
+    }
+
+    /// `key` from the cache `pick` chooses, else `read` (without the cache's lock) and kept.
+    fn cached<K: std::hash::Hash + Eq, V>(
+        &self,
+        pick: impl Fn(&mut Decoded) -> &mut Bounded<K, V>,
+        key: K,
+        read: impl FnOnce() -> Result<V, BlockError>,
+        weigh: impl FnOnce(&V) -> usize,
+    ) -> Option<Arc<V>> {
+        if let Some(found) = pick(&mut self.decoded()).map.get(&key) {
             return Some(Arc::clone(found));
         }
-        let Ok(samples) = block.samples(entry, &mut HashMap::new()) else {
+        let Ok(value) = read() else {
             self.read_errors.fetch_add(1, Ordering::Relaxed);
             return None;
         };
-        let samples = Arc::new(samples);
-        let mut decoded = self.decoded();
-        if decoded.samples + samples.len() > DECODED_SAMPLES {
-            decoded.series.clear();
-            decoded.samples = 0;
-        }
-        decoded.samples += samples.len();
-        decoded.series.insert(key, Arc::clone(&samples));
-        Some(samples)
+        let weight = weigh(&value);
+        let value = Arc::new(value);
+        pick(&mut self.decoded()).insert(key, Arc::clone(&value), weight);
+        Some(value)
     }
 
     fn decoded(&self) -> std::sync::MutexGuard<'_, Decoded> {
@@ -309,8 +345,7 @@ impl Blocks {
         }
         let metas = written.iter().map(|b| b.meta()).collect();
         self.list.extend(written);
-        self.list
-            .sort_by_key(|b| (b.meta().min_t, b.meta().resolution_ms));
+        sort(&mut self.list);
         Ok(metas)
     }
 
@@ -349,10 +384,15 @@ impl Blocks {
             let _ = fs::remove_file(old.path());
         }
         self.list.push(Arc::new(block));
-        self.list
-            .sort_by_key(|b| (b.meta().min_t, b.meta().resolution_ms));
+        sort(&mut self.list);
         Ok(meta)
     }
+}
+
+/// Blocks in time order, raw before downsampled: what the store reads first wins a duplicate
+/// timestamp, and [`Blocks::oldest_ms`] is the first.
+fn sort(list: &mut [Arc<Block>]) {
+    list.sort_by_key(|b| (b.meta().min_t, b.meta().resolution_ms));
 }
 
 enum Work {
