@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use crate::labels::Labels;
+use crate::labels::{Labels, NAME};
 use crate::scrape::parse::{parse_raw, parse_series, ParseError};
 use crate::store::block::Samples;
 
@@ -74,7 +74,7 @@ pub fn read(text: &str) -> Result<Vec<(Labels, Samples)>, ImportError> {
                         reason,
                     })
                 })?;
-                let mut all = vec![("__name__".to_owned(), name)];
+                let mut all = vec![(NAME.to_owned(), name)];
                 all.extend(pairs);
                 let labels = Labels::new(all);
                 // `a{x="1",y="2"}` and `a{y="2",x="1"}` are one series.

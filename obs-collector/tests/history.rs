@@ -101,6 +101,18 @@ fn import(file: &Path, storage: &Path) -> (Option<i32>, String) {
     (out.status.code(), said)
 }
 
+/// `days` of samples ending a minute ago, imported into `dir/state.data` (where the test's
+/// collector keeps its history); returns that directory.
+fn imported(dir: &Path, days: i64) -> std::path::PathBuf {
+    let end = now_s() / 60 * 60 - 60;
+    let file = dir.join(format!("{days}d.om"));
+    std::fs::write(&file, openmetrics(&days_of_samples(end, days).concat())).unwrap();
+    let storage = dir.join("state.data");
+    let (code, said) = import(&file, &storage);
+    assert_eq!(code, Some(0), "{said}");
+    storage
+}
+
 /// A range query's answer: series (by their labels) -> (time, value) points.
 type Matrix = BTreeMap<String, Vec<(f64, f64)>>;
 
@@ -291,11 +303,7 @@ fn thirty_five_days_imported_answer_as_prometheus_does() {
 #[test]
 fn damaged_blocks_are_set_aside_and_the_rest_is_served() {
     let dir = temp_dir("damaged-blocks");
-    let end = now_s() / 60 * 60 - 60;
-    let file = dir.join("4d.om");
-    std::fs::write(&file, openmetrics(&days_of_samples(end, 4).concat())).unwrap();
-    let storage = dir.join("state.data");
-    assert_eq!(import(&file, &storage).0, Some(0));
+    let storage = imported(&dir, 4);
     let blocks_dir = storage.join("blocks");
     let mut blocks: Vec<_> = std::fs::read_dir(&blocks_dir)
         .unwrap()
@@ -503,10 +511,7 @@ fn a_full_disk_stops_history_not_scraping_or_alerting() {
 #[test]
 fn the_status_page_charts_the_past_from_history() {
     let dir = temp_dir("status-past");
-    let end = now_s() / 60 * 60 - 60;
-    let file = dir.join("3d.om");
-    std::fs::write(&file, openmetrics(&days_of_samples(end, 3).concat())).unwrap();
-    assert_eq!(import(&file, &dir.join("state.data")).0, Some(0));
+    imported(&dir, 3);
     let target = fake_target(Arc::new(Mutex::new("other 1\n".to_owned())));
     let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../alerts/obs-red.rules.yml");
     let config = dir.join("collector.yml");
