@@ -457,8 +457,10 @@ fn a_full_disk_stops_history_not_scraping_or_alerting() {
         || (scraped(&collector) >= before + 2.0).then_some(()),
     );
     collector.wait_alert("firing", Duration::from_secs(10));
-    let round_now = |c: &common::CollectorProcess| -> f64 {
-        let body = client::get(c.addr, "/api/v1/query?query=round")
+    // The `round` gauge's value now, or at `time` (Unix seconds).
+    let round_at = |c: &common::CollectorProcess, time: Option<i64>| -> f64 {
+        let at = time.map(|t| format!("&time={t}")).unwrap_or_default();
+        let body = client::get(c.addr, &format!("/api/v1/query?query=round{at}"))
             .unwrap()
             .body;
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -468,7 +470,7 @@ fn a_full_disk_stops_history_not_scraping_or_alerting() {
             .parse()
             .unwrap()
     };
-    assert!(round_now(&collector) > 0.0);
+    assert!(round_at(&collector, None) > 0.0);
     // Space again: the log resumes (its failures stop growing) and takes the new samples.
     std::fs::remove_file(&ballast).unwrap();
     let resumed_at = eventually(
@@ -478,7 +480,7 @@ fn a_full_disk_stops_history_not_scraping_or_alerting() {
             let a = wal_failures(&collector);
             collector.wait_evaluations(3);
             let b = wal_failures(&collector);
-            (a == b && b >= failures).then(|| round_now(&collector))
+            (a == b && b >= failures).then(|| round_at(&collector, None))
         },
     );
     collector.wait_evaluations(2);
@@ -489,16 +491,7 @@ fn a_full_disk_stops_history_not_scraping_or_alerting() {
     // After the restart, samples from after the space came back are there (asked at the time
     // of the kill: what the new process scrapes comes later).
     let collector = Collector::start(&config, &state, &[]);
-    let logged: f64 = {
-        let q = format!("/api/v1/query?query=round&time={killed_at}");
-        let body = client::get(collector.addr, &q).unwrap().body;
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        v["data"]["result"][0]["value"][1]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
+    let logged = round_at(&collector, Some(killed_at));
     assert!(
         logged >= resumed_at,
         "the log kept samples up to round {logged}, the space came back at round {resumed_at}"
