@@ -30,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backtest;
+pub mod changes;
 pub mod collector;
 pub mod config;
 pub mod deploys;

@@ -12,6 +12,18 @@ pub fn line(m: &Message) -> String {
     let mut s = match m.status {
         Status::Firing => format!("🔥 FIRING   {} [{}]", m.alertname, m.job),
         Status::Resolved => format!("✅ RESOLVED {} [{}]", m.alertname, m.job),
+        Status::Notice => {
+            let title = m.summary.as_deref().unwrap_or(&m.alertname);
+            let mut s = format!("ℹ️  NOTICE   {title}");
+            for line in &m.lines {
+                s.push_str(" | ");
+                s.push_str(line);
+            }
+            if let Some(url) = &m.dashboard_url {
+                s.push_str(&format!(" ({url})"));
+            }
+            return s.chars().filter(|c| !c.is_control()).collect();
+        }
     };
     if m.status == Status::Firing {
         s.push_str(&format!(" value {}", m.value_text));

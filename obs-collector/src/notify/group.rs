@@ -300,14 +300,17 @@ fn message(
         .fold(f64::NAN, f64::max);
     let started = all().map(|a| a.started_ms).min().unwrap_or_default();
     let resolved_at = resolved.iter().filter_map(|a| a.resolved_ms).max();
-    let since_ms = match status {
-        Status::Firing => firing.iter().map(|a| a.started_ms).min().unwrap_or(started),
-        Status::Resolved => resolved_at.unwrap_or(started),
+    let is_firing = status == Status::Firing;
+    let since_ms = if is_firing {
+        firing.iter().map(|a| a.started_ms).min().unwrap_or(started)
+    } else {
+        resolved_at.unwrap_or(started)
     };
     // A firing message's example traces: the lead alert's (a resolution needs none).
-    let examples = match status {
-        Status::Firing => lead.example_traces.clone(),
-        Status::Resolved => Vec::new(),
+    let examples = if is_firing {
+        lead.example_traces.clone()
+    } else {
+        Vec::new()
     };
     let info = |a: &&GroupAlert| AlertInfo {
         labels: a.labels.clone(),
@@ -319,18 +322,13 @@ fn message(
         job: common("job"),
         summary: annotation("summary"),
         // A resolution does not repeat the firing text: its value is the last firing one.
-        description: match status {
-            Status::Firing => annotation("description"),
-            Status::Resolved => None,
-        },
-        peak_text: match status {
-            Status::Resolved => resolved
-                .iter()
-                .filter_map(|a| a.peak)
-                .reduce(f64::max)
-                .map(|v| go_g(v, 4)),
-            Status::Firing => None,
-        },
+        description: annotation("description").filter(|_| is_firing),
+        peak_text: resolved
+            .iter()
+            .filter_map(|a| a.peak)
+            .reduce(f64::max)
+            .map(|v| go_g(v, 4))
+            .filter(|_| !is_firing),
         value_text: if value.is_nan() {
             "-".into()
         } else {
@@ -361,14 +359,13 @@ fn message(
         example_traces: examples,
         alerts: firing.iter().map(info).collect(),
         resolved: resolved.iter().map(info).collect(),
-        fired_for_ms: match status {
-            Status::Resolved => resolved_at.map(|end| end - started),
-            Status::Firing => None,
-        },
+        fired_for_ms: resolved_at.map(|end| end - started).filter(|_| !is_firing),
         deploy: lead.deploy.clone(),
-        incident: match status {
-            Status::Firing => lead.incident.clone(),
-            Status::Resolved => lead.resolution.clone(),
+        incident: if is_firing {
+            lead.incident.clone()
+        } else {
+            lead.resolution.clone()
         },
+        lines: Vec::new(),
     }
 }

@@ -36,6 +36,8 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 pub enum Status {
     Firing,
     Resolved,
+    /// Not an alert: a deploy's verdict or the weekly report ([`Message::notice`]).
+    Notice,
 }
 
 /// One alert inside a message.
@@ -96,6 +98,47 @@ pub struct Message {
     /// the version change).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incident: Option<Incident>,
+    /// A notice's lines, after its title (`summary`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<String>,
+}
+
+impl Message {
+    /// A notice: `kind` (`DeployVerdict`, `WeeklyReport`) for `job`, its title, its lines and
+    /// the page it links to (`dashboard_url`).
+    pub fn notice(
+        kind: &str,
+        job: &str,
+        title: String,
+        lines: Vec<String>,
+        link: Option<String>,
+        t: i64,
+    ) -> Self {
+        Self {
+            status: Status::Notice,
+            alertname: kind.to_owned(),
+            job: job.to_owned(),
+            summary: Some(title),
+            description: None,
+            value_text: String::new(),
+            threshold_text: None,
+            since_ms: t,
+            since_text: crate::time::rfc3339(t),
+            severity: None,
+            runbook_url: None,
+            dashboard_url: link,
+            silence_url: None,
+            example_traces: Vec::new(),
+            trace_url: None,
+            alerts: Vec::new(),
+            resolved: Vec::new(),
+            fired_for_ms: None,
+            peak_text: None,
+            deploy: None,
+            incident: None,
+            lines,
+        }
+    }
 }
 
 /// What the collector adds to a firing alert beyond its rule, when it dispatches it.
@@ -140,6 +183,7 @@ pub fn context_parts(m: &Message) -> Vec<(&'static str, String)> {
                 parts.push(("resolved", c.clone()));
             }
         }
+        Status::Notice => {}
     }
     parts
 }
@@ -351,6 +395,12 @@ impl Log {
         self.trim();
     }
 
+    /// Queues a notice ([`Message::notice`]) on every channel of `policy` (Alertmanager takes
+    /// alerts only).
+    pub fn notify(&mut self, group: &str, message: Message, t: i64, policy: &Policy) {
+        self.enqueue(group, message, t, policy);
+    }
+
     fn enqueue(&mut self, group: &str, message: Message, t: i64, policy: &Policy) {
         for channel in &policy.channels {
             self.push(channel, group, message.clone(), Vec::new(), t);
@@ -513,6 +563,7 @@ fn batch_message(rule: &AlertingRule, status: Status, t: i64) -> Message {
         peak_text: None,
         deploy: None,
         incident: None,
+        lines: Vec::new(),
     }
 }
 

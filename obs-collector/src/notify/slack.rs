@@ -25,6 +25,8 @@ pub const URL_MAX: usize = 3000;
 /// The attachment's bar: red while firing, green once resolved.
 pub const FIRING_COLOUR: &str = "#d1242f";
 pub const RESOLVED_COLOUR: &str = "#1a7f37";
+/// A notice's bar: informational blue, not a page.
+pub const NOTICE_COLOUR: &str = "#0969da";
 /// At most one message per second (Slack's webhook limit).
 pub const MIN_SPACING: Duration = Duration::from_secs(1);
 
@@ -102,6 +104,7 @@ pub fn text(m: &Message) -> String {
     let head = match m.status {
         Status::Firing => "FIRING",
         Status::Resolved => "RESOLVED",
+        Status::Notice => return notice_text(m),
     };
     let mut t = format!("[{head}] {} — {}", m.alertname, m.job);
     if let Some(d) = &m.description {
@@ -164,6 +167,7 @@ pub fn payload(m: &Message) -> Value {
     let (emoji, head, colour) = match m.status {
         Status::Firing => (":rotating_light:", "FIRING", FIRING_COLOUR),
         Status::Resolved => (":white_check_mark:", "RESOLVED", RESOLVED_COLOUR),
+        Status::Notice => return notice_payload(m),
     };
     let header = truncate(
         &plain(&format!("{head}: {} — {}", m.alertname, m.job)),
@@ -271,6 +275,58 @@ pub fn payload(m: &Message) -> Value {
     }
     blocks.truncate(BLOCKS_MAX);
     json!({"text": text(m), "attachments": [{"color": colour, "blocks": blocks}]})
+}
+
+/// A notice as plain text: its title, then its lines, then its link.
+fn notice_text(m: &Message) -> String {
+    let title = m.summary.as_deref().unwrap_or(&m.alertname);
+    let link = links(m)
+        .first()
+        .map(|(name, url)| format!(" <{}|{name}>", escape(url)))
+        .unwrap_or_default();
+    let body = std::iter::once(title)
+        .chain(m.lines.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join("\n");
+    truncate(&escape(&body), SECTION_MAX - link.chars().count()) + &link
+}
+
+/// A notice as Block Kit: its title as the header, its lines in sections of at most
+/// [`SECTION_MAX`] characters (at most [`BLOCKS_MAX`] blocks in all), its link as a button, in
+/// an informational colour.
+fn notice_payload(m: &Message) -> Value {
+    let title = m.summary.as_deref().unwrap_or(&m.alertname);
+    let mut blocks = vec![
+        json!({"type": "header", "text": {"type": "plain_text", "text": truncate(&plain(title), HEADER_MAX), "emoji": true}}),
+    ];
+    let mut section = String::new();
+    let mut sections = Vec::new();
+    for line in &m.lines {
+        let line = truncate(&escape(line), SECTION_MAX);
+        if !section.is_empty() && section.chars().count() + 1 + line.chars().count() > SECTION_MAX {
+            sections.push(std::mem::take(&mut section));
+        }
+        if !section.is_empty() {
+            section.push('\n');
+        }
+        section.push_str(&line);
+    }
+    if !section.is_empty() {
+        sections.push(section);
+    }
+    for text in sections {
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": text}}));
+    }
+    let buttons: Vec<Value> = links(m)
+        .into_iter()
+        .map(|(name, url)| json!({"type": "button", "text": {"type": "plain_text", "text": name}, "url": url}))
+        .collect();
+    // The button stays when the lines fill the message.
+    blocks.truncate(BLOCKS_MAX - usize::from(!buttons.is_empty()));
+    if !buttons.is_empty() {
+        blocks.push(json!({"type": "actions", "elements": buttons}));
+    }
+    json!({"text": notice_text(m), "attachments": [{"color": NOTICE_COLOUR, "blocks": blocks}]})
 }
 
 impl Notifier for Slack {

@@ -191,6 +191,7 @@ fn notification_row(now: i64, e: &Entry) -> Markup {
     let status = match e.message.status {
         Status::Firing => "firing",
         Status::Resolved => "resolved",
+        Status::Notice => "notice",
     };
     html! {
         tr {
