@@ -6,6 +6,7 @@
 //! obs-collector check FILE
 //! obs-collector import FILE [--storage.path DIR]
 //! obs-collector backtest [--config FILE] [--from URL] --start T --end T [--rule NAME] [--format text|json]
+//! obs-collector report [--config FILE] [--storage.path DIR] [--from URL] [--end T] [--weeks N] [--format text|json|html]
 //! ```
 //!
 //! Without `--config` it scrapes `127.0.0.1:9464` every 15 s as job `app` and evaluates the
@@ -118,6 +119,36 @@ enum Command {
         #[command(flatten)]
         storage: Storage,
     },
+    /// The weekly report (deploy regressions, drift, each job's weeks) from the history on
+    /// disk, or from a Prometheus-compatible backend (--from; a running collector is one).
+    Report(ReportArgs),
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// The configuration whose verdicts: and report: settings apply (default: the defaults).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The backend (default: the configuration's query.url, else the history on disk).
+    #[arg(long, value_name = "URL")]
+    from: Option<String>,
+    /// The end of the week reported, RFC 3339 or Unix seconds (default: now).
+    #[arg(long, value_name = "T")]
+    end: Option<Timestamp>,
+    /// Compare this week with this many weeks ago (2 to 12; default: the configuration's, 4).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(2..=12))]
+    weeks: Option<u32>,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    format: ReportFormat,
+    #[command(flatten)]
+    storage: Storage,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ReportFormat {
+    Text,
+    Json,
+    Html,
 }
 
 #[derive(clap::Args)]
@@ -166,13 +197,7 @@ impl std::error::Error for BadTime {}
 impl std::str::FromStr for Timestamp {
     type Err = BadTime;
     fn from_str(v: &str) -> Result<Self, BadTime> {
-        obs_collector::time::parse_rfc3339(v)
-            .or_else(|| {
-                v.parse::<f64>()
-                    .ok()
-                    .filter(|s| s.is_finite())
-                    .map(|s| (s * 1000.0).round() as i64)
-            })
+        obs_collector::time::parse_api_time(v)
             .map(Timestamp)
             .ok_or_else(|| BadTime(v.to_owned()))
     }
@@ -215,6 +240,7 @@ fn main() -> ExitCode {
         },
         Some(Command::Backtest(args)) => backtest(args),
         Some(Command::Import { file, storage }) => import(&file, &storage),
+        Some(Command::Report(args)) => report(args),
         None => run(cli.run),
     }
 }
@@ -258,6 +284,112 @@ fn import(file: &std::path::Path, storage: &Storage) -> ExitCode {
     }
 }
 
+/// The backend a command reads: `--from`, else the configuration's `query.url`; `None` for
+/// neither.
+fn backend(
+    from: Option<&str>,
+    config: &Config,
+) -> Result<Option<obs_collector::config::RemoteQuery>, String> {
+    match (from, &config.remote) {
+        (Some(url), _) if url.starts_with("http://") || url.starts_with("https://") => {
+            Ok(Some(obs_collector::config::RemoteQuery {
+                url: url.to_owned(),
+                timeout: Duration::from_secs(60),
+                offset: Duration::ZERO,
+                auth: None,
+            }))
+        }
+        (Some(url), _) => Err(format!(
+            "--from {url:?} must start with http:// or https://"
+        )),
+        (None, remote) => Ok(remote.clone()),
+    }
+}
+
+/// Exit 0 with the report, 2 when the request is wrong (configuration, backend), 1 when the
+/// numbers cannot be read (the backend fails, the history is in use or unreadable).
+fn report(args: ReportArgs) -> ExitCode {
+    use obs_collector::changes::{report, source};
+    let (config, _) = match load(args.config.as_ref()) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let remote = match backend(args.from.as_deref(), &config) {
+        Ok(remote) => remote,
+        Err(e) => {
+            eprintln!("obs-collector: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let now = obs_collector::time::Clock::now_ms(&obs_collector::time::SystemClock);
+    let options = report::Options {
+        end_ms: args.end.map_or(now, |t| t.0),
+        weeks: args.weeks.unwrap_or(config.report.weeks),
+        thresholds: config.verdicts.thresholds,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let built = match remote {
+        Some(query) => {
+            let backend = obs_collector::promql::remote::Remote::new(query, reqwest::Client::new());
+            runtime.block_on(report::build(&backend, &options))
+        }
+        None => {
+            // The head's samples stay in memory for the report: a week of them at most.
+            let opened = obs_collector::store::Store::open(
+                &args.storage.path,
+                8 * 86_400_000,
+                usize::MAX,
+                args.storage.retention(),
+                now,
+            );
+            let store = match opened {
+                Ok((store, _)) => store,
+                Err(obs_collector::store::blocks::OpenError::InUse(dir)) => {
+                    eprintln!("obs-collector: {} is in use by a running collector: ask it instead (--from http://ADDR, the collector answers the query API; or its /report page)", dir.display());
+                    return ExitCode::FAILURE;
+                }
+                Err(e) => {
+                    eprintln!(
+                        "obs-collector: cannot read the history in {}: {e}",
+                        args.storage.path.display()
+                    );
+                    return ExitCode::FAILURE;
+                }
+            };
+            let local = source::Evaluated(|expr: &obs_collector::promql::Expr, t| {
+                obs_collector::promql::eval(expr, &store, t)
+            });
+            runtime.block_on(report::build(&local, &options))
+        }
+    };
+    match built {
+        Ok(report) => {
+            match args.format {
+                ReportFormat::Text => print!("{}", report.text()),
+                ReportFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).expect("a report is JSON")
+                ),
+                ReportFormat::Html => println!(
+                    "{}",
+                    obs_collector::web::report_page::render(&report).into_string()
+                ),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("obs-collector: cannot build the report: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Exit 0 with the report, 2 when the request is wrong (configuration, range, rule), 1 when
 /// the backend fails.
 fn backtest(args: BacktestArgs) -> ExitCode {
@@ -268,22 +400,14 @@ fn backtest(args: BacktestArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let query = match (&args.from, &config.remote) {
-        (Some(url), _) if url.starts_with("http://") || url.starts_with("https://") => {
-            obs_collector::config::RemoteQuery {
-                url: url.clone(),
-                timeout: Duration::from_secs(60),
-                offset: Duration::ZERO,
-                auth: None,
-            }
-        }
-        (Some(url), _) => {
-            eprintln!("obs-collector: --from {url:?} must start with http:// or https://");
+    let query = match backend(args.from.as_deref(), &config) {
+        Ok(Some(query)) => query,
+        Ok(None) => {
+            eprintln!("obs-collector: backtest needs --from URL (or query.url in the config)");
             return ExitCode::from(2);
         }
-        (None, Some(remote)) => remote.clone(),
-        (None, None) => {
-            eprintln!("obs-collector: backtest needs --from URL (or query.url in the config)");
+        Err(e) => {
+            eprintln!("obs-collector: {e}");
             return ExitCode::from(2);
         }
     };

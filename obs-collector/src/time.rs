@@ -18,6 +18,24 @@ pub fn rfc3339(ms: i64) -> String {
     obs::logs::format_rfc3339(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
 }
 
+/// A time as the Prometheus API takes it: RFC 3339 or Unix seconds (with a fraction), in
+/// milliseconds.
+///
+/// ```
+/// use obs_collector::time::parse_api_time;
+/// assert_eq!(parse_api_time("1.5"), Some(1500));
+/// assert_eq!(parse_api_time("1970-01-01T00:00:02Z"), Some(2000));
+/// assert_eq!(parse_api_time("yesterday"), None);
+/// ```
+pub fn parse_api_time(text: &str) -> Option<i64> {
+    parse_rfc3339(text).or_else(|| {
+        text.parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite())
+            .map(|s| (s * 1000.0).round() as i64)
+    })
+}
+
 /// Parses an RFC 3339 timestamp (`2026-12-02T01:40:00Z`, fractional seconds and `+hh:mm`
 /// offsets accepted) into milliseconds since the epoch; `None` if it is not one.
 ///

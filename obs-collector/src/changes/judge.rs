@@ -6,30 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::stats::{proportion_increase_p, Window};
-
-/// What makes a change a regression.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Thresholds {
-    /// Requests each side needs, per route.
-    pub min_requests: f64,
-    /// The smallest relative rise of a latency quantile that counts (0.2: +20%).
-    pub latency_increase: f64,
-    /// The smallest rise of the error ratio that counts, absolute (0.01: +1 percentage point).
-    pub error_increase: f64,
-    /// The largest p-value that is beyond chance (one-sided).
-    pub significance: f64,
-}
-
-impl Default for Thresholds {
-    fn default() -> Self {
-        Self {
-            min_requests: 100.0,
-            latency_increase: 0.2,
-            error_increase: 0.01,
-            significance: 0.01,
-        }
-    }
-}
+pub use crate::config::changes::Thresholds;
 
 /// The latency quantiles compared, with their names.
 pub const QUANTILES: [(&str, f64); 3] = [("p50", 0.5), ("p95", 0.95), ("p99", 0.99)];

@@ -9,13 +9,11 @@
 //! | `source.rs` | PromQL text to numbers, locally or remotely; a window's routes in 2 queries |
 //! | `verdict.rs` | releases from the deploy log, canary or rollout comparison, the verdict record |
 //! | `report.rs` | the weekly report: weeks per route, drift, the week's deploys |
-//! | `schedule.rs` | the report's weekday and local time, across daylight-saving changes |
 //! | `format.rs` | numbers as messages write them |
 
 pub mod format;
 pub mod judge;
 pub mod report;
-pub mod schedule;
 pub mod source;
 pub mod stats;
 pub mod verdict;

@@ -35,6 +35,22 @@ pub trait Source: Send + Sync {
     ) -> Answer<'a, Vec<RangeSeries>>;
 }
 
+impl<S: Source + ?Sized> Source for &S {
+    fn instant<'a>(&'a self, query: &'a str, t_ms: i64) -> Answer<'a, Vec<Sample>> {
+        (**self).instant(query, t_ms)
+    }
+
+    fn range<'a>(
+        &'a self,
+        query: &'a str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Answer<'a, Vec<RangeSeries>> {
+        (**self).range(query, start_ms, end_ms, step_ms)
+    }
+}
+
 /// A source that evaluates locally: the function evaluates a compiled expression at a time
 /// (over the collector's store, or a store opened by the `report` command). A range is one
 /// instant evaluation per step.

@@ -37,25 +37,7 @@ const WEEK_MS: i64 = 7 * 86_400_000;
 /// An instance last scraped longer ago than this does not serve the old version any more.
 const SEEN_MS: i64 = 300_000;
 
-/// How deploys are judged (`verdicts:` in the configuration).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Settings {
-    /// How long the new version serves before it is judged (and the window compared).
-    pub after_ms: i64,
-    pub thresholds: Thresholds,
-    /// Send a message for a clean deploy too (off: only regressions are sent).
-    pub notify_clean: bool,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            after_ms: 30 * 60_000,
-            thresholds: Thresholds::default(),
-            notify_clean: false,
-        }
-    }
-}
+pub use crate::config::changes::Verdicts as Settings;
 
 /// A version reaching some instances of a job: the deploy log's entries that moved instances
 /// of `job` to `version` within one window of the first.

@@ -10,6 +10,7 @@
 //! [`Collector::evaluate`], [`Collector::flush_due`], [`Collector::deliver_next`]), so tests
 //! drive them on a [`crate::time::ManualClock`] instead of sleeping.
 
+mod changes;
 mod context;
 mod deliver;
 mod metrics;
@@ -71,8 +72,8 @@ pub struct TargetView<'a> {
 /// Lock order: a task that holds several locks takes them in this order, and takes none of
 /// the earlier ones while it holds a later one (each other lock is a leaf, held alone):
 /// `snapshot_lock` -> a `groups` entry -> `store` (a recording rule's write) and the targets'
-/// `exemplars` -> `log` -> `silences` -> `firing` -> `examples` -> `deploys` -> an
-/// `incidents` entry.
+/// `exemplars` -> `log` -> `silences` -> `firing` -> `examples` -> `deploys` -> `verdicts` ->
+/// `report_sent` -> an `incidents` entry.
 pub struct Collector {
     config: Config,
     store: RwLock<Store>,
@@ -91,6 +92,10 @@ pub struct Collector {
     silences: Mutex<Silences>,
     /// What each instance serves, and the changes seen (persisted).
     deploys: Mutex<DeployLog>,
+    /// The deploys judged (persisted).
+    verdicts: Mutex<crate::changes::verdict::Verdicts>,
+    /// The weekly report's last slot sent (persisted).
+    report_sent: Mutex<Option<i64>>,
     /// The example traces of the firing alerts, by their labels.
     examples: Mutex<HashMap<Labels, Vec<String>>>,
     /// Per group, the incident contexts read for its alerts ([`context`]).
@@ -131,10 +136,14 @@ impl Collector {
         let mut log = notify::Log::default();
         let mut silences = Silences::default();
         let mut deploys = DeployLog::default();
+        let mut verdicts = crate::changes::verdict::Verdicts::default();
+        let mut report_sent = None;
         match state::load(&state_path) {
             Ok(saved) => {
                 silences = Silences::restore(saved.silences);
                 deploys = saved.deploys;
+                verdicts = saved.verdicts;
+                report_sent = saved.report_sent_ms;
                 // Two scrape intervals for every target to be scraped again after the restart.
                 let margin = 2 * config.max_scrape_interval();
                 let n = state::restore(&mut groups, saved.alerts, clock.now_ms(), margin);
@@ -214,6 +223,8 @@ impl Collector {
             history: History::default(),
             silences: Mutex::new(silences),
             deploys: Mutex::new(deploys),
+            verdicts: Mutex::new(verdicts),
+            report_sent: Mutex::new(report_sent),
             firing: Mutex::new(vec![Vec::new(); group_count]),
             examples: Mutex::default(),
             incidents: (0..group_count).map(|_| Mutex::default()).collect(),
@@ -240,6 +251,7 @@ impl Collector {
             tokio::spawn(Arc::clone(self).remote_deploys_loop());
         }
         tokio::spawn(Arc::clone(self).housekeeping());
+        tokio::spawn(Arc::clone(self).changes_loop());
         for i in 0..self.deliveries.len() {
             tokio::spawn(Arc::clone(self).deliver_loop(i));
         }
@@ -613,6 +625,8 @@ impl Collector {
                 notifications: lock(&self.log).clone(),
                 silences: lock(&self.silences).all().cloned().collect(),
                 deploys: lock(&self.deploys).clone(),
+                verdicts: lock(&self.verdicts).clone(),
+                report_sent_ms: *lock(&self.report_sent),
             };
             self.persister.save(saved, t)
         };

@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+pub mod changes;
 pub mod route;
 
 pub use route::Route;
@@ -199,6 +200,8 @@ struct FileConfig {
     inhibit_rules: Option<Vec<Spanned<RawInhibitRule>>>,
     route: Option<Spanned<route::RawRoute>>,
     links: Option<Spanned<RawLinks>>,
+    verdicts: Option<Spanned<changes::RawVerdicts>>,
+    report: Option<Spanned<changes::RawReport>>,
 }
 
 /// `links:`: the base URLs of messages' links (see [`crate::links`]).
@@ -456,6 +459,10 @@ pub struct Config {
     pub route: Route,
     /// `links.external_url` unset: the collector's listen address (set at start).
     pub links: Links,
+    /// How deploys are judged (`verdicts:`).
+    pub verdicts: changes::Verdicts,
+    /// When the weekly report is sent (`report:`).
+    pub report: changes::Report,
 }
 
 /// One scrape job.
@@ -510,6 +517,8 @@ impl Config {
             links: Links::default(),
             notify,
             remote: None,
+            verdicts: changes::Verdicts::default(),
+            report: changes::Report::default(),
         })
     }
 
@@ -686,7 +695,23 @@ impl Config {
                 })
                 .collect::<Result<_, _>>()?,
         };
+        let verdicts = match raw.verdicts {
+            None => changes::Verdicts::default(),
+            Some(v) => {
+                let at = line(&v);
+                v.value.resolve().map_err(|m| err(at, m.to_string()))?
+            }
+        };
+        let report = match raw.report {
+            None => changes::Report::default(),
+            Some(r) => {
+                let at = line(&r);
+                r.value.resolve().map_err(|m| err(at, m.to_string()))?
+            }
+        };
         Ok(Config {
+            verdicts,
+            report,
             inhibit_rules,
             route,
             links,

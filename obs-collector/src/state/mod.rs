@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::changes::verdict::Verdicts;
 use crate::deploys::DeployLog;
 use crate::notify::Log;
 use crate::rules::{Alert, Group, Kind};
@@ -37,6 +38,11 @@ struct StateFile {
     silences: Vec<Silence>,
     #[serde(default)]
     deploys: DeployLog,
+    #[serde(default)]
+    verdicts: Verdicts,
+    /// The weekly report's last slot sent.
+    #[serde(default)]
+    report_sent_ms: Option<i64>,
 }
 
 /// Everything persisted: alert state, the notification log and the silences.
@@ -46,6 +52,8 @@ pub struct Saved {
     pub notifications: Log,
     pub silences: Vec<Silence>,
     pub deploys: DeployLog,
+    pub verdicts: Verdicts,
+    pub report_sent_ms: Option<i64>,
 }
 
 /// Collects the active alerts of `groups`.
@@ -74,6 +82,8 @@ pub fn save(path: &Path, saved: Saved, now_ms: i64) -> std::io::Result<()> {
         notifications: saved.notifications,
         silences: saved.silences,
         deploys: saved.deploys,
+        verdicts: saved.verdicts,
+        report_sent_ms: saved.report_sent_ms,
     };
     let json = serde_json::to_vec(&file).map_err(std::io::Error::other)?;
     let tmp = temp_path(path);
@@ -117,6 +127,8 @@ pub fn load(path: &Path) -> Result<Saved, LoadError> {
         notifications: file.notifications,
         silences: file.silences,
         deploys: file.deploys,
+        verdicts: file.verdicts,
+        report_sent_ms: file.report_sent_ms,
     })
 }
 

@@ -16,6 +16,7 @@ use serde_json::{json, Map, Value};
 mod alertmanager_api;
 mod forms;
 mod query_api;
+pub mod report_page;
 pub mod runbook;
 pub mod status_page;
 
@@ -94,6 +95,8 @@ pub fn router(collector: Arc<Collector>, obs: Arc<obs::Obs>, access: Access) -> 
         .route("/api/v1/rules", get(rules))
         .route("/api/v1/targets", get(targets))
         .route("/api/v1/deploys", get(deploys))
+        .route("/api/v1/report", get(report_page::api))
+        .route("/report", get(report_page::page))
         .route(
             "/api/v1/query",
             get(query_api::instant).post(query_api::instant),
@@ -297,7 +300,7 @@ async fn deploys(State(app): State<App>) -> Json<Value> {
         })
         .collect();
     Json(
-        json!({ "status": "success", "data": { "deploys": deploys, "serving": log.serving_all() } }),
+        json!({ "status": "success", "data": { "deploys": deploys, "serving": log.serving_all(), "verdicts": app.collector.verdicts() } }),
     )
 }
 

@@ -40,19 +40,11 @@ fn time(params: &BTreeMap<String, String>, name: &str) -> Result<Option<i64>, Ba
     let Some(text) = params.get(name) else {
         return Ok(None);
     };
-    crate::time::parse_rfc3339(text)
-        .or_else(|| {
-            text.parse::<f64>()
-                .ok()
-                .filter(|s| s.is_finite())
-                .map(|s| (s * 1000.0).round() as i64)
-        })
-        .map(Some)
-        .ok_or_else(|| {
-            BadData(format!(
-                "invalid parameter \"{name}\": cannot parse {text:?} to a valid timestamp"
-            ))
-        })
+    crate::time::parse_api_time(text).map(Some).ok_or_else(|| {
+        BadData(format!(
+            "invalid parameter \"{name}\": cannot parse {text:?} to a valid timestamp"
+        ))
+    })
 }
 
 /// The step: a duration (`15s`) or seconds (`15`, `0.5`), in milliseconds.

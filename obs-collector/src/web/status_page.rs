@@ -19,6 +19,7 @@ use axum::response::Html;
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use super::{forms, health, live_alerts, App};
+use crate::changes::verdict::{Conclusion, Verdict};
 use crate::collector::Collector;
 use crate::deploys::{Change, Deploy};
 use crate::labels::Labels;
@@ -29,7 +30,7 @@ use crate::rules::{Alert, AlertingRule, Group, Kind, Rule, State as AlertState};
 use crate::silence::{Silence, SilenceState};
 use crate::time::rfc3339;
 
-const STYLE: &str = "\
+pub(super) const STYLE: &str = "\
 *{box-sizing:border-box}body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:80rem;padding:1rem;color:#1f2328}\
 h1{font-size:1.4rem;margin:0 0 .3rem}h2{font-size:1.1rem;margin:1.6rem 0 .5rem}\
 .summary{display:flex;flex-wrap:wrap;gap:.2rem .9rem;margin:0}.summary span{white-space:nowrap}\
@@ -83,7 +84,7 @@ fn time(now_ms: i64, t_ms: i64) -> Markup {
     html! { time datetime=(exact) title=(exact) { (ago(now_ms, t_ms)) } }
 }
 
-fn badge(class: &str, text: &str) -> Markup {
+pub(super) fn badge(class: &str, text: &str) -> Markup {
     html! { span class={ "badge " (class) } { (text) } }
 }
 
@@ -177,7 +178,7 @@ fn rule_article(
 }
 
 /// A table's rows, or one row saying there are none.
-fn rows_or(rows: Vec<Markup>, columns: usize, what: &str) -> Markup {
+pub(super) fn rows_or(rows: Vec<Markup>, columns: usize, what: &str) -> Markup {
     html! {
         @if rows.is_empty() {
             tr { td colspan=(columns) class="empty" { (what) } }
@@ -230,6 +231,24 @@ fn deploy_row(now: i64, d: &Deploy) -> Markup {
                     Change::Restart => { (badge("restart", "restart")) " " (version(&d.version)) },
                 }
             }
+        }
+    }
+}
+
+fn verdict_row(now: i64, v: &Verdict) -> Markup {
+    let class = match v.conclusion {
+        Conclusion::Regression => "firing",
+        Conclusion::Clean => "ok",
+        _ => "inactive",
+    };
+    html! {
+        tr {
+            td data-label="judged" { (time(now, v.judged_ms)) }
+            td data-label="job" class="nowrap" { (v.job) }
+            td data-label="version" class="wrap" {
+                (v.baseline_version.as_deref().unwrap_or("?")) " → " b { (v.version) }
+            }
+            td data-label="verdict" class="wrap" { (badge(class, v.conclusion.text())) " " (v.summary) }
         }
     }
 }
@@ -328,6 +347,12 @@ pub(super) async fn page(
         .take(20)
         .map(|d| deploy_row(now, d))
         .collect();
+    let verdict_rows: Vec<Markup> = collector
+        .verdicts()
+        .iter()
+        .take(20)
+        .map(|v| verdict_row(now, v))
+        .collect();
     let page = html! {
         (DOCTYPE)
         html lang="en" {
@@ -378,6 +403,12 @@ pub(super) async fn page(
                 table {
                     tr { th { "seen" } th { "job" } th { "instance" } th { "change" } }
                     (rows_or(deploy_rows, 4, "no deploys seen: a new service_version on target_info is one"))
+                }
+                h2 { "Verdicts" }
+                p { "Each deploy judged route by route against its baseline; the week's in the " a href="report" { "weekly report" } "." }
+                table {
+                    tr { th { "judged" } th { "job" } th { "version" } th { "verdict" } }
+                    (rows_or(verdict_rows, 4, "no deploy judged yet: a version is judged once it has served for verdicts.after"))
                 }
                 h2 { "Silences" }
                 table {
