@@ -19,6 +19,7 @@ pub fn temp_dir(name: &str) -> PathBuf {
 }
 
 /// A metrics endpoint whose page the test controls.
+#[allow(unused_imports)]
 pub use obs_testkit::receivers::serve_text as fake_target;
 
 /// Slack's replies to a first message that the retry stage must get through: a 500, a 429 with
