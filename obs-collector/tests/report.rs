@@ -29,7 +29,18 @@ const DAYS: i64 = 35;
 const STEP_S: i64 = 300;
 const FAMILY: &str = "http_server_request_duration_seconds";
 const LES: [f64; 12] = [
-    0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.75, 1.0, f64::INFINITY,
+    0.05,
+    0.1,
+    0.15,
+    0.2,
+    0.25,
+    0.3,
+    0.35,
+    0.4,
+    0.5,
+    0.75,
+    1.0,
+    f64::INFINITY,
 ];
 
 /// A route: its template, its latency range (uniform) at time `t` (seconds before the end),
@@ -204,7 +215,12 @@ fn a_deploy_regression_and_a_slow_drift_are_reported_alike_from_history_and_from
     let (whole, per_day) = write_days(&dir, end);
     let storage = dir.join("data");
     let storage_arg = storage.to_str().unwrap();
-    let (code, _, err) = run(&["import", whole.to_str().unwrap(), "--storage.path", storage_arg]);
+    let (code, _, err) = run(&[
+        "import",
+        whole.to_str().unwrap(),
+        "--storage.path",
+        storage_arg,
+    ]);
     assert_eq!(code, Some(0), "{err}");
 
     let end_arg = end.to_string();
@@ -223,10 +239,19 @@ fn a_deploy_regression_and_a_slow_drift_are_reported_alike_from_history_and_from
         (kind.into(), route.into(), metric.into(), v.into(), b.into())
     };
     // The deploy: the users route's p95 doubled, against the day before and the week before.
-    let regression = key("deploy_regression", "GET /users/{id}", "p95", "1.3.0", "1.2.0");
+    let regression = key(
+        "deploy_regression",
+        "GET /users/{id}",
+        "p95",
+        "1.3.0",
+        "1.2.0",
+    );
     assert!(keys.contains(&regression), "{keys:#?}");
     let (before, after) = found.iter().find(|(k, _)| *k == regression).unwrap().1;
-    assert!((before - 0.191).abs() < 0.002 && (after - 0.382).abs() < 0.004, "{before} {after}");
+    assert!(
+        (before - 0.191).abs() < 0.002 && (after - 0.382).abs() < 0.004,
+        "{before} {after}"
+    );
     // The drift: the search route, +57% over four weeks, never +15% in one.
     let drift = key("drift", "GET /search", "p95", "", "");
     assert!(keys.contains(&drift), "{keys:#?}");
@@ -237,7 +262,12 @@ fn a_deploy_regression_and_a_slow_drift_are_reported_alike_from_history_and_from
         .find(|f| f["kind"] == "drift" && f["route"] == "GET /search")
         .unwrap()
         .clone();
-    let trend: Vec<f64> = f["trend"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let trend: Vec<f64> = f["trend"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
     assert_eq!(trend.len(), 5);
     assert!(trend.windows(2).all(|w| w[1] / w[0] < 1.15), "{trend:?}");
     assert!(trend[4] / trend[0] > 1.5, "{trend:?}");
@@ -265,7 +295,9 @@ fn a_deploy_regression_and_a_slow_drift_are_reported_alike_from_history_and_from
     )
     .unwrap();
     let from = format!("http://{}", prom.addr);
-    let theirs = report_json(&["report", "--from", &from, "--end", &end_arg, "--format", "json"]);
+    let theirs = report_json(&[
+        "report", "--from", &from, "--end", &end_arg, "--format", "json",
+    ]);
     let theirs_found = findings(&theirs);
     assert_eq!(
         found.iter().map(|(k, _)| k).collect::<Vec<_>>(),
@@ -273,17 +305,39 @@ fn a_deploy_regression_and_a_slow_drift_are_reported_alike_from_history_and_from
     );
     for ((k, (b1, a1)), (_, (b2, a2))) in found.iter().zip(&theirs_found) {
         let close = |x: f64, y: f64| (x - y).abs() <= 1e-6 * x.abs().max(y.abs()).max(1e-9);
-        assert!(close(*b1, *b2) && close(*a1, *a2), "{k:?}: ours {b1} {a1}, Prometheus {b2} {a2}");
+        assert!(
+            close(*b1, *b2) && close(*a1, *a2),
+            "{k:?}: ours {b1} {a1}, Prometheus {b2} {a2}"
+        );
     }
     assert_eq!(ours["jobs"][0]["this_week"], theirs["jobs"][0]["this_week"]);
 
     // The text and the page say the same.
     let (code, text, _) = run(&["report", "--storage.path", storage_arg, "--end", &end_arg]);
     assert_eq!(code, Some(0));
-    assert!(text.contains("deploy regression: shop GET /users/{id}: p95 382 ms vs 191 ms after 1.3.0 (was 1.2.0"), "{text}");
-    assert!(text.contains("drift: shop GET /search: p95 drifted"), "{text}");
-    let (code, html, _) = run(&["report", "--storage.path", storage_arg, "--end", &end_arg, "--format", "html"]);
+    assert!(
+        text.contains(
+            "deploy regression: shop GET /users/{id}: p95 382 ms vs 191 ms after 1.3.0 (was 1.2.0"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("drift: shop GET /search: p95 drifted"),
+        "{text}"
+    );
+    let (code, html, _) = run(&[
+        "report",
+        "--storage.path",
+        storage_arg,
+        "--end",
+        &end_arg,
+        "--format",
+        "html",
+    ]);
     assert_eq!(code, Some(0));
-    assert!(html.contains("<svg") && html.contains("GET /users/{id}"), "{html}");
+    assert!(
+        html.contains("<svg") && html.contains("GET /users/{id}"),
+        "{html}"
+    );
     assert!(!html.contains("<script"), "readable without a script");
 }

@@ -13,7 +13,9 @@
 //! default, or PostgreSQL). `DEMO_STARTUP_DELAY_MS` makes the start-up that much longer (a
 //! migration): `/readyz` answers 503 until the server serves. `DEMO_FAULT` is what this
 //! build gets wrong, so a deploy can break a route: `errors` (`GET /users/{id}` answers 500 to
-//! 4 requests in 5) or `slow` (`GET /search` takes 3 s). Listens on `OBS_DEMO_ADDR`
+//! 4 requests in 5), `slow` (`GET /search` takes 3 s) or `slower` (`GET /users/{id}` takes 40%
+//! longer). `DEMO_USERS_MS` gives `GET /users/{id}` a database's latency: spread evenly from
+//! half to one and a half times that many milliseconds over the ids. Listens on `OBS_DEMO_ADDR`
 //! (default 127.0.0.1:3000); metrics on the admin address (`OBS_ADMIN_ADDR`, default
 //! 0.0.0.0:9464). SIGTERM or Ctrl-C: stop accepting, drain in-flight requests (at most
 //! `DRAIN_TIMEOUT`), flush the logs, exit.
@@ -46,6 +48,8 @@ enum Fault {
     Errors,
     /// `GET /search` is slow.
     Slow,
+    /// `GET /users/{id}` takes 40% longer: far below any alert, a deploy's verdict catches it.
+    Slower,
 }
 
 fn fault() -> Fault {
@@ -53,6 +57,7 @@ fn fault() -> Fault {
     *FAULT.get_or_init(|| match std::env::var("DEMO_FAULT").as_deref() {
         Ok("errors") => Fault::Errors,
         Ok("slow") => Fault::Slow,
+        Ok("slower") => Fault::Slower,
         _ => Fault::None,
     })
 }
@@ -281,7 +286,23 @@ async fn search(Query(s): Query<Search>) -> Json<serde_json::Value> {
 }
 
 async fn load_user(id: u64) -> String {
-    tokio::task::yield_now().await;
+    static BASE_MS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let base = *BASE_MS.get_or_init(|| {
+        std::env::var("DEMO_USERS_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    });
+    // Evenly from half to one and a half times the base over the ids (a deterministic spread:
+    // the same ids take the same time on every build).
+    let spread = 0.5 + (id.wrapping_mul(7919) % 101) as f64 / 100.0;
+    let slower = if fault() == Fault::Slower { 1.4 } else { 1.0 };
+    let ms = base * spread * slower;
+    if ms > 0.0 {
+        tokio::time::sleep(Duration::from_secs_f64(ms / 1000.0)).await;
+    } else {
+        tokio::task::yield_now().await;
+    }
     tracing::info!(user.id = id, "row fetched");
     format!("user-{id}")
 }

@@ -344,6 +344,12 @@ fn summary(log: &obs_collector::notify::Log) {
                 let now = incident.value.unwrap_or_default();
                 println!("    resolved {change}, after {fired} (now {now})");
             }
+            Status::Notice => {
+                println!("  {}", m.summary.as_deref().unwrap_or(&m.alertname));
+                for line in m.lines.iter().take(2) {
+                    println!("    {line}");
+                }
+            }
         }
     }
 }

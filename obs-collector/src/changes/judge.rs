@@ -109,7 +109,7 @@ pub fn judge(route: &str, before: &Window, after: &Window, t: &Thresholds) -> Ro
             after.requests,
         );
         let change = a / b - 1.0;
-        if change >= t.latency_increase && p < t.significance {
+        if change >= t.latency_increase && a - b >= t.latency_floor && p < t.significance {
             judgement.worse.push(Worse {
                 metric: name.into(),
                 before: b,

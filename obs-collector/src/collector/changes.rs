@@ -13,7 +13,8 @@ use crate::changes::{format, judge::Outcome};
 use crate::notify::Message;
 use crate::time::{next_slot, rfc3339};
 
-/// How often releases and the report's slot are looked at.
+/// How often releases and the report's slot are looked at: once a minute, or a sixth of
+/// `verdicts.after` when that is shorter (a demo's windows of seconds).
 const EVERY_MS: i64 = 60_000;
 /// A report slot missed by longer (the collector was down) is not sent late.
 const REPORT_LATE_MS: i64 = 86_400_000;
@@ -32,8 +33,10 @@ impl Collector {
     }
 
     pub(super) async fn changes_loop(self: std::sync::Arc<Self>) {
+        let every = (self.config.verdicts.after_ms / 6).clamp(1_000, EVERY_MS);
+        self.start_report_schedule(self.clock.now_ms());
         loop {
-            let next = next_slot(self.clock.now_ms(), EVERY_MS, 0);
+            let next = next_slot(self.clock.now_ms(), every, 0);
             self.clock.sleep_until(next).await;
             self.judge_deploys(next).await;
             self.send_report_if_due(next).await;
@@ -181,7 +184,16 @@ impl Collector {
         report::build(&*self.source(), &options).await
     }
 
-    /// Sends the weekly report when its slot has come and it was not sent for that slot.
+    /// A collector that never sent a report starts counting from the slot before its first
+    /// start: its first report comes at the next slot, not minutes after it was installed.
+    pub fn start_report_schedule(&self, now: i64) {
+        if let Some(schedule) = &self.config.report.schedule {
+            lock(&self.report_sent).get_or_insert(schedule.last_slot(now));
+        }
+    }
+
+    /// Sends the weekly report when its slot has come and it was not sent for that slot (a
+    /// report of no traffic is not sent, as Sentry's is not).
     pub async fn send_report_if_due(&self, now: i64) {
         let Some(schedule) = &self.config.report.schedule else {
             return;
@@ -202,7 +214,7 @@ impl Collector {
             { findings = report.findings.len(), jobs = report.jobs.len(), queries = report.queries },
             "weekly report built"
         );
-        let message = self.report_message(&report, now);
+        let message = (!report.jobs.is_empty()).then(|| self.report_message(&report, now));
         {
             let mut log = lock(&self.log);
             let mut sent = lock(&self.report_sent);
@@ -210,7 +222,9 @@ impl Collector {
                 return;
             }
             *sent = Some(slot);
-            log.notify("weekly-report", message, now, &self.policy);
+            if let Some(message) = message {
+                log.notify("weekly-report", message, now, &self.policy);
+            }
         }
         self.persist(now).await;
         self.wake.notify_waiters();

@@ -4,7 +4,7 @@
 //! verdicts:
 //!   after: 30m              # how long a new version serves before it is judged
 //!   min_requests: 100       # per route, on each side
-//!   latency_increase: 0.2   # +20% on a latency quantile
+//!   latency_increase: 0.2   # +20% on a latency quantile (and at least 10 ms)
 //!   error_increase: 0.01    # +1 percentage point of 5xx
 //!   notify_clean: false     # a message for a clean deploy too
 //! report:
@@ -25,6 +25,10 @@ pub struct Thresholds {
     pub min_requests: f64,
     /// The smallest relative rise of a latency quantile that counts (0.2: +20%).
     pub latency_increase: f64,
+    /// The smallest absolute rise of a latency quantile that counts, seconds: a route of a
+    /// millisecond that takes two is not a regression anyone feels, and scheduling noise
+    /// makes such rises.
+    pub latency_floor: f64,
     /// The smallest rise of the error ratio that counts, absolute (0.01: +1 percentage point).
     pub error_increase: f64,
     /// The largest p-value that is beyond chance (one-sided).
@@ -36,6 +40,7 @@ impl Default for Thresholds {
         Self {
             min_requests: 100.0,
             latency_increase: 0.2,
+            latency_floor: 0.01,
             error_increase: 0.01,
             significance: 0.01,
         }
@@ -97,8 +102,8 @@ impl RawVerdicts {
     pub(super) fn resolve(self) -> Result<Verdicts, Invalid> {
         let d = Verdicts::default();
         let after_ms = self.after.map_or(d.after_ms, |a| a.0.as_millis() as i64);
-        if after_ms < 60_000 {
-            return Err("verdicts.after must be at least 1m".into());
+        if after_ms < 10_000 {
+            return Err("verdicts.after must be at least 10s".into());
         }
         let positive = |v: Option<f64>, default: f64, name: &str| match v {
             None => Ok(default),
@@ -116,6 +121,7 @@ impl RawVerdicts {
                     d.thresholds.latency_increase,
                     "latency_increase",
                 )?,
+                latency_floor: d.thresholds.latency_floor,
                 error_increase: positive(
                     self.error_increase,
                     d.thresholds.error_increase,
