@@ -460,3 +460,84 @@ async fn after_a_restart_an_overdue_group_waits_for_the_first_evaluation() {
     );
     assert_eq!(c.next_flush(), Some(restart + 1_000 + 61_500));
 }
+
+/// The weekly report comes once a week at 09:00 in Berlin, over three weeks that cross the
+/// change to summer time: every minute is looked at, the report is built from the history
+/// scraped hourly, and each report is queued at 09:00 local (08:00 UTC in winter, 07:00 UTC in
+/// summer). The collector is down over the second Monday's 09:00: started again at 12:00
+/// local, it sends the missed report then (its last sent slot is in its state), and once more
+/// restarted right after, sends nothing twice.
+#[tokio::test]
+async fn the_weekly_report_comes_once_a_week_across_a_restart_and_a_daylight_saving_change() {
+    let dir = temp_dir("weekly-report");
+    let page = Arc::new(Mutex::new(String::new()));
+    let target = fake_target(Arc::clone(&page));
+    let config = dir.join("collector.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "scrape_configs:\n  - job_name: shop\n    static_configs:\n      - targets: ['{target}']\n\
+             report:\n  schedule: Mon 09:00\n  timezone: Europe/Berlin\n"
+        ),
+    )
+    .unwrap();
+    let slack = Slack::start();
+    let state = dir.join("state.json");
+    let ms = |s: &str| obs_collector::time::parse_rfc3339(s).unwrap();
+    let start = ms("2027-03-20T12:00:00Z"); // a Saturday; summer time starts on the 28th
+    let (down, up) = (ms("2027-03-29T04:00:00Z"), ms("2027-03-29T10:00:00Z"));
+    let again = up + 60_000;
+    let end = ms("2027-04-06T00:00:00Z");
+    let set_page = |requests: u64| {
+        *page.lock().unwrap() = format!(
+            "# TYPE http_server_request_duration_seconds histogram\n\
+             http_server_request_duration_seconds_bucket{{http_request_method=\"GET\",http_route=\"/\",http_response_status_code=\"200\",le=\"0.1\"}} {requests}\n\
+             http_server_request_duration_seconds_bucket{{http_request_method=\"GET\",http_route=\"/\",http_response_status_code=\"200\",le=\"+Inf\"}} {requests}\n\
+             http_server_request_duration_seconds_count{{http_request_method=\"GET\",http_route=\"/\",http_response_status_code=\"200\"}} {requests}\n\
+             http_server_request_duration_seconds_sum{{http_request_method=\"GET\",http_route=\"/\",http_response_status_code=\"200\"}} 1\n"
+        );
+    };
+    // With history on disk, as the binary runs: the report reads weeks of it.
+    let retention = obs_collector::store::compact::Retention {
+        time_ms: 35 * 86_400_000,
+        bytes: u64::MAX,
+        raw_ms: 8 * 86_400_000,
+    };
+    let (mut c, mut clock) = collector(&config, &state, &slack, start);
+    c.open_storage(&dir.join("data"), retention).unwrap();
+    c.start_report_schedule(start);
+    let mut previous = TargetSeries::default();
+    let mut t = start;
+    while t < end {
+        if t == down {
+            t = up; // stopped: nothing is scraped or looked at meanwhile
+        }
+        if t == up || t == again {
+            // The state is saved at every report; a new process reads it.
+            drop(c);
+            (c, clock) = collector(&config, &state, &slack, t);
+            c.open_storage(&dir.join("data"), retention).unwrap();
+            c.start_report_schedule(t);
+            previous = TargetSeries::default();
+        }
+        clock.set(t);
+        if t % 3_600_000 == 0 {
+            set_page(((t - start) / 1000) as u64);
+            c.scrape_target(0, &mut previous, t).await;
+        }
+        c.send_report_if_due(t).await;
+        t += 60_000;
+    }
+    let reports: Vec<i64> = c
+        .notifications()
+        .entries
+        .iter()
+        .filter(|e| e.message.alertname == "WeeklyReport")
+        .map(|e| e.created_ms)
+        .collect();
+    assert_eq!(
+        reports,
+        vec![ms("2027-03-22T08:00:00Z"), up, ms("2027-04-05T07:00:00Z")],
+        "one report a week, at 09:00 in Berlin (the missed one once the collector is up)"
+    );
+}

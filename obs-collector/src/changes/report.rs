@@ -678,3 +678,27 @@ mod tests {
         assert!(drift("shop", "GET /", &refs, &t).is_empty());
     }
 }
+
+#[cfg(test)]
+mod empty {
+    use super::*;
+    use crate::changes::source::Evaluated;
+    use crate::store::Store;
+
+    /// No traffic at all (a new collector, a week of nothing): a report of nothing, in its
+    /// stated number of queries, not an error.
+    #[tokio::test]
+    async fn a_history_without_traffic_reports_nothing() {
+        let store = Store::new(60_000);
+        let source = Evaluated(|e: &crate::promql::Expr, t| crate::promql::eval(e, &store, t));
+        let options = Options {
+            end_ms: 1_800_000_000_000,
+            weeks: 4,
+            thresholds: Thresholds::default(),
+        };
+        let report = build(&source, &options).await.unwrap();
+        assert!(report.jobs.is_empty() && report.findings.is_empty());
+        assert_eq!(report.queries, 2 * 5 + 1 + 1);
+        assert!(report.text().contains("No deploy regression and no drift."));
+    }
+}

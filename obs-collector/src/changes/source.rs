@@ -262,3 +262,47 @@ fn parse_le(s: &str) -> Option<f64> {
         s => s.parse().ok().filter(|v: &f64| !v.is_nan()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ten_thousand_routes_are_cut_to_the_busiest() {
+        let mut windows = BTreeMap::new();
+        for i in 0..10_000 {
+            let w = Window {
+                buckets: vec![(f64::INFINITY, i as f64)],
+                requests: i as f64,
+                errors: 0.0,
+            };
+            windows.insert(("shop".to_owned(), format!("GET /r{i}")), w.clone());
+            if i < 10 {
+                windows.insert(("other".to_owned(), format!("GET /r{i}")), w);
+            }
+        }
+        let kept = busiest(windows);
+        assert_eq!(kept.keys().filter(|k| k.0 == "shop").count(), MAX_ROUTES);
+        assert_eq!(kept.keys().filter(|k| k.0 == "other").count(), 10);
+        assert!(kept
+            .values()
+            .all(|w| w.requests >= (10_000 - MAX_ROUTES) as f64 || w.requests < 10.0));
+    }
+
+    #[test]
+    fn a_scope_quotes_what_it_selects() {
+        let instances = vec!["10.0.0.1:9464".to_owned(), "a\"b|c".to_owned()];
+        let scope = Scope {
+            job: Some("shop\"x"),
+            instances: Some(&instances),
+        };
+        let m = scope.matchers();
+        assert_eq!(
+            m,
+            r#"job="shop\"x",instance=~"10\\.0\\.0\\.1:9464|a\"b\\|c""#
+        );
+        // The text compiles, and selects exactly those instances.
+        let q = format!("{HISTOGRAM}_count{{{m}}}");
+        assert!(crate::promql::compile(&q).is_ok(), "{q}");
+    }
+}

@@ -705,3 +705,43 @@ fn the_resolution_reports_the_peak_not_the_last_firing_value() {
         "{text}"
     );
 }
+
+/// A notice (a deploy's verdict, the weekly report) carries route names, which are user text:
+/// `<!channel>` cannot broadcast, and hundreds of lines stay within Slack's limits with the
+/// link's button kept and the colour informational.
+#[test]
+fn a_notice_is_escaped_bounded_and_not_a_page() {
+    let lines: Vec<String> = (0..500)
+        .map(|i| format!("• GET /<!channel>/{i}: p95 410 ms vs 290 ms (+41%)"))
+        .collect();
+    let m = Message::notice(
+        "DeployVerdict",
+        "shop",
+        "Deploy regression: shop <!here> 1.3.0".into(),
+        lines,
+        Some("https://grafana.example/d/obs-red/obs-red?var-job=shop".into()),
+        0,
+    );
+    let payload = slack::payload(&m);
+    let json = payload.to_string();
+    assert!(
+        !json.contains("<!channel>") && !json.contains("<!here>"),
+        "{json}"
+    );
+    assert!(json.contains("&lt;!channel&gt;"));
+    let blocks = payload["attachments"][0]["blocks"].as_array().unwrap();
+    assert!(blocks.len() <= slack::BLOCKS_MAX);
+    assert_eq!(
+        blocks.last().unwrap()["type"],
+        "actions",
+        "the link's button is kept"
+    );
+    for b in blocks {
+        if let Some(text) = b["text"]["text"].as_str() {
+            assert!(text.chars().count() <= slack::SECTION_MAX);
+        }
+    }
+    assert_eq!(payload["attachments"][0]["color"], slack::NOTICE_COLOUR);
+    assert!(slack::text(&m).chars().count() <= slack::SECTION_MAX);
+    assert!(console::line(&m).starts_with("ℹ️  NOTICE   Deploy regression: shop"));
+}
