@@ -1,7 +1,9 @@
 //! The one-command demo end to end (two service instances, collector, console notifications):
 //! the canary's errors and the slow release's latency fire and resolve, in order; each firing
 //! line names the route, the deploy and an example trace, each resolution the rollback or the
-//! fix; the summary says which deploy broke what; and nothing is left running.
+//! fix; the last release, 40% slower, fires nothing and gets a verdict naming the route, the
+//! versions and the change; the summary says which deploy broke what; and nothing is left
+//! running.
 
 use std::process::Command;
 
@@ -79,7 +81,21 @@ fn the_demo_fires_and_resolves_both_alerts() {
         stdout.contains("\"request_id\"") && stdout.contains("\"trace_id\""),
         "JSON logs with ids are shown: {stdout}"
     );
-    assert_eq!(stdout.matches("delivered at").count(), 4, "{stdout}");
+    let delivered_alerts = stdout
+        .lines()
+        .filter(|l| l.contains("delivered at") && !l.contains(" notice "))
+        .count();
+    assert_eq!(delivered_alerts, 4, "{stdout}");
+    // The last release: no alert, a verdict.
+    let verdict = stderr
+        .lines()
+        .find(|l| l.contains("NOTICE   Deploy regression: demo 1.3.0"))
+        .unwrap_or_else(|| panic!("no verdict for 1.3.0: {stderr}"));
+    assert!(
+        verdict.contains("demo 1.3.0 (full rollout): GET /users/{id} ")
+            && verdict.contains(" on 1.2.1 (+"),
+        "{verdict}"
+    );
     // The state changes are shown: pending before firing, for the error-rate alert.
     let pending = stdout
         .find("alert HighErrorRate is pending")

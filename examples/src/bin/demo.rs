@@ -6,8 +6,10 @@
 //! `obs_examples::demo_rules`). Under steady traffic it then deploys as a team does: a canary
 //! of 1.1.0 whose `GET /users/{id}` fails (`HighErrorRate` names the route, the version and the
 //! deploy), its rollback (the resolution says so), a release 1.2.0 whose `GET /search` is slow
-//! (`HighLatencyP95` names it), and the fix, 1.2.1; about two minutes. A summary says which
-//! deploy broke what. Alerts are printed on the console, or posted to Slack when
+//! (`HighLatencyP95` names it), the fix, 1.2.1, and a release 1.3.0 whose `GET /users/{id}` is
+//! 40% slower, far below any alert: no alert fires, and the deploy's verdict names the route,
+//! the versions and the change (verdicts at demo speed: 15 s after a deploy instead of 30
+//! minutes); about two and a half minutes. A summary says which deploy broke what. Alerts are printed on the console, or posted to Slack when
 //! `SLACK_WEBHOOK_URL` is set. Ctrl-C stops everything.
 
 use std::process::ExitCode;
@@ -66,6 +68,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         ("OTEL_SERVICE_NAME", "demo"),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_endpoint.as_str()),
         ("OTEL_BSP_SCHEDULE_DELAY", "500"),
+        // GET /users/{id} takes 20 to 60 ms, as a database would make it.
+        ("DEMO_USERS_MS", "40"),
     ];
     let exe = std::env::current_exe()?;
     let mut shop = [Instance::new(&exe, &env)?, Instance::new(&exe, &env)?];
@@ -77,6 +81,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         &dir,
         obs_examples::demo_rules::Source::Scrape(shop.iter().map(|i| i.admin).collect()),
     )?;
+    // Deploys judged at demo speed: 15 s after the last instance moved, not 30 minutes.
+    let mut text = std::fs::read_to_string(&config_path)?;
+    text.push_str("verdicts:\n  after: 15s\n");
+    std::fs::write(&config_path, text)?;
     let env = |k: &str| std::env::var(k).ok();
     let config = Config::load(&config_path, &env)?;
     let slack = config.notify.slack.is_some();
@@ -278,8 +286,44 @@ fn tell(
             return Ok(());
         }
     }
+    say("release 1.3.0 on both instances (its GET /users/{id} takes 40% longer: far below the 2 s alert)");
+    for instance in shop.iter_mut() {
+        instance.deploy(SLOWER)?;
+    }
+    if !wait_notice(collector, "DeployVerdict", SLOWER.version, stop) {
+        return Ok(());
+    }
+    say("no alert fired; the deploy's verdict named the route, the versions and the change");
     say("done");
     Ok(())
+}
+
+/// The last release: `GET /users/{id}` 40% slower.
+const SLOWER: Build = Build {
+    version: "1.3.0",
+    fault: "slower",
+};
+
+/// Waits until a notice of `kind` whose title names `version` is delivered; false on `stop`
+/// or after [`STEP_TIMEOUT`].
+fn wait_notice(collector: &Collector, kind: &str, version: &str, stop: &AtomicBool) -> bool {
+    let until = std::time::Instant::now() + STEP_TIMEOUT;
+    while std::time::Instant::now() < until && !stop.load(Ordering::SeqCst) {
+        let delivered = collector.notifications().entries.iter().any(|e| {
+            e.message.status == Status::Notice
+                && e.message.alertname == kind
+                && e.message
+                    .summary
+                    .as_deref()
+                    .is_some_and(|t| t.ends_with(&format!(" {version}")))
+                && matches!(e.outcome, Outcome::Delivered { .. })
+        });
+        if delivered {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
 }
 
 /// How long one step waits for its message.
@@ -321,8 +365,10 @@ fn summary(log: &obs_collector::notify::Log) {
     let mut said = std::collections::HashSet::new();
     for e in &log.entries {
         let m = &e.message;
-        if !said.insert((m.alertname.clone(), m.status)) {
-            continue; // one channel's message is enough
+        // One channel's message is enough; each verdict is its own notice.
+        let title = m.summary.clone().filter(|_| m.status == Status::Notice);
+        if !said.insert((m.alertname.clone(), m.status, title)) {
+            continue;
         }
         let incident = m.incident.clone().unwrap_or_default();
         match m.status {

@@ -127,7 +127,7 @@ impl Collector {
             ));
         }
         lines.push(format!(
-            "Compared {} from {} to {} UTC (a verdict, not an alert)",
+            "Compared {} from {} to {} (a verdict, not an alert)",
             match v.comparison {
                 crate::changes::verdict::Comparison::Canary => format!(
                     "{} against {} on the same window",
