@@ -8,7 +8,9 @@
 //! - `quiet`: a release that served 20 requests: "not enough data", no message.
 //!
 //! Then the collector is killed (`kill -9`) and restarted on its state: each verdict is kept,
-//! none given again, no message repeated.
+//! none given again, no message repeated. In remote mode a real Prometheus scrapes the
+//! instances and the collector reads the deploys and the verdicts' numbers from it: the same
+//! verdicts, in the same 4 (canary) and 6 (rollout) queries.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -18,6 +20,7 @@ use std::time::Duration;
 
 use obs_examples::rollout::{Build, Instance};
 use obs_testkit::process::{sibling_binary, CollectorProcess};
+use obs_testkit::prometheus::Prometheus;
 use obs_testkit::slack::{assert_block_kit, header, Slack};
 use serde_json::Value;
 
@@ -49,16 +52,44 @@ fn instance() -> Instance {
     let bin = env!("CARGO_BIN_EXE_demo-service");
     let env = [
         ("OTEL_TRACES_EXPORTER", "none"),
-        // GET /users/{id} takes 20 to 60 ms (a database's latency).
-        ("DEMO_USERS_MS", "40"),
+        // GET /users/{id} takes 50 to 150 ms (a database's latency): a 40% slower build is
+        // tens of milliseconds slower, far beyond what a busy machine adds to a clean one.
+        ("DEMO_USERS_MS", "100"),
     ];
     Instance::new(bin.as_ref(), &env).unwrap()
 }
 
-fn config(dir: &Path, jobs: &[(&str, Vec<SocketAddr>)]) -> std::path::PathBuf {
+/// Scrape mode: the collector scrapes the jobs. Remote mode (`prometheus`): it scrapes
+/// nothing, evaluates one rule group every 2 s against the backend (and reads the deploy log
+/// from it as often).
+fn config(
+    dir: &Path,
+    jobs: &[(&str, Vec<SocketAddr>)],
+    prometheus: Option<SocketAddr>,
+) -> std::path::PathBuf {
     let mut text = String::from(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 2s\nverdicts:\n  after: 20s\nscrape_configs:\n",
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 2s\nverdicts:\n  after: 20s\n",
     );
+    match prometheus {
+        Some(api) => {
+            std::fs::write(
+                dir.join("rules.yml"),
+                "groups:\n  - name: g\n    rules:\n      - alert: Never\n        expr: up == 2\n",
+            )
+            .unwrap();
+            text.push_str(&format!(
+                "rule_files: [rules.yml]\nquery:\n  url: http://{api}\n"
+            ));
+        }
+        None => text.push_str(&scrape_configs(jobs)),
+    }
+    let path = dir.join("collector.yml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn scrape_configs(jobs: &[(&str, Vec<SocketAddr>)]) -> String {
+    let mut text = String::from("scrape_configs:\n");
     for (job, targets) in jobs {
         let listed: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
         text.push_str(&format!(
@@ -66,9 +97,7 @@ fn config(dir: &Path, jobs: &[(&str, Vec<SocketAddr>)]) -> std::path::PathBuf {
             listed.join(", ")
         ));
     }
-    let path = dir.join("collector.yml");
-    std::fs::write(&path, text).unwrap();
-    path
+    text
 }
 
 fn verdicts(collector: &CollectorProcess) -> Vec<Value> {
@@ -90,7 +119,20 @@ fn verdict_of<'a>(all: &'a [Value], job: &str) -> &'a Value {
 
 #[test]
 fn a_slower_canary_gets_a_verdict_a_clean_release_none_and_too_little_traffic_no_verdict() {
-    let dir = std::env::temp_dir().join(format!("obs-verdicts-{}", std::process::id()));
+    story(false);
+}
+
+#[test]
+fn remote_mode_gives_the_same_verdicts_from_prometheus() {
+    story(true);
+}
+
+fn story(remote: bool) {
+    let dir = std::env::temp_dir().join(format!(
+        "obs-verdicts-{}-{}",
+        std::process::id(),
+        if remote { "remote" } else { "scrape" }
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let build = |version, fault| Build { version, fault };
@@ -99,14 +141,19 @@ fn a_slower_canary_gets_a_verdict_a_clean_release_none_and_too_little_traffic_no
         i.deploy(build("1.0.0", "")).unwrap();
     }
     let slack = Slack::start();
-    let config = config(
-        &dir,
-        &[
-            ("shop", vec![a.admin, b.admin]),
-            ("steady", vec![c.admin]),
-            ("quiet", vec![d.admin]),
-        ],
-    );
+    let jobs = [
+        ("shop", vec![a.admin, b.admin]),
+        ("steady", vec![c.admin]),
+        ("quiet", vec![d.admin]),
+    ];
+    let prometheus = remote.then(|| {
+        Prometheus::start(&format!(
+            "global:\n  scrape_interval: 1s\n{}",
+            scrape_configs(&jobs)
+        ))
+        .unwrap()
+    });
+    let config = config(&dir, &jobs, prometheus.as_ref().map(|p| p.addr));
     let state = dir.join("state.json");
     let bin = sibling_binary("obs-collector");
     let env = [("SLACK_WEBHOOK_URL", slack.url())];
@@ -118,9 +165,29 @@ fn a_slower_canary_gets_a_verdict_a_clean_release_none_and_too_little_traffic_no
     let stop_quiet = Arc::new(AtomicBool::new(false));
     let quiet = users_traffic(&[d.app], 1, 10, &stop_quiet);
     // Every instance seen on 1.0.0, and a baseline window of traffic.
-    for i in [&a, &b, &c, &d] {
-        collector.wait_page(&i.admin.to_string(), Duration::from_secs(20));
-    }
+    let instances: Vec<(&str, String)> =
+        [("shop", &a), ("shop", &b), ("steady", &c), ("quiet", &d)]
+            .iter()
+            .map(|(job, i)| (*job, i.admin.to_string()))
+            .collect();
+    let seen = |collector: &CollectorProcess| {
+        obs_testkit::eventually(
+            Duration::from_secs(30),
+            || "the deploy log does not list every instance".into(),
+            || {
+                let body = obs_testkit::client::get(collector.addr, "/api/v1/deploys")
+                    .ok()?
+                    .body;
+                let v: Value = serde_json::from_str(&body).ok()?;
+                let serving = &v["data"]["serving"];
+                instances
+                    .iter()
+                    .all(|(job, i)| serving[job][i].is_object())
+                    .then_some(())
+            },
+        )
+    };
+    seen(&collector);
     std::thread::sleep(Duration::from_secs(22)); // the rollout's baseline: one window before it
 
     stop_quiet.store(true, Ordering::Relaxed);
@@ -145,6 +212,7 @@ fn a_slower_canary_gets_a_verdict_a_clean_release_none_and_too_little_traffic_no
     let shop = verdict_of(&all, "shop");
     assert_eq!(shop["conclusion"], "regression", "{shop:#}");
     assert_eq!(shop["comparison"], "canary", "{shop:#}");
+    assert_eq!(shop["queries"], 4, "{shop:#}");
     assert_eq!(shop["version"], "1.1.0");
     assert_eq!(shop["baseline_version"], "1.0.0");
     assert_eq!(shop["regressed"][0]["route"], "GET /users/{id}", "{shop:#}");
@@ -154,6 +222,7 @@ fn a_slower_canary_gets_a_verdict_a_clean_release_none_and_too_little_traffic_no
     let steady = verdict_of(&all, "steady");
     assert_eq!(steady["conclusion"], "clean", "{steady:#}");
     assert_eq!(steady["comparison"], "rollout", "{steady:#}");
+    assert_eq!(steady["queries"], 6, "{steady:#}");
     let quiet = verdict_of(&all, "quiet");
     assert_eq!(quiet["conclusion"], "not_enough_data", "{quiet:#}");
 
@@ -179,7 +248,7 @@ fn a_slower_canary_gets_a_verdict_a_clean_release_none_and_too_little_traffic_no
     // kill -9, restart on the same state: the verdicts are kept and none is given again.
     collector.kill9();
     let collector = CollectorProcess::start(&bin, &config, &state, &env);
-    collector.wait_page(&a.admin.to_string(), Duration::from_secs(20));
+    seen(&collector);
     std::thread::sleep(Duration::from_secs(5)); // several looks at the releases (every 3 s)
     let again = verdicts(&collector);
     assert_eq!(again.len(), 3, "{again:#?}");
@@ -193,5 +262,5 @@ fn a_slower_canary_gets_a_verdict_a_clean_release_none_and_too_little_traffic_no
         page.contains("Verdicts") && page.contains("regression"),
         "{page}"
     );
-    drop((a, b, c, d, collector));
+    drop((a, b, c, d, collector, prometheus));
 }

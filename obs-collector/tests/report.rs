@@ -168,9 +168,11 @@ fn report_json(args: &[&str]) -> Value {
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
-/// The findings as `(kind, route, metric, version, baseline_version)`, and their
-/// `(before, after)` values.
-fn findings(report: &Value) -> Vec<((String, String, String, String, String), (f64, f64))> {
+/// A finding's `(kind, route, metric, version, baseline_version)`.
+type Key = (String, String, String, String, String);
+
+/// The findings by their [`Key`], with their `(before, after)` values.
+fn findings(report: &Value) -> Vec<(Key, (f64, f64))> {
     let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
     report["findings"]
         .as_array()

@@ -593,15 +593,20 @@ impl DeployRow {
     /// `1.3.0 at 2026-12-04T10:00:00Z (was 1.2.0): regression, 1 route regressed, 11 unchanged`.
     pub fn line(&self) -> String {
         format!(
-            "{} at {} (was {}): {}, {} routes regressed, {} unchanged",
+            "{} at {} (was {}): {}, {} regressed, {} unchanged",
             self.version,
             self.time,
             self.baseline_version.as_deref().unwrap_or("?"),
             self.conclusion,
-            self.regressed_routes,
+            routes(self.regressed_routes),
             self.unchanged_routes
         )
     }
+}
+
+/// `1 route`, `2 routes`.
+fn routes(n: usize) -> String {
+    format!("{n} route{}", if n == 1 { "" } else { "s" })
 }
 
 impl RouteRow {

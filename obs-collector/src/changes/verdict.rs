@@ -149,6 +149,9 @@ pub struct Verdict {
     pub no_baseline: usize,
     /// The one line said about it.
     pub summary: String,
+    /// Queries it took (4 for a canary, 6 for a rollout, none when superseded).
+    #[serde(default)]
+    pub queries: usize,
 }
 
 impl Verdict {
@@ -218,6 +221,19 @@ pub async fn judge_release(
     settings: &Settings,
     now_ms: i64,
 ) -> Result<Verdict, QueryError> {
+    let counted = super::source::Counted::new(source);
+    let mut verdict = judge_counted(&counted, log, release, settings, now_ms).await?;
+    verdict.queries = counted.queries();
+    Ok(verdict)
+}
+
+async fn judge_counted(
+    source: &dyn Source,
+    log: &DeployLog,
+    release: &Release,
+    settings: &Settings,
+    now_ms: i64,
+) -> Result<Verdict, QueryError> {
     let after = settings.after_ms;
     let end = release.due_ms(after);
     let start = release.last_ms;
@@ -238,6 +254,7 @@ pub async fn judge_release(
         not_enough_data: 0,
         no_baseline: 0,
         summary: String::new(),
+        queries: 0,
     };
     // An instance that changed again within the window served more than this version.
     let changed_again = |instance: &str| {
@@ -393,13 +410,8 @@ fn summary(v: &Verdict) -> String {
         parts.push(format!("{} more routes regressed", v.regressed.len() - 3));
     }
     let plural = |n: usize| if n == 1 { "route" } else { "routes" };
-    match v.conclusion {
-        Conclusion::Regression | Conclusion::Clean => {
-            if v.unchanged > 0 {
-                parts.push(format!("{} {} unchanged", v.unchanged, plural(v.unchanged)));
-            }
-        }
-        _ => {}
+    if v.unchanged > 0 && matches!(v.conclusion, Conclusion::Regression | Conclusion::Clean) {
+        parts.push(format!("{} {} unchanged", v.unchanged, plural(v.unchanged)));
     }
     if v.not_enough_data > 0 {
         parts.push(format!(
@@ -474,6 +486,7 @@ mod tests {
             not_enough_data: 0,
             no_baseline: 0,
             summary: String::new(),
+            queries: 6,
         };
         assert!(verdicts.record(v.clone()));
         assert!(!verdicts.record(v), "a release is judged once");
