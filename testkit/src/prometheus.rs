@@ -72,6 +72,13 @@ pub fn command(config: &std::path::Path, data: &std::path::Path, listen: SocketA
 }
 
 impl Prometheus {
+    /// The process id (its memory is in `/proc/PID/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Prometheus {
     /// Starts `prometheus` with `config` (YAML) and waits until it is ready.
     pub fn start(config: &str) -> io::Result<Self> {
         Self::start_with(config, &[])

@@ -1001,7 +1001,7 @@ scrape_configs:
                 panic!("README yaml block {blocks} does not load: {e}\n{text}");
             }
         }
-        assert_eq!(blocks, 6, "every collector config in the README is checked");
+        assert_eq!(blocks, 8, "every collector config in the README is checked");
     }
 
     #[test]
