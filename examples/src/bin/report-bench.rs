@@ -5,8 +5,10 @@
 //!
 //! ```text
 //! cargo build --release -p obs-collector -p obs-examples
-//! ./target/release/report-bench [--targets 100] [--days 35] [--step 60] [--prometheus]
+//! ./target/release/report-bench [--targets 100] [--days 35] [--step 60] [--prometheus] [--keep]
 //! ```
+//!
+//! `--keep` leaves the imported history in place (its directory is printed), for a profiler.
 //!
 //! Each target serves 4 routes x 2 status codes of obs' RED histogram (16 buckets, count, sum:
 //! 144 series) and `target_info`; 3 days before the end the odd targets move from 1.0.0 to
@@ -142,7 +144,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             findings(&theirs.stdout)
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    if args.iter().any(|a| a == "--keep") {
+        println!("kept: {}", storage.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     Ok(())
 }
 

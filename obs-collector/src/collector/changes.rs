@@ -5,6 +5,8 @@
 //! log; the verdict (or the slot) is recorded under the log's lock with its message and saved
 //! with it, so after a restart neither is lost nor repeated.
 
+use std::sync::Arc;
+
 use super::{lock, Collector};
 use crate::changes::report::{self, Report};
 use crate::changes::source::{Evaluated, Source};
@@ -32,7 +34,7 @@ impl Collector {
         }
     }
 
-    pub(super) async fn changes_loop(self: std::sync::Arc<Self>) {
+    pub(super) async fn changes_loop(self: Arc<Self>) {
         let every = (self.config.verdicts.after_ms / 6).clamp(1_000, EVERY_MS);
         self.start_report_schedule(self.clock.now_ms());
         loop {
@@ -170,9 +172,11 @@ impl Collector {
     }
 
     /// The weekly report ending at `end_ms` over `weeks` (default: the configuration's), from
-    /// the store or the backend.
+    /// the store or the backend. Built on a blocking thread: weeks of history take the store
+    /// seconds to read, which must not hold up the runtime's workers (scrapes, rules,
+    /// deliveries).
     pub async fn report(
-        &self,
+        self: &Arc<Self>,
         end_ms: i64,
         weeks: Option<u32>,
     ) -> Result<Report, crate::promql::QueryError> {
@@ -181,7 +185,13 @@ impl Collector {
             weeks: weeks.unwrap_or(self.config.report.weeks),
             thresholds: self.config.verdicts.thresholds,
         };
-        report::build(&*self.source(), &options).await
+        let me = Arc::clone(self);
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            runtime.block_on(async { report::build(&*me.source(), &options).await })
+        })
+        .await
+        .unwrap_or_else(|e| Err(crate::promql::QueryError::Eval(format!("the report failed: {e}"))))
     }
 
     /// A collector that never sent a report starts counting from the slot before its first
@@ -194,7 +204,7 @@ impl Collector {
 
     /// Sends the weekly report when its slot has come and it was not sent for that slot (a
     /// report of no traffic is not sent, as Sentry's is not).
-    pub async fn send_report_if_due(&self, now: i64) {
+    pub async fn send_report_if_due(self: &Arc<Self>, now: i64) {
         let Some(schedule) = &self.config.report.schedule else {
             return;
         };
