@@ -310,7 +310,7 @@ fn backend(
 /// numbers cannot be read (the backend fails, the history is in use or unreadable).
 fn report(args: ReportArgs) -> ExitCode {
     use obs_collector::changes::{report, source};
-    let (config, _) = match load(args.config.as_ref()) {
+    let (config, groups) = match load(args.config.as_ref()) {
         Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("{e}");
@@ -329,6 +329,7 @@ fn report(args: ReportArgs) -> ExitCode {
         end_ms: args.end.map_or(now, |t| t.0),
         weeks: args.weeks.unwrap_or(config.report.weeks),
         thresholds: config.verdicts.thresholds,
+        slo_budget: obs_collector::rules::slo_budget(&groups),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

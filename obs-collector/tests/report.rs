@@ -6,7 +6,8 @@
 //!   a deploy regression naming both versions;
 //! - `GET /search` creeps up 12% a week (no week above +15%, four weeks above +50%): drift;
 //! - `GET /health` is steady with noise (±3% a day, ±10% traffic): nothing;
-//! - the error ratio is a steady 1%: nothing.
+//! - the error ratio is a steady 1%: nothing, but ten times the SLO rules' budget (99.9%);
+//! - `HighLatencyP95` fired twice in the week (`ALERTS`, as Prometheus writes it): 2 runs.
 //!
 //! Latencies are uniform within each route's range, and the buckets are 50 ms apart there, so
 //! `histogram_quantile`'s linear interpolation is exact and the expected numbers are known.
@@ -140,6 +141,14 @@ fn days_of_samples(end_s: i64) -> Vec<String> {
                 day.push_str(&format!("{FAMILY}_sum{{{l}}} {:.3} {t}\n", sums[r][s]));
             }
         }
+        // Two firing runs of HighLatencyP95 in the last week: 30 and 60 minutes of samples.
+        let firing =
+            (2 * DAY_S..2 * DAY_S + 1800).contains(&ago) || (DAY_S..DAY_S + 3600).contains(&ago);
+        if firing {
+            day.push_str(&format!(
+                "ALERTS{{alertname=\"HighLatencyP95\",alertstate=\"firing\",job=\"shop\",severity=\"page\"}} 1 {t}\n"
+            ));
+        }
         let version = if ago < DEPLOY_AGO_S { "1.3.0" } else { "1.2.0" };
         day.push_str(&format!(
             "target_info{{job=\"shop\",instance=\"shop-1:9464\",service_version=\"{version}\"}} 1 {t}\n"
@@ -150,7 +159,9 @@ fn days_of_samples(end_s: i64) -> Vec<String> {
 }
 
 fn openmetrics(body: &str) -> String {
-    format!("# TYPE {FAMILY} histogram\n# TYPE target_info gauge\n{body}# EOF\n")
+    format!(
+        "# TYPE {FAMILY} histogram\n# TYPE target_info gauge\n# TYPE ALERTS gauge\n{body}# EOF\n"
+    )
 }
 
 fn run(args: &[&str]) -> (Option<i32>, String, String) {
@@ -226,8 +237,19 @@ fn a_deploy_regression_and_a_slow_drift_are_reported_alike_from_history_and_from
     assert_eq!(code, Some(0), "{err}");
 
     let end_arg = end.to_string();
+    // With the SLO rules loaded: the report says how much of the error budget is used.
+    let config = dir.join("collector.yml");
+    let slo_rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../alerts/obs-slo.rules.yml");
+    std::fs::write(
+        &config,
+        format!("rule_files: ['{}']\n", slo_rules.display()),
+    )
+    .unwrap();
+    let config_arg = config.to_str().unwrap();
     let ours = report_json(&[
         "report",
+        "--config",
+        config_arg,
         "--storage.path",
         storage_arg,
         "--end",
@@ -285,9 +307,22 @@ fn a_deploy_regression_and_a_slow_drift_are_reported_alike_from_history_and_from
     assert_eq!(deploys.len(), 1, "{deploys:?}");
     assert_eq!(deploys[0]["version"], "1.3.0");
     assert_eq!(deploys[0]["conclusion"], "regression");
-    // Bounded and stated: 2 per week (5 weeks), 1 for the sparklines, 1 for the versions, 6
-    // for the deploy.
-    assert_eq!(ours["queries"], 2 * 5 + 1 + 1 + 6);
+    // Bounded and stated: 2 per week (5 weeks), 1 for the sparklines, 1 for the versions, 1
+    // for the alerts, 6 for the deploy.
+    assert_eq!(ours["queries"], 2 * 5 + 1 + 1 + 1 + 6);
+    // The week's alerts: two firing runs, their samples 30 and 60 minutes apart (each seen for
+    // the 5-minute lookback after its last sample, and counted to the minute).
+    let alerts = &ours["jobs"][0]["alerts"];
+    assert_eq!(alerts[0]["alertname"], "HighLatencyP95", "{alerts}");
+    assert_eq!(alerts[0]["fired"], 2, "{alerts}");
+    let firing_min = alerts[0]["firing_ms"].as_f64().unwrap() / 60_000.0;
+    assert!((90.0..=102.0).contains(&firing_min), "{alerts}");
+    // A steady 1% of errors is ten times the 99.9% objective's budget.
+    let slo = &ours["jobs"][0]["slo"];
+    assert_eq!(slo["objective"], 0.999, "{slo}");
+    assert_eq!(slo["days"], 28);
+    let used = slo["budget_used"].as_f64().unwrap();
+    assert!((9.5..10.5).contains(&used), "{slo}");
 
     // The same report from a Prometheus holding the same samples.
     let prom = Prometheus::start_backfilled(
@@ -298,7 +333,7 @@ fn a_deploy_regression_and_a_slow_drift_are_reported_alike_from_history_and_from
     .unwrap();
     let from = format!("http://{}", prom.addr);
     let theirs = report_json(&[
-        "report", "--from", &from, "--end", &end_arg, "--format", "json",
+        "report", "--config", config_arg, "--from", &from, "--end", &end_arg, "--format", "json",
     ]);
     let theirs_found = findings(&theirs);
     assert_eq!(
@@ -313,6 +348,8 @@ fn a_deploy_regression_and_a_slow_drift_are_reported_alike_from_history_and_from
         );
     }
     assert_eq!(ours["jobs"][0]["this_week"], theirs["jobs"][0]["this_week"]);
+    assert_eq!(ours["jobs"][0]["alerts"], theirs["jobs"][0]["alerts"]);
+    assert_eq!(ours["jobs"][0]["slo"], theirs["jobs"][0]["slo"]);
 
     // The text and the page say the same.
     let (code, text, _) = run(&["report", "--storage.path", storage_arg, "--end", &end_arg]);

@@ -1,9 +1,11 @@
 //! The weekly report: per job, requests, error ratio and p95 this week against last week and
 //! `weeks` weeks ago, per route (the most changed and the slowest first); the slow drift (a
 //! route whose p95 or error ratio rose by [`DRIFT`] or more over the weeks while no single week
-//! rose that much); the week's deploys, each judged as a full rollout. Built from a [`Source`]
-//! in a bounded number of queries: 2 per week, 1 for the daily sparklines, 1 for the versions,
-//! and 6 per deploy (at most [`MAX_DEPLOYS`] per job).
+//! rose that much); the week's deploys, each judged as a full rollout; the week's alerts (from
+//! the `ALERTS` series the collector writes, as Prometheus does); and, where the SLO rules are
+//! loaded, the error budget used over the last four weeks. Built from a [`Source`] in a bounded
+//! number of queries: 2 per week, 1 for the daily sparklines, 1 for the versions, 1 for the
+//! alerts, and 6 per deploy (at most [`MAX_DEPLOYS`] per job).
 
 use std::collections::BTreeMap;
 
@@ -40,6 +42,8 @@ pub struct Options {
     /// How many weeks back the longest comparison goes (4: four weeks ago).
     pub weeks: u32,
     pub thresholds: Thresholds,
+    /// The error budget (0.001 for a 99.9% objective) when the SLO rules are loaded.
+    pub slo_budget: Option<f64>,
 }
 
 /// One week's numbers.
@@ -104,6 +108,34 @@ pub struct JobReport {
     pub deploys: Vec<DeployRow>,
     /// Version changes beyond [`MAX_DEPLOYS`], not judged.
     pub deploys_not_judged: usize,
+    /// The week's alerts, by name, the longest firing first.
+    pub alerts: Vec<AlertRow>,
+    /// The error budget used over the last four weeks, where the SLO rules are loaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slo: Option<Slo>,
+}
+
+/// One alert's week: how often it fired, for how long, how long it took to resolve.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertRow {
+    pub alertname: String,
+    /// Times it started firing (a firing run of an alert's series).
+    pub fired: usize,
+    /// Time firing, all its alerts together, ms.
+    pub firing_ms: i64,
+    /// The mean time from firing to resolved, ms.
+    pub mean_resolve_ms: i64,
+}
+
+/// The error budget over the last four weeks.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Slo {
+    /// 0.999 for 99.9%.
+    pub objective: f64,
+    pub days: u32,
+    pub error_ratio: f64,
+    /// The share of the budget used (1: all of it).
+    pub budget_used: f64,
 }
 
 /// `deploy_regression` or `drift`.
@@ -203,6 +235,7 @@ pub async fn build(source: &dyn Source, options: &Options) -> Result<Report, Que
     }
     let daily = daily_p95(source, end, weeks).await?;
     let versions = versions(source, end - WEEK_MS, end).await?;
+    let alerts = alerts(source, end - WEEK_MS, end).await?;
     let t = &options.thresholds;
     let mut jobs: BTreeMap<String, JobReport> = BTreeMap::new();
     let mut findings = Vec::new();
@@ -247,6 +280,8 @@ pub async fn build(source: &dyn Source, options: &Options) -> Result<Report, Que
                 routes_total: 0,
                 deploys: Vec::new(),
                 deploys_not_judged: 0,
+                alerts: Vec::new(),
+                slo: None,
             })
             .routes
             .push(row);
@@ -258,6 +293,21 @@ pub async fn build(source: &dyn Source, options: &Options) -> Result<Report, Que
             report.weeks_ago = Totals::of(&sums[weeks as usize]);
         }
         report.routes_total = report.routes.len();
+        report.alerts = alerts.get(job).cloned().unwrap_or_default();
+        if let (Some(budget), Some(sums)) = (options.slo_budget, job_windows.get(job)) {
+            let recent = &sums[..sums.len().min(4)];
+            let (errors, requests) = recent
+                .iter()
+                .fold((0.0, 0.0), |(e, r), w| (e + w.errors, r + w.requests));
+            if requests > 0.0 && budget > 0.0 {
+                report.slo = Some(Slo {
+                    objective: 1.0 - budget,
+                    days: 7 * recent.len() as u32,
+                    error_ratio: errors / requests,
+                    budget_used: errors / requests / budget,
+                });
+            }
+        }
         report.routes.sort_by(|a, b| {
             let key = |r: &RouteRow| {
                 r.p95_change
@@ -401,6 +451,49 @@ async fn daily_p95(
             }
         }
         out.insert(key, days_p95);
+    }
+    Ok(out)
+}
+
+/// How often the alerts read from the `ALERTS` series sample: a firing run is consecutive
+/// samples at most this far apart.
+const ALERTS_STEP_MS: i64 = 60_000;
+
+/// The week's alerts per job (one range query of `ALERTS{alertstate="firing"}`): per alert
+/// name, its firing runs, their total time and their mean length.
+async fn alerts(
+    source: &dyn Source,
+    from: i64,
+    to: i64,
+) -> Result<BTreeMap<String, Vec<AlertRow>>, QueryError> {
+    let series = source
+        .range("ALERTS{alertstate=\"firing\"}", from, to, ALERTS_STEP_MS)
+        .await?;
+    // Per job and alert name: (runs, total ms).
+    let mut by: BTreeMap<(String, String), (usize, i64)> = BTreeMap::new();
+    for (labels, points) in series {
+        let key = (
+            labels.get("job").unwrap_or_default().to_owned(),
+            labels.get("alertname").unwrap_or_default().to_owned(),
+        );
+        let slot = by.entry(key).or_default();
+        let times: Vec<i64> = points.iter().map(|p| p.0).collect();
+        for run in times.chunk_by(|a, b| b - a <= ALERTS_STEP_MS) {
+            slot.0 += 1;
+            slot.1 += run[run.len() - 1] - run[0] + ALERTS_STEP_MS;
+        }
+    }
+    let mut out: BTreeMap<String, Vec<AlertRow>> = BTreeMap::new();
+    for ((job, alertname), (fired, firing_ms)) in by {
+        out.entry(job).or_default().push(AlertRow {
+            alertname,
+            fired,
+            firing_ms,
+            mean_resolve_ms: firing_ms / fired.max(1) as i64,
+        });
+    }
+    for rows in out.values_mut() {
+        rows.sort_by(|a, b| b.firing_ms.cmp(&a.firing_ms));
     }
     Ok(out)
 }
@@ -552,6 +645,12 @@ impl Report {
             for d in &job.deploys {
                 out.push_str(&format!("  deploy {}\n", d.line()));
             }
+            for a in &job.alerts {
+                out.push_str(&format!("  alert {}\n", a.line()));
+            }
+            if let Some(slo) = &job.slo {
+                out.push_str(&format!("  {}\n", slo.line()));
+            }
             for r in job.routes.iter().take(ROUTES_SHOWN) {
                 out.push_str(&format!("  {}\n", r.line()));
             }
@@ -585,6 +684,33 @@ impl JobReport {
             self.this_week.p95.map_or("-".into(), format::latency),
             self.last_week.p95.map_or("-".into(), format::latency),
             self.weeks_ago.p95.map_or("-".into(), format::latency),
+        )
+    }
+}
+
+impl AlertRow {
+    /// `HighErrorRate fired 2 times, 14m 0s in all, 7m 0s to resolve on average`.
+    pub fn line(&self) -> String {
+        format!(
+            "{} fired {} time{}, {} in all, {} to resolve on average",
+            self.alertname,
+            self.fired,
+            if self.fired == 1 { "" } else { "s" },
+            crate::time::duration_text(self.firing_ms),
+            crate::time::duration_text(self.mean_resolve_ms)
+        )
+    }
+}
+
+impl Slo {
+    /// `error budget (99.9% over 28 days): 35% used, 0.035% of requests failed`.
+    pub fn line(&self) -> String {
+        format!(
+            "error budget ({}% over {} days): {:.0}% used, {} of requests failed",
+            (self.objective * 1000.0).round() / 10.0,
+            self.days,
+            self.budget_used * 100.0,
+            format::percent(self.error_ratio)
         )
     }
 }
@@ -700,10 +826,11 @@ mod empty {
             end_ms: 1_800_000_000_000,
             weeks: 4,
             thresholds: Thresholds::default(),
+            slo_budget: Some(0.001),
         };
         let report = build(&source, &options).await.unwrap();
         assert!(report.jobs.is_empty() && report.findings.is_empty());
-        assert_eq!(report.queries, 2 * 5 + 1 + 1);
+        assert_eq!(report.queries, 2 * 5 + 1 + 1 + 1);
         assert!(report.text().contains("No deploy regression and no drift."));
     }
 }

@@ -184,6 +184,7 @@ impl Collector {
             end_ms,
             weeks: weeks.unwrap_or(self.config.report.weeks),
             thresholds: self.config.verdicts.thresholds,
+            slo_budget: self.slo_budget(),
         };
         let me = Arc::clone(self);
         let runtime = tokio::runtime::Handle::current();
@@ -191,7 +192,11 @@ impl Collector {
             runtime.block_on(async { report::build(&*me.source(), &options).await })
         })
         .await
-        .unwrap_or_else(|e| Err(crate::promql::QueryError::Eval(format!("the report failed: {e}"))))
+        .unwrap_or_else(|e| {
+            Err(crate::promql::QueryError::Eval(format!(
+                "the report failed: {e}"
+            )))
+        })
     }
 
     /// A collector that never sent a report starts counting from the slot before its first
@@ -200,6 +205,13 @@ impl Collector {
         if let Some(schedule) = &self.config.report.schedule {
             lock(&self.report_sent).get_or_insert(schedule.last_slot(now));
         }
+    }
+
+    /// The SLO rules' error budget, when they are loaded.
+    fn slo_budget(&self) -> Option<f64> {
+        self.groups
+            .iter()
+            .find_map(|g| crate::rules::slo_budget([&*lock(g)]))
     }
 
     /// Sends the weekly report when its slot has come and it was not sent for that slot (a
@@ -255,7 +267,19 @@ impl Collector {
         if lines.is_empty() {
             lines.push("No deploy regression and no drift.".into());
         }
-        lines.extend(report.jobs.iter().map(|j| j.summary_line(report.weeks)));
+        for job in &report.jobs {
+            lines.push(job.summary_line(report.weeks));
+            lines.extend(
+                job.slo
+                    .iter()
+                    .map(|slo| format!("{}: {}", job.job, slo.line())),
+            );
+            lines.extend(
+                job.alerts
+                    .iter()
+                    .map(|a| format!("{}: {}", job.job, a.line())),
+            );
+        }
         let link = self
             .links()
             .external

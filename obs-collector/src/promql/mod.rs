@@ -192,10 +192,7 @@ impl Expr {
     /// for messages that show "value vs threshold".
     pub fn threshold(&self) -> Option<f64> {
         match self {
-            Expr::Binary { op, rhs, .. } if op.is_comparison() => match rhs.as_ref() {
-                Expr::Number(n) => Some(*n),
-                _ => None,
-            },
+            Expr::Binary { op, rhs, .. } if op.is_comparison() => rhs.constant(),
             Expr::Binary {
                 op: BinOp::And | BinOp::Unless,
                 lhs,
@@ -205,13 +202,30 @@ impl Expr {
         }
     }
 
+    /// The value of an expression of numbers only (`14.4 * 0.001`), as a threshold is written.
+    fn constant(&self) -> Option<f64> {
+        match self {
+            Expr::Number(n) => Some(*n),
+            Expr::Neg(e) => e.constant().map(|v| -v),
+            Expr::Binary { op, lhs, rhs, .. } => {
+                let (a, b) = (lhs.constant()?, rhs.constant()?);
+                match op {
+                    BinOp::Add => Some(a + b),
+                    BinOp::Sub => Some(a - b),
+                    BinOp::Mul => Some(a * b),
+                    BinOp::Div => Some(a / b),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
     /// What an alert expression compares against its threshold (`ratio > 0.05 and guard` gives
     /// `ratio`), and whether the alert fires above (`>`, `>=`) rather than below it.
     pub fn compared_value(&self) -> Option<(&Expr, bool)> {
         match self {
-            Expr::Binary { op, lhs, rhs, .. }
-                if op.is_comparison() && matches!(rhs.as_ref(), Expr::Number(_)) =>
-            {
+            Expr::Binary { op, lhs, rhs, .. } if op.is_comparison() && rhs.constant().is_some() => {
                 Some((lhs, matches!(op, BinOp::Gt | BinOp::Ge | BinOp::Ne)))
             }
             Expr::Binary {

@@ -3,7 +3,7 @@
 //! with `keep_firing_for`, identity = output labels + rule labels + `alertname`, and a query
 //! error leaving the state untouched.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -84,9 +84,36 @@ pub struct AlertingRule {
     /// After a restart the store is empty until scrapes refill the rule's windows; until then a
     /// restored alert missing from the result is missing data, not a false condition.
     pub(crate) warmup_until_ms: i64,
+    /// The `ALERTS` series written at the last evaluation (each gone one gets a stale marker).
+    pub(crate) alerts_written: HashSet<Labels>,
 }
 
 impl AlertingRule {
+    /// Writes Prometheus' `ALERTS` series of the rule's pending and firing alerts at `t` into
+    /// `store`, as Prometheus does: 1 for each, with the alert's labels, `alertname` and
+    /// `alertstate`; a stale marker for each written before and gone now. The weekly report
+    /// reads the week's alerts from them, and a query reads them as from Prometheus.
+    pub fn write_alerts_series(&mut self, t: i64, store: &mut Store) {
+        let mut now = HashSet::with_capacity(self.active.len());
+        for a in self.active.values() {
+            let state = match a.state {
+                State::Pending => "pending",
+                State::Firing => "firing",
+                State::Inactive => continue,
+            };
+            let mut labels = a.labels.clone();
+            labels.set(crate::labels::NAME, "ALERTS");
+            labels.set("alertname", &self.name);
+            labels.set("alertstate", state);
+            store.append(&labels, t, 1.0);
+            now.insert(labels);
+        }
+        for gone in self.alerts_written.difference(&now) {
+            store.append(gone, t, crate::store::stale());
+        }
+        self.alerts_written = now;
+    }
+
     /// Evaluates the rule over the local store at `t`. On error nothing changes.
     pub fn eval(
         &mut self,
@@ -246,6 +273,7 @@ impl AlertingRule {
             raw_annotations: vec![],
             active: HashMap::new(),
             warmup_until_ms: 0,
+            alerts_written: HashSet::new(),
         }
     }
 }
@@ -273,6 +301,7 @@ mod tests {
             raw_annotations: vec![],
             active: HashMap::new(),
             warmup_until_ms: 0,
+            alerts_written: HashSet::new(),
         }
     }
 

@@ -95,15 +95,18 @@ pub async fn evaluate(
                     Ok(Value::Vector(v)) => worst(v, true),
                     _ => None,
                 });
-                apply_alerting(group, index, t, value.map_err(RuleError::from), external).map(
-                    |applied| {
-                        if let Some((name, transitions)) = applied {
-                            let named = transitions.into_iter().map(|tr| (name.clone(), tr));
-                            evaluation.transitions.extend(named);
-                            evaluation.charts.push((name, chart.unwrap_or(f64::NAN)));
-                        }
-                    },
-                )
+                let applied =
+                    apply_alerting(group, index, t, value.map_err(RuleError::from), external);
+                if applied.is_ok() {
+                    write_alerts(group, index, t, store);
+                }
+                applied.map(|applied| {
+                    if let Some((name, transitions)) = applied {
+                        let named = transitions.into_iter().map(|tr| (name.clone(), tr));
+                        evaluation.transitions.extend(named);
+                        evaluation.charts.push((name, chart.unwrap_or(f64::NAN)));
+                    }
+                })
             }
             None => match &mut lock(group).rules[index].kind {
                 Kind::Recording(r) => {
@@ -130,6 +133,16 @@ pub async fn evaluate(
         rule.health.last_error = error;
     }
     evaluation
+}
+
+/// Writes alerting rule `index`'s `ALERTS` series at `t` (after its state machine ran).
+fn write_alerts(group: &Mutex<Group>, index: usize, t: i64, store: &RwLock<Store>) {
+    let mut group = lock(group);
+    if let Kind::Alerting(a) = &mut group.rules[index].kind {
+        let mut store = store.write().unwrap_or_else(PoisonError::into_inner);
+        a.write_alerts_series(t, &mut store);
+        store.commit();
+    }
 }
 
 /// Runs alerting rule `index`'s state machine on its query's answer; gives the rule's name and

@@ -241,6 +241,7 @@ pub fn load(
                     raw_annotations: r.annotations.clone().into_iter().collect(),
                     active: Default::default(),
                     warmup_until_ms: 0,
+                    alerts_written: HashSet::new(),
                 })
             } else {
                 if r.for_.is_some() || r.keep_firing_for.is_some() || !r.annotations.is_empty() {
@@ -295,6 +296,19 @@ pub fn load_all(
         all.extend(groups);
     }
     Ok(all)
+}
+
+/// The error budget of the SLO rules (`alerts/obs-slo.rules.yml`) when they are loaded:
+/// `ErrorBudgetFastBurn`'s threshold over its burn rate, 14.4 (0.001 for the shipped 99.9%
+/// objective).
+pub fn slo_budget<'a>(groups: impl IntoIterator<Item = &'a Group>) -> Option<f64> {
+    const FAST_BURN: f64 = 14.4;
+    groups
+        .into_iter()
+        .flat_map(Group::alerting_rules)
+        .find(|a| a.name == "ErrorBudgetFastBurn")
+        .and_then(|a| a.expr.threshold())
+        .map(|t| t / FAST_BURN)
 }
 
 fn valid_metric_name(n: &str) -> bool {

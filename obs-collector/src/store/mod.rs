@@ -556,20 +556,18 @@ impl Select for Store {
             }
             return;
         }
-        let mut found: Vec<(Labels, Vec<(i64, f64)>)> = Vec::new();
-        let mut at: HashMap<Labels, usize> = HashMap::new();
-        let mut add = |labels: &Labels, samples: Vec<(i64, f64)>| {
-            let i = *at.entry(labels.clone()).or_insert_with(|| {
-                found.push((labels.clone(), Vec::new()));
-                found.len() - 1
-            });
-            found[i].1.extend(samples);
-        };
         let disk = self
             .disk
             .as_ref()
             .expect("blocks come from a store with a disk");
-        for b in blocks {
+        // Where each series is (its entries in the blocks, in block order), found first from
+        // the blocks' indexes; then one series at a time is read, merged with the head and
+        // handed on. A query over weeks of every series holds one series' samples at a time,
+        // not all of them (at 145,000 series, gigabytes).
+        type Part = (usize, Arc<Vec<block::Entry>>, usize);
+        let mut parts: Vec<(Labels, Vec<Part>)> = Vec::new();
+        let mut at: HashMap<Labels, usize> = HashMap::new();
+        for (i, b) in blocks.iter().enumerate() {
             let names: Vec<&str> = match name {
                 Some(n) => vec![n],
                 None => b.names().collect(),
@@ -578,22 +576,41 @@ impl Select for Store {
                 let Some(entries) = disk.entries(b, n) else {
                     continue;
                 };
-                for entry in entries.iter().filter(|e| keep(&e.labels)) {
-                    if let Some(samples) = disk.samples(b, entry) {
-                        let from = samples.partition_point(|s| s.0 < min_t);
-                        let to = samples.partition_point(|s| s.0 <= max_t);
-                        add(&entry.labels, samples[from..to.max(from)].to_vec());
+                for (e, entry) in entries.iter().enumerate() {
+                    if !keep(&entry.labels) {
+                        continue;
                     }
+                    let slot = *at.entry(entry.labels.clone()).or_insert_with(|| {
+                        parts.push((entry.labels.clone(), Vec::new()));
+                        parts.len() - 1
+                    });
+                    parts[slot].1.push((i, Arc::clone(&entries), e));
                 }
             }
         }
+        let mut head: HashMap<&Labels, &Series> = HashMap::new();
         for s in self.series(name).filter(|s| keep(&s.labels)) {
-            add(&s.labels, s.window(min_t, max_t));
+            if !at.contains_key(&s.labels) {
+                parts.push((s.labels.clone(), Vec::new()));
+            }
+            head.insert(&s.labels, s);
         }
-        for (labels, mut samples) in found {
+        let mut samples: Vec<(i64, f64)> = Vec::new();
+        for (labels, found) in &parts {
+            samples.clear();
+            for (i, entries, e) in found {
+                if let Some(read) = disk.samples(blocks[*i], &entries[*e]) {
+                    let from = read.partition_point(|s| s.0 < min_t);
+                    let to = read.partition_point(|s| s.0 <= max_t);
+                    samples.extend_from_slice(&read[from..to.max(from)]);
+                }
+            }
+            if let Some(s) = head.get(labels) {
+                samples.extend(s.window(min_t, max_t));
+            }
             merge(&mut samples);
             if !samples.is_empty() {
-                each(&labels, &samples);
+                each(labels, &samples);
             }
         }
     }

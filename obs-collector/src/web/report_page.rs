@@ -134,6 +134,10 @@ fn job_section(job: &JobReport, report: &Report) -> Markup {
     html! {
         h2 { (job.job) }
         p { (job.summary_line(report.weeks)) }
+        @if let Some(slo) = &job.slo { p { (slo.line()) } }
+        @if !job.alerts.is_empty() {
+            ul { @for a in &job.alerts { li { (a.line()) } } }
+        }
         @if !job.deploys.is_empty() {
             table {
                 tr { th { "deploy" } th { "time" } th { "verdict" } }
