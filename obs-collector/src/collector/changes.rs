@@ -28,8 +28,9 @@ impl Collector {
     pub fn source(&self) -> Box<dyn Source + '_> {
         match &self.remote {
             Some(remote) => Box::new(remote),
+            // Each query over a snapshot: weeks of history read without the store's lock.
             None => Box::new(Evaluated(|expr: &crate::promql::Expr, t| {
-                self.query_at(expr, t)
+                self.query_detached(expr, t)
             })),
         }
     }

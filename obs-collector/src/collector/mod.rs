@@ -840,6 +840,34 @@ impl Collector {
         crate::promql::eval(expr, &*store, t)
     }
 
+    /// [`Collector::query_at`] over a snapshot of the store ([`Store::snapshot`]): the
+    /// store's lock is held only while the snapshot is taken, so a long read (weeks of
+    /// history, a report) holds up no scrape and no rule evaluation.
+    pub fn query_detached(
+        &self,
+        expr: &crate::promql::Expr,
+        t: i64,
+    ) -> Result<crate::promql::Value, crate::promql::QueryError> {
+        if self.remote.is_some() {
+            return self.query_at(expr, t);
+        }
+        let selectors = expr.selectors();
+        let names: Option<Vec<String>> = selectors.iter().map(|s| s.name.clone()).collect();
+        let offset = selectors
+            .iter()
+            .map(|s| s.offset_ms)
+            .max()
+            .unwrap_or(0)
+            .max(0);
+        let min_t = t - expr.max_range_ms() - crate::store::LOOKBACK_MS - offset;
+        let snapshot = self
+            .store
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .snapshot(names.as_deref(), min_t, i64::MAX);
+        crate::promql::eval(expr, &snapshot, t)
+    }
+
     /// The collector's clock reading.
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()

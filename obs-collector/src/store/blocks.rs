@@ -33,7 +33,7 @@ pub struct Blocks {
     list: Vec<Arc<Block>>,
     persisted_ms: Option<i64>,
     retention: Retention,
-    read_errors: AtomicU64,
+    read_errors: Arc<AtomicU64>,
     write_failures: u64,
     deleted: u64,
     set_aside: Vec<SetAside>,
@@ -160,7 +160,7 @@ impl Blocks {
             list,
             persisted_ms,
             retention,
-            read_errors: AtomicU64::new(0),
+            read_errors: Arc::default(),
             write_failures: 0,
             deleted: 0,
             set_aside,
@@ -228,6 +228,11 @@ impl Blocks {
     /// Reads of a block that failed since the start (a file damaged after it was opened).
     pub fn read_errors(&self) -> u64 {
         self.read_errors.load(Ordering::Relaxed)
+    }
+
+    /// The counter of failed reads, for a snapshot's reads to count in.
+    pub fn read_errors_counter(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.read_errors)
     }
 
     /// The series of `block` named `name`, read once for a while (a bounded cache); a read

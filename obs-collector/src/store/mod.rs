@@ -2,7 +2,8 @@
 //! ring of samples per series, in memory), its write-ahead log ([`wal`]), the blocks on disk
 //! ([`block`]: a file's layout and index; [`chunk`]: the compressed columns; [`blocks`]: the
 //! set of them, its lock and retention), compaction and downsampling ([`compact`]), and what
-//! readers see ([`querier::Select`], over the head and the blocks alike).
+//! readers see ([`querier::Select`], over the head and the blocks alike, or over a
+//! [`snapshot::Snapshot`] that long reads take so that they hold no lock).
 //!
 //! Without a directory the head is all there is: a series keeps the samples its longest rule
 //! range needs (plus a margin). With one, the head is cut into a block every few minutes and
@@ -18,6 +19,7 @@ pub mod chunk;
 pub mod compact;
 mod encoding;
 pub mod querier;
+pub mod snapshot;
 pub mod wal;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -28,7 +30,7 @@ use crate::labels::Labels;
 use block::{Block, Meta, Samples};
 use blocks::{Blocks, Finished, Job, OpenError};
 use compact::{cut_window, Retention};
-use querier::{merge, Select};
+use querier::Select;
 use wal::{Record, Replay, Wal};
 
 /// With blocks on disk, the head keeps at most this much of a rule's range in memory (beyond,
@@ -525,6 +527,35 @@ impl Series {
     }
 }
 
+impl Store {
+    /// What a long read of `names` (every name when `None`) over `[min_t, max_t]` needs,
+    /// taken in one short step under the store's lock: the blocks (shared, immutable) and a
+    /// copy of the head's samples. The read then runs over it without the lock, so scrapes
+    /// and rule evaluations go on meanwhile.
+    pub fn snapshot(&self, names: Option<&[String]>, min_t: i64, max_t: i64) -> snapshot::Snapshot {
+        let mut head = Vec::new();
+        let mut copy = |name: Option<&str>| {
+            for s in self.series(name) {
+                let window = s.window(min_t, max_t);
+                if !window.is_empty() {
+                    head.push((s.labels.clone(), window));
+                }
+            }
+        };
+        match names {
+            Some(names) => names.iter().for_each(|n| copy(Some(n))),
+            None => copy(None),
+        }
+        snapshot::Snapshot::new(
+            self.left_closed,
+            self.head_from,
+            self.disk.as_ref(),
+            (min_t, max_t),
+            head,
+        )
+    }
+}
+
 impl Select for Store {
     fn left_closed(&self) -> bool {
         self.left_closed
@@ -560,59 +591,12 @@ impl Select for Store {
             .disk
             .as_ref()
             .expect("blocks come from a store with a disk");
-        // Where each series is (its entries in the blocks, in block order), found first from
-        // the blocks' indexes; then one series at a time is read, merged with the head and
-        // handed on. A query over weeks of every series holds one series' samples at a time,
-        // not all of them (at 145,000 series, gigabytes).
-        type Part = (usize, Arc<Vec<block::Entry>>, usize);
-        let mut parts: Vec<(Labels, Vec<Part>)> = Vec::new();
-        let mut at: HashMap<Labels, usize> = HashMap::new();
-        for (i, b) in blocks.iter().enumerate() {
-            let names: Vec<&str> = match name {
-                Some(n) => vec![n],
-                None => b.names().collect(),
-            };
-            for n in names {
-                let Some(entries) = disk.entries(b, n) else {
-                    continue;
-                };
-                for (e, entry) in entries.iter().enumerate() {
-                    if !keep(&entry.labels) {
-                        continue;
-                    }
-                    let slot = *at.entry(entry.labels.clone()).or_insert_with(|| {
-                        parts.push((entry.labels.clone(), Vec::new()));
-                        parts.len() - 1
-                    });
-                    parts[slot].1.push((i, Arc::clone(&entries), e));
-                }
-            }
-        }
-        let mut head: HashMap<&Labels, &Series> = HashMap::new();
-        for s in self.series(name).filter(|s| keep(&s.labels)) {
-            if !at.contains_key(&s.labels) {
-                parts.push((s.labels.clone(), Vec::new()));
-            }
-            head.insert(&s.labels, s);
-        }
-        let mut samples: Vec<(i64, f64)> = Vec::new();
-        for (labels, found) in &parts {
-            samples.clear();
-            for (i, entries, e) in found {
-                if let Some(read) = disk.samples(blocks[*i], &entries[*e]) {
-                    let from = read.partition_point(|s| s.0 < min_t);
-                    let to = read.partition_point(|s| s.0 <= max_t);
-                    samples.extend_from_slice(&read[from..to.max(from)]);
-                }
-            }
-            if let Some(s) = head.get(labels) {
-                samples.extend(s.window(min_t, max_t));
-            }
-            merge(&mut samples);
-            if !samples.is_empty() {
-                each(labels, &samples);
-            }
-        }
+        let head: Vec<(&Labels, Samples)> = self
+            .series(name)
+            .filter(|s| keep(&s.labels))
+            .map(|s| (&s.labels, s.window(min_t, max_t)))
+            .collect();
+        snapshot::select_blocks(&blocks, disk, head, name, keep, (min_t, max_t), each);
     }
 }
 
@@ -899,7 +883,7 @@ mod tests {
         );
     }
 
-    fn everything(s: &Store, name: &str) -> Vec<Vec<(i64, f64)>> {
+    fn everything(s: &dyn Select, name: &str) -> Vec<Vec<(i64, f64)>> {
         let mut out = Vec::new();
         s.select(
             Some(name),
@@ -946,6 +930,16 @@ mod tests {
         // A rule's recent range reads the head only; an old one reads a block.
         let mut seen = Vec::new();
         s.select(Some("up"), &|_| true, 3_600_000, 3_660_000, &mut |_, w| {
+            seen.extend_from_slice(w)
+        });
+        assert_eq!(seen, expected[240..=244]);
+        // A snapshot reads the same, blocks and head, without the store.
+        let names = ["up".to_owned()];
+        let snapshot = s.snapshot(Some(&names), i64::MIN, i64::MAX);
+        same(&everything(&snapshot, "up"), &expected);
+        let recent = s.snapshot(Some(&names), 3_600_000, 3_660_000);
+        let mut seen = Vec::new();
+        recent.select(Some("up"), &|_| true, 3_600_000, 3_660_000, &mut |_, w| {
             seen.extend_from_slice(w)
         });
         assert_eq!(seen, expected[240..=244]);

@@ -1,0 +1,189 @@
+//! Reading blocks one series at a time, and the [`Snapshot`] long reads take: the blocks of a
+//! range (shared and immutable: a block deleted meanwhile stays readable through its open file)
+//! and a copy of the head's samples, taken under the store's lock in one short step and read
+//! without it, as Prometheus' queriers read blocks while the head takes appends.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::block::{Block, Entry, Samples};
+use super::blocks::Blocks;
+use super::querier::{merge, Select, Visit};
+use crate::labels::{Labels, NAME};
+
+/// How blocks are read: through the set's caches, or directly.
+pub trait Read {
+    fn entries(&self, block: &Block, name: &str) -> Option<Arc<Vec<Entry>>>;
+    fn samples(&self, block: &Block, entry: &Entry) -> Option<Arc<Samples>>;
+}
+
+impl Read for Blocks {
+    fn entries(&self, block: &Block, name: &str) -> Option<Arc<Vec<Entry>>> {
+        Blocks::entries(self, block, name)
+    }
+
+    fn samples(&self, block: &Block, entry: &Entry) -> Option<Arc<Samples>> {
+        Blocks::samples(self, block, entry)
+    }
+}
+
+/// Reads straight from the files (a snapshot has no caches to share), counting failures.
+struct Direct<'a>(&'a AtomicU64);
+
+impl Direct<'_> {
+    fn counted<T>(&self, read: Result<T, super::block::BlockError>) -> Option<T> {
+        read.map_err(|_| self.0.fetch_add(1, Ordering::Relaxed))
+            .ok()
+    }
+}
+
+impl Read for Direct<'_> {
+    fn entries(&self, block: &Block, name: &str) -> Option<Arc<Vec<Entry>>> {
+        self.counted(block.entries(name)).map(Arc::new)
+    }
+
+    fn samples(&self, block: &Block, entry: &Entry) -> Option<Arc<Samples>> {
+        self.counted(block.samples(entry, &mut HashMap::new()))
+            .map(Arc::new)
+    }
+}
+
+/// Every series named `name` (every series when `None`) that `keep` accepts, in `blocks` and
+/// `head` (its windows of those series), merged one series at a time within `(min_t, max_t)`
+/// and handed to `each`. Where each series is comes first from the blocks' indexes, so a read
+/// over weeks of every series holds one series' samples at a time, not all of them.
+pub fn select_blocks(
+    blocks: &[&Arc<Block>],
+    read: &dyn Read,
+    head: Vec<(&Labels, Samples)>,
+    name: Option<&str>,
+    keep: &dyn Fn(&Labels) -> bool,
+    (min_t, max_t): (i64, i64),
+    each: &mut Visit,
+) {
+    type Part = (usize, Arc<Vec<Entry>>, usize);
+    let mut parts: Vec<(Labels, Vec<Part>)> = Vec::new();
+    let mut at: HashMap<Labels, usize> = HashMap::new();
+    for (i, b) in blocks.iter().enumerate() {
+        let names: Vec<&str> = match name {
+            Some(n) => vec![n],
+            None => b.names().collect(),
+        };
+        for n in names {
+            let Some(entries) = read.entries(b, n) else {
+                continue;
+            };
+            for (e, entry) in entries.iter().enumerate() {
+                if !keep(&entry.labels) {
+                    continue;
+                }
+                let slot = *at.entry(entry.labels.clone()).or_insert_with(|| {
+                    parts.push((entry.labels.clone(), Vec::new()));
+                    parts.len() - 1
+                });
+                parts[slot].1.push((i, Arc::clone(&entries), e));
+            }
+        }
+    }
+    let mut head_of: HashMap<&Labels, Samples> = HashMap::with_capacity(head.len());
+    for (labels, window) in head {
+        if !at.contains_key(labels) {
+            parts.push((labels.clone(), Vec::new()));
+        }
+        head_of.insert(labels, window);
+    }
+    let mut samples: Samples = Vec::new();
+    for (labels, found) in &parts {
+        samples.clear();
+        for (i, entries, e) in found {
+            if let Some(decoded) = read.samples(blocks[*i], &entries[*e]) {
+                let from = decoded.partition_point(|s| s.0 < min_t);
+                let to = decoded.partition_point(|s| s.0 <= max_t);
+                samples.extend_from_slice(&decoded[from..to.max(from)]);
+            }
+        }
+        if let Some(window) = head_of.get(labels) {
+            samples.extend_from_slice(window);
+        }
+        merge(&mut samples);
+        if !samples.is_empty() {
+            each(labels, &samples);
+        }
+    }
+}
+
+/// What a long read sees: see the module's documentation. Made by
+/// [`super::Store::snapshot`].
+pub struct Snapshot {
+    left_closed: bool,
+    /// Where the head's samples start (blocks are read only for ranges reaching before it).
+    head_from: i64,
+    blocks: Vec<Arc<Block>>,
+    /// The head's samples of the names asked, in the range asked.
+    head: Vec<(Labels, Samples)>,
+    read_errors: Arc<AtomicU64>,
+}
+
+impl Snapshot {
+    pub(super) fn new(
+        left_closed: bool,
+        head_from: i64,
+        disk: Option<&Blocks>,
+        (min_t, max_t): (i64, i64),
+        head: Vec<(Labels, Samples)>,
+    ) -> Self {
+        Self {
+            left_closed,
+            head_from,
+            blocks: disk
+                .into_iter()
+                .flat_map(|d| d.overlapping(min_t, max_t).cloned())
+                .collect(),
+            head,
+            read_errors: disk.map(Blocks::read_errors_counter).unwrap_or_default(),
+        }
+    }
+}
+
+impl Select for Snapshot {
+    fn left_closed(&self) -> bool {
+        self.left_closed
+    }
+
+    fn select(
+        &self,
+        name: Option<&str>,
+        keep: &dyn Fn(&Labels) -> bool,
+        min_t: i64,
+        max_t: i64,
+        each: &mut Visit,
+    ) {
+        let blocks: Vec<&Arc<Block>> = self
+            .blocks
+            .iter()
+            .filter(|_| self.head_from == i64::MIN || min_t <= self.head_from)
+            .filter(|b| b.meta().max_t > min_t && b.meta().min_t <= max_t)
+            .collect();
+        let head: Vec<(&Labels, Samples)> = self
+            .head
+            .iter()
+            .filter(|(l, _)| name.is_none_or(|n| l.get(NAME) == Some(n)) && keep(l))
+            .map(|(l, s)| {
+                let from = s.partition_point(|p| p.0 < min_t);
+                let to = s.partition_point(|p| p.0 <= max_t);
+                (l, s[from..to.max(from)].to_vec())
+            })
+            .filter(|(_, s)| !s.is_empty())
+            .collect();
+        select_blocks(
+            &blocks,
+            &Direct(&self.read_errors),
+            head,
+            name,
+            keep,
+            (min_t, max_t),
+            each,
+        );
+    }
+}
