@@ -127,6 +127,17 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// Where the series' columns are, without its labels: what a read that found it keeps
+    /// until it reads its samples (a long read over every series of weeks of blocks would
+    /// otherwise hold every block's labels at once).
+    pub fn locator(&self) -> Entry {
+        Entry {
+            labels: Labels::default(),
+            times: self.times,
+            values: self.values,
+        }
+    }
+
     /// The series' place in its block (unique in the block).
     pub fn key(&self) -> u64 {
         self.values.offset

@@ -62,7 +62,8 @@ pub fn select_blocks(
     (min_t, max_t): (i64, i64),
     each: &mut Visit,
 ) {
-    type Part = (usize, Arc<Vec<Entry>>, usize);
+    // A block and where the series is in it (its labels are the part's).
+    type Part = (usize, Entry);
     let mut parts: Vec<(Labels, Vec<Part>)> = Vec::new();
     let mut at: HashMap<Labels, usize> = HashMap::new();
     for (i, b) in blocks.iter().enumerate() {
@@ -74,15 +75,12 @@ pub fn select_blocks(
             let Some(entries) = read.entries(b, n) else {
                 continue;
             };
-            for (e, entry) in entries.iter().enumerate() {
-                if !keep(&entry.labels) {
-                    continue;
-                }
+            for entry in entries.iter().filter(|e| keep(&e.labels)) {
                 let slot = *at.entry(entry.labels.clone()).or_insert_with(|| {
                     parts.push((entry.labels.clone(), Vec::new()));
                     parts.len() - 1
                 });
-                parts[slot].1.push((i, Arc::clone(&entries), e));
+                parts[slot].1.push((i, entry.locator()));
             }
         }
     }
@@ -96,8 +94,8 @@ pub fn select_blocks(
     let mut samples: Samples = Vec::new();
     for (labels, found) in &parts {
         samples.clear();
-        for (i, entries, e) in found {
-            if let Some(decoded) = read.samples(blocks[*i], &entries[*e]) {
+        for (i, entry) in found {
+            if let Some(decoded) = read.samples(blocks[*i], entry) {
                 let from = decoded.partition_point(|s| s.0 < min_t);
                 let to = decoded.partition_point(|s| s.0 <= max_t);
                 samples.extend_from_slice(&decoded[from..to.max(from)]);
