@@ -22,7 +22,7 @@ use obs_testkit::{client, eventually};
 
 mod common;
 
-use common::{fake_target, temp_dir, write_config_with_rules, Collector, BIN};
+use common::{fake_target, temp_dir, write_config_with_rules, write_days, Collector, BIN};
 
 const DAY_S: i64 = 86_400;
 const DAYS: i64 = 35;
@@ -188,17 +188,7 @@ fn thirty_five_days_imported_answer_as_prometheus_does() {
     let now_s = now_s();
     let end = now_s / 60 * 60 - 60;
     let days = days_of_samples(end, DAYS);
-    let whole = dir.join("35d.om");
-    std::fs::write(&whole, openmetrics(&days.concat())).unwrap();
-    let per_day: Vec<_> = days
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            let path = dir.join(format!("day-{i}.om"));
-            std::fs::write(&path, openmetrics(d)).unwrap();
-            path
-        })
-        .collect();
+    let (whole, per_day) = write_days(&dir, &days, openmetrics);
 
     let storage = dir.join("state.data");
     let (code, said) = import(&whole, &storage);

@@ -14,7 +14,7 @@
 //! Samples are every 5 minutes, 7.5 s after the minute, so none falls on a window's edge and
 //! Prometheus 2.x (ranges closed on the left) answers as 3.x would.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use obs_testkit::prometheus::Prometheus;
@@ -22,7 +22,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{temp_dir, BIN};
+use common::{temp_dir, write_days, BIN};
 
 const DAY_S: i64 = 86_400;
 const WEEK_S: i64 = 7 * DAY_S;
@@ -204,28 +204,12 @@ fn findings(report: &Value) -> Vec<(Key, (f64, f64))> {
         .collect()
 }
 
-fn write_days(dir: &Path, end: i64) -> (PathBuf, Vec<PathBuf>) {
-    let days = days_of_samples(end);
-    let whole = dir.join("35d.om");
-    std::fs::write(&whole, openmetrics(&days.concat())).unwrap();
-    let per_day = days
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            let path = dir.join(format!("day-{i}.om"));
-            std::fs::write(&path, openmetrics(d)).unwrap();
-            path
-        })
-        .collect();
-    (whole, per_day)
-}
-
 #[test]
 fn a_deploy_regression_and_a_slow_drift_are_reported_alike_from_history_and_from_prometheus() {
     let dir = temp_dir("report");
     // A fixed end, on a whole 5 minutes: the report is of a week that ended then.
     let end = 1_796_000_100 / STEP_S * STEP_S;
-    let (whole, per_day) = write_days(&dir, end);
+    let (whole, per_day) = write_days(&dir, &days_of_samples(end), openmetrics);
     let storage = dir.join("data");
     let storage_arg = storage.to_str().unwrap();
     let (code, _, err) = run(&[

@@ -26,24 +26,16 @@ use obs_collector::labels::Labels;
 use obs_collector::store::blocks::Blocks;
 
 const ROUTES: [&str; 4] = ["/users/{id}", "/orders", "/search", "/health"];
-const LES: [f64; 16] = [
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.075,
-    0.1,
-    0.25,
-    0.5,
-    0.75,
-    1.0,
-    2.0,
-    2.5,
-    5.0,
-    7.5,
-    10.0,
-    f64::INFINITY,
-];
+/// obs' default request-duration buckets, and `+Inf`.
+const LES: [f64; 16] = {
+    let mut les = [f64::INFINITY; 16];
+    let mut i = 0;
+    while i < 15 {
+        les[i] = obs::semconv::DURATION_BUCKETS[i];
+        i += 1;
+    }
+    les
+};
 const FAMILY: &str = "http_server_request_duration_seconds";
 const DAY_S: i64 = 86_400;
 
@@ -191,8 +183,9 @@ impl Fleet {
                 Labels::new(pairs)
             };
             // Per series: its samples over the day.
-            let mut day: Vec<Vec<(i64, f64)>> =
-                vec![Vec::with_capacity(points as usize); 4 * 2 * 18 + 1];
+            let mut day: Vec<Vec<(i64, f64)>> = (0..4 * 2 * 18 + 1)
+                .map(|_| Vec::with_capacity(points as usize))
+                .collect();
             for i in 0..points {
                 let ts = from + i * step;
                 let ms = ts * 1000 + 7_500;
@@ -224,7 +217,6 @@ impl Fleet {
                         day[base + 17].push((ms, self.sums[t][r][s]));
                     }
                 }
-                let _ = canary;
                 day[4 * 2 * 18].push((ms, 1.0));
             }
             let version = |ts: i64| {

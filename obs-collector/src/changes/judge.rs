@@ -132,34 +132,20 @@ pub fn judge(route: &str, before: &Window, after: &Window, t: &Thresholds) -> Ro
 mod tests {
     use super::*;
 
-    /// obs' default request-duration buckets.
-    const BOUNDS: [f64; 16] = [
-        0.005,
-        0.01,
-        0.025,
-        0.05,
-        0.075,
-        0.1,
-        0.25,
-        0.5,
-        0.75,
-        1.0,
-        2.0,
-        2.5,
-        5.0,
-        7.5,
-        10.0,
-        f64::INFINITY,
-    ];
+    /// obs' default request-duration buckets, and `+Inf`.
+    fn bounds() -> impl Iterator<Item = f64> {
+        obs::semconv::DURATION_BUCKETS
+            .into_iter()
+            .chain([f64::INFINITY])
+    }
 
     /// `n` requests whose latencies are spread evenly over `[lo, hi]` seconds, `errors` of them 5xx.
     fn uniform(n: usize, lo: f64, hi: f64, errors: f64) -> Window {
         let latencies: Vec<f64> = (0..n)
             .map(|i| lo + (hi - lo) * (i as f64 + 0.5) / n as f64)
             .collect();
-        let buckets = BOUNDS
-            .iter()
-            .map(|&le| (le, latencies.iter().filter(|&&l| l <= le).count() as f64))
+        let buckets = bounds()
+            .map(|le| (le, latencies.iter().filter(|&&l| l <= le).count() as f64))
             .collect();
         Window {
             buckets,

@@ -493,7 +493,7 @@ async fn alerts(
         });
     }
     for rows in out.values_mut() {
-        rows.sort_by(|a, b| b.firing_ms.cmp(&a.firing_ms));
+        rows.sort_by_key(|r| std::cmp::Reverse(r.firing_ms));
     }
     Ok(out)
 }

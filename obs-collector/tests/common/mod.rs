@@ -91,3 +91,25 @@ pub fn chromium(args: &[&str], url: &str, profile: &std::path::Path) -> std::pro
         .output()
         .expect("chromium (Debian package) must be installed")
 }
+
+/// `days` of OpenMetrics lines written as one file (`35d.om`, for `obs-collector import`) and
+/// a file a day (`day-N.om`, for promtool, which re-reads its whole input for every block it
+/// writes), each made whole by `openmetrics`.
+pub fn write_days(
+    dir: &Path,
+    days: &[String],
+    openmetrics: fn(&str) -> String,
+) -> (PathBuf, Vec<PathBuf>) {
+    let whole = dir.join("35d.om");
+    std::fs::write(&whole, openmetrics(&days.concat())).unwrap();
+    let per_day = days
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let path = dir.join(format!("day-{i}.om"));
+            std::fs::write(&path, openmetrics(d)).unwrap();
+            path
+        })
+        .collect();
+    (whole, per_day)
+}
