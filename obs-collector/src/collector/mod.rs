@@ -868,6 +868,49 @@ impl Collector {
         crate::promql::eval(expr, &snapshot, t)
     }
 
+    /// The label sets of the series any of `selectors` selects (every series when there are
+    /// none) with samples in `[start, end]`, sorted: what the series and label APIs answer. Read from the blocks' indexes and the
+    /// head, over a snapshot (no lock held meanwhile).
+    pub fn series_matching(
+        &self,
+        selectors: &[crate::promql::Selector],
+        (start, end): (i64, i64),
+    ) -> Result<Vec<Labels>, crate::promql::QueryError> {
+        use crate::store::querier::Select as _;
+        if self.remote.is_some() {
+            return Err(crate::promql::QueryError::Eval(
+                "remote mode: this collector keeps no samples; ask the backend it evaluates against (query.url)".into(),
+            ));
+        }
+        let names: Option<Vec<String>> = if selectors.is_empty() {
+            None
+        } else {
+            selectors.iter().map(|s| s.name.clone()).collect()
+        };
+        let snapshot = self
+            .store
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .snapshot(names.as_deref(), start, end);
+        let mut found = std::collections::BTreeSet::new();
+        let mut add = |labels: &Labels| {
+            found.insert(labels.clone());
+        };
+        if selectors.is_empty() {
+            snapshot.series(None, &|_| true, start, end, &mut add);
+        }
+        for sel in selectors {
+            snapshot.series(
+                sel.name.as_deref(),
+                &|l| sel.matches(l),
+                start,
+                end,
+                &mut add,
+            );
+        }
+        Ok(found.into_iter().collect())
+    }
+
     /// The collector's clock reading.
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()

@@ -122,12 +122,13 @@ fn vector(v: Value, what: &str) -> Result<Vec<Sample>, QueryError> {
 
 /// The series `sel` matches, with their samples in `[min_t, max_t]`.
 fn select(store: &dyn Select, sel: &Selector, min_t: i64, max_t: i64, each: &mut querier::Visit) {
-    let keep = |labels: &Labels| {
-        sel.matchers
-            .iter()
-            .all(|m| m.is_match(labels.get(&m.name).unwrap_or("")))
-    };
-    store.select(sel.name.as_deref(), &keep, min_t, max_t, each);
+    store.select(
+        sel.name.as_deref(),
+        &|labels| sel.matches(labels),
+        min_t,
+        max_t,
+        each,
+    );
 }
 
 fn histogram_quantile(q: f64, samples: Vec<Sample>) -> Vec<Sample> {

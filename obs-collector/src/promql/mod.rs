@@ -83,6 +83,15 @@ pub struct Selector {
     pub offset_ms: i64,
 }
 
+impl Selector {
+    /// Whether a series with `labels` is one this selector selects (its name included).
+    pub fn matches(&self, labels: &Labels) -> bool {
+        self.matchers
+            .iter()
+            .all(|m| m.is_match(labels.get(&m.name).unwrap_or("")))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AggOp {
     Sum,

@@ -25,6 +25,20 @@ pub trait Select {
         max_t: i64,
         each: &mut Visit,
     );
+
+    /// Calls `each` once per series named `name` (every series when `None`) that `keep`
+    /// accepts and that has samples in `[min_t, max_t]` (in a block that overlaps it), with its
+    /// labels only: the series and label APIs, which need no samples.
+    fn series(
+        &self,
+        name: Option<&str>,
+        keep: &dyn Fn(&Labels) -> bool,
+        min_t: i64,
+        max_t: i64,
+        each: &mut dyn FnMut(&Labels),
+    ) {
+        self.select(name, keep, min_t, max_t, &mut |labels, _| each(labels));
+    }
 }
 
 /// The window an instant selector at `t` reads.

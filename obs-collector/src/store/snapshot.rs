@@ -111,6 +111,50 @@ pub fn select_blocks(
     }
 }
 
+/// The labels of every series named `name` (every series when `None`) that `keep` accepts with
+/// samples in `[min_t, max_t]`, in `blocks` and `head` (already of that range), each once. A
+/// block inside the range answers from its index; only a block across one of its ends has the
+/// series' samples read, to leave out those whose samples there are all outside it.
+pub fn series_in_blocks<'h>(
+    blocks: &[&Arc<Block>],
+    read: &dyn Read,
+    head: impl Iterator<Item = &'h Labels>,
+    name: Option<&str>,
+    keep: &dyn Fn(&Labels) -> bool,
+    (min_t, max_t): (i64, i64),
+    each: &mut dyn FnMut(&Labels),
+) {
+    let mut seen: std::collections::HashSet<Labels> = std::collections::HashSet::new();
+    for b in blocks {
+        let names: Vec<&str> = match name {
+            Some(n) => vec![n],
+            None => b.names().collect(),
+        };
+        // Block ranges end before `max_t` (they are half open).
+        let inside = b.meta().min_t >= min_t && b.meta().max_t <= max_t.saturating_add(1);
+        let in_range = |entry: &Entry| {
+            inside
+                || read.samples(b, entry).is_some_and(|samples| {
+                    let from = samples.partition_point(|s| s.0 < min_t);
+                    samples.get(from).is_some_and(|s| s.0 <= max_t)
+                })
+        };
+        for n in names {
+            for entry in read.entries(b, n).iter().flat_map(|e| e.iter()) {
+                if keep(&entry.labels) && !seen.contains(&entry.labels) && in_range(entry) {
+                    seen.insert(entry.labels.clone());
+                    each(&entry.labels);
+                }
+            }
+        }
+    }
+    for labels in head {
+        if keep(labels) && seen.insert(labels.clone()) {
+            each(labels);
+        }
+    }
+}
+
 /// What a long read sees: see the module's documentation. Made by
 /// [`super::Store::snapshot`].
 pub struct Snapshot {
@@ -144,7 +188,45 @@ impl Snapshot {
     }
 }
 
+impl Snapshot {
+    /// The blocks a read of `[min_t, max_t]` reads (those before the head, overlapping it).
+    fn blocks_for(&self, min_t: i64, max_t: i64) -> Vec<&Arc<Block>> {
+        self.blocks
+            .iter()
+            .filter(|_| self.head_from == i64::MIN || min_t <= self.head_from)
+            .filter(|b| b.meta().max_t > min_t && b.meta().min_t <= max_t)
+            .collect()
+    }
+}
+
 impl Select for Snapshot {
+    fn series(
+        &self,
+        name: Option<&str>,
+        keep: &dyn Fn(&Labels) -> bool,
+        min_t: i64,
+        max_t: i64,
+        each: &mut dyn FnMut(&Labels),
+    ) {
+        let head = self
+            .head
+            .iter()
+            .filter(|(l, s)| {
+                name.is_none_or(|n| l.get(NAME) == Some(n))
+                    && s.iter().any(|p| (min_t..=max_t).contains(&p.0))
+            })
+            .map(|(l, _)| l);
+        series_in_blocks(
+            &self.blocks_for(min_t, max_t),
+            &Direct(&self.read_errors),
+            head,
+            name,
+            keep,
+            (min_t, max_t),
+            each,
+        );
+    }
+
     fn left_closed(&self) -> bool {
         self.left_closed
     }
@@ -157,12 +239,7 @@ impl Select for Snapshot {
         max_t: i64,
         each: &mut Visit,
     ) {
-        let blocks: Vec<&Arc<Block>> = self
-            .blocks
-            .iter()
-            .filter(|_| self.head_from == i64::MIN || min_t <= self.head_from)
-            .filter(|b| b.meta().max_t > min_t && b.meta().min_t <= max_t)
-            .collect();
+        let blocks = self.blocks_for(min_t, max_t);
         let head: Vec<(&Labels, Samples)> = self
             .head
             .iter()

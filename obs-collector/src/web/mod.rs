@@ -18,6 +18,7 @@ mod forms;
 mod query_api;
 pub mod report_page;
 pub mod runbook;
+mod series_api;
 pub mod status_page;
 
 use crate::collector::Collector;
@@ -96,6 +97,16 @@ pub fn router(collector: Arc<Collector>, obs: Arc<obs::Obs>, access: Access) -> 
         .route("/api/v1/targets", get(targets))
         .route("/api/v1/deploys", get(deploys))
         .route("/api/v1/report", get(report_page::api))
+        .route(
+            "/api/v1/series",
+            get(series_api::series).post(series_api::series),
+        )
+        .route(
+            "/api/v1/labels",
+            get(series_api::labels).post(series_api::labels),
+        )
+        .route("/api/v1/label/{name}/values", get(series_api::label_values))
+        .route("/api/v1/status/buildinfo", get(series_api::buildinfo))
         .route("/report", get(report_page::page))
         .route(
             "/api/v1/query",

@@ -24,11 +24,11 @@ const MAX_POINTS: i64 = 11_000;
 
 /// A request that cannot be answered as asked: `bad_data`, 400.
 #[derive(Debug)]
-struct BadData(String);
+pub(super) struct BadData(pub(super) String);
 
 /// The parameters, from the query string and (POST) the form body; the body wins, as in
 /// Prometheus' `r.FormValue`.
-fn params(query: Option<&str>, body: &[u8]) -> BTreeMap<String, String> {
+pub(super) fn params(query: Option<&str>, body: &[u8]) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     out.extend(url_pairs(query.unwrap_or_default()));
     out.extend(url_pairs(&String::from_utf8_lossy(body)));
@@ -36,7 +36,7 @@ fn params(query: Option<&str>, body: &[u8]) -> BTreeMap<String, String> {
 }
 
 /// A time parameter: RFC 3339 or Unix seconds, in milliseconds.
-fn time(params: &BTreeMap<String, String>, name: &str) -> Result<Option<i64>, BadData> {
+pub(super) fn time(params: &BTreeMap<String, String>, name: &str) -> Result<Option<i64>, BadData> {
     let Some(text) = params.get(name) else {
         return Ok(None);
     };
@@ -169,7 +169,7 @@ pub(super) async fn range(
     }))
 }
 
-fn metric(labels: &Labels) -> Json_ {
+pub(super) fn metric(labels: &Labels) -> Json_ {
     Json_::Object(
         labels
             .iter()
@@ -200,11 +200,11 @@ fn format_value(v: f64) -> String {
     }
 }
 
-fn success(data: Json_) -> Response {
+pub(super) fn success(data: Json_) -> Response {
     Json(json!({ "status": "success", "data": data })).into_response()
 }
 
-fn error(status: StatusCode, error_type: &str, message: &str) -> Response {
+pub(super) fn error(status: StatusCode, error_type: &str, message: &str) -> Response {
     (
         status,
         Json(json!({ "status": "error", "errorType": error_type, "error": message })),
@@ -212,7 +212,7 @@ fn error(status: StatusCode, error_type: &str, message: &str) -> Response {
         .into_response()
 }
 
-fn execution_error(e: &QueryError) -> Response {
+pub(super) fn execution_error(e: &QueryError) -> Response {
     error(
         StatusCode::UNPROCESSABLE_ENTITY,
         "execution",

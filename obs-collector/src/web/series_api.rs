@@ -1,0 +1,220 @@
+//! Prometheus' series and label APIs over the collector's history, as Grafana's data source
+//! calls them for its variables and its query editor: `/api/v1/series`, `/api/v1/labels`,
+//! `/api/v1/label/{name}/values` (GET query strings or POST form bodies, `match[]` repeated,
+//! `start`/`end` as RFC 3339 or Unix seconds, `limit`), and `/api/v1/status/buildinfo`,
+//! shaped as a Prometheus that has the label-match API (2.24 and later), so Grafana uses it.
+//! Series come from the blocks' indexes and the head: no sample is read.
+
+use std::collections::BTreeSet;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{json, Value as Json};
+
+use super::alertmanager_api::url_pairs;
+use super::query_api::{error, execution_error, metric, params, success, time, BadData};
+use super::App;
+use crate::labels::Labels;
+use crate::promql::{self, Expr, Selector};
+
+/// What a series or label request asks.
+struct Asked {
+    selectors: Vec<Selector>,
+    start: i64,
+    end: i64,
+    limit: usize,
+}
+
+/// The request's `match[]` (every one, from the query string and the form body), `start`,
+/// `end` (all of history by default) and `limit` (0 or none: no limit).
+fn asked(query: Option<&str>, body: &[u8]) -> Result<Asked, BadData> {
+    let params = params(query, body);
+    let mut matches = url_pairs(query.unwrap_or_default());
+    matches.extend(url_pairs(&String::from_utf8_lossy(body)));
+    let selectors = matches
+        .into_iter()
+        .filter(|(k, _)| k == "match[]")
+        .map(|(_, text)| match promql::compile(&text) {
+            Ok(Expr::Selector(s)) => Ok(s),
+            Ok(_) => Err(BadData(format!(
+                "invalid parameter \"match[]\": {text:?} is not a series selector"
+            ))),
+            Err(e) => Err(BadData(format!("invalid parameter \"match[]\": {e}"))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let start = time(&params, "start")?.unwrap_or(i64::MIN);
+    let end = time(&params, "end")?.unwrap_or(i64::MAX);
+    if end < start {
+        return Err(BadData(
+            "end timestamp must not be before start time".into(),
+        ));
+    }
+    let limit = match params.get("limit").map(|l| l.parse::<usize>()) {
+        None => usize::MAX,
+        Some(Ok(0)) => usize::MAX,
+        Some(Ok(l)) => l,
+        Some(Err(_)) => {
+            return Err(BadData("invalid parameter \"limit\": not a number".into()));
+        }
+    };
+    Ok(Asked {
+        selectors,
+        start,
+        end,
+        limit,
+    })
+}
+
+/// The series asked.
+fn series_of(app: &App, asked: &Asked) -> Result<Vec<Labels>, crate::promql::QueryError> {
+    app.collector
+        .series_matching(&asked.selectors, (asked.start, asked.end))
+}
+
+/// `data`, with Prometheus' warning when `limit` cut it.
+fn limited(data: Json, cut: bool) -> Response {
+    if !cut {
+        return success(data);
+    }
+    axum::response::IntoResponse::into_response(axum::Json(json!({
+        "status": "success",
+        "data": data,
+        "warnings": ["results truncated due to limit"],
+    })))
+}
+
+/// `GET|POST /api/v1/series`.
+pub(super) async fn series(
+    State(app): State<App>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let asked = match asked(query.as_deref(), &body) {
+        Ok(a) if a.selectors.is_empty() => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_data",
+                "no match[] parameter provided",
+            )
+        }
+        Ok(a) => a,
+        Err(BadData(m)) => return error(StatusCode::BAD_REQUEST, "bad_data", &m),
+    };
+    let series = match series_of(&app, &asked) {
+        Ok(found) => found,
+        Err(e) => return execution_error(&e),
+    };
+    let cut = series.len() > asked.limit;
+    let data: Vec<Json> = series.iter().take(asked.limit).map(metric).collect();
+    limited(Json::Array(data), cut)
+}
+
+/// `GET|POST /api/v1/labels`.
+pub(super) async fn labels(
+    State(app): State<App>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let asked = match asked(query.as_deref(), &body) {
+        Ok(a) => a,
+        Err(BadData(m)) => return error(StatusCode::BAD_REQUEST, "bad_data", &m),
+    };
+    let series = match series_of(&app, &asked) {
+        Ok(found) => found,
+        Err(e) => return execution_error(&e),
+    };
+    let names: BTreeSet<&str> = series
+        .iter()
+        .flat_map(|l| l.iter().map(|(k, _)| k))
+        .collect();
+    let cut = names.len() > asked.limit;
+    limited(
+        json!(names.into_iter().take(asked.limit).collect::<Vec<_>>()),
+        cut,
+    )
+}
+
+/// `GET /api/v1/label/{name}/values`.
+pub(super) async fn label_values(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if !valid_label_name(&name) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_data",
+            &format!("invalid label name: {name:?}"),
+        );
+    }
+    let asked = match asked(query.as_deref(), &[]) {
+        Ok(a) => a,
+        Err(BadData(m)) => return error(StatusCode::BAD_REQUEST, "bad_data", &m),
+    };
+    let series = match series_of(&app, &asked) {
+        Ok(found) => found,
+        Err(e) => return execution_error(&e),
+    };
+    let values: BTreeSet<&str> = series.iter().filter_map(|l| l.get(&name)).collect();
+    let cut = values.len() > asked.limit;
+    limited(
+        json!(values.into_iter().take(asked.limit).collect::<Vec<_>>()),
+        cut,
+    )
+}
+
+/// `[a-zA-Z_][a-zA-Z0-9_]*`, Prometheus' label names (`__name__` included).
+fn valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The Prometheus API version this collector answers as: at least 2.24, so Grafana uses the
+/// label-match API (`/api/v1/label/{name}/values?match[]=`); no `features`, so it is taken for
+/// a Prometheus (a `features` map reads as Mimir).
+pub const API_VERSION: &str = "2.53.0";
+
+/// `GET /api/v1/status/buildinfo`.
+pub(super) async fn buildinfo() -> Response {
+    success(json!({
+        "version": API_VERSION,
+        "revision": concat!("obs-collector ", env!("CARGO_PKG_VERSION")),
+        "branch": "",
+        "buildUser": "obs",
+        "buildDate": "",
+        "goVersion": "none (obs-collector is written in Rust)",
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_names_are_prometheus_names() {
+        assert!(valid_label_name("__name__") && valid_label_name("job") && valid_label_name("a1"));
+        assert!(!valid_label_name("") && !valid_label_name("1a") && !valid_label_name("a-b"));
+    }
+
+    #[test]
+    fn match_repeated_in_the_query_and_the_form() {
+        let a = asked(
+            Some("match[]=up&start=1.5&limit=2"),
+            b"match%5B%5D=%7Bjob%3D%22x%22%7D&end=2026-12-07T00:00:00Z",
+        )
+        .unwrap_or_else(|BadData(m)| panic!("{m}"));
+        assert_eq!(a.selectors.len(), 2);
+        assert_eq!((a.start, a.limit), (1500, 2));
+        assert_eq!(
+            a.end,
+            crate::time::parse_rfc3339("2026-12-07T00:00:00Z").unwrap()
+        );
+        assert!(asked(Some("match[]=rate(up[1m])"), &[]).is_err());
+        assert!(asked(Some("start=2&end=1"), &[]).is_err());
+    }
+}

@@ -1,0 +1,180 @@
+//! The series and label APIs against a real Prometheus holding the same samples: one
+//! OpenMetrics file (two days, two jobs, a histogram, a gauge, a series that stops on the
+//! first day), imported into the collector and backfilled into Prometheus 2.42 by promtool.
+//! The calls are Grafana's: GET and POST form bodies, `match[]` repeated, `start`/`end` as Unix
+//! seconds with fractions or RFC 3339; the answers must be the same.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use obs_testkit::client;
+use obs_testkit::prometheus::Prometheus;
+use serde_json::Value;
+
+mod common;
+
+use common::{fake_target, temp_dir, write_config_with_rules, write_days, Collector, BIN};
+
+const DAY_S: i64 = 86_400;
+
+/// Two days of samples ending at `end`, every 5 minutes, one chunk per day.
+fn days(end: i64) -> Vec<String> {
+    let start = end - 2 * DAY_S;
+    let mut chunks = vec![String::new(), String::new()];
+    for i in 0..(2 * DAY_S / 300) {
+        let t = start + i * 300 + 7;
+        let day = &mut chunks[((t - start) / DAY_S) as usize];
+        for (job, instance) in [("shop", "a:1"), ("shop", "b:1"), ("search", "c:1")] {
+            let l = format!(r#"job="{job}",instance="{instance}""#);
+            day.push_str(&format!("up{{{l}}} 1 {t}\n"));
+            for (route, le) in [
+                ("/users/{id}", "0.1"),
+                ("/users/{id}", "+Inf"),
+                ("/", "+Inf"),
+            ] {
+                day.push_str(&format!(
+                    "http_server_request_duration_seconds_bucket{{{l},http_route=\"{route}\",le=\"{le}\"}} {i} {t}\n"
+                ));
+            }
+        }
+        // A series that stops after the first day.
+        if i < DAY_S / 300 {
+            day.push_str(&format!(
+                "legacy_jobs_total{{job=\"shop\",queue=\"old\"}} {i} {t}\n"
+            ));
+        }
+    }
+    chunks
+}
+
+fn openmetrics(body: &str) -> String {
+    format!(
+        "# TYPE up gauge\n# TYPE http_server_request_duration_seconds histogram\n# TYPE legacy_jobs_total counter\n{body}# EOF\n"
+    )
+}
+
+/// GET `path` (or POST its query as a form when `form`), the answer's JSON.
+fn ask(addr: std::net::SocketAddr, path: &str, form: bool) -> Value {
+    let response = if form {
+        let (endpoint, body) = path.split_once('?').unwrap_or((path, ""));
+        client::post(
+            addr,
+            endpoint,
+            &[("content-type", b"application/x-www-form-urlencoded")],
+            body.as_bytes(),
+        )
+        .unwrap()
+    } else {
+        client::get(addr, path).unwrap()
+    };
+    serde_json::from_str(&response.body)
+        .unwrap_or_else(|e| panic!("{path}: {e}: {}", response.body))
+}
+
+#[test]
+fn series_and_labels_answer_as_prometheus_does() {
+    let dir = temp_dir("series-api");
+    let end = 1_796_000_000 / 300 * 300;
+    let (whole, per_day) = write_days(&dir, &days(end), openmetrics);
+    let storage = dir.join("state.data");
+    let out = Command::new(BIN)
+        .arg("import")
+        .arg(&whole)
+        .arg("--storage.path")
+        .arg(&storage)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let prom = Prometheus::start_backfilled(
+        "global:\n  scrape_interval: 5m\nscrape_configs: []\n",
+        &["--storage.tsdb.retention.time=10y"],
+        &per_day,
+    )
+    .unwrap();
+    // The collector scrapes a target that is not there (its own series stay out of the
+    // answers: `up` of job `none` is 0 and is filtered by the calls below where it matters).
+    let target = fake_target(Arc::new(Mutex::new(String::new())));
+    let config = write_config_with_rules(&dir, target, "groups: []\n", "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("job_name: svc", "job_name: probe")).unwrap();
+    let collector = Collector::start(&config, &dir.join("state.json"), &[]);
+
+    let day1 = end - 2 * DAY_S + 600;
+    let rfc = |s: i64| obs_collector::time::rfc3339(s * 1000);
+    let within = format!("start={}&end={}", end - 2 * DAY_S, end);
+    let calls = [
+        (format!("/api/v1/labels?match[]=%7Bjob%3D~%22shop%7Csearch%22%7D&{within}"), false),
+        (format!("/api/v1/label/job/values?match[]=up%7Bjob%21%3D%22probe%22%7D&{within}"), false),
+        (format!("/api/v1/label/__name__/values?match[]=%7Bjob%3D%22shop%22%7D&{within}"), false),
+        (
+            format!(
+                "/api/v1/label/instance/values?match[]=http_server_request_duration_seconds_bucket%7Bjob%3D%22shop%22%7D&start={}&end={}",
+                client::encode_query(&rfc(day1)),
+                client::encode_query(&rfc(end))
+            ),
+            false,
+        ),
+        (
+            format!("/api/v1/series?match[]=up%7Bjob%3D%22shop%22%7D&match[]=legacy_jobs_total&start={}.5&end={}.25", end - 2 * DAY_S, end),
+            true,
+        ),
+        // Only the second day: the legacy series is gone.
+        (
+            format!("/api/v1/series?match[]=legacy_jobs_total&match[]=up%7Bjob%3D%22search%22%7D&start={}&end={end}", end - DAY_S / 2),
+            false,
+        ),
+        (
+            format!("/api/v1/label/http_route/values?match[]=http_server_request_duration_seconds_bucket&{within}"),
+            false,
+        ),
+        // Grafana's label-names call, as a form.
+        (format!("/api/v1/labels?match[]=up&match[]=legacy_jobs_total&{within}"), true),
+    ];
+    for (path, form) in &calls {
+        let (ours, theirs) = (
+            ask(collector.addr, path, *form),
+            ask(prom.addr, path, *form),
+        );
+        assert_eq!(ours["status"], "success", "{path}: {ours}");
+        assert_eq!(ours["data"], theirs["data"], "{path}");
+        assert!(
+            ours["data"].as_array().is_some_and(|a| !a.is_empty()),
+            "{path}: {ours}"
+        );
+    }
+    // A limit cuts and says so.
+    let cut = ask(
+        collector.addr,
+        &format!("/api/v1/label/__name__/values?limit=1&{within}"),
+        false,
+    );
+    assert_eq!(cut["data"].as_array().unwrap().len(), 1, "{cut}");
+    assert_eq!(cut["warnings"][0], "results truncated due to limit");
+    // Errors as Prometheus' API gives them.
+    for path in [
+        "/api/v1/series",
+        "/api/v1/series?match[]=rate(up%5B1m%5D)",
+        "/api/v1/labels?start=10&end=1",
+        "/api/v1/label/a-b/values",
+    ] {
+        let r = client::get(collector.addr, path).unwrap();
+        assert_eq!(r.status, 400, "{path}: {}", r.body);
+        let v: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(v["errorType"], "bad_data", "{path}");
+    }
+    // buildinfo: a Prometheus with the label-match API (2.24 and later), no Mimir features.
+    let info = ask(collector.addr, "/api/v1/status/buildinfo", false);
+    let version = info["data"]["version"].as_str().unwrap();
+    let minor: u32 = version.split('.').nth(1).unwrap().parse().unwrap();
+    assert!(version.starts_with("2.") && minor >= 24, "{info}");
+    assert!(info["data"].get("features").is_none());
+    for key in ["revision", "branch", "buildUser", "buildDate", "goVersion"] {
+        assert!(info["data"][key].is_string(), "{key}: {info}");
+    }
+    let _ = Path::new(&dir);
+}
