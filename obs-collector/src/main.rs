@@ -62,6 +62,19 @@ struct Args {
         default_value_t = obs_collector::store::DEFAULT_MAX_SERIES
     )]
     max_series: usize,
+    /// A query of the API that runs longer stops and answers 503 (Prometheus' flag).
+    #[arg(long = "query.timeout", value_name = "DURATION", default_value = "2m", value_parser = duration_ms)]
+    query_timeout: i64,
+    /// A query that reads more samples stops and answers 422 (Prometheus' flag and default).
+    #[arg(
+        long = "query.max-samples",
+        value_name = "N",
+        default_value_t = 50_000_000
+    )]
+    query_max_samples: usize,
+    /// At most this many queries are evaluated at once; the others wait (Prometheus' flag).
+    #[arg(long = "query.max-concurrency", value_name = "N", default_value_t = 20)]
+    query_max_concurrency: usize,
 }
 
 /// Where and how long history is kept.
@@ -497,6 +510,11 @@ fn run(args: Args) -> ExitCode {
         );
         collector.set_external_url(&format!("http://{}/", listener.local_addr().unwrap_or(args.listen)));
         collector.set_max_series(args.max_series);
+        collector.set_query_limits(collector::QueryLimits {
+            timeout: Duration::from_millis(args.query_timeout.max(1) as u64),
+            max_samples: args.query_max_samples,
+            max_concurrency: args.query_max_concurrency,
+        });
         // History on disk is worth a warning, never the alerts: without it the collector runs
         // in memory, as before.
         match collector.open_storage(&args.storage.path, args.storage.retention()) {

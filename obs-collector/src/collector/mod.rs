@@ -14,6 +14,7 @@ mod changes;
 mod context;
 mod deliver;
 mod metrics;
+mod queries;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -26,6 +27,7 @@ use obs::prometheus::{Histogram, Registry};
 use deliver::Delivery;
 pub use deliver::Step;
 pub use metrics::SelfMetrics;
+pub use queries::{QueryFailure, QueryLimits};
 
 use crate::config::{Config, Job, Target};
 use crate::deploys::DeployLog;
@@ -112,6 +114,9 @@ pub struct Collector {
     /// the order they were taken.
     snapshot_lock: Mutex<()>,
     metrics: SelfMetrics,
+    /// The query API's limits (`--query.*`), and its slots.
+    query_limits: std::sync::OnceLock<QueryLimits>,
+    query_slots: std::sync::OnceLock<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Collector {
@@ -235,6 +240,8 @@ impl Collector {
             clock,
             snapshot_lock: Mutex::new(()),
             metrics: SelfMetrics::new(registry),
+            query_limits: std::sync::OnceLock::new(),
+            query_slots: std::sync::OnceLock::new(),
         })
     }
 
@@ -851,21 +858,7 @@ impl Collector {
         if self.remote.is_some() {
             return self.query_at(expr, t);
         }
-        let selectors = expr.selectors();
-        let names: Option<Vec<String>> = selectors.iter().map(|s| s.name.clone()).collect();
-        let offset = selectors
-            .iter()
-            .map(|s| s.offset_ms)
-            .max()
-            .unwrap_or(0)
-            .max(0);
-        let min_t = t - expr.max_range_ms() - crate::store::LOOKBACK_MS - offset;
-        let snapshot = self
-            .store
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .snapshot(names.as_deref(), min_t, i64::MAX);
-        crate::promql::eval(expr, &snapshot, t)
+        crate::promql::eval(expr, &self.snapshot_for(expr, t), t)
     }
 
     /// The label sets of the series any of `selectors` selects (every series when there are

@@ -86,19 +86,23 @@ pub(super) async fn instant(
         Ok(asked) => asked,
         Err(BadData(message)) => return error(StatusCode::BAD_REQUEST, "bad_data", &message),
     };
-    match app.collector.query_at(&expr, t) {
-        Ok(Value::Scalar(v)) => success(json!({
+    let value = match app.collector.query_api(expr, vec![t]).await {
+        Ok(mut values) => values.pop().map(|(_, v)| v),
+        Err(e) => return failure(&e),
+    };
+    match value {
+        Some(Value::Scalar(v)) => success(json!({
             "resultType": "scalar",
             "result": point(t, v),
         })),
-        Ok(Value::Vector(samples)) => success(json!({
+        Some(Value::Vector(samples)) => success(json!({
             "resultType": "vector",
             "result": samples.iter().map(|s| json!({
                 "metric": metric(&s.labels),
                 "value": point(t, s.value),
             })).collect::<Vec<_>>(),
         })),
-        Err(e) => execution_error(&e),
+        None => success(json!({ "resultType": "vector", "result": [] })),
     }
 }
 
@@ -139,16 +143,22 @@ pub(super) async fn range(
     // One series per label set, its points in time order; a scalar is one series without
     // labels, as Prometheus returns it.
     let mut series: BTreeMap<String, (Json_, Vec<Json_>)> = BTreeMap::new();
-    let mut t = start;
-    while t <= end {
-        match app.collector.query_at(&expr, t) {
-            Ok(Value::Scalar(v)) => {
+    let times: Vec<i64> = (0..=(end - start) / step)
+        .map(|i| start + i * step)
+        .collect();
+    let values = match app.collector.query_api(expr, times).await {
+        Ok(values) => values,
+        Err(e) => return failure(&e),
+    };
+    for (t, value) in values {
+        match value {
+            Value::Scalar(v) => {
                 let entry = series
                     .entry(String::new())
                     .or_insert((json!({}), Vec::new()));
                 entry.1.push(point(t, v));
             }
-            Ok(Value::Vector(samples)) => {
+            Value::Vector(samples) => {
                 for s in samples {
                     let entry = series
                         .entry(s.labels.to_string())
@@ -156,9 +166,7 @@ pub(super) async fn range(
                     entry.1.push(point(t, s.value));
                 }
             }
-            Err(e) => return execution_error(&e),
         }
-        t += step;
     }
     success(json!({
         "resultType": "matrix",
@@ -210,6 +218,21 @@ pub(super) fn error(status: StatusCode, error_type: &str, message: &str) -> Resp
         Json(json!({ "status": "error", "errorType": error_type, "error": message })),
     )
         .into_response()
+}
+
+/// A query the limits or the evaluation stopped: 503 `timeout`, else 422 `execution`, as
+/// Prometheus answers.
+fn failure(e: &crate::collector::QueryFailure) -> Response {
+    match e {
+        crate::collector::QueryFailure::Timeout(_) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, "timeout", &e.to_string())
+        }
+        _ => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "execution",
+            &e.to_string(),
+        ),
+    }
 }
 
 pub(super) fn execution_error(e: &QueryError) -> Response {
