@@ -178,3 +178,57 @@ fn series_and_labels_answer_as_prometheus_does() {
     }
     let _ = Path::new(&dir);
 }
+
+/// `/api/v1/query_exemplars` answers from the exemplars the collector scraped (each target's
+/// last page), in Prometheus' shape; Grafana's probe `query=test` succeeds with none.
+#[test]
+fn exemplars_are_answered_from_the_scraped_pages() {
+    let dir = temp_dir("query-exemplars");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let page = format!(
+        "# TYPE d histogram\nd_bucket{{le=\"1\"}} 3 # {{trace_id=\"4bf92f3577b34da6a3ce929d0e0e4736\"}} 0.5 {now:.3}\nd_bucket{{le=\"+Inf\"}} 5\nd_count 5\nd_sum 2\n# EOF\n"
+    );
+    let target = fake_target(Arc::new(Mutex::new(page)));
+    let config = write_config_with_rules(&dir, target, "groups: []\n", "");
+    let collector = Collector::start(&config, &dir.join("state.json"), &[]);
+    let found = obs_testkit::eventually(
+        std::time::Duration::from_secs(10),
+        || "no exemplar".into(),
+        || {
+            let v = ask(
+                collector.addr,
+                "/api/v1/query_exemplars?query=d_bucket",
+                false,
+            );
+            v["data"].as_array().filter(|a| !a.is_empty()).cloned()
+        },
+    );
+    assert_eq!(
+        found[0]["seriesLabels"]["__name__"], "d_bucket",
+        "{found:?}"
+    );
+    assert_eq!(found[0]["seriesLabels"]["le"], "1");
+    let e = &found[0]["exemplars"][0];
+    assert_eq!(e["labels"]["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(e["value"], "0.5");
+    assert!((e["timestamp"].as_f64().unwrap() - now).abs() < 0.01, "{e}");
+    // As a form, with a time range that leaves it out: none.
+    let past = format!(
+        "/api/v1/query_exemplars?query=d_bucket&start=1&end={}",
+        now - 3600.0
+    );
+    assert_eq!(
+        ask(collector.addr, &past, true)["data"],
+        serde_json::json!([])
+    );
+    let probe = ask(collector.addr, "/api/v1/query_exemplars?query=test", false);
+    assert_eq!(
+        (probe["status"].as_str(), &probe["data"]),
+        (Some("success"), &serde_json::json!([]))
+    );
+    let r = client::get(collector.addr, "/api/v1/query_exemplars").unwrap();
+    assert_eq!(r.status, 400, "{}", r.body);
+}

@@ -609,6 +609,29 @@ impl Collector {
         self.wake.notify_waiters();
     }
 
+    /// The exemplars of the targets' last pages on the series any of `selectors` selects, in
+    /// `[start, end]`: what `/api/v1/query_exemplars` answers (the collector keeps each
+    /// target's latest exemplars, not their history).
+    pub fn exemplars_matching(
+        &self,
+        selectors: &[&crate::promql::Selector],
+        (start, end): (i64, i64),
+    ) -> Vec<Exemplar> {
+        self.targets
+            .iter()
+            .flat_map(|t| lock(&t.exemplars).clone())
+            .filter(|e| (start..=end).contains(&e.timestamp_ms))
+            .filter(|e| {
+                selectors.iter().any(|s| {
+                    s.matches(&e.series)
+                        && s.name
+                            .as_deref()
+                            .is_none_or(|n| e.series.get(crate::labels::NAME) == Some(n))
+                })
+            })
+            .collect()
+    }
+
     /// The example traces of the firing alert with `labels` (the status page's).
     pub fn examples_of(&self, labels: &Labels) -> Vec<String> {
         lock(&self.examples)

@@ -107,6 +107,10 @@ pub fn router(collector: Arc<Collector>, obs: Arc<obs::Obs>, access: Access) -> 
         )
         .route("/api/v1/label/{name}/values", get(series_api::label_values))
         .route("/api/v1/status/buildinfo", get(series_api::buildinfo))
+        .route(
+            "/api/v1/query_exemplars",
+            get(series_api::exemplars).post(series_api::exemplars),
+        )
         .route("/report", get(report_page::page))
         .route(
             "/api/v1/query",

@@ -198,7 +198,7 @@ fn point(t_ms: i64, v: f64) -> Json_ {
 }
 
 /// Go's `strconv.FormatFloat(v, 'f', -1, 64)`, as Prometheus writes sample values.
-fn format_value(v: f64) -> String {
+pub(super) fn format_value(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {

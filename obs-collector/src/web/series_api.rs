@@ -2,8 +2,9 @@
 //! calls them for its variables and its query editor: `/api/v1/series`, `/api/v1/labels`,
 //! `/api/v1/label/{name}/values` (GET query strings or POST form bodies, `match[]` repeated,
 //! `start`/`end` as RFC 3339 or Unix seconds, `limit`), and `/api/v1/status/buildinfo`,
-//! shaped as a Prometheus that has the label-match API (2.24 and later), so Grafana uses it.
-//! Series come from the blocks' indexes and the head: no sample is read.
+//! shaped as a Prometheus that has the label-match API (2.24 and later), so Grafana uses it;
+//! and `/api/v1/query_exemplars` from the exemplars the collector keeps (each target's last
+//! page). Series come from the blocks' indexes and the head: no sample is read.
 
 use std::collections::BTreeSet;
 
@@ -14,7 +15,9 @@ use axum::response::Response;
 use serde_json::{json, Value as Json};
 
 use super::alertmanager_api::url_pairs;
-use super::query_api::{error, execution_error, metric, params, success, time, BadData};
+use super::query_api::{
+    error, execution_error, format_value, metric, params, success, time, BadData,
+};
 use super::App;
 use crate::labels::Labels;
 use crate::promql::{self, Expr, Selector};
@@ -163,6 +166,45 @@ pub(super) async fn label_values(
         json!(values.into_iter().take(asked.limit).collect::<Vec<_>>()),
         cut,
     )
+}
+
+/// `GET|POST /api/v1/query_exemplars`: `query`, `start`, `end`. Grafana asks `query=test` when
+/// a data source loads and counts exemplars as supported when that succeeds.
+pub(super) async fn exemplars(
+    State(app): State<App>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let params = params(query.as_deref(), &body);
+    let asked = (|| {
+        let text = params
+            .get("query")
+            .ok_or_else(|| BadData("invalid parameter \"query\": no query given".into()))?;
+        let expr = promql::compile(text).map_err(|e| BadData(e.to_string()))?;
+        let start = time(&params, "start")?.unwrap_or(i64::MIN);
+        let end = time(&params, "end")?.unwrap_or(i64::MAX);
+        Ok((expr, start, end))
+    })();
+    let (expr, start, end) = match asked {
+        Ok(asked) => asked,
+        Err(BadData(m)) => return error(StatusCode::BAD_REQUEST, "bad_data", &m),
+    };
+    let found = app
+        .collector
+        .exemplars_matching(&expr.selectors(), (start, end));
+    let mut by_series: std::collections::BTreeMap<Labels, Vec<Json>> = Default::default();
+    for e in found {
+        by_series.entry(e.series.clone()).or_default().push(json!({
+            "labels": { "trace_id": e.trace_id },
+            "value": format_value(e.value),
+            "timestamp": e.timestamp_ms as f64 / 1000.0,
+        }));
+    }
+    let data: Vec<Json> = by_series
+        .into_iter()
+        .map(|(series, exemplars)| json!({ "seriesLabels": metric(&series), "exemplars": exemplars }))
+        .collect();
+    success(Json::Array(data))
 }
 
 /// `[a-zA-Z_][a-zA-Z0-9_]*`, Prometheus' label names (`__name__` included).
