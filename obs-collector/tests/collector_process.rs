@@ -240,6 +240,12 @@ fn the_query_api_answers_as_prometheus_does() {
         "rate(c_total[5s])",
         "count(flag)",
         "42",
+        // The dashboard's status-class panel, and label_replace's edges: a name capture, no
+        // match (unchanged), a new label only where it matched.
+        r#"sum by (status_class) (label_replace(flag, "status_class", "${1}xx", "route", "/(.)"))"#,
+        r#"label_replace(flag, "kind", "${r}-x", "route", "/(?P<r>.*)")"#,
+        r#"label_replace(flag, "kind", "z", "route", "nomatch")"#,
+        r#"label_replace(flag, "kind", "$1", "route", "/(a)?.*")"#,
     ] {
         let q: String = serde_urlencoded::to_string([("query", query)]).unwrap();
         let instant = format!("/api/v1/query?{q}&time={at}");
@@ -273,6 +279,22 @@ fn the_query_api_answers_as_prometheus_does() {
             "/api/v1/query_range?query=flag&start=0&end=1&step=0",
             400,
             "bad_data",
+        ),
+        // Two series that become one label set.
+        (
+            "/api/v1/query?query=label_replace(flag%2C%22route%22%2C%22%22%2C%22route%22%2C%22.*%22)",
+            422,
+            "execution",
+        ),
+        (
+            "/api/v1/query?query=label_replace(flag%2C%22a-b%22%2C%22x%22%2C%22route%22%2C%22.*%22)",
+            422,
+            "execution",
+        ),
+        (
+            "/api/v1/query?query=label_replace(flag%2C%22a%22%2C%22x%22%2C%22route%22%2C%22(%22)",
+            422,
+            "execution",
         ),
     ] {
         let ours = client::get(collector.addr, path).unwrap();

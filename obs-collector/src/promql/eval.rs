@@ -80,6 +80,43 @@ fn evaluate(expr: &Expr, store: &dyn Select, t: i64) -> Result<Value, QueryError
                 vector(evaluate(v, store, t)?, "histogram_quantile")?,
             ))
         }
+        Expr::LabelReplace {
+            expr,
+            dst,
+            replacement,
+            src,
+            regex,
+        } => {
+            let regex = regex.as_ref().map_err(|e| QueryError::Eval(e.clone()))?;
+            if !crate::labels::valid_name(dst) {
+                return Err(QueryError::Eval(format!(
+                    "invalid destination label name in label_replace(): {dst}"
+                )));
+            }
+            let samples = vector(evaluate(expr, store, t)?, "label_replace")?;
+            let mut out = Vec::with_capacity(samples.len());
+            let mut seen = HashSet::with_capacity(samples.len());
+            for s in samples {
+                let mut labels = s.labels;
+                if let Some(found) = regex.captures(labels.get(src).unwrap_or("")) {
+                    let mut value = String::new();
+                    found.expand(replacement, &mut value);
+                    if value.is_empty() {
+                        labels.retain(|n| n != dst.as_str());
+                    } else {
+                        labels.set(dst, &value);
+                    }
+                }
+                if !seen.insert(labels.clone()) {
+                    return Err("vector cannot contain metrics with the same labelset".into());
+                }
+                out.push(Sample {
+                    labels,
+                    value: s.value,
+                });
+            }
+            Value::Vector(out)
+        }
         Expr::Aggregate { op, grouping, expr } => Value::Vector(aggregate(
             *op,
             grouping,

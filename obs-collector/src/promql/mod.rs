@@ -73,6 +73,16 @@ pub enum Expr {
     Neg(Box<Expr>),
     /// Valid PromQL outside the local subset: only a remote backend (`query.url`) evaluates it.
     Remote,
+    /// `label_replace(v, dst, replacement, src, regex)`: `dst` set to `replacement` (with `$1`,
+    /// `${name}`) where `src` matches the anchored `regex`; removed when that comes to nothing.
+    LabelReplace {
+        expr: Box<Expr>,
+        dst: String,
+        replacement: String,
+        src: String,
+        /// Anchored; an expression that does not compile fails the evaluation.
+        regex: Result<regex::Regex, String>,
+    },
 }
 
 /// Label matchers plus offset.
@@ -179,7 +189,9 @@ impl Expr {
                 all.extend(b.selectors());
                 all
             }
-            Expr::Aggregate { expr, .. } | Expr::Neg(expr) => expr.selectors(),
+            Expr::Aggregate { expr, .. } | Expr::Neg(expr) | Expr::LabelReplace { expr, .. } => {
+                expr.selectors()
+            }
         }
     }
 
@@ -192,7 +204,9 @@ impl Expr {
                 selector, range_ms, ..
             } => range_ms + selector.offset_ms,
             Expr::HistogramQuantile { q, v } => q.max_range_ms().max(v.max_range_ms()),
-            Expr::Aggregate { expr, .. } | Expr::Neg(expr) => expr.max_range_ms(),
+            Expr::Aggregate { expr, .. } | Expr::Neg(expr) | Expr::LabelReplace { expr, .. } => {
+                expr.max_range_ms()
+            }
             Expr::Binary { lhs, rhs, .. } => lhs.max_range_ms().max(rhs.max_range_ms()),
         }
     }
@@ -280,6 +294,19 @@ impl Expr {
                 return_bool: *return_bool,
             },
             Expr::Neg(e) => Expr::Neg(w(e)),
+            Expr::LabelReplace {
+                expr,
+                dst,
+                replacement,
+                src,
+                regex,
+            } => Expr::LabelReplace {
+                expr: w(expr),
+                dst: dst.clone(),
+                replacement: replacement.clone(),
+                src: src.clone(),
+                regex: regex.clone(),
+            },
             Expr::Number(_) | Expr::Selector(_) | Expr::Remote => self.clone(),
         }
     }
@@ -326,7 +353,7 @@ pub fn quote(s: &str) -> String {
 }
 
 fn unsupported(what: impl fmt::Display) -> CompileError {
-    CompileError(format!("{what} is not supported by obs-collector (supported: selectors, rate, increase, histogram_quantile, sum/avg/min/max/count by|without, arithmetic, comparisons, and/or/unless with on|ignoring)"))
+    CompileError(format!("{what} is not supported by obs-collector (supported: selectors, rate, increase, histogram_quantile, label_replace, sum/avg/min/max/count by|without, arithmetic, comparisons, and/or/unless with on|ignoring)"))
 }
 
 fn from_ast(ast: &parser::Expr) -> Result<Expr, CompileError> {
@@ -349,6 +376,27 @@ fn from_ast(ast: &parser::Expr) -> Result<Expr, CompileError> {
                 )))
                 }
             },
+            ("label_replace", [v, dst, replacement, src, regex]) => {
+                let text = |e: &parser::Expr, what: &str| match e {
+                    A::StringLiteral(s) => Ok(s.val.clone()),
+                    _ => Err(CompileError(format!(
+                        "label_replace: the {what} must be a string"
+                    ))),
+                };
+                // A bad destination or expression is an evaluation error, as in Prometheus
+                // (422, not 400).
+                let pattern = text(regex, "regular expression")?;
+                let regex = regex::Regex::new(&format!("^(?s:{pattern})$")).map_err(|e| {
+                    format!("invalid regular expression in label_replace(): {pattern}: {e}")
+                });
+                Expr::LabelReplace {
+                    expr: Box::new(from_ast(v)?),
+                    dst: text(dst, "destination label")?,
+                    replacement: text(replacement, "replacement")?,
+                    src: text(src, "source label")?,
+                    regex,
+                }
+            }
             ("histogram_quantile", [q, v]) => Expr::HistogramQuantile {
                 q: Box::new(from_ast(q)?),
                 v: Box::new(from_ast(v)?),

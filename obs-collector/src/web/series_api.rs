@@ -145,7 +145,7 @@ pub(super) async fn label_values(
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if !valid_label_name(&name) {
+    if !crate::labels::valid_name(&name) {
         return error(
             StatusCode::BAD_REQUEST,
             "bad_data",
@@ -207,15 +207,6 @@ pub(super) async fn exemplars(
     success(Json::Array(data))
 }
 
-/// `[a-zA-Z_][a-zA-Z0-9_]*`, Prometheus' label names (`__name__` included).
-fn valid_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 /// The Prometheus API version this collector answers as: at least 2.24, so Grafana uses the
 /// label-match API (`/api/v1/label/{name}/values?match[]=`); no `features`, so it is taken for
 /// a Prometheus (a `features` map reads as Mimir).
@@ -236,12 +227,6 @@ pub(super) async fn buildinfo() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn label_names_are_prometheus_names() {
-        assert!(valid_label_name("__name__") && valid_label_name("job") && valid_label_name("a1"));
-        assert!(!valid_label_name("") && !valid_label_name("1a") && !valid_label_name("a-b"));
-    }
 
     #[test]
     fn match_repeated_in_the_query_and_the_form() {
