@@ -193,7 +193,7 @@ fn samples_survive_kill_9_in_the_write_ahead_log() {
 fn the_query_api_answers_as_prometheus_does() {
     use obs_testkit::prometheus::Prometheus;
     let dir = temp_dir("query-api");
-    let page = "flag{route=\"/a\"} 1\nflag{route=\"/b\"} 3\nc_total{route=\"/a\"} 10\n";
+    let page = "flag{route=\"/a\"} 1\nflag{route=\"/b\"} 3\nc_total{route=\"/a\"} 10\ninfo{route=\"/a\",version=\"1\"} 1\ninfo{route=\"/b\",version=\"2\"} 1\n";
     let target = fake_target(Arc::new(Mutex::new(page.to_owned())));
     let config = write_config_with_rules(&dir, target, "groups: []\n", "");
     let collector = Collector::start(&config, &dir.join("state.json"), &[]);
@@ -246,6 +246,12 @@ fn the_query_api_answers_as_prometheus_does() {
         r#"label_replace(flag, "kind", "${r}-x", "route", "/(?P<r>.*)")"#,
         r#"label_replace(flag, "kind", "z", "route", "nomatch")"#,
         r#"label_replace(flag, "kind", "$1", "route", "/(a)?.*")"#,
+        // Many-to-one matching, as the dashboard's by-version panels use it.
+        "flag * on (route) group_left(version) info",
+        "sum by (version) (flag * on (job, instance, route) group_left(version) info)",
+        "info * on (route) group_right(version) flag",
+        "flag > on (route) group_left(version) info",
+        "flag > bool on (route) group_left info",
     ] {
         let q: String = serde_urlencoded::to_string([("query", query)]).unwrap();
         let instant = format!("/api/v1/query?{q}&time={at}");
@@ -279,6 +285,12 @@ fn the_query_api_answers_as_prometheus_does() {
             "/api/v1/query_range?query=flag&start=0&end=1&step=0",
             400,
             "bad_data",
+        ),
+        // The "one" side of a group_left with two series per match: many-to-many.
+        (
+            "/api/v1/query?query=c_total%20%2B%20on%20(job)%20group_left%20flag",
+            422,
+            "execution",
         ),
         // Two series that become one label set.
         (

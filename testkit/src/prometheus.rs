@@ -223,21 +223,45 @@ pub struct Alertmanager {
 }
 
 impl Alertmanager {
+    /// Starts it and waits until it is ready. One that exits before it is ready (its port
+    /// was taken meanwhile by another test's process) is started again on another port; its
+    /// log (`dir/am.log`) is in the panic of one that never gets ready.
     pub fn start(dir: &std::path::Path, config: &str) -> Self {
         std::fs::write(dir.join("am.yml"), config).unwrap();
-        let addr: SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
-        let child = Command::new("prometheus-alertmanager")
-            .arg(format!("--config.file={}", dir.join("am.yml").display()))
-            .arg(format!("--storage.path={}", dir.join("am-data").display()))
-            .arg(format!("--web.listen-address={addr}"))
-            .arg("--cluster.listen-address=")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus-alertmanager (Debian package) must be installed");
-        let am = Alertmanager { child, addr };
-        client::wait_ready(addr, Duration::from_secs(20), "alertmanager");
-        am
+        let log_path = dir.join("am.log");
+        let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+        for _ in 0..3 {
+            let addr: SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
+            let mut child = Command::new("prometheus-alertmanager")
+                .arg(format!("--config.file={}", dir.join("am.yml").display()))
+                .arg(format!("--storage.path={}", dir.join("am-data").display()))
+                .arg(format!("--web.listen-address={addr}"))
+                .arg("--cluster.listen-address=")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log_path).unwrap())
+                .spawn()
+                .expect("prometheus-alertmanager (Debian package) must be installed");
+            // A busy machine (tests side by side) can take a while to start it.
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                if client::get(addr, "/-/ready").is_ok_and(|r| r.status == 200) {
+                    return Alertmanager { child, addr };
+                }
+                if child.try_wait().ok().flatten().is_some() {
+                    break; // exited: try another port
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "alertmanager not ready within 60s: {}",
+                    log()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        panic!(
+            "alertmanager exited three times before it was ready: {}",
+            log()
+        );
     }
 }
 

@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::error::QueryError;
 use super::functions::{bucket_quantile, extrapolated_rate};
-use super::{AggOp, BinOp, Expr, Grouping, Matching, Selector};
+use super::{AggOp, BinOp, Expr, Group, Grouping, Matching, Selector};
 use crate::labels::{Labels, NAME};
 use crate::store::querier::{self, Select};
 
@@ -323,40 +323,82 @@ fn binary(
             Value::Vector(set_op(op, l, r, matching))
         }
         (Value::Vector(l), Value::Vector(r)) => {
-            let mut right: HashMap<Labels, Sample> = HashMap::new();
-            for s in r {
-                let sig = signature(&s.labels, matching);
-                if right.insert(sig.clone(), s).is_some() {
-                    return Err(format!("found duplicate series for the match group {sig} on the right hand-side of the operation; many-to-many matching not allowed").into());
-                }
-            }
-            let mut seen = HashSet::new();
-            let mut out = Vec::new();
-            for s in l {
-                let sig = signature(&s.labels, matching);
-                let Some(r) = right.get(&sig) else { continue };
-                if !seen.insert(sig.clone()) {
-                    return Err(format!("multiple matches for labels {sig}: many-to-one matching must be explicit (group_left/group_right)").into());
-                }
-                let (value, keep) = apply(op, s.value, r.value);
-                let Some(value) = finish(value, keep) else {
-                    continue;
-                };
-                let mut labels = if drop_name {
-                    s.labels.without_name()
-                } else {
-                    s.labels
-                };
-                if matching.on {
-                    labels.retain(|n| matching.labels.iter().any(|m| m == n));
-                } else {
-                    labels.retain(|n| !matching.labels.iter().any(|m| m == n));
-                }
-                out.push(Sample { labels, value });
-            }
-            Value::Vector(out)
+            Value::Vector(vector_binary(op, l, r, matching, drop_name, &finish)?)
         }
     })
+}
+
+/// A vector-vector operation, as Prometheus' `VectorBinop`: the "one" side (the right, or the
+/// left with `group_right`) indexed by the matching labels, each sample of the other side
+/// joined with its match; a result is one to one unless grouped, and a grouped result takes
+/// the "many" side's labels plus the included labels of its match.
+fn vector_binary(
+    op: BinOp,
+    lhs: Vec<Sample>,
+    rhs: Vec<Sample>,
+    matching: &Matching,
+    drop_name: bool,
+    finish: &dyn Fn(f64, bool) -> Option<f64>,
+) -> Result<Vec<Sample>, QueryError> {
+    let right_is_many = matches!(matching.group, Some(Group::Right(_)));
+    let (many, ones) = if right_is_many {
+        (rhs, lhs)
+    } else {
+        (lhs, rhs)
+    };
+    let mut one: HashMap<Labels, Sample> = HashMap::new();
+    for s in ones {
+        let sig = signature(&s.labels, matching);
+        if one.insert(sig.clone(), s).is_some() {
+            let side = if right_is_many { "left" } else { "right" };
+            return Err(format!("found duplicate series for the match group {sig} on the {side} hand-side of the operation; many-to-many matching not allowed").into());
+        }
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for s in many {
+        let sig = signature(&s.labels, matching);
+        let Some(o) = one.get(&sig) else { continue };
+        let (l, r) = if right_is_many {
+            (o.value, s.value)
+        } else {
+            (s.value, o.value)
+        };
+        let (value, keep) = apply(op, l, r);
+        let Some(value) = finish(value, keep) else {
+            continue;
+        };
+        let mut labels = if drop_name {
+            s.labels.without_name()
+        } else {
+            s.labels
+        };
+        match &matching.group {
+            None if matching.on => labels.retain(|n| matching.labels.iter().any(|m| m == n)),
+            None => labels.retain(|n| !matching.labels.iter().any(|m| m == n)),
+            Some(Group::Left(include) | Group::Right(include)) => {
+                for name in include {
+                    match o.labels.get(name).filter(|v| !v.is_empty()) {
+                        Some(v) => labels.set(name, v),
+                        None => labels.retain(|n| n != name.as_str()),
+                    }
+                }
+            }
+        }
+        let unique = match matching.group {
+            None => seen.insert(sig.clone()),
+            Some(_) => seen.insert(labels.clone()),
+        };
+        if !unique {
+            return Err(match matching.group {
+                None => format!("multiple matches for labels {sig}: many-to-one matching must be explicit (group_left/group_right)"),
+                Some(_) => format!("multiple matches for labels {labels}: grouping labels must ensure unique matches"),
+            }
+            .into());
+        }
+        out.push(Sample { labels, value });
+    }
+    Ok(out)
 }
 
 /// The labels two samples must share to match.

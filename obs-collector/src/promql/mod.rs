@@ -148,11 +148,22 @@ impl BinOp {
     }
 }
 
-/// Vector matching: `on(labels)` or `ignoring(labels)` (the default is `ignoring()`).
+/// Vector matching: `on(labels)` or `ignoring(labels)` (the default is `ignoring()`), one to
+/// one unless grouped.
 #[derive(Debug, Clone, Default)]
 pub struct Matching {
     pub on: bool,
     pub labels: Vec<String>,
+    pub group: Option<Group>,
+}
+
+/// Many-to-one matching, and the labels the "one" side adds to each result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Group {
+    /// `group_left(labels)`: the left side is the "many".
+    Left(Vec<String>),
+    /// `group_right(labels)`: the right side is the "many".
+    Right(Vec<String>),
 }
 
 /// Why an expression was refused.
@@ -353,7 +364,7 @@ pub fn quote(s: &str) -> String {
 }
 
 fn unsupported(what: impl fmt::Display) -> CompileError {
-    CompileError(format!("{what} is not supported by obs-collector (supported: selectors, rate, increase, histogram_quantile, label_replace, sum/avg/min/max/count by|without, arithmetic, comparisons, and/or/unless with on|ignoring)"))
+    CompileError(format!("{what} is not supported by obs-collector (supported: selectors, rate, increase, histogram_quantile, label_replace, sum/avg/min/max/count by|without, arithmetic, comparisons, and/or/unless with on|ignoring and group_left|group_right)"))
 }
 
 fn from_ast(ast: &parser::Expr) -> Result<Expr, CompileError> {
@@ -445,24 +456,19 @@ fn from_ast(ast: &parser::Expr) -> Result<Expr, CompileError> {
             let (matching, return_bool) = match &b.modifier {
                 None => (Matching::default(), false),
                 Some(m) => {
-                    if matches!(
-                        m.card,
-                        VectorMatchCardinality::ManyToOne(_) | VectorMatchCardinality::OneToMany(_)
-                    ) {
-                        return Err(unsupported("group_left/group_right"));
-                    }
-                    let matching = match &m.matching {
-                        Some(LabelModifier::Include(l)) => Matching {
-                            on: true,
-                            labels: l.labels.clone(),
-                        },
-                        Some(LabelModifier::Exclude(l)) => Matching {
-                            on: false,
-                            labels: l.labels.clone(),
-                        },
-                        None => Matching::default(),
+                    let group = match &m.card {
+                        VectorMatchCardinality::ManyToOne(l) => Some(Group::Left(l.labels.clone())),
+                        VectorMatchCardinality::OneToMany(l) => {
+                            Some(Group::Right(l.labels.clone()))
+                        }
+                        _ => None,
                     };
-                    (matching, m.return_bool)
+                    let (on, labels) = match &m.matching {
+                        Some(LabelModifier::Include(l)) => (true, l.labels.clone()),
+                        Some(LabelModifier::Exclude(l)) => (false, l.labels.clone()),
+                        None => (false, Vec::new()),
+                    };
+                    (Matching { on, labels, group }, m.return_bool)
                 }
             };
             Expr::Binary {
@@ -536,7 +542,7 @@ mod tests {
         for (expr, needle) in [
             ("irate(x[5m])", "function irate()"),
             ("topk(3, x)", "aggregation topk"),
-            ("a * on(job) group_left b", "group_left"),
+            ("count_values(\"v\", x)", "aggregation count_values"),
             ("rate(x[5m:1m])", "subqueries"),
             ("x @ 100", "@ modifier"),
             ("x[5m]", "range selector"),
