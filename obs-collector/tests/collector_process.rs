@@ -252,6 +252,25 @@ fn the_query_api_answers_as_prometheus_does() {
         "info * on (route) group_right(version) flag",
         "flag > on (route) group_left(version) info",
         "flag > bool on (route) group_left info",
+        // Functions over numbers.
+        "abs(flag - 2)",
+        "ceil(flag / 2)",
+        "floor(flag / 2)",
+        "sqrt(flag)",
+        "exp(flag)",
+        "ln(flag)",
+        "log2(flag)",
+        "log10(flag)",
+        "clamp_min(flag, 2)",
+        "clamp_max(flag, 2)",
+        "clamp(flag, 2, 2.5)",
+        "clamp(flag, 3, 1)",
+        "round(flag / 3)",
+        "round(flag / 3, 0.1)",
+        "time()",
+        "vector(1)",
+        "scalar(flag)",
+        "flag * scalar(count(flag))",
     ] {
         let q: String = serde_urlencoded::to_string([("query", query)]).unwrap();
         let instant = format!("/api/v1/query?{q}&time={at}");

@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::error::QueryError;
 use super::functions::{bucket_quantile, extrapolated_rate};
-use super::{AggOp, BinOp, Expr, Group, Grouping, Matching, Selector};
+use super::{AggOp, BinOp, Expr, Func, Group, Grouping, Matching, Selector};
 use crate::labels::{Labels, NAME};
 use crate::store::querier::{self, Select};
 
@@ -117,6 +117,7 @@ fn evaluate(expr: &Expr, store: &dyn Select, t: i64) -> Result<Value, QueryError
             }
             Value::Vector(out)
         }
+        Expr::Call { func, args } => call(*func, args, store, t)?,
         Expr::Aggregate { op, grouping, expr } => Value::Vector(aggregate(
             *op,
             grouping,
@@ -147,6 +148,69 @@ fn evaluate(expr: &Expr, store: &dyn Select, t: i64) -> Result<Value, QueryError
             matching,
             *return_bool,
         )?,
+    })
+}
+
+/// A scalar argument (`clamp_min`'s bound, `round`'s `to_nearest`).
+fn scalar_arg(e: &Expr, store: &dyn Select, t: i64, what: &str) -> Result<f64, QueryError> {
+    match evaluate(e, store, t)? {
+        Value::Scalar(v) => Ok(v),
+        Value::Vector(_) => Err(format!("{what} expects a scalar, got an instant vector").into()),
+    }
+}
+
+/// [`Expr::Call`]: each element's value mapped, its metric name dropped (Prometheus'
+/// `simpleFunc`), or the scalar functions.
+fn call(func: Func, args: &[Expr], store: &dyn Select, t: i64) -> Result<Value, QueryError> {
+    let each = |f: &dyn Fn(f64) -> f64| -> Result<Value, QueryError> {
+        let samples = vector(evaluate(&args[0], store, t)?, "the function")?;
+        Ok(Value::Vector(
+            samples
+                .into_iter()
+                .map(|s| Sample {
+                    labels: s.labels.without_name(),
+                    value: f(s.value),
+                })
+                .collect(),
+        ))
+    };
+    Ok(match func {
+        Func::Math(m) => each(&|v| m.apply(v))?,
+        Func::ClampMin => {
+            let min = scalar_arg(&args[1], store, t, "clamp_min")?;
+            each(&|v| v.max(min))?
+        }
+        Func::ClampMax => {
+            let max = scalar_arg(&args[1], store, t, "clamp_max")?;
+            each(&|v| v.min(max))?
+        }
+        Func::Clamp => {
+            let min = scalar_arg(&args[1], store, t, "clamp")?;
+            let max = scalar_arg(&args[2], store, t, "clamp")?;
+            if max < min {
+                Value::Vector(Vec::new())
+            } else {
+                each(&|v| v.max(min).min(max))?
+            }
+        }
+        Func::Round => {
+            let to_nearest = match args.get(1) {
+                Some(e) => scalar_arg(e, store, t, "round")?,
+                None => 1.0,
+            };
+            // Prometheus divides by the inverse, for precision.
+            let inverse = 1.0 / to_nearest;
+            each(&|v| (v * inverse + 0.5).floor() / inverse)?
+        }
+        Func::Time => Value::Scalar(t as f64 / 1000.0),
+        Func::Vector => Value::Vector(vec![Sample {
+            labels: Labels::default(),
+            value: scalar_arg(&args[0], store, t, "vector")?,
+        }]),
+        Func::Scalar => match vector(evaluate(&args[0], store, t)?, "scalar")?.as_slice() {
+            [one] => Value::Scalar(one.value),
+            _ => Value::Scalar(f64::NAN),
+        },
     })
 }
 

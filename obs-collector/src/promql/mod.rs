@@ -83,6 +83,12 @@ pub enum Expr {
         /// Anchored; an expression that does not compile fails the evaluation.
         regex: Result<regex::Regex, String>,
     },
+    /// A function over numbers: the math functions, `clamp*`, `round`, `time()`, `vector()`,
+    /// `scalar()` (see [`Func`]).
+    Call {
+        func: Func,
+        args: Vec<Expr>,
+    },
 }
 
 /// Label matchers plus offset.
@@ -148,6 +154,119 @@ impl BinOp {
     }
 }
 
+/// The functions of [`Expr::Call`], as Prometheus' `promql/functions.go` computes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Func {
+    /// `abs`, `ceil`, `floor`, `exp`, `sqrt`, `ln`, `log2`, `log10`: each element, its
+    /// metric name dropped.
+    Math(Math),
+    /// `clamp(v, min, max)`, `clamp_min(v, min)`, `clamp_max(v, max)`.
+    Clamp,
+    ClampMin,
+    ClampMax,
+    /// `round(v, to_nearest = 1)`: half up.
+    Round,
+    /// `time()`: the evaluation time in seconds.
+    Time,
+    /// `vector(s)`: one element without labels.
+    Vector,
+    /// `scalar(v)`: the value of a one-element vector, else NaN.
+    Scalar,
+}
+
+/// The one-argument math functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Math {
+    Abs,
+    Ceil,
+    Floor,
+    Exp,
+    Sqrt,
+    Ln,
+    Log2,
+    Log10,
+}
+
+impl Math {
+    pub fn apply(self, v: f64) -> f64 {
+        match self {
+            Math::Abs => v.abs(),
+            Math::Ceil => v.ceil(),
+            Math::Floor => v.floor(),
+            Math::Exp => v.exp(),
+            Math::Sqrt => v.sqrt(),
+            Math::Ln => go_log(v),
+            Math::Log2 => go_log2(v),
+            // Go computes `1 / Ln10` exactly at compile time: log10(e), rounded once.
+            Math::Log10 => go_log(v) * std::f64::consts::LOG10_E,
+        }
+    }
+}
+
+/// Go's `math.Log` (FreeBSD's `e_log.c`), which Prometheus' `ln`, `log2` and `log10` use: not
+/// always the correctly rounded logarithm the platform's gives (`ln(3)` differs in the last
+/// place), and answers must be Prometheus' to the bit.
+fn go_log(x: f64) -> f64 {
+    const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-01;
+    const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+    const L1: f64 = 6.666_666_666_666_735_130e-01;
+    const L2: f64 = 3.999_999_999_940_941_908e-01;
+    const L3: f64 = 2.857_142_874_366_239_149e-01;
+    const L4: f64 = 2.222_219_843_214_978_396e-01;
+    const L5: f64 = 1.818_357_216_161_805_012e-01;
+    const L6: f64 = 1.531_383_769_920_937_332e-01;
+    const L7: f64 = 1.479_819_860_511_658_591e-01;
+    if x.is_nan() || x == f64::INFINITY {
+        return x;
+    }
+    if x < 0.0 {
+        return f64::NAN;
+    }
+    if x == 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    let (mut f1, mut ki) = frexp(x);
+    if f1 < std::f64::consts::SQRT_2 / 2.0 {
+        f1 *= 2.0;
+        ki -= 1;
+    }
+    let f = f1 - 1.0;
+    let k = f64::from(ki);
+    let s = f / (2.0 + f);
+    let s2 = s * s;
+    let s4 = s2 * s2;
+    let t1 = s2 * (L1 + s4 * (L3 + s4 * (L5 + s4 * L7)));
+    let t2 = s4 * (L2 + s4 * (L4 + s4 * L6));
+    let r = t1 + t2;
+    let hfsq = 0.5 * f * f;
+    k * LN2_HI - ((hfsq - (s * (hfsq + r) + k * LN2_LO)) - f)
+}
+
+/// Go's `math.Log2`: exact for powers of two, else `Log` of the fraction.
+fn go_log2(x: f64) -> f64 {
+    let (frac, exp) = frexp(x);
+    if frac == 0.5 {
+        return f64::from(exp - 1);
+    }
+    go_log(frac) * std::f64::consts::LOG2_E + f64::from(exp)
+}
+
+/// `x` as `frac * 2^exp` with `frac` in [0.5, 1) (Go's `math.Frexp`).
+fn frexp(x: f64) -> (f64, i32) {
+    if x == 0.0 || !x.is_finite() {
+        return (x, 0);
+    }
+    let bits = x.to_bits();
+    let exponent = ((bits >> 52) & 0x7ff) as i32;
+    if exponent == 0 {
+        // Subnormal: scale into the normal range first.
+        let (f, e) = frexp(x * f64::from_bits(0x4330_0000_0000_0000)); // 2^52
+        return (f, e - 52);
+    }
+    let frac = f64::from_bits((bits & !(0x7ff << 52)) | (1022 << 52));
+    (frac, exponent - 1022)
+}
+
 /// Vector matching: `on(labels)` or `ignoring(labels)` (the default is `ignoring()`), one to
 /// one unless grouped.
 #[derive(Debug, Clone, Default)]
@@ -203,6 +322,7 @@ impl Expr {
             Expr::Aggregate { expr, .. } | Expr::Neg(expr) | Expr::LabelReplace { expr, .. } => {
                 expr.selectors()
             }
+            Expr::Call { args, .. } => args.iter().flat_map(Expr::selectors).collect(),
         }
     }
 
@@ -218,6 +338,7 @@ impl Expr {
             Expr::Aggregate { expr, .. } | Expr::Neg(expr) | Expr::LabelReplace { expr, .. } => {
                 expr.max_range_ms()
             }
+            Expr::Call { args, .. } => args.iter().map(Expr::max_range_ms).max().unwrap_or(0),
             Expr::Binary { lhs, rhs, .. } => lhs.max_range_ms().max(rhs.max_range_ms()),
         }
     }
@@ -305,6 +426,10 @@ impl Expr {
                 return_bool: *return_bool,
             },
             Expr::Neg(e) => Expr::Neg(w(e)),
+            Expr::Call { func, args } => Expr::Call {
+                func: *func,
+                args: args.iter().map(|a| a.widened(min_range_ms)).collect(),
+            },
             Expr::LabelReplace {
                 expr,
                 dst,
@@ -326,6 +451,7 @@ impl Expr {
     pub fn is_vector(&self) -> bool {
         match self {
             Expr::Number(_) => false,
+            Expr::Call { func, .. } => !matches!(func, Func::Time | Func::Scalar),
             Expr::Neg(e) => e.is_vector(),
             Expr::Binary { lhs, rhs, .. } => lhs.is_vector() || rhs.is_vector(),
             _ => true,
@@ -364,7 +490,7 @@ pub fn quote(s: &str) -> String {
 }
 
 fn unsupported(what: impl fmt::Display) -> CompileError {
-    CompileError(format!("{what} is not supported by obs-collector (supported: selectors, rate, increase, histogram_quantile, label_replace, sum/avg/min/max/count by|without, arithmetic, comparisons, and/or/unless with on|ignoring and group_left|group_right)"))
+    CompileError(format!("{what} is not supported by obs-collector (supported: selectors, rate, increase, histogram_quantile, label_replace, math functions, clamp*, round, time, vector, scalar, sum/avg/min/max/count by|without, arithmetic, comparisons, and/or/unless with on|ignoring and group_left|group_right)"))
 }
 
 fn from_ast(ast: &parser::Expr) -> Result<Expr, CompileError> {
@@ -406,6 +532,28 @@ fn from_ast(ast: &parser::Expr) -> Result<Expr, CompileError> {
                     replacement: text(replacement, "replacement")?,
                     src: text(src, "source label")?,
                     regex,
+                }
+            }
+            (name, args) if function(name).is_some() => {
+                let func = function(name).expect("checked");
+                let arity = match func {
+                    Func::Time => 0..=0,
+                    Func::Math(_) | Func::Vector | Func::Scalar => 1..=1,
+                    Func::ClampMin | Func::ClampMax => 2..=2,
+                    Func::Round => 1..=2,
+                    Func::Clamp => 3..=3,
+                };
+                if !arity.contains(&args.len()) {
+                    return Err(CompileError(format!(
+                        "{name}() takes {} to {} arguments, not {}",
+                        arity.start(),
+                        arity.end(),
+                        args.len()
+                    )));
+                }
+                Expr::Call {
+                    func,
+                    args: args.iter().map(|a| from_ast(a)).collect::<Result<_, _>>()?,
                 }
             }
             ("histogram_quantile", [q, v]) => Expr::HistogramQuantile {
@@ -487,6 +635,28 @@ fn from_ast(ast: &parser::Expr) -> Result<Expr, CompileError> {
         A::Subquery(_) => return Err(unsupported("a subquery")),
         A::StringLiteral(_) => return Err(unsupported("a string literal")),
         A::Extension(_) => return Err(unsupported("an extension expression")),
+    })
+}
+
+/// The [`Func`] of a function name, if it is one.
+fn function(name: &str) -> Option<Func> {
+    Some(match name {
+        "abs" => Func::Math(Math::Abs),
+        "ceil" => Func::Math(Math::Ceil),
+        "floor" => Func::Math(Math::Floor),
+        "exp" => Func::Math(Math::Exp),
+        "sqrt" => Func::Math(Math::Sqrt),
+        "ln" => Func::Math(Math::Ln),
+        "log2" => Func::Math(Math::Log2),
+        "log10" => Func::Math(Math::Log10),
+        "clamp" => Func::Clamp,
+        "clamp_min" => Func::ClampMin,
+        "clamp_max" => Func::ClampMax,
+        "round" => Func::Round,
+        "time" => Func::Time,
+        "vector" => Func::Vector,
+        "scalar" => Func::Scalar,
+        _ => return None,
     })
 }
 

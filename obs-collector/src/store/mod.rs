@@ -543,7 +543,13 @@ impl Store {
             }
         };
         match names {
-            Some(names) => names.iter().for_each(|n| copy(Some(n))),
+            Some(names) => {
+                // Each name once: an expression may select one twice (`x / sum(x)`).
+                let mut once: Vec<&String> = names.iter().collect();
+                once.sort();
+                once.dedup();
+                once.into_iter().for_each(|n| copy(Some(n)));
+            }
             None => copy(None),
         }
         snapshot::Snapshot::new(
@@ -934,7 +940,8 @@ mod tests {
         });
         assert_eq!(seen, expected[240..=244]);
         // A snapshot reads the same, blocks and head, without the store.
-        let names = ["up".to_owned()];
+        // A name asked twice (`x / sum(x)`) is still one series.
+        let names = ["up".to_owned(), "up".to_owned()];
         let snapshot = s.snapshot(Some(&names), i64::MIN, i64::MAX);
         same(&everything(&snapshot, "up"), &expected);
         let recent = s.snapshot(Some(&names), 3_600_000, 3_660_000);

@@ -87,6 +87,7 @@ pub fn select_blocks(
     let mut head_of: HashMap<&Labels, Samples> = HashMap::with_capacity(head.len());
     for (labels, window) in head {
         if !at.contains_key(labels) {
+            at.insert(labels.clone(), parts.len());
             parts.push((labels.clone(), Vec::new()));
         }
         head_of.insert(labels, window);
