@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::format;
 use super::judge::{Outcome, Thresholds, QUANTILES};
-use super::source::{read_windows, RouteKey, Scope, Source, HISTOGRAM};
+use super::source::{read_windows, route_key, RouteKey, Scope, Source, HISTOGRAM};
 use super::stats::{proportion_increase_p, Window};
 use super::verdict::compare_rollout;
 use crate::promql::QueryError;
@@ -435,14 +435,6 @@ async fn daily_p95(
     let start = end - (days - 1) * DAY_MS;
     let mut out = BTreeMap::new();
     for (labels, points) in source.range(&query, start, end, DAY_MS).await? {
-        let key = (
-            labels.get("job").unwrap_or_default().to_owned(),
-            format!(
-                "{} {}",
-                labels.get("http_request_method").unwrap_or("_OTHER"),
-                labels.get("http_route").unwrap_or("")
-            ),
-        );
         let mut days_p95 = vec![None; days as usize];
         for (t, v) in points {
             let i = ((t - start) / DAY_MS) as usize;
@@ -450,7 +442,7 @@ async fn daily_p95(
                 *slot = v.is_finite().then_some(v);
             }
         }
-        out.insert(key, days_p95);
+        out.insert(route_key(&labels), days_p95);
     }
     Ok(out)
 }

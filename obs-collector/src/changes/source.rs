@@ -184,8 +184,20 @@ impl Scope<'_> {
     }
 }
 
-/// A route's key: `METHOD template`, and the job it belongs to.
+/// A route's key: the job it belongs to, and `METHOD template`.
 pub type RouteKey = (String, String);
+
+/// The [`RouteKey`] of a series of the RED histogram (or of a result grouped by its labels).
+pub fn route_key(labels: &Labels) -> RouteKey {
+    (
+        labels.get("job").unwrap_or_default().to_owned(),
+        format!(
+            "{} {}",
+            labels.get("http_request_method").unwrap_or("_OTHER"),
+            labels.get("http_route").unwrap_or("")
+        ),
+    )
+}
 
 /// Each route's requests in `(from_ms, to_ms]` within `scope`, by (job, `METHOD template`):
 /// two queries (the buckets, the 5xx count), the [`MAX_ROUTES`] busiest routes per job.
@@ -204,16 +216,6 @@ pub async fn read_windows(
     let errors = format!(
         "sum by (job, http_request_method, http_route) (increase({HISTOGRAM}_count{{{sel}{sep}http_response_status_code=~\"5..\"}}[{range}]))"
     );
-    let key = |l: &Labels| -> RouteKey {
-        (
-            l.get("job").unwrap_or_default().to_owned(),
-            format!(
-                "{} {}",
-                l.get("http_request_method").unwrap_or("_OTHER"),
-                l.get("http_route").unwrap_or("")
-            ),
-        )
-    };
     let mut windows: BTreeMap<RouteKey, Window> = BTreeMap::new();
     for s in source.instant(&buckets, to_ms).await? {
         let Some(le) = s.labels.get("le").and_then(parse_le) else {
@@ -222,14 +224,14 @@ pub async fn read_windows(
         if !s.value.is_finite() {
             continue;
         }
-        let w = windows.entry(key(&s.labels)).or_default();
+        let w = windows.entry(route_key(&s.labels)).or_default();
         w.buckets.push((le, s.value));
         if le == f64::INFINITY {
             w.requests = s.value;
         }
     }
     for s in source.instant(&errors, to_ms).await? {
-        if let Some(w) = windows.get_mut(&key(&s.labels)) {
+        if let Some(w) = windows.get_mut(&route_key(&s.labels)) {
             w.errors = s.value.max(0.0);
         }
     }

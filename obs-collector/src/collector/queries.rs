@@ -126,12 +126,15 @@ impl Collector {
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let deadline = started + limits.timeout;
+            // One snapshot for every step (a range query's steps read one view of the store,
+            // and the head is copied once, not once a step).
+            let first = times.iter().copied().min().unwrap_or_default();
+            let snapshot = me.snapshot_for(&expr, first);
             let mut out = Vec::with_capacity(times.len());
             for t in times {
                 if Instant::now() > deadline {
                     return Err(QueryFailure::Timeout("expression evaluation"));
                 }
-                let snapshot = me.snapshot_for(&expr, t);
                 let counted = Counted {
                     inner: &snapshot,
                     read: Cell::new(0),
@@ -159,8 +162,9 @@ impl Collector {
             .get_or_init(|| Arc::new(tokio::sync::Semaphore::new(n.max(1))))
     }
 
-    /// What evaluating `expr` at `t` reads, as a snapshot of the store: the names its
-    /// selectors read, over the range its ranges, offsets and the lookback reach.
+    /// What evaluating `expr` at `t` (or at any later time) reads, as a snapshot of the store:
+    /// the names its selectors read, from as far back as its ranges, offsets and the lookback
+    /// reach from `t`.
     pub(super) fn snapshot_for(&self, expr: &Expr, t: i64) -> crate::store::snapshot::Snapshot {
         let selectors = expr.selectors();
         let names: Option<Vec<String>> = selectors.iter().map(|s| s.name.clone()).collect();

@@ -26,13 +26,17 @@ const MAX_POINTS: i64 = 11_000;
 #[derive(Debug)]
 pub(super) struct BadData(pub(super) String);
 
-/// The parameters, from the query string and (POST) the form body; the body wins, as in
-/// Prometheus' `r.FormValue`.
-pub(super) fn params(query: Option<&str>, body: &[u8]) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    out.extend(url_pairs(query.unwrap_or_default()));
+/// Every parameter, repeated ones included (`match[]`): the query string's, then the form
+/// body's (POST).
+pub(super) fn pairs(query: Option<&str>, body: &[u8]) -> Vec<(String, String)> {
+    let mut out = url_pairs(query.unwrap_or_default());
     out.extend(url_pairs(&String::from_utf8_lossy(body)));
     out
+}
+
+/// The parameters, one value each; the body wins, as in Prometheus' `r.FormValue`.
+pub(super) fn params(query: Option<&str>, body: &[u8]) -> BTreeMap<String, String> {
+    pairs(query, body).into_iter().collect()
 }
 
 /// A time parameter: RFC 3339 or Unix seconds, in milliseconds.

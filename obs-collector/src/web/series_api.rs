@@ -14,9 +14,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Value as Json};
 
-use super::alertmanager_api::url_pairs;
 use super::query_api::{
-    error, execution_error, format_value, metric, params, success, time, BadData,
+    error, execution_error, format_value, metric, pairs, params, success, time, BadData,
 };
 use super::App;
 use crate::labels::Labels;
@@ -33,10 +32,9 @@ struct Asked {
 /// The request's `match[]` (every one, from the query string and the form body), `start`,
 /// `end` (all of history by default) and `limit` (0 or none: no limit).
 fn asked(query: Option<&str>, body: &[u8]) -> Result<Asked, BadData> {
-    let params = params(query, body);
-    let mut matches = url_pairs(query.unwrap_or_default());
-    matches.extend(url_pairs(&String::from_utf8_lossy(body)));
-    let selectors = matches
+    let all = pairs(query, body);
+    let params: std::collections::BTreeMap<String, String> = all.iter().cloned().collect();
+    let selectors = all
         .into_iter()
         .filter(|(k, _)| k == "match[]")
         .map(|(_, text)| match promql::compile(&text) {
