@@ -87,9 +87,11 @@ pub fn read(text: &str) -> Result<Vec<(Labels, Samples)>, ImportError> {
                 i
             }
         };
+        // Milliseconds as Prometheus' OpenMetrics parser takes them (`int64(ts * 1000)`,
+        // truncated), so that one file gives promtool and the collector the same samples.
         series[i]
             .1
-            .push(((t * 1000.0).round() as i64, sample.value, sample.line));
+            .push(((t * 1000.0) as i64, sample.value, sample.line));
     }
     series
         .into_iter()

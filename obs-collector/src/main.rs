@@ -75,6 +75,10 @@ struct Args {
     /// At most this many queries are evaluated at once; the others wait (Prometheus' flag).
     #[arg(long = "query.max-concurrency", value_name = "N", default_value_t = 20)]
     query_max_concurrency: usize,
+    /// Evaluate rules and queries as Prometheus 2.x does (ranges closed on the left, its
+    /// extrapolation order, no tolerance in histogram_quantile) rather than as Prometheus 3.
+    #[arg(long = "query.prometheus-2")]
+    query_prometheus_2: bool,
 }
 
 /// Where and how long history is kept.
@@ -510,6 +514,7 @@ fn run(args: Args) -> ExitCode {
         );
         collector.set_external_url(&format!("http://{}/", listener.local_addr().unwrap_or(args.listen)));
         collector.set_max_series(args.max_series);
+        collector.set_prometheus_2(args.query_prometheus_2);
         collector.set_query_limits(collector::QueryLimits {
             timeout: Duration::from_millis(args.query_timeout.max(1) as u64),
             max_samples: args.query_max_samples,

@@ -35,13 +35,13 @@ fn check_validates_and_exits_2_with_file_line_and_reason() {
 
     std::fs::write(
         dir.join("rules.yml"),
-        "groups:\n  - name: t\n    rules:\n      - alert: Bad\n        expr: topk(3, x)\n",
+        "groups:\n  - name: t\n    rules:\n      - alert: Bad\n        expr: histogram_count(x)\n",
     )
     .unwrap();
     let (code, _, err) = run(&["check", config]);
     assert_eq!(code, Some(2));
     assert!(
-        err.contains("rules.yml:4:") && err.contains("topk"),
+        err.contains("rules.yml:4:") && err.contains("histogram_count"),
         "{err}"
     );
 

@@ -821,7 +821,9 @@ impl Collector {
             retention,
             self.clock.now_ms(),
         )?;
+        let left_closed = store.left_closed;
         *store = opened;
+        store.left_closed = left_closed;
         Ok(replay)
     }
 
@@ -842,6 +844,14 @@ impl Collector {
 
     /// Holds at most `max` series (`--storage.max-series`): new series beyond are refused and
     /// counted, and the status page says so.
+    /// Evaluates as Prometheus 2.x does (ranges and the lookback closed on the left, its
+    /// extrapolation order in `rate`, no tolerance in `histogram_quantile`), rules and queries
+    /// alike; Prometheus 3's by default.
+    pub fn set_prometheus_2(&self, on: bool) {
+        let mut store = self.store.write().unwrap_or_else(PoisonError::into_inner);
+        store.left_closed = on;
+    }
+
     pub fn set_max_series(&self, max: usize) {
         let mut store = self.store.write().unwrap_or_else(PoisonError::into_inner);
         store.set_max_series(max);
@@ -862,9 +872,7 @@ impl Collector {
         t: i64,
     ) -> Result<crate::promql::Value, crate::promql::QueryError> {
         if self.remote.is_some() {
-            return Err(crate::promql::QueryError::Eval(
-                "remote mode: this collector keeps no samples; query the backend it evaluates against (query.url)".into(),
-            ));
+            return Err(self.remote_query_error());
         }
         let store = self.store.read().unwrap_or_else(PoisonError::into_inner);
         crate::promql::eval(expr, &*store, t)
@@ -881,7 +889,7 @@ impl Collector {
         if self.remote.is_some() {
             return self.query_at(expr, t);
         }
-        crate::promql::eval(expr, &self.snapshot_for(expr, t), t)
+        crate::promql::eval(expr, &self.snapshot_for(expr, t, t), t)
     }
 
     /// The label sets of the series any of `selectors` selects (every series when there are

@@ -7,14 +7,12 @@
 //! samples a query holds at once: for a range query, one step's) stops reading and answers
 //! 422; one that runs past the timeout stops at its next step and answers 503.
 
-use std::cell::Cell;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::Collector;
-use crate::labels::Labels;
-use crate::promql::{Expr, QueryError, Value};
-use crate::store::querier::{Select, Visit};
+use crate::promql::{Expr, Limits, QueryError, RangeValue, Steps, Value};
+use crate::store::querier::Select;
 
 /// The query API's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,40 +56,6 @@ impl std::fmt::Display for QueryFailure {
     }
 }
 
-/// A [`Select`] that counts the samples it hands on and hands on none past `max`.
-struct Counted<'a> {
-    inner: &'a dyn Select,
-    read: Cell<usize>,
-    max: usize,
-}
-
-impl Select for Counted<'_> {
-    fn left_closed(&self) -> bool {
-        self.inner.left_closed()
-    }
-
-    fn select(
-        &self,
-        name: Option<&str>,
-        keep: &dyn Fn(&Labels) -> bool,
-        min_t: i64,
-        max_t: i64,
-        each: &mut Visit,
-    ) {
-        if self.read.get() > self.max {
-            return;
-        }
-        self.inner
-            .select(name, keep, min_t, max_t, &mut |labels, samples| {
-                let read = self.read.get() + samples.len();
-                self.read.set(read);
-                if read <= self.max {
-                    each(labels, samples);
-                }
-            });
-    }
-}
-
 impl Collector {
     /// Sets the query API's limits (before the server starts).
     pub fn set_query_limits(&self, limits: QueryLimits) {
@@ -102,18 +66,43 @@ impl Collector {
         self.query_limits.get().copied().unwrap_or_default()
     }
 
-    /// `expr` at each of `times`, for the query API, within its limits (see the module).
-    pub async fn query_api(
+    /// `expr` at `t`, for the query API, within its limits (see the module).
+    pub async fn query_instant_api(
         self: &Arc<Self>,
         expr: Expr,
-        times: Vec<i64>,
-    ) -> Result<Vec<(i64, Value)>, QueryFailure> {
+        t: i64,
+    ) -> Result<Value, QueryFailure> {
+        self.limited(expr, (t, t), move |expr, store, limits| {
+            crate::promql::eval_instant(expr, store, t, limits)
+        })
+        .await
+    }
+
+    /// `expr` at each of `steps`, for the query API, within its limits (see the module).
+    pub async fn query_range_api(
+        self: &Arc<Self>,
+        expr: Expr,
+        steps: Steps,
+    ) -> Result<RangeValue, QueryFailure> {
+        self.limited(
+            expr,
+            (steps.start, steps.end),
+            move |expr, store, limits| crate::promql::eval_range(expr, store, steps, limits),
+        )
+        .await
+    }
+
+    /// `evaluate` on a blocking thread over a snapshot of what `expr` reads from `start` to
+    /// `end`, once a slot is free, within the limits.
+    async fn limited<T: Send + 'static>(
+        self: &Arc<Self>,
+        expr: Expr,
+        (start, end): (i64, i64),
+        evaluate: impl FnOnce(&Expr, &dyn Select, Limits) -> Result<T, QueryError> + Send + 'static,
+    ) -> Result<T, QueryFailure> {
         if self.remote.is_some() {
             // Remote mode keeps no samples: the error says where they are.
-            return self
-                .query_at(&expr, times.first().copied().unwrap_or_default())
-                .map(|_| Vec::new())
-                .map_err(QueryFailure::Execution);
+            return Err(QueryFailure::Execution(self.remote_query_error()));
         }
         let limits = self.query_limits();
         let started = Instant::now();
@@ -125,28 +114,16 @@ impl Collector {
         let me = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let deadline = started + limits.timeout;
-            // One snapshot for every step (a range query's steps read one view of the store,
-            // and the head is copied once, not once a step).
-            let first = times.iter().copied().min().unwrap_or_default();
-            let snapshot = me.snapshot_for(&expr, first);
-            let mut out = Vec::with_capacity(times.len());
-            for t in times {
-                if Instant::now() > deadline {
-                    return Err(QueryFailure::Timeout("expression evaluation"));
-                }
-                let counted = Counted {
-                    inner: &snapshot,
-                    read: Cell::new(0),
-                    max: limits.max_samples,
-                };
-                let value = crate::promql::eval(&expr, &counted, t);
-                if counted.read.get() > limits.max_samples {
-                    return Err(QueryFailure::TooManySamples);
-                }
-                out.push((t, value.map_err(QueryFailure::Execution)?));
-            }
-            Ok(out)
+            let snapshot = me.snapshot_for(&expr, start, end);
+            let limits = Limits {
+                max_samples: limits.max_samples,
+                deadline: Some(started + limits.timeout),
+            };
+            evaluate(&expr, &snapshot, limits).map_err(|e| match e {
+                QueryError::TooManySamples => QueryFailure::TooManySamples,
+                QueryError::Timeout => QueryFailure::Timeout("expression evaluation"),
+                e => QueryFailure::Execution(e),
+            })
         })
         .await
         .unwrap_or_else(|e| {
@@ -156,25 +133,35 @@ impl Collector {
         })
     }
 
+    /// Why the query API does not answer in remote mode, and where to ask instead.
+    pub(super) fn remote_query_error(&self) -> QueryError {
+        let address = self
+            .remote
+            .as_ref()
+            .map(|r| r.address())
+            .unwrap_or_default();
+        QueryError::Eval(format!(
+            "remote mode: this collector keeps no samples; point Grafana (and queries) at the backend it evaluates against: {address}"
+        ))
+    }
+
     /// The slots of the query API, made with `n` the first time.
     fn query_slots(&self, n: usize) -> &Arc<tokio::sync::Semaphore> {
         self.query_slots
             .get_or_init(|| Arc::new(tokio::sync::Semaphore::new(n.max(1))))
     }
 
-    /// What evaluating `expr` at `t` (or at any later time) reads, as a snapshot of the store:
-    /// the names its selectors read, from as far back as its ranges, offsets and the lookback
-    /// reach from `t`.
-    pub(super) fn snapshot_for(&self, expr: &Expr, t: i64) -> crate::store::snapshot::Snapshot {
-        let selectors = expr.selectors();
-        let names: Option<Vec<String>> = selectors.iter().map(|s| s.name.clone()).collect();
-        let offset = selectors
-            .iter()
-            .map(|s| s.offset_ms)
-            .max()
-            .unwrap_or(0)
-            .max(0);
-        let min_t = t - expr.max_range_ms() - crate::store::LOOKBACK_MS - offset;
+    /// What evaluating `expr` from `start` to `end` reads, as a snapshot of the store: the
+    /// names its selectors read, from as far back as its ranges, offsets, subqueries, `@` and
+    /// the lookback reach.
+    pub(super) fn snapshot_for(
+        &self,
+        expr: &Expr,
+        start: i64,
+        end: i64,
+    ) -> crate::store::snapshot::Snapshot {
+        let names: Option<Vec<String>> = expr.selectors().iter().map(|s| s.name.clone()).collect();
+        let min_t = expr.earliest(start, end);
         self.store
             .read()
             .unwrap_or_else(PoisonError::into_inner)

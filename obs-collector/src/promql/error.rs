@@ -20,6 +20,10 @@ pub enum QueryError {
     },
     /// The backend's answer is not a Prometheus API response, or not one a rule can use.
     BadResponse { status: u16, detail: String },
+    /// The evaluation would hold more samples than the query may (`--query.max-samples`).
+    TooManySamples,
+    /// The evaluation ran past its deadline (`--query.timeout`).
+    Timeout,
 }
 
 impl fmt::Display for QueryError {
@@ -33,6 +37,10 @@ impl fmt::Display for QueryError {
                 message,
             } => write!(f, "HTTP {status}: {error_type}: {message}"),
             QueryError::BadResponse { status, detail } => write!(f, "HTTP {status}: {detail}"),
+            QueryError::TooManySamples => f.write_str(
+                "query processing would load too many samples into memory in query execution",
+            ),
+            QueryError::Timeout => f.write_str("query timed out in expression evaluation"),
         }
     }
 }

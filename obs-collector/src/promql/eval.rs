@@ -1,12 +1,26 @@
-//! Evaluation of compiled expressions over the store, at one instant.
+//! Evaluation of compiled expressions over the store: one engine for the rules (one instant)
+//! and the query API (a range of steps), as Prometheus' `promql/engine.go` evaluates them.
+//!
+//! An expression is evaluated over all its steps at once, a series at a time: a selector reads
+//! each series' samples once, over the whole range, and computes its value at every step; the
+//! functions of one series map it on; an aggregation, a histogram quantile or the "many" side
+//! of a binary operation consumes the series as they come. So a week-long query of a dashboard
+//! reads every sample once and holds one series' samples plus its results, never every series'
+//! samples at once. What must be whole (the "one" side of a binary operation, `topk`'s input)
+//! is gathered, and counted against the sample limit.
 
-use std::collections::{HashMap, HashSet};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::time::Instant;
 
+use super::aggregate;
+use super::binary;
 use super::error::QueryError;
-use super::functions::{bucket_quantile, extrapolated_rate};
-use super::{AggOp, BinOp, Expr, Func, Group, Grouping, Matching, Selector};
-use crate::labels::{Labels, NAME};
+use super::functions::{self, bucket_quantile, bucket_quantile_with};
+use super::{At, Date, Expr, Func, RangeArg, RangeFunc, Selector};
+use crate::labels::Labels;
 use crate::store::querier::{self, Select};
+use crate::store::{is_stale, LOOKBACK_MS};
 
 /// One element of an instant vector.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,670 +29,863 @@ pub struct Sample {
     pub value: f64,
 }
 
-/// The result of an expression.
+/// The result of an expression at one instant.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     Scalar(f64),
     Vector(Vec<Sample>),
 }
 
+/// The evaluation times of a range query: `start`, `start + step`, ... up to `end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Steps {
+    pub start: i64,
+    pub end: i64,
+    pub step: i64,
+}
+
+impl Steps {
+    /// One instant.
+    pub fn instant(t: i64) -> Steps {
+        Steps {
+            start: t,
+            end: t,
+            step: 1,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        ((self.end - self.start) / self.step.max(1) + 1).max(0) as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn time(&self, i: usize) -> i64 {
+        self.start + i as i64 * self.step
+    }
+}
+
+/// One series of a range evaluation: its value, or none, at each step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub labels: Labels,
+    pub points: Vec<Option<f64>>,
+}
+
+impl Series {
+    fn present(&self) -> usize {
+        self.points.iter().filter(|p| p.is_some()).count()
+    }
+}
+
+/// The result of an expression over a range of steps.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RangeValue {
+    Scalar(Vec<f64>),
+    /// In label order, each series with at least one point.
+    Matrix(Vec<Series>),
+}
+
+/// What a query may cost (Prometheus' `--query.max-samples` and `--query.timeout`).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The samples a query may hold at once: the results it has gathered plus, at one step,
+    /// the samples its selectors read.
+    pub max_samples: usize,
+    pub deadline: Option<Instant>,
+}
+
+impl Limits {
+    pub const NONE: Limits = Limits {
+        max_samples: usize::MAX,
+        deadline: None,
+    };
+}
+
 /// Evaluates `expr` at `t` (milliseconds) over what `store` holds (the head and the blocks).
 pub fn eval(expr: &Expr, store: &dyn Select, t: i64) -> Result<Value, QueryError> {
-    evaluate(expr, store, t)
+    eval_instant(expr, store, t, Limits::NONE)
 }
 
-fn evaluate(expr: &Expr, store: &dyn Select, t: i64) -> Result<Value, QueryError> {
-    Ok(match expr {
-        Expr::Number(n) => Value::Scalar(*n),
-        Expr::Remote => {
-            return Err("this expression is only evaluated by a remote backend (query.url)".into())
-        }
-        Expr::Selector(sel) => {
-            let at = t - sel.offset_ms;
-            let (min_t, max_t) = querier::lookback_window(at);
-            let mut out = Vec::new();
-            select(store, sel, min_t, max_t, &mut |labels, samples| {
-                if let Some(value) = querier::instant(samples, at, store.left_closed()) {
-                    out.push(Sample {
-                        labels: labels.clone(),
-                        value,
-                    });
-                }
-            });
-            Value::Vector(out)
-        }
-        Expr::Rate {
-            selector,
-            range_ms,
-            per_second,
-        } => {
-            let at = t - selector.offset_ms;
-            let mut out = Vec::new();
-            select(
-                store,
-                selector,
-                at - range_ms,
-                at,
-                &mut |labels, samples| {
-                    let window = querier::range(samples, at, *range_ms, store.left_closed());
-                    if let Some(value) = extrapolated_rate(&window, at, *range_ms, *per_second) {
-                        out.push(Sample {
-                            labels: labels.without_name(),
-                            value,
-                        });
-                    }
-                },
-            );
-            Value::Vector(out)
-        }
-        Expr::HistogramQuantile { q, v } => {
-            let Value::Scalar(q) = evaluate(q, store, t)? else {
-                return Err("histogram_quantile: the quantile must be a scalar".into());
-            };
-            Value::Vector(histogram_quantile(
-                q,
-                vector(evaluate(v, store, t)?, "histogram_quantile")?,
-            ))
-        }
-        Expr::LabelReplace {
-            expr,
-            dst,
-            replacement,
-            src,
-            regex,
-        } => {
-            let regex = regex.as_ref().map_err(|e| QueryError::Eval(e.clone()))?;
-            if !crate::labels::valid_name(dst) {
-                return Err(QueryError::Eval(format!(
-                    "invalid destination label name in label_replace(): {dst}"
-                )));
-            }
-            let samples = vector(evaluate(expr, store, t)?, "label_replace")?;
-            let mut out = Vec::with_capacity(samples.len());
-            let mut seen = HashSet::with_capacity(samples.len());
-            for s in samples {
-                let mut labels = s.labels;
-                if let Some(found) = regex.captures(labels.get(src).unwrap_or("")) {
-                    let mut value = String::new();
-                    found.expand(replacement, &mut value);
-                    if value.is_empty() {
-                        labels.retain(|n| n != dst.as_str());
-                    } else {
-                        labels.set(dst, &value);
-                    }
-                }
-                if !seen.insert(labels.clone()) {
-                    return Err("vector cannot contain metrics with the same labelset".into());
-                }
-                out.push(Sample {
-                    labels,
-                    value: s.value,
-                });
-            }
-            Value::Vector(out)
-        }
-        Expr::Call { func, args } => call(*func, args, store, t)?,
-        Expr::Aggregate { op, grouping, expr } => Value::Vector(aggregate(
-            *op,
-            grouping,
-            vector(evaluate(expr, store, t)?, "aggregation")?,
-        )),
-        Expr::Neg(e) => match evaluate(e, store, t)? {
-            Value::Scalar(v) => Value::Scalar(-v),
-            Value::Vector(samples) => Value::Vector(
-                samples
-                    .into_iter()
-                    .map(|s| Sample {
-                        labels: s.labels.without_name(),
-                        value: -s.value,
-                    })
-                    .collect(),
-            ),
-        },
-        Expr::Binary {
-            op,
-            lhs,
-            rhs,
-            matching,
-            return_bool,
-        } => binary(
-            *op,
-            evaluate(lhs, store, t)?,
-            evaluate(rhs, store, t)?,
-            matching,
-            *return_bool,
-        )?,
-    })
-}
-
-/// A scalar argument (`clamp_min`'s bound, `round`'s `to_nearest`).
-fn scalar_arg(e: &Expr, store: &dyn Select, t: i64, what: &str) -> Result<f64, QueryError> {
-    match evaluate(e, store, t)? {
-        Value::Scalar(v) => Ok(v),
-        Value::Vector(_) => Err(format!("{what} expects a scalar, got an instant vector").into()),
-    }
-}
-
-/// [`Expr::Call`]: each element's value mapped, its metric name dropped (Prometheus'
-/// `simpleFunc`), or the scalar functions.
-fn call(func: Func, args: &[Expr], store: &dyn Select, t: i64) -> Result<Value, QueryError> {
-    let each = |f: &dyn Fn(f64) -> f64| -> Result<Value, QueryError> {
-        let samples = vector(evaluate(&args[0], store, t)?, "the function")?;
-        Ok(Value::Vector(
-            samples
+/// [`eval`] within `limits`; a vector keeps the order the expression gives it (`sort`).
+pub fn eval_instant(
+    expr: &Expr,
+    store: &dyn Select,
+    t: i64,
+    limits: Limits,
+) -> Result<Value, QueryError> {
+    let steps = Steps::instant(t);
+    let budget = Budget::new(limits, 1);
+    let ctx = Ctx {
+        store,
+        steps,
+        query: (t, t),
+        budget: &budget,
+        inner: false,
+    };
+    Ok(if expr.is_scalar() {
+        Value::Scalar(ctx.scalar(expr)?[0])
+    } else {
+        Value::Vector(
+            ctx.gather(expr)?
                 .into_iter()
-                .map(|s| Sample {
-                    labels: s.labels.without_name(),
-                    value: f(s.value),
+                .filter_map(|s| {
+                    Some(Sample {
+                        value: s.points[0]?,
+                        labels: s.labels,
+                    })
                 })
                 .collect(),
-        ))
-    };
-    Ok(match func {
-        Func::Math(m) => each(&|v| m.apply(v))?,
-        Func::ClampMin => {
-            let min = scalar_arg(&args[1], store, t, "clamp_min")?;
-            each(&|v| v.max(min))?
-        }
-        Func::ClampMax => {
-            let max = scalar_arg(&args[1], store, t, "clamp_max")?;
-            each(&|v| v.min(max))?
-        }
-        Func::Clamp => {
-            let min = scalar_arg(&args[1], store, t, "clamp")?;
-            let max = scalar_arg(&args[2], store, t, "clamp")?;
-            if max < min {
-                Value::Vector(Vec::new())
-            } else {
-                each(&|v| v.max(min).min(max))?
-            }
-        }
-        Func::Round => {
-            let to_nearest = match args.get(1) {
-                Some(e) => scalar_arg(e, store, t, "round")?,
-                None => 1.0,
-            };
-            // Prometheus divides by the inverse, for precision.
-            let inverse = 1.0 / to_nearest;
-            each(&|v| (v * inverse + 0.5).floor() / inverse)?
-        }
-        Func::Time => Value::Scalar(t as f64 / 1000.0),
-        Func::Vector => Value::Vector(vec![Sample {
-            labels: Labels::default(),
-            value: scalar_arg(&args[0], store, t, "vector")?,
-        }]),
-        Func::Scalar => match vector(evaluate(&args[0], store, t)?, "scalar")?.as_slice() {
-            [one] => Value::Scalar(one.value),
-            _ => Value::Scalar(f64::NAN),
-        },
+        )
     })
 }
 
-fn vector(v: Value, what: &str) -> Result<Vec<Sample>, QueryError> {
-    match v {
-        Value::Vector(s) => Ok(s),
-        Value::Scalar(_) => Err(format!("{what} expects an instant vector, got a scalar").into()),
-    }
-}
-
-/// The series `sel` matches, with their samples in `[min_t, max_t]`.
-fn select(store: &dyn Select, sel: &Selector, min_t: i64, max_t: i64, each: &mut querier::Visit) {
-    store.select(
-        sel.name.as_deref(),
-        &|labels| sel.matches(labels),
-        min_t,
-        max_t,
-        each,
-    );
-}
-
-fn histogram_quantile(q: f64, samples: Vec<Sample>) -> Vec<Sample> {
-    let mut groups: HashMap<Labels, Vec<(f64, f64)>> = HashMap::new();
-    for s in samples {
-        let Some(le) = s.labels.get("le").and_then(parse_le) else {
-            continue;
-        };
-        let mut key = s.labels.without_name();
-        key.retain(|n| n != "le");
-        groups.entry(key).or_default().push((le, s.value));
-    }
-    groups
-        .into_iter()
-        .map(|(labels, mut buckets)| Sample {
-            value: bucket_quantile(q, &mut buckets),
-            labels,
-        })
-        .collect()
-}
-
-/// `le` as a float (`+Inf`, `1`, `1.0`, `2e-1` all parse; compare as numbers, never as text).
-fn parse_le(le: &str) -> Option<f64> {
-    le.trim().parse().ok()
-}
-
-fn aggregate(op: AggOp, grouping: &Grouping, samples: Vec<Sample>) -> Vec<Sample> {
-    struct Acc {
-        sum: f64,
-        count: f64,
-        min: f64,
-        max: f64,
-    }
-    let mut groups: HashMap<Labels, Acc> = HashMap::new();
-    for s in samples {
-        let mut key = s.labels;
-        match grouping {
-            Grouping::By(keep) => key.retain(|n| keep.iter().any(|k| k == n)),
-            Grouping::Without(drop) => key.retain(|n| n != NAME && !drop.iter().any(|d| d == n)),
-        }
-        let v = s.value;
-        groups
-            .entry(key)
-            .and_modify(|a| {
-                a.sum += v;
-                a.count += 1.0;
-                if a.min > v || a.min.is_nan() {
-                    a.min = v;
-                }
-                if a.max < v || a.max.is_nan() {
-                    a.max = v;
-                }
-            })
-            .or_insert(Acc {
-                sum: v,
-                count: 1.0,
-                min: v,
-                max: v,
-            });
-    }
-    groups
-        .into_iter()
-        .map(|(labels, a)| Sample {
-            labels,
-            value: match op {
-                AggOp::Sum => a.sum,
-                AggOp::Avg => a.sum / a.count,
-                AggOp::Min => a.min,
-                AggOp::Max => a.max,
-                AggOp::Count => a.count,
-            },
-        })
-        .collect()
-}
-
-/// Arithmetic result, or for comparisons whether the pair is kept (value = left side).
-fn apply(op: BinOp, l: f64, r: f64) -> (f64, bool) {
-    match op {
-        BinOp::Add => (l + r, true),
-        BinOp::Sub => (l - r, true),
-        BinOp::Mul => (l * r, true),
-        BinOp::Div => (l / r, true),
-        BinOp::Mod => (l % r, true),
-        BinOp::Pow => (l.powf(r), true),
-        BinOp::Eq => (l, l == r),
-        BinOp::Ne => (l, l != r),
-        BinOp::Gt => (l, l > r),
-        BinOp::Lt => (l, l < r),
-        BinOp::Ge => (l, l >= r),
-        BinOp::Le => (l, l <= r),
-        BinOp::And | BinOp::Or | BinOp::Unless => (l, true),
-    }
-}
-
-fn binary(
-    op: BinOp,
-    lhs: Value,
-    rhs: Value,
-    matching: &Matching,
-    return_bool: bool,
-) -> Result<Value, QueryError> {
-    // The scalar is on the left of a vector/scalar operation.
-    let swap = matches!(lhs, Value::Scalar(_));
-    let drop_name = !op.is_comparison() || return_bool;
-    let finish = |value: f64, keep: bool| -> Option<f64> {
-        if return_bool {
-            Some(if keep { 1.0 } else { 0.0 })
-        } else {
-            keep.then_some(value)
-        }
+/// Evaluates `expr` at every step of `steps`, within `limits`.
+pub fn eval_range(
+    expr: &Expr,
+    store: &dyn Select,
+    steps: Steps,
+    limits: Limits,
+) -> Result<RangeValue, QueryError> {
+    let budget = Budget::new(limits, steps.len());
+    let ctx = Ctx {
+        store,
+        steps,
+        query: (steps.start, steps.end),
+        budget: &budget,
+        inner: false,
     };
-    Ok(match (lhs, rhs) {
-        (Value::Scalar(l), Value::Scalar(r)) => {
-            let (v, keep) = apply(op, l, r);
-            Value::Scalar(if op.is_comparison() {
-                f64::from(u8::from(keep))
-            } else {
-                v
-            })
-        }
-        (Value::Vector(_), Value::Scalar(_)) | (Value::Scalar(_), Value::Vector(_))
-            if op.is_set() =>
-        {
-            return Err("set operators (and, or, unless) need vectors on both sides".into());
-        }
-        (Value::Vector(v), Value::Scalar(scalar)) | (Value::Scalar(scalar), Value::Vector(v)) => {
-            // As Prometheus' VectorscalarBinop: `swap` when the scalar is on the left; a
-            // comparison keeps the vector element's value either way.
-            Value::Vector(
-                v.into_iter()
-                    .filter_map(|s| {
-                        let (l, r) = if swap {
-                            (scalar, s.value)
-                        } else {
-                            (s.value, scalar)
-                        };
-                        let (mut value, keep) = apply(op, l, r);
-                        if op.is_comparison() {
-                            value = s.value;
+    if expr.is_scalar() {
+        return Ok(RangeValue::Scalar(ctx.scalar(expr)?));
+    }
+    let mut out = merge(ctx.gather(expr)?)?;
+    out.retain(|s| s.points.iter().any(Option::is_some));
+    out.sort_by(|a, b| a.labels.cmp(&b.labels));
+    Ok(RangeValue::Matrix(out))
+}
+
+/// Series with the same labels as one, as a range query's result holds them: an error where
+/// two have a point at the same step.
+fn merge(series: Vec<Series>) -> Result<Vec<Series>, QueryError> {
+    let mut index: HashMap<Labels, usize> = HashMap::with_capacity(series.len());
+    let mut out: Vec<Series> = Vec::with_capacity(series.len());
+    for s in series {
+        match index.get(&s.labels) {
+            Some(&i) => {
+                let into = &mut out[i].points;
+                for (slot, p) in into.iter_mut().zip(s.points) {
+                    if p.is_some() {
+                        if slot.is_some() {
+                            return Err(same_labelset());
                         }
-                        let value = finish(value, keep)?;
-                        Some(Sample {
-                            labels: if drop_name {
-                                s.labels.without_name()
-                            } else {
-                                s.labels
-                            },
-                            value,
-                        })
-                    })
-                    .collect(),
-            )
-        }
-        (Value::Vector(l), Value::Vector(r)) if op.is_set() => {
-            Value::Vector(set_op(op, l, r, matching))
-        }
-        (Value::Vector(l), Value::Vector(r)) => {
-            Value::Vector(vector_binary(op, l, r, matching, drop_name, &finish)?)
-        }
-    })
-}
-
-/// A vector-vector operation, as Prometheus' `VectorBinop`: the "one" side (the right, or the
-/// left with `group_right`) indexed by the matching labels, each sample of the other side
-/// joined with its match; a result is one to one unless grouped, and a grouped result takes
-/// the "many" side's labels plus the included labels of its match.
-fn vector_binary(
-    op: BinOp,
-    lhs: Vec<Sample>,
-    rhs: Vec<Sample>,
-    matching: &Matching,
-    drop_name: bool,
-    finish: &dyn Fn(f64, bool) -> Option<f64>,
-) -> Result<Vec<Sample>, QueryError> {
-    let right_is_many = matches!(matching.group, Some(Group::Right(_)));
-    let (many, ones) = if right_is_many {
-        (rhs, lhs)
-    } else {
-        (lhs, rhs)
-    };
-    let mut one: HashMap<Labels, Sample> = HashMap::new();
-    for s in ones {
-        let sig = signature(&s.labels, matching);
-        if one.insert(sig.clone(), s).is_some() {
-            let side = if right_is_many { "left" } else { "right" };
-            return Err(format!("found duplicate series for the match group {sig} on the {side} hand-side of the operation; many-to-many matching not allowed").into());
-        }
-    }
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    for s in many {
-        let sig = signature(&s.labels, matching);
-        let Some(o) = one.get(&sig) else { continue };
-        let (l, r) = if right_is_many {
-            (o.value, s.value)
-        } else {
-            (s.value, o.value)
-        };
-        let (value, keep) = apply(op, l, r);
-        let Some(value) = finish(value, keep) else {
-            continue;
-        };
-        let mut labels = if drop_name {
-            s.labels.without_name()
-        } else {
-            s.labels
-        };
-        match &matching.group {
-            None if matching.on => labels.retain(|n| matching.labels.iter().any(|m| m == n)),
-            None => labels.retain(|n| !matching.labels.iter().any(|m| m == n)),
-            Some(Group::Left(include) | Group::Right(include)) => {
-                for name in include {
-                    match o.labels.get(name).filter(|v| !v.is_empty()) {
-                        Some(v) => labels.set(name, v),
-                        None => labels.retain(|n| n != name.as_str()),
+                        *slot = p;
                     }
                 }
             }
-        }
-        let unique = match matching.group {
-            None => seen.insert(sig.clone()),
-            Some(_) => seen.insert(labels.clone()),
-        };
-        if !unique {
-            return Err(match matching.group {
-                None => format!("multiple matches for labels {sig}: many-to-one matching must be explicit (group_left/group_right)"),
-                Some(_) => format!("multiple matches for labels {labels}: grouping labels must ensure unique matches"),
+            None => {
+                index.insert(s.labels.clone(), out.len());
+                out.push(s);
             }
-            .into());
         }
-        out.push(Sample { labels, value });
     }
     Ok(out)
 }
 
-/// The labels two samples must share to match.
-fn signature(labels: &Labels, matching: &Matching) -> Labels {
-    let mut sig = labels.clone();
-    if matching.on {
-        sig.retain(|n| matching.labels.iter().any(|m| m == n));
-    } else {
-        sig.retain(|n| n != NAME && !matching.labels.iter().any(|m| m == n));
-    }
-    sig
+pub(super) fn same_labelset() -> QueryError {
+    "vector cannot contain metrics with the same labelset".into()
 }
 
-fn set_op(op: BinOp, lhs: Vec<Sample>, rhs: Vec<Sample>, matching: &Matching) -> Vec<Sample> {
-    match op {
-        BinOp::And => {
-            let right: HashSet<Labels> =
-                rhs.iter().map(|s| signature(&s.labels, matching)).collect();
-            lhs.into_iter()
-                .filter(|s| right.contains(&signature(&s.labels, matching)))
-                .collect()
-        }
-        BinOp::Unless => {
-            let right: HashSet<Labels> =
-                rhs.iter().map(|s| signature(&s.labels, matching)).collect();
-            lhs.into_iter()
-                .filter(|s| !right.contains(&signature(&s.labels, matching)))
-                .collect()
-        }
-        _ => {
-            let left: HashSet<Labels> =
-                lhs.iter().map(|s| signature(&s.labels, matching)).collect();
-            let mut out = lhs;
-            out.extend(
-                rhs.into_iter()
-                    .filter(|s| !left.contains(&signature(&s.labels, matching))),
-            );
-            out
+/// The cost of one query so far, against its limits.
+struct Budget {
+    limits: Limits,
+    /// Points of gathered results.
+    held: Cell<usize>,
+    /// Samples read at each step of the query.
+    per_step: RefCell<Vec<usize>>,
+}
+
+impl Budget {
+    fn new(limits: Limits, steps: usize) -> Budget {
+        Budget {
+            limits,
+            held: Cell::new(0),
+            per_step: RefCell::new(vec![0; steps]),
         }
     }
+
+    fn hold(&self, points: usize) -> Result<(), QueryError> {
+        self.held.set(self.held.get() + points);
+        self.check_held()
+    }
+
+    fn check_held(&self) -> Result<(), QueryError> {
+        if self.held.get() > self.limits.max_samples {
+            return Err(QueryError::TooManySamples);
+        }
+        Ok(())
+    }
+
+    /// `n` samples read at step `i` (of the query's own steps).
+    fn read(&self, i: usize, n: usize) -> Result<(), QueryError> {
+        let mut per_step = self.per_step.borrow_mut();
+        if let Some(slot) = per_step.get_mut(i) {
+            *slot += n;
+            if *slot + self.held.get() > self.limits.max_samples {
+                return Err(QueryError::TooManySamples);
+            }
+        }
+        Ok(())
+    }
+
+    fn check_time(&self) -> Result<(), QueryError> {
+        match self.limits.deadline {
+            Some(d) if Instant::now() > d => Err(QueryError::Timeout),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What [`Ctx::select`] calls with each series' labels and samples.
+type Each<'e> = dyn FnMut(&Labels, &[(i64, f64)]) -> Result<(), QueryError> + 'e;
+
+/// Where a series goes as it is computed.
+pub(super) type Sink<'s> = dyn FnMut(Series) -> Result<(), QueryError> + 's;
+
+/// One evaluation: the store, the steps (a subquery's own), the query's start and end (for
+/// `@ start()` and `@ end()`), and the budget.
+pub(super) struct Ctx<'a> {
+    store: &'a dyn Select,
+    pub(super) steps: Steps,
+    query: (i64, i64),
+    budget: &'a Budget,
+    /// A subquery's evaluation.
+    inner: bool,
+}
+
+impl Ctx<'_> {
+    /// Whether these are the query's own steps (a subquery's are not counted per step).
+    fn counts_steps(&self) -> bool {
+        !self.inner
+    }
+
+    /// A vector expression's series, gathered (and counted against the budget).
+    pub(super) fn gather(&self, e: &Expr) -> Result<Vec<Series>, QueryError> {
+        let mut out = Vec::new();
+        self.stream(e, &mut |s| {
+            self.budget.hold(s.present())?;
+            out.push(s);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// A scalar expression's value at each step.
+    pub(super) fn scalar(&self, e: &Expr) -> Result<Vec<f64>, QueryError> {
+        let n = self.steps.len();
+        Ok(match e {
+            Expr::Number(v) => vec![*v; n],
+            Expr::Neg(e) => self.scalar(e)?.into_iter().map(|v| -v).collect(),
+            Expr::Call {
+                func: Func::Time, ..
+            } => (0..n).map(|i| self.steps.time(i) as f64 / 1000.0).collect(),
+            Expr::Call { func: Func::Pi, .. } => vec![std::f64::consts::PI; n],
+            Expr::Call {
+                func: Func::Scalar,
+                args,
+            } => {
+                let mut count = vec![0u32; n];
+                let mut value = vec![f64::NAN; n];
+                self.stream(&args[0], &mut |s| {
+                    for (i, p) in s.points.iter().enumerate() {
+                        if let Some(v) = p {
+                            count[i] += 1;
+                            value[i] = *v;
+                        }
+                    }
+                    Ok(())
+                })?;
+                value
+                    .into_iter()
+                    .zip(count)
+                    .map(|(v, c)| if c == 1 { v } else { f64::NAN })
+                    .collect()
+            }
+            Expr::Binary { op, lhs, rhs, .. } => {
+                let (l, r) = (self.scalar(lhs)?, self.scalar(rhs)?);
+                l.into_iter()
+                    .zip(r)
+                    .map(|(l, r)| binary::scalars(*op, l, r))
+                    .collect()
+            }
+            _ => return Err("expected a scalar expression".into()),
+        })
+    }
+
+    /// A vector expression's series, each to `sink` as it is computed.
+    pub(super) fn stream(&self, e: &Expr, sink: &mut Sink) -> Result<(), QueryError> {
+        match e {
+            Expr::Selector(sel) => self.selector(sel, false, sink),
+            Expr::Range { func, arg, param } => {
+                let param = match param {
+                    Some(p) => Some(self.scalar(p)?),
+                    None => None,
+                };
+                self.range_function(*func, arg, param.as_deref(), sink)
+            }
+            Expr::Neg(e) => self.stream(e, &mut |mut s| {
+                s.labels = s.labels.without_name();
+                for v in s.points.iter_mut().flatten() {
+                    *v = -*v;
+                }
+                sink(s)
+            }),
+            Expr::Call { func, args } => self.call(*func, args, sink),
+            Expr::LabelReplace {
+                expr,
+                dst,
+                replacement,
+                src,
+                regex,
+            } => {
+                let regex = regex.as_ref().map_err(|e| QueryError::Eval(e.clone()))?;
+                if !crate::labels::valid_name(dst) {
+                    return Err(QueryError::Eval(format!(
+                        "invalid destination label name in label_replace(): {dst}"
+                    )));
+                }
+                let mut unique = Unique::default();
+                self.stream(expr, &mut |mut s| {
+                    if let Some(found) = regex.captures(s.labels.get(src).unwrap_or("")) {
+                        let mut value = String::new();
+                        found.expand(replacement, &mut value);
+                        set_or_remove(&mut s.labels, dst, &value);
+                    }
+                    unique.claim(&s)?;
+                    sink(s)
+                })
+            }
+            Expr::LabelJoin {
+                expr,
+                dst,
+                separator,
+                srcs,
+            } => {
+                if !crate::labels::valid_name(dst) {
+                    return Err(QueryError::Eval(format!(
+                        "invalid destination label name in label_join(): {dst}"
+                    )));
+                }
+                let mut unique = Unique::default();
+                self.stream(expr, &mut |mut s| {
+                    let joined: Vec<&str> = srcs
+                        .iter()
+                        .map(|src| s.labels.get(src).unwrap_or(""))
+                        .collect();
+                    let value = joined.join(separator);
+                    set_or_remove(&mut s.labels, dst, &value);
+                    unique.claim(&s)?;
+                    sink(s)
+                })
+            }
+            Expr::HistogramQuantile { q, v } => {
+                let q = self.scalar(q)?;
+                for s in self.histogram_quantile(&q, v)? {
+                    sink(s)?;
+                }
+                Ok(())
+            }
+            Expr::Aggregate {
+                op,
+                grouping,
+                expr,
+                param,
+            } => {
+                for s in aggregate::aggregate(self, *op, grouping, expr, param.as_deref())? {
+                    sink(s)?;
+                }
+                Ok(())
+            }
+            Expr::Binary {
+                op,
+                lhs,
+                rhs,
+                matching,
+                return_bool,
+            } => binary::stream(self, *op, lhs, rhs, matching, *return_bool, sink),
+            Expr::Absent { expr, labels } => {
+                let mut any = vec![false; self.steps.len()];
+                self.stream(expr, &mut |s| {
+                    for (a, p) in any.iter_mut().zip(&s.points) {
+                        *a |= p.is_some();
+                    }
+                    Ok(())
+                })?;
+                sink(Series {
+                    labels: labels.clone(),
+                    points: any.into_iter().map(|a| (!a).then_some(1.0)).collect(),
+                })
+            }
+            Expr::Sort { expr, descending } => {
+                let mut all = self.gather(expr)?;
+                // Only an instant query has an order; sorted by the first step's value.
+                all.sort_by(|a, b| {
+                    let (x, y) = (
+                        a.points[0].unwrap_or(f64::NAN),
+                        b.points[0].unwrap_or(f64::NAN),
+                    );
+                    if *descending {
+                        y.total_cmp(&x)
+                    } else {
+                        x.total_cmp(&y)
+                    }
+                });
+                for s in all {
+                    sink(s)?;
+                }
+                Ok(())
+            }
+            Expr::Number(_) | Expr::String(_) => {
+                Err("expected an instant vector, got a scalar or string".into())
+            }
+            Expr::Remote => {
+                Err("this expression is only evaluated by a remote backend (query.url)".into())
+            }
+        }
+    }
+
+    /// The time a selector with `at` and `offset_ms` reads for step `i`.
+    fn read_time(&self, at: Option<At>, offset_ms: i64, i: usize) -> i64 {
+        let t = match at {
+            Some(At::Time(t)) => t,
+            Some(At::Start) => self.query.0,
+            Some(At::End) => self.query.1,
+            None => self.steps.time(i),
+        };
+        t - offset_ms
+    }
+
+    /// The series `sel` selects with samples in `[min_t, max_t]`, to `each` one at a time.
+    fn select(
+        &self,
+        sel: &Selector,
+        (min_t, max_t): (i64, i64),
+        each: &mut Each,
+    ) -> Result<(), QueryError> {
+        let mut failed = None;
+        self.store.select(
+            sel.name.as_deref(),
+            &|labels| sel.matches(labels),
+            min_t,
+            max_t,
+            &mut |labels, samples| {
+                if failed.is_none() {
+                    if let Err(e) = self
+                        .budget
+                        .check_time()
+                        .and_then(|()| each(labels, samples))
+                    {
+                        failed = Some(e);
+                    }
+                }
+            },
+        );
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// An instant selector at every step (its samples' times instead of values for
+    /// `timestamp()`).
+    fn selector(
+        &self,
+        sel: &Selector,
+        timestamps: bool,
+        sink: &mut Sink,
+    ) -> Result<(), QueryError> {
+        let n = self.steps.len();
+        let times: Vec<i64> = (0..n)
+            .map(|i| self.read_time(sel.at, sel.offset_ms, i))
+            .collect();
+        let (Some(&lo), Some(&hi)) = (times.iter().min(), times.iter().max()) else {
+            return Ok(());
+        };
+        let left_closed = self.store.left_closed();
+        let count = self.counts_steps();
+        self.select(sel, (lo - LOOKBACK_MS, hi), &mut |labels, samples| {
+            let mut points = Vec::with_capacity(n);
+            let mut any = false;
+            for (i, &t) in times.iter().enumerate() {
+                let end = samples.partition_point(|&(st, _)| st <= t);
+                let p = end
+                    .checked_sub(1)
+                    .and_then(|j| {
+                        let (st, v) = samples[j];
+                        querier::visible((st, v), t, left_closed).map(|v| (st, v))
+                    })
+                    .map(|(st, v)| if timestamps { st as f64 / 1000.0 } else { v });
+                if p.is_some() {
+                    any = true;
+                    if count {
+                        self.budget.read(i, 1)?;
+                    }
+                }
+                points.push(p);
+            }
+            if !any {
+                return Ok(());
+            }
+            sink(Series {
+                labels: labels.clone(),
+                points,
+            })
+        })
+    }
+
+    /// A range function of a range selector or a subquery, at every step.
+    fn range_function(
+        &self,
+        func: RangeFunc,
+        arg: &RangeArg,
+        param: Option<&[f64]>,
+        sink: &mut Sink,
+    ) -> Result<(), QueryError> {
+        let n = self.steps.len();
+        let (at, offset_ms, range_ms) = match arg {
+            RangeArg::Selector { selector, range_ms } => {
+                (selector.at, selector.offset_ms, *range_ms)
+            }
+            RangeArg::Subquery {
+                at,
+                offset_ms,
+                range_ms,
+                ..
+            } => (*at, *offset_ms, *range_ms),
+        };
+        let times: Vec<i64> = (0..n).map(|i| self.read_time(at, offset_ms, i)).collect();
+        let (Some(&lo), Some(&hi)) = (times.iter().min(), times.iter().max()) else {
+            return Ok(());
+        };
+        let left_closed = self.store.left_closed();
+        let count = self.counts_steps();
+        let mut absent = vec![true; n];
+        let mut one = |labels: &Labels, samples: &[(i64, f64)]| -> Result<(), QueryError> {
+            let samples: Vec<(i64, f64)> = samples
+                .iter()
+                .copied()
+                .filter(|&(_, v)| !is_stale(v))
+                .collect();
+            let mut points = Vec::with_capacity(n);
+            let mut any = false;
+            for (i, &t) in times.iter().enumerate() {
+                let start = if left_closed {
+                    samples.partition_point(|&(st, _)| st < t - range_ms)
+                } else {
+                    samples.partition_point(|&(st, _)| st <= t - range_ms)
+                };
+                let end = samples.partition_point(|&(st, _)| st <= t);
+                let window = &samples[start..end.max(start)];
+                if count {
+                    self.budget.read(i, window.len())?;
+                }
+                if !window.is_empty() {
+                    absent[i] = false;
+                }
+                let q = param.map_or(0.0, |p| p[i]);
+                let p = functions::over_window(func, window, (t, range_ms), q, left_closed);
+                any |= p.is_some();
+                points.push(p);
+            }
+            if any && func != RangeFunc::AbsentOverTime {
+                let labels = if func.keeps_name() {
+                    labels.clone()
+                } else {
+                    labels.without_name()
+                };
+                sink(Series { labels, points })?;
+            }
+            Ok(())
+        };
+        let absent_labels = match arg {
+            RangeArg::Selector { selector, .. } => {
+                self.select(selector, (lo - range_ms, hi), &mut one)?;
+                super::absent_labels(selector)
+            }
+            RangeArg::Subquery { expr, step_ms, .. } => {
+                // As Prometheus: the inner steps are the multiples of the step from the first
+                // after the earliest window's start, to the last window's end.
+                let step = step_ms.unwrap_or(DEFAULT_SUBQUERY_STEP_MS).max(1);
+                let from = lo - range_ms;
+                let mut start = step * from.div_euclid(step);
+                if start < from {
+                    start += step;
+                }
+                let inner = Ctx {
+                    store: self.store,
+                    steps: Steps {
+                        start,
+                        end: hi.max(start),
+                        step,
+                    },
+                    query: self.query,
+                    budget: self.budget,
+                    inner: true,
+                };
+                let inner_steps = inner.steps;
+                inner.stream(expr, &mut |s| {
+                    let samples: Vec<(i64, f64)> = s
+                        .points
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(j, p)| Some((inner_steps.time(j), (*p)?)))
+                        .collect();
+                    one(&s.labels, &samples)
+                })?;
+                Labels::default()
+            }
+        };
+        if func == RangeFunc::AbsentOverTime {
+            sink(Series {
+                labels: absent_labels,
+                points: absent.into_iter().map(|a| a.then_some(1.0)).collect(),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// [`Expr::Call`]: the functions of each element (their metric name dropped, as
+    /// Prometheus' `simpleFunc`), `vector()` and the date functions.
+    fn call(&self, func: Func, args: &[Expr], sink: &mut Sink) -> Result<(), QueryError> {
+        let n = self.steps.len();
+        let map = |f: &dyn Fn(usize, f64) -> f64, sink: &mut Sink| {
+            self.stream(&args[0], &mut |mut s| {
+                s.labels = s.labels.without_name();
+                for (i, p) in s.points.iter_mut().enumerate() {
+                    if let Some(v) = p {
+                        *v = f(i, *v);
+                    }
+                }
+                sink(s)
+            })
+        };
+        match func {
+            Func::Math(m) => map(&|_, v| m.apply(v), sink),
+            Func::ClampMin => {
+                let min = self.scalar(&args[1])?;
+                map(&|i, v| v.max(min[i]), sink)
+            }
+            Func::ClampMax => {
+                let max = self.scalar(&args[1])?;
+                map(&|i, v| v.min(max[i]), sink)
+            }
+            Func::Clamp => {
+                let min = self.scalar(&args[1])?;
+                let max = self.scalar(&args[2])?;
+                // Where max < min, nothing.
+                self.stream(&args[0], &mut |mut s| {
+                    s.labels = s.labels.without_name();
+                    for (i, p) in s.points.iter_mut().enumerate() {
+                        *p = match *p {
+                            Some(_) if max[i] < min[i] => None,
+                            Some(v) => Some(v.max(min[i]).min(max[i])),
+                            None => None,
+                        };
+                    }
+                    sink(s)
+                })
+            }
+            Func::Round => {
+                let to_nearest = match args.get(1) {
+                    Some(e) => self.scalar(e)?,
+                    None => vec![1.0; n],
+                };
+                // Prometheus divides by the inverse, for precision.
+                map(
+                    &|i, v| {
+                        let inverse = 1.0 / to_nearest[i];
+                        (v * inverse + 0.5).floor() / inverse
+                    },
+                    sink,
+                )
+            }
+            Func::Vector => {
+                let values = self.scalar(&args[0])?;
+                sink(Series {
+                    labels: Labels::default(),
+                    points: values.into_iter().map(Some).collect(),
+                })
+            }
+            Func::Timestamp => match &args[0] {
+                // A selector's samples' own times; anything else's, the evaluation time.
+                Expr::Selector(sel) => self.selector(sel, true, &mut |mut s| {
+                    s.labels = s.labels.without_name();
+                    sink(s)
+                }),
+                _ => map(&|i, _| self.steps.time(i) as f64 / 1000.0, sink),
+            },
+            Func::Date(d) => match args.first() {
+                Some(_) => map(&|_, v| date(d, v), sink),
+                None => sink(Series {
+                    labels: Labels::default(),
+                    points: (0..n)
+                        .map(|i| Some(date(d, self.steps.time(i) as f64 / 1000.0)))
+                        .collect(),
+                }),
+            },
+            Func::Time | Func::Pi | Func::Scalar => {
+                Err("expected an instant vector, got a scalar".into())
+            }
+        }
+    }
+
+    /// `histogram_quantile(q, v)` at each step: the buckets grouped by their labels but `le`
+    /// (and the name).
+    fn histogram_quantile(&self, q: &[f64], v: &Expr) -> Result<Vec<Series>, QueryError> {
+        let n = self.steps.len();
+        let mut groups: HashMap<Labels, Vec<Vec<(f64, f64)>>> = HashMap::new();
+        self.stream(v, &mut |s| {
+            let Some(le) = s
+                .labels
+                .get("le")
+                .and_then(|le| le.trim().parse::<f64>().ok())
+            else {
+                return Ok(());
+            };
+            let mut key = s.labels.without_name();
+            key.retain(|n| n != "le");
+            let buckets = groups.entry(key).or_insert_with(|| vec![Vec::new(); n]);
+            for (i, p) in s.points.iter().enumerate() {
+                if let Some(c) = p {
+                    buckets[i].push((le, *c));
+                }
+            }
+            Ok(())
+        })?;
+        // Prometheus 2.x corrects only decreases.
+        let v2 = self.store.left_closed();
+        let mut out = Vec::with_capacity(groups.len());
+        for (labels, steps) in groups {
+            let points = steps
+                .into_iter()
+                .enumerate()
+                .map(|(i, mut buckets)| {
+                    (!buckets.is_empty()).then(|| {
+                        if v2 {
+                            bucket_quantile_with(q[i], &mut buckets, 0.0)
+                        } else {
+                            bucket_quantile(q[i], &mut buckets)
+                        }
+                    })
+                })
+                .collect();
+            let s = Series { labels, points };
+            self.budget.hold(s.present())?;
+            out.push(s);
+        }
+        Ok(out)
+    }
+}
+
+/// A subquery's step when it names none: Prometheus' default evaluation interval.
+const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
+
+/// Sets `name` to `value`, or removes it when `value` is empty (a label is never empty).
+fn set_or_remove(labels: &mut Labels, name: &str, value: &str) {
+    if value.is_empty() {
+        labels.retain(|n| n != name);
+    } else {
+        labels.set(name, value);
+    }
+}
+
+/// The label sets seen so far, and at which steps: two series with the same labels at the same
+/// step are an error.
+#[derive(Default)]
+pub(super) struct Unique {
+    seen: HashMap<Labels, Vec<bool>>,
+}
+
+impl Unique {
+    pub(super) fn claim(&mut self, s: &Series) -> Result<(), QueryError> {
+        self.claim_with(&s.labels, s, same_labelset)
+    }
+
+    /// Claims the steps where `s` has a point for `key`; `error` when one was claimed before.
+    pub(super) fn claim_with(
+        &mut self,
+        key: &Labels,
+        s: &Series,
+        error: impl Fn() -> QueryError,
+    ) -> Result<(), QueryError> {
+        match self.seen.get_mut(key) {
+            Some(steps) => {
+                for (taken, p) in steps.iter_mut().zip(&s.points) {
+                    if p.is_some() {
+                        if *taken {
+                            return Err(error());
+                        }
+                        *taken = true;
+                    }
+                }
+            }
+            None => {
+                self.seen
+                    .insert(key.clone(), s.points.iter().map(Option::is_some).collect());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A date function of a time in seconds, in UTC (as Go's `time.Unix(int64(v), 0).UTC()`).
+fn date(d: Date, v: f64) -> f64 {
+    if !v.is_finite() {
+        return v;
+    }
+    let secs = v as i64;
+    let days = secs.div_euclid(86_400);
+    let of_day = secs.rem_euclid(86_400);
+    let (year, month, day) = civil(days);
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let lengths = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    (match d {
+        Date::DayOfMonth => day,
+        Date::DayOfWeek => (days + 4).rem_euclid(7),
+        Date::DayOfYear => lengths[..(month - 1) as usize].iter().sum::<i64>() + day,
+        Date::DaysInMonth => lengths[(month - 1) as usize],
+        Date::Hour => of_day / 3600,
+        Date::Minute => of_day % 3600 / 60,
+        Date::Month => month,
+        Date::Year => year,
+    }) as f64
+}
+
+/// Year, month (1-12) and day (1-31) of a day since 1970-01-01 (the proleptic Gregorian
+/// calendar; Howard Hinnant's `civil_from_days`).
+fn civil(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::compile;
-    use super::*;
-    use crate::store::Store;
-
-    const S: i64 = 1000;
-
-    fn store() -> Store {
-        let mut st = Store::new(3600 * S);
-        let series = [
-            (
-                vec![("__name__", "req_count"), ("job", "a"), ("code", "200")],
-                10.0,
-            ),
-            (
-                vec![("__name__", "req_count"), ("job", "a"), ("code", "500")],
-                2.0,
-            ),
-            (
-                vec![("__name__", "req_count"), ("job", "b"), ("code", "200")],
-                5.0,
-            ),
-            (
-                vec![("__name__", "up"), ("job", "a"), ("instance", "x")],
-                1.0,
-            ),
-            (
-                vec![("__name__", "up"), ("job", "b"), ("instance", "y")],
-                0.0,
-            ),
-        ];
-        for (labels, per_step) in series {
-            let l = Labels::from_pairs(&labels);
-            let gauge = l.name() == Some("up");
-            for i in 0..=8 {
-                st.append(
-                    &l,
-                    i * 15 * S,
-                    if gauge { per_step } else { per_step * i as f64 },
-                );
-            }
-        }
-        st
-    }
-
-    fn run(expr: &str) -> Vec<(String, f64)> {
-        match eval(&compile(expr).unwrap(), &store(), 120 * S).unwrap() {
-            Value::Vector(v) => {
-                let mut out: Vec<(String, f64)> = v
-                    .into_iter()
-                    .map(|s| (s.labels.to_string(), s.value))
-                    .collect();
-                out.sort_by(|a, b| a.0.cmp(&b.0));
-                out
-            }
-            Value::Scalar(s) => vec![("scalar".into(), s)],
-        }
-    }
-
-    #[test]
-    fn selectors_with_all_matcher_kinds() {
-        assert_eq!(
-            run("up == 0"),
-            [("up{instance=\"y\", job=\"b\"}".to_owned(), 0.0)]
-        );
-        assert_eq!(run(r#"req_count{code=~"5.."}"#).len(), 1);
-        assert_eq!(
-            run(r#"req_count{code!~"5..", job!="b"}"#),
-            [("req_count{code=\"200\", job=\"a\"}".to_owned(), 80.0)]
-        );
-        assert_eq!(
-            run(r#"req_count{missing=""}"#).len(),
-            3,
-            "an absent label matches the empty string"
-        );
-    }
-
-    #[test]
-    fn rate_sum_by_and_ratio() {
-        // 4 samples in (60s, 120s] at 15 s spacing; increase 3 steps * per_step, extrapolated by 15/45.
-        let r = run(r#"sum by (job) (increase(req_count[1m]))"#);
-        assert_eq!(
-            r,
-            [
-                ("{job=\"a\"}".to_owned(), 48.0),
-                ("{job=\"b\"}".to_owned(), 20.0)
-            ]
-        );
-        let ratio = run(
-            r#"sum by (job) (rate(req_count{code=~"5.."}[1m])) / sum by (job) (rate(req_count[1m]))"#,
-        );
-        assert_eq!(ratio.len(), 1);
-        assert!((ratio[0].1 - 2.0 / 12.0).abs() < 1e-12);
-    }
-
-    #[test]
-    fn set_operators_with_on_and_ignoring() {
-        let and = run(r#"sum by (job) (req_count) > 50 and on (job) up == 1"#);
-        assert_eq!(and, [("{job=\"a\"}".to_owned(), 96.0)]);
-        let unless = run(r#"up unless on (job) req_count{code="500"}"#);
-        assert_eq!(unless, [("up{instance=\"y\", job=\"b\"}".to_owned(), 0.0)]);
-        let or = run(r#"up{job="a"} or ignoring (instance) up"#);
-        assert_eq!(or.len(), 2);
-    }
-
-    #[test]
-    fn aggregations() {
-        assert_eq!(run("count(req_count)"), [("{}".to_owned(), 3.0)]);
-        assert_eq!(
-            run("max without (code) (req_count)"),
-            [
-                ("{job=\"a\"}".to_owned(), 80.0),
-                ("{job=\"b\"}".to_owned(), 40.0)
-            ]
-        );
-        assert_eq!(run("min by (job) (req_count)")[0].1, 16.0);
-        assert_eq!(run("avg(up)"), [("{}".to_owned(), 0.5)]);
-    }
-
-    #[test]
-    fn arithmetic_and_bool() {
-        assert_eq!(
-            run("up * 2 + 1")[0].0,
-            "{instance=\"x\", job=\"a\"}",
-            "arithmetic drops the name"
-        );
-        assert_eq!(
-            run("up > bool 0").iter().map(|s| s.1).collect::<Vec<_>>(),
-            [1.0, 0.0]
-        );
-        assert_eq!(run("2 > bool 1"), [("scalar".to_owned(), 1.0)]);
-        assert_eq!(run("1 < up").len(), 0);
-        assert_eq!(
-            run("0 < up"),
-            [("up{instance=\"x\", job=\"a\"}".to_owned(), 1.0)]
-        );
-    }
-
-    #[test]
-    fn one_to_one_matching_errors_on_duplicates() {
-        let err = eval(
-            &compile("req_count / on (job) up").unwrap(),
-            &store(),
-            120 * S,
-        )
-        .unwrap_err();
-        assert!(
-            matches!(&err, QueryError::Eval(m) if m.contains("multiple matches")),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn histogram_quantile_groups_without_le() {
-        let mut st = Store::new(3600 * S);
-        for (le, c) in [
-            ("0.1", 50.0),
-            ("0.2", 70.0),
-            ("1.0", 110.0),
-            ("+Inf", 120.0),
-        ] {
-            let l = Labels::from_pairs(&[("__name__", "h_bucket"), ("le", le), ("job", "a")]);
-            st.append(&l, 0, c);
-        }
-        let v = eval(
-            &compile("histogram_quantile(0.5, h_bucket)").unwrap(),
-            &st,
-            0,
-        )
-        .unwrap();
-        let Value::Vector(v) = v else { panic!() };
-        assert_eq!(v.len(), 1);
-        assert_eq!(v[0].labels.to_string(), "{job=\"a\"}");
-        assert!((v[0].value - 0.15).abs() < 1e-12);
-    }
-}
+mod tests;

@@ -1,60 +1,299 @@
-//! `rate`, `increase` and `histogram_quantile`, exactly as Prometheus 3 computes them
-//! (`promql/functions.go` `extrapolatedRate`, `promql/quantile.go` `BucketQuantile`).
+//! The functions of a range of samples (`rate`, `increase`, `delta`, `irate`, `deriv`, the
+//! `*_over_time` family, ...) and `histogram_quantile`, as Prometheus computes them
+//! (`promql/functions.go`, `promql/quantile.go` `BucketQuantile`).
 
-/// `increase` (or `rate` when `per_second`) of one counter over the samples of the left-open
-/// range `(t - range, t]`; `None` with fewer than two samples.
+use super::RangeFunc;
+
+/// `func` of the samples of one series in one window (stale markers left out) ending at `t`;
+/// `param` is `quantile_over_time`'s quantile or `predict_linear`'s seconds ahead; `v2`: as
+/// Prometheus 2.x extrapolates (see [`extrapolated_rate`]).
+pub fn over_window(
+    func: RangeFunc,
+    window: &[(i64, f64)],
+    (t_ms, range_ms): (i64, i64),
+    param: f64,
+    v2: bool,
+) -> Option<f64> {
+    let values = || window.iter().map(|&(_, v)| v);
+    let last = window.last().copied();
+    Some(match func {
+        RangeFunc::Rate => extrapolated_rate(window, t_ms, range_ms, Kind::Rate, v2)?,
+        RangeFunc::Increase => extrapolated_rate(window, t_ms, range_ms, Kind::Increase, v2)?,
+        RangeFunc::Delta => extrapolated_rate(window, t_ms, range_ms, Kind::Delta, v2)?,
+        RangeFunc::Irate | RangeFunc::Idelta => {
+            let [.., (t0, v0), (t1, v1)] = window else {
+                return None;
+            };
+            if func == RangeFunc::Idelta {
+                v1 - v0
+            } else {
+                let interval = (t1 - t0) as f64 / 1000.0;
+                if interval == 0.0 {
+                    return None;
+                }
+                // A decrease is a reset: the counter counted from zero.
+                (if v1 < v0 { *v1 } else { v1 - v0 }) / interval
+            }
+        }
+        RangeFunc::Deriv => {
+            if window.len() < 2 {
+                return None;
+            }
+            linear_regression(window, window[0].0).0
+        }
+        RangeFunc::PredictLinear => {
+            if window.len() < 2 {
+                return None;
+            }
+            let (slope, intercept) = linear_regression(window, t_ms);
+            slope * param + intercept
+        }
+        RangeFunc::Resets => {
+            last?;
+            window.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64
+        }
+        RangeFunc::Changes => {
+            last?;
+            window
+                .windows(2)
+                .filter(|w| w[1].1 != w[0].1 && !(w[1].1.is_nan() && w[0].1.is_nan()))
+                .count() as f64
+        }
+        RangeFunc::AvgOverTime => {
+            last?;
+            incremental_mean(values())
+        }
+        RangeFunc::SumOverTime => {
+            last?;
+            values().sum()
+        }
+        RangeFunc::MinOverTime => {
+            last?;
+            values().fold(f64::NAN, |m, v| if m > v || m.is_nan() { v } else { m })
+        }
+        RangeFunc::MaxOverTime => {
+            last?;
+            values().fold(f64::NAN, |m, v| if m < v || m.is_nan() { v } else { m })
+        }
+        RangeFunc::CountOverTime => {
+            last?;
+            window.len() as f64
+        }
+        RangeFunc::QuantileOverTime => {
+            last?;
+            quantile(param, &mut values().collect::<Vec<_>>())
+        }
+        RangeFunc::StdvarOverTime => {
+            last?;
+            variance(values())
+        }
+        RangeFunc::StddevOverTime => {
+            last?;
+            variance(values()).sqrt()
+        }
+        RangeFunc::LastOverTime => last?.1,
+        RangeFunc::PresentOverTime => {
+            last?;
+            1.0
+        }
+        // Decided over every series, by the evaluator.
+        RangeFunc::AbsentOverTime => return None,
+    })
+}
+
+/// The mean as Prometheus 2 computes it: incrementally (no overflow to infinity on the way),
+/// an infinity kept against finite values.
+pub fn incremental_mean(values: impl Iterator<Item = f64>) -> f64 {
+    let (mut mean, mut count) = (0.0f64, 0.0f64);
+    for v in values {
+        count += 1.0;
+        if count == 1.0 {
+            mean = v;
+            continue;
+        }
+        if mean.is_infinite() {
+            if v.is_infinite() && (mean > 0.0) == (v > 0.0) {
+                continue;
+            }
+            if !v.is_infinite() && !v.is_nan() {
+                continue;
+            }
+        }
+        mean += v / count - mean / count;
+    }
+    mean
+}
+
+/// The population variance (Welford's running mean, as Prometheus).
+pub fn variance(values: impl Iterator<Item = f64>) -> f64 {
+    let (mut count, mut mean, mut aux) = (0.0f64, 0.0f64, 0.0f64);
+    for v in values {
+        count += 1.0;
+        let delta = v - mean;
+        mean += delta / count;
+        aux += delta * (v - mean);
+    }
+    aux / count
+}
+
+/// The φ-quantile of `values`, interpolated between the two nearest ranks (Prometheus'
+/// `quantile`): -Inf below 0, +Inf above 1.
+pub fn quantile(q: f64, values: &mut [f64]) -> f64 {
+    if values.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len() as f64;
+    let rank = q * (n - 1.0);
+    let lower = rank.floor().max(0.0);
+    let upper = (lower + 1.0).min(n - 1.0);
+    let weight = rank - rank.floor();
+    values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
+}
+
+/// The least-squares line through `samples`, x in seconds from `intercept_ms`: its slope and
+/// its value at `intercept_ms` (Kahan-summed, as Prometheus).
+fn linear_regression(samples: &[(i64, f64)], intercept_ms: i64) -> (f64, f64) {
+    let first = samples[0].1;
+    if samples.iter().all(|&(_, v)| v == first) {
+        if first.is_infinite() {
+            return (f64::NAN, f64::NAN);
+        }
+        return (0.0, first);
+    }
+    let mut n = 0.0;
+    let (mut x, mut y, mut xy, mut x2) = (
+        Kahan::default(),
+        Kahan::default(),
+        Kahan::default(),
+        Kahan::default(),
+    );
+    for &(t, v) in samples {
+        n += 1.0;
+        let dx = (t - intercept_ms) as f64 / 1000.0;
+        x.add(dx);
+        y.add(v);
+        xy.add(dx * v);
+        x2.add(dx * dx);
+    }
+    let (sum_x, sum_y, sum_xy, sum_x2) = (x.sum(), y.sum(), xy.sum(), x2.sum());
+    let cov_xy = sum_xy - sum_x * sum_y / n;
+    let var_x = sum_x2 - sum_x * sum_x / n;
+    let slope = cov_xy / var_x;
+    (slope, sum_y / n - slope * sum_x / n)
+}
+
+/// Kahan-Babuška (Neumaier) compensated summation, Prometheus' `kahanSumInc`.
+#[derive(Default)]
+struct Kahan {
+    sum: f64,
+    c: f64,
+}
+
+impl Kahan {
+    fn add(&mut self, v: f64) {
+        let t = self.sum + v;
+        if t.is_infinite() {
+            self.c = 0.0;
+        } else if self.sum.abs() >= v.abs() {
+            self.c += (self.sum - t) + v;
+        } else {
+            self.c += (v - t) + self.sum;
+        }
+        self.sum = t;
+    }
+
+    fn sum(&self) -> f64 {
+        self.sum + self.c
+    }
+}
+
+/// Which of the extrapolated functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Rate,
+    Increase,
+    /// A gauge's change: no counter resets, no floor at zero.
+    Delta,
+}
+
+/// `increase`, `rate` or `delta` of one series over the samples of the range
+/// `(t - range, t]`; `None` with fewer than two samples. A counter is not extrapolated below
+/// zero: Prometheus 3 applies that limit after the limit of half a sample interval, 2.x
+/// (`v2`) before it.
 pub fn extrapolated_rate(
     samples: &[(i64, f64)],
     t_ms: i64,
     range_ms: i64,
-    per_second: bool,
+    kind: Kind,
+    v2: bool,
 ) -> Option<f64> {
+    let counter = kind != Kind::Delta;
     if samples.len() < 2 {
         return None;
     }
-    let range_start = (t_ms - range_ms) as f64 / 1000.0;
-    let range_end = t_ms as f64 / 1000.0;
     let (first_t, first_v) = samples[0];
     let (last_t, last_v) = samples[samples.len() - 1];
     let mut result = last_v - first_v;
     // Counter resets: any decrease means the counter restarted from zero.
     let mut prev = first_v;
     for &(_, v) in &samples[1..] {
-        if v < prev {
+        if counter && v < prev {
             result += prev;
         }
         prev = v;
     }
-    let first_t = first_t as f64 / 1000.0;
-    let last_t = last_t as f64 / 1000.0;
-    let mut duration_to_start = first_t - range_start;
-    let mut duration_to_end = range_end - last_t;
-    let sampled_interval = last_t - first_t;
+    // Differences of whole milliseconds, then seconds, as Prometheus rounds them.
+    let mut duration_to_start = (first_t - (t_ms - range_ms)) as f64 / 1000.0;
+    let mut duration_to_end = (t_ms - last_t) as f64 / 1000.0;
+    let sampled_interval = (last_t - first_t) as f64 / 1000.0;
     let average_between = sampled_interval / (samples.len() - 1) as f64;
     let threshold = average_between * 1.1;
+    let zero_limit = |to_start: f64| {
+        if counter && result > 0.0 && first_v >= 0.0 {
+            // Do not extrapolate below zero: the counter cannot have been negative.
+            to_start.min(sampled_interval * (first_v / result))
+        } else {
+            to_start
+        }
+    };
+    if v2 {
+        duration_to_start = zero_limit(duration_to_start);
+    }
     if duration_to_start >= threshold {
         duration_to_start = average_between / 2.0;
     }
-    if result > 0.0 && first_v >= 0.0 {
-        // Do not extrapolate below zero: the counter cannot have been negative.
-        let duration_to_zero = sampled_interval * (first_v / result);
-        if duration_to_zero < duration_to_start {
-            duration_to_start = duration_to_zero;
-        }
+    if !v2 {
+        duration_to_start = zero_limit(duration_to_start);
     }
     if duration_to_end >= threshold {
         duration_to_end = average_between / 2.0;
     }
-    let factor = (sampled_interval + duration_to_start + duration_to_end) / sampled_interval;
-    let mut value = result * factor;
-    if per_second {
-        value /= range_ms as f64 / 1000.0;
+    // The factor is divided by the range before it multiplies, as in Prometheus: the last bit
+    // depends on the order.
+    let mut factor = (sampled_interval + duration_to_start + duration_to_end) / sampled_interval;
+    if kind == Kind::Rate {
+        factor /= range_ms as f64 / 1000.0;
     }
-    Some(value)
+    Some(result * factor)
 }
 
-/// The φ-quantile of classic histogram buckets given as `(upper bound, cumulative count)`.
+/// The φ-quantile of classic histogram buckets given as `(upper bound, cumulative count)`, as
+/// Prometheus 3 computes it: counts within 1e-12 relative of the previous bucket's taken as
+/// equal to it (floating point noise of `rate`), either way.
 pub fn bucket_quantile(q: f64, buckets: &mut Vec<(f64, f64)>) -> f64 {
+    bucket_quantile_with(q, buckets, 1e-12)
+}
+
+/// [`bucket_quantile`] with that tolerance; 0 is Prometheus 2.x's (only a decrease is
+/// corrected).
+pub fn bucket_quantile_with(q: f64, buckets: &mut Vec<(f64, f64)>, tolerance: f64) -> f64 {
     if q.is_nan() {
         return f64::NAN;
     }
@@ -77,7 +316,7 @@ pub fn bucket_quantile(q: f64, buckets: &mut Vec<(f64, f64)>) -> f64 {
             false
         }
     });
-    ensure_monotonic(buckets);
+    ensure_monotonic(buckets, tolerance);
     if buckets.len() < 2 {
         return f64::NAN;
     }
@@ -109,16 +348,17 @@ pub fn bucket_quantile(q: f64, buckets: &mut Vec<(f64, f64)>) -> f64 {
     bucket_start + (bucket_end - bucket_start) * (rank / count)
 }
 
-/// Cumulative counts must not decrease; a decrease (or a difference within 1e-12 relative)
-/// is replaced by the previous count.
-fn ensure_monotonic(buckets: &mut [(f64, f64)]) {
+/// Cumulative counts must not decrease; a decrease (or a difference within `tolerance`
+/// relative) is replaced by the previous count.
+fn ensure_monotonic(buckets: &mut [(f64, f64)], tolerance: f64) {
     let Some(&(_, first)) = buckets.first() else {
         return;
     };
     let mut prev = first;
     for bucket in buckets.iter_mut().skip(1) {
         let cur = bucket.1;
-        if cur == prev || (cur - prev).abs() <= 1e-12 * cur.abs().max(prev.abs()) || cur < prev {
+        if cur == prev || (cur - prev).abs() <= tolerance * cur.abs().max(prev.abs()) || cur < prev
+        {
             bucket.1 = prev;
         } else {
             prev = cur;
@@ -153,11 +393,11 @@ mod tests {
     }
 
     fn increase(s: &[(i64, f64)], t: i64, range: i64) -> Option<f64> {
-        extrapolated_rate(&in_range(s, t, range), t, range, false)
+        extrapolated_rate(&in_range(s, t, range), t, range, Kind::Increase, false)
     }
 
     fn rate(s: &[(i64, f64)], t: i64, range: i64) -> Option<f64> {
-        extrapolated_rate(&in_range(s, t, range), t, range, true)
+        extrapolated_rate(&in_range(s, t, range), t, range, Kind::Rate, false)
     }
 
     fn close(a: f64, b: f64) -> bool {

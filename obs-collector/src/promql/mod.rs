@@ -12,6 +12,8 @@
 //! Not supported (refused): `group_left`/`group_right`, subqueries, `@`, other functions and
 //! aggregations (`topk`, `quantile`, `irate`, `absent`, ...), string literals.
 
+mod aggregate;
+mod binary;
 mod error;
 mod eval;
 pub mod functions;
@@ -25,8 +27,9 @@ use promql_parser::parser::{self, LabelModifier, Offset, VectorMatchCardinality}
 
 use crate::labels::Labels;
 
+pub use aggregate::format_value;
 pub use error::QueryError;
-pub use eval::{eval, Sample, Value};
+pub use eval::{eval, eval_instant, eval_range, Limits, RangeValue, Sample, Series, Steps, Value};
 pub use querier::{Local, Querier, Query, QueryFuture};
 
 /// One exemplar of one series.
@@ -45,23 +48,28 @@ pub struct Exemplar {
 #[derive(Debug, Clone)]
 pub enum Expr {
     Number(f64),
+    /// A string literal: only as an argument (`count_values`' label).
+    String(String),
     /// An instant vector selector.
     Selector(Selector),
-    /// `rate(sel[range])` or `increase(sel[range])`.
-    Rate {
-        selector: Selector,
-        range_ms: i64,
-        per_second: bool,
+    /// A function of a range vector: `rate(x[5m])`, `max_over_time(x[1h:1m])`,
+    /// `quantile_over_time(0.9, x[5m])` (`param`: the quantile, or `predict_linear`'s seconds).
+    Range {
+        func: RangeFunc,
+        arg: Box<RangeArg>,
+        param: Option<Box<Expr>>,
     },
     /// `histogram_quantile(q, v)`.
     HistogramQuantile {
         q: Box<Expr>,
         v: Box<Expr>,
     },
+    /// An aggregation; `param` is `topk`'s k, `quantile`'s q or `count_values`' label.
     Aggregate {
         op: AggOp,
         grouping: Grouping,
         expr: Box<Expr>,
+        param: Option<Box<Expr>>,
     },
     Binary {
         op: BinOp,
@@ -71,7 +79,8 @@ pub enum Expr {
         return_bool: bool,
     },
     Neg(Box<Expr>),
-    /// Valid PromQL outside the local subset: only a remote backend (`query.url`) evaluates it.
+    /// Valid PromQL the local engine does not evaluate: only a remote backend (`query.url`)
+    /// evaluates it.
     Remote,
     /// `label_replace(v, dst, replacement, src, regex)`: `dst` set to `replacement` (with `$1`,
     /// `${name}`) where `src` matches the anchored `regex`; removed when that comes to nothing.
@@ -83,20 +92,128 @@ pub enum Expr {
         /// Anchored; an expression that does not compile fails the evaluation.
         regex: Result<regex::Regex, String>,
     },
-    /// A function over numbers: the math functions, `clamp*`, `round`, `time()`, `vector()`,
-    /// `scalar()` (see [`Func`]).
+    /// `label_join(v, dst, separator, src...)`.
+    LabelJoin {
+        expr: Box<Expr>,
+        dst: String,
+        separator: String,
+        srcs: Vec<String>,
+    },
+    /// A function over numbers (see [`Func`]).
     Call {
         func: Func,
         args: Vec<Expr>,
     },
+    /// `absent(v)`: one element (the selector's equality labels) where `v` has none.
+    Absent {
+        expr: Box<Expr>,
+        labels: Labels,
+    },
+    /// `sort(v)`, `sort_desc(v)`: an instant query's order (a range query's has none).
+    Sort {
+        expr: Box<Expr>,
+        descending: bool,
+    },
 }
 
-/// Label matchers plus offset.
+/// What a range function reads: a range selector, or a subquery evaluated at its own steps.
+#[derive(Debug, Clone)]
+pub enum RangeArg {
+    Selector {
+        selector: Selector,
+        range_ms: i64,
+    },
+    Subquery {
+        expr: Expr,
+        range_ms: i64,
+        /// `None`: the query's step (an instant query's: the default evaluation interval, 1m).
+        step_ms: Option<i64>,
+        offset_ms: i64,
+        at: Option<At>,
+    },
+}
+
+impl RangeArg {
+    pub fn range_ms(&self) -> i64 {
+        match self {
+            RangeArg::Selector { range_ms, .. } | RangeArg::Subquery { range_ms, .. } => *range_ms,
+        }
+    }
+}
+
+/// The functions of a range vector, as Prometheus' `promql/functions.go` computes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeFunc {
+    Rate,
+    Increase,
+    Delta,
+    Irate,
+    Idelta,
+    Deriv,
+    PredictLinear,
+    Resets,
+    Changes,
+    AvgOverTime,
+    SumOverTime,
+    MinOverTime,
+    MaxOverTime,
+    CountOverTime,
+    QuantileOverTime,
+    StddevOverTime,
+    StdvarOverTime,
+    LastOverTime,
+    PresentOverTime,
+    AbsentOverTime,
+}
+
+impl RangeFunc {
+    fn named(name: &str) -> Option<RangeFunc> {
+        Some(match name {
+            "rate" => RangeFunc::Rate,
+            "increase" => RangeFunc::Increase,
+            "delta" => RangeFunc::Delta,
+            "irate" => RangeFunc::Irate,
+            "idelta" => RangeFunc::Idelta,
+            "deriv" => RangeFunc::Deriv,
+            "predict_linear" => RangeFunc::PredictLinear,
+            "resets" => RangeFunc::Resets,
+            "changes" => RangeFunc::Changes,
+            "avg_over_time" => RangeFunc::AvgOverTime,
+            "sum_over_time" => RangeFunc::SumOverTime,
+            "min_over_time" => RangeFunc::MinOverTime,
+            "max_over_time" => RangeFunc::MaxOverTime,
+            "count_over_time" => RangeFunc::CountOverTime,
+            "quantile_over_time" => RangeFunc::QuantileOverTime,
+            "stddev_over_time" => RangeFunc::StddevOverTime,
+            "stdvar_over_time" => RangeFunc::StdvarOverTime,
+            "last_over_time" => RangeFunc::LastOverTime,
+            "present_over_time" => RangeFunc::PresentOverTime,
+            "absent_over_time" => RangeFunc::AbsentOverTime,
+            _ => return None,
+        })
+    }
+
+    /// Whether the result keeps the series' metric name (only `last_over_time` does).
+    pub fn keeps_name(self) -> bool {
+        self == RangeFunc::LastOverTime
+    }
+}
+
+/// The `@` modifier: a fixed evaluation time, or the query's start or end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum At {
+    Time(i64),
+    Start,
+    End,
+}
+
+/// Label matchers, offset and `@`.
 #[derive(Debug, Clone)]
 pub struct Selector {
     pub name: Option<String>,
     pub matchers: Vec<Matcher>,
     pub offset_ms: i64,
+    pub at: Option<At>,
 }
 
 impl Selector {
@@ -115,6 +232,13 @@ pub enum AggOp {
     Min,
     Max,
     Count,
+    Group,
+    Stddev,
+    Stdvar,
+    Topk,
+    Bottomk,
+    Quantile,
+    CountValues,
 }
 
 #[derive(Debug, Clone)]
@@ -172,6 +296,25 @@ pub enum Func {
     Vector,
     /// `scalar(v)`: the value of a one-element vector, else NaN.
     Scalar,
+    /// `timestamp(v)`: the sample's time (a selector's) or the evaluation time, in seconds.
+    Timestamp,
+    /// The date functions of a time in seconds (`time()` without an argument), in UTC.
+    Date(Date),
+    /// `pi()`.
+    Pi,
+}
+
+/// The date functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Date {
+    DayOfMonth,
+    DayOfWeek,
+    DayOfYear,
+    DaysInMonth,
+    Hour,
+    Minute,
+    Month,
+    Year,
 }
 
 /// The one-argument math functions.
@@ -185,6 +328,21 @@ pub enum Math {
     Ln,
     Log2,
     Log10,
+    Sgn,
+    Sin,
+    Cos,
+    Tan,
+    Asin,
+    Acos,
+    Atan,
+    Sinh,
+    Cosh,
+    Tanh,
+    Asinh,
+    Acosh,
+    Atanh,
+    Deg,
+    Rad,
 }
 
 impl Math {
@@ -199,6 +357,29 @@ impl Math {
             Math::Log2 => go_log2(v),
             // Go computes `1 / Ln10` exactly at compile time: log10(e), rounded once.
             Math::Log10 => go_log(v) * std::f64::consts::LOG10_E,
+            Math::Sgn => {
+                if v > 0.0 {
+                    1.0
+                } else if v < 0.0 {
+                    -1.0
+                } else {
+                    v
+                }
+            }
+            Math::Sin => v.sin(),
+            Math::Cos => v.cos(),
+            Math::Tan => v.tan(),
+            Math::Asin => v.asin(),
+            Math::Acos => v.acos(),
+            Math::Atan => v.atan(),
+            Math::Sinh => v.sinh(),
+            Math::Cosh => v.cosh(),
+            Math::Tanh => v.tanh(),
+            Math::Asinh => v.asinh(),
+            Math::Acosh => v.acosh(),
+            Math::Atanh => v.atanh(),
+            Math::Deg => v * 180.0 / std::f64::consts::PI,
+            Math::Rad => v * std::f64::consts::PI / 180.0,
         }
     }
 }
@@ -310,38 +491,130 @@ pub fn compile_for_remote(text: &str) -> Result<Expr, CompileError> {
 }
 
 impl Expr {
-    /// The vector selectors this expression reads (none for one only a backend evaluates).
-    pub fn selectors(&self) -> Vec<&Selector> {
+    /// The expressions this one is computed from.
+    pub fn children(&self) -> Vec<&Expr> {
         match self {
-            Expr::Number(_) | Expr::Remote => Vec::new(),
-            Expr::Selector(s) | Expr::Rate { selector: s, .. } => vec![s],
-            Expr::HistogramQuantile { q: a, v: b } | Expr::Binary { lhs: a, rhs: b, .. } => {
-                let mut all = a.selectors();
-                all.extend(b.selectors());
+            Expr::Number(_) | Expr::String(_) | Expr::Selector(_) | Expr::Remote => Vec::new(),
+            Expr::Range { arg, param, .. } => {
+                let mut all: Vec<&Expr> = param.iter().map(|p| &**p).collect();
+                if let RangeArg::Subquery { expr, .. } = &**arg {
+                    all.push(expr);
+                }
                 all
             }
-            Expr::Aggregate { expr, .. } | Expr::Neg(expr) | Expr::LabelReplace { expr, .. } => {
-                expr.selectors()
+            Expr::HistogramQuantile { q: a, v: b } | Expr::Binary { lhs: a, rhs: b, .. } => {
+                vec![a, b]
             }
-            Expr::Call { args, .. } => args.iter().flat_map(Expr::selectors).collect(),
+            Expr::Aggregate { expr, param, .. } => {
+                let mut all = vec![&**expr];
+                all.extend(param.iter().map(|p| &**p));
+                all
+            }
+            Expr::Neg(expr)
+            | Expr::LabelReplace { expr, .. }
+            | Expr::LabelJoin { expr, .. }
+            | Expr::Absent { expr, .. }
+            | Expr::Sort { expr, .. } => vec![expr],
+            Expr::Call { args, .. } => args.iter().collect(),
         }
+    }
+
+    fn children_mut(&mut self) -> Vec<&mut Expr> {
+        match self {
+            Expr::Number(_) | Expr::String(_) | Expr::Selector(_) | Expr::Remote => Vec::new(),
+            Expr::Range { arg, param, .. } => {
+                let mut all: Vec<&mut Expr> = param.iter_mut().map(|p| &mut **p).collect();
+                if let RangeArg::Subquery { expr, .. } = &mut **arg {
+                    all.push(expr);
+                }
+                all
+            }
+            Expr::HistogramQuantile { q: a, v: b } | Expr::Binary { lhs: a, rhs: b, .. } => {
+                vec![a, b]
+            }
+            Expr::Aggregate { expr, param, .. } => {
+                let mut all = vec![&mut **expr];
+                all.extend(param.iter_mut().map(|p| &mut **p));
+                all
+            }
+            Expr::Neg(expr)
+            | Expr::LabelReplace { expr, .. }
+            | Expr::LabelJoin { expr, .. }
+            | Expr::Absent { expr, .. }
+            | Expr::Sort { expr, .. } => vec![expr],
+            Expr::Call { args, .. } => args.iter_mut().collect(),
+        }
+    }
+
+    /// The vector selectors this expression reads (none for one only a backend evaluates).
+    pub fn selectors(&self) -> Vec<&Selector> {
+        let mut all = match self {
+            Expr::Selector(s) => vec![s],
+            Expr::Range { arg, .. } => match &**arg {
+                RangeArg::Selector { selector, .. } => vec![selector],
+                RangeArg::Subquery { .. } => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        for child in self.children() {
+            all.extend(child.selectors());
+        }
+        all
     }
 
     /// The longest range (plus offset) this expression reads, in milliseconds.
     pub fn max_range_ms(&self) -> i64 {
-        match self {
-            Expr::Number(_) | Expr::Remote => 0,
+        let own = match self {
             Expr::Selector(s) => s.offset_ms,
-            Expr::Rate {
-                selector, range_ms, ..
-            } => range_ms + selector.offset_ms,
-            Expr::HistogramQuantile { q, v } => q.max_range_ms().max(v.max_range_ms()),
-            Expr::Aggregate { expr, .. } | Expr::Neg(expr) | Expr::LabelReplace { expr, .. } => {
-                expr.max_range_ms()
-            }
-            Expr::Call { args, .. } => args.iter().map(Expr::max_range_ms).max().unwrap_or(0),
-            Expr::Binary { lhs, rhs, .. } => lhs.max_range_ms().max(rhs.max_range_ms()),
-        }
+            Expr::Range { arg, .. } => match &**arg {
+                RangeArg::Selector { selector, range_ms } => range_ms + selector.offset_ms,
+                RangeArg::Subquery {
+                    expr,
+                    range_ms,
+                    offset_ms,
+                    ..
+                } => range_ms + offset_ms + expr.max_range_ms(),
+            },
+            _ => 0,
+        };
+        self.children()
+            .into_iter()
+            .map(Expr::max_range_ms)
+            .fold(own, i64::max)
+    }
+
+    /// The earliest sample time evaluating this expression from `start` to `end` reads
+    /// (milliseconds): its ranges, offsets, subqueries, `@` times and the lookback.
+    pub fn earliest(&self, start: i64, end: i64) -> i64 {
+        let at = |at: &Option<At>| match at {
+            Some(At::Time(t)) => *t,
+            Some(At::Start) => start,
+            Some(At::End) => end,
+            None => start,
+        };
+        let own = match self {
+            Expr::Selector(s) => at(&s.at) - s.offset_ms - crate::store::LOOKBACK_MS,
+            Expr::Range { arg, .. } => match &**arg {
+                RangeArg::Selector { selector, range_ms } => {
+                    at(&selector.at) - selector.offset_ms - range_ms
+                }
+                RangeArg::Subquery {
+                    expr,
+                    range_ms,
+                    offset_ms,
+                    at: sub_at,
+                    ..
+                } => {
+                    let from = at(sub_at) - offset_ms - range_ms;
+                    return expr.earliest(from, end.max(from));
+                }
+            },
+            _ => i64::MAX,
+        };
+        self.children()
+            .into_iter()
+            .map(|c| c.earliest(start, end))
+            .fold(own, i64::min)
     }
 
     /// The constant an alert expression compares against (`... > 0.05 and ...` gives 0.05),
@@ -393,66 +666,46 @@ impl Expr {
         }
     }
 
-    /// The expression with every range at least `min_range_ms` long, so that evaluated at
-    /// steps of that length it reads every sample once (as Grafana's `$__rate_interval`).
+    /// The expression with every range selector's range at least `min_range_ms` long, so
+    /// that evaluated at steps of that length it reads every sample once (as Grafana's
+    /// `$__rate_interval`).
     pub fn widened(&self, min_range_ms: i64) -> Expr {
-        let w = |e: &Expr| Box::new(e.widened(min_range_ms));
+        let mut out = self.clone();
+        out.widen(min_range_ms);
+        out
+    }
+
+    fn widen(&mut self, min_range_ms: i64) {
+        if let Expr::Range { arg, .. } = self {
+            if let RangeArg::Selector { range_ms, .. } = &mut **arg {
+                *range_ms = (*range_ms).max(min_range_ms);
+            }
+        }
+        for child in self.children_mut() {
+            child.widen(min_range_ms);
+        }
+    }
+
+    /// Whether the expression yields a scalar (every step a number, no labels).
+    pub fn is_scalar(&self) -> bool {
         match self {
-            Expr::Rate {
-                selector,
-                range_ms,
-                per_second,
-            } => Expr::Rate {
-                selector: selector.clone(),
-                range_ms: (*range_ms).max(min_range_ms),
-                per_second: *per_second,
-            },
-            Expr::HistogramQuantile { q, v } => Expr::HistogramQuantile { q: w(q), v: w(v) },
-            Expr::Aggregate { op, grouping, expr } => Expr::Aggregate {
-                op: *op,
-                grouping: grouping.clone(),
-                expr: w(expr),
-            },
-            Expr::Binary {
-                op,
-                lhs,
-                rhs,
-                matching,
-                return_bool,
-            } => Expr::Binary {
-                op: *op,
-                lhs: w(lhs),
-                rhs: w(rhs),
-                matching: matching.clone(),
-                return_bool: *return_bool,
-            },
-            Expr::Neg(e) => Expr::Neg(w(e)),
-            Expr::Call { func, args } => Expr::Call {
-                func: *func,
-                args: args.iter().map(|a| a.widened(min_range_ms)).collect(),
-            },
-            Expr::LabelReplace {
-                expr,
-                dst,
-                replacement,
-                src,
-                regex,
-            } => Expr::LabelReplace {
-                expr: w(expr),
-                dst: dst.clone(),
-                replacement: replacement.clone(),
-                src: src.clone(),
-                regex: regex.clone(),
-            },
-            Expr::Number(_) | Expr::Selector(_) | Expr::Remote => self.clone(),
+            Expr::Number(_) => true,
+            Expr::Call { func, .. } => matches!(func, Func::Time | Func::Scalar | Func::Pi),
+            Expr::Neg(e) => e.is_scalar(),
+            Expr::Binary { lhs, rhs, .. } => lhs.is_scalar() && rhs.is_scalar(),
+            _ => false,
         }
     }
 
     /// Whether the expression yields a vector (alerting and recording rules need one).
     pub fn is_vector(&self) -> bool {
         match self {
-            Expr::Number(_) => false,
-            Expr::Call { func, .. } => !matches!(func, Func::Time | Func::Scalar),
+            Expr::Number(_) | Expr::String(_) => false,
+            Expr::Call { func, args } => match func {
+                Func::Time | Func::Scalar | Func::Pi => false,
+                Func::Date(_) => true,
+                _ => args.first().is_none_or(Expr::is_vector),
+            },
             Expr::Neg(e) => e.is_vector(),
             Expr::Binary { lhs, rhs, .. } => lhs.is_vector() || rhs.is_vector(),
             _ => true,
@@ -491,78 +744,68 @@ pub fn quote(s: &str) -> String {
 }
 
 fn unsupported(what: impl fmt::Display) -> CompileError {
-    CompileError(format!("{what} is not supported by obs-collector (supported: selectors, rate, increase, histogram_quantile, label_replace, math functions, clamp*, round, time, vector, scalar, sum/avg/min/max/count by|without, arithmetic, comparisons, and/or/unless with on|ignoring and group_left|group_right)"))
+    CompileError(format!("{what} is not supported by obs-collector"))
+}
+
+/// A string argument (`label_replace`'s, `count_values`' label).
+fn string_arg(e: &parser::Expr, func: &str, what: &str) -> Result<String, CompileError> {
+    match e {
+        parser::Expr::StringLiteral(s) => Ok(s.val.clone()),
+        parser::Expr::Paren(p) => string_arg(&p.expr, func, what),
+        _ => Err(CompileError(format!("{func}: the {what} must be a string"))),
+    }
+}
+
+fn at(at: &Option<parser::AtModifier>) -> Option<At> {
+    at.as_ref().map(|a| match a {
+        parser::AtModifier::Start => At::Start,
+        parser::AtModifier::End => At::End,
+        parser::AtModifier::At(t) => At::Time(match t.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => d.as_millis() as i64,
+            Err(e) => -(e.duration().as_millis() as i64),
+        }),
+    })
+}
+
+fn offset_ms(offset: &Option<Offset>) -> i64 {
+    match offset {
+        None => 0,
+        Some(Offset::Pos(d)) => d.as_millis() as i64,
+        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
+    }
+}
+
+/// The argument of a range function: a range selector or a subquery.
+fn range_arg(e: &parser::Expr, func: &str) -> Result<RangeArg, CompileError> {
+    use parser::Expr as A;
+    match e {
+        A::MatrixSelector(ms) => Ok(RangeArg::Selector {
+            selector: selector(&ms.vs)?,
+            range_ms: ms.range.as_millis() as i64,
+        }),
+        A::Subquery(sq) => Ok(RangeArg::Subquery {
+            expr: from_ast(&sq.expr)?,
+            range_ms: sq.range.as_millis() as i64,
+            step_ms: sq.step.map(|s| s.as_millis() as i64),
+            offset_ms: offset_ms(&sq.offset),
+            at: at(&sq.at),
+        }),
+        A::Paren(p) => range_arg(&p.expr, func),
+        _ => Err(CompileError(format!(
+            "{func}() needs a range vector such as x[1m] or a subquery such as (x)[1h:1m]"
+        ))),
+    }
 }
 
 fn from_ast(ast: &parser::Expr) -> Result<Expr, CompileError> {
     use parser::Expr as A;
     Ok(match ast {
         A::NumberLiteral(n) => Expr::Number(n.val),
+        A::StringLiteral(s) => Expr::String(s.val.clone()),
         A::Paren(p) => from_ast(&p.expr)?,
         A::Unary(u) => Expr::Neg(Box::new(from_ast(&u.expr)?)),
         A::VectorSelector(vs) => Expr::Selector(selector(vs)?),
-        A::Call(call) => match (call.func.name, call.args.args.as_slice()) {
-            (name @ ("rate" | "increase"), [arg]) => match arg.as_ref() {
-                A::MatrixSelector(ms) => Expr::Rate {
-                    selector: selector(&ms.vs)?,
-                    range_ms: ms.range.as_millis() as i64,
-                    per_second: name == "rate",
-                },
-                _ => {
-                    return Err(CompileError(format!(
-                    "{name}() needs a range selector such as x[1m]; subqueries are not supported"
-                )))
-                }
-            },
-            ("label_replace", [v, dst, replacement, src, regex]) => {
-                let text = |e: &parser::Expr, what: &str| match e {
-                    A::StringLiteral(s) => Ok(s.val.clone()),
-                    _ => Err(CompileError(format!(
-                        "label_replace: the {what} must be a string"
-                    ))),
-                };
-                // A bad destination or expression is an evaluation error, as in Prometheus
-                // (422, not 400).
-                let pattern = text(regex, "regular expression")?;
-                let regex = regex::Regex::new(&format!("^(?s:{pattern})$")).map_err(|e| {
-                    format!("invalid regular expression in label_replace(): {pattern}: {e}")
-                });
-                Expr::LabelReplace {
-                    expr: Box::new(from_ast(v)?),
-                    dst: text(dst, "destination label")?,
-                    replacement: text(replacement, "replacement")?,
-                    src: text(src, "source label")?,
-                    regex,
-                }
-            }
-            (name, args) if function(name).is_some() => {
-                let func = function(name).expect("checked");
-                let arity = match func {
-                    Func::Time => 0..=0,
-                    Func::Math(_) | Func::Vector | Func::Scalar => 1..=1,
-                    Func::ClampMin | Func::ClampMax => 2..=2,
-                    Func::Round => 1..=2,
-                    Func::Clamp => 3..=3,
-                };
-                if !arity.contains(&args.len()) {
-                    return Err(CompileError(format!(
-                        "{name}() takes {} to {} arguments, not {}",
-                        arity.start(),
-                        arity.end(),
-                        args.len()
-                    )));
-                }
-                Expr::Call {
-                    func,
-                    args: args.iter().map(|a| from_ast(a)).collect::<Result<_, _>>()?,
-                }
-            }
-            ("histogram_quantile", [q, v]) => Expr::HistogramQuantile {
-                q: Box::new(from_ast(q)?),
-                v: Box::new(from_ast(v)?),
-            },
-            (name, _) => return Err(unsupported(format_args!("function {name}()"))),
-        },
+        A::Call(call) => call_from_ast(call.func.name, &call.args.args)?,
         A::Aggregate(agg) => {
             let op = match agg.op.to_string().as_str() {
                 "sum" => AggOp::Sum,
@@ -570,6 +813,13 @@ fn from_ast(ast: &parser::Expr) -> Result<Expr, CompileError> {
                 "min" => AggOp::Min,
                 "max" => AggOp::Max,
                 "count" => AggOp::Count,
+                "group" => AggOp::Group,
+                "stddev" => AggOp::Stddev,
+                "stdvar" => AggOp::Stdvar,
+                "topk" => AggOp::Topk,
+                "bottomk" => AggOp::Bottomk,
+                "quantile" => AggOp::Quantile,
+                "count_values" => AggOp::CountValues,
                 other => return Err(unsupported(format_args!("aggregation {other}"))),
             };
             let grouping = match &agg.modifier {
@@ -577,10 +827,28 @@ fn from_ast(ast: &parser::Expr) -> Result<Expr, CompileError> {
                 Some(LabelModifier::Include(l)) => Grouping::By(l.labels.clone()),
                 None => Grouping::By(Vec::new()),
             };
+            let param = match &agg.param {
+                Some(p) => Some(Box::new(from_ast(p)?)),
+                None => None,
+            };
+            if op == AggOp::CountValues {
+                let label = match param.as_deref() {
+                    Some(Expr::String(l)) => l.clone(),
+                    _ => {
+                        return Err(CompileError(
+                            "count_values: the label must be a string".into(),
+                        ))
+                    }
+                };
+                if !crate::labels::valid_name(&label) {
+                    return Err(CompileError(format!("invalid label name {label:?}")));
+                }
+            }
             Expr::Aggregate {
                 op,
                 grouping,
                 expr: Box::new(from_ast(&agg.expr)?),
+                param,
             }
         }
         A::Binary(b) => {
@@ -628,15 +896,139 @@ fn from_ast(ast: &parser::Expr) -> Result<Expr, CompileError> {
                 return_bool,
             }
         }
-        A::MatrixSelector(_) => {
-            return Err(CompileError(
-                "a range selector (x[1m]) must be inside rate() or increase()".into(),
+        A::MatrixSelector(_) | A::Subquery(_) => {
+            return Err(unsupported(
+                "a range vector as the result (x[1m] or a subquery outside a range function)",
             ))
         }
-        A::Subquery(_) => return Err(unsupported("a subquery")),
-        A::StringLiteral(_) => return Err(unsupported("a string literal")),
         A::Extension(_) => return Err(unsupported("an extension expression")),
     })
+}
+
+fn call_from_ast(name: &str, args: &[Box<parser::Expr>]) -> Result<Expr, CompileError> {
+    let arity = |range: std::ops::RangeInclusive<usize>| {
+        if range.contains(&args.len()) {
+            Ok(())
+        } else {
+            Err(CompileError(format!(
+                "{name}() takes {} to {} arguments, not {}",
+                range.start(),
+                range.end(),
+                args.len()
+            )))
+        }
+    };
+    if let Some(func) = RangeFunc::named(name) {
+        let with_param = matches!(func, RangeFunc::QuantileOverTime | RangeFunc::PredictLinear);
+        arity(if with_param { 2..=2 } else { 1..=1 })?;
+        let (param, range) = if func == RangeFunc::QuantileOverTime {
+            (Some(Box::new(from_ast(&args[0])?)), &args[1])
+        } else if func == RangeFunc::PredictLinear {
+            (Some(Box::new(from_ast(&args[1])?)), &args[0])
+        } else {
+            (None, &args[0])
+        };
+        return Ok(Expr::Range {
+            func,
+            arg: Box::new(range_arg(range, name)?),
+            param,
+        });
+    }
+    Ok(match name {
+        "label_replace" => {
+            arity(5..=5)?;
+            let text = |i: usize, what: &str| string_arg(&args[i], name, what);
+            // A bad destination or expression is an evaluation error, as in Prometheus
+            // (422, not 400).
+            let pattern = text(4, "regular expression")?;
+            let regex = regex::Regex::new(&format!("^(?s:{pattern})$")).map_err(|e| {
+                format!("invalid regular expression in label_replace(): {pattern}: {e}")
+            });
+            Expr::LabelReplace {
+                expr: Box::new(from_ast(&args[0])?),
+                dst: text(1, "destination label")?,
+                replacement: text(2, "replacement")?,
+                src: text(3, "source label")?,
+                regex,
+            }
+        }
+        "label_join" => {
+            if args.len() < 3 {
+                return Err(CompileError(format!(
+                    "label_join() takes at least 3 arguments, not {}",
+                    args.len()
+                )));
+            }
+            Expr::LabelJoin {
+                expr: Box::new(from_ast(&args[0])?),
+                dst: string_arg(&args[1], name, "destination label")?,
+                separator: string_arg(&args[2], name, "separator")?,
+                srcs: args[3..]
+                    .iter()
+                    .map(|a| string_arg(a, name, "source label"))
+                    .collect::<Result<_, _>>()?,
+            }
+        }
+        "histogram_quantile" => {
+            arity(2..=2)?;
+            Expr::HistogramQuantile {
+                q: Box::new(from_ast(&args[0])?),
+                v: Box::new(from_ast(&args[1])?),
+            }
+        }
+        "absent" => {
+            arity(1..=1)?;
+            let expr = from_ast(&args[0])?;
+            Expr::Absent {
+                labels: match &expr {
+                    Expr::Selector(s) => absent_labels(s),
+                    _ => Labels::default(),
+                },
+                expr: Box::new(expr),
+            }
+        }
+        "sort" | "sort_desc" => {
+            arity(1..=1)?;
+            Expr::Sort {
+                expr: Box::new(from_ast(&args[0])?),
+                descending: name == "sort_desc",
+            }
+        }
+        name => {
+            let func =
+                function(name).ok_or_else(|| unsupported(format_args!("function {name}()")))?;
+            arity(match func {
+                Func::Time | Func::Pi => 0..=0,
+                Func::Date(_) => 0..=1,
+                Func::Math(_) | Func::Vector | Func::Scalar | Func::Timestamp => 1..=1,
+                Func::ClampMin | Func::ClampMax => 2..=2,
+                Func::Round => 1..=2,
+                Func::Clamp => 3..=3,
+            })?;
+            Expr::Call {
+                func,
+                args: args.iter().map(|a| from_ast(a)).collect::<Result<_, _>>()?,
+            }
+        }
+    })
+}
+
+/// The labels `absent(v)` and `absent_over_time(v[r])` give: the equality matchers of the
+/// selector, its name left out; a label matched twice is left out.
+fn absent_labels(sel: &Selector) -> Labels {
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    let mut twice: Vec<&str> = Vec::new();
+    for m in &sel.matchers {
+        if m.name == crate::labels::NAME || !matches!(m.op, MatchOp::Equal) {
+            continue;
+        }
+        if pairs.iter().any(|(n, _)| *n == m.name) {
+            twice.push(&m.name);
+        }
+        pairs.push((&m.name, &m.value));
+    }
+    pairs.retain(|(n, _)| !twice.contains(n));
+    Labels::from_pairs(&pairs)
 }
 
 /// The [`Func`] of a function name, if it is one.
@@ -650,6 +1042,22 @@ fn function(name: &str) -> Option<Func> {
         "ln" => Func::Math(Math::Ln),
         "log2" => Func::Math(Math::Log2),
         "log10" => Func::Math(Math::Log10),
+        "sgn" => Func::Math(Math::Sgn),
+        "sin" => Func::Math(Math::Sin),
+        "cos" => Func::Math(Math::Cos),
+        "tan" => Func::Math(Math::Tan),
+        "asin" => Func::Math(Math::Asin),
+        "acos" => Func::Math(Math::Acos),
+        "atan" => Func::Math(Math::Atan),
+        "sinh" => Func::Math(Math::Sinh),
+        "cosh" => Func::Math(Math::Cosh),
+        "tanh" => Func::Math(Math::Tanh),
+        "asinh" => Func::Math(Math::Asinh),
+        "acosh" => Func::Math(Math::Acosh),
+        "atanh" => Func::Math(Math::Atanh),
+        "deg" => Func::Math(Math::Deg),
+        "rad" => Func::Math(Math::Rad),
+        "pi" => Func::Pi,
         "clamp" => Func::Clamp,
         "clamp_min" => Func::ClampMin,
         "clamp_max" => Func::ClampMax,
@@ -657,14 +1065,20 @@ fn function(name: &str) -> Option<Func> {
         "time" => Func::Time,
         "vector" => Func::Vector,
         "scalar" => Func::Scalar,
+        "timestamp" => Func::Timestamp,
+        "day_of_month" => Func::Date(Date::DayOfMonth),
+        "day_of_week" => Func::Date(Date::DayOfWeek),
+        "day_of_year" => Func::Date(Date::DayOfYear),
+        "days_in_month" => Func::Date(Date::DaysInMonth),
+        "hour" => Func::Date(Date::Hour),
+        "minute" => Func::Date(Date::Minute),
+        "month" => Func::Date(Date::Month),
+        "year" => Func::Date(Date::Year),
         _ => return None,
     })
 }
 
 fn selector(vs: &parser::VectorSelector) -> Result<Selector, CompileError> {
-    if vs.at.is_some() {
-        return Err(unsupported("the @ modifier"));
-    }
     if !vs.matchers.or_matchers.is_empty() {
         return Err(unsupported("`or` inside a selector"));
     }
@@ -674,11 +1088,6 @@ fn selector(vs: &parser::VectorSelector) -> Result<Selector, CompileError> {
             matchers.push(Matcher::new(MatchOp::Equal, crate::labels::NAME, name));
         }
     }
-    let offset_ms = match &vs.offset {
-        None => 0,
-        Some(Offset::Pos(d)) => d.as_millis() as i64,
-        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
-    };
     let name = matchers
         .iter()
         .find(|m| m.name == crate::labels::NAME && matches!(m.op, MatchOp::Equal))
@@ -686,7 +1095,8 @@ fn selector(vs: &parser::VectorSelector) -> Result<Selector, CompileError> {
     Ok(Selector {
         name,
         matchers,
-        offset_ms,
+        offset_ms: offset_ms(&vs.offset),
+        at: at(&vs.at),
     })
 }
 
@@ -711,13 +1121,10 @@ mod tests {
     #[test]
     fn unsupported_constructs_are_named() {
         for (expr, needle) in [
-            ("irate(x[5m])", "function irate()"),
-            ("topk(3, x)", "aggregation topk"),
-            ("count_values(\"v\", x)", "aggregation count_values"),
-            ("rate(x[5m:1m])", "subqueries"),
-            ("x @ 100", "@ modifier"),
-            ("x[5m]", "range selector"),
-            ("absent(up)", "function absent()"),
+            ("histogram_count(x)", "function histogram_count()"),
+            ("sort_by_label(x, \"a\")", "function sort_by_label()"),
+            ("x[5m]", "a range vector as the result"),
+            ("rate(x)", "expected type matrix"),
             ("sum(", "syntax error"),
         ] {
             let err = compile(expr).unwrap_err().0;

@@ -24,6 +24,18 @@ impl Remote {
         Self { client, config }
     }
 
+    /// The backend's address without credentials or query string: where to point Grafana.
+    pub fn address(&self) -> String {
+        let url = self.config.url.split(['?', '#']).next().unwrap_or_default();
+        match url.split_once("://") {
+            Some((scheme, rest)) => {
+                let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+                format!("{scheme}://{rest}")
+            }
+            None => url.to_owned(),
+        }
+    }
+
     /// Evaluates `expr` at `t_ms - query_offset`.
     pub async fn instant(&self, expr: &str, t_ms: i64) -> Result<Value, QueryError> {
         let at = seconds(t_ms - crate::time::millis(self.config.offset));

@@ -351,11 +351,11 @@ mod tests {
 
     #[test]
     fn rule_errors_have_the_rule_line() {
-        let text = "groups:\n  - name: g\n    rules:\n      - alert: Ok\n        expr: up == 0\n      - alert: Bad\n        expr: irate(x[1m]) > 1\n";
+        let text = "groups:\n  - name: g\n    rules:\n      - alert: Ok\n        expr: up == 0\n      - alert: Bad\n        expr: histogram_count(x) > 1\n";
         let e = load("r.yml", text, Duration::from_secs(15), false).unwrap_err();
         assert_eq!(e.line, Some(6), "{e}");
         assert!(
-            e.message.contains("Bad") && e.message.contains("irate"),
+            e.message.contains("Bad") && e.message.contains("histogram_count"),
             "{e}"
         );
         let e = load("r.yml", "groups:\n  - name: g\n    rules:\n      - alert: T\n        expr: up\n        annotations:\n          s: '{{ $labels.job'\n", Duration::from_secs(15), false).unwrap_err();

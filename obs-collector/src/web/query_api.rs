@@ -17,7 +17,7 @@ use serde_json::{json, Value as Json_};
 use super::alertmanager_api::url_pairs;
 use super::App;
 use crate::labels::Labels;
-use crate::promql::{self, QueryError, Value};
+use crate::promql::{self, QueryError, RangeValue, Series, Steps, Value};
 
 /// Prometheus' limit on the points of one series in a range query.
 const MAX_POINTS: i64 = 11_000;
@@ -90,23 +90,19 @@ pub(super) async fn instant(
         Ok(asked) => asked,
         Err(BadData(message)) => return error(StatusCode::BAD_REQUEST, "bad_data", &message),
     };
-    let value = match app.collector.query_api(expr, vec![t]).await {
-        Ok(mut values) => values.pop().map(|(_, v)| v),
-        Err(e) => return failure(&e),
-    };
-    match value {
-        Some(Value::Scalar(v)) => success(json!({
+    match app.collector.query_instant_api(expr, t).await {
+        Ok(Value::Scalar(v)) => success(json!({
             "resultType": "scalar",
             "result": point(t, v),
         })),
-        Some(Value::Vector(samples)) => success(json!({
+        Ok(Value::Vector(samples)) => success(json!({
             "resultType": "vector",
             "result": samples.iter().map(|s| json!({
                 "metric": metric(&s.labels),
                 "value": point(t, s.value),
             })).collect::<Vec<_>>(),
         })),
-        None => success(json!({ "resultType": "vector", "result": [] })),
+        Err(e) => failure(&e),
     }
 }
 
@@ -144,39 +140,21 @@ pub(super) async fn range(
         Ok(asked) => asked,
         Err(BadData(message)) => return error(StatusCode::BAD_REQUEST, "bad_data", &message),
     };
-    // One series per label set, its points in time order; a scalar is one series without
-    // labels, as Prometheus returns it.
-    let mut series: BTreeMap<String, (Json_, Vec<Json_>)> = BTreeMap::new();
-    let times: Vec<i64> = (0..=(end - start) / step)
-        .map(|i| start + i * step)
-        .collect();
-    let values = match app.collector.query_api(expr, times).await {
-        Ok(values) => values,
+    let steps = Steps { start, end, step };
+    // A matrix in label order; a scalar is one series without labels, as Prometheus returns it.
+    let series = match app.collector.query_range_api(expr, steps).await {
+        Ok(RangeValue::Scalar(values)) => vec![Series {
+            labels: Labels::default(),
+            points: values.into_iter().map(Some).collect(),
+        }],
+        Ok(RangeValue::Matrix(series)) => series,
         Err(e) => return failure(&e),
     };
-    for (t, value) in values {
-        match value {
-            Value::Scalar(v) => {
-                let entry = series
-                    .entry(String::new())
-                    .or_insert((json!({}), Vec::new()));
-                entry.1.push(point(t, v));
-            }
-            Value::Vector(samples) => {
-                for s in samples {
-                    let entry = series
-                        .entry(s.labels.to_string())
-                        .or_insert_with(|| (metric(&s.labels), Vec::new()));
-                    entry.1.push(point(t, s.value));
-                }
-            }
-        }
-    }
     success(json!({
         "resultType": "matrix",
-        "result": series.into_values().map(|(metric, values)| json!({
-            "metric": metric,
-            "values": values,
+        "result": series.iter().map(|s| json!({
+            "metric": metric(&s.labels),
+            "values": s.points.iter().enumerate().filter_map(|(i, p)| Some(point(steps.time(i), (*p)?))).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     }))
 }
@@ -201,16 +179,7 @@ fn point(t_ms: i64, v: f64) -> Json_ {
     json!([t, format_value(v)])
 }
 
-/// Go's `strconv.FormatFloat(v, 'f', -1, 64)`, as Prometheus writes sample values.
-pub(super) fn format_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
-    } else {
-        format!("{v}")
-    }
-}
+pub(super) use crate::promql::format_value;
 
 pub(super) fn success(data: Json_) -> Response {
     Json(json!({ "status": "success", "data": data })).into_response()
