@@ -75,10 +75,19 @@ fn target_down_inhibits_the_jobs_other_alerts_and_nothing_stale_follows() {
     collector.wait_evaluations(2);
     assert_eq!(slack.received().len(), 1, "only TargetDown was notified");
 
-    // Recovery: b is scraped again and a's flag is down. TargetDown resolves; Flag, never
-    // announced, sends nothing.
-    *broken.lock().unwrap() = "flag 0\n".to_owned();
+    // Recovery: a's flag is down, then b is scraped again (in that order: with b back first,
+    // Flag would be uninhibited for an evaluation and rightly notified). TargetDown
+    // resolves; Flag, never announced, sends nothing.
     *flag.lock().unwrap() = "flag 0\n".to_owned();
+    eventually(
+        Duration::from_secs(10),
+        || "Flag never resolved".into(),
+        || {
+            let alerts = collector.alerts();
+            (!alerts.iter().any(|x| x["labels"]["alertname"] == "Flag")).then_some(())
+        },
+    );
+    *broken.lock().unwrap() = "flag 0\n".to_owned();
     let delivered = slack.wait_delivered(2, Duration::from_secs(15));
     assert!(header(&delivered[1]).starts_with("RESOLVED: TargetDown — svc"));
     collector.wait_evaluations(2);

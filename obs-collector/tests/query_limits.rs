@@ -126,14 +126,15 @@ fn limits_answer_422_and_503_and_the_rules_keep_their_interval() {
         assert_eq!(status, 503, "{v}");
         assert_eq!(v["errorType"], "timeout");
     }
-    // A flood: one slot, a 5 s timeout, 40 queries of an hour at once (each takes a quarter of
-    // a second here, unoptimised: the slot answers some, the rest wait out the timeout).
+    // A flood: one slot, a 1 s timeout, 40 clients asking for the two days (each query reads
+    // every sample once, tens of milliseconds here, unoptimised: the slot answers some, the
+    // rest wait out the timeout).
     let c = CollectorProcess::start_with_args(
         BIN.as_ref(),
         &config,
         &dir.join("state.json"),
         &[],
-        &["--query.max-concurrency", "1", "--query.timeout", "5s"],
+        &["--query.max-concurrency", "1", "--query.timeout", "1s"],
     );
     c.wait_evaluations(2);
     let evaluations = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -156,10 +157,20 @@ fn limits_answer_422_and_503_and_the_rules_keep_their_interval() {
         })
     };
     let addr = c.addr;
+    // 40 clients, each asking again as soon as it is answered, for 4 s (several evaluations).
+    let until = std::time::Instant::now() + Duration::from_secs(4);
     let flood: Vec<_> = (0..40)
-        .map(|_| std::thread::spawn(move || range(addr, heavy, stop - 3600, stop).0))
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut statuses = Vec::new();
+                while std::time::Instant::now() < until {
+                    statuses.push(range(addr, heavy, start, stop).0);
+                }
+                statuses
+            })
+        })
         .collect();
-    let statuses: Vec<u16> = flood.into_iter().map(|t| t.join().unwrap()).collect();
+    let statuses: Vec<u16> = flood.into_iter().flat_map(|t| t.join().unwrap()).collect();
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     watcher.join().unwrap();
     assert!(

@@ -8,21 +8,21 @@
 use std::collections::HashMap;
 
 use super::error::QueryError;
-use super::eval::{Ctx, Series};
 use super::functions::quantile;
+use super::series::{Evaluate, Series};
 use super::{AggOp, Expr, Grouping};
 use crate::labels::{Labels, NAME};
 
 /// `op` over `expr`'s series, grouped by `grouping`; `param` is `topk`'s k, `quantile`'s q or
 /// `count_values`' label.
 pub(super) fn aggregate(
-    ctx: &Ctx,
+    ctx: &dyn Evaluate,
     op: AggOp,
     grouping: &Grouping,
     expr: &Expr,
     param: Option<&Expr>,
 ) -> Result<Vec<Series>, QueryError> {
-    let n = ctx.steps.len();
+    let n = ctx.steps();
     match op {
         AggOp::Topk | AggOp::Bottomk => {
             let k = ctx.scalar(param.ok_or("topk and bottomk need k")?)?;
@@ -175,13 +175,13 @@ impl Acc {
 /// group, with their own labels; NaN counts as the smallest for `topk`, the largest for
 /// `bottomk`; among equal values, the first series.
 fn top(
-    ctx: &Ctx,
+    ctx: &dyn Evaluate,
     largest: bool,
     k: &[f64],
     grouping: &Grouping,
     expr: &Expr,
 ) -> Result<Vec<Series>, QueryError> {
-    let n = ctx.steps.len();
+    let n = ctx.steps();
     let input = ctx.gather(expr)?;
     let mut groups: HashMap<Labels, Vec<usize>> = HashMap::new();
     for (i, s) in input.iter().enumerate() {

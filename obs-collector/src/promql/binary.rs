@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use super::error::QueryError;
-use super::eval::{Ctx, Series, Sink, Unique};
+use super::series::{Evaluate, Series, Sink, Unique};
 use super::{BinOp, Expr, Group, Matching};
 use crate::labels::{Labels, NAME};
 
@@ -42,7 +42,7 @@ pub(super) fn scalars(op: BinOp, l: f64, r: f64) -> f64 {
 
 /// A binary operation with at least one vector side, each result series to `sink`.
 pub(super) fn stream(
-    ctx: &Ctx,
+    ctx: &dyn Evaluate,
     op: BinOp,
     lhs: &Expr,
     rhs: &Expr,
@@ -98,7 +98,7 @@ pub(super) fn stream(
 /// side's labels plus the included labels of its match.
 #[allow(clippy::too_many_arguments)]
 fn vectors(
-    ctx: &Ctx,
+    ctx: &dyn Evaluate,
     lhs: &Expr,
     rhs: &Expr,
     matching: &Matching,
@@ -132,7 +132,7 @@ fn vectors(
             }
         }
     }
-    let n = ctx.steps.len();
+    let n = ctx.steps();
     let mut matched = Unique::default();
     ctx.stream(many, &mut |s| {
         let sig = signature(&s.labels, matching);
@@ -208,14 +208,14 @@ fn signature(labels: &Labels, matching: &Matching) -> Labels {
 /// `and`, `or`, `unless` at each step, by the matching labels; the left side's series keep
 /// their labels.
 fn set(
-    ctx: &Ctx,
+    ctx: &dyn Evaluate,
     op: BinOp,
     lhs: &Expr,
     rhs: &Expr,
     matching: &Matching,
     sink: &mut Sink,
 ) -> Result<(), QueryError> {
-    let n = ctx.steps.len();
+    let n = ctx.steps();
     // The steps at which each signature of one side has a series.
     let mut present: HashMap<Labels, Vec<bool>> = HashMap::new();
     let mut mark = |s: &Series| {

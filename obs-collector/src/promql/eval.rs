@@ -17,6 +17,8 @@ use super::aggregate;
 use super::binary;
 use super::error::QueryError;
 use super::functions::{self, bucket_quantile, bucket_quantile_with};
+pub use super::series::Series;
+use super::series::{same_labelset, Evaluate, Sink, Unique};
 use super::{At, Date, Expr, Func, RangeArg, RangeFunc, Selector};
 use crate::labels::Labels;
 use crate::store::querier::{self, Select};
@@ -64,19 +66,6 @@ impl Steps {
 
     pub fn time(&self, i: usize) -> i64 {
         self.start + i as i64 * self.step
-    }
-}
-
-/// One series of a range evaluation: its value, or none, at each step.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Series {
-    pub labels: Labels,
-    pub points: Vec<Option<f64>>,
-}
-
-impl Series {
-    fn present(&self) -> usize {
-        self.points.iter().filter(|p| p.is_some()).count()
     }
 }
 
@@ -193,10 +182,6 @@ fn merge(series: Vec<Series>) -> Result<Vec<Series>, QueryError> {
     Ok(out)
 }
 
-pub(super) fn same_labelset() -> QueryError {
-    "vector cannot contain metrics with the same labelset".into()
-}
-
 /// The cost of one query so far, against its limits.
 struct Budget {
     limits: Limits,
@@ -250,18 +235,33 @@ impl Budget {
 /// What [`Ctx::select`] calls with each series' labels and samples.
 type Each<'e> = dyn FnMut(&Labels, &[(i64, f64)]) -> Result<(), QueryError> + 'e;
 
-/// Where a series goes as it is computed.
-pub(super) type Sink<'s> = dyn FnMut(Series) -> Result<(), QueryError> + 's;
-
 /// One evaluation: the store, the steps (a subquery's own), the query's start and end (for
 /// `@ start()` and `@ end()`), and the budget.
-pub(super) struct Ctx<'a> {
+struct Ctx<'a> {
     store: &'a dyn Select,
-    pub(super) steps: Steps,
+    steps: Steps,
     query: (i64, i64),
     budget: &'a Budget,
     /// A subquery's evaluation.
     inner: bool,
+}
+
+impl Evaluate for Ctx<'_> {
+    fn steps(&self) -> usize {
+        self.steps.len()
+    }
+
+    fn gather(&self, e: &Expr) -> Result<Vec<Series>, QueryError> {
+        Ctx::gather(self, e)
+    }
+
+    fn scalar(&self, e: &Expr) -> Result<Vec<f64>, QueryError> {
+        Ctx::scalar(self, e)
+    }
+
+    fn stream(&self, e: &Expr, sink: &mut Sink) -> Result<(), QueryError> {
+        Ctx::stream(self, e, sink)
+    }
 }
 
 impl Ctx<'_> {
@@ -271,7 +271,7 @@ impl Ctx<'_> {
     }
 
     /// A vector expression's series, gathered (and counted against the budget).
-    pub(super) fn gather(&self, e: &Expr) -> Result<Vec<Series>, QueryError> {
+    fn gather(&self, e: &Expr) -> Result<Vec<Series>, QueryError> {
         let mut out = Vec::new();
         self.stream(e, &mut |s| {
             self.budget.hold(s.present())?;
@@ -282,7 +282,7 @@ impl Ctx<'_> {
     }
 
     /// A scalar expression's value at each step.
-    pub(super) fn scalar(&self, e: &Expr) -> Result<Vec<f64>, QueryError> {
+    fn scalar(&self, e: &Expr) -> Result<Vec<f64>, QueryError> {
         let n = self.steps.len();
         Ok(match e {
             Expr::Number(v) => vec![*v; n],
@@ -324,7 +324,7 @@ impl Ctx<'_> {
     }
 
     /// A vector expression's series, each to `sink` as it is computed.
-    pub(super) fn stream(&self, e: &Expr, sink: &mut Sink) -> Result<(), QueryError> {
+    fn stream(&self, e: &Expr, sink: &mut Sink) -> Result<(), QueryError> {
         match e {
             Expr::Selector(sel) => self.selector(sel, false, sink),
             Expr::Range { func, arg, param } => {
@@ -794,45 +794,6 @@ fn set_or_remove(labels: &mut Labels, name: &str, value: &str) {
         labels.retain(|n| n != name);
     } else {
         labels.set(name, value);
-    }
-}
-
-/// The label sets seen so far, and at which steps: two series with the same labels at the same
-/// step are an error.
-#[derive(Default)]
-pub(super) struct Unique {
-    seen: HashMap<Labels, Vec<bool>>,
-}
-
-impl Unique {
-    pub(super) fn claim(&mut self, s: &Series) -> Result<(), QueryError> {
-        self.claim_with(&s.labels, s, same_labelset)
-    }
-
-    /// Claims the steps where `s` has a point for `key`; `error` when one was claimed before.
-    pub(super) fn claim_with(
-        &mut self,
-        key: &Labels,
-        s: &Series,
-        error: impl Fn() -> QueryError,
-    ) -> Result<(), QueryError> {
-        match self.seen.get_mut(key) {
-            Some(steps) => {
-                for (taken, p) in steps.iter_mut().zip(&s.points) {
-                    if p.is_some() {
-                        if *taken {
-                            return Err(error());
-                        }
-                        *taken = true;
-                    }
-                }
-            }
-            None => {
-                self.seen
-                    .insert(key.clone(), s.points.iter().map(Option::is_some).collect());
-            }
-        }
-        Ok(())
     }
 }
 

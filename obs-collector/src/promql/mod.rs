@@ -19,6 +19,7 @@ mod eval;
 pub mod functions;
 mod querier;
 pub mod remote;
+mod series;
 
 use std::fmt;
 
