@@ -13,18 +13,15 @@
 //! on the edge of a range: Prometheus 2.x closes ranges on the left, the collector (as
 //! Prometheus 3) does not, and the comparison is of everything else.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use obs_testkit::client;
 use obs_testkit::prometheus::Prometheus;
-use serde_json::Value;
 
 mod common;
 
-use common::{fake_target, temp_dir, write_config_with_rules, BIN};
+use common::{ask_range, difference, fake_target, temp_dir, write_config_with_rules, Answer, BIN};
 
 const INSTANCES: [&str; 3] = [
     "demo.promlabs.com:10000",
@@ -318,105 +315,6 @@ fn expand(template: &str, args: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// A range query's answer: `Ok(series by labels: [(t, value)])` or `Err(error)`.
-type Answer = Result<BTreeMap<String, Vec<(f64, f64)>>, String>;
-
-fn ask(addr: std::net::SocketAddr, query: &str, (start, end): (i64, i64)) -> Answer {
-    let body = format!(
-        "query={}&start={start}&end={end}&step=10",
-        client::encode_query(query)
-    );
-    let r = client::post(
-        addr,
-        "/api/v1/query_range",
-        &[("content-type", b"application/x-www-form-urlencoded")],
-        body.as_bytes(),
-    )
-    .map_err(|e| e.to_string())?;
-    let v: Value = serde_json::from_str(&r.body).map_err(|e| format!("{e}: {}", r.body))?;
-    if v["status"] != "success" {
-        return Err(format!("{} {}", r.status, v["error"]));
-    }
-    let number = |p: &Value| -> f64 {
-        match p.as_str() {
-            Some(s) => match s {
-                "+Inf" => f64::INFINITY,
-                "-Inf" => f64::NEG_INFINITY,
-                s => s.parse().unwrap(),
-            },
-            None => p.as_f64().unwrap(),
-        }
-    };
-    let mut out = BTreeMap::new();
-    for s in v["data"]["result"].as_array().unwrap() {
-        let points = s["values"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| (number(&p[0]), number(&p[1])))
-            .collect();
-        let mut metric: Vec<(String, String)> = s["metric"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
-            .collect();
-        metric.sort();
-        out.insert(format!("{metric:?}"), points);
-    }
-    Ok(out)
-}
-
-/// The comparer's equality: values within 1e-5 relative, NaN equal to NaN.
-fn same_value(a: f64, b: f64) -> bool {
-    if a.is_nan() || b.is_nan() {
-        return a.is_nan() && b.is_nan();
-    }
-    if a == b {
-        return true;
-    }
-    (a - b).abs() <= 1e-5 * a.abs().max(b.abs())
-}
-
-/// Why two answers differ, if they do.
-fn difference(ours: &Answer, theirs: &Answer) -> Option<String> {
-    match (ours, theirs) {
-        (Err(_), Err(_)) => None,
-        (Ok(_), Err(e)) => Some(format!("Prometheus failed ({e}), the collector did not")),
-        (Err(e), Ok(_)) => Some(format!("the collector failed: {e}")),
-        (Ok(a), Ok(b)) => {
-            if a.keys().ne(b.keys()) {
-                let only_ours: Vec<_> = a.keys().filter(|k| !b.contains_key(*k)).take(3).collect();
-                let only_theirs: Vec<_> =
-                    b.keys().filter(|k| !a.contains_key(*k)).take(3).collect();
-                return Some(format!(
-                    "series differ: only the collector's {only_ours:?}, only Prometheus' {only_theirs:?}"
-                ));
-            }
-            for (labels, ours) in a {
-                let theirs = &b[labels];
-                if ours.len() != theirs.len()
-                    || ours
-                        .iter()
-                        .zip(theirs)
-                        .any(|(x, y)| x.0 != y.0 || !same_value(x.1, y.1))
-                {
-                    let at = ours
-                        .iter()
-                        .zip(theirs)
-                        .find(|(x, y)| x.0 != y.0 || !same_value(x.1, y.1));
-                    return Some(format!(
-                        "{labels}: {} points vs {}; first difference {at:?}",
-                        ours.len(),
-                        theirs.len()
-                    ));
-                }
-            }
-            None
-        }
-    }
-}
-
 /// The collector, with `args`, over the samples of `file` imported into a storage of its own.
 fn collector_over(file: &std::path::Path, name: &str, args: &[&str]) -> common::CollectorProcess {
     let dir = temp_dir(name);
@@ -468,7 +366,7 @@ fn score(
         differ: Vec::new(),
     };
     for (query, theirs) in reference {
-        let ours = ask(collector, query, window);
+        let ours = ask_range(collector, query, window, 10);
         if let Err(e) = &ours {
             if e.contains("not supported by obs-collector") {
                 score.unsupported.push(query.clone());
@@ -504,7 +402,7 @@ fn the_compliance_query_set_answers_as_prometheus_does() {
     let mut reference = Vec::new();
     for (template, args, should_fail) in CASES {
         for query in expand(template, args) {
-            let theirs = ask(prom.addr, &query, window);
+            let theirs = ask_range(prom.addr, &query, window, 10);
             assert_eq!(
                 theirs.is_err(),
                 *should_fail,

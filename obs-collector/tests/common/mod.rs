@@ -113,3 +113,109 @@ pub fn write_days(
         .collect();
     (whole, per_day)
 }
+
+/// A range query's answer: `Ok(series by labels: [(t, value)])` or `Err(error)`.
+pub type Answer = Result<std::collections::BTreeMap<String, Vec<(f64, f64)>>, String>;
+
+/// `query` from `start` to `end` at `step` seconds, as Grafana asks (a POST form).
+pub fn ask_range(
+    addr: std::net::SocketAddr,
+    query: &str,
+    (start, end): (i64, i64),
+    step: i64,
+) -> Answer {
+    let body = format!(
+        "query={}&start={start}&end={end}&step={step}",
+        obs_testkit::client::encode_query(query)
+    );
+    let r = obs_testkit::client::post(
+        addr,
+        "/api/v1/query_range",
+        &[("content-type", b"application/x-www-form-urlencoded")],
+        body.as_bytes(),
+    )
+    .map_err(|e| e.to_string())?;
+    let v: serde_json::Value =
+        serde_json::from_str(&r.body).map_err(|e| format!("{e}: {}", r.body))?;
+    if v["status"] != "success" {
+        return Err(format!("{} {}", r.status, v["error"]));
+    }
+    let number = |p: &serde_json::Value| -> f64 {
+        match p.as_str() {
+            Some(s) => match s {
+                "+Inf" => f64::INFINITY,
+                "-Inf" => f64::NEG_INFINITY,
+                s => s.parse().unwrap(),
+            },
+            None => p.as_f64().unwrap(),
+        }
+    };
+    let mut out = std::collections::BTreeMap::new();
+    for s in v["data"]["result"].as_array().unwrap() {
+        let points = s["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (number(&p[0]), number(&p[1])))
+            .collect();
+        let mut metric: Vec<(String, String)> = s["metric"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+            .collect();
+        metric.sort();
+        out.insert(format!("{metric:?}"), points);
+    }
+    Ok(out)
+}
+
+/// The comparer's equality: values within 1e-5 relative, NaN equal to NaN.
+pub fn same_value(a: f64, b: f64) -> bool {
+    if a.is_nan() || b.is_nan() {
+        return a.is_nan() && b.is_nan();
+    }
+    if a == b {
+        return true;
+    }
+    (a - b).abs() <= 1e-5 * a.abs().max(b.abs())
+}
+
+/// Why two answers differ, if they do.
+pub fn difference(ours: &Answer, theirs: &Answer) -> Option<String> {
+    match (ours, theirs) {
+        (Err(_), Err(_)) => None,
+        (Ok(_), Err(e)) => Some(format!("Prometheus failed ({e}), the collector did not")),
+        (Err(e), Ok(_)) => Some(format!("the collector failed: {e}")),
+        (Ok(a), Ok(b)) => {
+            if a.keys().ne(b.keys()) {
+                let only_ours: Vec<_> = a.keys().filter(|k| !b.contains_key(*k)).take(3).collect();
+                let only_theirs: Vec<_> =
+                    b.keys().filter(|k| !a.contains_key(*k)).take(3).collect();
+                return Some(format!(
+                    "series differ: only the collector's {only_ours:?}, only Prometheus' {only_theirs:?}"
+                ));
+            }
+            for (labels, ours) in a {
+                let theirs = &b[labels];
+                if ours.len() != theirs.len()
+                    || ours
+                        .iter()
+                        .zip(theirs)
+                        .any(|(x, y)| x.0 != y.0 || !same_value(x.1, y.1))
+                {
+                    let at = ours
+                        .iter()
+                        .zip(theirs)
+                        .find(|(x, y)| x.0 != y.0 || !same_value(x.1, y.1));
+                    return Some(format!(
+                        "{labels}: {} points vs {}; first difference {at:?}",
+                        ours.len(),
+                        theirs.len()
+                    ));
+                }
+            }
+            None
+        }
+    }
+}
