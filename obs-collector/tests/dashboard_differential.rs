@@ -10,7 +10,6 @@
 //! same timestamps, values within 1e-5 relative.
 
 use std::fmt::Write as _;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use obs_testkit::client;
@@ -21,7 +20,6 @@ mod common;
 
 use common::{
     ask_range, difference, fake_target, temp_dir, write_config_with_rules, write_days, Collector,
-    BIN,
 };
 
 const DAY_S: i64 = 86_400;
@@ -211,25 +209,11 @@ fn variable_calls(start: i64, end: i64) -> Vec<String> {
 #[test]
 fn every_dashboard_query_answers_as_prometheus_does_over_a_week() {
     let dir = temp_dir("dashboard-differential");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = common::now_s();
     // Yesterday, on a whole step: raw history within the collector's retention.
     let end_s = (now - DAY_S) / 300 * 300;
     let (whole, per_day) = write_days(&dir, &week(end_s), openmetrics);
-    let out = Command::new(BIN)
-        .arg("import")
-        .arg(&whole)
-        .arg("--storage.path")
-        .arg(dir.join("state.data"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::import(&whole, &dir.join("state.data"));
     let prom = Prometheus::start_backfilled(
         "global:\n  scrape_interval: 3m\nscrape_configs: []\n",
         &["--storage.tsdb.retention.time=10y"],

@@ -14,7 +14,6 @@
 //! Prometheus 3) does not, and the comparison is of everything else.
 
 use std::fmt::Write as _;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use obs_testkit::prometheus::Prometheus;
@@ -319,18 +318,7 @@ fn expand(template: &str, args: &[&str]) -> Vec<String> {
 fn collector_over(file: &std::path::Path, name: &str, args: &[&str]) -> common::CollectorProcess {
     let dir = temp_dir(name);
     let storage = dir.join("state.data");
-    let out = Command::new(BIN)
-        .arg("import")
-        .arg(file)
-        .arg("--storage.path")
-        .arg(&storage)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::import(file, &storage);
     let target = fake_target(Arc::new(Mutex::new(String::new())));
     let config = write_config_with_rules(&dir, target, "groups: []\n", "");
     common::CollectorProcess::start_with_args(
@@ -384,10 +372,7 @@ fn score(
 fn the_compliance_query_set_answers_as_prometheus_does() {
     let dir = temp_dir("compliance");
     // Two days ago at noon, on a whole minute: raw history, well within retention.
-    let now_s = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now_s = common::now_s();
     let end_s = now_s / 86_400 * 86_400 - 2 * 86_400 + 43_200;
     let file = dir.join("demo.om");
     std::fs::write(&file, demo_metrics(end_s * 1000)).unwrap();

@@ -4,7 +4,6 @@
 //! heavy queries beyond the slots gets answers or 503s while the rules are evaluated every
 //! second throughout (their evaluation timestamps show no gap).
 
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -64,24 +63,10 @@ fn range(addr: std::net::SocketAddr, query: &str, start: i64, end: i64) -> (u16,
 #[test]
 fn limits_answer_422_and_503_and_the_rules_keep_their_interval() {
     let dir = temp_dir("query-limits");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = common::now_s();
     let end = now / 60 * 60 - 120;
     let (whole, _) = write_days(&dir, &days(end), openmetrics);
-    let out = Command::new(BIN)
-        .arg("import")
-        .arg(&whole)
-        .arg("--storage.path")
-        .arg(dir.join("state.data"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::import(&whole, &dir.join("state.data"));
     let target = fake_target(Arc::new(Mutex::new("flag 0\n".to_owned())));
     let config = write_config(&dir, target, "0s", "");
     let heavy = "sum by (http_route) (rate(http_server_request_duration_seconds_bucket[1h]))";

@@ -5,7 +5,6 @@
 //! seconds with fractions or RFC 3339; the answers must be the same.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use obs_testkit::client;
@@ -14,7 +13,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{fake_target, temp_dir, write_config_with_rules, write_days, Collector, BIN};
+use common::{fake_target, temp_dir, write_config_with_rules, write_days, Collector};
 
 const DAY_S: i64 = 86_400;
 
@@ -78,18 +77,7 @@ fn series_and_labels_answer_as_prometheus_does() {
     let end = 1_796_000_000 / 300 * 300;
     let (whole, per_day) = write_days(&dir, &days(end), openmetrics);
     let storage = dir.join("state.data");
-    let out = Command::new(BIN)
-        .arg("import")
-        .arg(&whole)
-        .arg("--storage.path")
-        .arg(&storage)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::import(&whole, &storage);
     let prom = Prometheus::start_backfilled(
         "global:\n  scrape_interval: 5m\nscrape_configs: []\n",
         &["--storage.tsdb.retention.time=10y"],

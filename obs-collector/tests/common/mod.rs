@@ -219,3 +219,27 @@ pub fn difference(ours: &Answer, theirs: &Answer) -> Option<String> {
         }
     }
 }
+
+/// `obs-collector import file --storage.path storage`, which must succeed.
+pub fn import(file: &Path, storage: &Path) {
+    let out = Command::new(BIN)
+        .arg("import")
+        .arg(file)
+        .arg("--storage.path")
+        .arg(storage)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The wall clock in Unix seconds.
+pub fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
