@@ -22,7 +22,6 @@ use super::series::{same_labelset, Evaluate, Sink, Unique};
 use super::{At, Date, Expr, Func, RangeArg, RangeFunc, Selector};
 use crate::labels::Labels;
 use crate::store::querier::{self, Select};
-use crate::store::{is_stale, LOOKBACK_MS};
 
 /// One element of an instant vector.
 #[derive(Debug, Clone, PartialEq)]
@@ -511,18 +510,18 @@ impl Ctx<'_> {
         };
         let left_closed = self.store.left_closed();
         let count = self.counts_steps();
-        self.select(sel, (lo - LOOKBACK_MS, hi), &mut |labels, samples| {
+        let from = querier::lookback_window(lo).0;
+        self.select(sel, (from, hi), &mut |labels, samples| {
             let mut points = Vec::with_capacity(n);
             let mut any = false;
             for (i, &t) in times.iter().enumerate() {
-                let end = samples.partition_point(|&(st, _)| st <= t);
-                let p = end
-                    .checked_sub(1)
-                    .and_then(|j| {
-                        let (st, v) = samples[j];
-                        querier::visible((st, v), t, left_closed).map(|v| (st, v))
-                    })
-                    .map(|(st, v)| if timestamps { st as f64 / 1000.0 } else { v });
+                let p = querier::instant(samples, t, left_closed).map(|(st, v)| {
+                    if timestamps {
+                        st as f64 / 1000.0
+                    } else {
+                        v
+                    }
+                });
                 if p.is_some() {
                     any = true;
                     if count {
@@ -569,21 +568,11 @@ impl Ctx<'_> {
         let count = self.counts_steps();
         let mut absent = vec![true; n];
         let mut one = |labels: &Labels, samples: &[(i64, f64)]| -> Result<(), QueryError> {
-            let samples: Vec<(i64, f64)> = samples
-                .iter()
-                .copied()
-                .filter(|&(_, v)| !is_stale(v))
-                .collect();
+            let samples = querier::without_stale(samples);
             let mut points = Vec::with_capacity(n);
             let mut any = false;
             for (i, &t) in times.iter().enumerate() {
-                let start = if left_closed {
-                    samples.partition_point(|&(st, _)| st < t - range_ms)
-                } else {
-                    samples.partition_point(|&(st, _)| st <= t - range_ms)
-                };
-                let end = samples.partition_point(|&(st, _)| st <= t);
-                let window = &samples[start..end.max(start)];
+                let window = &samples[querier::range(&samples, t, range_ms, left_closed)];
                 if count {
                     self.budget.read(i, window.len())?;
                 }

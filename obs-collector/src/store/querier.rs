@@ -46,12 +46,13 @@ pub fn lookback_window(t: i64) -> (i64, i64) {
     (t - LOOKBACK_MS, t)
 }
 
-/// The value an instant selector sees at `t` among `samples` (sorted): the newest sample in
+/// The sample an instant selector sees at `t` among `samples` (sorted): the newest in
 /// `(t - lookback, t]` (`[t - lookback, t]` when `left_closed`, as Prometheus 2.x), unless it
-/// is a stale marker.
-pub fn instant(samples: &[(i64, f64)], t: i64, left_closed: bool) -> Option<f64> {
+/// is a stale marker; with its time.
+pub fn instant(samples: &[(i64, f64)], t: i64, left_closed: bool) -> Option<(i64, f64)> {
     let end = samples.partition_point(|&(st, _)| st <= t);
-    visible(*samples.get(end.checked_sub(1)?)?, t, left_closed)
+    let (st, v) = *samples.get(end.checked_sub(1)?)?;
+    Some((st, visible((st, v), t, left_closed)?))
 }
 
 /// Whether the newest sample at or before `t` is seen by an instant selector at `t`.
@@ -64,20 +65,30 @@ pub fn visible((st, v): (i64, f64), t: i64, left_closed: bool) -> Option<f64> {
     (inside && !is_stale(v)).then_some(v)
 }
 
-/// The samples in the left-open range `(t - range, t]` (closed `[t - range, t]` when
-/// `left_closed`, as Prometheus 2.x), stale markers skipped.
-pub fn range(samples: &[(i64, f64)], t: i64, range_ms: i64, left_closed: bool) -> Vec<(i64, f64)> {
+/// `samples` without stale markers: what range functions read.
+pub fn without_stale(samples: &[(i64, f64)]) -> Vec<(i64, f64)> {
+    samples
+        .iter()
+        .copied()
+        .filter(|&(_, v)| !is_stale(v))
+        .collect()
+}
+
+/// Where the range `(t - range, t]` (closed `[t - range, t]` when `left_closed`, as
+/// Prometheus 2.x) lies in `samples` (sorted).
+pub fn range(
+    samples: &[(i64, f64)],
+    t: i64,
+    range_ms: i64,
+    left_closed: bool,
+) -> std::ops::Range<usize> {
     let start = if left_closed {
         samples.partition_point(|&(st, _)| st < t - range_ms)
     } else {
         samples.partition_point(|&(st, _)| st <= t - range_ms)
     };
     let end = samples.partition_point(|&(st, _)| st <= t);
-    samples[start..end.max(start)]
-        .iter()
-        .copied()
-        .filter(|&(_, v)| !is_stale(v))
-        .collect()
+    start..end.max(start)
 }
 
 /// Sorts samples gathered from several sources by time and keeps one per timestamp (the
@@ -100,27 +111,34 @@ mod tests {
             (10_000, 2.0),
             (20_000, f64::from_bits(super::super::STALE_NAN_BITS)),
         ];
-        assert_eq!(instant(&s, 9_999, false), Some(1.0));
-        assert_eq!(instant(&s, 10_000, false), Some(2.0));
+        assert_eq!(instant(&s, 9_999, false).map(|(_, v)| v), Some(1.0));
+        assert_eq!(instant(&s, 10_000, false).map(|(_, v)| v), Some(2.0));
         assert_eq!(
             instant(&s, 20_000, false),
             None,
             "a stale marker hides the series"
         );
-        assert_eq!(instant(&s, -1, false), None);
-        assert_eq!(instant(&s[..1], LOOKBACK_MS, false), None, "left-open");
+        assert_eq!(instant(&s, -1, false).map(|(_, v)| v), None);
         assert_eq!(
-            instant(&s[..1], LOOKBACK_MS, true),
-            Some(1.0),
-            "left-closed"
+            instant(&s[..1], LOOKBACK_MS, false).map(|(_, v)| v),
+            None,
+            "left-open"
         );
         assert_eq!(
-            range(&s, 20_000, 10_000, false),
+            instant(&s[..1], LOOKBACK_MS, true),
+            Some((0, 1.0)),
+            "left-closed, with the sample's time"
+        );
+        let read = without_stale(&s);
+        let window =
+            |t, range_ms, left_closed| read[range(&read, t, range_ms, left_closed)].to_vec();
+        assert_eq!(
+            window(20_000, 10_000, false),
             [],
             "left-open; the stale marker skipped"
         );
-        assert_eq!(range(&s, 20_000, 10_000, true), [(10_000, 2.0)]);
-        assert_eq!(range(&s, 20_000, 20_000, true), [(0, 1.0), (10_000, 2.0)]);
+        assert_eq!(window(20_000, 10_000, true), [(10_000, 2.0)]);
+        assert_eq!(window(20_000, 20_000, true), [(0, 1.0), (10_000, 2.0)]);
         let mut m = vec![(2, 2.0), (1, 1.0), (2, 9.0), (3, 3.0)];
         merge(&mut m);
         assert_eq!(m, [(1, 1.0), (2, 2.0), (3, 3.0)]);
