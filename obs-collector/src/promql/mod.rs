@@ -698,19 +698,10 @@ impl Expr {
         }
     }
 
-    /// Whether the expression yields a vector (alerting and recording rules need one).
+    /// Whether the expression yields a vector (alerting and recording rules need one): what
+    /// is neither a scalar nor a string.
     pub fn is_vector(&self) -> bool {
-        match self {
-            Expr::Number(_) | Expr::String(_) => false,
-            Expr::Call { func, args } => match func {
-                Func::Time | Func::Scalar | Func::Pi => false,
-                Func::Date(_) => true,
-                _ => args.first().is_none_or(Expr::is_vector),
-            },
-            Expr::Neg(e) => e.is_vector(),
-            Expr::Binary { lhs, rhs, .. } => lhs.is_vector() || rhs.is_vector(),
-            _ => true,
-        }
+        !self.is_scalar() && !matches!(self, Expr::String(_))
     }
 }
 
@@ -1144,6 +1135,17 @@ mod tests {
             .map(|r| compile(r["expr"].as_str().unwrap()).unwrap().threshold())
             .collect();
         assert_eq!(got, [Some(0.05), Some(2.0), Some(0.05), Some(0.0)]);
+    }
+
+    #[test]
+    fn vectors_and_scalars() {
+        for vector in ["vector(1)", "up", "abs(up)", "hour()", "1 + up", "-up"] {
+            assert!(compile(vector).unwrap().is_vector(), "{vector}");
+        }
+        for scalar in ["1", "time()", "scalar(up)", "pi() * 2", "-(1)"] {
+            let e = compile(scalar).unwrap();
+            assert!(e.is_scalar() && !e.is_vector(), "{scalar}");
+        }
     }
 
     #[test]
