@@ -201,10 +201,6 @@ impl Budget {
 
     fn hold(&self, points: usize) -> Result<(), QueryError> {
         self.held.set(self.held.get() + points);
-        self.check_held()
-    }
-
-    fn check_held(&self) -> Result<(), QueryError> {
         if self.held.get() > self.limits.max_samples {
             return Err(QueryError::TooManySamples);
         }
@@ -248,25 +244,6 @@ struct Ctx<'a> {
 impl Evaluate for Ctx<'_> {
     fn steps(&self) -> usize {
         self.steps.len()
-    }
-
-    fn gather(&self, e: &Expr) -> Result<Vec<Series>, QueryError> {
-        Ctx::gather(self, e)
-    }
-
-    fn scalar(&self, e: &Expr) -> Result<Vec<f64>, QueryError> {
-        Ctx::scalar(self, e)
-    }
-
-    fn stream(&self, e: &Expr, sink: &mut Sink) -> Result<(), QueryError> {
-        Ctx::stream(self, e, sink)
-    }
-}
-
-impl Ctx<'_> {
-    /// Whether these are the query's own steps (a subquery's are not counted per step).
-    fn counts_steps(&self) -> bool {
-        !self.inner
     }
 
     /// A vector expression's series, gathered (and counted against the budget).
@@ -452,6 +429,13 @@ impl Ctx<'_> {
                 Err("this expression is only evaluated by a remote backend (query.url)".into())
             }
         }
+    }
+}
+
+impl Ctx<'_> {
+    /// Whether these are the query's own steps (a subquery's are not counted per step).
+    fn counts_steps(&self) -> bool {
+        !self.inner
     }
 
     /// The time a selector with `at` and `offset_ms` reads for step `i`.
