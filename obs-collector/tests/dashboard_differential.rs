@@ -10,7 +10,6 @@
 //! same timestamps, values within 1e-5 relative.
 
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
 
 use obs_testkit::client;
 use obs_testkit::prometheus::Prometheus;
@@ -18,9 +17,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{
-    ask_range, difference, fake_target, temp_dir, write_config_with_rules, write_days, Collector,
-};
+use common::{ask_range, difference, temp_dir, write_days};
 
 const DAY_S: i64 = 86_400;
 const SCRAPE_S: i64 = 180;
@@ -214,18 +211,13 @@ fn every_dashboard_query_answers_as_prometheus_does_over_a_week() {
     // that no block of them is downsampled while the test runs.
     let end_s = (now - 3 * 3600) / 300 * 300;
     let (whole, per_day) = write_days(&dir, &week(end_s), openmetrics);
-    common::import(&whole, &dir.join("state.data"));
     let prom = Prometheus::start_backfilled(
         "global:\n  scrape_interval: 3m\nscrape_configs: []\n",
         &["--storage.tsdb.retention.time=10y"],
         &per_day,
     )
     .unwrap();
-    let target = fake_target(Arc::new(Mutex::new(String::new())));
-    let config = write_config_with_rules(&dir, target, "groups: []\n", "");
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, text.replace("job_name: svc", "job_name: probe")).unwrap();
-    let collector = Collector::start(&config, &dir.join("state.json"), &[]);
+    let collector = common::collector_over_import(&dir, &whole, &[]);
 
     let (start, end) = (end_s - 7 * DAY_S, end_s);
     let queries = dashboard_queries();

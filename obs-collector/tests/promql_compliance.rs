@@ -14,13 +14,12 @@
 //! Prometheus 3) does not, and the comparison is of everything else.
 
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
 
 use obs_testkit::prometheus::Prometheus;
 
 mod common;
 
-use common::{ask_range, difference, fake_target, temp_dir, write_config_with_rules, Answer, BIN};
+use common::{ask_range, difference, temp_dir, Answer};
 
 const INSTANCES: [&str; 3] = [
     "demo.promlabs.com:10000",
@@ -314,22 +313,6 @@ fn expand(template: &str, args: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// The collector, with `args`, over the samples of `file` imported into a storage of its own.
-fn collector_over(file: &std::path::Path, name: &str, args: &[&str]) -> common::CollectorProcess {
-    let dir = temp_dir(name);
-    let storage = dir.join("state.data");
-    common::import(file, &storage);
-    let target = fake_target(Arc::new(Mutex::new(String::new())));
-    let config = write_config_with_rules(&dir, target, "groups: []\n", "");
-    common::CollectorProcess::start_with_args(
-        BIN.as_ref(),
-        &config,
-        &dir.join("state.json"),
-        &[],
-        args,
-    )
-}
-
 /// The outcome of the query set against one collector.
 struct Score {
     total: usize,
@@ -399,7 +382,8 @@ fn the_compliance_query_set_answers_as_prometheus_does() {
     assert!(reference.len() > 500, "{} cases", reference.len());
 
     // As Prometheus 2.42 evaluates: every case the same.
-    let v2 = collector_over(&file, "compliance-v2", &["--query.prometheus-2"]);
+    let v2 =
+        common::collector_over_import(&temp_dir("compliance-v2"), &file, &["--query.prometheus-2"]);
     let exact = score(v2.addr, &reference, window);
     println!(
         "compliance, --query.prometheus-2: {} of {} passed",
@@ -417,7 +401,7 @@ fn the_compliance_query_set_answers_as_prometheus_does() {
     // As Prometheus 3 evaluates (the default): what differs is where Prometheus 3 changed the
     // answer (ranges open on the left: a subquery's points sit on the edge of its windows;
     // histogram_quantile's tolerance of rate's floating point noise).
-    let v3 = collector_over(&file, "compliance-v3", &[]);
+    let v3 = common::collector_over_import(&temp_dir("compliance-v3"), &file, &[]);
     let default = score(v3.addr, &reference, window);
     println!(
         "compliance, default: {} of {} passed ({:.1}%), {} unsupported; differing:\n{}",

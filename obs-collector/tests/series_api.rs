@@ -77,21 +77,14 @@ fn series_and_labels_answer_as_prometheus_does() {
     // Recent (a fixed date would pass the raw retention, then the retention, as weeks go by).
     let end = (common::now_s() - 3 * 3600) / 300 * 300;
     let (whole, per_day) = write_days(&dir, &days(end), openmetrics);
-    let storage = dir.join("state.data");
-    common::import(&whole, &storage);
     let prom = Prometheus::start_backfilled(
         "global:\n  scrape_interval: 5m\nscrape_configs: []\n",
         &["--storage.tsdb.retention.time=10y"],
         &per_day,
     )
     .unwrap();
-    // The collector scrapes a target that is not there (its own series stay out of the
-    // answers: `up` of job `none` is 0 and is filtered by the calls below where it matters).
-    let target = fake_target(Arc::new(Mutex::new(String::new())));
-    let config = write_config_with_rules(&dir, target, "groups: []\n", "");
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, text.replace("job_name: svc", "job_name: probe")).unwrap();
-    let collector = Collector::start(&config, &dir.join("state.json"), &[]);
+    // The collector's own target, job `probe`, is filtered by the calls below where it matters.
+    let collector = common::collector_over_import(&dir, &whole, &[]);
 
     let day1 = end - 2 * DAY_S + 600;
     let rfc = |s: i64| obs_collector::time::rfc3339(s * 1000);

@@ -220,6 +220,18 @@ pub fn difference(ours: &Answer, theirs: &Answer) -> Option<String> {
     }
 }
 
+/// `file` imported into `dir`'s storage (`state.data`), and a collector (with `args`) over it
+/// whose only target is a silent one of job `probe` (its own series stay out of what the
+/// tests ask about).
+pub fn collector_over_import(dir: &Path, file: &Path, args: &[&str]) -> CollectorProcess {
+    import(file, &dir.join("state.data"));
+    let target = fake_target(std::sync::Arc::new(std::sync::Mutex::new(String::new())));
+    let config = write_config_with_rules(dir, target, "groups: []\n", "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("job_name: svc", "job_name: probe")).unwrap();
+    CollectorProcess::start_with_args(BIN.as_ref(), &config, &dir.join("state.json"), &[], args)
+}
+
 /// `obs-collector import file --storage.path storage`, which must succeed.
 pub fn import(file: &Path, storage: &Path) {
     let out = Command::new(BIN)
