@@ -380,8 +380,13 @@ fn report(args: ReportArgs) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let local = source::Evaluated(|expr: &obs_collector::promql::Expr, t| {
-                obs_collector::promql::eval(expr, &store, t)
+            let local = source::Evaluated(|expr: &obs_collector::promql::Expr, steps| {
+                obs_collector::promql::eval_range(
+                    expr,
+                    &store,
+                    steps,
+                    obs_collector::promql::Limits::NONE,
+                )
             });
             runtime.block_on(report::build(&local, &options))
         }

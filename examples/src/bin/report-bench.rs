@@ -391,8 +391,9 @@ fn verdict(storage: &Path, end: i64, targets: i64) -> Result<String, Box<dyn std
     let (store, _) =
         obs_collector::store::Store::open(storage, 60_000, usize::MAX, retention(), end * 1000)?;
     let opened = started.elapsed().as_secs_f64();
-    let source =
-        Evaluated(|e: &obs_collector::promql::Expr, t| obs_collector::promql::eval(e, &store, t));
+    let source = Evaluated(|e: &obs_collector::promql::Expr, steps| {
+        obs_collector::promql::eval_range(e, &store, steps, obs_collector::promql::Limits::NONE)
+    });
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;
     let started = Instant::now();
     let v = runtime.block_on(verdict::judge_release(

@@ -813,7 +813,9 @@ mod empty {
     #[tokio::test]
     async fn a_history_without_traffic_reports_nothing() {
         let store = Store::new(60_000);
-        let source = Evaluated(|e: &crate::promql::Expr, t| crate::promql::eval(e, &store, t));
+        let source = Evaluated(|e: &crate::promql::Expr, steps| {
+            crate::promql::eval_range(e, &store, steps, crate::promql::Limits::NONE)
+        });
         let options = Options {
             end_ms: 1_800_000_000_000,
             weeks: 4,

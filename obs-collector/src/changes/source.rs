@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use super::stats::Window;
 use crate::labels::Labels;
 use crate::promql::remote::{RangeSeries, Remote};
-use crate::promql::{quote, QueryError, Sample, Value};
+use crate::promql::{quote, QueryError, RangeValue, Sample, Series, Steps, Value};
 
 /// The histogram obs' middleware records (OpenTelemetry's semantic conventions).
 pub const HISTOGRAM: &str = "http_server_request_duration_seconds";
@@ -51,30 +51,40 @@ impl<S: Source + ?Sized> Source for &S {
     }
 }
 
-/// A source that evaluates locally: the function evaluates a compiled expression at a time
-/// (over the collector's store, or a store opened by the `report` command). A range is one
-/// instant evaluation per step.
+/// A source that evaluates locally: the function evaluates a compiled expression over steps
+/// (over the collector's store, or a store opened by the `report` command); an instant is one
+/// step, a range is evaluated in one pass (each sample read once).
 pub struct Evaluated<F>(pub F);
 
 impl<F> Evaluated<F>
 where
-    F: Fn(&crate::promql::Expr, i64) -> Result<Value, QueryError> + Send + Sync,
+    F: Fn(&crate::promql::Expr, Steps) -> Result<RangeValue, QueryError> + Send + Sync,
 {
-    fn vector(&self, query: &str, t_ms: i64) -> Result<Vec<Sample>, QueryError> {
+    fn matrix(&self, query: &str, steps: Steps) -> Result<Vec<Series>, QueryError> {
         let expr = crate::promql::compile(query).map_err(|e| QueryError::Eval(e.0))?;
-        match (self.0)(&expr, t_ms)? {
-            Value::Vector(v) => Ok(v),
-            Value::Scalar(_) => Err(QueryError::Eval(format!("{query}: not a vector"))),
+        match (self.0)(&expr, steps)? {
+            RangeValue::Matrix(m) => Ok(m),
+            RangeValue::Scalar(_) => Err(QueryError::Eval(format!("{query}: not a vector"))),
         }
     }
 }
 
 impl<F> Source for Evaluated<F>
 where
-    F: Fn(&crate::promql::Expr, i64) -> Result<Value, QueryError> + Send + Sync,
+    F: Fn(&crate::promql::Expr, Steps) -> Result<RangeValue, QueryError> + Send + Sync,
 {
     fn instant<'a>(&'a self, query: &'a str, t_ms: i64) -> Answer<'a, Vec<Sample>> {
-        Box::pin(std::future::ready(self.vector(query, t_ms)))
+        let vector = self.matrix(query, Steps::instant(t_ms)).map(|m| {
+            m.into_iter()
+                .filter_map(|s| {
+                    Some(Sample {
+                        value: s.points[0]?,
+                        labels: s.labels,
+                    })
+                })
+                .collect()
+        });
+        Box::pin(std::future::ready(vector))
     }
 
     fn range<'a>(
@@ -84,20 +94,25 @@ where
         end_ms: i64,
         step_ms: i64,
     ) -> Answer<'a, Vec<RangeSeries>> {
-        let mut series: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
-        let mut t = start_ms;
-        while t <= end_ms {
-            match self.vector(query, t) {
-                Ok(v) => {
-                    for s in v {
-                        series.entry(s.labels).or_default().push((t, s.value));
-                    }
-                }
-                Err(e) => return Box::pin(std::future::ready(Err(e))),
-            }
-            t += step_ms.max(1);
-        }
-        Box::pin(std::future::ready(Ok(series.into_iter().collect())))
+        let steps = Steps {
+            start: start_ms,
+            end: end_ms,
+            step: step_ms.max(1),
+        };
+        let series = self.matrix(query, steps).map(|m| {
+            m.into_iter()
+                .map(|s| {
+                    let points = s
+                        .points
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, p)| Some((steps.time(i), (*p)?)))
+                        .collect();
+                    (s.labels, points)
+                })
+                .collect()
+        });
+        Box::pin(std::future::ready(series))
     }
 }
 

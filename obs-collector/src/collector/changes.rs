@@ -29,8 +29,8 @@ impl Collector {
         match &self.remote {
             Some(remote) => Box::new(remote),
             // Each query over a snapshot: weeks of history read without the store's lock.
-            None => Box::new(Evaluated(|expr: &crate::promql::Expr, t| {
-                self.query_detached(expr, t)
+            None => Box::new(Evaluated(|expr: &crate::promql::Expr, steps| {
+                self.query_detached(expr, steps)
             })),
         }
     }

@@ -878,18 +878,19 @@ impl Collector {
         crate::promql::eval(expr, &*store, t)
     }
 
-    /// [`Collector::query_at`] over a snapshot of the store ([`Store::snapshot`]): the
-    /// store's lock is held only while the snapshot is taken, so a long read (weeks of
-    /// history, a report) holds up no scrape and no rule evaluation.
+    /// `expr` over `steps`, over a snapshot of the store ([`Store::snapshot`]): the store's
+    /// lock is held only while the snapshot is taken, so a long read (weeks of history, a
+    /// report) holds up no scrape and no rule evaluation.
     pub fn query_detached(
         &self,
         expr: &crate::promql::Expr,
-        t: i64,
-    ) -> Result<crate::promql::Value, crate::promql::QueryError> {
+        steps: crate::promql::Steps,
+    ) -> Result<crate::promql::RangeValue, crate::promql::QueryError> {
         if self.remote.is_some() {
-            return self.query_at(expr, t);
+            return Err(self.remote_query_error());
         }
-        crate::promql::eval(expr, &self.snapshot_for(expr, t, t), t)
+        let snapshot = self.snapshot_for(expr, steps.start, steps.end);
+        crate::promql::eval_range(expr, &snapshot, steps, crate::promql::Limits::NONE)
     }
 
     /// The label sets of the series any of `selectors` selects (every series when there are
