@@ -3,9 +3,11 @@
 //! their defaults): at most that many evaluations at once (a request waits for a slot until
 //! its timeout, then answers 503 `timeout`); each on a blocking thread, over snapshots of the
 //! store (no lock held while it reads), so scrapes, rule evaluations and notifications go on;
-//! a query whose evaluation at one time reads more samples than the cap (Prometheus counts the
-//! samples a query holds at once: for a range query, one step's) stops reading and answers
-//! 422; one that runs past the timeout stops at its next step and answers 503.
+//! a query that would hold more samples than the cap (as Prometheus counts them: the results
+//! it has gathered plus what one step reads) stops and answers 422; one that runs past the
+//! timeout stops at its next series and answers 503. The engine enforces both
+//! ([`crate::promql::Limits`]); the errors are [`QueryError::TooManySamples`] and
+//! [`QueryError::Timeout`].
 
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
@@ -33,29 +35,6 @@ impl Default for QueryLimits {
     }
 }
 
-/// Why the query API gives no answer.
-#[derive(Debug, Clone, PartialEq)]
-pub enum QueryFailure {
-    /// The evaluation failed (422 `execution`).
-    Execution(QueryError),
-    /// It read more samples than `--query.max-samples` (422 `execution`).
-    TooManySamples,
-    /// It waited for a slot or ran longer than `--query.timeout` (503 `timeout`).
-    Timeout(&'static str),
-}
-
-impl std::fmt::Display for QueryFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            QueryFailure::Execution(e) => write!(f, "{e}"),
-            QueryFailure::TooManySamples => f.write_str(
-                "query processing would load too many samples into memory in query execution",
-            ),
-            QueryFailure::Timeout(what) => write!(f, "query timed out in {what}"),
-        }
-    }
-}
-
 impl Collector {
     /// Sets the query API's limits (before the server starts).
     pub fn set_query_limits(&self, limits: QueryLimits) {
@@ -71,7 +50,7 @@ impl Collector {
         self: &Arc<Self>,
         expr: Expr,
         t: i64,
-    ) -> Result<Value, QueryFailure> {
+    ) -> Result<Value, QueryError> {
         self.limited(expr, (t, t), move |expr, store, limits| {
             crate::promql::eval_instant(expr, store, t, limits)
         })
@@ -83,7 +62,7 @@ impl Collector {
         self: &Arc<Self>,
         expr: Expr,
         steps: Steps,
-    ) -> Result<RangeValue, QueryFailure> {
+    ) -> Result<RangeValue, QueryError> {
         self.limited(
             expr,
             (steps.start, steps.end),
@@ -99,18 +78,18 @@ impl Collector {
         expr: Expr,
         (start, end): (i64, i64),
         evaluate: impl FnOnce(&Expr, &dyn Select, Limits) -> Result<T, QueryError> + Send + 'static,
-    ) -> Result<T, QueryFailure> {
+    ) -> Result<T, QueryError> {
         if self.remote.is_some() {
             // Remote mode keeps no samples: the error says where they are.
-            return Err(QueryFailure::Execution(self.remote_query_error()));
+            return Err(self.remote_query_error());
         }
         let limits = self.query_limits();
         let started = Instant::now();
         let slots = Arc::clone(self.query_slots(limits.max_concurrency));
         let permit = tokio::time::timeout(limits.timeout, slots.acquire_owned())
             .await
-            .map_err(|_| QueryFailure::Timeout("the queue"))?
-            .map_err(|_| QueryFailure::Timeout("the queue"))?;
+            .map_err(|_| QueryError::Timeout("the queue"))?
+            .map_err(|_| QueryError::Timeout("the queue"))?;
         let me = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -119,18 +98,10 @@ impl Collector {
                 max_samples: limits.max_samples,
                 deadline: Some(started + limits.timeout),
             };
-            evaluate(&expr, &snapshot, limits).map_err(|e| match e {
-                QueryError::TooManySamples => QueryFailure::TooManySamples,
-                QueryError::Timeout => QueryFailure::Timeout("expression evaluation"),
-                e => QueryFailure::Execution(e),
-            })
+            evaluate(&expr, &snapshot, limits)
         })
         .await
-        .unwrap_or_else(|e| {
-            Err(QueryFailure::Execution(QueryError::Eval(format!(
-                "the evaluation failed: {e}"
-            ))))
-        })
+        .unwrap_or_else(|e| Err(QueryError::Eval(format!("the evaluation failed: {e}"))))
     }
 
     /// Why the query API does not answer in remote mode, and where to ask instead.

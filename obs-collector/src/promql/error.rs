@@ -22,8 +22,9 @@ pub enum QueryError {
     BadResponse { status: u16, detail: String },
     /// The evaluation would hold more samples than the query may (`--query.max-samples`).
     TooManySamples,
-    /// The evaluation ran past its deadline (`--query.timeout`).
-    Timeout,
+    /// The query waited for a slot (`"the queue"`) or ran (`"expression evaluation"`) past its
+    /// deadline (`--query.timeout`).
+    Timeout(&'static str),
 }
 
 impl fmt::Display for QueryError {
@@ -40,7 +41,7 @@ impl fmt::Display for QueryError {
             QueryError::TooManySamples => f.write_str(
                 "query processing would load too many samples into memory in query execution",
             ),
-            QueryError::Timeout => f.write_str("query timed out in expression evaluation"),
+            QueryError::Timeout(what) => write!(f, "query timed out in {what}"),
         }
     }
 }

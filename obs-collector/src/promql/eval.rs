@@ -221,7 +221,7 @@ impl Budget {
 
     fn check_time(&self) -> Result<(), QueryError> {
         match self.limits.deadline {
-            Some(d) if Instant::now() > d => Err(QueryError::Timeout),
+            Some(d) if Instant::now() > d => Err(QueryError::Timeout("expression evaluation")),
             _ => Ok(()),
         }
     }

@@ -195,16 +195,10 @@ pub(super) fn error(status: StatusCode, error_type: &str, message: &str) -> Resp
 
 /// A query the limits or the evaluation stopped: 503 `timeout`, else 422 `execution`, as
 /// Prometheus answers.
-fn failure(e: &crate::collector::QueryFailure) -> Response {
+fn failure(e: &QueryError) -> Response {
     match e {
-        crate::collector::QueryFailure::Timeout(_) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, "timeout", &e.to_string())
-        }
-        _ => error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "execution",
-            &e.to_string(),
-        ),
+        QueryError::Timeout(_) => error(StatusCode::SERVICE_UNAVAILABLE, "timeout", &e.to_string()),
+        _ => execution_error(e),
     }
 }
 
