@@ -106,13 +106,7 @@ pub fn eval_instant(
 ) -> Result<Value, QueryError> {
     let steps = Steps::instant(t);
     let budget = Budget::new(limits, 1);
-    let ctx = Ctx {
-        store,
-        steps,
-        query: (t, t),
-        budget: &budget,
-        inner: false,
-    };
+    let ctx = Ctx::query(store, steps, &budget);
     Ok(if expr.is_scalar() {
         Value::Scalar(ctx.scalar(expr)?[0])
     } else {
@@ -138,13 +132,7 @@ pub fn eval_range(
     limits: Limits,
 ) -> Result<RangeValue, QueryError> {
     let budget = Budget::new(limits, steps.len());
-    let ctx = Ctx {
-        store,
-        steps,
-        query: (steps.start, steps.end),
-        budget: &budget,
-        inner: false,
-    };
+    let ctx = Ctx::query(store, steps, &budget);
     if expr.is_scalar() {
         return Ok(RangeValue::Scalar(ctx.scalar(expr)?));
     }
@@ -432,7 +420,18 @@ impl Evaluate for Ctx<'_> {
     }
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    /// The evaluation of a whole query over `steps`.
+    fn query(store: &'a dyn Select, steps: Steps, budget: &'a Budget) -> Ctx<'a> {
+        Ctx {
+            store,
+            steps,
+            query: (steps.start, steps.end),
+            budget,
+            inner: false,
+        }
+    }
+
     /// Whether these are the query's own steps (a subquery's are not counted per step).
     fn counts_steps(&self) -> bool {
         !self.inner
