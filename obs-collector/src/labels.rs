@@ -37,6 +37,20 @@ pub fn valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Prometheus' metric name syntax: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+///
+/// ```
+/// use obs_collector::labels::valid_metric_name;
+/// assert!(valid_metric_name("job:http_requests:rate5m") && valid_metric_name("up"));
+/// assert!(!valid_metric_name("5xx") && !valid_metric_name("a-b") && !valid_metric_name(""));
+/// ```
+pub fn valid_metric_name(n: &str) -> bool {
+    !n.is_empty()
+        && !n.starts_with(|c: char| c.is_ascii_digit())
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
 impl Labels {
     /// Builds a label set from pairs in any order; empty values are dropped (Prometheus treats
     /// an empty label as absent). Later duplicates win.

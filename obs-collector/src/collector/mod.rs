@@ -16,7 +16,7 @@ mod deliver;
 mod metrics;
 mod queries;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
@@ -41,6 +41,7 @@ use crate::notify::{self, Channel, Notifier};
 use crate::promql::remote::Remote;
 use crate::promql::{Local, Querier, Query, QueryFuture};
 use crate::rules::{self, Group, Kind, Transition};
+use crate::scrape::metadata::Metadata;
 use crate::scrape::{self, TargetSeries, TargetStatus};
 use crate::silence::{self, NewSilence, Silence, Silences};
 use crate::state::{self, Persister};
@@ -58,6 +59,8 @@ struct TargetEntry {
     status: Mutex<TargetStatus>,
     /// The exemplars of its last page.
     exemplars: Mutex<Vec<Exemplar>>,
+    /// What its last page says of its metric families (a leaf lock).
+    metadata: Mutex<Arc<BTreeMap<String, Metadata>>>,
 }
 
 /// A scrape target as the pages and the API show it: its job, its configuration and a copy
@@ -212,6 +215,7 @@ impl Collector {
                         ..Default::default()
                     }),
                     exemplars: Mutex::default(),
+                    metadata: Mutex::default(),
                 })
             })
             .collect();
@@ -294,6 +298,7 @@ impl Collector {
         let mut deployed = false;
         if result.is_ok() {
             *lock(&entry.exemplars) = std::mem::take(&mut previous.exemplars);
+            *lock(&entry.metadata) = Arc::clone(&previous.metadata);
             let instance = entry.target.labels.get("instance").unwrap_or_default();
             let version = previous.version.as_deref();
             let mut deploys = lock(&self.deploys);
@@ -630,6 +635,33 @@ impl Collector {
                 })
             })
             .collect()
+    }
+
+    /// What the targets' last pages say of their metric families (`/api/v1/metadata`): each
+    /// family's distinct metadata, at most `per_metric` of them, of `metric` alone if given.
+    /// Remote mode scrapes nothing: its error says where the backend is.
+    pub fn metric_metadata(
+        &self,
+        metric: Option<&str>,
+        per_metric: usize,
+    ) -> Result<BTreeMap<String, BTreeSet<Metadata>>, crate::promql::QueryError> {
+        if self.remote.is_some() {
+            return Err(self.remote_query_error());
+        }
+        let mut families: BTreeMap<String, BTreeSet<Metadata>> = BTreeMap::new();
+        for target in &self.targets {
+            let page = Arc::clone(&lock(&target.metadata));
+            let wanted = page
+                .iter()
+                .filter(|(name, _)| metric.is_none_or(|m| m == name.as_str()));
+            for (name, m) in wanted {
+                let set = families.entry(name.clone()).or_default();
+                if set.len() < per_metric {
+                    set.insert(m.clone());
+                }
+            }
+        }
+        Ok(families)
     }
 
     /// The example traces of the firing alert with `labels` (the status page's).

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::{line, ConfigError, Dur};
-use crate::labels::{Labels, NAME};
+use crate::labels::{valid_metric_name, Labels, NAME};
 use crate::promql::{self, Expr, Value};
 use crate::store::{self, Store};
 pub use alerting::{Alert, AlertingRule, State, Transition};
@@ -309,13 +309,6 @@ pub fn slo_budget<'a>(groups: impl IntoIterator<Item = &'a Group>) -> Option<f64
         .find(|a| a.name == "ErrorBudgetFastBurn")
         .and_then(|a| a.expr.threshold())
         .map(|t| t / FAST_BURN)
-}
-
-fn valid_metric_name(n: &str) -> bool {
-    !n.is_empty()
-        && !n.starts_with(|c: char| c.is_ascii_digit())
-        && n.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
 #[cfg(test)]

@@ -5,9 +5,10 @@
 //! page) writes `up` 0 and stale markers for the target's previous series, exactly like
 //! Prometheus, so queries stop seeing them at once; it never stops the process.
 
+pub mod metadata;
 pub mod parse;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ use crate::config::{Job, Target};
 use crate::labels::{Labels, NAME};
 use crate::promql::Exemplar;
 use crate::store::{self, SeriesRef, Store};
+use metadata::Metadata;
 
 /// What a page is accepted as.
 const ACCEPT: &str =
@@ -60,6 +62,10 @@ pub struct TargetSeries {
     pub version: Option<String>,
     /// The last page's `process_start_time_seconds`.
     pub started_s: Option<f64>,
+    /// What the last page says of its metric families, rebuilt only when its comments change
+    /// (`comments`, their hash).
+    pub metadata: Arc<BTreeMap<String, Metadata>>,
+    comments: u64,
 }
 
 /// The series that say what a target serves (obs-core's names, the Prometheus conventions).
@@ -153,7 +159,11 @@ pub fn ingest(
     cache.scrapes += 1;
     let scrape = cache.scrapes;
     let outcome = page.and_then(|page| {
-        let raw = parse::parse_raw(&page).map_err(|e| ScrapeError::Malformed(e.to_string()))?;
+        let parse::RawPage {
+            samples: raw,
+            comments,
+            openmetrics,
+        } = parse::parse_page(&page).map_err(|e| ScrapeError::Malformed(e.to_string()))?;
         // Validate the lines not seen before, before storing anything.
         let mut fresh = Vec::new();
         for (i, r) in raw.iter().enumerate() {
@@ -204,6 +214,11 @@ pub fn ingest(
                 entry.1 = store.get_or_create(&entry.0);
                 store.append_ref(entry.1, t, r.value);
             }
+        }
+        let hash = std::hash::BuildHasher::hash_one(&cache.keys, (&comments, openmetrics));
+        if hash != cache.comments {
+            cache.metadata = Arc::new(metadata::of_comments(&comments, openmetrics));
+            cache.comments = hash;
         }
         Ok(raw.len())
     });
@@ -401,6 +416,70 @@ mod tests {
             store.series(Some("a")).next().unwrap().instant(2000, false),
             Some(2.0)
         );
+    }
+
+    #[test]
+    fn metadata_follows_the_last_good_page() {
+        let mut store = Store::new(600_000);
+        let mut prev = TargetSeries::default();
+        let page = |p: &str| Ok(p.to_owned());
+        scrape_page(
+            &mut store,
+            &mut prev,
+            1000,
+            page(
+                "# TYPE a gauge
+a 1
+",
+            ),
+        )
+        .unwrap();
+        let first = Arc::clone(&prev.metadata);
+        assert_eq!(first["a"].kind, "gauge");
+        scrape_page(
+            &mut store,
+            &mut prev,
+            2000,
+            page(
+                "# TYPE a gauge
+a 2
+",
+            ),
+        )
+        .unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &prev.metadata),
+            "same comments: not rebuilt"
+        );
+        let bad = scrape_page(
+            &mut store,
+            &mut prev,
+            3000,
+            page(
+                "# TYPE b counter
+b{ 1
+",
+            ),
+        );
+        assert!(bad.is_err());
+        assert_eq!(
+            prev.metadata.keys().collect::<Vec<_>>(),
+            ["a"],
+            "a bad page changes nothing"
+        );
+        scrape_page(
+            &mut store,
+            &mut prev,
+            4000,
+            page(
+                "# HELP b B.
+b 1
+",
+            ),
+        )
+        .unwrap();
+        assert_eq!(prev.metadata.keys().collect::<Vec<_>>(), ["b"]);
+        assert_eq!(prev.metadata["b"].help, "B.");
     }
 
     #[test]

@@ -104,10 +104,26 @@ pub struct RawSample<'a> {
     pub timestamp: Option<f64>,
 }
 
+/// A page split into its sample lines and its comments.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RawPage<'a> {
+    pub samples: Vec<RawSample<'a>>,
+    /// The text after each comment's `#` (`# HELP`, `# TYPE` and `# UNIT` among them: what
+    /// [`super::metadata`] reads), `# EOF` excepted.
+    pub comments: Vec<&'a str>,
+    /// Whether the page ends with `# EOF`, as OpenMetrics pages do (where help texts escape `"`).
+    pub openmetrics: bool,
+}
+
 /// Splits a page into sample lines, validating everything but the label contents (checked
 /// by [`parse_series`] the first time a series text is seen).
 pub fn parse_raw(page: &str) -> Result<Vec<RawSample<'_>>, ParseError> {
-    let mut out = Vec::new();
+    parse_page(page).map(|page| page.samples)
+}
+
+/// [`parse_raw`], with the page's comments.
+pub fn parse_page(page: &str) -> Result<RawPage<'_>, ParseError> {
+    let mut out = RawPage::default();
     let mut saw_eof = false;
     for (i, raw) in page.split('\n').enumerate() {
         let line = raw.strip_suffix('\r').unwrap_or(raw);
@@ -128,11 +144,13 @@ pub fn parse_raw(page: &str) -> Result<Vec<RawSample<'_>>, ParseError> {
         if let Some(comment) = trimmed.strip_prefix('#') {
             if comment.trim() == "EOF" {
                 saw_eof = true;
+            } else {
+                out.comments.push(comment);
             }
             continue;
         }
         let (series, value, timestamp, exemplar) = split_sample(trimmed).map_err(err)?;
-        out.push(RawSample {
+        out.samples.push(RawSample {
             series,
             value,
             line: i + 1,
@@ -140,6 +158,7 @@ pub fn parse_raw(page: &str) -> Result<Vec<RawSample<'_>>, ParseError> {
             timestamp,
         });
     }
+    out.openmetrics = saw_eof;
     Ok(out)
 }
 

@@ -107,6 +107,7 @@ pub fn router(collector: Arc<Collector>, obs: Arc<obs::Obs>, access: Access) -> 
         )
         .route("/api/v1/label/{name}/values", get(series_api::label_values))
         .route("/api/v1/status/buildinfo", get(series_api::buildinfo))
+        .route("/api/v1/metadata", get(series_api::metadata))
         .route(
             "/api/v1/query_exemplars",
             get(series_api::exemplars).post(series_api::exemplars),

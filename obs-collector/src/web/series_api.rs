@@ -4,7 +4,8 @@
 //! `start`/`end` as RFC 3339 or Unix seconds, `limit`), and `/api/v1/status/buildinfo`,
 //! shaped as a Prometheus that has the label-match API (2.24 and later), so Grafana uses it;
 //! and `/api/v1/query_exemplars` from the exemplars the collector keeps (each target's last
-//! page). Series come from the blocks' indexes and the head: no sample is read.
+//! page), and `/api/v1/metadata` from the `# TYPE`, `# HELP` and `# UNIT` of each target's
+//! last page. Series come from the blocks' indexes and the head: no sample is read.
 
 use std::collections::BTreeSet;
 
@@ -203,6 +204,61 @@ pub(super) async fn exemplars(
         .map(|(series, exemplars)| json!({ "seriesLabels": metric(&series), "exemplars": exemplars }))
         .collect();
     success(Json::Array(data))
+}
+
+/// A count parameter as Prometheus reads `/api/v1/metadata`'s: absent or negative, no limit.
+fn count(
+    params: &std::collections::BTreeMap<String, String>,
+    name: &str,
+) -> Result<usize, BadData> {
+    match params.get(name).map(|text| text.parse::<i64>()) {
+        None => Ok(usize::MAX),
+        Some(Ok(n)) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+        Some(Err(_)) => Err(BadData(format!("{name} must be a number"))),
+    }
+}
+
+/// `GET /api/v1/metadata`: `metric`, `limit` (families), `limit_per_metric`; from what the
+/// targets' last pages say (`# TYPE`, `# HELP`, `# UNIT`), as Prometheus answers from its
+/// active targets. Grafana's query editor shows it beside the metric names.
+pub(super) async fn metadata(State(app): State<App>, RawQuery(query): RawQuery) -> Response {
+    let params = params(query.as_deref(), &[]);
+    let asked = count(&params, "limit").and_then(|limit| {
+        // Prometheus takes 0 per metric as no limit, and 0 families as none.
+        let per_metric = count(&params, "limit_per_metric")?;
+        Ok((
+            limit,
+            if per_metric == 0 {
+                usize::MAX
+            } else {
+                per_metric
+            },
+        ))
+    });
+    let (limit, per_metric) = match asked {
+        Ok(asked) => asked,
+        Err(BadData(m)) => return error(StatusCode::BAD_REQUEST, "bad_data", &m),
+    };
+    let metric = params
+        .get("metric")
+        .map(String::as_str)
+        .filter(|m| !m.is_empty());
+    let families = match app.collector.metric_metadata(metric, per_metric) {
+        Ok(found) => found,
+        Err(e) => return execution_error(&e),
+    };
+    let data: serde_json::Map<String, Json> = families
+        .into_iter()
+        .take(limit)
+        .map(|(name, set)| {
+            let entries = set
+                .into_iter()
+                .map(|m| json!({ "type": m.kind, "help": m.help, "unit": m.unit }))
+                .collect();
+            (name, Json::Array(entries))
+        })
+        .collect();
+    success(Json::Object(data))
 }
 
 /// The Prometheus API version this collector answers as: at least 2.24, so Grafana uses the
