@@ -483,6 +483,17 @@ fn run(args: Args) -> ExitCode {
         .enable_all()
         .build()
         .expect("runtime");
+    // The collector's own work (scrapes, rule evaluations, notifications) runs on a runtime of
+    // its own, the web server on the other: requests queue behind requests, never ahead of an
+    // evaluation. Measured (`tests/hostile_queries.rs`): with one runtime, 10,000 requests at
+    // once delayed the evaluations of a 1 s group until 3 of 6 seconds had none.
+    let work = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("collector")
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let work_handle = work.handle().clone();
     runtime.block_on(async move {
         let obs = match obs::Config::new()
             .service_name("obs-collector")
@@ -553,7 +564,10 @@ fn run(args: Args) -> ExitCode {
                 "cannot keep samples on disk ({e}): running in memory, a restart starts empty"
             ),
         }
-        collector.spawn();
+        {
+            let _work = work_handle.enter();
+            collector.spawn();
+        }
         let access = web::Access::from_env(&|k| std::env::var(k).ok());
         if access.is_open() && !args.listen.ip().is_loopback() {
             tracing::warn!(

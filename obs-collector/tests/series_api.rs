@@ -214,3 +214,99 @@ fn exemplars_are_answered_from_the_scraped_pages() {
     let r = client::get(collector.addr, "/api/v1/query_exemplars").unwrap();
     assert_eq!(r.status, 400, "{}", r.body);
 }
+
+/// Sorts each family's entries (Prometheus lists a family's distinct metadata in map order).
+fn sorted_metadata(mut answer: Value) -> Value {
+    if let Some(families) = answer["data"].as_object_mut() {
+        for entries in families.values_mut() {
+            if let Some(list) = entries.as_array_mut() {
+                list.sort_by_key(|e| e.to_string());
+            }
+        }
+    }
+    answer
+}
+
+/// `/api/v1/metadata` against a real Prometheus scraping the same two targets (text format, as
+/// obs-core serves it): types with `untyped`, help with escapes, a family with help alone,
+/// and one family that the two targets describe differently (both listed, once each).
+#[test]
+fn metadata_answers_as_prometheus_does() {
+    let dir = temp_dir("metadata-api");
+    let a = fake_target(Arc::new(Mutex::new(
+        "# HELP http_requests_total Requests, by \\\"route\\\".\\nPer instance \\\\ job.\n\
+         # TYPE http_requests_total counter\nhttp_requests_total{route=\"/\"} 3\n\
+         # HELP queue_depth Jobs waiting.\n# TYPE queue_depth gauge\nqueue_depth 2\n\
+         # TYPE temperature untyped\ntemperature 21\n\
+         # HELP only_help No type given.\nonly_help 1\n\
+         # TYPE d_seconds histogram\nd_seconds_bucket{le=\"+Inf\"} 1\nd_seconds_count 1\nd_seconds_sum 0.5\n"
+            .to_owned(),
+    )));
+    let b = fake_target(Arc::new(Mutex::new(
+        "# HELP queue_depth Jobs in the queue.\n# TYPE queue_depth gauge\nqueue_depth 5\n"
+            .to_owned(),
+    )));
+    let config = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: svc\n    static_configs: [{{ targets: ['{a}', '{b}'] }}]\n"
+    );
+    let file = dir.join("collector.yml");
+    std::fs::write(&file, &config).unwrap();
+    let collector = Collector::start(&file, &dir.join("state.json"), &[]);
+    let prom = Prometheus::start(&config).unwrap();
+    let wait = |addr| {
+        obs_testkit::eventually(
+            std::time::Duration::from_secs(20),
+            || format!("{addr}: not both targets' metadata yet"),
+            || {
+                let v = ask(addr, "/api/v1/metadata", false);
+                let families = v["data"].as_object()?;
+                (families.len() == 5 && families["queue_depth"].as_array()?.len() == 2)
+                    .then_some(())
+            },
+        )
+    };
+    wait(prom.addr);
+    wait(collector.addr);
+    let theirs = sorted_metadata(ask(prom.addr, "/api/v1/metadata", false));
+    assert_eq!(
+        theirs["data"]["http_requests_total"][0]["help"],
+        "Requests, by \\\"route\\\".\nPer instance \\ job.",
+        "the escapes this test means to check: {theirs}"
+    );
+    for call in [
+        "/api/v1/metadata",
+        "/api/v1/metadata?metric=queue_depth",
+        "/api/v1/metadata?limit_per_metric=1",
+        "/api/v1/metadata?metric=absent_metric",
+        "/api/v1/metadata?limit=0",
+        "/api/v1/metadata?limit=-1&limit_per_metric=0",
+    ] {
+        let ours = sorted_metadata(ask(collector.addr, call, false));
+        let theirs = sorted_metadata(ask(prom.addr, call, false));
+        if call.contains("limit_per_metric=1") {
+            // Prometheus 2.42 predates `limit_per_metric` (it lists both); 2.53, whose API
+            // the collector answers as, keeps one, as the collector does.
+            let count = |v: &Value| v["data"]["queue_depth"].as_array().map(Vec::len);
+            assert_eq!((count(&ours), count(&theirs)), (Some(1), Some(2)), "{call}");
+            continue;
+        }
+        assert_eq!(ours, theirs, "{call}");
+    }
+    // `limit` keeps that many families (which ones is Prometheus' map order: compare counts).
+    let families = |v: Value| v["data"].as_object().map(|m| m.len());
+    let call = "/api/v1/metadata?limit=2";
+    assert_eq!(
+        families(ask(collector.addr, call, false)),
+        families(ask(prom.addr, call, false))
+    );
+    let bad = "/api/v1/metadata?limit=many";
+    let (ours, theirs) = (
+        client::get(collector.addr, bad).unwrap(),
+        client::get(prom.addr, bad).unwrap(),
+    );
+    assert_eq!((ours.status, theirs.status), (400, 400), "{bad}");
+    let error = |body: &str| serde_json::from_str::<Value>(body).unwrap()["errorType"].clone();
+    assert_eq!(error(&ours.body), error(&theirs.body), "{bad}");
+    let ours = client::get(collector.addr, "/api/v1/metadata?limit_per_metric=x").unwrap();
+    assert_eq!(ours.status, 400, "{}", ours.body);
+}

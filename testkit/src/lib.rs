@@ -5,6 +5,7 @@
 
 pub mod browser;
 pub mod client;
+pub mod dashboard;
 pub mod exposition;
 pub mod floor_plan;
 pub mod process;

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use super::error::QueryError;
 use super::functions::quantile;
-use super::series::{Evaluate, Series};
+use super::series::{group, Evaluate, Series};
 use super::{AggOp, Expr, Grouping};
 use crate::labels::{Labels, NAME};
 
@@ -22,7 +22,6 @@ pub(super) fn aggregate(
     expr: &Expr,
     param: Option<&Expr>,
 ) -> Result<Vec<Series>, QueryError> {
-    let n = ctx.steps();
     match op {
         AggOp::Topk | AggOp::Bottomk => {
             let k = ctx.scalar(param.ok_or("topk and bottomk need k")?)?;
@@ -32,9 +31,7 @@ pub(super) fn aggregate(
             let q = ctx.scalar(param.ok_or("quantile needs its φ")?)?;
             let mut groups: HashMap<Labels, Vec<Vec<f64>>> = HashMap::new();
             ctx.stream(expr, &mut |s| {
-                let values = groups
-                    .entry(group_key(&s.labels, grouping))
-                    .or_insert_with(|| vec![Vec::new(); n]);
+                let values = group(ctx, &mut groups, group_key(&s.labels, grouping), Vec::new())?;
                 for (i, p) in s.points.iter().enumerate() {
                     if let Some(v) = p {
                         values[i].push(*v);
@@ -65,7 +62,7 @@ pub(super) fn aggregate(
                     if let Some(v) = p {
                         let mut labels = key.clone();
                         labels.set(label, &format_value(*v));
-                        let counts = groups.entry(labels).or_insert_with(|| vec![None; n]);
+                        let counts = group(ctx, &mut groups, labels, None)?;
                         *counts[i].get_or_insert(0.0) += 1.0;
                     }
                 }
@@ -79,9 +76,12 @@ pub(super) fn aggregate(
         _ => {
             let mut groups: HashMap<Labels, Vec<Acc>> = HashMap::new();
             ctx.stream(expr, &mut |s| {
-                let accs = groups
-                    .entry(group_key(&s.labels, grouping))
-                    .or_insert_with(|| vec![Acc::default(); n]);
+                let accs = group(
+                    ctx,
+                    &mut groups,
+                    group_key(&s.labels, grouping),
+                    Acc::default(),
+                )?;
                 for (acc, p) in accs.iter_mut().zip(&s.points) {
                     if let Some(v) = p {
                         acc.add(op, *v);

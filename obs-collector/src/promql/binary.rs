@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use super::error::QueryError;
-use super::series::{Evaluate, Series, Sink, Unique};
+use super::series::{group, Evaluate, Series, Sink, Unique};
 use super::{BinOp, Expr, Group, Matching};
 use crate::labels::{Labels, NAME};
 
@@ -215,21 +215,19 @@ fn set(
     matching: &Matching,
     sink: &mut Sink,
 ) -> Result<(), QueryError> {
-    let n = ctx.steps();
     // The steps at which each signature of one side has a series.
     let mut present: HashMap<Labels, Vec<bool>> = HashMap::new();
-    let mut mark = |s: &Series| {
-        let steps = present
-            .entry(signature(&s.labels, matching))
-            .or_insert_with(|| vec![false; n]);
+    let mut mark = |s: &Series| -> Result<(), QueryError> {
+        let steps = group(ctx, &mut present, signature(&s.labels, matching), false)?;
         for (p, point) in steps.iter_mut().zip(&s.points) {
             *p |= point.is_some();
         }
+        Ok(())
     };
     match op {
         BinOp::Or => {
             for s in ctx.gather(lhs)? {
-                mark(&s);
+                mark(&s)?;
                 sink(s)?;
             }
             ctx.stream(rhs, &mut |mut s| {
@@ -244,10 +242,7 @@ fn set(
             })
         }
         _ => {
-            ctx.stream(rhs, &mut |s| {
-                mark(&s);
-                Ok(())
-            })?;
+            ctx.stream(rhs, &mut |s| mark(&s))?;
             let keep_matched = op == BinOp::And;
             ctx.stream(lhs, &mut |mut s| {
                 let steps = present.get(&signature(&s.labels, matching));

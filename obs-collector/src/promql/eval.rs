@@ -18,7 +18,7 @@ use super::binary;
 use super::error::QueryError;
 use super::functions::{self, bucket_quantile, bucket_quantile_with};
 pub use super::series::Series;
-use super::series::{same_labelset, Evaluate, Sink, Unique};
+use super::series::{group, same_labelset, Evaluate, Sink, Unique};
 use super::{At, Date, Expr, Func, RangeArg, RangeFunc, Selector};
 use crate::labels::Labels;
 use crate::store::querier::{self, Select};
@@ -243,6 +243,10 @@ impl Evaluate for Ctx<'_> {
             Ok(())
         })?;
         Ok(out)
+    }
+
+    fn hold(&self, slots: usize) -> Result<(), QueryError> {
+        self.budget.hold(slots)
     }
 
     /// A scalar expression's value at each step.
@@ -712,7 +716,6 @@ impl<'a> Ctx<'a> {
     /// `histogram_quantile(q, v)` at each step: the buckets grouped by their labels but `le`
     /// (and the name).
     fn histogram_quantile(&self, q: &[f64], v: &Expr) -> Result<Vec<Series>, QueryError> {
-        let n = self.steps.len();
         let mut groups: HashMap<Labels, Vec<Vec<(f64, f64)>>> = HashMap::new();
         self.stream(v, &mut |s| {
             let Some(le) = s
@@ -724,7 +727,7 @@ impl<'a> Ctx<'a> {
             };
             let mut key = s.labels.without_name();
             key.retain(|n| n != "le");
-            let buckets = groups.entry(key).or_insert_with(|| vec![Vec::new(); n]);
+            let buckets = group(self, &mut groups, key, Vec::new())?;
             for (i, p) in s.points.iter().enumerate() {
                 if let Some(c) = p {
                     buckets[i].push((le, *c));

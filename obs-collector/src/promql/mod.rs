@@ -1,22 +1,21 @@
-//! The PromQL subset the collector evaluates.
+//! PromQL, as Prometheus evaluates it, for the rules and the query API (one engine).
 //!
-//! Expressions are parsed by the `promql-parser` crate, then compiled into [`Expr`]. Anything
-//! outside the subset is refused at load time with a message naming it:
-//! - selectors with `=`, `!=`, `=~`, `!~` matchers and `offset`;
-//! - `rate`, `increase` (range vectors), `histogram_quantile`;
-//! - `sum`, `avg`, `min`, `max`, `count` with `by` or `without`;
-//! - `+ - * / % ^` and `== != > < >= <=` (with `bool`) between scalars and vectors, one-to-one
-//!   vector matching with `on`/`ignoring`;
-//! - `and`, `or`, `unless` with `on`/`ignoring`; unary minus; parentheses.
-//!
-//! Not supported (refused): `group_left`/`group_right`, subqueries, `@`, other functions and
-//! aggregations (`topk`, `quantile`, `irate`, `absent`, ...), string literals.
+//! Expressions are parsed by the `promql-parser` crate (within the [`nesting`] limits), then
+//! compiled into [`Expr`] and evaluated by [`eval`] over the store's
+//! [`Select`](crate::store::querier::Select) seam: every aggregation, vector matching with `on`/`ignoring` and `group_left`/`group_right`, the set
+//! operators, the range functions (`rate`, `irate`, `increase`, `delta`, `idelta`, `deriv`,
+//! `predict_linear`, `resets`, `changes`, the `*_over_time` family), `histogram_quantile`,
+//! label, math, date and time functions, `absent*`, `sort*`, subqueries, `offset` and `@`.
+//! What is not evaluated (native-histogram functions, `sort_by_label`, `info`,
+//! `double_exponential_smoothing`, `limitk`, ...) is refused by name when it is compiled,
+//! never answered with a different number.
 
 mod aggregate;
 mod binary;
 mod error;
 mod eval;
 pub mod functions;
+pub mod nesting;
 mod querier;
 pub mod remote;
 mod series;
@@ -478,17 +477,23 @@ impl fmt::Display for CompileError {
     }
 }
 
-/// Parses and compiles `text`.
+/// Parses and compiles `text`, within the [`nesting`] limits.
 pub fn compile(text: &str) -> Result<Expr, CompileError> {
+    from_ast(&parse(text)?)
+}
+
+/// `text`'s syntax tree, once [`nesting`] has measured it.
+fn parse(text: &str) -> Result<parser::Expr, CompileError> {
+    nesting::check_text(text)?;
     let ast = parser::parse(text).map_err(|e| CompileError(format!("PromQL syntax error: {e}")))?;
-    from_ast(&ast)
+    nesting::check_tree(&ast)?;
+    Ok(ast)
 }
 
 /// For remote evaluation: any valid PromQL is accepted (the backend evaluates it); what the
 /// local subset understands is still compiled, for thresholds in messages.
 pub fn compile_for_remote(text: &str) -> Result<Expr, CompileError> {
-    let ast = parser::parse(text).map_err(|e| CompileError(format!("PromQL syntax error: {e}")))?;
-    Ok(from_ast(&ast).unwrap_or(Expr::Remote))
+    Ok(from_ast(&parse(text)?).unwrap_or(Expr::Remote))
 }
 
 impl Expr {

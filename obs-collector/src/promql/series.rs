@@ -31,6 +31,27 @@ pub(super) trait Evaluate {
     fn scalar(&self, e: &Expr) -> Result<Vec<f64>, QueryError>;
     /// A vector expression's series, each to `sink` as it is computed.
     fn stream(&self, e: &Expr, sink: &mut Sink) -> Result<(), QueryError>;
+    /// Counts `slots` values more held against the query's budget.
+    fn hold(&self, slots: usize) -> Result<(), QueryError>;
+}
+
+/// The entry of `key` in `groups`, made of a copy of `empty` for each step the first time. A
+/// group made is counted against the query's budget then, one slot a step, whatever comes to
+/// fill them: `count_values` over a counter makes a group for every value it meets.
+pub(super) fn group<'g, T: Clone>(
+    ctx: &dyn Evaluate,
+    groups: &'g mut HashMap<Labels, Vec<T>>,
+    key: Labels,
+    empty: T,
+) -> Result<&'g mut Vec<T>, QueryError> {
+    use std::collections::hash_map::Entry;
+    Ok(match groups.entry(key) {
+        Entry::Occupied(e) => e.into_mut(),
+        Entry::Vacant(e) => {
+            ctx.hold(ctx.steps())?;
+            e.insert(vec![empty; ctx.steps()])
+        }
+    })
 }
 
 /// Where a series goes as it is computed.

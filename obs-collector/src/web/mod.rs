@@ -90,13 +90,17 @@ pub fn router(collector: Arc<Collector>, obs: Arc<obs::Obs>, access: Access) -> 
         obs,
         access: Arc::new(access),
     };
-    let protected = Router::new()
-        .route("/", get(status_page::page))
-        .route("/api/v1/alerts", get(alerts))
-        .route("/api/v1/rules", get(rules))
-        .route("/api/v1/targets", get(targets))
-        .route("/api/v1/deploys", get(deploys))
-        .route("/api/v1/report", get(report_page::api))
+    // The query API takes larger forms: a query of Grafana's multi-value variables is a long
+    // regex, and a form triples it (`%7C` for `|`).
+    let queries = Router::new()
+        .route(
+            "/api/v1/query",
+            get(query_api::instant).post(query_api::instant),
+        )
+        .route(
+            "/api/v1/query_range",
+            get(query_api::range).post(query_api::range),
+        )
         .route(
             "/api/v1/series",
             get(series_api::series).post(series_api::series),
@@ -106,21 +110,22 @@ pub fn router(collector: Arc<Collector>, obs: Arc<obs::Obs>, access: Access) -> 
             get(series_api::labels).post(series_api::labels),
         )
         .route("/api/v1/label/{name}/values", get(series_api::label_values))
-        .route("/api/v1/status/buildinfo", get(series_api::buildinfo))
-        .route("/api/v1/metadata", get(series_api::metadata))
         .route(
             "/api/v1/query_exemplars",
             get(series_api::exemplars).post(series_api::exemplars),
         )
+        .layer(axum::extract::DefaultBodyLimit::max(query_api::BODY_MAX));
+    let protected = Router::new()
+        .merge(queries)
+        .route("/api/v1/status/buildinfo", get(series_api::buildinfo))
+        .route("/api/v1/metadata", get(series_api::metadata))
+        .route("/", get(status_page::page))
+        .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/rules", get(rules))
+        .route("/api/v1/targets", get(targets))
+        .route("/api/v1/deploys", get(deploys))
+        .route("/api/v1/report", get(report_page::api))
         .route("/report", get(report_page::page))
-        .route(
-            "/api/v1/query",
-            get(query_api::instant).post(query_api::instant),
-        )
-        .route(
-            "/api/v1/query_range",
-            get(query_api::range).post(query_api::range),
-        )
         .route("/metrics", get(metrics))
         .route(
             "/api/v2/silences",

@@ -22,6 +22,10 @@ use crate::promql::{self, QueryError, RangeValue, Series, Steps, Value};
 /// Prometheus' limit on the points of one series in a range query.
 const MAX_POINTS: i64 = 11_000;
 
+/// The largest form the query API reads (the other pages: [`super::alertmanager_api::BODY_MAX`]).
+/// Read only once the credentials are checked.
+pub const BODY_MAX: usize = 1024 * 1024;
+
 /// A request that cannot be answered as asked: `bad_data`, 400.
 #[derive(Debug)]
 pub(super) struct BadData(pub(super) String);

@@ -172,3 +172,55 @@ fn histogram_quantile_groups_without_le() {
     assert_eq!(v[0].labels.to_string(), "{job=\"a\"}");
     assert!((v[0].value - 0.15).abs() < 1e-12);
 }
+
+/// The deepest queries the nesting limit lets through compile and evaluate, instant and
+/// range, on a thread with tokio's 2 MiB stack, unoptimised (the build with the largest
+/// frames); one level more is refused by name.
+#[test]
+fn the_deepest_queries_allowed_run() {
+    use crate::promql::nesting::MAX_DEPTH;
+    let levels = MAX_DEPTH - 1; // around one selector or number
+    let nested = |open: &str, inner: &str, close: &str, n: usize| {
+        format!("{}{inner}{}", open.repeat(n), close.repeat(n))
+    };
+    let queries = [
+        nested("sum(", "up", ")", levels),
+        nested("abs(", "up", ")", levels),
+        nested("(", "up", ")", levels),
+        nested(
+            "label_replace(",
+            "up",
+            ", \"a\", \"$1\", \"job\", \"(.*)\")",
+            levels,
+        ),
+        nested("histogram_quantile(0.5, ", "req_count", ")", levels),
+        nested("topk(1, ", "up", ")", levels),
+        nested("-(", "up", ")", levels / 2),
+        format!("{}up", "up + on(job) group_left ".repeat(levels)),
+        format!("{}1", "1 - ".repeat(levels)),
+        format!("{}up", "up or ".repeat(levels)),
+        nested("max_over_time((", "up", ")[1m:15s])", levels / 3),
+        nested("vector(scalar(", "up", "))", levels / 2),
+    ];
+    let handle = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            let st = store();
+            let steps = Steps {
+                start: 0,
+                end: 120 * S,
+                step: 15 * S,
+            };
+            for q in &queries {
+                let expr = compile(q).unwrap_or_else(|e| panic!("{}: {e}", &q[..60]));
+                eval_instant(&expr, &st, 60 * S, Limits::NONE)
+                    .unwrap_or_else(|e| panic!("{}: {e}", &q[..60]));
+                eval_range(&expr, &st, steps, Limits::NONE)
+                    .unwrap_or_else(|e| panic!("{}: {e}", &q[..60]));
+            }
+        })
+        .unwrap();
+    handle.join().unwrap();
+    let too_deep = compile(&nested("abs(", "up", ")", MAX_DEPTH)).unwrap_err();
+    assert!(too_deep.0.contains("levels deep"), "{too_deep}");
+}
