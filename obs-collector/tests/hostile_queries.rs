@@ -140,13 +140,16 @@ fn hostile_queries_get_errors_and_the_rules_keep_their_interval() {
         "a 1 s step",
     );
     // At the finest step allowed, every value makes a group of 11,000 steps: the budget
-    // stops it (Prometheus' 50 million samples) long before memory does.
+    // stops it (Prometheus' 50 million samples) long before memory does, or, on a machine
+    // busy enough, the timeout does first.
     let finest = ((30 * DAY_S + 10_999) / 11_000).to_string();
-    refused(
-        range(c.addr, every, month, &finest),
-        (422, "execution"),
-        "too many samples",
-        "count_values at the finest step",
+    let (status, v) = range(c.addr, every, month, &finest);
+    let message = v["error"].as_str().unwrap_or_default();
+    assert!(
+        (status, v["errorType"].as_str()) == (422, Some("execution"))
+            && message.contains("too many samples")
+            || (status, v["errorType"].as_str()) == (503, Some("timeout")),
+        "count_values at the finest step: {status} {v}"
     );
     eprintln!("peak RSS after count_values: {} MiB", peak_mib(&c));
     // What the budget lets through is answered.

@@ -173,7 +173,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             started.elapsed().as_secs_f64()
         );
         results.push(measure(
-            &version("prometheus"),
+            &version("prometheus", "--version"),
             prom.addr,
             prom.pid(),
             &requests,
@@ -183,7 +183,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     match VictoriaMetrics::start(&dir, &files) {
         Ok(vm) => results.push(measure(
-            &version("victoria-metrics"),
+            &version("victoria-metrics", "-version"),
             vm.addr,
             vm.child.id(),
             &requests,
@@ -328,10 +328,10 @@ fn ask_all(
     out.into_inner().unwrap()
 }
 
-/// `command --version`'s first line, or the command.
-fn version(command: &str) -> String {
+/// `command flag`'s first line (its version), or the command.
+fn version(command: &str, flag: &str) -> String {
     Command::new(command)
-        .arg("--version")
+        .arg(flag)
         .output()
         .ok()
         .and_then(|o| {

@@ -140,41 +140,35 @@ fn vectors(
             return Ok(());
         };
         // The results of this series, by their labels (a grouped result's labels depend on
-        // which "one" series matched at a step).
+        // which "one" series matched at a step), and the result each of its matches gives:
+        // labels are made once a match, not once a step.
         let mut results: Vec<Series> = Vec::new();
+        let mut result_of: Vec<Option<usize>> = vec![None; members.len()];
         for (i, p) in s.points.iter().enumerate() {
             let Some(v) = *p else { continue };
-            let Some(&m) = members.iter().find(|&&m| ones[m].points[i].is_some()) else {
+            let Some(k) = members.iter().position(|&m| ones[m].points[i].is_some()) else {
                 continue;
             };
+            let m = members[k];
             let o = ones[m].points[i].expect("found present");
             let (l, r) = if right_is_many { (o, v) } else { (v, o) };
             let Some(value) = finish(l, r, l) else { continue };
-            let mut labels = if drop_name {
-                s.labels.without_name()
-            } else {
-                s.labels.clone()
-            };
-            match &matching.group {
-                None if matching.on => labels.retain(|n| matching.labels.iter().any(|m| m == n)),
-                None => labels.retain(|n| !matching.labels.iter().any(|m| m == n)),
-                Some(Group::Left(include) | Group::Right(include)) => {
-                    for name in include {
-                        match ones[m].labels.get(name).filter(|v| !v.is_empty()) {
-                            Some(v) => labels.set(name, v),
-                            None => labels.retain(|n| n != name.as_str()),
-                        }
-                    }
-                }
-            }
-            let at = match results.iter().position(|r| r.labels == labels) {
+            let at = match result_of[k] {
                 Some(at) => at,
                 None => {
-                    results.push(Series {
-                        labels,
-                        points: vec![None; n],
-                    });
-                    results.len() - 1
+                    let labels = joined_labels(&s.labels, &ones[m].labels, matching, drop_name);
+                    let at = match results.iter().position(|r| r.labels == labels) {
+                        Some(at) => at,
+                        None => {
+                            results.push(Series {
+                                labels,
+                                points: vec![None; n],
+                            });
+                            results.len() - 1
+                        }
+                    };
+                    result_of[k] = Some(at);
+                    at
                 }
             };
             results[at].points[i] = Some(value);
@@ -192,6 +186,29 @@ fn vectors(
         }
         Ok(())
     })
+}
+
+/// The labels of the result of `many` joined with `one`: one to one, the matching labels (`on`)
+/// or all but them (`ignoring`); grouped, the "many" side's plus the included labels of `one`.
+fn joined_labels(many: &Labels, one: &Labels, matching: &Matching, drop_name: bool) -> Labels {
+    let mut labels = if drop_name {
+        many.without_name()
+    } else {
+        many.clone()
+    };
+    match &matching.group {
+        None if matching.on => labels.retain(|n| matching.labels.iter().any(|m| m == n)),
+        None => labels.retain(|n| !matching.labels.iter().any(|m| m == n)),
+        Some(Group::Left(include) | Group::Right(include)) => {
+            for name in include {
+                match one.get(name).filter(|v| !v.is_empty()) {
+                    Some(v) => labels.set(name, v),
+                    None => labels.retain(|n| n != name.as_str()),
+                }
+            }
+        }
+    }
+    labels
 }
 
 /// The labels two series must share to match.

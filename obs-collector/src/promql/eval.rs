@@ -558,8 +558,9 @@ impl<'a> Ctx<'a> {
             let samples = querier::without_stale(samples);
             let mut points = Vec::with_capacity(n);
             let mut any = false;
+            let mut windows = querier::Windows::new(&samples, range_ms, left_closed);
             for (i, &t) in times.iter().enumerate() {
-                let window = &samples[querier::range(&samples, t, range_ms, left_closed)];
+                let window = &samples[windows.at(t)];
                 if count {
                     self.budget.read(i, window.len())?;
                 }

@@ -29,8 +29,8 @@ use std::path::{Path, PathBuf};
 
 use super::chunk::{self, Undecodable};
 use super::encoding::{
-    frame, get_bytes, get_labels, get_varint, put_bytes, put_labels, put_varint, unframe, unzigzag,
-    zigzag,
+    frame, get_bytes, get_labels_interned, get_varint, put_bytes, put_labels, put_varint, unframe,
+    unzigzag, zigzag, Strings,
 };
 use crate::labels::Labels;
 
@@ -366,9 +366,10 @@ impl Block {
         let frame = self.frame(span)?;
         let mut b = frame.as_slice();
         let mut entries = Vec::new();
+        let mut strings = Strings::new();
         while !b.is_empty() {
             let entry = (|| {
-                let labels = get_labels(&mut b)?;
+                let labels = get_labels_interned(&mut b, &mut strings)?;
                 let times = usize::try_from(get_varint(&mut b)?)
                     .ok()
                     .filter(|&t| t < self.times.len())?;

@@ -1,6 +1,9 @@
 //! The bytes the log and the blocks share: varints (LEB128), zigzag for signed numbers,
 //! length-prefixed strings, label sets, and checksummed frames.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use crate::labels::Labels;
 
 /// Appends `[payload length: u32 LE][CRC-32 of the payload: u32 LE][payload]`.
@@ -75,14 +78,32 @@ pub fn put_labels(out: &mut Vec<u8>, labels: &Labels) {
 
 /// Reads a label set written by [`put_labels`].
 pub fn get_labels(bytes: &mut &[u8]) -> Option<Labels> {
+    get_labels_interned(bytes, &mut Strings::new())
+}
+
+/// Label names and values read so far, each once: the series of a block share a few
+/// hundred distinct strings, so a read of thousands of series holds each once.
+pub type Strings = HashMap<Vec<u8>, Arc<str>>;
+
+/// [`get_labels`], its strings shared through `strings`.
+pub fn get_labels_interned(bytes: &mut &[u8], strings: &mut Strings) -> Option<Labels> {
     let n = usize::try_from(get_varint(bytes)?).ok()?;
     let mut pairs = Vec::with_capacity(n.min(64));
     for _ in 0..n {
-        let name = String::from_utf8(get_bytes(bytes)?.to_vec()).ok()?;
-        let value = String::from_utf8(get_bytes(bytes)?.to_vec()).ok()?;
+        let name = intern(get_bytes(bytes)?, strings)?;
+        let value = intern(get_bytes(bytes)?, strings)?;
         pairs.push((name, value));
     }
-    Some(Labels::new(pairs))
+    Some(Labels::from_arcs(pairs))
+}
+
+fn intern(raw: &[u8], strings: &mut Strings) -> Option<Arc<str>> {
+    if let Some(known) = strings.get(raw) {
+        return Some(Arc::clone(known));
+    }
+    let s: Arc<str> = Arc::from(std::str::from_utf8(raw).ok()?);
+    strings.insert(raw.to_vec(), Arc::clone(&s));
+    Some(s)
 }
 
 #[cfg(test)]
