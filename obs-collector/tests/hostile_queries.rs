@@ -190,41 +190,43 @@ fn hostile_queries_get_errors_and_the_rules_keep_their_interval() {
 
     // 100 KB queries.
     let kb100 = 100 * 1024;
-    let parens = format!("{}1{}", "(".repeat(kb100 / 2), ")".repeat(kb100 / 2));
-    refused(
-        instant(c.addr, &parens, last),
-        (400, "bad_data"),
-        "brackets deep",
-        "50,000 parentheses",
-    );
-    let sums = format!("{}up{}", "sum(".repeat(kb100 / 5), ")".repeat(kb100 / 5));
-    refused(
-        instant(c.addr, &sums, last),
-        (400, "bad_data"),
-        "brackets deep",
-        "20,000 nested sums",
-    );
-    let chain = format!("{}1", "1+".repeat(kb100 / 2));
-    refused(
-        instant(c.addr, &chain, last),
-        (400, "bad_data"),
-        "operators",
-        "a chain of 50,000",
-    );
-    let negations = format!("{}1", "-".repeat(kb100));
-    refused(
-        instant(c.addr, &negations, last),
-        (400, "bad_data"),
-        "operators",
-        "100 KB of minus",
-    );
-    let shallow = format!("{}1", "1 + ".repeat(500));
-    refused(
-        instant(c.addr, &shallow, last),
-        (400, "bad_data"),
-        "levels deep",
-        "a chain of 500",
-    );
+    let nested = |open: &str, inner: &str, close: &str, n: usize| {
+        format!("{}{inner}{}", open.repeat(n), close.repeat(n))
+    };
+    for (query, needle, what) in [
+        (
+            nested("(", "1", ")", kb100 / 2),
+            "brackets deep",
+            "51,200 parentheses",
+        ),
+        (
+            nested("sum(", "up", ")", kb100 / 5),
+            "brackets deep",
+            "20,480 nested sums",
+        ),
+        (
+            format!("{}1", "1+".repeat(kb100 / 2)),
+            "operators",
+            "a chain of 51,200",
+        ),
+        (
+            format!("{}1", "-".repeat(kb100)),
+            "operators",
+            "100 KB of minus",
+        ),
+        (
+            format!("{}1", "1 + ".repeat(500)),
+            "levels deep",
+            "a chain of 500",
+        ),
+    ] {
+        refused(
+            instant(c.addr, &query, last),
+            (400, "bad_data"),
+            needle,
+            what,
+        );
+    }
     // A 100 KB regex (Grafana's multi-value variables make them): answered.
     let alternatives: Vec<String> = (0..15_000).map(|i| format!("/r{i}")).collect();
     let wide = format!(

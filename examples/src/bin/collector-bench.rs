@@ -41,13 +41,7 @@ const LES: [&str; 16] = [
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str, default: u64| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
+    let flag = |name: &str, default: u64| obs_examples::cli::flag(&args, name, default);
     let (targets, warmup, measure) = (
         flag("--targets", 1000) as usize,
         flag("--warmup", 60),

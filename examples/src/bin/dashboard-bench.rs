@@ -35,13 +35,7 @@ const STEP_S: i64 = 300;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str, default: i64| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
+    let flag = |name: &str, default: i64| obs_examples::cli::flag(&args, name, default);
     let (instances, routes, scrape) = (
         flag("--instances", 10),
         flag("--routes", 50),
@@ -203,13 +197,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut warm: Vec<f64> = r.rounds[1..].to_vec();
         warm.sort_by(f64::total_cmp);
         let median = warm.get(warm.len() / 2).copied().unwrap_or(r.rounds[0]);
-        let differ: Vec<&str> = r
+        let differ: Vec<String> = r
             .series
             .iter()
             .zip(&prometheus.series)
             .zip(&requests)
             .filter(|((a, b), _)| a != b)
-            .map(|(_, q)| q.what.as_str())
+            .map(|((a, b), q)| format!("{} ({a:?} against {b:?})", q.what))
             .collect();
         println!(
             "| {} | {:.2} s | {:.2} s | {:.0} MiB | {} |",

@@ -80,13 +80,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if args.first().map(String::as_str) == Some("serve") {
         return serve(&args[1], args[2].parse()?);
     }
-    let flag = |name: &str, default: u64| -> u64 {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
+    let flag = |name: &str, default: u64| obs_examples::cli::flag(&args, name, default);
     // `--only a,b`: just these variants (their bare ones are added).
     let only: Option<Vec<String>> = args
         .iter()

@@ -41,13 +41,7 @@ const DAY_S: i64 = 86_400;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str, default: i64| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
+    let flag = |name: &str, default: i64| obs_examples::cli::flag(&args, name, default);
     let (targets, days, step) = (
         flag("--targets", 100),
         flag("--days", 35),
