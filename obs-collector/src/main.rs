@@ -14,11 +14,6 @@
 //! `/-/healthy` and `/-/ready` require `Authorization: Bearer <token>`.
 #![forbid(unsafe_code)]
 
-/// mimalloc rather than glibc's malloc: queries allocate and free per series on many threads,
-/// where glibc keeps a pool per thread (see the dependency's comment in Cargo.toml).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
