@@ -33,10 +33,11 @@ pub fn check_text(text: &str) -> Result<(), CompileError> {
         let word_char = c.is_ascii_alphanumeric() || c == '_' || c == ':' || c == '.';
         if word_char && !in_word {
             // A keyword operator is a whole word.
-            let word: String = text[i..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
-                .collect();
+            let rest = &text[i..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+                .unwrap_or(rest.len());
+            let word = &rest[..end];
             if braces == 0
                 && ["and", "or", "unless", "atan2"]
                     .iter()

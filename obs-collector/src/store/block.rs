@@ -29,8 +29,8 @@ use std::path::{Path, PathBuf};
 
 use super::chunk::{self, Undecodable};
 use super::encoding::{
-    frame, get_bytes, get_labels_interned, get_varint, put_bytes, put_labels, put_varint, unframe,
-    unzigzag, zigzag, Strings,
+    frame, get_bytes, get_labels, get_varint, put_bytes, put_labels, put_varint, unframe, unzigzag,
+    zigzag, Strings,
 };
 use crate::labels::Labels;
 
@@ -369,7 +369,7 @@ impl Block {
         let mut strings = Strings::new();
         while !b.is_empty() {
             let entry = (|| {
-                let labels = get_labels_interned(&mut b, &mut strings)?;
+                let labels = get_labels(&mut b, &mut strings)?;
                 let times = usize::try_from(get_varint(&mut b)?)
                     .ok()
                     .filter(|&t| t < self.times.len())?;

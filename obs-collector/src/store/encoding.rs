@@ -76,17 +76,12 @@ pub fn put_labels(out: &mut Vec<u8>, labels: &Labels) {
     }
 }
 
-/// Reads a label set written by [`put_labels`].
-pub fn get_labels(bytes: &mut &[u8]) -> Option<Labels> {
-    get_labels_interned(bytes, &mut Strings::new())
-}
-
 /// Label names and values read so far, each once: the series of a block share a few
 /// hundred distinct strings, so a read of thousands of series holds each once.
 pub type Strings = HashMap<Vec<u8>, Arc<str>>;
 
-/// [`get_labels`], its strings shared through `strings`.
-pub fn get_labels_interned(bytes: &mut &[u8], strings: &mut Strings) -> Option<Labels> {
+/// Reads a label set written by [`put_labels`], its strings shared through `strings`.
+pub fn get_labels(bytes: &mut &[u8], strings: &mut Strings) -> Option<Labels> {
     let n = usize::try_from(get_varint(bytes)?).ok()?;
     let mut pairs = Vec::with_capacity(n.min(64));
     for _ in 0..n {
@@ -133,7 +128,10 @@ mod tests {
         let mut rest = framed.as_slice();
         let back = unframe(&mut rest).unwrap();
         assert!(rest.is_empty());
-        assert_eq!(get_labels(&mut &back[..]), Some(labels));
+        assert_eq!(
+            get_labels(&mut &back[..], &mut Strings::new()),
+            Some(labels)
+        );
         framed[9] ^= 1;
         assert_eq!(unframe(&mut framed.as_slice()), None);
         assert_eq!(unframe(&mut &framed[..5]), None);

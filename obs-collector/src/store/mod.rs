@@ -645,7 +645,7 @@ mod tests {
         // What range functions read: the samples without stale markers, then the range.
         let samples = querier::without_stale(&series.window(i64::MIN, i64::MAX));
         let range = |t, range_ms, left_closed| {
-            samples[querier::range(&samples, t, range_ms, left_closed)].to_vec()
+            samples[querier::Windows::new(&samples, range_ms, left_closed).at(t)].to_vec()
         };
         assert_eq!(
             range(20_000, 60_000, false),

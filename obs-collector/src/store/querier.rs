@@ -75,25 +75,9 @@ pub fn without_stale(samples: &[(i64, f64)]) -> Vec<(i64, f64)> {
 }
 
 /// Where the range `(t - range, t]` (closed `[t - range, t]` when `left_closed`, as
-/// Prometheus 2.x) lies in `samples` (sorted).
-pub fn range(
-    samples: &[(i64, f64)],
-    t: i64,
-    range_ms: i64,
-    left_closed: bool,
-) -> std::ops::Range<usize> {
-    let start = if left_closed {
-        samples.partition_point(|&(st, _)| st < t - range_ms)
-    } else {
-        samples.partition_point(|&(st, _)| st <= t - range_ms)
-    };
-    let end = samples.partition_point(|&(st, _)| st <= t);
-    start..end.max(start)
-}
-
-/// The windows [`range`] gives, for times asked in increasing order (a range query's steps):
-/// two cursors move forward instead of two searches at each step. A time earlier than the
-/// last one asked starts them again from the first sample.
+/// Prometheus 2.x) lies in `samples` (sorted), for times asked in increasing order (a range
+/// query's steps): two cursors move forward instead of two searches at each step. A time
+/// earlier than the last one asked starts them again from the first sample.
 pub struct Windows<'s> {
     samples: &'s [(i64, f64)],
     range_ms: i64,
@@ -115,7 +99,7 @@ impl<'s> Windows<'s> {
         }
     }
 
-    /// [`range`] at `t`.
+    /// The window ending at `t`.
     pub fn at(&mut self, t: i64) -> std::ops::Range<usize> {
         if t < self.last {
             (self.start, self.end) = (0, 0);
@@ -163,9 +147,21 @@ mod tests {
                     .map(|k| k * 3_500)
                     .chain([700_000, 21_000, 1_400_000]);
                 for t in times {
+                    // The window's samples, found one by one.
+                    let inside = |st: i64| {
+                        st <= t
+                            && if left_closed {
+                                st >= t - range_ms
+                            } else {
+                                st > t - range_ms
+                            }
+                    };
+                    let expected: Vec<usize> = (0..samples.len())
+                        .filter(|&i| inside(samples[i].0))
+                        .collect();
                     assert_eq!(
-                        windows.at(t),
-                        range(&samples, t, range_ms, left_closed),
+                        windows.at(t).collect::<Vec<_>>(),
+                        expected,
                         "t {t}, range {range_ms}, left-closed {left_closed}"
                     );
                 }
@@ -199,8 +195,9 @@ mod tests {
             "left-closed, with the sample's time"
         );
         let read = without_stale(&s);
-        let window =
-            |t, range_ms, left_closed| read[range(&read, t, range_ms, left_closed)].to_vec();
+        let window = |t, range_ms, left_closed| {
+            read[Windows::new(&read, range_ms, left_closed).at(t)].to_vec()
+        };
         assert_eq!(
             window(20_000, 10_000, false),
             [],

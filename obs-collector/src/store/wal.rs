@@ -22,7 +22,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::encoding::{frame, get_labels, get_varint, put_labels, put_varint, unzigzag, zigzag};
+use super::encoding::{
+    frame, get_labels, get_varint, put_labels, put_varint, unzigzag, zigzag, Strings,
+};
 use crate::labels::Labels;
 
 const SERIES: u8 = 1;
@@ -276,6 +278,8 @@ enum End {
 
 /// Calls `each` on the records of a segment, in order, up to where they stop checking out.
 fn read_records(mut bytes: &[u8], mut each: impl FnMut(Record)) -> End {
+    // A segment's series share their label strings.
+    let mut strings = Strings::new();
     while !bytes.is_empty() {
         if bytes.len() < 8 {
             return End::Torn;
@@ -296,7 +300,7 @@ fn read_records(mut bytes: &[u8], mut each: impl FnMut(Record)) -> End {
                 End::Corrupt
             };
         }
-        match decode(payload) {
+        match decode(payload, &mut strings) {
             Some(record) => each(record),
             None => return End::Corrupt,
         }
@@ -305,12 +309,12 @@ fn read_records(mut bytes: &[u8], mut each: impl FnMut(Record)) -> End {
     End::Clean
 }
 
-fn decode(payload: &[u8]) -> Option<Record> {
+fn decode(payload: &[u8], strings: &mut Strings) -> Option<Record> {
     let (&kind, mut rest) = payload.split_first()?;
     match kind {
         SERIES => {
             let id = get_varint(&mut rest)?;
-            let labels = get_labels(&mut rest)?;
+            let labels = get_labels(&mut rest, strings)?;
             rest.is_empty().then_some(Record::Series { id, labels })
         }
         SAMPLES => {
