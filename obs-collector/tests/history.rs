@@ -22,7 +22,7 @@ use obs_testkit::{client, eventually};
 
 mod common;
 
-use common::{fake_target, temp_dir, write_config_with_rules, write_days, Collector, BIN};
+use common::{fake_target, temp_dir, try_import, write_config_with_rules, write_days, Collector};
 
 const DAY_S: i64 = 86_400;
 const DAYS: i64 = 35;
@@ -88,19 +88,6 @@ fn now_s() -> i64 {
         .as_secs() as i64
 }
 
-fn import(file: &Path, storage: &Path) -> (Option<i32>, String) {
-    let out = Command::new(BIN)
-        .arg("import")
-        .arg(file)
-        .arg("--storage.path")
-        .arg(storage)
-        .output()
-        .unwrap();
-    let said =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code(), said)
-}
-
 /// `days` of samples ending a minute ago, imported into `dir/state.data` (where the test's
 /// collector keeps its history); returns that directory.
 fn imported(dir: &Path, days: i64) -> std::path::PathBuf {
@@ -108,7 +95,7 @@ fn imported(dir: &Path, days: i64) -> std::path::PathBuf {
     let file = dir.join(format!("{days}d.om"));
     std::fs::write(&file, openmetrics(&days_of_samples(end, days).concat())).unwrap();
     let storage = dir.join("state.data");
-    let (code, said) = import(&file, &storage);
+    let (code, said) = try_import(&file, &storage);
     assert_eq!(code, Some(0), "{said}");
     storage
 }
@@ -191,7 +178,7 @@ fn thirty_five_days_imported_answer_as_prometheus_does() {
     let (whole, per_day) = write_days(&dir, &days, openmetrics);
 
     let storage = dir.join("state.data");
-    let (code, said) = import(&whole, &storage);
+    let (code, said) = try_import(&whole, &storage);
     assert_eq!(code, Some(0), "{said}");
     assert!(
         said.contains(&format!("{} samples of 7 series", DAYS * 1440 * 7)),
@@ -203,7 +190,7 @@ fn thirty_five_days_imported_answer_as_prometheus_does() {
     let bad = dir.join("bad.om");
     let tail = format!("{FAMILY}_count{{{LABELS}}} 1 {end}\nnot a sample\n");
     std::fs::write(&bad, openmetrics(&(days[3].clone() + &tail))).unwrap();
-    let (code, said) = import(&bad, &storage);
+    let (code, said) = try_import(&bad, &storage);
     let bad_line = days[3].lines().count() + 3;
     assert_eq!(code, Some(1), "{said}");
     assert!(

@@ -423,30 +423,10 @@ mod tests {
         let mut store = Store::new(600_000);
         let mut prev = TargetSeries::default();
         let page = |p: &str| Ok(p.to_owned());
-        scrape_page(
-            &mut store,
-            &mut prev,
-            1000,
-            page(
-                "# TYPE a gauge
-a 1
-",
-            ),
-        )
-        .unwrap();
+        scrape_page(&mut store, &mut prev, 1000, page("# TYPE a gauge\na 1\n")).unwrap();
         let first = Arc::clone(&prev.metadata);
         assert_eq!(first["a"].kind, "gauge");
-        scrape_page(
-            &mut store,
-            &mut prev,
-            2000,
-            page(
-                "# TYPE a gauge
-a 2
-",
-            ),
-        )
-        .unwrap();
+        scrape_page(&mut store, &mut prev, 2000, page("# TYPE a gauge\na 2\n")).unwrap();
         assert!(
             Arc::ptr_eq(&first, &prev.metadata),
             "same comments: not rebuilt"
@@ -455,11 +435,7 @@ a 2
             &mut store,
             &mut prev,
             3000,
-            page(
-                "# TYPE b counter
-b{ 1
-",
-            ),
+            page("# TYPE b counter\nb{ 1\n"),
         );
         assert!(bad.is_err());
         assert_eq!(
@@ -467,17 +443,7 @@ b{ 1
             ["a"],
             "a bad page changes nothing"
         );
-        scrape_page(
-            &mut store,
-            &mut prev,
-            4000,
-            page(
-                "# HELP b B.
-b 1
-",
-            ),
-        )
-        .unwrap();
+        scrape_page(&mut store, &mut prev, 4000, page("# HELP b B.\nb 1\n")).unwrap();
         assert_eq!(prev.metadata.keys().collect::<Vec<_>>(), ["b"]);
         assert_eq!(prev.metadata["b"].help, "B.");
     }
