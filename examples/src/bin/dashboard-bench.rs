@@ -10,6 +10,7 @@
 //! ```text
 //! cargo build --release -p obs-collector -p obs-examples
 //! ./target/release/dashboard-bench [--instances 10] [--routes 50] [--scrape 300] [--rounds 3] [--clients 6]
+//!     [--engines collector,prometheus,victoria-metrics] [--keep]
 //! ```
 //!
 //! Each round asks the whole dashboard with `--clients` requests at a time (a browser's
@@ -42,6 +43,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         flag("--scrape", 300),
     );
     let (rounds, clients) = (flag("--rounds", 3), flag("--clients", 6));
+    let engines: String = obs_examples::cli::flag(
+        &args,
+        "--engines",
+        "collector,prometheus,victoria-metrics".to_owned(),
+    );
+    let engine = |name: &str| engines.split(',').any(|e| e == name);
     let dir = std::env::temp_dir().join(format!("obs-dashboard-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let now = std::time::SystemTime::now()
@@ -128,7 +135,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let mut results = Vec::new();
-    {
+    if engine("collector") {
         let config = dir.join("collector.yml");
         std::fs::write(
             &config,
@@ -155,7 +162,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             clients,
         ));
     }
-    {
+    if engine("prometheus") {
         let started = Instant::now();
         let prom = Prometheus::start_backfilled(
             &format!("global:\n  scrape_interval: {scrape}s\nscrape_configs: []\n"),
@@ -175,8 +182,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             clients,
         ));
     }
-    match VictoriaMetrics::start(&dir, &files) {
-        Ok(vm) => results.push(measure(
+    match engine("victoria-metrics").then(|| VictoriaMetrics::start(&dir, &files)) {
+        None => {}
+        Some(Ok(vm)) => results.push(measure(
             &version("victoria-metrics", "-version"),
             vm.addr,
             vm.child.id(),
@@ -184,10 +192,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             rounds,
             clients,
         )),
-        Err(e) => println!("VictoriaMetrics: not measured ({e})"),
+        Some(Err(e)) => println!("VictoriaMetrics: not measured ({e})"),
     }
 
-    let prometheus = &results[1];
+    let prometheus = results.iter().find(|r| r.engine.starts_with("prometheus"));
     println!();
     println!(
         "| engine | cold | warm (median) | memory added | series count differs from Prometheus |"
@@ -200,7 +208,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let differ: Vec<String> = r
             .series
             .iter()
-            .zip(&prometheus.series)
+            .zip(prometheus.map_or(&[][..], |p| &p.series))
             .zip(&requests)
             .filter(|((a, b), _)| a != b)
             .map(|((a, b), q)| format!("{} ({a:?} against {b:?})", q.what))
@@ -331,7 +339,9 @@ fn version(command: &str, flag: &str) -> String {
         .and_then(|o| {
             let text = String::from_utf8_lossy(&o.stdout).to_string()
                 + &String::from_utf8_lossy(&o.stderr);
-            text.lines().next().map(str::to_owned)
+            text.lines()
+                .find(|l| !l.trim().is_empty())
+                .map(str::to_owned)
         })
         .unwrap_or_else(|| command.to_owned())
 }

@@ -195,12 +195,13 @@ impl Budget {
         Ok(())
     }
 
-    /// `n` samples read at step `i` (of the query's own steps).
-    fn read(&self, i: usize, n: usize) -> Result<(), QueryError> {
+    /// `counts[i]` samples read at step `i`, for each step of the query's own.
+    fn read_steps(&self, counts: &[u32]) -> Result<(), QueryError> {
         let mut per_step = self.per_step.borrow_mut();
-        if let Some(slot) = per_step.get_mut(i) {
-            *slot += n;
-            if *slot + self.held.get() > self.limits.max_samples {
+        let held = self.held.get();
+        for (slot, &n) in per_step.iter_mut().zip(counts) {
+            *slot += n as usize;
+            if *slot + held > self.limits.max_samples {
                 return Err(QueryError::TooManySamples);
             }
         }
@@ -498,27 +499,27 @@ impl<'a> Ctx<'a> {
         let left_closed = self.store.left_closed();
         let count = self.counts_steps();
         let from = querier::lookback_window(lo).0;
+        let mut lens = Vec::with_capacity(n);
         self.select(sel, (from, hi), &mut |labels, samples| {
             let mut points = Vec::with_capacity(n);
-            let mut any = false;
-            for (i, &t) in times.iter().enumerate() {
-                let p = querier::instant(samples, t, left_closed).map(|(st, v)| {
+            let mut cursor = querier::Instants::new(samples, left_closed);
+            lens.clear();
+            for &t in &times {
+                let p = cursor.at(t).map(|(st, v)| {
                     if timestamps {
                         st as f64 / 1000.0
                     } else {
                         v
                     }
                 });
-                if p.is_some() {
-                    any = true;
-                    if count {
-                        self.budget.read(i, 1)?;
-                    }
-                }
+                lens.push(u32::from(p.is_some()));
                 points.push(p);
             }
-            if !any {
+            if !lens.contains(&1) {
                 return Ok(());
+            }
+            if count {
+                self.budget.read_steps(&lens)?;
             }
             sink(Series {
                 labels: labels.clone(),
@@ -554,25 +555,26 @@ impl<'a> Ctx<'a> {
         let left_closed = self.store.left_closed();
         let count = self.counts_steps();
         let mut absent = vec![true; n];
+        // Reused from series to series: the samples without stale markers, each window's count.
+        let (mut read, mut lens) = (Vec::new(), Vec::with_capacity(n));
         let mut one = |labels: &Labels, samples: &[(i64, f64)]| -> Result<(), QueryError> {
-            let samples = querier::without_stale(samples);
-            let mut points = Vec::with_capacity(n);
-            let mut any = false;
-            let mut windows = querier::Windows::new(&samples, range_ms, left_closed);
-            for (i, &t) in times.iter().enumerate() {
-                let window = &samples[windows.at(t)];
-                if count {
-                    self.budget.read(i, window.len())?;
-                }
-                if !window.is_empty() {
-                    absent[i] = false;
-                }
-                let q = param.map_or(0.0, |p| p[i]);
-                let p = functions::over_window(func, window, (t, range_ms), q, left_closed);
-                any |= p.is_some();
-                points.push(p);
+            querier::without_stale_into(samples, &mut read);
+            let points = functions::over_windows(
+                func,
+                &read,
+                &times,
+                range_ms,
+                param,
+                left_closed,
+                &mut lens,
+            );
+            if count {
+                self.budget.read_steps(&lens)?;
             }
-            if any && func != RangeFunc::AbsentOverTime {
+            for (a, &len) in absent.iter_mut().zip(&lens) {
+                *a &= len == 0;
+            }
+            if points.iter().any(Option::is_some) && func != RangeFunc::AbsentOverTime {
                 let labels = if func.keeps_name() {
                     labels.clone()
                 } else {

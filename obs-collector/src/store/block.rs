@@ -19,7 +19,6 @@
 //! block or a whole one. Opening a block reads every frame and checks its CRC; a block that
 //! does not check out is renamed `*.corrupt` by the store and the rest is served.
 
-use std::collections::hash_map::Entry as Slot;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs::{self, File};
@@ -122,26 +121,50 @@ struct Span {
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub labels: Labels,
-    times: usize,
-    values: Span,
+    pub at: Locator,
 }
 
-impl Entry {
-    /// Where the series' columns are, without its labels: what a read that found it keeps
-    /// until it reads its samples (a long read over every series of weeks of blocks would
-    /// otherwise hold every block's labels at once).
-    pub fn locator(&self) -> Entry {
-        Entry {
-            labels: Labels::default(),
-            times: self.times,
-            values: self.values,
-        }
-    }
+/// Where a series' columns are in its block: what a read that found the series keeps until it
+/// reads its samples (a long read over every series of weeks of blocks would otherwise hold
+/// every block's labels at once).
+#[derive(Debug, Clone, Copy)]
+pub struct Locator {
+    /// The value column's span, flattened (16 bytes where nested spans would take 24).
+    offset: u64,
+    len: u32,
+    /// The timestamp column's number.
+    times: u32,
+}
 
+impl Locator {
     /// The series' place in its block (unique in the block).
     pub fn key(&self) -> u64 {
-        self.values.offset
+        self.offset
     }
+
+    fn values(&self) -> Span {
+        Span {
+            offset: self.offset,
+            len: self.len,
+        }
+    }
+}
+
+/// What reads of many series reuse: the bytes of the last frame read, the last value column
+/// decoded, and the timestamp columns decoded so far (the series of one target share theirs,
+/// so a read of a target's thousand series decodes its timestamps once a block). Timestamp
+/// columns are dropped past [`Scratch::TIMES_HELD`] timestamps, to bound what it holds.
+#[derive(Default)]
+pub struct Scratch {
+    bytes: Vec<u8>,
+    values: Vec<f64>,
+    times: HashMap<(u64, u32), Vec<i64>>,
+    times_held: usize,
+}
+
+impl Scratch {
+    /// 2 MiB of timestamps.
+    const TIMES_HELD: usize = 1 << 18;
 }
 
 /// An open block: its index in memory, its columns read on demand.
@@ -278,12 +301,13 @@ impl Block {
         for span in &block.times {
             block.frame(*span)?;
         }
+        let mut bytes = Vec::new();
         for name in block.names.keys() {
             for entry in block.entries(name)? {
-                if !inside(&entry.values) {
+                if !inside(&entry.at.values()) {
                     return Err(corrupt("a column points past the columns"));
                 }
-                block.frame(entry.values)?;
+                block.frame_into(entry.at.values(), &mut bytes)?;
             }
         }
         Ok(block)
@@ -327,12 +351,19 @@ impl Block {
 
     /// Reads and checks a frame.
     fn frame(&self, span: Span) -> Result<Vec<u8>, BlockError> {
-        let mut framed = vec![0; span.len as usize + 8];
-        self.file.read_exact_at(&mut framed, span.offset)?;
-        let mut rest = framed.as_slice();
-        unframe(&mut rest).ok_or_else(|| corrupt(format!("the column at byte {}", span.offset)))?;
+        let mut framed = Vec::new();
+        self.frame_into(span, &mut framed)?;
         framed.drain(..8);
         Ok(framed)
+    }
+
+    /// Reads and checks a frame into `buf` (its allocation reused); the payload.
+    fn frame_into<'b>(&self, span: Span, buf: &'b mut Vec<u8>) -> Result<&'b [u8], BlockError> {
+        buf.clear();
+        buf.resize(span.len as usize + 8, 0);
+        self.file.read_exact_at(buf, span.offset)?;
+        let mut rest = buf.as_slice();
+        unframe(&mut rest).ok_or_else(|| corrupt(format!("the column at byte {}", span.offset)))
     }
 
     pub fn meta(&self) -> Meta {
@@ -370,17 +401,16 @@ impl Block {
         while !b.is_empty() {
             let entry = (|| {
                 let labels = get_labels(&mut b, &mut strings)?;
-                let times = usize::try_from(get_varint(&mut b)?)
+                let times = u32::try_from(get_varint(&mut b)?)
                     .ok()
-                    .filter(|&t| t < self.times.len())?;
+                    .filter(|&t| (t as usize) < self.times.len())?;
                 let offset = get_varint(&mut b)?;
                 let len = u32::try_from(get_varint(&mut b)?)
                     .ok()
                     .filter(|&l| l <= MAX_FRAME)?;
                 Some(Entry {
                     labels,
-                    times,
-                    values: Span { offset, len },
+                    at: Locator { offset, len, times },
                 })
             })()
             .ok_or_else(|| corrupt(format!("the series of {name:?} do not parse")))?;
@@ -389,28 +419,52 @@ impl Block {
         Ok(entries)
     }
 
-    /// The samples of `entry` (one of this block's). `times` caches decoded timestamp
-    /// columns: the series of one target share theirs.
-    pub fn samples(
+    /// The samples of the series at `at` (one of this block's).
+    pub fn samples(&self, at: Locator, scratch: &mut Scratch) -> Result<Samples, BlockError> {
+        let mut samples = Vec::new();
+        self.append(at, (i64::MIN, i64::MAX), scratch, &mut samples)?;
+        Ok(samples)
+    }
+
+    /// Appends the samples of the series at `at` (one of this block's) from `min_t` to `max_t`
+    /// to `out`, decoding through `scratch`.
+    pub fn append(
         &self,
-        entry: &Entry,
-        times: &mut HashMap<usize, Vec<i64>>,
-    ) -> Result<Samples, BlockError> {
-        let ts = match times.entry(entry.times) {
-            Slot::Occupied(known) => known.into_mut(),
-            Slot::Vacant(new) => {
-                let column = self.frame(self.times[entry.times])?;
-                new.insert(chunk::decode_times(&column).map_err(BlockError::Undecodable)?)
+        at: Locator,
+        (min_t, max_t): (i64, i64),
+        scratch: &mut Scratch,
+        out: &mut Samples,
+    ) -> Result<(), BlockError> {
+        let undecodable = BlockError::Undecodable;
+        if !scratch.times.contains_key(&(self.id, at.times)) {
+            let span = self.times[at.times as usize];
+            let mut ts = Vec::new();
+            chunk::decode_into(self.frame_into(span, &mut scratch.bytes)?, &mut ts)
+                .map_err(undecodable)?;
+            if scratch.times_held + ts.len() > Scratch::TIMES_HELD {
+                scratch.times.clear();
+                scratch.times_held = 0;
             }
-        };
-        let vs =
-            chunk::decode_values(&self.frame(entry.values)?).map_err(BlockError::Undecodable)?;
-        if vs.len() != ts.len() {
+            scratch.times_held += ts.len();
+            scratch.times.insert((self.id, at.times), ts);
+        }
+        let ts = &scratch.times[&(self.id, at.times)];
+        let from = ts.partition_point(|&t| t < min_t);
+        let to = ts.partition_point(|&t| t <= max_t).max(from);
+        let bytes = self.frame_into(at.values(), &mut scratch.bytes)?;
+        chunk::decode_into(bytes, &mut scratch.values).map_err(undecodable)?;
+        if scratch.values.len() != ts.len() {
             return Err(corrupt(
                 "a value column and its timestamps differ in length",
             ));
         }
-        Ok(ts.iter().copied().zip(vs).collect())
+        out.extend(
+            ts[from..to]
+                .iter()
+                .copied()
+                .zip(scratch.values[from..to].iter().copied()),
+        );
+        Ok(())
     }
 }
 
@@ -449,12 +503,17 @@ mod tests {
         assert_eq!(block.times.len(), 2, "a and b share one timestamp column");
         let found = block.entries("up").unwrap();
         assert_eq!(found.len(), 3);
-        let mut cache = HashMap::new();
+        let mut scratch = Scratch::default();
         assert_eq!(found[1].labels.get("job"), Some("b"));
         assert_eq!(
-            block.samples(&found[1], &mut cache).unwrap(),
+            block.samples(found[1].at, &mut scratch).unwrap(),
             series("b", 480).1
         );
+        let mut part = vec![(0, 0.5)];
+        block
+            .append(found[0].at, (15_000, 45_000), &mut scratch, &mut part)
+            .unwrap();
+        assert_eq!(part, [(0, 0.5), (15_000, 1.0), (30_000, 2.0), (45_000, 3.0)]);
         assert!(block.entries("down").unwrap().is_empty());
         assert_eq!(block.names().collect::<Vec<_>>(), ["up"]);
         assert!(!d.join(META.file_name(0)).with_extension("tmp").exists());

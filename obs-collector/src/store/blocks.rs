@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::block::{self, Block, BlockError, Entry, Meta, Samples};
+use super::block::{self, Block, BlockError, Entry, Locator, Meta, Samples, Scratch};
 use super::compact::{self, Retention};
 use crate::labels::Labels;
 
@@ -246,13 +246,13 @@ impl Blocks {
         )
     }
 
-    /// The samples of `entry`, one of `block`'s series, decoded once for a while; a read that
-    /// fails is counted.
-    pub fn samples(&self, block: &Block, entry: &Entry) -> Option<Arc<Samples>> {
+    /// The samples of the series at `at`, one of `block`'s, decoded once for a while; a read
+    /// that fails is counted.
+    pub fn samples(&self, block: &Block, at: Locator) -> Option<Arc<Samples>> {
         self.cached(
             |d| &mut d.series,
-            (block.id(), entry.key()),
-            || block.samples(entry, &mut HashMap::new()),
+            (block.id(), at.key()),
+            || block.samples(at, &mut Scratch::default()),
             Vec::len,
         )
     }

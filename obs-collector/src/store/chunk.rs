@@ -9,7 +9,8 @@
 
 use std::fmt;
 
-use pco::standalone::{simple_compress, simple_decompress};
+use pco::data_types::Number;
+use pco::standalone::{simple_compress, DecompressorItem, FileDecompressor};
 use pco::ChunkConfig;
 
 /// A column that does not decode (its bytes passed their checksum, so this is a bug or a
@@ -36,11 +37,35 @@ pub fn encode_values(values: &[f64]) -> Vec<u8> {
 }
 
 pub fn decode_times(bytes: &[u8]) -> Result<Vec<i64>, Undecodable> {
-    simple_decompress(bytes).map_err(|e| Undecodable(e.to_string()))
+    let mut times = Vec::new();
+    decode_into(bytes, &mut times)?;
+    Ok(times)
 }
 
 pub fn decode_values(bytes: &[u8]) -> Result<Vec<f64>, Undecodable> {
-    simple_decompress(bytes).map_err(|e| Undecodable(e.to_string()))
+    let mut values = Vec::new();
+    decode_into(bytes, &mut values)?;
+    Ok(values)
+}
+
+/// Decodes a column into `out` (cleared first), reusing its allocation: a read of thousands
+/// of series decodes one column after another into the same buffer.
+pub fn decode_into<T: Number + Default>(
+    bytes: &[u8],
+    out: &mut Vec<T>,
+) -> Result<(), Undecodable> {
+    let undecodable = |e: pco::errors::PcoError| Undecodable(e.to_string());
+    out.clear();
+    let (file, mut src) = FileDecompressor::new(bytes).map_err(undecodable)?;
+    while let DecompressorItem::Chunk(mut chunk) =
+        file.chunk_decompressor(src).map_err(undecodable)?
+    {
+        let from = out.len();
+        out.resize(from + chunk.n(), T::default());
+        chunk.read(&mut out[from..]).map_err(undecodable)?;
+        src = chunk.into_src();
+    }
+    Ok(())
 }
 
 #[cfg(test)]

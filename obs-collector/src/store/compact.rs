@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::block::{self, Block, BlockError, Entry, Meta, Samples};
+use super::block::{self, Block, BlockError, Entry, Meta, Samples, Scratch};
 use super::querier::merge;
 use crate::labels::Labels;
 
@@ -181,7 +181,7 @@ pub fn rewrite(dir: &Path, meta: Meta, sources: &[Arc<Block>]) -> Result<Block, 
     names.sort_unstable();
     names.dedup();
     let failed = RefCell::new(None);
-    let caches = RefCell::new(vec![HashMap::new(); sources.len()]);
+    let scratch = RefCell::new(Scratch::default());
     let series = names.into_iter().flat_map(|name| {
         let mut order: Vec<Labels> = Vec::new();
         let mut at: HashMap<Labels, Vec<(usize, Entry)>> = HashMap::new();
@@ -199,17 +199,17 @@ pub fn rewrite(dir: &Path, meta: Meta, sources: &[Arc<Block>]) -> Result<Block, 
             }
         }
         // Lazily, series by series: a name's samples are never all in memory at once.
-        let (failed, caches) = (&failed, &caches);
+        let (failed, scratch) = (&failed, &scratch);
         order.into_iter().filter_map(move |labels| {
             let mut samples = Vec::new();
             for (s, e) in &at[&labels] {
-                match sources[*s].samples(e, &mut caches.borrow_mut()[*s]) {
-                    Ok(found) => samples.extend(found),
-                    Err(e) => *failed.borrow_mut() = Some(e),
+                let range = (meta.min_t, meta.max_t - 1);
+                let read = sources[*s].append(e.at, range, &mut scratch.borrow_mut(), &mut samples);
+                if let Err(e) = read {
+                    *failed.borrow_mut() = Some(e);
                 }
             }
             merge(&mut samples);
-            samples.retain(|&(t, _)| t >= meta.min_t && t < meta.max_t);
             if meta.resolution_ms > 0 {
                 samples = downsample(&labels, &samples, meta.resolution_ms);
             }

@@ -643,7 +643,8 @@ mod tests {
             "a stale marker ends the series at once"
         );
         // What range functions read: the samples without stale markers, then the range.
-        let samples = querier::without_stale(&series.window(i64::MIN, i64::MAX));
+        let mut samples = Vec::new();
+        querier::without_stale_into(&series.window(i64::MIN, i64::MAX), &mut samples);
         let range = |t, range_ms, left_closed| {
             samples[querier::Windows::new(&samples, range_ms, left_closed).at(t)].to_vec()
         };

@@ -46,13 +46,40 @@ pub fn lookback_window(t: i64) -> (i64, i64) {
     (t - LOOKBACK_MS, t)
 }
 
-/// The sample an instant selector sees at `t` among `samples` (sorted): the newest in
+/// The sample an instant selector sees at each time among `samples` (sorted): the newest in
 /// `(t - lookback, t]` (`[t - lookback, t]` when `left_closed`, as Prometheus 2.x), unless it
-/// is a stale marker; with its time.
-pub fn instant(samples: &[(i64, f64)], t: i64, left_closed: bool) -> Option<(i64, f64)> {
-    let end = samples.partition_point(|&(st, _)| st <= t);
-    let (st, v) = *samples.get(end.checked_sub(1)?)?;
-    Some((st, visible((st, v), t, left_closed)?))
+/// is a stale marker; with its time. For times asked in increasing order (a range query's
+/// steps) a cursor moves forward; an earlier time starts it again from the first sample.
+pub struct Instants<'s> {
+    samples: &'s [(i64, f64)],
+    left_closed: bool,
+    /// Samples at or before the last time asked.
+    end: usize,
+    last: i64,
+}
+
+impl<'s> Instants<'s> {
+    pub fn new(samples: &'s [(i64, f64)], left_closed: bool) -> Self {
+        Instants {
+            samples,
+            left_closed,
+            end: 0,
+            last: i64::MIN,
+        }
+    }
+
+    /// What the selector sees at `t`.
+    pub fn at(&mut self, t: i64) -> Option<(i64, f64)> {
+        if t < self.last {
+            self.end = 0;
+        }
+        self.last = t;
+        while self.end < self.samples.len() && self.samples[self.end].0 <= t {
+            self.end += 1;
+        }
+        let (st, v) = *self.samples.get(self.end.checked_sub(1)?)?;
+        Some((st, visible((st, v), t, self.left_closed)?))
+    }
 }
 
 /// Whether the newest sample at or before `t` is seen by an instant selector at `t`.
@@ -65,13 +92,11 @@ pub fn visible((st, v): (i64, f64), t: i64, left_closed: bool) -> Option<f64> {
     (inside && !is_stale(v)).then_some(v)
 }
 
-/// `samples` without stale markers: what range functions read.
-pub fn without_stale(samples: &[(i64, f64)]) -> Vec<(i64, f64)> {
-    samples
-        .iter()
-        .copied()
-        .filter(|&(_, v)| !is_stale(v))
-        .collect()
+/// `samples` without stale markers (what range functions read) into `out`, cleared first:
+/// its allocation is reused from series to series.
+pub fn without_stale_into(samples: &[(i64, f64)], out: &mut Vec<(i64, f64)>) {
+    out.clear();
+    out.extend(samples.iter().copied().filter(|&(_, v)| !is_stale(v)));
 }
 
 /// Where the range `(t - range, t]` (closed `[t - range, t]` when `left_closed`, as
@@ -176,6 +201,7 @@ mod tests {
             (10_000, 2.0),
             (20_000, f64::from_bits(super::super::STALE_NAN_BITS)),
         ];
+        let instant = |s, t, left_closed| Instants::new(s, left_closed).at(t);
         assert_eq!(instant(&s, 9_999, false).map(|(_, v)| v), Some(1.0));
         assert_eq!(instant(&s, 10_000, false).map(|(_, v)| v), Some(2.0));
         assert_eq!(
@@ -194,7 +220,17 @@ mod tests {
             Some((0, 1.0)),
             "left-closed, with the sample's time"
         );
-        let read = without_stale(&s);
+        // One cursor over increasing times, then an earlier one.
+        let mut cursor = Instants::new(&s, false);
+        let seen: Vec<_> = [-1, 0, 9_999, 10_000, 15_000, 20_000, 0]
+            .map(|t| cursor.at(t).map(|(_, v)| v))
+            .to_vec();
+        assert_eq!(
+            seen,
+            [None, Some(1.0), Some(1.0), Some(2.0), Some(2.0), None, Some(1.0)]
+        );
+        let mut read = Vec::new();
+        without_stale_into(&s, &mut read);
         let window = |t, range_ms, left_closed| {
             read[Windows::new(&read, range_ms, left_closed).at(t)].to_vec()
         };

@@ -3,11 +3,12 @@
 //! and a copy of the head's samples, taken under the store's lock in one short step and read
 //! without it, as Prometheus' queriers read blocks while the head takes appends.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::block::{Block, Entry, Samples};
+use super::block::{Block, Entry, Locator, Samples, Scratch};
 use super::blocks::Blocks;
 use super::querier::{merge, Select, Visit};
 use crate::labels::{Labels, NAME};
@@ -15,7 +16,9 @@ use crate::labels::{Labels, NAME};
 /// How blocks are read: through the set's caches, or directly.
 pub trait Read {
     fn entries(&self, block: &Block, name: &str) -> Option<Arc<Vec<Entry>>>;
-    fn samples(&self, block: &Block, entry: &Entry) -> Option<Arc<Samples>>;
+    /// Appends the samples of the series at `at` from `min_t` to `max_t` to `out` (nothing
+    /// when the read fails: it is counted).
+    fn append(&self, block: &Block, at: Locator, range: (i64, i64), out: &mut Samples);
 }
 
 impl Read for Blocks {
@@ -23,17 +26,32 @@ impl Read for Blocks {
         Blocks::entries(self, block, name)
     }
 
-    fn samples(&self, block: &Block, entry: &Entry) -> Option<Arc<Samples>> {
-        Blocks::samples(self, block, entry)
+    fn append(&self, block: &Block, at: Locator, (min_t, max_t): (i64, i64), out: &mut Samples) {
+        if let Some(decoded) = self.samples(block, at) {
+            let from = decoded.partition_point(|s| s.0 < min_t);
+            let to = decoded.partition_point(|s| s.0 <= max_t);
+            out.extend_from_slice(&decoded[from..to.max(from)]);
+        }
     }
 }
 
-/// Reads straight from the files (a snapshot has no caches to share), counting failures.
-struct Direct<'a>(&'a AtomicU64);
+/// Reads straight from the files (a snapshot has no caches to share), counting failures,
+/// decoding through one [`Scratch`].
+struct Direct<'a> {
+    read_errors: &'a AtomicU64,
+    scratch: RefCell<Scratch>,
+}
 
-impl Direct<'_> {
+impl<'a> Direct<'a> {
+    fn new(read_errors: &'a AtomicU64) -> Self {
+        Direct {
+            read_errors,
+            scratch: RefCell::default(),
+        }
+    }
+
     fn counted<T>(&self, read: Result<T, super::block::BlockError>) -> Option<T> {
-        read.map_err(|_| self.0.fetch_add(1, Ordering::Relaxed))
+        read.map_err(|_| self.read_errors.fetch_add(1, Ordering::Relaxed))
             .ok()
     }
 }
@@ -43,9 +61,15 @@ impl Read for Direct<'_> {
         self.counted(block.entries(name)).map(Arc::new)
     }
 
-    fn samples(&self, block: &Block, entry: &Entry) -> Option<Arc<Samples>> {
-        self.counted(block.samples(entry, &mut HashMap::new()))
-            .map(Arc::new)
+    fn append(&self, block: &Block, at: Locator, range: (i64, i64), out: &mut Samples) {
+        let mut scratch = self.scratch.borrow_mut();
+        let before = out.len();
+        if self
+            .counted(block.append(at, range, &mut scratch, out))
+            .is_none()
+        {
+            out.truncate(before);
+        }
     }
 }
 
@@ -62,9 +86,9 @@ pub fn select_blocks(
     (min_t, max_t): (i64, i64),
     each: &mut Visit,
 ) {
-    // A block and where the series is in it (its labels are the part's).
-    type Part = (usize, Entry);
-    let mut parts: Vec<(Labels, Vec<Part>)> = Vec::new();
+    // Each series' labels (as the first block that has it gives them), and where it is: a
+    // block's number and the place in it (24 bytes a series and block).
+    let mut parts: Vec<(Labels, Vec<(u32, Locator)>)> = Vec::new();
     let mut at: HashMap<Labels, usize> = HashMap::new();
     for (i, b) in blocks.iter().enumerate() {
         let names: Vec<&str> = match name {
@@ -80,7 +104,7 @@ pub fn select_blocks(
                     parts.push((entry.labels.clone(), Vec::new()));
                     parts.len() - 1
                 });
-                parts[slot].1.push((i, entry.locator()));
+                parts[slot].1.push((i as u32, entry.at));
             }
         }
     }
@@ -92,15 +116,12 @@ pub fn select_blocks(
         }
         head_of.insert(labels, window);
     }
+    drop(at);
     let mut samples: Samples = Vec::new();
     for (labels, found) in &parts {
         samples.clear();
-        for (i, entry) in found {
-            if let Some(decoded) = read.samples(blocks[*i], entry) {
-                let from = decoded.partition_point(|s| s.0 < min_t);
-                let to = decoded.partition_point(|s| s.0 <= max_t);
-                samples.extend_from_slice(&decoded[from..to.max(from)]);
-            }
+        for &(i, place) in found {
+            read.append(blocks[i as usize], place, (min_t, max_t), &mut samples);
         }
         if let Some(window) = head_of.get(labels) {
             samples.extend_from_slice(window);
@@ -133,12 +154,13 @@ pub fn series_in_blocks<'h>(
         };
         // Block ranges end before `max_t` (they are half open).
         let inside = b.meta().min_t >= min_t && b.meta().max_t <= max_t.saturating_add(1);
-        let in_range = |entry: &Entry| {
-            inside
-                || read.samples(b, entry).is_some_and(|samples| {
-                    let from = samples.partition_point(|s| s.0 < min_t);
-                    samples.get(from).is_some_and(|s| s.0 <= max_t)
-                })
+        let mut found = Vec::new();
+        let mut in_range = |entry: &Entry| {
+            inside || {
+                found.clear();
+                read.append(b, entry.at, (min_t, max_t), &mut found);
+                !found.is_empty()
+            }
         };
         for n in names {
             for entry in read.entries(b, n).iter().flat_map(|e| e.iter()) {
@@ -219,7 +241,7 @@ impl Select for Snapshot {
             .map(|(l, _)| l);
         series_in_blocks(
             &self.blocks_for(min_t, max_t),
-            &Direct(&self.read_errors),
+            &Direct::new(&self.read_errors),
             head,
             name,
             keep,
@@ -254,7 +276,7 @@ impl Select for Snapshot {
             .collect();
         select_blocks(
             &blocks,
-            &Direct(&self.read_errors),
+            &Direct::new(&self.read_errors),
             head,
             name,
             keep,
