@@ -72,9 +72,10 @@ struct Args {
         default_value_t = 50_000_000
     )]
     query_max_samples: usize,
-    /// At most this many queries are evaluated at once; the others wait (Prometheus' flag).
-    #[arg(long = "query.max-concurrency", value_name = "N", default_value_t = 20)]
-    query_max_concurrency: usize,
+    /// At most this many queries are evaluated at once; the others wait (Prometheus' flag;
+    /// by default the machine's cores, where Prometheus' is 20).
+    #[arg(long = "query.max-concurrency", value_name = "N")]
+    query_max_concurrency: Option<usize>,
     /// Evaluate rules and queries as Prometheus 2.x does (ranges closed on the left, its
     /// extrapolation order, no tolerance in histogram_quantile) rather than as Prometheus 3.
     #[arg(long = "query.prometheus-2")]
@@ -534,7 +535,9 @@ fn run(args: Args) -> ExitCode {
         collector.set_query_limits(collector::QueryLimits {
             timeout: Duration::from_millis(args.query_timeout.max(1) as u64),
             max_samples: args.query_max_samples,
-            max_concurrency: args.query_max_concurrency,
+            max_concurrency: args
+                .query_max_concurrency
+                .unwrap_or_else(obs_collector::collector::cores),
         });
         // History on disk is worth a warning, never the alerts: without it the collector runs
         // in memory, as before.

@@ -27,7 +27,7 @@ use obs::prometheus::{Histogram, Registry};
 use deliver::Delivery;
 pub use deliver::Step;
 pub use metrics::SelfMetrics;
-pub use queries::QueryLimits;
+pub use queries::{cores, QueryLimits};
 
 use crate::config::{Config, Job, Target};
 use crate::deploys::DeployLog;
@@ -119,7 +119,7 @@ pub struct Collector {
     metrics: SelfMetrics,
     /// The query API's limits (`--query.*`), and its slots.
     query_limits: std::sync::OnceLock<QueryLimits>,
-    query_slots: std::sync::OnceLock<Arc<tokio::sync::Semaphore>>,
+    query_slots: std::sync::OnceLock<queries::Slots>,
 }
 
 impl Collector {

@@ -505,13 +505,9 @@ impl<'a> Ctx<'a> {
             let mut cursor = querier::Instants::new(samples, left_closed);
             lens.clear();
             for &t in &times {
-                let p = cursor.at(t).map(|(st, v)| {
-                    if timestamps {
-                        st as f64 / 1000.0
-                    } else {
-                        v
-                    }
-                });
+                let p = cursor
+                    .at(t)
+                    .map(|(st, v)| if timestamps { st as f64 / 1000.0 } else { v });
                 lens.push(u32::from(p.is_some()));
                 points.push(p);
             }

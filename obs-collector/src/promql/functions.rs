@@ -35,9 +35,8 @@ pub fn over_windows(
         }
         points
     }
-    let extrapolated = |kind| {
-        move |w: &[(i64, f64)], _, t| extrapolated_rate(w, t, range_ms, kind, v2)
-    };
+    let extrapolated =
+        |kind| move |w: &[(i64, f64)], _, t| extrapolated_rate(w, t, range_ms, kind, v2);
     let setup = (range_ms, v2);
     match func {
         RangeFunc::Rate => each(samples, times, setup, lens, extrapolated(Kind::Rate)),

@@ -62,10 +62,45 @@ pub(super) fn same_labelset() -> QueryError {
 }
 
 /// The label sets seen so far, and at which steps: two series with the same labels at the same
-/// step are an error.
+/// step are an error. The steps are kept as runs (a series present throughout is one run), so
+/// a join of a week of 16,000 series holds a few bytes a series, not a flag a step.
 #[derive(Default)]
 pub(super) struct Unique {
-    seen: HashMap<Labels, Vec<bool>>,
+    seen: HashMap<Labels, Vec<Run>>,
+}
+
+/// Steps `from..to` (half open).
+type Run = (u32, u32);
+
+/// The runs of steps where `points` has a value, in order.
+fn runs(points: &[Option<f64>]) -> Vec<Run> {
+    let mut out: Vec<Run> = Vec::new();
+    for (i, p) in points.iter().enumerate() {
+        if p.is_some() {
+            let i = i as u32;
+            match out.last_mut() {
+                Some(last) if last.1 == i => last.1 = i + 1,
+                _ => out.push((i, i + 1)),
+            }
+        }
+    }
+    out
+}
+
+/// Whether two sorted lists of disjoint runs share a step.
+fn overlap(a: &[Run], b: &[Run]) -> bool {
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i].0 < b[j].1 && b[j].0 < a[i].1 {
+            return true;
+        }
+        if a[i].1 <= b[j].1 {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    false
 }
 
 impl Unique {
@@ -80,22 +115,46 @@ impl Unique {
         s: &Series,
         error: impl Fn() -> QueryError,
     ) -> Result<(), QueryError> {
+        let new = runs(&s.points);
         match self.seen.get_mut(key) {
-            Some(steps) => {
-                for (taken, p) in steps.iter_mut().zip(&s.points) {
-                    if p.is_some() {
-                        if *taken {
-                            return Err(error());
-                        }
-                        *taken = true;
-                    }
+            Some(claimed) => {
+                if overlap(claimed, &new) {
+                    return Err(error());
                 }
+                claimed.extend(new);
+                claimed.sort_unstable();
             }
             None => {
-                self.seen
-                    .insert(key.clone(), s.points.iter().map(Option::is_some).collect());
+                self.seen.insert(key.clone(), new);
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_clash_only_at_a_shared_step() {
+        let series = |points: &[Option<f64>]| Series {
+            labels: Labels::from_pairs(&[("a", "1")]),
+            points: points.to_vec(),
+        };
+        let (x, o) = (Some(1.0), None);
+        assert_eq!(runs(&[x, x, o, x, o, o, x]), [(0, 2), (3, 4), (6, 7)]);
+        assert!(runs(&[o, o]).is_empty());
+        let mut unique = Unique::default();
+        unique.claim(&series(&[x, x, o, o, o, x])).unwrap();
+        unique.claim(&series(&[o, o, x, x, o, o])).unwrap();
+        unique.claim(&series(&[o, o, o, o, x, o])).unwrap();
+        for clash in [[x, o, o, o, o, o], [o, o, o, x, o, o], [o, o, o, o, o, x]] {
+            assert!(unique.claim(&series(&clash)).is_err(), "{clash:?}");
+        }
+        let mut other = Unique::default();
+        other.claim(&series(&[x, o, x])).unwrap();
+        assert!(other.claim(&series(&[o, x, o])).is_ok());
+        assert!(other.claim(&series(&[o, x, o])).is_err());
     }
 }

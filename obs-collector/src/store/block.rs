@@ -28,8 +28,8 @@ use std::path::{Path, PathBuf};
 
 use super::chunk::{self, Undecodable};
 use super::encoding::{
-    frame, get_bytes, get_labels, get_varint, put_bytes, put_labels, put_varint, unframe, unzigzag,
-    zigzag, Strings,
+    frame, get_bytes, get_labels, get_varint, put_bytes, put_labels, put_varint, split_labels,
+    unframe, unzigzag, zigzag, Strings,
 };
 use crate::labels::Labels;
 
@@ -391,32 +391,48 @@ impl Block {
 
     /// The series named `name` (none when the block has no such name), read from disk.
     pub fn entries(&self, name: &str) -> Result<Vec<Entry>, BlockError> {
-        let Some(&span) = self.names.get(name) else {
-            return Ok(Vec::new());
-        };
-        let frame = self.frame(span)?;
+        let frame = self.series_frame(name)?;
         let mut b = frame.as_slice();
         let mut entries = Vec::new();
         let mut strings = Strings::new();
-        while !b.is_empty() {
-            let entry = (|| {
-                let labels = get_labels(&mut b, &mut strings)?;
-                let times = u32::try_from(get_varint(&mut b)?)
-                    .ok()
-                    .filter(|&t| (t as usize) < self.times.len())?;
-                let offset = get_varint(&mut b)?;
-                let len = u32::try_from(get_varint(&mut b)?)
-                    .ok()
-                    .filter(|&l| l <= MAX_FRAME)?;
-                Some(Entry {
-                    labels,
-                    at: Locator { offset, len, times },
-                })
-            })()
-            .ok_or_else(|| corrupt(format!("the series of {name:?} do not parse")))?;
-            entries.push(entry);
+        while let Some((mut raw, at)) = self.next_series(&mut b)? {
+            let labels = get_labels(&mut raw, &mut strings)
+                .ok_or_else(|| corrupt(format!("the series of {name:?} do not parse")))?;
+            entries.push(Entry { labels, at });
         }
         Ok(entries)
+    }
+
+    /// The frame listing the series named `name` (empty when the block has none), read from
+    /// disk; [`Block::next_series`] walks it.
+    pub fn series_frame(&self, name: &str) -> Result<Vec<u8>, BlockError> {
+        match self.names.get(name) {
+            Some(&span) => self.frame(span),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The next series of a frame of [`Block::series_frame`]: its labels as written
+    /// ([`super::encoding::put_labels`]) and where it is; none at the frame's end.
+    pub fn next_series<'f>(
+        &self,
+        b: &mut &'f [u8],
+    ) -> Result<Option<(&'f [u8], Locator)>, BlockError> {
+        if b.is_empty() {
+            return Ok(None);
+        }
+        (|| {
+            let labels = split_labels(b)?;
+            let times = u32::try_from(get_varint(b)?)
+                .ok()
+                .filter(|&t| (t as usize) < self.times.len())?;
+            let offset = get_varint(b)?;
+            let len = u32::try_from(get_varint(b)?)
+                .ok()
+                .filter(|&l| l <= MAX_FRAME)?;
+            Some(Some((labels, Locator { offset, len, times })))
+        })()
+        .ok_or_else(|| corrupt("a series frame does not parse"))
     }
 
     /// The samples of the series at `at` (one of this block's).
@@ -513,7 +529,10 @@ mod tests {
         block
             .append(found[0].at, (15_000, 45_000), &mut scratch, &mut part)
             .unwrap();
-        assert_eq!(part, [(0, 0.5), (15_000, 1.0), (30_000, 2.0), (45_000, 3.0)]);
+        assert_eq!(
+            part,
+            [(0, 0.5), (15_000, 1.0), (30_000, 2.0), (45_000, 3.0)]
+        );
         assert!(block.entries("down").unwrap().is_empty());
         assert_eq!(block.names().collect::<Vec<_>>(), ["up"]);
         assert!(!d.join(META.file_name(0)).with_extension("tmp").exists());

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::block::{self, Block, BlockError, Entry, Locator, Meta, Samples, Scratch};
+use super::block::{self, Block, BlockError, Locator, Meta, Samples, Scratch};
 use super::compact::{self, Retention};
 use crate::labels::Labels;
 
@@ -45,9 +45,8 @@ pub struct Blocks {
 /// every step.
 #[derive(Debug)]
 struct Decoded {
-    /// A block's series of a metric name; weighed by series (a few hundred bytes each: at most
-    /// about 40 MiB).
-    entries: Bounded<(u64, String), Vec<Entry>>,
+    /// A block's frame of the series of a metric name; weighed by bytes (at most 32 MiB).
+    frames: Bounded<(u64, String), Vec<u8>>,
     /// A series' samples; weighed by samples (16 bytes each: at most 32 MiB).
     series: Bounded<(u64, u64), Samples>,
 }
@@ -55,7 +54,7 @@ struct Decoded {
 impl Default for Decoded {
     fn default() -> Self {
         Self {
-            entries: Bounded::new(128 << 10),
+            frames: Bounded::new(32 << 20),
             series: Bounded::new(2 << 20),
         }
     }
@@ -235,13 +234,13 @@ impl Blocks {
         Arc::clone(&self.read_errors)
     }
 
-    /// The series of `block` named `name`, read once for a while (a bounded cache); a read
-    /// that fails is counted.
-    pub fn entries(&self, block: &Block, name: &str) -> Option<Arc<Vec<Entry>>> {
+    /// The frame of the series of `block` named `name` ([`Block::series_frame`]), read once
+    /// for a while (a bounded cache); a read that fails is counted.
+    pub fn series_frame(&self, block: &Block, name: &str) -> Option<Arc<Vec<u8>>> {
         self.cached(
-            |d| &mut d.entries,
+            |d| &mut d.frames,
             (block.id(), name.to_owned()),
-            || block.entries(name),
+            || block.series_frame(name),
             Vec::len,
         )
     }

@@ -50,10 +50,7 @@ pub fn decode_values(bytes: &[u8]) -> Result<Vec<f64>, Undecodable> {
 
 /// Decodes a column into `out` (cleared first), reusing its allocation: a read of thousands
 /// of series decodes one column after another into the same buffer.
-pub fn decode_into<T: Number + Default>(
-    bytes: &[u8],
-    out: &mut Vec<T>,
-) -> Result<(), Undecodable> {
+pub fn decode_into<T: Number + Default>(bytes: &[u8], out: &mut Vec<T>) -> Result<(), Undecodable> {
     let undecodable = |e: pco::errors::PcoError| Undecodable(e.to_string());
     out.clear();
     let (file, mut src) = FileDecompressor::new(bytes).map_err(undecodable)?;

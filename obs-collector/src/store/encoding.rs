@@ -92,6 +92,18 @@ pub fn get_labels(bytes: &mut &[u8], strings: &mut Strings) -> Option<Labels> {
     Some(Labels::from_arcs(pairs))
 }
 
+/// Splits a label set written by [`put_labels`] off the front of `bytes`, undecoded: the same
+/// labels are the same bytes, so a read that meets a series in many blocks compares bytes
+/// instead of making its labels again.
+pub fn split_labels<'a>(bytes: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let all: &'a [u8] = bytes;
+    let n = get_varint(bytes)?;
+    for _ in 0..n.saturating_mul(2) {
+        get_bytes(bytes)?;
+    }
+    Some(&all[..all.len() - bytes.len()])
+}
+
 fn intern(raw: &[u8], strings: &mut Strings) -> Option<Arc<str>> {
     if let Some(known) = strings.get(raw) {
         return Some(Arc::clone(known));
@@ -132,6 +144,10 @@ mod tests {
             get_labels(&mut &back[..], &mut Strings::new()),
             Some(labels)
         );
+        let mut rest = back;
+        assert_eq!(split_labels(&mut rest), Some(back));
+        assert!(rest.is_empty());
+        assert_eq!(split_labels(&mut &back[..back.len() - 1]), None);
         framed[9] ^= 1;
         assert_eq!(unframe(&mut framed.as_slice()), None);
         assert_eq!(unframe(&mut &framed[..5]), None);

@@ -227,7 +227,15 @@ mod tests {
             .to_vec();
         assert_eq!(
             seen,
-            [None, Some(1.0), Some(1.0), Some(2.0), Some(2.0), None, Some(1.0)]
+            [
+                None,
+                Some(1.0),
+                Some(1.0),
+                Some(2.0),
+                Some(2.0),
+                None,
+                Some(1.0)
+            ]
         );
         let mut read = Vec::new();
         without_stale_into(&s, &mut read);

@@ -4,26 +4,30 @@
 //! without it, as Prometheus' queriers read blocks while the head takes appends.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::block::{Block, Entry, Locator, Samples, Scratch};
+use super::block::{Block, Locator, Samples, Scratch};
 use super::blocks::Blocks;
+use super::encoding::{get_labels, put_labels, Strings};
 use super::querier::{merge, Select, Visit};
 use crate::labels::{Labels, NAME};
 
 /// How blocks are read: through the set's caches, or directly.
 pub trait Read {
-    fn entries(&self, block: &Block, name: &str) -> Option<Arc<Vec<Entry>>>;
+    /// The block's frame of the series named `name` ([`Block::series_frame`]; nothing when
+    /// the read fails: it is counted).
+    fn series_frame(&self, block: &Block, name: &str) -> Option<Arc<Vec<u8>>>;
     /// Appends the samples of the series at `at` from `min_t` to `max_t` to `out` (nothing
     /// when the read fails: it is counted).
     fn append(&self, block: &Block, at: Locator, range: (i64, i64), out: &mut Samples);
 }
 
 impl Read for Blocks {
-    fn entries(&self, block: &Block, name: &str) -> Option<Arc<Vec<Entry>>> {
-        Blocks::entries(self, block, name)
+    fn series_frame(&self, block: &Block, name: &str) -> Option<Arc<Vec<u8>>> {
+        Blocks::series_frame(self, block, name)
     }
 
     fn append(&self, block: &Block, at: Locator, (min_t, max_t): (i64, i64), out: &mut Samples) {
@@ -57,8 +61,8 @@ impl<'a> Direct<'a> {
 }
 
 impl Read for Direct<'_> {
-    fn entries(&self, block: &Block, name: &str) -> Option<Arc<Vec<Entry>>> {
-        self.counted(block.entries(name)).map(Arc::new)
+    fn series_frame(&self, block: &Block, name: &str) -> Option<Arc<Vec<u8>>> {
+        self.counted(block.series_frame(name)).map(Arc::new)
     }
 
     fn append(&self, block: &Block, at: Locator, range: (i64, i64), out: &mut Samples) {
@@ -73,10 +77,36 @@ impl Read for Direct<'_> {
     }
 }
 
+/// Calls `each` with the labels (as written) and place of every series of `block` named `name`
+/// (every series when `None`), in the block's order; a frame that does not parse is counted
+/// as a failed read and ends that name.
+fn walk_series(
+    block: &Block,
+    read: &dyn Read,
+    name: Option<&str>,
+    each: &mut dyn FnMut(&[u8], Locator),
+) {
+    let names: Vec<&str> = match name {
+        Some(n) => vec![n],
+        None => block.names().collect(),
+    };
+    for n in names {
+        let Some(frame) = read.series_frame(block, n) else {
+            continue;
+        };
+        let mut b = frame.as_slice();
+        while let Ok(Some((raw, at))) = block.next_series(&mut b) {
+            each(raw, at);
+        }
+    }
+}
+
 /// Every series named `name` (every series when `None`) that `keep` accepts, in `blocks` and
 /// `head` (its windows of those series), merged one series at a time within `(min_t, max_t)`
 /// and handed to `each`. Where each series is comes first from the blocks' indexes, so a read
-/// over weeks of every series holds one series' samples at a time, not all of them.
+/// over weeks of every series holds one series' samples at a time, not all of them; a series
+/// is known across blocks by its labels' bytes, so its labels are made once, when it is handed
+/// on, and what is held meanwhile is those bytes and 24 bytes a block.
 pub fn select_blocks(
     blocks: &[&Arc<Block>],
     read: &dyn Read,
@@ -86,49 +116,67 @@ pub fn select_blocks(
     (min_t, max_t): (i64, i64),
     each: &mut Visit,
 ) {
-    // Each series' labels (as the first block that has it gives them), and where it is: a
-    // block's number and the place in it (24 bytes a series and block).
-    let mut parts: Vec<(Labels, Vec<(u32, Locator)>)> = Vec::new();
-    let mut at: HashMap<Labels, usize> = HashMap::new();
-    for (i, b) in blocks.iter().enumerate() {
-        let names: Vec<&str> = match name {
-            Some(n) => vec![n],
-            None => b.names().collect(),
+    /// A series `keep` refused.
+    const REFUSED: u32 = u32::MAX;
+    let mut strings = Strings::new();
+    // Each series met, by its labels' bytes: its number, or REFUSED.
+    let mut known: HashMap<Rc<[u8]>, u32> = HashMap::new();
+    let mut series: Vec<Rc<[u8]>> = Vec::new();
+    // (series, block, place), in block order.
+    let mut places: Vec<(u32, u32, Locator)> = Vec::new();
+    let mut number = |raw: &[u8], strings: &mut Strings| -> u32 {
+        if let Some(&n) = known.get(raw) {
+            return n;
+        }
+        let kept = get_labels(&mut &raw[..], strings).is_some_and(|l| keep(&l));
+        let raw: Rc<[u8]> = Rc::from(raw);
+        let n = if kept {
+            series.push(Rc::clone(&raw));
+            series.len() as u32 - 1
+        } else {
+            REFUSED
         };
-        for n in names {
-            let Some(entries) = read.entries(b, n) else {
-                continue;
-            };
-            for entry in entries.iter().filter(|e| keep(&e.labels)) {
-                let slot = *at.entry(entry.labels.clone()).or_insert_with(|| {
-                    parts.push((entry.labels.clone(), Vec::new()));
-                    parts.len() - 1
-                });
-                parts[slot].1.push((i as u32, entry.at));
+        known.insert(raw, n);
+        n
+    };
+    for (i, b) in blocks.iter().enumerate() {
+        walk_series(b, read, name, &mut |raw, at| {
+            let n = number(raw, &mut strings);
+            if n != REFUSED {
+                places.push((n, i as u32, at));
             }
-        }
+        });
     }
-    let mut head_of: HashMap<&Labels, Samples> = HashMap::with_capacity(head.len());
+    let mut head_of: HashMap<u32, Samples> = HashMap::with_capacity(head.len());
+    let mut raw = Vec::new();
     for (labels, window) in head {
-        if !at.contains_key(labels) {
-            at.insert(labels.clone(), parts.len());
-            parts.push((labels.clone(), Vec::new()));
+        raw.clear();
+        put_labels(&mut raw, labels);
+        let n = number(&raw, &mut strings);
+        if n != REFUSED {
+            head_of.insert(n, window);
         }
-        head_of.insert(labels, window);
     }
-    drop(at);
+    drop(known);
+    // Grouped by series, each series' places in block order.
+    places.sort_unstable_by_key(|&(n, i, _)| (n, i));
+    let mut places = places.as_slice();
     let mut samples: Samples = Vec::new();
-    for (labels, found) in &parts {
+    for (n, raw) in series.iter().enumerate() {
+        let n = n as u32;
+        let mine = places.partition_point(|p| p.0 == n);
         samples.clear();
-        for &(i, place) in found {
-            read.append(blocks[i as usize], place, (min_t, max_t), &mut samples);
+        for &(_, i, at) in &places[..mine] {
+            read.append(blocks[i as usize], at, (min_t, max_t), &mut samples);
         }
-        if let Some(window) = head_of.get(labels) {
+        places = &places[mine..];
+        if let Some(window) = head_of.get(&n) {
             samples.extend_from_slice(window);
         }
         merge(&mut samples);
-        if !samples.is_empty() {
-            each(labels, &samples);
+        let labels = get_labels(&mut &raw[..], &mut strings);
+        if let (Some(labels), false) = (labels, samples.is_empty()) {
+            each(&labels, &samples);
         }
     }
 }
@@ -146,30 +194,29 @@ pub fn series_in_blocks<'h>(
     (min_t, max_t): (i64, i64),
     each: &mut dyn FnMut(&Labels),
 ) {
-    let mut seen: std::collections::HashSet<Labels> = std::collections::HashSet::new();
+    let mut seen: HashSet<Labels> = HashSet::new();
+    let mut strings = Strings::new();
+    let mut found = Vec::new();
     for b in blocks {
-        let names: Vec<&str> = match name {
-            Some(n) => vec![n],
-            None => b.names().collect(),
-        };
         // Block ranges end before `max_t` (they are half open).
         let inside = b.meta().min_t >= min_t && b.meta().max_t <= max_t.saturating_add(1);
-        let mut found = Vec::new();
-        let mut in_range = |entry: &Entry| {
-            inside || {
+        walk_series(b, read, name, &mut |mut raw, at| {
+            let Some(labels) = get_labels(&mut raw, &mut strings) else {
+                return;
+            };
+            if !keep(&labels) || seen.contains(&labels) {
+                return;
+            }
+            let in_range = inside || {
                 found.clear();
-                read.append(b, entry.at, (min_t, max_t), &mut found);
+                read.append(b, at, (min_t, max_t), &mut found);
                 !found.is_empty()
+            };
+            if in_range {
+                each(&labels);
+                seen.insert(labels);
             }
-        };
-        for n in names {
-            for entry in read.entries(b, n).iter().flat_map(|e| e.iter()) {
-                if keep(&entry.labels) && !seen.contains(&entry.labels) && in_range(entry) {
-                    seen.insert(entry.labels.clone());
-                    each(&entry.labels);
-                }
-            }
-        }
+        });
     }
     for labels in head {
         if keep(labels) && seen.insert(labels.clone()) {
