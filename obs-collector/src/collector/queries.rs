@@ -2,7 +2,7 @@
 //! Prometheus' `--query.timeout`, `--query.max-samples` and `--query.max-concurrency` do (with
 //! their defaults but one): at most that many evaluations at once (a request waits for a slot
 //! until its timeout, then answers 503 `timeout`), by default as many as the machine has cores
-//! (see [`cores`]); each on a blocking thread, over snapshots of the
+//! (see [`cores`]); each on a query thread of the collector's own, over snapshots of the
 //! store (no lock held while it reads), so scrapes, rule evaluations and notifications go on;
 //! a query that would hold more samples than the cap (as Prometheus counts them: the results
 //! it has gathered plus what one step reads) stops and answers 422; one that runs past the
@@ -125,7 +125,7 @@ impl Collector {
         .await
     }
 
-    /// `evaluate` on a blocking thread over a snapshot of what `expr` reads from `start` to
+    /// `evaluate` on a query thread over a snapshot of what `expr` reads from `start` to
     /// `end`, once a slot is free, within the limits.
     async fn limited<T: Send + 'static>(
         self: &Arc<Self>,
@@ -137,6 +137,31 @@ impl Collector {
             // Remote mode keeps no samples: the error says where they are.
             return Err(self.remote_query_error());
         }
+        self.on_query_thread(move |me, limits| {
+            let snapshot = me.snapshot_for(&expr, start, end);
+            evaluate(&expr, &snapshot, limits)
+        })
+        .await
+    }
+
+    /// The series any of `selectors` selects with samples in `[start, end]`, for the series
+    /// and label APIs ([`Collector::series_matching`]), on a query thread once a slot is free:
+    /// weeks of every series' index is a query's work too.
+    pub async fn series_api(
+        self: &Arc<Self>,
+        selectors: Vec<crate::promql::Selector>,
+        range: (i64, i64),
+    ) -> Result<Vec<crate::labels::Labels>, QueryError> {
+        self.on_query_thread(move |me, _| me.series_matching(&selectors, range))
+            .await
+    }
+
+    /// `work` on a query thread once a slot is free (waiting at most the timeout), with the
+    /// limits it runs within.
+    async fn on_query_thread<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&Collector, Limits) -> Result<T, QueryError> + Send + 'static,
+    ) -> Result<T, QueryError> {
         let limits = self.query_limits();
         let started = Instant::now();
         let slots = self.query_slots(limits.max_concurrency);
@@ -146,29 +171,29 @@ impl Collector {
             .map_err(|_| QueryError::Timeout("the queue"))?;
         let me = Arc::clone(self);
         let (tx, rx) = tokio::sync::oneshot::channel();
+        // The slot goes with the work: a request given up (a closed dashboard) frees it only
+        // when its evaluation stops.
         let job: Job = Box::new(move || {
-            let snapshot = me.snapshot_for(&expr, start, end);
+            let _permit = permit;
             let limits = Limits {
                 max_samples: limits.max_samples,
                 deadline: Some(started + limits.timeout),
             };
-            let _ = tx.send(evaluate(&expr, &snapshot, limits));
+            let _ = tx.send(work(&me, limits));
         });
         let sent = slots
             .jobs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .send(job);
-        let answer = match sent {
+        match sent {
             Ok(()) => rx.await.unwrap_or_else(|_| {
                 Err(QueryError::Eval(
                     "the evaluation failed (a bug: it panicked)".into(),
                 ))
             }),
             Err(_) => Err(QueryError::Eval("the query threads are gone".into())),
-        };
-        drop(permit);
-        answer
+        }
     }
 
     /// Why the query API does not answer in remote mode, and where to ask instead.

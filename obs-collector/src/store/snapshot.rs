@@ -5,7 +5,6 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -77,6 +76,49 @@ impl Read for Direct<'_> {
     }
 }
 
+/// Label sets by their bytes, each once, with a number: all their bytes in one buffer (a read
+/// of thousands of series makes a few allocations, not one a series, and gives them all back
+/// when it ends).
+#[derive(Default)]
+struct ByBytes<S = std::hash::RandomState> {
+    bytes: Vec<u8>,
+    /// Per set: where its bytes start and end, its number, and the next set with the same hash.
+    sets: Vec<(usize, usize, u32, Option<u32>)>,
+    /// The first set of each hash.
+    first: HashMap<u64, u32>,
+    hasher: S,
+}
+
+impl<S: std::hash::BuildHasher> ByBytes<S> {
+    fn bytes(&self, set: usize) -> &[u8] {
+        let (from, to, _, _) = self.sets[set];
+        &self.bytes[from..to]
+    }
+
+    /// The number of the set `raw`, if it is known.
+    fn get(&self, raw: &[u8]) -> Option<u32> {
+        let mut at = self.first.get(&self.hasher.hash_one(raw)).copied();
+        while let Some(set) = at {
+            let (from, to, number, next) = self.sets[set as usize];
+            if &self.bytes[from..to] == raw {
+                return Some(number);
+            }
+            at = next;
+        }
+        None
+    }
+
+    /// Adds `raw` (not known yet) with `number`; its set's index.
+    fn insert(&mut self, raw: &[u8], number: u32) -> usize {
+        let set = self.sets.len();
+        let next = self.first.insert(self.hasher.hash_one(raw), set as u32);
+        let from = self.bytes.len();
+        self.bytes.extend_from_slice(raw);
+        self.sets.push((from, self.bytes.len(), number, next));
+        set
+    }
+}
+
 /// Calls `each` with the labels (as written) and place of every series of `block` named `name`
 /// (every series when `None`), in the block's order; a frame that does not parse is counted
 /// as a failed read and ends that name.
@@ -120,23 +162,21 @@ pub fn select_blocks(
     const REFUSED: u32 = u32::MAX;
     let mut strings = Strings::new();
     // Each series met, by its labels' bytes: its number, or REFUSED.
-    let mut known: HashMap<Rc<[u8]>, u32> = HashMap::new();
-    let mut series: Vec<Rc<[u8]>> = Vec::new();
+    let mut known = ByBytes::<std::hash::RandomState>::default();
+    // The series kept: their labels' bytes in `known`.
+    let mut series: Vec<usize> = Vec::new();
     // (series, block, place), in block order.
     let mut places: Vec<(u32, u32, Locator)> = Vec::new();
     let mut number = |raw: &[u8], strings: &mut Strings| -> u32 {
-        if let Some(&n) = known.get(raw) {
+        if let Some(n) = known.get(raw) {
             return n;
         }
         let kept = get_labels(&mut &raw[..], strings).is_some_and(|l| keep(&l));
-        let raw: Rc<[u8]> = Rc::from(raw);
-        let n = if kept {
-            series.push(Rc::clone(&raw));
-            series.len() as u32 - 1
-        } else {
-            REFUSED
-        };
-        known.insert(raw, n);
+        let n = if kept { series.len() as u32 } else { REFUSED };
+        let set = known.insert(raw, n);
+        if kept {
+            series.push(set);
+        }
         n
     };
     for (i, b) in blocks.iter().enumerate() {
@@ -157,13 +197,13 @@ pub fn select_blocks(
             head_of.insert(n, window);
         }
     }
-    drop(known);
     // Grouped by series, each series' places in block order.
     places.sort_unstable_by_key(|&(n, i, _)| (n, i));
     let mut places = places.as_slice();
     let mut samples: Samples = Vec::new();
-    for (n, raw) in series.iter().enumerate() {
+    for (n, &set) in series.iter().enumerate() {
         let n = n as u32;
+        let raw = known.bytes(set);
         let mine = places.partition_point(|p| p.0 == n);
         samples.clear();
         for &(_, i, at) in &places[..mine] {
@@ -330,5 +370,39 @@ impl Select for Snapshot {
             (min_t, max_t),
             each,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_sets_are_found_by_their_bytes_when_their_hashes_collide() {
+        /// Every set the same hash.
+        #[derive(Default)]
+        struct Zero;
+        impl std::hash::Hasher for Zero {
+            fn finish(&self) -> u64 {
+                0
+            }
+            fn write(&mut self, _: &[u8]) {}
+        }
+        let mut known: ByBytes<std::hash::BuildHasherDefault<Zero>> = ByBytes::default();
+        assert_eq!(known.get(b"a"), None);
+        let sets = [
+            known.insert(b"a", 7),
+            known.insert(b"bb", 8),
+            known.insert(b"", 9),
+        ];
+        assert_eq!(known.get(b"a"), Some(7));
+        assert_eq!(known.get(b"bb"), Some(8));
+        assert_eq!(known.get(b""), Some(9));
+        assert_eq!(known.get(b"b"), None);
+        assert_eq!(sets.map(|s| known.bytes(s)), [&b"a"[..], b"bb", b""]);
+        // And with a real hasher.
+        let mut real = ByBytes::<std::hash::RandomState>::default();
+        real.insert(b"x", 1);
+        assert_eq!((real.get(b"x"), real.get(b"y")), (Some(1), None));
     }
 }

@@ -238,19 +238,15 @@ pub(super) fn error(status: StatusCode, error_type: &str, message: &str) -> Resp
 
 /// A query the limits or the evaluation stopped: 503 `timeout`, else 422 `execution`, as
 /// Prometheus answers.
-fn failure(e: &QueryError) -> Response {
+pub(super) fn failure(e: &QueryError) -> Response {
     match e {
         QueryError::Timeout(_) => error(StatusCode::SERVICE_UNAVAILABLE, "timeout", &e.to_string()),
-        _ => execution_error(e),
+        _ => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "execution",
+            &e.to_string(),
+        ),
     }
-}
-
-pub(super) fn execution_error(e: &QueryError) -> Response {
-    error(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "execution",
-        &e.to_string(),
-    )
 }
 
 #[cfg(test)]

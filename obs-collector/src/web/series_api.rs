@@ -16,7 +16,7 @@ use axum::response::Response;
 use serde_json::{json, Value as Json};
 
 use super::query_api::{
-    error, execution_error, format_value, metric, pairs, params, success, time, BadData,
+    error, failure, format_value, metric, pairs, params, success, time, BadData,
 };
 use super::App;
 use crate::labels::Labels;
@@ -70,9 +70,10 @@ fn asked(query: Option<&str>, body: &[u8]) -> Result<Asked, BadData> {
 }
 
 /// The series asked.
-fn series_of(app: &App, asked: &Asked) -> Result<Vec<Labels>, crate::promql::QueryError> {
+async fn series_of(app: &App, asked: &Asked) -> Result<Vec<Labels>, crate::promql::QueryError> {
     app.collector
-        .series_matching(&asked.selectors, (asked.start, asked.end))
+        .series_api(asked.selectors.clone(), (asked.start, asked.end))
+        .await
 }
 
 /// `data`, with Prometheus' warning when `limit` cut it.
@@ -104,9 +105,9 @@ pub(super) async fn series(
         Ok(a) => a,
         Err(BadData(m)) => return error(StatusCode::BAD_REQUEST, "bad_data", &m),
     };
-    let series = match series_of(&app, &asked) {
+    let series = match series_of(&app, &asked).await {
         Ok(found) => found,
-        Err(e) => return execution_error(&e),
+        Err(e) => return failure(&e),
     };
     let cut = series.len() > asked.limit;
     let data: Vec<Json> = series.iter().take(asked.limit).map(metric).collect();
@@ -123,9 +124,9 @@ pub(super) async fn labels(
         Ok(a) => a,
         Err(BadData(m)) => return error(StatusCode::BAD_REQUEST, "bad_data", &m),
     };
-    let series = match series_of(&app, &asked) {
+    let series = match series_of(&app, &asked).await {
         Ok(found) => found,
-        Err(e) => return execution_error(&e),
+        Err(e) => return failure(&e),
     };
     let names: BTreeSet<&str> = series
         .iter()
@@ -155,9 +156,9 @@ pub(super) async fn label_values(
         Ok(a) => a,
         Err(BadData(m)) => return error(StatusCode::BAD_REQUEST, "bad_data", &m),
     };
-    let series = match series_of(&app, &asked) {
+    let series = match series_of(&app, &asked).await {
         Ok(found) => found,
-        Err(e) => return execution_error(&e),
+        Err(e) => return failure(&e),
     };
     let values: BTreeSet<&str> = series.iter().filter_map(|l| l.get(&name)).collect();
     let cut = values.len() > asked.limit;
@@ -245,7 +246,7 @@ pub(super) async fn metadata(State(app): State<App>, RawQuery(query): RawQuery) 
         .filter(|m| !m.is_empty());
     let families = match app.collector.metric_metadata(metric, per_metric) {
         Ok(found) => found,
-        Err(e) => return execution_error(&e),
+        Err(e) => return failure(&e),
     };
     let data: serde_json::Map<String, Json> = families
         .into_iter()
