@@ -154,7 +154,7 @@ impl Locator {
 /// decoded, the timestamp columns decoded so far (the series of one target share theirs,
 /// so a read of a target's thousand series decodes its timestamps once a block), and per block
 /// the bytes read ahead of the last value column. Timestamp columns are dropped past
-/// [`Scratch::TIMES_HELD`] timestamps, to bound what it holds.
+/// 2 MiB of timestamps, to bound what it holds.
 #[derive(Default)]
 pub struct Scratch {
     bytes: Vec<u8>,
@@ -451,7 +451,7 @@ impl Block {
     }
 
     /// The next series of a frame of [`Block::series_frame`]: its labels as written
-    /// ([`super::encoding::put_labels`]) and where it is; none at the frame's end.
+    /// (`encoding::put_labels`) and where it is; none at the frame's end.
     pub fn next_series<'f>(
         &self,
         b: &mut &'f [u8],

@@ -489,7 +489,7 @@ impl Store {
 }
 
 impl Series {
-    /// The value an instant selector sees at `t` (see [`querier::instant`]).
+    /// The value an instant selector sees at `t` (see [`querier::Instants`]).
     pub fn instant(&self, t: i64, left_closed: bool) -> Option<f64> {
         let end = self.samples.partition_point(|&(st, _)| st <= t);
         querier::visible(*self.samples.get(end.checked_sub(1)?)?, t, left_closed)
