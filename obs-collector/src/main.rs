@@ -240,7 +240,7 @@ fn load(path: Option<&PathBuf>) -> Result<(Config, Vec<rules::Group>), ConfigErr
 /// to the system when freed, but by default it raises that threshold to the size of each such
 /// block freed (up to 32 MiB): after a query frees a few MiB of series, later ones of that
 /// size come from the heaps of the query threads, which keep them. Fixed at 128 KiB, the
-/// dashboard over a week adds 37 MiB to the collector instead of 54, at the same speed
+/// dashboard over a week adds 38 MiB to the collector instead of 54, at the same speed
 /// (BENCHMARKS.md). glibc reads the setting only from the environment, once, at start: the
 /// collector starts itself again with it, unless it is set already (an operator's own value
 /// wins). Elsewhere, or if that fails, it goes on as it is.

@@ -1,5 +1,6 @@
-//! obs-collector as a real process: `check` exit codes, alert state surviving `kill -9`, and a
-//! malformed scrape page failing the scrape, not the process.
+//! obs-collector as a real process: `check` exit codes, alert state surviving `kill -9`, a
+//! malformed scrape page failing the scrape, not the process, and the allocator setting it
+//! restarts itself with.
 
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -756,4 +757,28 @@ fn a_custom_rule_gets_no_invented_route_or_deploy_line() {
     for invented in ["deploy:", "routes:", "by version:"] {
         assert!(!line.contains(invented), "{invented} in {line}");
     }
+}
+
+#[test]
+fn the_collector_runs_with_a_fixed_mmap_threshold_and_keeps_one_set() {
+    const VAR: &str = "MALLOC_MMAP_THRESHOLD_";
+    let dir = temp_dir("mmap-threshold");
+    let config = write_config(&dir, "127.0.0.1:1".parse().unwrap(), "30s", "");
+    // The environment the answering process (the same pid, restarted by exec) runs with.
+    let threshold = |c: &common::CollectorProcess| {
+        let environ = std::fs::read(format!("/proc/{}/environ", c.pid())).unwrap();
+        environ
+            .split(|&b| b == 0)
+            .filter_map(|v| std::str::from_utf8(v).ok())
+            .find_map(|v| v.strip_prefix(VAR)?.strip_prefix('='))
+            .map(str::to_owned)
+    };
+    let fixed = Collector::start(&config, &dir.join("fixed.json"), &[]);
+    // This test's own environment may set it too: then that value is kept.
+    let expected = std::env::var(VAR).unwrap_or_else(|_| "131072".to_owned());
+    assert_eq!(threshold(&fixed).as_deref(), Some(expected.as_str()));
+    assert_eq!(client::get(fixed.addr, "/-/ready").unwrap().status, 200);
+    drop(fixed);
+    let own = Collector::start(&config, &dir.join("own.json"), &[(VAR, "65536")]);
+    assert_eq!(threshold(&own).as_deref(), Some("65536"));
 }

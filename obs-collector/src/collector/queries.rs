@@ -42,7 +42,7 @@ type Job = Box<dyn FnOnce() + Send>;
 /// The query API's slots: a request holds one while its query waits for a thread and runs,
 /// and as many threads of their own as slots, which live as long as the collector. Threads
 /// made per query (a blocking pool's) would each take a heap of their own from the allocator,
-/// which keeps what it frees: the dashboard over a week added 90 MiB that way, against 40 on
+/// which keeps what it frees: the dashboard over a week added 85 MiB that way, against 52 on
 /// two threads that live on.
 pub(super) struct Slots {
     free: Arc<tokio::sync::Semaphore>,
