@@ -153,8 +153,9 @@ impl Locator {
 /// What reads of many series reuse: the bytes of the last frame read, the last value column
 /// decoded, the timestamp columns decoded so far (the series of one target share theirs,
 /// so a read of a target's thousand series decodes its timestamps once a block), and per block
-/// the bytes read ahead of the last value column. Timestamp columns are dropped past
-/// 2 MiB of timestamps, to bound what it holds.
+/// the bytes read ahead of the last value column (by [`Scratch::reading_ahead`] only: a read
+/// of one series would read 64 KiB for its 2). Timestamp columns are dropped past 2 MiB of
+/// timestamps, to bound what it holds.
 #[derive(Default)]
 pub struct Scratch {
     bytes: Vec<u8>,
@@ -166,9 +167,20 @@ pub struct Scratch {
     /// serves dozens of columns (a read of a week of 16,000 series made 160,000 reads a
     /// column at a time).
     ahead: HashMap<u64, (u64, Vec<u8>)>,
+    /// Bytes read at once past a value column (0: none).
+    ahead_bytes: u64,
 }
 
 impl Scratch {
+    /// A scratch for reads of many series in a block's order (a query's, a compaction's):
+    /// value columns are read [`Scratch::AHEAD`] bytes at a time.
+    pub fn reading_ahead() -> Scratch {
+        Scratch {
+            ahead_bytes: Self::AHEAD,
+            ..Scratch::default()
+        }
+    }
+
     /// 2 MiB of timestamps.
     const TIMES_HELD: usize = 1 << 18;
     /// Bytes read ahead at once, per block.
@@ -376,11 +388,12 @@ impl Block {
         unframe(&mut rest).ok_or_else(|| corrupt(format!("the column at byte {}", span.offset)))
     }
 
-    /// Reads and checks a frame through the bytes read ahead in this block (see [`Scratch`]);
-    /// the payload.
+    /// Reads and checks a frame through the bytes read ahead in this block (see [`Scratch`]),
+    /// reading `ahead_bytes` at once when they do not hold it; the payload.
     fn frame_ahead<'s>(
         &self,
         span: Span,
+        ahead_bytes: u64,
         ahead: &'s mut HashMap<u64, (u64, Vec<u8>)>,
     ) -> Result<&'s [u8], BlockError> {
         let need = u64::from(span.len) + 8;
@@ -391,7 +404,7 @@ impl Block {
         let held = *at..*at + bytes.len() as u64;
         if !(held.contains(&span.offset) && span.offset + need <= held.end) {
             let len = need
-                .max(Scratch::AHEAD)
+                .max(ahead_bytes)
                 .min(self.bytes.saturating_sub(span.offset))
                 .max(need);
             bytes.clear();
@@ -505,7 +518,7 @@ impl Block {
         let ts = &scratch.times[&(self.id, at.times)];
         let from = ts.partition_point(|&t| t < min_t);
         let to = ts.partition_point(|&t| t <= max_t).max(from);
-        let bytes = self.frame_ahead(at.values(), &mut scratch.ahead)?;
+        let bytes = self.frame_ahead(at.values(), scratch.ahead_bytes, &mut scratch.ahead)?;
         chunk::decode_into(bytes, &mut scratch.values).map_err(undecodable)?;
         if scratch.values.len() != ts.len() {
             return Err(corrupt(
@@ -571,6 +584,13 @@ mod tests {
             part,
             [(0, 0.5), (15_000, 1.0), (30_000, 2.0), (45_000, 3.0)]
         );
+        // Read ahead, in the block's order and back: the same samples.
+        let mut ahead = Scratch::reading_ahead();
+        for e in found.iter().chain(found.iter().rev()) {
+            let job = e.labels.get("job").unwrap();
+            let n = if job == "c" { 3 } else { 480 };
+            assert_eq!(block.samples(e.at, &mut ahead).unwrap(), series(job, n).1);
+        }
         assert!(block.entries("down").unwrap().is_empty());
         assert_eq!(block.names().collect::<Vec<_>>(), ["up"]);
         assert!(!d.join(META.file_name(0)).with_extension("tmp").exists());

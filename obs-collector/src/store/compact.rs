@@ -181,7 +181,7 @@ pub fn rewrite(dir: &Path, meta: Meta, sources: &[Arc<Block>]) -> Result<Block, 
     names.sort_unstable();
     names.dedup();
     let failed = RefCell::new(None);
-    let scratch = RefCell::new(Scratch::default());
+    let scratch = RefCell::new(Scratch::reading_ahead());
     let series = names.into_iter().flat_map(|name| {
         let mut order: Vec<Labels> = Vec::new();
         let mut at: HashMap<Labels, Vec<(usize, Entry)>> = HashMap::new();

@@ -49,7 +49,7 @@ impl<'a> Direct<'a> {
     fn new(read_errors: &'a AtomicU64) -> Self {
         Direct {
             read_errors,
-            scratch: RefCell::default(),
+            scratch: RefCell::new(Scratch::reading_ahead()),
         }
     }
 
