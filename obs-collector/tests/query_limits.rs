@@ -1,8 +1,9 @@
 //! The query API's limits protect the collector's own work (Prometheus' `--query.timeout`,
 //! `--query.max-samples`, `--query.max-concurrency`): over two imported days, a query that
 //! reads too many samples answers 422, one that runs too long 503 `timeout`, and a flood of
-//! heavy queries beyond the slots gets answers or 503s while the rules are evaluated every
-//! second throughout (their evaluation timestamps show no gap).
+//! heavy queries beyond the slots (and series API calls, which take the same slots) gets
+//! answers or 503s while the rules are evaluated every second throughout (their evaluation
+//! timestamps show no gap).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -142,7 +143,8 @@ fn limits_answer_422_and_503_and_the_rules_keep_their_interval() {
         })
     };
     let addr = c.addr;
-    // 40 clients, each asking again as soon as it is answered, for 4 s (several evaluations).
+    // 40 clients, each asking again as soon as it is answered, for 4 s (several evaluations);
+    // 10 more ask the series API over the two days, which takes the same slot.
     let until = std::time::Instant::now() + Duration::from_secs(4);
     let flood: Vec<_> = (0..40)
         .map(|_| {
@@ -155,7 +157,41 @@ fn limits_answer_422_and_503_and_the_rules_keep_their_interval() {
             })
         })
         .collect();
+    let series_path = format!(
+        "/api/v1/series?match[]=http_server_request_duration_seconds_bucket&start={start}&end={stop}"
+    );
+    let series_flood: Vec<_> = (0..10)
+        .map(|_| {
+            let path = series_path.clone();
+            std::thread::spawn(move || {
+                let mut answers = Vec::new();
+                while std::time::Instant::now() < until {
+                    let r = client::get(addr, &path).unwrap();
+                    let v: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+                    answers.push((r.status, v["errorType"].as_str().map(str::to_owned)));
+                }
+                answers
+            })
+        })
+        .collect();
     let statuses: Vec<u16> = flood.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let series_answers: Vec<(u16, Option<String>)> = series_flood
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    // Answered, or timed out waiting for the slot (a 503 `timeout`, as a query's).
+    assert!(
+        series_answers
+            .iter()
+            .all(|a| a.0 == 200 || (a.0 == 503 && a.1.as_deref() == Some("timeout"))),
+        "{series_answers:?}"
+    );
+    // They waited for the slot behind the queries (38 of 40 timed out in one run): on the web
+    // server's workers they were all answered at once.
+    assert!(
+        series_answers.iter().any(|a| a.0 == 503),
+        "{series_answers:?}"
+    );
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     watcher.join().unwrap();
     assert!(
