@@ -173,7 +173,7 @@ pub struct Scratch {
 
 impl Scratch {
     /// A scratch for reads of many series in a block's order (a query's, a compaction's):
-    /// value columns are read [`Scratch::AHEAD`] bytes at a time.
+    /// value columns are read 64 KiB at a time.
     pub fn reading_ahead() -> Scratch {
         Scratch {
             ahead_bytes: Self::AHEAD,
