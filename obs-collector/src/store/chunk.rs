@@ -36,18 +36,6 @@ pub fn encode_values(values: &[f64]) -> Vec<u8> {
     simple_compress(values, &ChunkConfig::default()).expect("pco compresses any f64 column")
 }
 
-pub fn decode_times(bytes: &[u8]) -> Result<Vec<i64>, Undecodable> {
-    let mut times = Vec::new();
-    decode_into(bytes, &mut times)?;
-    Ok(times)
-}
-
-pub fn decode_values(bytes: &[u8]) -> Result<Vec<f64>, Undecodable> {
-    let mut values = Vec::new();
-    decode_into(bytes, &mut values)?;
-    Ok(values)
-}
-
 /// Decodes a column into `out` (cleared first), reusing its allocation: a read of thousands
 /// of series decodes one column after another into the same buffer.
 pub fn decode_into<T: Number + Default>(bytes: &[u8], out: &mut Vec<T>) -> Result<(), Undecodable> {
@@ -70,6 +58,13 @@ mod tests {
     use super::*;
     use crate::store::STALE_NAN_BITS;
 
+    /// A column decoded into a new buffer.
+    fn decoded<T: Number + Default>(bytes: &[u8]) -> Result<Vec<T>, Undecodable> {
+        let mut out = Vec::new();
+        decode_into(bytes, &mut out)?;
+        Ok(out)
+    }
+
     #[test]
     fn columns_round_trip_bit_for_bit() {
         let times: Vec<i64> = (0..500)
@@ -80,16 +75,23 @@ mod tests {
         values[11] = f64::NAN;
         values[12] = f64::INFINITY;
         values[13] = -0.0;
-        assert_eq!(decode_times(&encode_times(&times)).unwrap(), times);
-        let back = decode_values(&encode_values(&values)).unwrap();
+        assert_eq!(decoded::<i64>(&encode_times(&times)).unwrap(), times);
+        let back = decoded::<f64>(&encode_values(&values)).unwrap();
         let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&back), bits(&values));
-        assert_eq!(decode_times(&encode_times(&[])).unwrap(), Vec::<i64>::new());
+        assert_eq!(
+            decoded::<i64>(&encode_times(&[])).unwrap(),
+            Vec::<i64>::new()
+        );
+        // Into a buffer that held another column: cleared first.
+        let mut reused = vec![9.0; 3];
+        decode_into(&encode_values(&values[..5]), &mut reused).unwrap();
+        assert_eq!(bits(&reused), bits(&values[..5]));
     }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        assert!(decode_values(&[0xff; 40]).is_err());
-        assert!(decode_times(&[]).is_err());
+        assert!(decoded::<f64>(&[0xff; 40]).is_err());
+        assert!(decoded::<i64>(&[]).is_err());
     }
 }
