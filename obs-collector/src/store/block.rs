@@ -494,7 +494,7 @@ impl Block {
     }
 
     /// Appends the samples of the series at `at` (one of this block's) from `min_t` to `max_t`
-    /// to `out`, decoding through `scratch`.
+    /// to `out`, decoding through `scratch`; on an error `out` is left as it was.
     pub fn append(
         &self,
         at: Locator,

@@ -149,6 +149,13 @@ impl<'s> Windows<'s> {
     }
 }
 
+/// The samples of `samples` (sorted) with `min_t <= t <= max_t`.
+pub fn between(samples: &[(i64, f64)], min_t: i64, max_t: i64) -> &[(i64, f64)] {
+    let from = samples.partition_point(|s| s.0 < min_t);
+    let to = samples.partition_point(|s| s.0 <= max_t);
+    &samples[from..to.max(from)]
+}
+
 /// Sorts samples gathered from several sources by time and keeps one per timestamp (the
 /// first given: sources are given oldest block first, the head last).
 pub fn merge(samples: &mut Vec<(i64, f64)>) {
@@ -249,6 +256,13 @@ mod tests {
         );
         assert_eq!(window(20_000, 10_000, true), [(10_000, 2.0)]);
         assert_eq!(window(20_000, 20_000, true), [(0, 1.0), (10_000, 2.0)]);
+        // (Times compared: the stale marker is a NaN.)
+        let times =
+            |min_t, max_t| -> Vec<i64> { between(&s, min_t, max_t).iter().map(|p| p.0).collect() };
+        assert_eq!(times(1, 20_000), [10_000, 20_000]);
+        assert_eq!(times(0, 10_000), [0, 10_000]);
+        assert!(times(10_001, 19_999).is_empty());
+        assert!(times(30_000, -5).is_empty(), "an empty range");
         let mut m = vec![(2, 2.0), (1, 1.0), (2, 9.0), (3, 3.0)];
         merge(&mut m);
         assert_eq!(m, [(1, 1.0), (2, 2.0), (3, 3.0)]);

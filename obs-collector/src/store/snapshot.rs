@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::block::{Block, Locator, Samples, Scratch};
 use super::blocks::Blocks;
 use super::encoding::{get_labels, put_labels, Strings};
-use super::querier::{merge, Select, Visit};
+use super::querier::{between, merge, Select, Visit};
 use crate::labels::{Labels, NAME};
 
 /// How blocks are read: through the set's caches, or directly.
@@ -31,9 +31,7 @@ impl Read for Blocks {
 
     fn append(&self, block: &Block, at: Locator, (min_t, max_t): (i64, i64), out: &mut Samples) {
         if let Some(decoded) = self.samples(block, at) {
-            let from = decoded.partition_point(|s| s.0 < min_t);
-            let to = decoded.partition_point(|s| s.0 <= max_t);
-            out.extend_from_slice(&decoded[from..to.max(from)]);
+            out.extend_from_slice(between(&decoded, min_t, max_t));
         }
     }
 }
@@ -65,14 +63,8 @@ impl Read for Direct<'_> {
     }
 
     fn append(&self, block: &Block, at: Locator, range: (i64, i64), out: &mut Samples) {
-        let mut scratch = self.scratch.borrow_mut();
-        let before = out.len();
-        if self
-            .counted(block.append(at, range, &mut scratch, out))
-            .is_none()
-        {
-            out.truncate(before);
-        }
+        let read = block.append(at, range, &mut self.scratch.borrow_mut(), out);
+        self.counted(read);
     }
 }
 
@@ -147,8 +139,9 @@ fn walk_series(
 /// `head` (its windows of those series), merged one series at a time within `(min_t, max_t)`
 /// and handed to `each`. Where each series is comes first from the blocks' indexes, so a read
 /// over weeks of every series holds one series' samples at a time, not all of them; a series
-/// is known across blocks by its labels' bytes, so its labels are made once, when it is handed
-/// on, and what is held meanwhile is those bytes and 24 bytes a block.
+/// is known across blocks by its labels' bytes: its labels are made when it is first met (for
+/// `keep`, then dropped) and again when it is handed on, and what is held meanwhile is those
+/// bytes and 24 bytes a block.
 pub fn select_blocks(
     blocks: &[&Arc<Block>],
     read: &dyn Read,
@@ -354,11 +347,7 @@ impl Select for Snapshot {
             .head
             .iter()
             .filter(|(l, _)| name.is_none_or(|n| l.get(NAME) == Some(n)) && keep(l))
-            .map(|(l, s)| {
-                let from = s.partition_point(|p| p.0 < min_t);
-                let to = s.partition_point(|p| p.0 <= max_t);
-                (l, s[from..to.max(from)].to_vec())
-            })
+            .map(|(l, s)| (l, between(s, min_t, max_t).to_vec()))
             .filter(|(_, s)| !s.is_empty())
             .collect();
         select_blocks(
