@@ -568,7 +568,7 @@ fn run(args: Args) -> ExitCode {
             max_samples: args.query_max_samples,
             max_concurrency: args
                 .query_max_concurrency
-                .unwrap_or_else(obs_collector::collector::cores),
+                .unwrap_or_else(|| collector::QueryLimits::default().max_concurrency),
         });
         // History on disk is worth a warning, never the alerts: without it the collector runs
         // in memory, as before.

@@ -27,7 +27,7 @@ use obs::prometheus::{Histogram, Registry};
 use deliver::Delivery;
 pub use deliver::Step;
 pub use metrics::SelfMetrics;
-pub use queries::{cores, QueryLimits};
+pub use queries::QueryLimits;
 
 use crate::config::{Config, Job, Target};
 use crate::deploys::DeployLog;

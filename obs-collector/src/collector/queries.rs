@@ -26,7 +26,7 @@ pub struct QueryLimits {
 }
 
 impl Default for QueryLimits {
-    /// Prometheus' defaults, but evaluations at once: [`cores`].
+    /// Prometheus' defaults, but evaluations at once: the machine's cores (see the module).
     fn default() -> Self {
         Self {
             timeout: Duration::from_secs(120),
@@ -85,7 +85,7 @@ impl Slots {
 /// threads as cores, where 20 threads here would each take longer and hold their memory (and
 /// a heap of their own in the allocator) together: a dashboard's six panels at once on 2 cores
 /// took as long in all and held three times the memory. The others wait their turn in order.
-pub fn cores() -> usize {
+fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
