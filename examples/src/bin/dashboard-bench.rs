@@ -18,9 +18,9 @@
 //! files maybe in the page cache), the next are warm. Each engine is asked once the machine is
 //! idle, so that the rounds measure the dashboard and not the tail of what came before them
 //! (without that wait the collector's first two rounds took 7.1 s and 6.2 s, the third 4.2 s;
-//! Prometheus compacts what promtool wrote when it starts). Printed: each engine's time per round, the added memory
-//! (peak RSS over the rounds minus RSS before them), and how many queries gave a different
-//! number of series than Prometheus.
+//! Prometheus compacts what promtool wrote when it starts). Printed: each engine's time per
+//! round, the added memory (peak RSS over the rounds minus RSS before them), and how many
+//! queries gave a different number of series than Prometheus.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
