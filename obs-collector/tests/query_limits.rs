@@ -40,6 +40,34 @@ fn openmetrics(body: &str) -> String {
     format!("# TYPE http_server_request_duration_seconds histogram\n{body}# EOF\n")
 }
 
+/// `clients` threads, each asking again as soon as it is answered until `until`: every answer,
+/// once they are all done.
+fn flood<T: Send + 'static>(
+    clients: usize,
+    until: std::time::Instant,
+    ask: impl Fn() -> T + Send + Sync + 'static,
+) -> std::thread::JoinHandle<Vec<T>> {
+    let ask = Arc::new(ask);
+    let workers: Vec<_> = (0..clients)
+        .map(|_| {
+            let ask = Arc::clone(&ask);
+            std::thread::spawn(move || {
+                let mut answers = Vec::new();
+                while std::time::Instant::now() < until {
+                    answers.push(ask());
+                }
+                answers
+            })
+        })
+        .collect();
+    std::thread::spawn(move || {
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    })
+}
+
 fn range(addr: std::net::SocketAddr, query: &str, start: i64, end: i64) -> (u16, Value) {
     let form = serde_urlencoded::to_string([
         ("query", query),
@@ -146,39 +174,17 @@ fn limits_answer_422_and_503_and_the_rules_keep_their_interval() {
     // 40 clients, each asking again as soon as it is answered, for 4 s (several evaluations);
     // 10 more ask the series API over the two days, which takes the same slot.
     let until = std::time::Instant::now() + Duration::from_secs(4);
-    let flood: Vec<_> = (0..40)
-        .map(|_| {
-            std::thread::spawn(move || {
-                let mut statuses = Vec::new();
-                while std::time::Instant::now() < until {
-                    statuses.push(range(addr, heavy, start, stop).0);
-                }
-                statuses
-            })
-        })
-        .collect();
+    let queries = flood(40, until, move || range(addr, heavy, start, stop).0);
     let series_path = format!(
         "/api/v1/series?match[]=http_server_request_duration_seconds_bucket&start={start}&end={stop}"
     );
-    let series_flood: Vec<_> = (0..10)
-        .map(|_| {
-            let path = series_path.clone();
-            std::thread::spawn(move || {
-                let mut answers = Vec::new();
-                while std::time::Instant::now() < until {
-                    let r = client::get(addr, &path).unwrap();
-                    let v: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
-                    answers.push((r.status, v["errorType"].as_str().map(str::to_owned)));
-                }
-                answers
-            })
-        })
-        .collect();
-    let statuses: Vec<u16> = flood.into_iter().flat_map(|t| t.join().unwrap()).collect();
-    let series_answers: Vec<(u16, Option<String>)> = series_flood
-        .into_iter()
-        .flat_map(|t| t.join().unwrap())
-        .collect();
+    let series = flood(10, until, move || {
+        let r = client::get(addr, &series_path).unwrap();
+        let v: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+        (r.status, v["errorType"].as_str().map(str::to_owned))
+    });
+    let statuses: Vec<u16> = queries.join().unwrap();
+    let series_answers: Vec<(u16, Option<String>)> = series.join().unwrap();
     // Answered, or timed out waiting for the slot (a 503 `timeout`, as a query's).
     assert!(
         series_answers
